@@ -1,0 +1,45 @@
+/*
+ * route: decides the topics an article goes out on.
+ *
+ * Order (first that yields anything wins): the subfolder the file was dropped in; the
+ * article's own subjects; the keyword rules of the config; otherwise "general".
+ * Rules are immutable once built and reference-counted, so worker threads classify with
+ * a snapshot while SIGHUP swaps in a new set on the loop thread.
+ */
+#ifndef NW_ROUTE_H
+#define NW_ROUTE_H
+
+#include <stddef.h>
+#include <czmq.h>
+#include "article.h"
+
+#define NW_TOPIC_MAX 255
+#define NW_ROUTE_MAX_TOPICS 16
+
+typedef struct nw_rules nw_rules_t;
+
+/* Build rules from the "rules" section of config (NULL or no section: the built-in
+ * defaults for telecoms and geopolitics). NULL on a malformed section, reason in errbuf. */
+nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen);
+nw_rules_t *nw_rules_ref(nw_rules_t *self);     /* another owner; thread-safe */
+void nw_rules_unref(nw_rules_t **self_p);        /* last owner frees; thread-safe */
+size_t nw_rules_count(const nw_rules_t *self);   /* subjects with rules */
+
+/* Normalize a subject to a topic name: lowercase, [a-z0-9-] levels joined by '.',
+ * other characters folded to '-', runs collapsed, no empty level. 0 on success,
+ * -1 when nothing usable remains or it is longer than NW_TOPIC_MAX. */
+int nw_topic_normalize(const char *subject, char *out, size_t outlen);
+
+/* Topics for an article. subfolder is the drop subfolder's name or NULL. Fills topics
+ * (each NW_TOPIC_MAX+1 bytes) with up to NW_ROUTE_MAX_TOPICS distinct names, returns
+ * how many (always >= 1). */
+size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
+                       const nw_article_t *article,
+                       char topics[][NW_TOPIC_MAX + 1]);
+
+/* Keyword score of an article for each subject rule, for tests and logs: the subjects
+ * at or above their threshold are written like nw_route_topics. */
+size_t nw_rules_classify(const nw_rules_t *rules, const nw_article_t *article,
+                         char topics[][NW_TOPIC_MAX + 1], size_t max);
+
+#endif

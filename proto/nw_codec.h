@@ -1,0 +1,83 @@
+/*
+ * nw_codec: the one MessagePack codec of newswire wire format v1 (proto/newswire-v1.md).
+ * The daemon encodes with it, every client decodes with it; nothing else in the tree
+ * packs or unpacks a newswire message.
+ *
+ * Encoding is split in two because the two halves are made on different threads: the
+ * article map (ninjs) is packed on a worker thread right after parsing, the envelope
+ * (topic, seq, sent, ...) on the loop thread once a seq is assigned; the envelope embeds
+ * the already packed article bytes verbatim.
+ *
+ * Decoding treats its input as hostile: sizes, depth and types are checked, and a bad
+ * message yields NULL with a reason, never a crash. A decoded message owns all of its
+ * strings (one allocation); free it with nw_codec_message_destroy().
+ */
+#ifndef NW_CODEC_H
+#define NW_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#define NW_PROTO_VERSION 1
+
+/* Bounds the decoder enforces (a message beyond them is rejected, not truncated). */
+#define NW_CODEC_MAX_MESSAGE   (16u * 1024u * 1024u)
+#define NW_CODEC_MAX_TOPIC     255u
+#define NW_CODEC_MAX_SUBJECTS  64u
+
+/* An IPTC ninjs story as it travels. Strings are UTF-8, NUL-terminated, never
+ * containing NUL; optional ones are NULL when absent. */
+typedef struct {
+    const char *uri;               /* required */
+    const char *type;              /* "text" */
+    const char *headline;          /* required */
+    const char *byline;            /* optional */
+    const char *description_text;  /* optional: standfirst / summary */
+    const char *body_text;         /* required */
+    const char *language;          /* optional, e.g. "en" */
+    const char *versioncreated;    /* required, RFC 3339 UTC, e.g. 2021-05-25T00:00:00.000Z */
+    const char *const *subjects;   /* subject names */
+    size_t subject_count;
+} nw_ninjs_t;
+
+/* Everything around the article. */
+typedef struct {
+    const char *topic;             /* frame 0 and key "topic" */
+    uint64_t seq;                  /* per topic, from 1 */
+    const char *epoch;             /* journal epoch: changes only when history is lost */
+    const char *id;                /* stable article id */
+    const char *sent;              /* RFC 3339 UTC with milliseconds */
+    const char *source_file;       /* name of the dropped file */
+    const char *source_format;     /* "header", "scraped", "ninjs" */
+} nw_envelope_t;
+
+/* A decoded message. */
+typedef struct {
+    uint64_t v;
+    nw_envelope_t env;
+    nw_ninjs_t article;
+} nw_codec_message_t;
+
+/* Pack the ninjs article map into out (appended). 0 on success, -1 on a missing
+ * required field (errbuf says which). */
+int nw_codec_pack_article(const nw_ninjs_t *article, msgpack_sbuffer *out,
+                          char *errbuf, size_t errlen);
+
+/* Pack the whole message map: envelope keys plus "article" = the bytes of a map
+ * packed by nw_codec_pack_article(). Appended to out. 0 on success, -1 on error. */
+int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp,
+                          size_t article_len, msgpack_sbuffer *out,
+                          char *errbuf, size_t errlen);
+
+/* Decode one message frame. NULL on error, with the reason in errbuf. */
+nw_codec_message_t *nw_codec_message_decode(const void *data, size_t len,
+                                            char *errbuf, size_t errlen);
+void nw_codec_message_destroy(nw_codec_message_t **self_p);
+
+/* RFC 3339 UTC with milliseconds ("2026-11-24T10:00:00.123Z") from ms since the
+ * epoch; buf must hold NW_CODEC_TIME_LEN bytes. */
+#define NW_CODEC_TIME_LEN 32
+void nw_codec_format_time(int64_t unix_ms, char *buf);
+
+#endif
