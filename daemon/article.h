@@ -12,10 +12,12 @@
 #ifndef NW_ARTICLE_H
 #define NW_ARTICLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define NW_ARTICLE_ERRLEN 256
+#define NW_ARTICLE_MAX_SUBJECTS 64  /* more is hostile or junk; the rest are dropped */
 
 typedef enum {
     NW_FORMAT_HEADER = 1,   /* "header" */
@@ -33,10 +35,12 @@ typedef struct {
     char *body;             /* paragraphs separated by one blank line; never NULL */
     char *language;         /* or NULL */
     int64_t versioncreated_ms; /* ms since 1970 UTC; the mtime given to parse when absent */
-    char **subjects;        /* the article's own subjects, as written (not yet topics) */
+    char **subjects;        /* the article's own subjects, as written (not yet topics):
+                               trimmed, duplicates dropped, at most NW_ARTICLE_MAX_SUBJECTS */
     size_t subject_count;
     char id[41];            /* stable id: hex SHA-1 of uri if any, else of normalized content */
-    unsigned replaced_bytes;/* invalid UTF-8 sequences replaced while normalizing */
+    unsigned replaced_bytes;/* input bytes of invalid UTF-8 replaced by U+FFFD (one U+FFFD
+                               per maximal invalid subpart) */
 } nw_article_t;
 
 /* Parse len bytes. mtime_ms stands in for a missing date. On success *out owns a new
@@ -48,8 +52,32 @@ void nw_article_destroy(nw_article_t **self_p);
 
 const char *nw_format_name(nw_format_t format);
 
-/* Dates as editors write them: RFC 3339, "2021-05-25", "May 25, 2021", "25 May 2021".
+/* Dates as editors write them: RFC 3339 (offsets converted to UTC), "2021-05-25",
+ * "May 25, 2021", "Sep 3, 2024", "25 May 2021", optionally after a weekday
+ * ("Tuesday, May 25, 2021"). Dates without a time are midnight UTC.
  * 0 on success with *unix_ms set; -1 when unrecognised. */
 int nw_date_parse(const char *text, int64_t *unix_ms);
+/* The same for a counted string (need not be NUL-terminated). */
+int nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms);
+
+/*
+ * Between the article modules only (article.c dispatches to parse_*.c). Each fills a
+ * zeroed article from text already sanitized by nw_text_sanitize (valid UTF-8, LF, no
+ * BOM, no NUL); article.c then checks headline and body and computes the id.
+ */
+bool nw_article_looks_like_header(const char *text, size_t len);
+int nw_article_from_header(nw_article_t *self, const char *text, size_t len,
+                           char *errbuf, size_t errlen);
+int nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
+                            char *errbuf, size_t errlen);
+int nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
+                          char *errbuf, size_t errlen);
+/* Add one subject (trimmed, white space collapsed; blanks, duplicates and those past
+ * NW_ARTICLE_MAX_SUBJECTS ignored). -1 only when out of memory. */
+int nw_article_add_subject(nw_article_t *self, const char *s, size_t n);
+/* Set the byline from a list of names: split on commas (and on " and " / " & " when
+ * split_and), each trimmed, a leading "By " dropped, joined with ", ". Appends to an
+ * existing byline. -1 only when out of memory. */
+int nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_and);
 
 #endif

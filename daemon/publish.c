@@ -1,0 +1,151 @@
+/*
+ * publish: owns the XPUB socket (see publish.h). Subscriptions arrive as messages whose
+ * first byte is 1 (subscribe) or 0 (unsubscribe) followed by the topic prefix; with
+ * ZMQ_XPUB_VERBOSER every one of them is passed up, so the counts are real.
+ */
+#include "publish.h"
+#include "log.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nw_publish {
+    zsock_t *sock;
+    void *handle;                /* the libzmq socket under sock */
+    uv_poll_t poll;
+    bool closing;
+    nw_publish_stats_t stats;
+    unsigned long drops_logged;  /* drops already reported, to rate-limit the log */
+    uint64_t last_drop_log_ms;
+};
+
+/* Read every pending subscription message; needed after any socket operation because
+ * ZMQ_FD only signals the edge. */
+static void publish_drain(nw_publish_t *self)
+{
+    for (;;) {
+        int events = 0;
+        size_t size = sizeof events;
+        if (zmq_getsockopt(self->handle, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
+            return;
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        int n = zmq_msg_recv(&msg, self->handle, ZMQ_DONTWAIT);
+        if (n < 0) {
+            zmq_msg_close(&msg);
+            return;
+        }
+        const unsigned char *data = zmq_msg_data(&msg);
+        if (n >= 1 && (data[0] == 0 || data[0] == 1)) {
+            char topic[256];
+            size_t len = (size_t) n - 1 < sizeof topic - 1 ? (size_t) n - 1 : sizeof topic - 1;
+            memcpy(topic, data + 1, len);
+            topic[len] = '\0';
+            char shown[1100];
+            if (data[0] == 1) {
+                self->stats.subscribes++;
+                self->stats.subscriptions++;
+            } else {
+                self->stats.unsubscribes++;
+                self->stats.subscriptions--;
+            }
+            nw_debug("%s '%s' (%ld active)", data[0] ? "subscribe" : "unsubscribe",
+                     nw_log_escape(topic, shown, sizeof shown), self->stats.subscriptions);
+        }
+        zmq_msg_close(&msg);
+    }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    (void) status;
+    (void) events;
+    publish_drain(handle->data);
+}
+
+nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
+                             int send_hwm, char *errbuf, size_t errlen)
+{
+    nw_publish_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    self->sock = zsock_new(ZMQ_XPUB);
+    if (!self->sock) {
+        snprintf(errbuf, errlen, "cannot create XPUB socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    self->handle = zsock_resolve(self->sock);
+    int one = 1, linger = 1000;
+    zsock_set_sndhwm(self->sock, send_hwm);
+    zsock_set_maxmsgsize(self->sock, 512);   /* subscriptions only: a topic is < 256 bytes */
+    zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt(self->handle, ZMQ_XPUB_VERBOSER, &one, sizeof one);
+    zmq_setsockopt(self->handle, ZMQ_LINGER, &linger, sizeof linger);
+    for (size_t i = 0; i < count; i++) {
+        if (zmq_bind(self->handle, endpoints[i]) != 0) {
+            snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i], zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    }
+    int fd = zsock_fd(self->sock);
+    if (uv_poll_init(loop, &self->poll, fd) != 0) {
+        snprintf(errbuf, errlen, "cannot poll the XPUB socket");
+        goto fail;
+    }
+    self->poll.data = self;
+    uv_poll_start(&self->poll, UV_READABLE, on_poll);
+    publish_drain(self);
+    return self;
+fail:
+    zsock_destroy(&self->sock);
+    free(self);
+    return NULL;
+}
+
+int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len)
+{
+    int rc = 0;
+    if (zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        rc = errno == EAGAIN ? 1 : -1;
+    else if (zmq_send(self->handle, data, len, ZMQ_DONTWAIT) < 0)
+        rc = -1;   /* not EAGAIN: the first frame passed the HWM check for the message */
+    if (rc == 0)
+        self->stats.sent++;
+    else if (rc == 1) {
+        self->stats.dropped++;
+        uint64_t now = uv_now(self->poll.loop);
+        if (now - self->last_drop_log_ms >= 1000) {
+            nw_warn("subscriber queue full: dropped message on '%s' (%lu dropped since start; "
+                    "subscribers recover it by seq)", topic, self->stats.dropped);
+            self->last_drop_log_ms = now;
+        }
+    }
+    publish_drain(self);
+    return rc;
+}
+
+void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out)
+{
+    *out = self->stats;
+}
+
+static void on_close(uv_handle_t *handle)
+{
+    nw_publish_t *self = handle->data;
+    zsock_destroy(&self->sock);
+    free(self);
+}
+
+void nw_publish_destroy(nw_publish_t **self_p)
+{
+    nw_publish_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    uv_poll_stop(&self->poll);
+    uv_close((uv_handle_t *) &self->poll, on_close);
+}

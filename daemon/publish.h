@@ -1,0 +1,36 @@
+/*
+ * publish: the XPUB socket every article leaves through.
+ *
+ * One XPUB bound to every configured endpoint. Its ZMQ_FD joins the libuv loop through
+ * uv_poll; ZMQ_FD is edge-triggered, so after every send and on every wake-up the
+ * socket's ZMQ_EVENTS is re-read and subscription messages drained until none is left.
+ * Sends never block: ZMQ_XPUB_NODROP makes a full subscriber queue visible as EAGAIN,
+ * which is counted and logged as a drop instead of vanishing silently (the journal
+ * still holds the message, and the subscriber sees the seq gap).
+ * Used only on the loop thread.
+ */
+#ifndef NW_PUBLISH_H
+#define NW_PUBLISH_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct nw_publish nw_publish_t;
+
+typedef struct {
+    unsigned long sent;          /* messages handed to ZeroMQ */
+    unsigned long dropped;       /* refused because a subscriber's queue was full */
+    unsigned long subscribes;    /* subscription messages seen */
+    unsigned long unsubscribes;
+    long subscriptions;          /* subscriptions now active (all subscribers) */
+} nw_publish_stats_t;
+
+nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
+                             int send_hwm, char *errbuf, size_t errlen);
+/* 0 sent, 1 dropped (a subscriber queue is full), -1 error (errno). */
+int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
+void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);
+/* Closes the socket and the poll handle; memory freed once the loop runs the close. */
+void nw_publish_destroy(nw_publish_t **self_p);
+
+#endif

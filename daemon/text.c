@@ -1,0 +1,333 @@
+/*
+ * text: UTF-8 repair, line endings, white space and the growable buffer the article
+ * parsers write their fields into. Bytes come in as (pointer, length) pairs and leave
+ * as heap strings owned by the caller; every function is one linear pass.
+ */
+#include "text.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+nw_text_buf_append(nw_text_buf_t *self, const char *s, size_t n)
+{
+    if (self->failed)
+        return;
+    if (self->cap - self->len <= n) {
+        size_t cap = self->cap ? self->cap : 64;
+        while (cap - self->len <= n) {
+            if (cap > SIZE_MAX / 2) {
+                self->failed = true;
+                return;
+            }
+            cap *= 2;
+        }
+        char *grown = realloc(self->data, cap);
+        if (!grown) {
+            self->failed = true;
+            return;
+        }
+        self->data = grown;
+        self->cap = cap;
+    }
+    if (n)
+        memcpy(self->data + self->len, s, n);
+    self->len += n;
+    self->data[self->len] = '\0';
+}
+
+void
+nw_text_buf_putc(nw_text_buf_t *self, char c)
+{
+    nw_text_buf_append(self, &c, 1);
+}
+
+char *
+nw_text_buf_take(nw_text_buf_t *self)
+{
+    if (self->failed) {
+        nw_text_buf_free(self);
+        return NULL;
+    }
+    if (!self->data)
+        nw_text_buf_append(self, "", 0);
+    if (self->failed) {
+        nw_text_buf_free(self);
+        return NULL;
+    }
+    char *out = self->data;
+    /* Give back the doubling slack: articles can be held for a while downstream. */
+    if (self->cap > self->len + 64) {
+        char *tight = realloc(out, self->len + 1);
+        if (tight)
+            out = tight;
+    }
+    memset(self, 0, sizeof *self);
+    return out;
+}
+
+void
+nw_text_buf_free(nw_text_buf_t *self)
+{
+    free(self->data);
+    memset(self, 0, sizeof *self);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid; *bad gets the
+ * length of the maximal invalid subpart to replace by one U+FFFD (Unicode 3.9). */
+static size_t
+utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;      /* no surrogates */
+    }
+    else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;      /* nothing above U+10FFFF */
+    }
+    else {
+        *bad = 1;
+        return 0;
+    }
+    size_t i;
+    for (i = 1; i <= need; i++) {
+        if (i >= avail || s[i] < lo || s[i] > hi) {
+            *bad = i;
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need + 1;
+}
+
+char *
+nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced)
+{
+    const unsigned char *s = (const unsigned char *) data;
+    size_t i = 0, o = 0;
+    unsigned count = 0;
+
+    if (len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF)
+        i = 3;
+    /* Worst case every byte becomes a 3-byte U+FFFD. */
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(3 * (len - i) + 1);
+    if (!out)
+        return NULL;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            if (c == '\r') {
+                out[o++] = '\n';
+                i += (i + 1 < len && s[i + 1] == '\n') ? 2 : 1;
+                continue;
+            }
+            /* Other controls would only confuse line logic and downstream logs. */
+            out[o++] = (c < 0x20 && c != '\t' && c != '\n') || c == 0x7F ? ' ' : (char) c;
+            i++;
+            continue;
+        }
+        size_t bad = 0;
+        size_t n = utf8_seq(s + i, len - i, &bad);
+        if (n) {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        }
+        else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += bad;
+            if (count < UINT32_MAX - bad)
+                count += (unsigned) bad;
+        }
+    }
+    out[o] = '\0';
+    /* Shrink when replacement did not need the headroom (the common case). */
+    char *tight = realloc(out, o + 1);
+    if (tight)
+        out = tight;
+    *outlen = o;
+    *replaced = count;
+    return out;
+}
+
+bool
+nw_text_next_line(const char *s, size_t len, size_t *pos,
+                  const char **line, size_t *linelen)
+{
+    if (*pos >= len)
+        return false;
+    const char *start = s + *pos;
+    const char *nl = memchr(start, '\n', len - *pos);
+    size_t n = nl ? (size_t) (nl - start) : len - *pos;
+    *line = start;
+    *linelen = n;
+    *pos += n + (nl ? 1 : 0);
+    return true;
+}
+
+/* Bytes of white space at s (0 if none): ASCII blanks or U+00A0. */
+static size_t
+space_at(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (s[0] == ' ' || s[0] == '\t' || s[0] == '\n')
+        return 1;
+    if (n >= 2 && (unsigned char) s[0] == 0xC2 && (unsigned char) s[1] == 0xA0)
+        return 2;
+    return 0;
+}
+
+/* Bytes of white space ending at s[n-1] (0 if none). */
+static size_t
+space_before(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    char c = s[n - 1];
+    if (c == ' ' || c == '\t' || c == '\n')
+        return 1;
+    if (n >= 2 && (unsigned char) s[n - 2] == 0xC2 && (unsigned char) c == 0xA0)
+        return 2;
+    return 0;
+}
+
+void
+nw_text_trim(const char **s, size_t *n)
+{
+    size_t k;
+    while ((k = space_at(*s, *n)) > 0) {
+        *s += k;
+        *n -= k;
+    }
+    while ((k = space_before(*s, *n)) > 0)
+        *n -= k;
+}
+
+bool
+nw_text_is_blank(const char *s, size_t n)
+{
+    nw_text_trim(&s, &n);
+    return n == 0;
+}
+
+void
+nw_text_put_oneline(nw_text_buf_t *self, const char *s, size_t n)
+{
+    nw_text_trim(&s, &n);
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t k = space_at(s + i, n - i);
+        if (k) {
+            if (i > run)
+                nw_text_buf_append(self, s + run, i - run);
+            while ((k = space_at(s + i, n - i)) > 0)
+                i += k;
+            nw_text_buf_putc(self, ' ');
+            run = i;
+        }
+        else
+            i++;
+    }
+    if (n > run)
+        nw_text_buf_append(self, s + run, n - run);
+}
+
+char *
+nw_text_oneline(const char *s, size_t n)
+{
+    nw_text_buf_t buf = { 0 };
+    nw_text_put_oneline(&buf, s, n);
+    if (buf.failed || buf.len == 0) {
+        nw_text_buf_free(&buf);
+        return NULL;
+    }
+    return nw_text_buf_take(&buf);
+}
+
+static char
+lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char) (c - 'A' + 'a') : c;
+}
+
+bool
+nw_text_ieq(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && nw_text_istarts(s, n, lit);
+}
+
+bool
+nw_text_istarts(const char *s, size_t n, const char *lit)
+{
+    size_t i;
+    for (i = 0; lit[i]; i++)
+        if (i >= n || lower(s[i]) != lower(lit[i]))
+            return false;
+    return true;
+}
+
+void
+nw_text_para_line(nw_text_para_t *self, const char *line, size_t n)
+{
+    size_t k;
+    while ((k = space_before(line, n)) > 0)
+        n -= k;
+    if (nw_text_is_blank(line, n)) {
+        nw_text_para_break(self);
+        return;
+    }
+    if (self->buf.len > 0)
+        nw_text_buf_append(&self->buf, "\n\n", self->pending_blank ? 2 : 1);
+    nw_text_buf_append(&self->buf, line, n);
+    self->pending_blank = false;
+}
+
+void
+nw_text_para_break(nw_text_para_t *self)
+{
+    if (self->buf.len > 0)
+        self->pending_blank = true;
+}
+
+void
+nw_text_para_text(nw_text_para_t *self, const char *s, size_t n)
+{
+    size_t pos = 0, linelen;
+    const char *line;
+    while (nw_text_next_line(s, n, &pos, &line, &linelen))
+        nw_text_para_line(self, line, linelen);
+}
+
+char *
+nw_text_para_take(nw_text_para_t *self, bool *oom)
+{
+    *oom = self->buf.failed;
+    if (self->buf.failed || self->buf.len == 0) {
+        nw_text_buf_free(&self->buf);
+        self->pending_blank = false;
+        return NULL;
+    }
+    self->pending_blank = false;
+    return nw_text_buf_take(&self->buf);
+}
