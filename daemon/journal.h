@@ -1,0 +1,103 @@
+/*
+ * journal: the durable record of every message newswired has published, and the only
+ * place sequence numbers live.
+ *
+ * STATE/journal/ holds segment files (000000000001.nwj, ...) of records, each
+ *   [u32 magic "NWJ1"][u32 payload length][u32 CRC-32C of payload][payload]
+ * (little endian). The payload is a MessagePack array:
+ *   [0, epoch, time_ms, {topic: last seq, ...}]        checkpoint, first in every segment
+ *   [1, topic, seq, id, time_ms, message bytes]         one published message
+ * A segment starts with a checkpoint so that retiring old segments (by size and age)
+ * never forgets where a topic's seq stands. The epoch is made once, when no journal
+ * exists, and only changes when the journal is lost or reset.
+ *
+ * Appends are made on the loop thread into an in-memory batch; nw_journal_commit()
+ * asks to be told when everything appended so far is durable. Group commit: when no
+ * write is in flight the batch is written (write + fdatasync, unless sync is off) on
+ * libuv's thread pool at once; appends made meanwhile wait for the next write, which
+ * starts as soon as the current one ends (or after commit_delay_ms, whichever is
+ * later), so one fsync covers many articles under load and adds nothing when idle.
+ *
+ * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
+ * logs what it discards and truncates a torn tail; it rebuilds each topic's last seq
+ * and the ids published within the dedup window.
+ *
+ * When a write fails (ENOSPC, EIO) the failed batch and everything appended after it
+ * are reported failed to their commit callbacks, the segment is truncated back to its
+ * last durable length and seqs return to their last durable values: nothing that was
+ * not durable keeps a number.
+ *
+ * Loop-thread only, except what the thread-pool jobs do inside.
+ */
+#ifndef NW_JOURNAL_H
+#define NW_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct nw_journal nw_journal_t;
+
+typedef struct {
+    bool sync;                   /* false: write, never fsync (benchmarks, tmpfs) */
+    int64_t commit_delay_ms;     /* least time between two group writes */
+    uint64_t segment_size;       /* rotate a segment once it is this large */
+    uint64_t max_size;           /* retire oldest segments beyond this total */
+    int64_t max_age_ms;          /* retire segments whose newest record is older */
+    int64_t dedup_window_ms;     /* how far back recovery rebuilds the seen-id set */
+} nw_journal_options_t;
+
+/* Open (creating STATE/journal if needed) and recover. NULL with the reason. */
+nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
+                              const nw_journal_options_t *options,
+                              char *errbuf, size_t errlen);
+/* Flush what is appended (blocking: call after the loop has drained), close, free. */
+void nw_journal_close(nw_journal_t **self_p);
+
+const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
+/* Last seq assigned on topic (appended, maybe not yet durable); 0 when none. */
+uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
+
+/* Whether id was appended at or after since_ms (dedup). */
+bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms);
+
+/* Append one message: seq must be nw_journal_last_seq(topic) + 1. The bytes are
+ * copied. 0, or -1 with errno (EINVAL for a wrong seq, EIO while a failure is being
+ * unwound). */
+int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
+                      const char *id, int64_t time_ms, const void *msg, size_t len);
+
+/* status: 0 when durable, else a negative errno (the records were dropped). */
+typedef void (nw_journal_commit_fn)(void *arg, int status);
+/* fn(arg, status) runs on the loop thread once all appended so far is durable or
+ * failed; callbacks run in the order they were registered. 0 or -1 (out of memory). */
+int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg);
+
+typedef struct {
+    uint64_t segments, bytes, records;     /* on disk now */
+    uint64_t commits, fsyncs, failures;    /* group writes, fsyncs, failed writes */
+    uint64_t discarded;                    /* records dropped by recovery (bad CRC) */
+    uint64_t topics;
+} nw_journal_stats_t;
+void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);
+
+/*
+ * Replay (thread pool side): a cursor over the durable records of one topic, in seq
+ * order. Opening takes a snapshot of which segments exist; reading is blocking I/O.
+ */
+typedef struct nw_journal_cursor nw_journal_cursor_t;
+/* first_seq: the smallest seq still held for topic (0 when none) is written to
+ * *oldest so callers can report "older than retention". NULL when topic is unknown. */
+nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic,
+                                           uint64_t from_seq, uint64_t *oldest);
+/* Next record: *msg (owned by the cursor, valid until the next call) and its seq.
+ * 1 when one was read, 0 at the end of what is durable, -1 on an I/O error. */
+int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
+                           const void **msg, size_t *len);
+void nw_journal_cursor_destroy(nw_journal_cursor_t **self_p);
+
+/* CRC-32C (Castagnoli), exposed for the tests. */
+uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len);
+
+#endif
