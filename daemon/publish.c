@@ -15,9 +15,7 @@ struct nw_publish {
     zsock_t *sock;
     void *handle;                /* the libzmq socket under sock */
     uv_poll_t poll;
-    bool closing;
     nw_publish_stats_t stats;
-    unsigned long drops_logged;  /* drops already reported, to rate-limit the log */
     uint64_t last_drop_log_ms;
 };
 
@@ -106,24 +104,46 @@ fail:
     return NULL;
 }
 
+/* Both frames, without waiting. EAGAIN on the first frame means a matching
+ * subscriber's queue is full (ZMQ_XPUB_NODROP); nothing has been sent then. */
+static int send_frames(nw_publish_t *self, const char *topic, const void *data, size_t len)
+{
+    if (zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    /* The first frame passed the HWM check for the whole message. */
+    return zmq_send(self->handle, data, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+static void set_nodrop(nw_publish_t *self, int on)
+{
+    zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
+}
+
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
-    int rc = 0;
-    if (zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        rc = errno == EAGAIN ? 1 : -1;
-    else if (zmq_send(self->handle, data, len, ZMQ_DONTWAIT) < 0)
-        rc = -1;   /* not EAGAIN: the first frame passed the HWM check for the message */
-    if (rc == 0)
-        self->stats.sent++;
-    else if (rc == 1) {
-        self->stats.dropped++;
-        uint64_t now = uv_now(self->poll.loop);
-        if (now - self->last_drop_log_ms >= 1000) {
-            nw_warn("subscriber queue full: dropped message on '%s' (%lu dropped since start; "
-                    "subscribers recover it by seq)", topic, self->stats.dropped);
-            self->last_drop_log_ms = now;
+    int rc = send_frames(self, topic, data, len);
+    if (rc < 0 && errno == EAGAIN) {
+        /* With NODROP a full queue refuses the message for every subscriber. Send it
+         * again in lossy mode so the healthy ones still get it and only the slow one
+         * misses it (it sees the seq gap and recovers it from the journal); the refusal
+         * is what lets us count and log the drop. */
+        set_nodrop(self, 0);
+        rc = send_frames(self, topic, data, len);
+        set_nodrop(self, 1);
+        if (rc == 0) {
+            rc = 1;
+            self->stats.dropped++;
+            uint64_t now = uv_now(self->poll.loop);
+            if (now - self->last_drop_log_ms >= 1000) {
+                nw_warn("a subscriber's queue is full: it missed a message on '%s' (%lu "
+                        "missed since start; subscribers recover them by seq)", topic,
+                        self->stats.dropped);
+                self->last_drop_log_ms = now;
+            }
         }
     }
+    if (rc >= 0)
+        self->stats.sent++;
     publish_drain(self);
     return rc;
 }

@@ -5,8 +5,9 @@
  * uv_poll; ZMQ_FD is edge-triggered, so after every send and on every wake-up the
  * socket's ZMQ_EVENTS is re-read and subscription messages drained until none is left.
  * Sends never block: ZMQ_XPUB_NODROP makes a full subscriber queue visible as EAGAIN,
- * which is counted and logged as a drop instead of vanishing silently (the journal
- * still holds the message, and the subscriber sees the seq gap).
+ * and the message is then sent again in lossy mode, so only the full subscriber misses
+ * it; the miss is counted and logged instead of vanishing silently (the journal still
+ * holds the message, and the subscriber sees the seq gap).
  * Used only on the loop thread.
  */
 #ifndef NW_PUBLISH_H
@@ -19,7 +20,7 @@ typedef struct nw_publish nw_publish_t;
 
 typedef struct {
     unsigned long sent;          /* messages handed to ZeroMQ */
-    unsigned long dropped;       /* refused because a subscriber's queue was full */
+    unsigned long dropped;       /* messages a full subscriber queue missed */
     unsigned long subscribes;    /* subscription messages seen */
     unsigned long unsubscribes;
     long subscriptions;          /* subscriptions now active (all subscribers) */
@@ -27,7 +28,7 @@ typedef struct {
 
 nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
                              int send_hwm, char *errbuf, size_t errlen);
-/* 0 sent, 1 dropped (a subscriber queue is full), -1 error (errno). */
+/* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);
 /* Closes the socket and the poll handle; memory freed once the loop runs the close. */

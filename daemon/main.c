@@ -1,0 +1,267 @@
+/*
+ * newswired: wires the modules together on one libuv loop and talks to systemd.
+ *
+ * Start-up order matters: the journal is recovered before anything is published (seqs
+ * come from it), the sockets are bound before READY=1, and the watcher starts last so
+ * the backlog scan feeds a pipeline that can already publish. Signals are libuv's:
+ * CZMQ's own SIGINT/SIGTERM handler is switched off before CZMQ initialises.
+ */
+#include "archive.h"
+#include "config.h"
+#include "journal.h"
+#include "log.h"
+#include "pipeline.h"
+#include "publish.h"
+#include "route.h"
+#include "watch.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define STATUS_MS 1000
+#define STOP_DEADLINE_MS 4500   /* systemd and scripts expect an exit within 5 s */
+
+typedef struct {
+    uv_loop_t *loop;
+    int argc;
+    char **argv;
+    nw_config_t config;
+    nw_journal_t *journal;
+    nw_rules_t *rules;
+    nw_publish_t *publish;
+    nw_pipeline_t *pipeline;
+    nw_watch_t *watch;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t status_timer, watchdog_timer, deadline;
+    char last_status[512];
+    bool handles_ready;       /* the signal and timer handles were initialised */
+    bool stopping;
+    int exit_code;
+} daemon_t;
+
+static int make_dir(const char *path, char *errbuf, size_t errlen)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+        errno = ENOTDIR;
+    }
+    snprintf(errbuf, errlen, "cannot create %s: %s", path, strerror(errno));
+    return -1;
+}
+
+static void update_status(daemon_t *d)
+{
+    nw_pipeline_stats_t ps;
+    nw_publish_stats_t pub;
+    nw_pipeline_stats(d->pipeline, &ps);
+    nw_publish_stats(d->publish, &pub);
+    char status[512];
+    snprintf(status, sizeof status,
+             "STATUS=%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
+             "%ld subscriptions, %lu drops",
+             ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
+             ps.published, ps.rejected, ps.duplicates, ps.pending + ps.in_flight,
+             pub.subscriptions, pub.dropped);
+    if (strcmp(status, d->last_status) != 0) {
+        sd_notify(0, status);
+        memcpy(d->last_status, status, sizeof status);
+    }
+}
+
+static void on_status(uv_timer_t *timer) { update_status(timer->data); }
+
+static void on_watchdog(uv_timer_t *timer)
+{
+    (void) timer;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void close_handle(uv_handle_t *handle)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+/* Everything the loop owns is closed; uv_run returns once the closes are done. */
+static void shutdown_loop(daemon_t *d)
+{
+    if (d->handles_ready) {
+        close_handle((uv_handle_t *) &d->sigterm);
+        close_handle((uv_handle_t *) &d->sigint);
+        close_handle((uv_handle_t *) &d->sighup);
+        close_handle((uv_handle_t *) &d->status_timer);
+        close_handle((uv_handle_t *) &d->watchdog_timer);
+        close_handle((uv_handle_t *) &d->deadline);
+    }
+    nw_watch_destroy(&d->watch);
+    nw_pipeline_destroy(&d->pipeline);
+    nw_publish_destroy(&d->publish);
+}
+static void on_drained(void *arg)
+{
+    daemon_t *d = arg;
+    nw_pipeline_stats_t ps;
+    nw_pipeline_stats(d->pipeline, &ps);
+    nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
+              "the next start", ps.published, ps.rejected, ps.duplicates, ps.pending);
+    shutdown_loop(d);
+}
+
+static void on_deadline(uv_timer_t *timer)
+{
+    (void) timer;
+    /* Work still in the thread pool cannot be cancelled; its files are still in the
+     * drop folder and nothing of theirs was published, so leaving now loses nothing. */
+    nw_warn("in-flight files did not finish within %d ms; they stay in the drop folder",
+            STOP_DEADLINE_MS);
+    fflush(stderr);
+    _exit(0);
+}
+
+static void on_stop(uv_signal_t *handle, int signum)
+{
+    daemon_t *d = handle->data;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    nw_notice("%s: finishing files in flight, then exiting", strsignal(signum));
+    sd_notify(0, "STOPPING=1");
+    nw_watch_stop(d->watch);
+    uv_timer_start(&d->deadline, on_deadline, STOP_DEADLINE_MS, 0);
+    uv_unref((uv_handle_t *) &d->deadline);
+    nw_pipeline_drain(d->pipeline, on_drained, d);
+}
+
+static void on_reload(uv_signal_t *handle, int signum)
+{
+    (void) signum;
+    daemon_t *d = handle->data;
+    char err[512];
+    sd_notify(0, "RELOADING=1");
+    if (nw_config_reload(&d->config, d->argc, d->argv, err, sizeof err) != 0) {
+        nw_err("reload failed, keeping the running configuration: %s", err);
+        sd_notify(0, "READY=1");
+        return;
+    }
+    nw_log_set_level((nw_log_level_t) d->config.log_level);
+    nw_rules_t *rules = nw_rules_new(d->config.file, err, sizeof err);
+    if (!rules)
+        nw_err("reload: rules invalid, keeping the old ones: %s", err);
+    else {
+        nw_pipeline_set_rules(d->pipeline, rules);
+        nw_rules_unref(&d->rules);
+        d->rules = rules;
+    }
+    nw_notice("reloaded %s: log level %s, %zu subject rules",
+              d->config.config_file ? d->config.config_file : "(no config file)",
+              nw_log_level_name(nw_log_get_level()), nw_rules_count(d->rules));
+    sd_notify(0, "READY=1");
+}
+
+static int start(daemon_t *d, char *err, size_t errlen)
+{
+    nw_config_t *c = &d->config;
+    if (make_dir(c->drop_dir, err, errlen) != 0 || make_dir(c->state_dir, err, errlen) != 0 ||
+        nw_archive_prepare(c->state_dir, err, errlen) != 0)
+        return -1;
+    nw_journal_options_t jopt = {
+        .sync = c->sync,
+        .commit_delay_ms = c->commit_delay_ms,
+        .segment_size = c->segment_size,
+        .max_size = c->journal_max_size,
+        .max_age_ms = c->journal_max_age_ms,
+        .dedup_window_ms = c->dedup_window_ms,
+    };
+    d->journal = nw_journal_open(d->loop, c->state_dir, &jopt, err, errlen);
+    if (!d->journal)
+        return -1;
+    d->rules = nw_rules_new(c->file, err, errlen);
+    if (!d->rules)
+        return -1;
+    d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, err, errlen);
+    if (!d->publish)
+        return -1;
+    d->pipeline = nw_pipeline_new(d->loop, c, d->journal, d->publish, d->rules);
+    if (!d->pipeline) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
+    if (!d->watch || nw_watch_start(d->watch, err, errlen) != 0)
+        return -1;
+
+    uv_signal_t *sigs[] = {&d->sigterm, &d->sigint, &d->sighup};
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(d->loop, sigs[i]);
+        sigs[i]->data = d;
+        uv_signal_start(sigs[i], signums[i] == SIGHUP ? on_reload : on_stop, signums[i]);
+    }
+    uv_timer_init(d->loop, &d->status_timer);
+    uv_timer_init(d->loop, &d->watchdog_timer);
+    uv_timer_init(d->loop, &d->deadline);
+    d->status_timer.data = d->watchdog_timer.data = d->deadline.data = d;
+    d->handles_ready = true;
+    uv_timer_start(&d->status_timer, on_status, STATUS_MS, STATUS_MS);
+    uint64_t watchdog_us = 0;
+    if (sd_watchdog_enabled(0, &watchdog_us) > 0 && watchdog_us >= 2000)
+        uv_timer_start(&d->watchdog_timer, on_watchdog, 0, watchdog_us / 2000);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    daemon_t d = {.argc = argc, .argv = argv};
+    char err[1024];
+    nw_log_init();
+    int rc = nw_config_load(&d.config, argc, argv, err, sizeof err);
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "newswired: %s\n", err);
+        nw_config_release(&d.config);
+        return rc > 0 ? 0 : 2;
+    }
+    nw_log_set_level((nw_log_level_t) d.config.log_level);
+
+    /* Before any CZMQ call: the loop, not CZMQ, owns SIGINT and SIGTERM. */
+    zsys_handler_set(NULL);
+    zsys_init();
+    signal(SIGPIPE, SIG_IGN);
+    /* A lease break (pipeline's open-for-writing check) must never kill us. */
+    signal(SIGIO, SIG_IGN);
+
+    d.loop = uv_default_loop();
+    if (start(&d, err, sizeof err) != 0) {
+        nw_err("cannot start: %s", err);
+        sd_notifyf(0, "STATUS=Failed to start: %s", err);
+        d.exit_code = 1;
+        d.stopping = true;
+        shutdown_loop(&d);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    } else {
+        char endpoints[1024] = "";
+        for (size_t i = 0; i < d.config.publish_count; i++)
+            snprintf(endpoints + strlen(endpoints), sizeof endpoints - strlen(endpoints),
+                     "%s%s", i ? " " : "", d.config.publish[i]);
+        nw_notice("newswired %s: watching %s, publishing on %s, epoch %s", NW_VERSION,
+                  d.config.drop_dir, endpoints, nw_journal_epoch(d.journal));
+        sd_notify(0, "READY=1");
+        update_status(&d);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    }
+    nw_journal_close(&d.journal);
+    nw_rules_unref(&d.rules);
+    nw_config_release(&d.config);
+    uv_loop_close(d.loop);
+    zsys_shutdown();
+    return d.exit_code;
+}

@@ -1,0 +1,685 @@
+/*
+ * pipeline: moves each reported file through read, parse, journal, publish and archive
+ * (see pipeline.h for the stages).
+ *
+ * Reports enter through nw_pipeline_submit() as (subdir, name). The `known` table holds
+ * every path between its report and its archiving, so a second report of the same
+ * path (a scan racing an event, a writer closing twice) is folded into the first: it
+ * only marks the entry `again`, and the file is looked at once more after it leaves.
+ *
+ * Pending entries are small (a path); the heavy job (read buffer, packed article,
+ * messages) exists only for the MAX_JOBS files in flight, so a backlog of 100,000
+ * files costs the table and nothing more. Jobs leave the read stage in the order they
+ * entered it (the `flight` list), so seqs follow arrival order, oldest first.
+ */
+#include "pipeline.h"
+#include "archive.h"
+#include "article.h"
+#include "log.h"
+#include "nw_codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_JOBS 64           /* files read, waiting for commit or being archived */
+#define RETRY_MS 1000         /* after a journal failure (disk full) */
+
+typedef struct entry entry_t;
+typedef struct job job_t;
+
+/* A reported path, from report to archive. Owned by the `known` table. */
+struct entry {
+    char *rel;                /* "name" or "subdir/name": the table's key */
+    char *subdir;             /* NULL for the drop folder itself */
+    const char *name;         /* points into rel */
+    bool again;               /* reported again while in flight */
+    entry_t *next;            /* pending queue link */
+    job_t *job;               /* set while in flight */
+};
+
+typedef enum {
+    OUT_PUBLISH,              /* parsed: journal and publish */
+    OUT_REJECT,               /* move to rejected/ with reason */
+    OUT_SKIP,                 /* gone, a directory, or still open for writing: let go */
+} outcome_t;
+
+typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
+
+struct job {
+    nw_pipeline_t *owner;
+    entry_t *entry;
+    job_t *next;              /* flight list, in submission order */
+    uv_work_t work;
+    stage_t stage;
+    char *path;               /* drop_dir/rel */
+    nw_rules_t *rules;        /* a snapshot for the worker */
+    uint64_t max_size;
+
+    /* worker results */
+    outcome_t outcome;
+    char reason[NW_ARTICLE_ERRLEN];
+    dev_t dev;
+    ino_t ino;
+    char id[41];
+    nw_format_t format;
+    unsigned replaced_bytes;
+    msgpack_sbuffer article_mp;
+    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t topic_count;
+
+    /* loop results: one packed message per topic, back to back in messages */
+    msgpack_sbuffer messages;
+    size_t msg_end[NW_ROUTE_MAX_TOPICS];
+    bool duplicate;
+
+    /* archive results */
+    int archive_rc;
+    bool replaced;            /* the path now names another file: not moved */
+    char dest[4096];
+    char archive_err[512];
+};
+
+struct nw_pipeline {
+    uv_loop_t *loop;
+    const nw_config_t *config;
+    nw_journal_t *journal;
+    nw_publish_t *publish;
+    nw_rules_t *rules;
+    zhashx_t *known;          /* rel -> entry_t */
+    entry_t *pending_head, *pending_tail;
+    job_t *flight_head, *flight_tail;
+    unsigned jobs;            /* allocated jobs (all stages) */
+    bool paused;              /* the journal failed: wait for RETRY_MS */
+    uv_timer_t retry;
+    bool advancing;           /* flight_advance is on the stack */
+    bool draining;
+    void (*drained)(void *arg);
+    void *drained_arg;
+    nw_pipeline_stats_t stats;
+};
+
+static void pump(nw_pipeline_t *self);
+
+/* --- entries ---------------------------------------------------------------- */
+
+static void entry_free(void **item)
+{
+    entry_t *entry = *item;
+    if (!entry)
+        return;
+    free(entry->rel);
+    free(entry->subdir);
+    free(entry);
+    *item = NULL;
+}
+
+static void pending_push(nw_pipeline_t *self, entry_t *entry, bool front)
+{
+    entry->next = NULL;
+    if (!self->pending_head)
+        self->pending_head = self->pending_tail = entry;
+    else if (front) {
+        entry->next = self->pending_head;
+        self->pending_head = entry;
+    } else {
+        self->pending_tail->next = entry;
+        self->pending_tail = entry;
+    }
+    self->stats.pending++;
+}
+
+static entry_t *pending_pop(nw_pipeline_t *self)
+{
+    entry_t *entry = self->pending_head;
+    if (entry) {
+        self->pending_head = entry->next;
+        if (!self->pending_head)
+            self->pending_tail = NULL;
+        entry->next = NULL;
+        self->stats.pending--;
+    }
+    return entry;
+}
+
+void nw_pipeline_submit(void *arg, const char *subdir, const char *name)
+{
+    nw_pipeline_t *self = arg;
+    char rel[1024];
+    int n = *subdir ? snprintf(rel, sizeof rel, "%s/%s", subdir, name)
+                    : snprintf(rel, sizeof rel, "%s", name);
+    if (n < 0 || (size_t) n >= sizeof rel)
+        return;   /* NAME_MAX bounds real names; nothing longer can exist */
+    entry_t *entry = zhashx_lookup(self->known, rel);
+    if (entry) {
+        if (entry->job)
+            entry->again = true;
+        return;
+    }
+    entry = calloc(1, sizeof *entry);
+    if (!entry || !(entry->rel = strdup(rel)) || (*subdir && !(entry->subdir = strdup(subdir)))) {
+        void *item = entry;
+        entry_free(&item);
+        nw_err("out of memory queueing %s", rel);
+        return;
+    }
+    entry->name = entry->rel + (*subdir ? strlen(subdir) + 1 : 0);
+    zhashx_insert(self->known, entry->rel, entry);
+    pending_push(self, entry, false);
+    pump(self);
+}
+
+/* --- worker: read, parse, route, pack --------------------------------------- */
+
+/* Whether another process has the file open for writing. A read lease is refused
+ * (EAGAIN) exactly then; without the right to take leases we cannot tell and go on. */
+static bool open_for_writing(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0)
+        return errno == EAGAIN;
+    fcntl(fd, F_SETLEASE, F_UNLCK);
+    return false;
+}
+
+static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outlen)
+{
+    size_t cap = size + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    for (;;) {
+        if (len == cap) {   /* grew since fstat: keep reading up to the cap */
+            if (cap > max) {
+                free(buf);
+                errno = EFBIG;
+                return -1;
+            }
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                return -1;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        len += (size_t) n;
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+static void job_reject(job_t *job, const char *fmt, const char *detail)
+{
+    job->outcome = OUT_REJECT;
+    snprintf(job->reason, sizeof job->reason, fmt, detail);
+}
+
+static void pack_article(job_t *job, const nw_article_t *article)
+{
+    const char *subjects[NW_ROUTE_MAX_TOPICS];
+    for (size_t i = 0; i < job->topic_count; i++)
+        subjects[i] = job->topics[i];
+    char uri[64], created[NW_CODEC_TIME_LEN];
+    if (!article->uri)
+        snprintf(uri, sizeof uri, "urn:newswire:%s", article->id);
+    nw_codec_format_time(article->versioncreated_ms, created);
+    nw_ninjs_t ninjs = {
+        .uri = article->uri ? article->uri : uri,
+        .type = "text",
+        .headline = article->headline,
+        .byline = article->byline,
+        .description_text = article->description,
+        .body_text = article->body,
+        .language = article->language,
+        .versioncreated = created,
+        .subjects = subjects,
+        .subject_count = job->topic_count,
+    };
+    char err[256];
+    if (nw_codec_pack_article(&ninjs, &job->article_mp, err, sizeof err) != 0)
+        job_reject(job, "cannot encode: %s", err);
+}
+
+static void work_read(uv_work_t *work)
+{
+    job_t *job = work->data;
+    char *data = NULL;
+    size_t len = 0;
+    nw_article_t *article = NULL;
+    job->outcome = OUT_SKIP;
+
+    int fd = open(job->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            job_reject(job, "%s", "a symbolic link (not followed)");
+        else if (errno == ENXIO)
+            job_reject(job, "%s", "not a regular file (a socket)");
+        else if (errno != ENOENT)
+            job_reject(job, "cannot open: %s", strerror(errno));
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        job_reject(job, "cannot stat: %s", strerror(errno));
+        goto done;
+    }
+    job->dev = st.st_dev;
+    job->ino = st.st_ino;
+    if (S_ISDIR(st.st_mode))
+        goto done;   /* a subfolder: the watcher's business, not an article */
+    if (!S_ISREG(st.st_mode)) {
+        job_reject(job, "%s", S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)"
+                              : "not a regular file (a device or socket)");
+        goto done;
+    }
+    if ((uint64_t) st.st_size > job->max_size) {
+        char size[64];
+        snprintf(size, sizeof size, "%lld bytes, more than max-size %llu",
+                 (long long) st.st_size, (unsigned long long) job->max_size);
+        job_reject(job, "too large: %s", size);
+        goto done;
+    }
+    if (open_for_writing(fd))
+        goto done;   /* its IN_CLOSE_WRITE will report it again */
+    if (read_all(fd, (size_t) st.st_size, job->max_size, &data, &len) != 0) {
+        if (errno == EFBIG)
+            job_reject(job, "%s", "too large: grew past max-size while being read");
+        else
+            job_reject(job, "cannot read: %s", strerror(errno));
+        goto done;
+    }
+    int64_t mtime_ms = (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    char err[NW_ARTICLE_ERRLEN];
+    if (nw_article_parse(data, len, mtime_ms, &article, err, sizeof err) != 0) {
+        job_reject(job, "%s", err);
+        goto done;
+    }
+    memcpy(job->id, article->id, sizeof job->id);
+    job->format = article->format;
+    job->replaced_bytes = article->replaced_bytes;
+    job->topic_count = nw_route_topics(job->rules, job->entry->subdir, article, job->topics);
+    job->outcome = OUT_PUBLISH;
+    pack_article(job, article);
+done:
+    nw_article_destroy(&article);
+    free(data);
+    close(fd);
+}
+
+/* --- worker: archive ---------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void work_archive(uv_work_t *work)
+{
+    job_t *job = work->data;
+    const char *state = job->owner->config->state_dir;
+    /* A writer may have renamed a new file over the path since we read it: that one
+     * has not been published, so it stays for its own turn. */
+    struct stat st;
+    if (lstat(job->path, &st) != 0 || st.st_dev != job->dev || st.st_ino != job->ino) {
+        job->replaced = true;
+        job->archive_rc = 0;
+        return;
+    }
+    if (job->outcome == OUT_REJECT)
+        job->archive_rc = nw_archive_reject(state, job->path, job->reason, job->dest,
+                                            sizeof job->dest, job->archive_err,
+                                            sizeof job->archive_err);
+    else
+        job->archive_rc = nw_archive_store(state, job->path, now_ms(), job->dest,
+                                           sizeof job->dest, job->archive_err,
+                                           sizeof job->archive_err);
+}
+
+/* --- loop side ---------------------------------------------------------------- */
+
+static void job_free(job_t *job)
+{
+    nw_rules_unref(&job->rules);
+    msgpack_sbuffer_destroy(&job->article_mp);
+    msgpack_sbuffer_destroy(&job->messages);
+    free(job->path);
+    free(job);
+}
+
+static void flight_remove(nw_pipeline_t *self, job_t *job)
+{
+    job_t **link = &self->flight_head, *prev = NULL;
+    while (*link && *link != job) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    if (!*link)
+        return;
+    *link = job->next;
+    if (self->flight_tail == job)
+        self->flight_tail = prev;
+    job->next = NULL;
+}
+
+/* The job is over: its entry leaves the table, or goes round again. */
+static void job_finish(nw_pipeline_t *self, job_t *job, bool retry)
+{
+    entry_t *entry = job->entry;
+    flight_remove(self, job);
+    job_free(job);
+    self->jobs--;
+    self->stats.in_flight--;
+    entry->job = NULL;
+    if (retry || entry->again) {
+        entry->again = false;
+        pending_push(self, entry, retry);
+    } else
+        zhashx_delete(self->known, entry->rel);
+    pump(self);
+}
+
+static const char *shown(const job_t *job, char *buf, size_t len)
+{
+    return nw_log_escape(job->entry->rel, buf, len);
+}
+
+static void after_archive(uv_work_t *work, int status)
+{
+    (void) status;
+    job_t *job = work->data;
+    nw_pipeline_t *self = job->owner;
+    char name[1100];
+    if (job->replaced)
+        nw_info("%s was replaced while being handled; the new file is read next",
+                shown(job, name, sizeof name));
+    else if (job->archive_rc != 0)
+        nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name), job->archive_err);
+    job_finish(self, job, false);
+}
+
+static void start_archive(nw_pipeline_t *self, job_t *job)
+{
+    job->stage = STAGE_ARCHIVE;
+    if (uv_queue_work(self->loop, &job->work, work_archive, after_archive) != 0) {
+        nw_err("cannot queue the archive move");
+        job_finish(self, job, false);
+    }
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    nw_pipeline_t *self = timer->data;
+    self->paused = false;
+    pump(self);
+}
+
+/* The journal could not take the job: back to the front of the queue, and pause. */
+static void job_defer(nw_pipeline_t *self, job_t *job)
+{
+    if (!self->paused) {
+        self->paused = true;
+        self->stats.disk_full = true;
+        uv_timer_start(&self->retry, on_retry, RETRY_MS, 0);
+    }
+    job_finish(self, job, true);
+}
+
+static void on_durable(void *arg, int status)
+{
+    job_t *job = arg;
+    nw_pipeline_t *self = job->owner;
+    char name[1100];
+    if (status != 0) {
+        if (!self->paused)
+            nw_err("journal write failed (%s): not taking files until it succeeds; "
+                   "they stay in the drop folder", strerror(-status));
+        job_defer(self, job);
+        return;
+    }
+    if (self->stats.disk_full) {
+        self->stats.disk_full = false;
+        nw_notice("journal writes succeed again: taking files");
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < job->topic_count; i++) {
+        if (nw_publish_send(self->publish, job->topics[i], job->messages.data + start,
+                            job->msg_end[i] - start) < 0)
+            nw_err("cannot publish on '%s': %s", job->topics[i], zmq_strerror(errno));
+        start = job->msg_end[i];
+    }
+    self->stats.published++;
+    self->stats.messages += job->topic_count;
+    nw_info("published %s as %s on %zu topic%s (first '%s')", shown(job, name, sizeof name),
+            job->id, job->topic_count, job->topic_count == 1 ? "" : "s", job->topics[0]);
+    start_archive(self, job);
+}
+
+/* Assign seqs, pack the messages and hand them to the journal. */
+static int job_journal(nw_pipeline_t *self, job_t *job)
+{
+    int64_t now = now_ms();
+    char sent[NW_CODEC_TIME_LEN], err[256];
+    nw_codec_format_time(now, sent);
+    nw_envelope_t env = {
+        .epoch = nw_journal_epoch(self->journal),
+        .id = job->id,
+        .sent = sent,
+        .source_file = job->entry->name,
+        .source_format = nw_format_name(job->format),
+    };
+    for (size_t i = 0; i < job->topic_count; i++) {
+        size_t start = job->messages.size;
+        env.topic = job->topics[i];
+        env.seq = nw_journal_last_seq(self->journal, env.topic) + 1;
+        if (nw_codec_pack_message(&env, job->article_mp.data, job->article_mp.size,
+                                  &job->messages, err, sizeof err) != 0) {
+            nw_err("cannot encode the message: %s", err);
+            return -1;
+        }
+        job->msg_end[i] = job->messages.size;
+        if (nw_journal_append(self->journal, env.topic, env.seq, job->id, now,
+                              job->messages.data + start, job->messages.size - start) != 0)
+            return -1;
+    }
+    if (nw_journal_commit(self->journal, on_durable, job) != 0)
+        return -1;
+    return 0;
+}
+
+/* A read job reached the head of the flight list: decide its fate. */
+static void job_dispatch(nw_pipeline_t *self, job_t *job)
+{
+    char name[1100];
+    if (job->outcome == OUT_SKIP) {
+        job_finish(self, job, false);
+        return;
+    }
+    if (job->outcome == OUT_REJECT) {
+        nw_warn("rejected %s: %s", shown(job, name, sizeof name), job->reason);
+        self->stats.rejected++;
+        start_archive(self, job);
+        return;
+    }
+    if (job->replaced_bytes)
+        nw_notice("%s: %u bytes of invalid UTF-8 replaced", shown(job, name, sizeof name),
+                  job->replaced_bytes);
+    int64_t window = self->config->dedup_window_ms;
+    if (window > 0 && nw_journal_seen(self->journal, job->id, now_ms() - window)) {
+        nw_info("duplicate %s: article %s was published within the dedup window; archived, "
+                "not published again", shown(job, name, sizeof name), job->id);
+        self->stats.duplicates++;
+        start_archive(self, job);
+        return;
+    }
+    if (self->paused) {
+        job_finish(self, job, true);
+        return;
+    }
+    job->stage = STAGE_COMMIT;
+    if (job_journal(self, job) != 0)
+        job_defer(self, job);
+}
+
+/* Jobs leave the read stage in arrival order: the first job still reading holds back
+ * every ready job behind it. Dispatching can finish jobs and start new ones, so the
+ * list is walked afresh after each (it holds at most MAX_JOBS). */
+static void flight_advance(nw_pipeline_t *self)
+{
+    if (self->advancing)
+        return;
+    self->advancing = true;
+    for (;;) {
+        job_t *job = self->flight_head;
+        while (job && job->stage != STAGE_READ && job->stage != STAGE_READY)
+            job = job->next;
+        if (!job || job->stage != STAGE_READY)
+            break;
+        job_dispatch(self, job);
+    }
+    self->advancing = false;
+}
+
+static void after_read(uv_work_t *work, int status)
+{
+    job_t *job = work->data;
+    if (status == UV_ECANCELED)
+        job->outcome = OUT_SKIP;
+    job->stage = STAGE_READY;
+    flight_advance(job->owner);
+}
+
+static void job_start(nw_pipeline_t *self, entry_t *entry)
+{
+    job_t *job = calloc(1, sizeof *job);
+    size_t len = strlen(self->config->drop_dir) + strlen(entry->rel) + 2;
+    if (!job || !(job->path = malloc(len))) {
+        free(job);
+        nw_err("out of memory; %s stays pending", entry->rel);
+        pending_push(self, entry, true);
+        return;
+    }
+    snprintf(job->path, len, "%s/%s", self->config->drop_dir, entry->rel);
+    job->owner = self;
+    job->entry = entry;
+    job->work.data = job;
+    job->rules = nw_rules_ref(self->rules);
+    job->max_size = self->config->max_size;
+    msgpack_sbuffer_init(&job->article_mp);
+    msgpack_sbuffer_init(&job->messages);
+    entry->job = job;
+    if (self->flight_tail)
+        self->flight_tail->next = job;
+    else
+        self->flight_head = job;
+    self->flight_tail = job;
+    self->jobs++;
+    self->stats.in_flight++;
+    if (uv_queue_work(self->loop, &job->work, work_read, after_read) != 0) {
+        job->outcome = OUT_SKIP;
+        job->stage = STAGE_READY;
+        flight_advance(self);
+    }
+}
+
+static void pump(nw_pipeline_t *self)
+{
+    while (!self->draining && !self->paused && self->jobs < MAX_JOBS) {
+        entry_t *entry = pending_pop(self);
+        if (!entry)
+            break;
+        job_start(self, entry);
+    }
+    if (self->draining && self->jobs == 0 && self->drained) {
+        void (*done)(void *) = self->drained;
+        self->drained = NULL;
+        done(self->drained_arg);
+    }
+}
+
+/* --- life cycle ----------------------------------------------------------------- */
+
+nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
+                               nw_journal_t *journal, nw_publish_t *publish,
+                               nw_rules_t *rules)
+{
+    nw_pipeline_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->known = zhashx_new();
+    if (!self->known) {
+        free(self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->known, entry_free);
+    self->loop = loop;
+    self->config = config;
+    self->journal = journal;
+    self->publish = publish;
+    self->rules = nw_rules_ref(rules);
+    uv_timer_init(loop, &self->retry);
+    self->retry.data = self;
+    return self;
+}
+
+void nw_pipeline_set_rules(nw_pipeline_t *self, nw_rules_t *rules)
+{
+    nw_rules_t *old = self->rules;
+    self->rules = nw_rules_ref(rules);
+    nw_rules_unref(&old);
+}
+
+void nw_pipeline_drain(nw_pipeline_t *self, void (*done)(void *arg), void *arg)
+{
+    self->draining = true;
+    self->drained = done;
+    self->drained_arg = arg;
+    uv_timer_stop(&self->retry);
+    /* A paused pipeline holds no job that can finish on its own but by retrying. */
+    self->paused = false;
+    pump(self);
+}
+
+void nw_pipeline_stats(const nw_pipeline_t *self, nw_pipeline_stats_t *out)
+{
+    *out = self->stats;
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    nw_pipeline_t *self = handle->data;
+    zhashx_destroy(&self->known);
+    nw_rules_unref(&self->rules);
+    free(self);
+}
+
+void nw_pipeline_destroy(nw_pipeline_t **self_p)
+{
+    nw_pipeline_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    /* Jobs still in flight (a forced exit) are freed with their entries; their files
+     * are still in the drop folder and will be read again at the next start. */
+    while (self->flight_head) {
+        job_t *job = self->flight_head;
+        self->flight_head = job->next;
+        job_free(job);
+    }
+    uv_close((uv_handle_t *) &self->retry, on_timer_closed);
+}
