@@ -25,6 +25,9 @@
 #define NW_CODEC_MAX_MESSAGE   (16u * 1024u * 1024u)
 #define NW_CODEC_MAX_TOPIC     255u
 #define NW_CODEC_MAX_SUBJECTS  64u
+#define NW_CODEC_MAX_DEPTH     8u        /* nested maps/arrays, the message map is 1 */
+#define NW_CODEC_MAX_OBJECTS   65536u    /* MessagePack objects in one message */
+#define NW_CODEC_MAX_FIELD     4096u     /* bytes of every string but description/body */
 
 /* An IPTC ninjs story as it travels. Strings are UTF-8, NUL-terminated, never
  * containing NUL; optional ones are NULL when absent. */
@@ -59,18 +62,23 @@ typedef struct {
     nw_ninjs_t article;
 } nw_codec_message_t;
 
-/* Pack the ninjs article map into out (appended). 0 on success, -1 on a missing
- * required field (errbuf says which). */
+/* Pack the ninjs article map into out (appended). type NULL packs "text"; optional
+ * fields that are NULL (and subject when subject_count is 0) are omitted. 0 on
+ * success, -1 on a missing or invalid field (errbuf says which); out is left as it was
+ * on failure. Fields are checked by the rules the decoder applies, so what packs decodes. */
 int nw_codec_pack_article(const nw_ninjs_t *article, msgpack_sbuffer *out,
                           char *errbuf, size_t errlen);
 
 /* Pack the whole message map: envelope keys plus "article" = the bytes of a map
- * packed by nw_codec_pack_article(). Appended to out. 0 on success, -1 on error. */
+ * packed by nw_codec_pack_article(). Appended to out. "source" is packed when
+ * source_file and source_format are set (both or neither). 0 on success, -1 on error
+ * with out left as it was. */
 int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp,
                           size_t article_len, msgpack_sbuffer *out,
                           char *errbuf, size_t errlen);
 
-/* Decode one message frame. NULL on error, with the reason in errbuf. */
+/* Decode one message frame. NULL on error, with the reason in errbuf; a message of
+ * another version fails with "unsupported version N". Unknown keys are ignored. */
 nw_codec_message_t *nw_codec_message_decode(const void *data, size_t len,
                                             char *errbuf, size_t errlen);
 void nw_codec_message_destroy(nw_codec_message_t **self_p);
