@@ -1,0 +1,137 @@
+/*
+ * newswire.h: the subscriber library of newswire (libnewswire).
+ *
+ * A client owns one ZeroMQ SUB socket (and its own ZeroMQ context, so it never touches
+ * the application's signal handlers or global state). Articles enter as two-frame
+ * messages (topic, MessagePack map of wire format v1), are decoded by the project's one
+ * codec, filtered by the protocol's topic rule, checked for per-topic sequence gaps and
+ * duplicates, and leave as nw_message_t objects the caller owns.
+ *
+ *     nw_client_t *client = nw_client_new();
+ *     nw_client_connect(client, "tcp://127.0.0.1:5556");
+ *     nw_client_subscribe(client, "telecoms");
+ *     nw_message_t *msg;
+ *     while (nw_client_recv(client, &msg, -1) >= 0) {
+ *         if (msg) { puts(nw_message_headline(msg)); nw_message_destroy(&msg); }
+ *     }
+ *     nw_client_destroy(&client);
+ *
+ * Not thread-safe: use one client per thread.
+ */
+#ifndef NEWSWIRE_H
+#define NEWSWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nw_client nw_client_t;
+typedef struct nw_message nw_message_t;
+
+/* Return codes of nw_client_recv(). */
+#define NW_RECV_MESSAGE   1    /* *msg holds a message */
+#define NW_RECV_TIMEOUT   0    /* nothing within timeout_ms */
+#define NW_RECV_ERROR    -1    /* fatal: socket error or interrupted (errno EINTR) */
+#define NW_RECV_BAD       2    /* a hostile or undecodable message was discarded;
+                                  nw_client_error() says why; call again */
+
+/* The receive limit set on the socket: the codec's maximum plus room for the envelope.
+ * A peer sending more is disconnected by ZeroMQ itself. */
+#define NW_CLIENT_MAXMSGSIZE (16 * 1024 * 1024 + 64 * 1024)
+
+/* Longest topic name. */
+#define NW_CLIENT_TOPIC_MAX 255
+
+/* Called once for every gap, before the message that revealed it is returned:
+ * seqs first..last (inclusive) of topic in epoch were never received.
+ *
+ * Replay hook: this is where a later replay feature plugs in. A replaying client would
+ * fetch first..last from the daemon's journal here and queue them to be returned ahead
+ * of the current message, so applications see an unbroken sequence. Not implemented yet:
+ * today the gap is only reported (here, in nw_client_gaps() and nw_message_gap_before()). */
+typedef void (nw_client_gap_fn)(nw_client_t *client, const char *topic, const char *epoch,
+                                uint64_t first, uint64_t last, void *arg);
+
+/* A new client, not connected. NULL when out of memory or ZeroMQ cannot start. */
+nw_client_t *nw_client_new(void);
+void nw_client_destroy(nw_client_t **self_p);
+
+/* Queue limit of the socket in messages (ZeroMQ's default 1000 when never set). Takes
+ * effect for connections made afterwards, so call it before nw_client_connect(). */
+int nw_client_set_rcvhwm(nw_client_t *self, int hwm);
+
+/* Report gaps to fn as well as counting them; NULL removes the handler. */
+void nw_client_set_gap_handler(nw_client_t *self, nw_client_gap_fn *fn, void *arg);
+
+/* Connect to a daemon's endpoint ("tcp://host:port", "ipc:///path"); may be called
+ * several times. Connecting is asynchronous: -1 means the endpoint itself is unusable
+ * (bad syntax, unknown transport), an absent daemon is not an error here.
+ * Several endpoints are assumed to be the same daemon's (e.g. its tcp and ipc ones):
+ * a message arriving on both is delivered once. */
+int nw_client_connect(nw_client_t *self, const char *endpoint);
+
+/* Subscribe to a topic and every topic below it ("telecoms" gets "telecoms" and
+ * "telecoms.5g", never "telecomsx"); "" subscribes to everything. -1 when the name is
+ * not a topic name (lowercase [a-z0-9-] levels joined by '.'). */
+int nw_client_subscribe(nw_client_t *self, const char *topic);
+int nw_client_unsubscribe(nw_client_t *self, const char *topic);
+
+/* Wait up to timeout_ms (-1: forever, 0: poll) for the next message. Returns one of the
+ * NW_RECV_ codes; *msg is set only with NW_RECV_MESSAGE, otherwise NULL. Messages not
+ * matching a subscription and duplicates (seq not above the last one seen on that topic
+ * in the same epoch) are dropped silently and waiting goes on. */
+int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms);
+
+/* The reason of the last NW_RECV_ERROR / NW_RECV_BAD / failed call ("" if none). */
+const char *nw_client_error(const nw_client_t *self);
+
+/* Counters since nw_client_new(). */
+uint64_t nw_client_received(const nw_client_t *self);   /* messages returned */
+uint64_t nw_client_bad(const nw_client_t *self);        /* NW_RECV_BAD results */
+uint64_t nw_client_gaps(const nw_client_t *self);       /* messages missed in gaps */
+uint64_t nw_client_duplicates(const nw_client_t *self); /* duplicates dropped */
+
+/* 1 when topic is a valid topic name (not ""), else 0. */
+int nw_client_topic_valid(const char *topic);
+
+/* Normalize a subject ("Telecoms & 5G") to a topic name ("telecoms-5g"): lowercase,
+ * '.' separates levels, other characters fold to '-', runs collapse, empty levels and
+ * '-' at the ends of a level go. 0 on success, -1 if nothing remains or it does not fit
+ * in outlen (at most NW_CLIENT_TOPIC_MAX characters). */
+int nw_client_topic_normalize(const char *subject, char *out, size_t outlen);
+
+/* Message accessors. Strings belong to the message; optional fields are NULL when the
+ * article has none. */
+const char *nw_message_topic(const nw_message_t *self);
+uint64_t nw_message_seq(const nw_message_t *self);
+const char *nw_message_epoch(const nw_message_t *self);
+const char *nw_message_id(const nw_message_t *self);
+const char *nw_message_sent(const nw_message_t *self);
+const char *nw_message_source_file(const nw_message_t *self);
+const char *nw_message_source_format(const nw_message_t *self);
+const char *nw_message_uri(const nw_message_t *self);
+const char *nw_message_type(const nw_message_t *self);
+const char *nw_message_headline(const nw_message_t *self);
+const char *nw_message_byline(const nw_message_t *self);
+const char *nw_message_description(const nw_message_t *self);
+const char *nw_message_body(const nw_message_t *self);
+const char *nw_message_language(const nw_message_t *self);
+const char *nw_message_versioncreated(const nw_message_t *self);
+size_t nw_message_subject_count(const nw_message_t *self);
+const char *nw_message_subject(const nw_message_t *self, size_t index); /* NULL if out of range */
+
+/* How many messages of this topic were missed right before this one (0: none). */
+uint64_t nw_message_gap_before(const nw_message_t *self);
+/* 1 when this message's epoch differs from the previous one on its topic: the publisher
+ * lost its history and seq started over, so nothing can be said about what was missed. */
+int nw_message_epoch_changed(const nw_message_t *self);
+
+void nw_message_destroy(nw_message_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
