@@ -55,7 +55,7 @@ static const char usage[] =
     "      --send-hwm N         messages queued per subscriber before drops (default 10000)\n"
     "      --dedup-window SECS  an article id seen this recently is archived, not\n"
     "                           published again (default 86400; 0 re-publishes)\n"
-    "      --commit-delay MS    longest wait before the journal's group fsync (default 2)\n"
+    "      --commit-delay MS    least time between two journal group writes (default 0)\n"
     "      --no-sync            never fsync the journal (survives crashes, not power loss)\n"
     "      --segment-size BYTES journal segment size (default 67108864)\n"
     "      --journal-max-size BYTES  journal retention by size (default 1073741824)\n"
@@ -160,7 +160,7 @@ static void set_defaults(nw_config_t *self)
     self->max_size = 8u << 20;
     self->send_hwm = 10000;
     self->dedup_window_ms = 86400 * 1000LL;
-    self->commit_delay_ms = 2;
+    self->commit_delay_ms = 0;
     self->sync = true;
     self->segment_size = 64u << 20;
     self->journal_max_size = 1u << 30;

@@ -28,7 +28,7 @@ typedef struct {
     uint64_t max_size;                 /* bytes; larger files are rejected unread */
     int send_hwm;                      /* messages queued per subscriber */
     int64_t dedup_window_ms;           /* 0: re-publish re-dropped articles */
-    int64_t commit_delay_ms;           /* group commit: longest wait before fsync */
+    int64_t commit_delay_ms;           /* group commit: least time between two writes */
     bool sync;                         /* false: no fsync at all (benchmarks, tmpfs) */
     uint64_t segment_size;             /* journal segment rotation size */
     uint64_t journal_max_size;         /* journal retention by size */

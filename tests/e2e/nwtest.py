@@ -1,0 +1,249 @@
+"""nwtest: the end-to-end harness. Starts a real newswired on a temporary drop folder,
+subscribes with real ZeroMQ sockets, and waits on events, never on sleeps:
+
+- readiness comes from sd_notify: the test owns the NOTIFY_SOCKET and reads READY=1;
+- a subscription is known to have reached the daemon when its debug log says so;
+- an article is known to be published when a subscriber receives it.
+
+Every wait has a deadline and fails the test with what was seen so far.
+"""
+import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
+
+import msgpack
+import zmq
+
+BIN = os.environ.get('NW_BIN', os.path.join(os.path.dirname(__file__), '..', '..', 'build', 'bin'))
+FIXTURES = os.environ.get('NW_FIXTURES', os.path.join(os.path.dirname(__file__), '..', 'fixtures'))
+SHARED = os.environ.get('NW_SHARED', '')
+DEADLINE = float(os.environ.get('NW_TEST_DEADLINE', '20'))
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def wait_for(pred, what, timeout=DEADLINE):
+    """Poll pred() until true; each probe is cheap and the loop yields briefly."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise Failure('timed out waiting for ' + what)
+        time.sleep(0.01)
+
+
+class Daemon:
+    """One newswired process. Its log is kept in memory and in state/../newswired.log."""
+
+    def __init__(self, root=None, args=(), config=None, endpoint=None):
+        self.own_root = root is None
+        self.root = root or tempfile.mkdtemp(prefix='nw-e2e-')
+        self.drop = os.path.join(self.root, 'drop')
+        self.state = os.path.join(self.root, 'state')
+        self.endpoint = endpoint or 'ipc://' + os.path.join(self.root, 'pub.sock')
+        self.args = list(args)
+        self.config = config
+        self.proc = None
+        self.log_lines = []
+        self.notify = None
+
+    def start(self, wait_ready=True):
+        os.makedirs(self.root, exist_ok=True)
+        cmd = [os.path.join(BIN, 'newswired'), '--drop', self.drop, '--state', self.state,
+               '--publish', self.endpoint, '--log-level', 'debug'] + self.args
+        if self.config is not None:
+            path = os.path.join(self.root, 'newswired.cfg')
+            with open(path, 'w') as f:
+                f.write(self.config)
+            cmd += ['--config', path]
+        sock_path = os.path.join(self.root, 'notify.sock')
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(sock_path)
+        self.notify.setblocking(False)
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
+        env.pop('JOURNAL_STREAM', None)
+        self.logfile = open(os.path.join(self.root, 'newswired.log'), 'ab+')
+        self.log_offset = self.logfile.tell()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logfile, env=env)
+        self.notes = []
+        if wait_ready:
+            self.wait_notify('READY=1')
+        return self
+
+    def read_notify(self):
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except BlockingIOError:
+                return
+            self.notes.extend(data.decode('utf-8', 'replace').split('\n'))
+
+    def wait_notify(self, what, timeout=DEADLINE):
+        def seen():
+            self.read_notify()
+            if self.proc.poll() is not None:
+                raise Failure('newswired exited with %s before %s:\n%s'
+                              % (self.proc.returncode, what, self.log()))
+            return any(n.startswith(what) for n in self.notes)
+        wait_for(seen, 'sd_notify ' + what + ' from newswired', timeout)
+
+    def log(self):
+        with open(os.path.join(self.root, 'newswired.log'), 'rb') as f:
+            f.seek(self.log_offset)
+            return f.read().decode('utf-8', 'replace')
+
+    def wait_log(self, text, timeout=DEADLINE, count=1):
+        def seen():
+            if self.proc.poll() is not None:
+                raise Failure('newswired exited with %s while waiting for %r:\n%s'
+                              % (self.proc.returncode, text, self.log()))
+            return self.log().count(text) >= count
+        try:
+            wait_for(seen, 'log line %r' % text, timeout)
+        except Failure:
+            raise Failure('no log line %r within %ss; log:\n%s' % (text, timeout, self.log()))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        """Stop the daemon; returns (exit code, seconds it took)."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None, 0.0
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure('newswired did not exit within %ss of %s' % (timeout, sig))
+        self.logfile.close()
+        self.notify.close()
+        return rc, time.monotonic() - t0
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.notify:
+            self.notify.close()
+
+    def cleanup(self):
+        self.kill()
+        if self.own_root and not os.environ.get('NW_KEEP'):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # --- dropping files --------------------------------------------------------
+
+    def drop_text(self, name, text, subdir=None):
+        """Deliver a file atomically: write a hidden name, then rename into place."""
+        folder = os.path.join(self.drop, subdir) if subdir else self.drop
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, '.' + name + '.tmp')
+        with open(tmp, 'wb') as f:
+            f.write(text.encode('utf-8') if isinstance(text, str) else text)
+        os.rename(tmp, os.path.join(folder, name))
+        return os.path.join(folder, name)
+
+    def archived(self):
+        out = []
+        for dirpath, _, files in os.walk(os.path.join(self.state, 'archive')):
+            out += [os.path.join(dirpath, f) for f in files]
+        return sorted(out)
+
+    def rejected(self):
+        d = os.path.join(self.state, 'rejected')
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def drop_files(self):
+        out = []
+        for dirpath, _, files in os.walk(self.drop):
+            out += [os.path.relpath(os.path.join(dirpath, f), self.drop) for f in files]
+        return sorted(out)
+
+
+class Subscriber:
+    """A raw SUB socket decoding with msgpack, independent of the project's C code."""
+
+    def __init__(self, daemon, topics=('',)):
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.daemon = daemon
+        self.messages = []
+        self.connect(daemon, topics)
+
+    def connect(self, daemon, topics):
+        self.daemon = daemon
+        before = daemon.log().count(" subscribe '")
+        self.sock.connect(daemon.endpoint)
+        for t in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        # The XPUB passes every subscription up (XPUB_VERBOSER) and the daemon logs it
+        # at debug level: once logged, messages on the topic reach this socket.
+        daemon.wait_log(" subscribe '", count=before + len(topics))
+
+    def poll(self, timeout_ms):
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart()
+        check(len(frames) == 2, 'a message has 2 frames, got %d' % len(frames))
+        body = msgpack.unpackb(frames[1], raw=False)
+        check(frames[0].decode() == body['topic'], 'frame 0 is the topic')
+        self.messages.append(body)
+        return body
+
+    def wait(self, n, timeout=DEADLINE, what=None):
+        """Wait until n messages in all were received; returns all of them."""
+        end = time.monotonic() + timeout
+        while len(self.messages) < n:
+            if self.daemon.proc.poll() is not None:
+                raise Failure('newswired exited (%s); log:\n%s' % (self.daemon.proc.returncode,
+                                                                    self.daemon.log()))
+            left = end - time.monotonic()
+            if left <= 0:
+                raise Failure('timed out: %d of %d messages%s; log:\n%s' % (
+                    len(self.messages), n, ' (' + what + ')' if what else '', self.daemon.log()))
+            self.poll(int(min(left, 0.2) * 1000) + 1)
+        return self.messages
+
+    def close(self):
+        self.sock.close(0)
+
+
+def header_article(title, body='A first paragraph of the body.\n\nA second one.', **keys):
+    lines = ['Title: ' + title]
+    for k, v in keys.items():
+        lines.append('%s: %s' % (k.replace('_', '-').title(), v))
+    return '\n'.join(lines) + '\n\n' + body + '\n'
+
+
+def run(tests):
+    """Run test functions in order; print a ctest-friendly summary; exit non-zero on failure."""
+    passed = failed = 0
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            passed += 1
+            print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print('FAIL %s' % t.__name__, flush=True)
+            traceback.print_exc()
+    print('%d passed, %d failed' % (passed, failed))
+    sys.exit(1 if failed else 0)
