@@ -5,6 +5,29 @@
  * article's own subjects; the keyword rules of the config; otherwise "general".
  * Rules are immutable once built and reference-counted, so worker threads classify with
  * a snapshot while SIGHUP swaps in a new set on the loop thread.
+ *
+ * Rules come from the top-level "rules" section of the config file (CZMQ ZPL):
+ *
+ *     rules
+ *         headline-weight = 3          # optional: points for a word in the headline
+ *         telecoms                     # subject, normalized like a topic
+ *             threshold = 4            # optional (default 4): points needed, 1..1000000
+ *             words = "5g, spectrum, mobile network"
+ *             words = "operator, operators"   # repeatable; lists add up
+ *         geopolitics
+ *             words = "sanctions, trade war"
+ *
+ * Words are comma-separated, matched case-insensitively on whole words: "5g" does not
+ * match "45G", "operator" does not match "cooperator"; plural forms must be listed.
+ * Words are split the same way in rules and text (runs of ASCII letters and digits and
+ * non-ASCII letters; punctuation separates), so "U.S." and "us-china" work as phrases.
+ * A phrase ("trade war") matches its words separated by spaces, line breaks, hyphens,
+ * dots or apostrophes, but not across , ; : ! ? brackets, double quotes or a blank line.
+ * Each listed word scores once per field, however often it occurs: headline-weight
+ * points when in the headline, 1 point when in the standfirst or body. A subject is
+ * chosen when its points reach its threshold; an article may get several subjects,
+ * strongest first. An empty "rules" section disables keyword routing; no "rules"
+ * section (or a NULL config) gives the built-in telecoms and geopolitics rules.
  */
 #ifndef NW_ROUTE_H
 #define NW_ROUTE_H

@@ -1,0 +1,408 @@
+/* test_route: topic normalization, keyword rules (built-in and from ZPL), the routing
+ * order and the reference count, against hand-written articles and the shared
+ * scraped specimen (read at run time, skipped when absent). */
+#include "route.h"
+#include "check.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+static nw_article_t article(const char *headline, const char *body)
+{
+    nw_article_t a;
+    memset(&a, 0, sizeof a);
+    a.headline = (char *) headline;
+    a.body = (char *) body;
+    return a;
+}
+
+static bool has_topic(char topics[][NW_TOPIC_MAX + 1], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(topics[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void test_normalize(void)
+{
+    static const struct { const char *in, *want; } table[] = {
+        {"Telecoms / 5G", "telecoms-5g"},
+        {"Telecoms.5G", "telecoms.5g"},
+        {"telecoms", "telecoms"},
+        {"  Trade__War  ", "trade-war"},
+        {"x--y", "x-y"},
+        {"-a-.-b-", "a.b"},
+        {"..a..b..", "a.b"},
+        {"a.///.b", "a.b"},
+        {"Caf\xc3\xa9 Society", "caf-society"},
+        {"\xc3\x89" "conomie", "conomie"},
+        {"Tech / AI.Chips & Fabs", "tech-ai.chips-fabs"},
+        {"", NULL},
+        {"///", NULL},
+        {"...", NULL},
+        {"\xe2\x80\x94", NULL},
+    };
+    char out[NW_TOPIC_MAX + 1];
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        int rc = nw_topic_normalize(table[i].in, out, sizeof out);
+        if (table[i].want) {
+            CHECK(rc == 0);
+            if (rc == 0)
+                CHECK_STR(out, table[i].want);
+        }
+        else
+            CHECK(rc == -1);
+    }
+    char longest[NW_TOPIC_MAX + 2];
+    memset(longest, 'a', NW_TOPIC_MAX);
+    longest[NW_TOPIC_MAX] = '\0';
+    CHECK(nw_topic_normalize(longest, out, sizeof out) == 0);
+    CHECK(strlen(out) == NW_TOPIC_MAX);
+    longest[NW_TOPIC_MAX] = 'a';
+    longest[NW_TOPIC_MAX + 1] = '\0';
+    CHECK(nw_topic_normalize(longest, out, sizeof out) == -1);
+    /* folding can shorten a long input below the limit */
+    char padded[600];
+    memset(padded, ' ', sizeof padded - 1);
+    padded[sizeof padded - 1] = '\0';
+    memcpy(padded + 300, "News", 4);
+    CHECK(nw_topic_normalize(padded, out, sizeof out) == 0);
+    CHECK_STR(out, "news");
+    char small[4];
+    CHECK(nw_topic_normalize("abcd", small, sizeof small) == -1);
+    CHECK(nw_topic_normalize("abc", small, sizeof small) == 0);
+    CHECK(nw_topic_normalize(NULL, out, sizeof out) == -1);
+}
+
+static const char custom_zpl[] =
+    "rules\n"
+    "    headline-weight = 3\n"
+    "    telecoms\n"
+    "        threshold = 4\n"
+    "        words = \"5G, operator, spectrum, mobile network\"\n"
+    "    geopolitics\n"
+    "        threshold = 4\n"
+    "        words = \"sanctions, trade war, U.S.\"\n"
+    "    Space/Industry\n"
+    "        threshold = 2\n"
+    "        words = \"rocket\"\n"
+    "        words = \"launch pad, rocket\"\n";
+
+static size_t classify(nw_rules_t *rules, const char *headline, const char *body,
+                       char topics[][NW_TOPIC_MAX + 1])
+{
+    nw_article_t a = article(headline, body);
+    return nw_rules_classify(rules, &a, topics, NW_ROUTE_MAX_TOPICS);
+}
+
+static void test_custom_rules(void)
+{
+    char err[256] = "";
+    zconfig_t *config = zconfig_str_load(custom_zpl);
+    CHECK(config != NULL);
+    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(rules != NULL);
+    if (!rules) {
+        fprintf(stderr, "rules: %s\n", err);
+        return;
+    }
+    CHECK(nw_rules_count(rules) == 3);
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+
+    /* headline weight 3 alone is under the threshold; plus one body word reaches it */
+    CHECK(classify(rules, "5G arrives", "Nothing else here.", t) == 0);
+    CHECK(classify(rules, "5G arrives", "The operator said so.", t) == 1);
+    CHECK_STR(t[0], "telecoms");
+    /* a word in both headline and body scores both */
+    CHECK(classify(rules, "Operator news", "An operator spoke.", t) == 1);
+    /* word boundaries: inside other words nothing matches */
+    CHECK(classify(rules, "45G cooperators", "45G, cooperator, spectrums, 5Gs, x5g", t) == 0);
+    /* punctuation and case around words is fine */
+    CHECK(classify(rules, "", "(5g) OPERATOR; Spectrum... mobile-network", t) == 1);
+    /* repeats count once */
+    CHECK(classify(rules, "", "5g 5g 5g 5G operator operator", t) == 0);
+    /* phrases across white space runs and line breaks, not across a comma or paragraph */
+    CHECK(classify(rules, "", "5g operator spectrum mobile \n\t network", t) == 1);
+    CHECK(classify(rules, "", "5g operator spectrum mobile, network", t) == 0);
+    CHECK(classify(rules, "", "5g operator spectrum mobile\n\nnetwork", t) == 0);
+    CHECK(classify(rules, "", "5g operator spectrum mobile", t) == 0);
+    /* "U.S." is the phrase u s: it matches "U.S." and "u.s", not "US" or "use" */
+    CHECK(classify(rules, "Trade  War and U.S. sanctions", "", t) == 1);
+    CHECK_STR(t[0], "geopolitics");
+    CHECK(classify(rules, "US trade", "us use sanctions war", t) == 0);
+    /* several subjects, strongest first, then config order */
+    CHECK(classify(rules, "Operator hit by sanctions", "5G spectrum, U.S. trade war", t) == 2);
+    CHECK_STR(t[0], "telecoms");
+    CHECK_STR(t[1], "geopolitics");
+    CHECK(classify(rules, "Sanctions: trade war", "5g operator spectrum mobile network", t) == 2);
+    CHECK_STR(t[0], "geopolitics");
+    CHECK_STR(t[1], "telecoms");
+    /* repeated words keys add up; the subject name is normalized; duplicates ignored */
+    CHECK(classify(rules, "", "A rocket on the launch   pad.", t) == 1);
+    CHECK_STR(t[0], "space-industry");
+    CHECK(classify(rules, "", "rocket rocket Rocket", t) == 0);
+    /* max limits the output */
+    nw_article_t a = article("Operator sanctions", "5g, trade war, rocket, launch pad");
+    CHECK(nw_rules_classify(rules, &a, t, 1) == 1);
+    CHECK(nw_rules_classify(rules, NULL, t, 4) == 0);
+    CHECK(nw_rules_classify(NULL, &a, t, 4) == 0);
+    nw_rules_unref(&rules);
+    CHECK(rules == NULL);
+
+    /* headline-weight 0: only the body counts */
+    config = zconfig_str_load("rules\n    headline-weight = 0\n    x\n        threshold = 1\n"
+                              "        words = \"alpha\"\n");
+    rules = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(rules != NULL);
+    CHECK(classify(rules, "Alpha", "beta", t) == 0);
+    CHECK(classify(rules, "Beta", "alpha", t) == 1);
+    nw_rules_unref(&rules);
+
+    /* an empty rules section turns keyword routing off */
+    config = zconfig_str_load("rules\n");
+    CHECK(config && zconfig_locate(config, "rules"));
+    rules = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(rules != NULL);
+    CHECK(nw_rules_count(rules) == 0);
+    CHECK(classify(rules, "5G operator sanctions", "telecoms geopolitics", t) == 0);
+    a = article("5G operator", "spectrum");
+    CHECK(nw_route_topics(rules, NULL, &a, t) == 1);
+    CHECK_STR(t[0], "general");
+    nw_rules_unref(&rules);
+}
+
+static void test_malformed(void)
+{
+    static const struct { const char *zpl, *want; } table[] = {
+        {"rules\n    telecoms\n        threshold = lots\n        words = \"5g\"\n",
+         "telecoms"},
+        {"rules\n    telecoms\n        threshold = 0\n        words = \"5g\"\n", "threshold"},
+        {"rules\n    telecoms\n        threshold = 4x\n        words = \"5g\"\n", "threshold"},
+        {"rules\n    telecoms\n        threshold = 4\n", "telecoms' has no words"},
+        {"rules\n    telecoms\n        words = \" , ,\"\n", "telecoms' has no words"},
+        {"rules\n    telecoms = 5g\n", "telecoms' has no words"},
+        {"rules\n    ok\n        words = \"a\"\n    geopolitics\n        wrods = \"b\"\n",
+         "geopolitics': unknown key 'wrods'"},
+        {"rules\n    headline-weight = heavy\n    x\n        words = \"a\"\n",
+         "headline-weight"},
+        {"rules\n    Telecoms\n        words = \"a\"\n    telecoms\n        words = \"b\"\n",
+         "listed twice"},
+        {"rules\n    ___\n        words = \"a\"\n", "no usable topic name"},
+        {"rules\n    long\n        words = \"a b c d e f g h i\"\n", "long"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        char err[256] = "";
+        zconfig_t *config = zconfig_str_load(table[i].zpl);
+        CHECK(config != NULL);
+        nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+        zconfig_destroy(&config);
+        CHECK(rules == NULL);
+        CHECK(strstr(err, table[i].want) != NULL);
+        if (!strstr(err, table[i].want))
+            fprintf(stderr, "case %zu: reason \"%s\", want \"%s\"\n", i, err, table[i].want);
+        nw_rules_unref(&rules);
+    }
+}
+
+/* My own stories, written for this test in the style of the two beats. */
+static const char telecoms_headline[] = "Regional operator picks two vendors for 5G core";
+static const char telecoms_body[] =
+    "A mid-sized mobile operator has chosen Ericsson and Nokia to supply the radio and "
+    "core network for its standalone 5G rollout, after an auction left it with more "
+    "spectrum than expected.\n\n"
+    "The company says the new software will let it slice the network for enterprise "
+    "customers, while cheaper handsets should bring more subscribers onto the service.";
+static const char geo_headline[] = "Allies weigh new sanctions as trade talks stall";
+static const char geo_body[] =
+    "Governments on both sides of the Atlantic are preparing another round of sanctions "
+    "after diplomatic efforts failed to ease tensions with Beijing.\n\n"
+    "Officials in Washington said export controls on advanced chips would widen, and "
+    "the foreign ministry in China promised retaliation against what it called "
+    "unilateral restrictions on trade.";
+
+/* Headline and body of the shared scraped specimen, cut by its layout: the headline
+ * is the line after "N Min Read", the body runs until "About the Author". */
+static bool load_specimen(char **headline, char **body)
+{
+    const char *shared = getenv("NW_SHARED");
+    if (!shared)
+        return false;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt", shared);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    char line[65536];
+    bool after_read_time = false;
+    *headline = NULL;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!*headline) {
+            if (strstr(line, " Min Read"))
+                after_read_time = true;
+            else if (after_read_time && *line)
+                *headline = strdup(line);
+            continue;
+        }
+        if (strncmp(line, "About the Author", 16) == 0)
+            break;
+        size_t n = strlen(line);
+        if (len + n + 2 > cap) {
+            cap = (len + n + 2) * 2;
+            char *grown = realloc(text, cap);
+            if (!grown)
+                break;
+            text = grown;
+        }
+        memcpy(text + len, line, n);
+        len += n;
+        text[len++] = '\n';
+        text[len] = '\0';
+    }
+    fclose(f);
+    if (!*headline || !text) {
+        free(*headline);
+        free(text);
+        return false;
+    }
+    *body = text;
+    return true;
+}
+
+static void test_default_rules(void)
+{
+    char err[256] = "";
+    nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
+    CHECK(rules != NULL);
+    if (!rules)
+        return;
+    CHECK(nw_rules_count(rules) == 2);
+    /* a config without a rules section gets the defaults too */
+    zconfig_t *config = zconfig_str_load("newswired\n    drop = /tmp\n");
+    nw_rules_t *rules2 = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(nw_rules_count(rules2) == 2);
+    nw_rules_unref(&rules2);
+
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t n = classify(rules, telecoms_headline, telecoms_body, t);
+    CHECK(n == 1);
+    CHECK(has_topic(t, n, "telecoms"));
+    n = classify(rules, geo_headline, geo_body, t);
+    CHECK(n == 1);
+    CHECK(has_topic(t, n, "geopolitics"));
+    CHECK(classify(rules, "Local bakery wins prize", "The sourdough was excellent.", t) == 0);
+
+    char *headline, *body;
+    if (load_specimen(&headline, &body)) {
+        n = classify(rules, headline, body, t);
+        CHECK(has_topic(t, n, "telecoms"));
+        CHECK(has_topic(t, n, "geopolitics"));
+        for (size_t i = 0; i < n; i++)
+            printf("specimen topic: %s\n", t[i]);
+        free(headline);
+        free(body);
+    }
+    else
+        printf("specimen: skipped (NW_SHARED unset or file absent)\n");
+    nw_rules_unref(&rules);
+}
+
+static void test_route_order(void)
+{
+    char err[256] = "";
+    nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    char *subjects[20] = {"Markets", " markets ", "Tech.AI", "!!!", "Tech . AI"};
+    nw_article_t a = article(telecoms_headline, telecoms_body);
+    a.subjects = subjects;
+    a.subject_count = 5;
+
+    /* subfolder wins, alone */
+    CHECK(nw_route_topics(rules, "Telecoms / 5G", &a, t) == 1);
+    CHECK_STR(t[0], "telecoms-5g");
+    /* an unusable subfolder falls through to the article's subjects */
+    CHECK(nw_route_topics(rules, "___", &a, t) == 2);
+    CHECK_STR(t[0], "markets");
+    CHECK_STR(t[1], "tech.ai");
+    /* at most NW_ROUTE_MAX_TOPICS subjects */
+    char names[20][8];
+    for (int i = 0; i < 20; i++) {
+        snprintf(names[i], sizeof names[i], "s%d", i);
+        subjects[i] = names[i];
+    }
+    a.subject_count = 20;
+    CHECK(nw_route_topics(rules, NULL, &a, t) == NW_ROUTE_MAX_TOPICS);
+    CHECK_STR(t[NW_ROUTE_MAX_TOPICS - 1], "s15");
+    /* subjects that normalize to nothing fall through to the rules */
+    subjects[0] = "???";
+    a.subject_count = 1;
+    CHECK(nw_route_topics(rules, NULL, &a, t) == 1);
+    CHECK_STR(t[0], "telecoms");
+    /* nothing matches: general */
+    nw_article_t plain = article("Local bakery wins prize", "Sourdough.");
+    CHECK(nw_route_topics(rules, NULL, &plain, t) == 1);
+    CHECK_STR(t[0], "general");
+    CHECK(nw_route_topics(NULL, NULL, &a, t) == 1);
+    CHECK_STR(t[0], "general");
+    CHECK(nw_route_topics(NULL, NULL, NULL, t) == 1);
+    CHECK_STR(t[0], "general");
+    nw_rules_unref(&rules);
+}
+
+static void *classify_thread(void *arg)
+{
+    nw_rules_t *rules = arg;    /* this thread's own reference */
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t ok = 0;
+    for (int i = 0; i < 200; i++)
+        ok += classify(rules, telecoms_headline, telecoms_body, t) == 1;
+    nw_rules_unref(&rules);
+    return (void *) ok;
+}
+
+static void test_refcount(void)
+{
+    char err[256] = "";
+    nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
+    nw_rules_t *copy = nw_rules_ref(rules);
+    CHECK(copy == rules);
+    nw_rules_unref(&rules);      /* one owner left: still usable through the copy */
+    CHECK(rules == NULL);
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    CHECK(classify(copy, telecoms_headline, telecoms_body, t) == 1);
+    nw_rules_unref(&copy);
+    CHECK(nw_rules_ref(NULL) == NULL);
+    nw_rules_unref(NULL);
+    nw_rules_unref(&rules);
+
+    rules = nw_rules_new(NULL, err, sizeof err);
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&threads[i], NULL, classify_thread, nw_rules_ref(rules)) == 0);
+    nw_rules_unref(&rules);      /* the threads may now hold the last references */
+    for (int i = 0; i < 4; i++) {
+        void *ok = NULL;
+        pthread_join(threads[i], &ok);
+        CHECK((size_t) ok == 200);
+    }
+}
+
+int main(void)
+{
+    test_normalize();
+    test_custom_rules();
+    test_malformed();
+    test_default_rules();
+    test_route_order();
+    test_refcount();
+    return CHECK_DONE();
+}
