@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""Writes the newswire v1 test vectors into this folder (run with Debian's python3 and
+python3-msgpack: /usr/bin/python3 proto/vectors/make_vectors.py).
+
+NN-name.mp    one valid body frame (frame 1); NN-name.json  its content as JSON
+bad-name.mp   one invalid body frame;         bad-name.txt  a substring of the reason
+                                                            nw_codec_message_decode() gives
+canonical.txt the valid vectors nw_codec_pack_message() must reproduce byte for byte
+              (their keys are in the encoder's order; see proto/nw_codec.c)
+
+Output is deterministic: running this again must leave `git status` clean.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EPOCH = "5b0e2c7d9a4f41e6b3c8d2a1f0e97c64"
+
+
+def sha1(text):
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def article(uri, headline, body, versioncreated="2026-11-24T09:58:12.000Z", type_="text",
+            byline=None, description=None, language=None, subjects=None):
+    """The article map in nw_codec_pack_article()'s key order, optional keys omitted."""
+    a = {"uri": uri}
+    if type_ is not None:
+        a["type"] = type_
+    a["versioncreated"] = versioncreated
+    a["headline"] = headline
+    if byline is not None:
+        a["byline"] = byline
+    if description is not None:
+        a["description_text"] = description
+    a["body_text"] = body
+    if language is not None:
+        a["language"] = language
+    if subjects:
+        a["subject"] = [{"name": s} for s in subjects]
+    return a
+
+
+def message(topic, seq, art, ident, sent="2026-11-24T10:00:00.123Z", source=None):
+    """The message map in nw_codec_pack_message()'s key order."""
+    m = {"v": 1, "topic": topic, "seq": seq, "epoch": EPOCH, "id": ident, "sent": sent}
+    if source is not None:
+        m["source"] = {"file": source[0], "format": source[1]}
+    m["article"] = art
+    return m
+
+
+def pack(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def pack_pairs(pairs):
+    """A map from (key, packed value) pairs, for what a dict cannot hold (duplicates)."""
+    p = msgpack.Packer(use_bin_type=True)
+    out = p.pack_map_header(len(pairs))
+    for k, packed in pairs:
+        out += p.pack(k) + packed
+    return out
+
+
+def base(**over):
+    """A valid full message to break in one place."""
+    m = message("telecoms", 42,
+                article("urn:newswire:drop:harbour-cable", "Harbour cable repaired ahead of schedule",
+                        "Engineers finished splicing the damaged subsea cable on Sunday.\n\n"
+                        "Traffic returned to the link within the hour.",
+                        byline="Staff reporter", language="en", subjects=["Telecoms"]),
+                sha1("harbour-cable"), source=("harbour-cable.txt", "header"))
+    m.update(over)
+    return m
+
+
+def valid_vectors():
+    v = {}
+    v["01-minimal"] = (message(
+        "general", 1,
+        article("urn:newswire:drop:quiet-day", "A quiet day at the exchange",
+                "Nothing moved much.", type_=None),
+        sha1("quiet-day")), False)
+
+    v["02-full"] = (message(
+        "geopolitics.europe", 17,
+        article("urn:newswire:drop:summit-talks", "Ministers agree on a second round of talks",
+                "Delegations met for six hours and agreed to meet again next month.\n\n"
+                "No joint statement was issued.",
+                versioncreated="2026-11-24T08:30:00.000Z", byline="By A. Writer and B. Editor",
+                description="Talks will resume in December.", language="en",
+                subjects=["Geopolitics", "Europe"]),
+        sha1("summit-talks"), sent="2026-11-24T08:30:01.250Z",
+        source=("europe/summit-talks.txt", "header")), True)
+
+    v["03-utf8"] = (message(
+        "general", 3,
+        article("urn:newswire:drop:z\u00fcrich-tokyo",
+                "Z\u00fcrich \u2192 \u6771\u4eac: new fibre route opens \U0001F4E1",
+                "\u00c7a marche. \u0645\u0631\u062d\u0628\u0627. \u3053\u3093\u306b\u3061\u306f. "
+                "Emoji with joiner: \U0001F469\u200D\U0001F4BB; combining: e\u0301.",
+                byline="R\u00e9dactrice \u00c9lo\u00efse", description="\u201cFaster\u201d, they said.",
+                language="fr", subjects=["T\u00e9l\u00e9coms", "\u65e5\u672c"]),
+        sha1("zurich-tokyo"), source=("caf\u00e9-\u6771\u4eac.txt", "scraped")), True)
+
+    v["04-subjects"] = (message(
+        "telecoms.5g", 9,
+        article("urn:newswire:drop:spectrum-auction", "Spectrum auction raises record sum",
+                "Four operators bid for the 3.5 GHz band.",
+                subjects=["Telecoms", "5G", "Economy", "Regulation", "Markets/Auctions"]),
+        sha1("spectrum-auction"), source=("spectrum-auction.json", "ninjs")), True)
+
+    unknown = message(
+        "telecoms", 5,
+        article("urn:newswire:drop:future", "Extra keys are ignored", "Readers skip what they do not know."),
+        sha1("future"), source=("future.txt", "header"))
+    unknown["priority"] = 3
+    unknown["trace"] = {"hops": ["a", "b"], "ok": True, "ratio": 0.5, "none": None}
+    unknown["source"]["mtime"] = -12
+    unknown["article"]["ednote"] = "not for publication"
+    unknown["article"]["subject"] = [{"name": "Telecoms", "code": "medtop:20000304", "rel": ["about"]}]
+    unknown["article"]["altids"] = {"drop": "future.txt"}
+    v["05-unknown-keys"] = (unknown, False)
+
+    v["06-large-seq"] = (message(
+        "economy", 2 ** 53 + 1,
+        article("urn:newswire:drop:long-running", "A topic with a long history",
+                "Sequence numbers are 64-bit unsigned integers.", language="en"),
+        sha1("long-running"), source=("long-running.txt", "header")), True)
+
+    ordered = message(
+        "economy.markets", 2 ** 32,
+        article("urn:newswire:drop:reordered", "Keys may come in any order", "Maps are unordered.",
+                byline="Desk", subjects=["Markets"]),
+        sha1("reordered"), source=("reordered.txt", "header"))
+    ordered["article"] = dict(reversed(list(ordered["article"].items())))
+    v["07-key-order"] = (dict(reversed(list(ordered.items()))), False)
+
+    long_topic = ".".join(["level%03d" % i for i in range(28)])   # 28*9-1 = 251 bytes
+    long_topic += ".abc"
+    assert len(long_topic) == 255
+    v["08-limits"] = (message(
+        long_topic, 1,
+        article("urn:newswire:drop:limits", "At the limits", "Topic of 255 bytes, 64 subjects.",
+                subjects=["Subject %02d" % i for i in range(64)]),
+        sha1("limits"), source=("limits.txt", "header")), True)
+    return v
+
+
+def bad_vectors():
+    b = {}
+    full = pack(base())
+    b["bad-seq-type"] = (pack(base(seq="42")), '"seq" is not an unsigned integer')
+    m = base()
+    del m["article"]["headline"]
+    b["bad-missing-headline"] = (pack(m), 'missing key "article.headline"')
+    b["bad-version-2"] = (pack(base(v=2)), "unsupported version 2")
+    b["bad-truncated"] = (full[: len(full) // 2], "truncated message")
+    b["bad-trailing-bytes"] = (full + b"\xc0", "trailing bytes after the message map")
+    m = base()
+    m["article"]["headline"] = "Before\x00after"
+    b["bad-nul-in-string"] = (pack(m), '"article.headline" contains NUL')
+    b["bad-topic-too-long"] = (pack(base(topic="t" * 256)), '"topic" longer than 255 bytes')
+    nested = "deep"
+    for _ in range(20):
+        nested = [nested]
+    b["bad-deep-nesting"] = (pack(base(extension=nested)), "nested deeper than 8 levels")
+    b["bad-seq-zero"] = (pack(base(seq=0)), '"seq" is 0')
+    b["bad-epoch-not-hex"] = (pack(base(epoch="5B0E2C7D9A4F41E6B3C8D2A1F0E97C64")),
+                              '"epoch" is not 32 lowercase hex digits')
+    m = base()
+    m["article"]["subject"] = [{"name": "s%d" % i} for i in range(65)]
+    b["bad-too-many-subjects"] = (pack(m), '"article.subject" has more than 64 entries')
+    m = base()
+    m["article"]["body_text"] = "bad byte: @@"
+    b["bad-invalid-utf8"] = (pack(m).replace(b"bad byte: @@", b"bad byte: \xc3\x28"),
+                             '"article.body_text" is not valid UTF-8')
+    b["bad-not-a-map"] = (pack([1, "telecoms", 42]), "message is not a map")
+    # A map32 header claiming 4 billion entries: must be refused without allocating.
+    b["bad-huge-count"] = (b"\xdf\xff\xff\xff\xff" + pack("v") + pack(1), "truncated message")
+    pairs = [(k, pack(v)) for k, v in base().items()]
+    pairs.insert(3, ("seq", pack(43)))
+    b["bad-duplicate-key"] = (pack_pairs(pairs), 'duplicate key "seq"')
+    b["bad-sent-format"] = (pack(base(sent="2026-11-24 10:00:00")), '"sent" is not an RFC 3339 UTC time')
+    m = base()
+    m["article"]["subject"] = ["Telecoms"]
+    b["bad-subject-not-map"] = (pack(m), '"article.subject" entry is not a map')
+    pairs = [(k, pack(v)) for k, v in base().items()] + [(7, pack("x"))]
+    b["bad-key-not-string"] = (pack_pairs(pairs), "a map key is not a string")
+    b["bad-reserved-byte"] = (b"\xc1", "malformed MessagePack")
+    b["bad-empty"] = (b"", "empty message")
+    m = base()
+    del m["article"]
+    b["bad-missing-article"] = (pack(m), 'missing key "article"')
+    m = base()
+    m["article"]["headline"] = b"binary, not str"
+    b["bad-bin-not-str"] = (pack(m), '"article.headline" is not a string')
+    return b
+
+
+def write(name, data):
+    with open(os.path.join(HERE, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    for old in os.listdir(HERE):
+        if old.endswith((".mp", ".json", ".txt")):
+            os.remove(os.path.join(HERE, old))
+    canonical = []
+    for name, (obj, is_canonical) in valid_vectors().items():
+        write(name + ".mp", pack(obj))
+        write(name + ".json", (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+        if is_canonical:
+            canonical.append(name)
+    for name, (data, reason) in bad_vectors().items():
+        write(name + ".mp", data)
+        write(name + ".txt", (reason + "\n").encode("utf-8"))
+    write("canonical.txt", "".join(n + "\n" for n in canonical).encode("ascii"))
+    print("wrote %d valid and %d bad vectors to %s" % (len(valid_vectors()), len(bad_vectors()), HERE))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
