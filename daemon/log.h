@@ -8,6 +8,7 @@
 #define NW_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum {
     NW_LOG_ERR = 3,

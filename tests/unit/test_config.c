@@ -1,0 +1,96 @@
+/* test_config: built-in defaults, the ZPL file, flags over the file, errors with
+ * reasons, and a reload that keeps what the command line said. */
+#include "check.h"
+#include "config.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int load(nw_config_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+    return nw_config_load(c, argc, argv, err, errlen);
+}
+
+int main(void)
+{
+    char err[512];
+    nw_config_t c;
+
+    char *none[] = {"newswired", NULL};
+    CHECK(load(&c, 1, none, err, sizeof err) == 0);
+    CHECK_STR(c.drop_dir, "./drop");
+    CHECK_STR(c.state_dir, "./state");
+    CHECK(c.publish_count == 1);
+    CHECK_STR(c.publish[0], "tcp://127.0.0.1:5556");
+    CHECK(c.max_size == 8u << 20);
+    CHECK(c.sync);
+    CHECK(c.file == NULL);
+    nw_config_release(&c);
+
+    char path[] = "/tmp/nw-config-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("newswired\n    drop = \"/srv/drop\"\n    log-level = \"debug\"\n"
+          "    publish = \"ipc:///tmp/a\"\n    max-size = 1000\n"
+          "rules\n    space\n        words = \"rocket\"\n", f);
+    fclose(f);
+
+    /* flags win over the file; several --publish replace the default list */
+    char *argv[] = {"newswired", "--config", path, "--log-level", "warning",
+                    "-p", "tcp://127.0.0.1:1", "--publish", "ipc:///tmp/b", NULL};
+    CHECK(load(&c, 9, argv, err, sizeof err) == 0);
+    CHECK_STR(c.drop_dir, "/srv/drop");
+    CHECK(c.log_level == NW_LOG_WARNING);
+    CHECK(c.max_size == 1000);
+    CHECK(c.publish_count == 2);
+    CHECK_STR(c.publish[0], "tcp://127.0.0.1:1");
+    CHECK_STR(c.publish[1], "ipc:///tmp/b");
+    CHECK(c.file != NULL && zconfig_locate(c.file, "rules/space") != NULL);
+
+    /* a reload re-reads the file but the flag's log level stays */
+    f = fopen(path, "w");
+    fputs("newswired\n    log-level = \"err\"\n    dedup-window = 5\n", f);
+    fclose(f);
+    CHECK(nw_config_reload(&c, 9, argv, err, sizeof err) == 0);
+    CHECK(c.log_level == NW_LOG_WARNING);
+    CHECK(c.dedup_window_ms == 5000);
+    CHECK(zconfig_locate(c.file, "rules/space") == NULL);
+    /* an invalid file on reload leaves everything as it was */
+    f = fopen(path, "w");
+    fputs("newswired\n    max-size = \"lots\"\n", f);
+    fclose(f);
+    CHECK(nw_config_reload(&c, 9, argv, err, sizeof err) == -1);
+    CHECK(strstr(err, "max-size") != NULL);
+    CHECK(c.dedup_window_ms == 5000);
+    nw_config_release(&c);
+
+    char *bad_level[] = {"newswired", "--log-level", "loud", NULL};
+    CHECK(load(&c, 3, bad_level, err, sizeof err) == -1);
+    CHECK(strstr(err, "loud") != NULL);
+    nw_config_release(&c);
+
+    char *unknown[] = {"newswired", "--frobnicate", NULL};
+    CHECK(load(&c, 2, unknown, err, sizeof err) == -1);
+    CHECK(strstr(err, "frobnicate") != NULL);
+    nw_config_release(&c);
+
+    char *missing[] = {"newswired", "--drop", NULL};
+    CHECK(load(&c, 2, missing, err, sizeof err) == -1);
+    CHECK(strstr(err, "needs a value") != NULL);
+    nw_config_release(&c);
+
+    char *stray[] = {"newswired", "extra", NULL};
+    CHECK(load(&c, 2, stray, err, sizeof err) == -1);
+    nw_config_release(&c);
+
+    char *nofile[] = {"newswired", "--config", "/nonexistent/x.cfg", NULL};
+    CHECK(load(&c, 3, nofile, err, sizeof err) == -1);
+    CHECK(strstr(err, "/nonexistent/x.cfg") != NULL);
+    nw_config_release(&c);
+
+    unlink(path);
+    return CHECK_DONE();
+}
