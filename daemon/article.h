@@ -63,7 +63,8 @@ int nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms);
 /*
  * Between the article modules only (article.c dispatches to parse_*.c). Each fills a
  * zeroed article from text already sanitized by nw_text_sanitize (valid UTF-8, LF, no
- * BOM, no NUL); article.c then checks headline and body and computes the id.
+ * BOM, no NUL); versioncreated_ms is INT64_MIN on entry and stays so when the input has
+ * no date. article.c then checks headline and body, fills the date and computes the id.
  */
 bool nw_article_looks_like_header(const char *text, size_t len);
 int nw_article_from_header(nw_article_t *self, const char *text, size_t len,
@@ -72,6 +73,10 @@ int nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
                             char *errbuf, size_t errlen);
 int nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
                           char *errbuf, size_t errlen);
+/* Set versioncreated_ms from a date written as nw_date_parse accepts; -1 and the
+ * reason "unrecognised date '...'" (the text cut short) when it is not one. */
+int nw_article_set_date(nw_article_t *self, const char *s, size_t n,
+                        char *errbuf, size_t errlen);
 /* Add one subject (trimmed, white space collapsed; blanks, duplicates and those past
  * NW_ARTICLE_MAX_SUBJECTS ignored). -1 only when out of memory. */
 int nw_article_add_subject(nw_article_t *self, const char *s, size_t n);

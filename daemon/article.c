@@ -1,0 +1,256 @@
+/*
+ * article: the entry point of parsing. Raw file bytes come in; they are refused if
+ * they hold NUL, sanitized (text.c), handed to the parser of the layout the content
+ * shows (parse_header.c, parse_scraped.c, parse_ninjs.c), checked for the fields every
+ * story needs, given a date and a stable id, and leave as a heap nw_article_t.
+ * Also the field setters the parsers share (subjects, authors).
+ */
+#include "article.h"
+#include "text.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *
+nw_format_name(nw_format_t format)
+{
+    switch (format) {
+    case NW_FORMAT_HEADER:
+        return "header";
+    case NW_FORMAT_SCRAPED:
+        return "scraped";
+    case NW_FORMAT_NINJS:
+        return "ninjs";
+    }
+    return "unknown";
+}
+
+void
+nw_article_destroy(nw_article_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nw_article_t *self = *self_p;
+    free(self->uri);
+    free(self->headline);
+    free(self->byline);
+    free(self->author_bio);
+    free(self->description);
+    free(self->body);
+    free(self->language);
+    size_t i;
+    for (i = 0; i < self->subject_count; i++)
+        free(self->subjects[i]);
+    free(self->subjects);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+nw_article_add_subject(nw_article_t *self, const char *s, size_t n)
+{
+    if (self->subject_count >= NW_ARTICLE_MAX_SUBJECTS)
+        return 0;
+    char *subject = nw_text_oneline(s, n);
+    if (!subject)
+        return nw_text_is_blank(s, n) ? 0 : -1;
+    size_t i;
+    for (i = 0; i < self->subject_count; i++)
+        if (strcmp(self->subjects[i], subject) == 0) {
+            free(subject);
+            return 0;
+        }
+    if (!self->subjects) {
+        self->subjects = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subjects);
+        if (!self->subjects) {
+            free(subject);
+            return -1;
+        }
+    }
+    self->subjects[self->subject_count++] = subject;
+    return 0;
+}
+
+/* Length of the author separator at s[i], or 0. */
+static size_t
+author_separator(const char *s, size_t n, size_t i, bool split_and)
+{
+    if (s[i] == ',' || s[i] == ';')
+        return 1;
+    if (!split_and || s[i] != ' ')
+        return 0;
+    if (nw_text_istarts(s + i, n - i, " and "))
+        return 5;
+    if (nw_text_istarts(s + i, n - i, " & "))
+        return 3;
+    return 0;
+}
+
+static void
+put_author(nw_text_buf_t *buf, const char *s, size_t n, bool split_and)
+{
+    nw_text_trim(&s, &n);
+    /* "By A and B", "A, and B": the words that introduce a name are not part of it. */
+    if (nw_text_istarts(s, n, "by ") || (split_and && nw_text_istarts(s, n, "and "))) {
+        s += 3;
+        n -= 3;
+    }
+    else if (split_and && nw_text_istarts(s, n, "& ")) {
+        s += 2;
+        n -= 2;
+    }
+    nw_text_trim(&s, &n);
+    if (n == 0)
+        return;
+    if (buf->len)
+        nw_text_buf_append(buf, ", ", 2);
+    nw_text_put_oneline(buf, s, n);
+}
+
+int
+nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_and)
+{
+    nw_text_buf_t buf = { 0 };
+    if (self->byline)
+        nw_text_buf_append(&buf, self->byline, strlen(self->byline));
+    size_t i = 0, start = 0;
+    while (i < n) {
+        size_t k = author_separator(s, n, i, split_and);
+        if (k) {
+            put_author(&buf, s + start, i - start, split_and);
+            i += k;
+            start = i;
+        }
+        else
+            i++;
+    }
+    put_author(&buf, s + start, n - start, split_and);
+    if (buf.failed) {
+        nw_text_buf_free(&buf);
+        return -1;
+    }
+    if (buf.len == 0)
+        return 0;
+    free(self->byline);
+    self->byline = nw_text_buf_take(&buf);
+    return self->byline ? 0 : -1;
+}
+
+/* Lower-case hex SHA-1 of the story: of its uri when it has one (the publisher's own
+ * identity), else of what a reader sees, so the same story dropped twice, whatever its
+ * line endings or BOM, gets the same id. */
+static int
+compute_id(nw_article_t *self)
+{
+    zdigest_t *digest = zdigest_new();
+    if (!digest)
+        return -1;
+    if (self->uri)
+        zdigest_update(digest, (const byte *) self->uri, strlen(self->uri));
+    else {
+        zdigest_update(digest, (const byte *) self->headline, strlen(self->headline));
+        zdigest_update(digest, (const byte *) "\n", 1);
+        zdigest_update(digest, (const byte *) self->body, strlen(self->body));
+    }
+    const byte *data = zdigest_data(digest);
+    size_t i;
+    for (i = 0; i < zdigest_size(digest) && 2 * i + 2 < sizeof self->id; i++)
+        snprintf(self->id + 2 * i, 3, "%02x", data[i]);
+    zdigest_destroy(&digest);
+    return 0;
+}
+
+static bool
+first_nonblank_is(const char *text, size_t len, char c)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        if (text[i] == ' ' || text[i] == '\t' || text[i] == '\n')
+            continue;
+        return text[i] == c;
+    }
+    return false;
+}
+
+int
+nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
+                 nw_article_t **out, char *errbuf, size_t errlen)
+{
+    char *text = NULL;
+    nw_article_t *self = NULL;
+    size_t textlen = 0;
+    unsigned replaced = 0;
+
+    *out = NULL;
+    if (len && memchr(data, '\0', len)) {
+        snprintf(errbuf, errlen, "contains NUL bytes");
+        goto fail;
+    }
+    text = nw_text_sanitize(data, len, &textlen, &replaced);
+    self = calloc(1, sizeof *self);
+    if (!text || !self) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    self->replaced_bytes = replaced;
+    self->versioncreated_ms = INT64_MIN;
+
+    int rc;
+    if (first_nonblank_is(text, textlen, '{')) {
+        self->format = NW_FORMAT_NINJS;
+        rc = nw_article_from_ninjs(self, text, textlen, errbuf, errlen);
+    }
+    else if (nw_article_looks_like_header(text, textlen)) {
+        self->format = NW_FORMAT_HEADER;
+        rc = nw_article_from_header(self, text, textlen, errbuf, errlen);
+    }
+    else {
+        self->format = NW_FORMAT_SCRAPED;
+        rc = nw_article_from_scraped(self, text, textlen, errbuf, errlen);
+    }
+    if (rc != 0)
+        goto fail;
+    if (!self->headline || !*self->headline) {
+        snprintf(errbuf, errlen, "no headline");
+        goto fail;
+    }
+    if (!self->body || !*self->body) {
+        snprintf(errbuf, errlen, "no body");
+        goto fail;
+    }
+    if (self->versioncreated_ms == INT64_MIN)
+        self->versioncreated_ms = mtime_ms;
+    if (compute_id(self) != 0) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    free(text);
+    *out = self;
+    return 0;
+
+fail:
+    free(text);
+    nw_article_destroy(&self);
+    return -1;
+}
+
+int
+nw_article_set_date(nw_article_t *self, const char *s, size_t n,
+                    char *errbuf, size_t errlen)
+{
+    nw_text_trim(&s, &n);
+    if (nw_date_parse_n(s, n, &self->versioncreated_ms) == 0)
+        return 0;
+    /* Quote at most 60 bytes, cut on a UTF-8 character boundary. */
+    size_t shown = n;
+    if (shown > 60) {
+        shown = 60;
+        while (shown > 0 && ((unsigned char) s[shown] & 0xC0) == 0x80)
+            shown--;
+    }
+    snprintf(errbuf, errlen, "unrecognised date '%.*s%s'", (int) shown, s,
+             shown < n ? "..." : "");
+    return -1;
+}

@@ -1,0 +1,406 @@
+/*
+ * test_article: every fixture in $NW_FIXTURES/articles parsed and compared field by
+ * field with the .expected.json beside it (bad-* fixtures: the reason), the shared
+ * scraped specimen when $NW_SHARED has it, id stability, line ending and BOM
+ * equivalence, UTF-8 repair counts, and inputs built to be pathological in size.
+ */
+#include "article.h"
+#include "check.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MTIME 1600000000000LL
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *data = NULL;
+    size_t cap = 0, n = 0, got;
+    do {
+        if (cap - n < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            data = realloc(data, cap);
+            if (!data)
+                break;
+        }
+        got = fread(data + n, 1, cap - n, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    *len = n;
+    return data;
+}
+
+static void
+check_opt_str(const char *fixture, const char *field, const char *got, json_t *want)
+{
+    if (!want || json_is_null(want)) {
+        CHECK(got == NULL);
+        if (got)
+            fprintf(stderr, "  %s: %s = \"%s\", want null\n", fixture, field, got);
+        return;
+    }
+    CHECK_STR(got, json_string_value(want));
+    if (!got || !json_string_value(want) || strcmp(got, json_string_value(want)) != 0)
+        fprintf(stderr, "  (%s: %s)\n", fixture, field);
+}
+
+static int64_t
+expected_ms(json_t *v)
+{
+    int64_t ms = -1;
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_string(v))
+        CHECK(nw_date_parse(json_string_value(v), &ms) == 0);
+    return ms;
+}
+
+static void
+check_fixture(const char *dir, const char *name)
+{
+    char path[1024], expected_path[1024], errbuf[NW_ARTICLE_ERRLEN] = "";
+    size_t len = 0, base = strlen(name) - 4;   /* without ".txt" */
+    char *data = NULL;
+    json_t *want = NULL;
+    json_error_t jerr = { .text = "path too long" };
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int) sizeof path
+        || snprintf(expected_path, sizeof expected_path, "%s/%.*s.expected.json", dir,
+                    (int) base, name) >= (int) sizeof expected_path)
+        goto loaded;
+    data = read_file(path, &len);
+    want = json_load_file(expected_path, 0, &jerr);
+loaded:
+    CHECK(data != NULL);
+    CHECK(want != NULL);
+    if (!data || !want) {
+        fprintf(stderr, "  %s: cannot load (%s)\n", name, want ? path : jerr.text);
+        goto done;
+    }
+    nw_article_t *a = NULL;
+    int rc = nw_article_parse(data, len, MTIME, &a, errbuf, sizeof errbuf);
+    json_t *reason = json_object_get(want, "reason");
+    if (reason) {
+        const char *r = json_string_value(reason);
+        CHECK(rc == -1 && a == NULL);
+        CHECK(r && strncmp(errbuf, r, strlen(r)) == 0);
+        if (rc != -1 || !r || strncmp(errbuf, r, strlen(r)) != 0)
+            fprintf(stderr, "  %s: rc %d reason \"%s\", want \"%s\"\n", name, rc, errbuf, r);
+        nw_article_destroy(&a);
+        goto done;
+    }
+    CHECK(rc == 0 && a != NULL);
+    if (rc != 0 || !a) {
+        fprintf(stderr, "  %s: rejected: %s\n", name, errbuf);
+        goto done;
+    }
+    CHECK_STR(nw_format_name(a->format), json_string_value(json_object_get(want, "format")));
+    check_opt_str(name, "headline", a->headline, json_object_get(want, "headline"));
+    check_opt_str(name, "byline", a->byline, json_object_get(want, "byline"));
+    check_opt_str(name, "description", a->description, json_object_get(want, "description"));
+    check_opt_str(name, "body", a->body, json_object_get(want, "body"));
+    check_opt_str(name, "author_bio", a->author_bio, json_object_get(want, "author_bio"));
+    check_opt_str(name, "language", a->language, json_object_get(want, "language"));
+    check_opt_str(name, "uri", a->uri, json_object_get(want, "uri"));
+    int64_t ms = expected_ms(json_object_get(want, "versioncreated"));
+    CHECK(a->versioncreated_ms == ms);
+    if (a->versioncreated_ms != ms)
+        fprintf(stderr, "  %s: versioncreated %lld, want %lld\n", name,
+                (long long) a->versioncreated_ms, (long long) ms);
+    json_t *subjects = json_object_get(want, "subjects");
+    CHECK(a->subject_count == json_array_size(subjects));
+    size_t i;
+    for (i = 0; i < a->subject_count && i < json_array_size(subjects); i++)
+        CHECK_STR(a->subjects[i], json_string_value(json_array_get(subjects, i)));
+    json_t *replaced = json_object_get(want, "replaced_bytes");
+    CHECK(a->replaced_bytes == (replaced ? (unsigned) json_integer_value(replaced) : 0));
+    CHECK(strlen(a->id) == 40 && strspn(a->id, "0123456789abcdef") == 40);
+
+    /* Parsing is a pure function: the same bytes give the same article id. */
+    nw_article_t *again = NULL;
+    CHECK(nw_article_parse(data, len, MTIME + 1, &again, errbuf, sizeof errbuf) == 0);
+    CHECK(again && strcmp(again->id, a->id) == 0);
+    nw_article_destroy(&again);
+    nw_article_destroy(&a);
+    CHECK(a == NULL);
+done:
+    json_decref(want);
+    free(data);
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static void
+test_fixtures(void)
+{
+    const char *root = getenv("NW_FIXTURES");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/articles", root ? root : "tests/fixtures");
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) {
+        fprintf(stderr, "cannot open %s (set NW_FIXTURES)\n", dir);
+        return;
+    }
+    char *names[512];
+    size_t count = 0, i;
+    struct dirent *e;
+    while ((e = readdir(d)) && count < 512) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".txt") == 0)
+            names[count++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, count, sizeof names[0], cmp_names);
+    size_t scraped = 0, header = 0, ninjs = 0, bad = 0;
+    for (i = 0; i < count; i++) {
+        scraped += strncmp(names[i], "scraped-", 8) == 0;
+        header += strncmp(names[i], "header-", 7) == 0;
+        ninjs += strncmp(names[i], "ninjs-", 6) == 0;
+        bad += strncmp(names[i], "bad-", 4) == 0;
+        check_fixture(dir, names[i]);
+        free(names[i]);
+    }
+    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5);
+}
+
+static nw_article_t *
+parse_ok(const char *data, size_t len)
+{
+    char errbuf[NW_ARTICLE_ERRLEN] = "";
+    nw_article_t *a = NULL;
+    if (nw_article_parse(data, len, MTIME, &a, errbuf, sizeof errbuf) != 0)
+        fprintf(stderr, "unexpected rejection: %s\n", errbuf);
+    return a;
+}
+
+static void
+test_specimen(void)
+{
+    const char *shared = getenv("NW_SHARED");
+    char path[1024];
+    size_t len;
+    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt", shared ? shared : "");
+    char *data = shared ? read_file(path, &len) : NULL;
+    if (!data) {
+        printf("specimen not found, skipped\n");
+        return;
+    }
+    nw_article_t *a = parse_ok(data, len);
+    CHECK(a != NULL);
+    if (a) {
+        int64_t ms;
+        CHECK(nw_date_parse("2021-05-25T00:00:00Z", &ms) == 0);
+        CHECK(a->format == NW_FORMAT_SCRAPED);
+        CHECK_STR(a->headline, "Leaked Huawei memo reveals plan for global software domination");
+        CHECK_STR(a->byline, "Scott Bicheno");
+        CHECK(a->versioncreated_ms == ms);
+        /* The description is the file's first line; the body opens with it again. */
+        size_t first = strcspn(data, "\r\n");
+        CHECK(a->description && strlen(a->description) == first
+              && strncmp(a->description, data, first) == 0);
+        CHECK(a->body && strncmp(a->body, data, first) == 0);
+        CHECK(a->body && !strstr(a->body, "About the Author"));
+        CHECK(a->body && !strstr(a->body, "Follow him"));
+        CHECK(a->body && !strstr(a->body, "You May Also Like"));
+        CHECK(a->body && a->body[strlen(a->body) - 1] == '.');
+        CHECK(a->author_bio && strlen(a->author_bio) > 100);
+        CHECK(a->author_bio && !strstr(a->author_bio, "Follow") && !strstr(a->author_bio, "@"));
+        CHECK(a->author_bio && strncmp(a->author_bio, "Scott Bicheno", 13) != 0);
+        CHECK(a->uri == NULL && a->subject_count == 0 && a->replaced_bytes == 0);
+    }
+    nw_article_destroy(&a);
+    free(data);
+}
+
+static void
+test_ids(void)
+{
+    const char *lf = "Standfirst line for a test story.\n\nAna Lima\n\nMay 25, 2021\n\n"
+                     "Test headline\n\nFirst paragraph.\n\nSecond paragraph.\n";
+    const char *crlf = "\xEF\xBB\xBFStandfirst line for a test story.\r\n\r\nAna Lima\r\n\r\n"
+                       "May 25, 2021\r\n\r\nTest headline\r\n\r\nFirst paragraph.  \r\n\r\n\r\n"
+                       "Second paragraph.\r\n";
+    const char *other = "Standfirst line for a test story.\n\nAna Lima\n\nMay 25, 2021\n\n"
+                        "Test headline\n\nFirst paragraph.\n\nA different second paragraph.\n";
+    nw_article_t *a = parse_ok(lf, strlen(lf));
+    nw_article_t *b = parse_ok(crlf, strlen(crlf));
+    nw_article_t *c = parse_ok(other, strlen(other));
+    CHECK(a && b && c);
+    if (a && b && c) {
+        CHECK_STR(a->id, b->id);
+        CHECK(strcmp(a->id, c->id) != 0);
+        CHECK_STR(a->body, b->body);
+    }
+    nw_article_destroy(&a);
+    nw_article_destroy(&b);
+    nw_article_destroy(&c);
+
+    /* With a uri the id is the SHA-1 of the uri alone. */
+    const char *h1 = "Title: One\nURI: urn:example:ferry-2024-09-03\n\nBody one.\n";
+    const char *h2 = "Title: Two (corrected)\nURI: urn:example:ferry-2024-09-03\n\nBody two.\n";
+    a = parse_ok(h1, strlen(h1));
+    b = parse_ok(h2, strlen(h2));
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_STR(a->id, "8b218d8464d05e19347a735b73e73ef2083f9aad");
+        CHECK_STR(a->id, b->id);
+    }
+    nw_article_destroy(&a);
+    nw_article_destroy(&b);
+}
+
+static void
+test_replaced(void)
+{
+    /* 0xFF is one invalid byte, E2 82 a truncated sequence: two bytes, one U+FFFD. */
+    const char *s = "Title: A\xFF\n\nB\xE2\x82\n";
+    nw_article_t *a = parse_ok(s, strlen(s));
+    CHECK(a != NULL);
+    if (a) {
+        CHECK(a->replaced_bytes == 3);
+        CHECK_STR(a->headline, "A\xEF\xBF\xBD");
+        CHECK_STR(a->body, "B\xEF\xBF\xBD");
+    }
+    nw_article_destroy(&a);
+}
+
+static void
+test_layout_detection(void)
+{
+    /* A standfirst that opens like a header key stays scraped. */
+    const char *s = "Summary: the regulator has had enough of slow roll-outs.\n\nAna Lima\n\n"
+                    "2021-05-25\n\nRegulator fines slow builders\n\nFines start next year.\n";
+    nw_article_t *a = parse_ok(s, strlen(s));
+    CHECK(a && a->format == NW_FORMAT_SCRAPED);
+    if (a) {
+        CHECK_STR(a->headline, "Regulator fines slow builders");
+        CHECK_STR(a->description, "Summary: the regulator has had enough of slow roll-outs.");
+    }
+    nw_article_destroy(&a);
+    CHECK(nw_article_looks_like_header("\n\nTitle: x\n\nbody", 16));
+    CHECK(nw_article_looks_like_header("Author: a\nDate: 2021-05-25\n\nbody", 33));
+    CHECK(!nw_article_looks_like_header("Summary: x\n\nbody", 16));
+    CHECK(!nw_article_looks_like_header("Title: x\nnot a header line\n\nbody", 33));
+    CHECK(!nw_article_looks_like_header("Note: x\nTitle: y\n\nbody", 22));
+    CHECK(!nw_article_looks_like_header("Title:x\n\nbody", 13));
+    CHECK(!nw_article_looks_like_header("", 0));
+
+    /* With no date line at all, the first line is the headline. */
+    s = "Plain headline\n\nPlain body.\n";
+    a = parse_ok(s, strlen(s));
+    CHECK(a && a->format == NW_FORMAT_SCRAPED);
+    if (a) {
+        CHECK_STR(a->headline, "Plain headline");
+        CHECK_STR(a->body, "Plain body.");
+        CHECK(a->versioncreated_ms == MTIME && a->byline == NULL && a->description == NULL);
+    }
+    nw_article_destroy(&a);
+}
+
+static void
+test_authors_and_subjects(void)
+{
+    nw_article_t a;
+    memset(&a, 0, sizeof a);
+    const char *s = "By Ana Lima, and Tom Berg & Zoë Müller;Kim Lee";
+    CHECK(nw_article_add_authors(&a, s, strlen(s), true) == 0);
+    CHECK_STR(a.byline, "Ana Lima, Tom Berg, Zoë Müller, Kim Lee");
+    s = "Alex Anderson and Brandon";
+    CHECK(nw_article_add_authors(&a, s, strlen(s), false) == 0);
+    CHECK_STR(a.byline, "Ana Lima, Tom Berg, Zoë Müller, Kim Lee, Alex Anderson and Brandon");
+    free(a.byline);
+
+    memset(&a, 0, sizeof a);
+    char buf[16];
+    int i;
+    for (i = 0; i < 100; i++) {
+        snprintf(buf, sizeof buf, " s%d ", i % 80);
+        CHECK(nw_article_add_subject(&a, buf, strlen(buf)) == 0);
+    }
+    CHECK(nw_article_add_subject(&a, "  ", 2) == 0);
+    CHECK(a.subject_count == NW_ARTICLE_MAX_SUBJECTS);
+    CHECK_STR(a.subjects[0], "s0");
+    CHECK_STR(a.subjects[63], "s63");
+    for (i = 0; i < (int) a.subject_count; i++)
+        free(a.subjects[i]);
+    free(a.subjects);
+}
+
+/* Sizes that would expose quadratic behaviour: the fields must still come out right. */
+static void
+test_large_inputs(void)
+{
+    const size_t big = 8u << 20;
+    const char *top = "Standfirst.\n\nAna Lima\n\nMay 25, 2021\n\nBig headline\n\n";
+    size_t toplen = strlen(top);
+    char *s = malloc(toplen + big + 1);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    memcpy(s, top, toplen);
+    memset(s + toplen, 'x', big);
+    nw_article_t *a = parse_ok(s, toplen + big);
+    CHECK(a && a->body && strlen(a->body) == big);
+    CHECK(a && a->headline && strcmp(a->headline, "Big headline") == 0);
+    nw_article_destroy(&a);
+
+    /* One 8 MiB line alone: a headline without a body. */
+    char errbuf[NW_ARTICLE_ERRLEN];
+    CHECK(nw_article_parse(s + toplen, big, MTIME, &a, errbuf, sizeof errbuf) == -1);
+    CHECK_STR(errbuf, "no body");
+
+    /* A million blank lines before and inside the article. */
+    size_t blanks = 1000000;
+    char *t = malloc(2 * blanks + 256);
+    CHECK(t != NULL);
+    if (t) {
+        size_t n = 0;
+        memset(t, '\n', blanks);
+        n += blanks;
+        n += (size_t) sprintf(t + n, "Title: Spaced out\n\nFirst.");
+        memset(t + n, '\n', blanks);
+        n += blanks;
+        n += (size_t) sprintf(t + n, "Last.\n");
+        a = parse_ok(t, n);
+        CHECK(a && a->format == NW_FORMAT_HEADER);
+        CHECK(a && a->body && strcmp(a->body, "First.\n\nLast.") == 0);
+        nw_article_destroy(&a);
+
+        memset(t, '\n', blanks);
+        n = blanks;
+        n += (size_t) sprintf(t + n, "A standfirst.\n\nAna Lima\n\n2 May 2021\n\nHeadline\n\nBody.");
+        memset(t + n, '\n', blanks);
+        n += blanks;
+        a = parse_ok(t, n);
+        CHECK(a && a->format == NW_FORMAT_SCRAPED && a->body && strcmp(a->body, "Body.") == 0);
+        nw_article_destroy(&a);
+        free(t);
+    }
+    free(s);
+}
+
+int
+main(void)
+{
+    test_fixtures();
+    test_specimen();
+    test_ids();
+    test_replaced();
+    test_layout_detection();
+    test_authors_and_subjects();
+    test_large_inputs();
+    nw_article_destroy(NULL);
+    CHECK_STR(nw_format_name(NW_FORMAT_NINJS), "ninjs");
+    return CHECK_DONE();
+}
