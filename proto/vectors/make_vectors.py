@@ -8,6 +8,8 @@ bad-name.mp   one invalid body frame;         bad-name.txt  a substring of the r
 canonical.txt the valid vectors nw_codec_pack_message() must reproduce byte for byte
               (their keys are in the encoder's order; see proto/nw_codec.c)
 
+With --check it writes nothing and fails when the committed files differ (ctest runs that).
+
 Output is deterministic: running this again must leave `git status` clean.
 """
 import hashlib
@@ -203,25 +205,47 @@ def bad_vectors():
     return b
 
 
-def write(name, data):
-    with open(os.path.join(HERE, name), "wb") as f:
-        f.write(data)
-
-
-def main():
-    for old in os.listdir(HERE):
-        if old.endswith((".mp", ".json", ".txt")):
-            os.remove(os.path.join(HERE, old))
+def all_files():
+    """{file name: bytes} of every vector, in a fixed order."""
+    files = {}
     canonical = []
     for name, (obj, is_canonical) in valid_vectors().items():
-        write(name + ".mp", pack(obj))
-        write(name + ".json", (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+        files[name + ".mp"] = pack(obj)
+        files[name + ".json"] = (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         if is_canonical:
             canonical.append(name)
     for name, (data, reason) in bad_vectors().items():
-        write(name + ".mp", data)
-        write(name + ".txt", (reason + "\n").encode("utf-8"))
-    write("canonical.txt", "".join(n + "\n" for n in canonical).encode("ascii"))
+        files[name + ".mp"] = data
+        files[name + ".txt"] = (reason + "\n").encode("utf-8")
+    files["canonical.txt"] = "".join(n + "\n" for n in canonical).encode("ascii")
+    return files
+
+
+def check():
+    """--check: the committed vectors are what this script makes (and nothing else)."""
+    files = all_files()
+    on_disk = {n for n in os.listdir(HERE) if n.endswith((".mp", ".json", ".txt"))}
+    stale = sorted(on_disk.symmetric_difference(files))
+    for name, data in files.items():
+        if name in on_disk:
+            with open(os.path.join(HERE, name), "rb") as f:
+                if f.read() != data:
+                    stale.append(name)
+    for name in stale:
+        print("stale: %s" % name)
+    print("%d passed, %d failed" % (len(files) - len(stale), len(stale)))
+    return 1 if stale else 0
+
+
+def main():
+    if sys.argv[1:] == ["--check"]:
+        return check()
+    for old in os.listdir(HERE):
+        if old.endswith((".mp", ".json", ".txt")):
+            os.remove(os.path.join(HERE, old))
+    for name, data in all_files().items():
+        with open(os.path.join(HERE, name), "wb") as f:
+            f.write(data)
     print("wrote %d valid and %d bad vectors to %s" % (len(valid_vectors()), len(bad_vectors()), HERE))
     return 0
 
