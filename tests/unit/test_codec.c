@@ -67,7 +67,10 @@ list_vectors(const char *prefix, const char *suffix, char ***out)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
-            names = realloc(names, cap * sizeof *names);
+            char **grown = realloc(names, cap * sizeof *names);
+            if (!grown)
+                break;
+            names = grown;
         }
         names[n++] = strdup(ent->d_name);
     }
