@@ -27,16 +27,24 @@ nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn,
                          char *errbuf, size_t errlen);
 /* Add the watches, then report the files already there, oldest first. 0 or -1. */
 int nw_watch_start(nw_watch_t *self, char *errbuf, size_t errlen);
-/* Stop reporting (the files stay). Safe to call more than once. */
+/* Stop reporting (the files stay); final. Safe to call more than once, and from the
+ * callback. */
 void nw_watch_stop(nw_watch_t *self);
 /* Closes the libuv handle: the loop must run once more for the close to finish; the
- * memory is freed by the close callback. */
+ * memory and the inotify descriptor are freed by the close callback. Safe from the
+ * callback: nothing more is reported once it returns. */
 void nw_watch_destroy(nw_watch_t **self_p);
+
+/* Report every file again, oldest first, as after an inotify queue overflow (which
+ * calls it). Adds watches for subfolders not yet watched. 0, or -1 when the drop folder
+ * cannot be read or the watch is not running. */
+int nw_watch_rescan(nw_watch_t *self, char *errbuf, size_t errlen);
 
 /* Whether a name is one the watcher skips (hidden or temporary). */
 int nw_watch_name_skipped(const char *name);
 
-/* Counters for STATUS= and tests. */
+/* Counters for STATUS= and tests: inotify events read, callbacks made, queue overflows,
+ * full rescans (not counting the one in nw_watch_start), subfolders watched now. */
 typedef struct {
     unsigned long events, reports, overflows, rescans, subdirs;
 } nw_watch_stats_t;

@@ -1,0 +1,409 @@
+/* test_watch: the drop-folder watcher against real inotify, real temporary folders and
+ * a real libuv loop. Waiting is bounded: every wait runs the loop until the expected
+ * report arrives or a guard timer fires, and a timeout is a failed check. To know that
+ * an event did NOT produce a report, a sentinel file is renamed in afterwards: inotify
+ * queues in order, so once the sentinel is reported the earlier events were handled. */
+#include "watch.h"
+#include "check.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAIT_MS 5000
+
+typedef struct {
+    char **items;
+    size_t count, cap;
+    nw_watch_t **destroy_on_report;   /* for the destroy-from-callback test */
+} reports_t;
+
+static void on_report(void *arg, const char *subdir, const char *name)
+{
+    reports_t *r = arg;
+    if (r->count == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->items = realloc(r->items, r->cap * sizeof *r->items);
+        if (!r->items)
+            abort();
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s%s%s", subdir, *subdir ? "/" : "", name);
+    r->items[r->count++] = strdup(buf);
+    if (r->destroy_on_report)
+        nw_watch_destroy(r->destroy_on_report);
+}
+
+static void reports_clear(reports_t *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        free(r->items[i]);
+    r->count = 0;
+}
+
+static size_t count_of(const reports_t *r, const char *item)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->count; i++)
+        n += strcmp(r->items[i], item) == 0;
+    return n;
+}
+
+static void on_guard(uv_timer_t *timer)
+{
+    *(bool *) timer->data = true;
+}
+
+/* Run the loop until item has been reported (or, with item NULL, until done() says so),
+ * at most WAIT_MS. */
+static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item,
+                       bool (*done)(void *), void *arg)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_guard, WAIT_MS, 0);
+    bool ok;
+    while (!(ok = item ? count_of(r, item) > 0 : done(arg)) && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (!ok)
+        fprintf(stderr, "timed out waiting for %s\n", item ? item : "a condition");
+    return ok;
+}
+
+static char root[64];
+
+static void path_of(char *out, size_t len, const char *rel)
+{
+    snprintf(out, len, "%s/%s", root, rel);
+}
+
+/* Create (or overwrite) root/rel with some content, closed; optionally set its mtime. */
+static void put(const char *rel, long mtime)
+{
+    char path[512];
+    path_of(path, sizeof path, rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, "x\n", 2) == 2);
+    close(fd);
+    if (mtime) {
+        struct timespec times[2] = {{mtime, 0}, {mtime, 0}};
+        CHECK(utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) == 0);
+    }
+}
+
+static void move(const char *from, const char *to)
+{
+    char a[512], b[512];
+    path_of(a, sizeof a, from);
+    path_of(b, sizeof b, to);
+    CHECK(rename(a, b) == 0);
+}
+
+static void make_dir(const char *rel)
+{
+    char path[512];
+    path_of(path, sizeof path, rel);
+    CHECK(mkdir(path, 0755) == 0);
+}
+
+/* Rename a new file into the drop folder and wait for it: every event queued before
+ * it has been handled once it is reported. */
+static bool sync_with_sentinel(uv_loop_t *loop, reports_t *r)
+{
+    static int n;
+    char name[64], rel[80];
+    snprintf(name, sizeof name, "sentinel-%d", ++n);
+    snprintf(rel, sizeof rel, "drop/%s", name);
+    put("sentinel", 0);
+    move("sentinel", rel);
+    return wait_until(loop, r, name, NULL, NULL);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st, (void) flag, (void) ftw;
+    return remove(path);
+}
+
+static void test_names(void)
+{
+    static const struct { const char *name; int skipped; } table[] = {
+        {"story.txt", 0}, {"story", 0}, {"a.tmp.txt", 0}, {"tmp", 0}, {"x.part1", 0},
+        {".hidden", 1}, {".", 1}, {"..", 1}, {"story.tmp", 1}, {"story.part", 1},
+        {".story.swp", 1}, {"story.swp", 1}, {"story~", 1}, {"", 1},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        CHECK(nw_watch_name_skipped(table[i].name) == table[i].skipped);
+}
+
+static void test_new_errors(uv_loop_t *loop)
+{
+    char err[256] = "";
+    char path[512];
+    path_of(path, sizeof path, "missing");
+    CHECK(nw_watch_new(loop, path, on_report, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "missing") != NULL);
+    put("plain", 0);
+    path_of(path, sizeof path, "plain");
+    CHECK(nw_watch_new(loop, path, on_report, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "not a directory") != NULL);
+}
+
+static bool overflowed_and_rescanned(void *arg)
+{
+    nw_watch_stats_t st;
+    nw_watch_stats(arg, &st);
+    return st.overflows > 0 && st.rescans > 0;
+}
+
+static void test_watch(uv_loop_t *loop)
+{
+    char err[256] = "";
+    reports_t r = {0};
+    make_dir("drop");
+    make_dir("drop/sub");
+    make_dir("drop/sub/nested");
+    put("drop/c", 1000);
+    put("drop/a", 3000);
+    put("drop/b", 2000);
+    put("drop/e", 4000);
+    put("drop/d", 4000);
+    put("drop/sub/x", 2500);
+    put("drop/sub/nested/deep", 1500);
+    put("drop/.hidden", 500);
+    put("drop/y.tmp", 500);
+    char target[512], link_path[512];
+    path_of(target, sizeof target, "drop/a");
+    path_of(link_path, sizeof link_path, "drop/link");
+    CHECK(symlink(target, link_path) == 0);
+    struct timespec times[2] = {{5000, 0}, {5000, 0}};
+    CHECK(utimensat(AT_FDCWD, link_path, times, AT_SYMLINK_NOFOLLOW) == 0);
+
+    char drop[512];
+    path_of(drop, sizeof drop, "drop");
+    nw_watch_t *w = nw_watch_new(loop, drop, on_report, &r, err, sizeof err);
+    CHECK(w != NULL);
+    if (!w) {
+        fprintf(stderr, "nw_watch_new: %s\n", err);
+        return;
+    }
+    CHECK(r.count == 0);
+
+    /* backlog: oldest first, then by name; skipped names, folders and depth 2 left out */
+    CHECK(nw_watch_start(w, err, sizeof err) == 0);
+    static const char *const backlog[] = {"c", "b", "sub/x", "a", "d", "e", "link"};
+    CHECK(r.count == sizeof backlog / sizeof backlog[0]);
+    for (size_t i = 0; i < r.count && i < sizeof backlog / sizeof backlog[0]; i++)
+        CHECK_STR(r.items[i], backlog[i]);
+    nw_watch_stats_t st;
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 1);
+    CHECK(st.rescans == 0);
+    CHECK(nw_watch_start(w, err, sizeof err) == -1);
+    reports_clear(&r);
+
+    /* a file renamed in */
+    put("outside-file", 0);
+    move("outside-file", "drop/moved");
+    CHECK(wait_until(loop, &r, "moved", NULL, NULL));
+
+    /* written: reported once, after close, not on open or write */
+    char slow[512];
+    path_of(slow, sizeof slow, "drop/slow");
+    int fd = open(slow, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "partial", 7) == 7);
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, "slow") == 0);
+    close(fd);
+    CHECK(wait_until(loop, &r, "slow", NULL, NULL));
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, "slow") == 1);
+
+    /* hidden and temporary names wait for their rename */
+    put("drop/.incoming", 0);
+    put("drop/z.part", 0);
+    put("drop/q~", 0);
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, ".incoming") == 0);
+    CHECK(count_of(&r, "z.part") == 0);
+    CHECK(count_of(&r, "q~") == 0);
+    move("drop/.incoming", "drop/incoming");
+    move("drop/z.part", "drop/z");
+    CHECK(wait_until(loop, &r, "incoming", NULL, NULL));
+    CHECK(wait_until(loop, &r, "z", NULL, NULL));
+
+    /* a file in a subfolder carries the subfolder's name */
+    put("drop/sub/live", 0);
+    CHECK(wait_until(loop, &r, "sub/live", NULL, NULL));
+    put("drop/sub/nested/deeper", 0);
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, "sub/nested/deeper") == 0 && count_of(&r, "nested/deeper") == 0);
+
+    /* a subfolder made while running, with a file written before the loop sees it */
+    make_dir("drop/fresh");
+    put("drop/fresh/early", 0);
+    CHECK(wait_until(loop, &r, "fresh/early", NULL, NULL));
+    put("drop/fresh/late", 0);
+    CHECK(wait_until(loop, &r, "fresh/late", NULL, NULL));
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 2);
+
+    /* a hidden subfolder is ignored until renamed to a normal name */
+    make_dir("drop/.staging");
+    put("drop/.staging/f", 0);
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, ".staging/f") == 0);
+    move("drop/.staging", "drop/staged");
+    CHECK(wait_until(loop, &r, "staged/f", NULL, NULL));
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 3);
+
+    /* a subfolder moved out is forgotten */
+    move("drop/staged", "gone");
+    put("gone/g", 0);
+    CHECK(sync_with_sentinel(loop, &r));
+    CHECK(count_of(&r, "staged/g") == 0);
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 2);
+
+    /* rescan reports everything there now */
+    reports_clear(&r);
+    CHECK(nw_watch_rescan(w, err, sizeof err) == 0);
+    static const char *const all[] = {
+        "a", "b", "c", "d", "e", "link", "moved", "slow", "incoming", "z", "sub/x",
+        "sub/live", "fresh/early", "fresh/late", "sentinel-1",
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        CHECK(count_of(&r, all[i]) == 1);
+    CHECK(count_of(&r, "z.part") == 0 && count_of(&r, "q~") == 0);
+    nw_watch_stats(w, &st);
+    CHECK(st.rescans == 1);
+    CHECK(st.overflows == 0);
+
+    /* a real queue overflow: more events than the kernel queues, while the loop sleeps */
+    long max_events = 0;
+    FILE *f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &max_events) != 1)
+            max_events = 0;
+        fclose(f);
+    }
+    if (max_events > 0 && max_events <= 65536) {
+        reports_clear(&r);
+        long files = max_events / 2 + 64;    /* two events each: create, close-write */
+        char rel[64];
+        for (long i = 0; i < files; i++) {
+            snprintf(rel, sizeof rel, "drop/flood-%ld", i);
+            put(rel, 0);
+        }
+        CHECK(wait_until(loop, &r, NULL, overflowed_and_rescanned, w));
+        size_t missing = 0;
+        for (long i = 0; i < files; i++) {
+            snprintf(rel, sizeof rel, "flood-%ld", i);
+            missing += count_of(&r, rel) == 0;
+        }
+        CHECK(missing == 0);
+    }
+    else
+        printf("overflow: skipped (max_queued_events %ld)\n", max_events);
+
+    /* stopped: no more reports */
+    nw_watch_stop(w);
+    nw_watch_stop(w);
+    reports_clear(&r);
+    put("drop/after-stop", 0);
+    for (int i = 0; i < 10; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    CHECK(r.count == 0);
+    CHECK(nw_watch_rescan(w, err, sizeof err) == -1);
+    nw_watch_destroy(&w);
+    CHECK(w == NULL);
+    nw_watch_destroy(&w);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
+/* Many files: sorted by mtime, without trouble. */
+static void test_large_backlog(uv_loop_t *loop)
+{
+    enum { N = 3000 };
+    char err[256] = "";
+    reports_t r = {0};
+    make_dir("big");
+    char rel[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(rel, sizeof rel, "big/n%d", i);
+        put(rel, 1000000 + (long) ((i * 7919) % N));   /* distinct, shuffled */
+    }
+    char dir[512];
+    path_of(dir, sizeof dir, "big");
+    nw_watch_t *w = nw_watch_new(loop, dir, on_report, &r, err, sizeof err);
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    CHECK(r.count == N);
+    long prev = -1;
+    bool sorted = true;
+    for (size_t i = 0; i < r.count; i++) {
+        long k = atol(r.items[i] + 1);
+        long m = (k * 7919) % N;
+        sorted = sorted && m > prev;
+        prev = m;
+    }
+    CHECK(sorted);
+    nw_watch_destroy(&w);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
+/* Destroying from inside the callback stops the reports at once. */
+static void test_destroy_in_callback(uv_loop_t *loop)
+{
+    char err[256] = "";
+    reports_t r = {0};
+    make_dir("short");
+    put("short/one", 100);
+    put("short/two", 200);
+    char dir[512];
+    path_of(dir, sizeof dir, "short");
+    nw_watch_t *w = nw_watch_new(loop, dir, on_report, &r, err, sizeof err);
+    r.destroy_on_report = &w;
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    CHECK(r.count == 1);
+    CHECK(w == NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof root, "/tmp/nw-test-watch-XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    test_names();
+    test_new_errors(&loop);
+    test_watch(&loop);
+    test_large_backlog(&loop);
+    test_destroy_in_callback(&loop);
+    CHECK(uv_loop_close(&loop) == 0);
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return CHECK_DONE();
+}
