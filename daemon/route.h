@@ -21,8 +21,9 @@
  * match "45G", "operator" does not match "cooperator"; plural forms must be listed.
  * Words are split the same way in rules and text (runs of ASCII letters and digits and
  * non-ASCII letters; punctuation separates), so "U.S." and "us-china" work as phrases.
- * A phrase ("trade war") matches its words separated by spaces, line breaks, hyphens,
- * dots or apostrophes, but not across , ; : ! ? brackets, double quotes or a blank line.
+ * A phrase (at most 8 words, like "trade war") matches its words separated by spaces,
+ * line breaks, hyphens, dots or apostrophes, but not across , ; : ! ? brackets, double
+ * quotes or a blank line.
  * Each listed word scores once per field, however often it occurs: headline-weight
  * points when in the headline, 1 point when in the standfirst or body. A subject is
  * chosen when its points reach its threshold; an article may get several subjects,
