@@ -1,0 +1,327 @@
+"""End to end for the downstream side (issue: clients): newswire-sub and the Python
+Subscriber against a fake publisher in this test that sends good, hostile and out of
+order messages (packed here from the wire format, so the C decoder is checked against an
+independent encoder); newswire-drop's atomic delivery; and, when newswired is built, the
+whole chain drop -> daemon -> newswire-sub.
+
+Waits are on events (the publisher sees the subscription; a process exits), never sleeps.
+"""
+import glob, json, os, shutil, stat, subprocess, sys, tempfile, time, traceback
+
+try:
+    import msgpack
+    import zmq
+except ImportError:
+    print('skip: needs python3-zmq and python3-msgpack')
+    sys.exit(77)
+
+import newswire_sub
+
+# Self-contained (only the daemon chain test needs the shared harness nwtest).
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get('NW_BIN', os.path.join(HERE, '..', '..', 'build', 'bin'))
+PROTO = os.environ.get('NW_PROTO', os.path.join(HERE, '..', '..', 'proto'))
+DEADLINE = float(os.environ.get('NW_TEST_DEADLINE', '20'))
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def run(tests):
+    failed = 0
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print('FAIL %s' % t.__name__, flush=True)
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)
+
+EPOCH_A = '0123456789abcdef0123456789abcdef'
+EPOCH_B = 'fedcba9876543210fedcba9876543210'
+BODY = 'Line one\twith a tab.\nLine two with caf\u00e9, \u65e5\u672c and a \x01 control char "quoted" \\.'
+
+
+def message(topic, seq, epoch=EPOCH_A, headline='Fibre reaches the valley', **article):
+    a = {'uri': 'urn:newswire:test:%d' % seq, 'type': 'text',
+         'versioncreated': '2026-01-02T03:04:05.000Z', 'headline': headline,
+         'byline': 'Ann Writer', 'description_text': 'A short standfirst.',
+         'body_text': BODY, 'language': 'en', 'subject': [{'name': 'Telecoms'}]}
+    a.update(article)
+    return {'v': 1, 'topic': topic, 'seq': seq, 'epoch': epoch,
+            'id': '%040x' % seq, 'sent': '2026-01-02T03:04:06.789Z',
+            'source': {'file': 'valley.txt', 'format': 'scraped'}, 'article': a}
+
+
+class Publisher:
+    """A fake daemon: one XPUB on an ipc endpoint in a temporary directory."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='nw-client-')
+        self.endpoint = 'ipc://' + os.path.join(self.dir, 'pub.sock')
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.bind(self.endpoint)
+
+    def wait_subscribed(self, topics, timeout=DEADLINE):
+        want = set(t.encode() for t in topics)
+        end = time.monotonic() + timeout
+        while want:
+            left = end - time.monotonic()
+            check(left > 0 and self.sock.poll(int(left * 1000)), 'subscriptions %r' % want)
+            frame = self.sock.recv()
+            if frame[:1] == b'\x01':
+                want.discard(frame[1:])
+
+    def send(self, *frames):
+        self.sock.send_multipart(list(frames))
+
+    def publish(self, topic, seq, epoch=EPOCH_A, frame_topic=None, **article):
+        self.send((frame_topic or topic).encode(),
+                  msgpack.packb(message(topic, seq, epoch, **article), use_bin_type=True))
+
+    def hostile(self, topic='telecoms'):
+        """One of each kind of broken message; every one must be reported and skipped."""
+        good = msgpack.packb(message(topic, 99), use_bin_type=True)
+        t = topic.encode()
+        self.send(t, good[:len(good) // 2])                                  # truncated
+        self.send(t, b'\xdb\xff\xff\xff\xf0abc')                             # huge str32
+        self.send(t, msgpack.packb(dict(message(topic, 98), seq='12')))      # wrong type
+        self.send(t)                                                          # one frame
+        self.send(t, b'a', b'b', b'c', b'd')                                  # five frames
+        self.send(t, msgpack.packb(message(topic + '.other', 97)))           # topic differs
+        return 6
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sub_cmd(*args):
+    return [os.path.join(BIN, 'newswire-sub')] + list(args)
+
+
+def finish(proc, timeout=DEADLINE):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError('process did not finish: %s' % err)
+    return proc.returncode, out, err
+
+
+def test_sub_json_matching_gaps_hostile():
+    pub = Publisher()
+    try:
+        proc = subprocess.Popen(sub_cmd('--connect', pub.endpoint, '--count', '4',
+                                        '--timeout', str(int(DEADLINE)), 'telecoms'),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pub.wait_subscribed(['telecoms'])
+        pub.publish('telecomsx', 1)                 # ZeroMQ lets it through; must be filtered
+        pub.publish('telecoms', 1)
+        pub.hostile()
+        pub.publish('telecoms', 1)                  # duplicate
+        pub.publish('telecoms.5g', 1)
+        pub.publish('telecoms', 4)                  # seq 2 and 3 missed
+        pub.publish('telecoms', 1, EPOCH_B)         # new epoch: no gap
+        rc, out, err = finish(proc)
+        check(rc == 3, 'exit 3 after bad messages, got %d: %s' % (rc, err))
+        lines = out.splitlines()
+        check(len(lines) == 4, 'four JSON lines: %r' % out)
+        msgs = [json.loads(line) for line in lines]
+        check([(m['topic'], m['seq'], m['epoch']) for m in msgs] ==
+              [('telecoms', 1, EPOCH_A), ('telecoms.5g', 1, EPOCH_A),
+               ('telecoms', 4, EPOCH_A), ('telecoms', 1, EPOCH_B)], 'order %r' % msgs)
+        m = msgs[0]
+        check(list(m) == ['topic', 'seq', 'epoch', 'id', 'sent', 'source', 'article'],
+              'keys %r' % list(m))
+        check(m['source'] == {'file': 'valley.txt', 'format': 'scraped'}, 'source')
+        want = message('telecoms', 1)['article']
+        check(m['article'] == want, 'article round trip: %r' % m['article'])
+        check('caf\u00e9' in lines[0] and '\\u0001' in lines[0], 'UTF-8 kept, control escaped')
+        check(err.count('warning') >= 7, 'a warning per bad message and the gap: %s' % err)
+        check('missed 2 articles' in err and 'seq 2..3' in err, 'gap warning: %s' % err)
+        check('frame' in err, 'frame count reported: %s' % err)
+    finally:
+        pub.close()
+
+
+def test_sub_text_and_everything():
+    pub = Publisher()
+    try:
+        proc = subprocess.Popen(sub_cmd('--connect', pub.endpoint, '--format', 'text',
+                                        '--count', '2', '--timeout', str(int(DEADLINE))),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pub.wait_subscribed([''])
+        pub.publish('general', 1, headline='Quiet day at the exchange')
+        pub.publish('telecoms.5g', 7, headline='Masts go up')
+        rc, out, err = finish(proc)
+        check(rc == 0, 'exit 0: %d %s' % (rc, err))
+        check('== general #1' in out and 'Quiet day at the exchange' in out, out)
+        check('Masts go up' in out and 'By Ann Writer' in out and 'Line one' in out, out)
+    finally:
+        pub.close()
+
+
+def test_sub_errors():
+    rc, _, err = finish(subprocess.Popen(sub_cmd('--connect', 'nonsense', '--count', '1'),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True))
+    check(rc == 1 and 'nonsense' in err, 'bad endpoint: %d %s' % (rc, err))
+    rc, _, err = finish(subprocess.Popen(sub_cmd('Bad Topic'), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+    check(rc == 1 and 'Bad Topic' in err, 'bad topic: %d %s' % (rc, err))
+    rc, _, err = finish(subprocess.Popen(sub_cmd('--format', 'xml'), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+    check(rc == 1 and 'xml' in err, 'bad format: %d %s' % (rc, err))
+    pub = Publisher()   # nobody publishes: --timeout must end it
+    try:
+        rc, _, err = finish(subprocess.Popen(sub_cmd('--connect', pub.endpoint, '--count', '1',
+                                                     '--timeout', '1'),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True))
+        check(rc == 2 and 'timed out' in err, 'timeout: %d %s' % (rc, err))
+    finally:
+        pub.close()
+
+
+def test_python_subscriber():
+    pub = Publisher()
+    gaps, bad = [], []
+    try:
+        with newswire_sub.Subscriber([pub.endpoint], ['telecoms'],
+                                     on_gap=lambda *g: gaps.append(g),
+                                     on_bad=bad.append) as sub:
+            pub.wait_subscribed(['telecoms'])
+            pub.publish('telecomsx', 1)
+            pub.publish('telecoms', 1)
+            n_bad = pub.hostile()
+            pub.publish('telecoms', 1)
+            pub.publish('telecoms', 3)
+            pub.publish('telecoms', 1, EPOCH_B)
+            got = [sub.recv(DEADLINE) for _ in range(3)]
+            check(all(got), 'three messages: %r' % got)
+            check([(m['topic'], m['seq'], m['gap_before'], m['epoch_changed']) for m in got]
+                  == [('telecoms', 1, 0, False), ('telecoms', 3, 1, False),
+                      ('telecoms', 1, 0, True)], 'got %r' % got)
+            check(gaps == [('telecoms', EPOCH_A, 2, 2)], 'gaps %r' % gaps)
+            check(len(bad) == n_bad and sub.bad == n_bad, 'bad %r' % bad)
+            check(sub.duplicates == 1, 'duplicates %d' % sub.duplicates)
+            line = json.loads(newswire_sub.to_json(got[0]))
+            check(line['article']['body_text'] == BODY, 'JSON round trip')
+            check(sub.recv(0) is None, 'nothing else')
+        check(newswire_sub.topic_matches('telecoms', 'telecoms.5g'), 'child matches')
+        check(not newswire_sub.topic_matches('telecoms', 'telecomsx'), 'sibling does not')
+        check(newswire_sub.topic_matches('', 'anything'), '"" matches all')
+    finally:
+        pub.close()
+
+
+def test_python_decoder_vectors():
+    """The spec-only Python decoder agrees with the test vectors of proto/vectors."""
+    vectors = sorted(glob.glob(os.path.join(PROTO, 'vectors', '*.mp')))
+    check(len(vectors) > 10, 'vectors found in %s' % PROTO)
+    for path in vectors:
+        data = open(path, 'rb').read()
+        if os.path.basename(path).startswith('bad-'):
+            try:
+                newswire_sub.decode_body(data)
+                raise AssertionError('%s accepted' % path)
+            except newswire_sub.BadMessage:
+                pass
+        else:
+            with open(path[:-3] + '.json') as f:
+                want = json.load(f)
+            check(newswire_sub.decode_body(data) == want, 'decoded %s' % path)
+
+
+def drop(*args, stdin=None):
+    p = subprocess.run([os.path.join(BIN, 'newswire-drop')] + list(args), input=stdin,
+                       capture_output=True, text=True, timeout=DEADLINE)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_drop():
+    root = tempfile.mkdtemp(prefix='nw-drop-')
+    try:
+        d = os.path.join(root, 'drop')
+        os.mkdir(d)
+        src = os.path.join(root, 'story.txt')
+        with open(src, 'w') as f:
+            f.write('Title: A story\n\nBody.\n')
+        old = os.umask(0o022)
+        try:
+            rc, out, err = drop('--drop', d, src)
+            check(rc == 0 and out.strip() == os.path.join(d, 'story.txt'), '%d %r %s' % (rc, out, err))
+            rc, out, _ = drop('--drop', d, src, src)
+            check(rc == 0 and out.split() == [os.path.join(d, 'story-1.txt'),
+                                              os.path.join(d, 'story-2.txt')], out)
+        finally:
+            os.umask(old)
+        check(sorted(os.listdir(d)) == ['story-1.txt', 'story-2.txt', 'story.txt'],
+              'no temporary left, nothing replaced: %r' % os.listdir(d))
+        check(open(os.path.join(d, 'story-2.txt')).read() == 'Title: A story\n\nBody.\n', 'content')
+        check(stat.S_IMODE(os.stat(os.path.join(d, 'story.txt')).st_mode) == 0o644, 'mode 0644')
+
+        rc, out, err = drop('--drop', d, '--subject', 'Telecoms & 5G', src)
+        check(rc == 0 and os.path.exists(os.path.join(d, 'telecoms-5g', 'story.txt')),
+              'subject folder: %d %s %s' % (rc, out, err))
+        rc, out, err = drop('--drop', d, '-', stdin='Title: From a pipe\n\nBody.\n')
+        name = os.path.basename(out.strip())
+        check(rc == 0 and name.startswith('stdin-') and name.endswith('.txt'), out + err)
+        check(open(out.strip()).read() == 'Title: From a pipe\n\nBody.\n', 'stdin content')
+
+        rc, _, err = drop('--drop', os.path.join(root, 'missing'), src)
+        check(rc == 1 and 'missing' in err, 'missing drop folder: %d %s' % (rc, err))
+        rc, _, err = drop('--drop', d, os.path.join(root, 'nope.txt'), src)
+        check(rc == 1 and 'nope.txt' in err, 'missing file: %d %s' % (rc, err))
+        check(os.path.exists(os.path.join(d, 'story-3.txt')), 'the good file still delivered')
+        rc, _, err = drop('--drop', d, '--subject', '&&&', src)
+        check(rc == 1 and 'subject' in err, 'unusable subject: %d %s' % (rc, err))
+        check(not [n for n in os.listdir(d) if n.startswith('.')], 'no hidden leftovers')
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_chain_with_daemon():
+    """drop -> newswired -> newswire-sub, when the daemon is built."""
+    if not os.path.exists(os.path.join(BIN, 'newswired')):
+        print('skip: newswired not built')
+        return
+    from nwtest import Daemon, header_article
+    d = Daemon()
+    try:
+        d.start()
+        proc = subprocess.Popen(sub_cmd('--connect', d.endpoint, '--count', '1',
+                                        '--timeout', str(int(DEADLINE)), 'markets'),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        d.wait_log("subscribe 'markets'")
+        src = os.path.join(d.root, 'bourse.txt')
+        with open(src, 'w') as f:
+            f.write(header_article('Shares drift lower', Author='Cy Dale', body='Quiet trading.'))
+        rc, out, err = drop('--drop', d.drop, '--subject', 'Markets', src)
+        check(rc == 0, 'drop: %s' % err)
+        rc, out, err = finish(proc)
+        check(rc == 0, 'newswire-sub: %d %s' % (rc, err))
+        m = json.loads(out)
+        check(m['topic'] == 'markets' and m['article']['headline'] == 'Shares drift lower', out)
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+if __name__ == '__main__':
+    run([test_sub_json_matching_gaps_hostile, test_sub_text_and_everything, test_sub_errors,
+         test_python_subscriber, test_python_decoder_vectors, test_drop, test_chain_with_daemon])
