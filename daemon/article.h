@@ -80,9 +80,10 @@ int nw_article_set_date(nw_article_t *self, const char *s, size_t n,
 /* Add one subject (trimmed, white space collapsed; blanks, duplicates and those past
  * NW_ARTICLE_MAX_SUBJECTS ignored). -1 only when out of memory. */
 int nw_article_add_subject(nw_article_t *self, const char *s, size_t n);
-/* Set the byline from a list of names: split on commas (and on " and " / " & " when
- * split_and), each trimmed, a leading "By " dropped, joined with ", ". Appends to an
- * existing byline. -1 only when out of memory. */
+/* Set the byline from a list of names: split on commas and semicolons (and on " and "
+ * / " & " when split_and: free text; structured lists keep "A and B" whole), each
+ * trimmed, a leading "By " dropped, joined with ", ". Appends to an existing byline.
+ * -1 only when out of memory. */
 int nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_and);
 
 #endif

@@ -1,0 +1,60 @@
+/*
+ * fuzz_article: any bytes into nw_article_parse. Beyond "no crash, no leak" it checks
+ * the promises of article.h on every accepted article: headline and body present,
+ * no CR, no NUL inside a field, a 40-digit hex id, and the same id on a second parse.
+ * Seed with tests/fixtures/articles.
+ */
+#include "article.h"
+
+#include <stdint.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_field(const char *s, bool required)
+{
+    if (!s) {
+        if (required)
+            __builtin_trap();
+        return;
+    }
+    if (required && !*s)
+        __builtin_trap();
+    if (strchr(s, '\r'))
+        __builtin_trap();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char errbuf[NW_ARTICLE_ERRLEN];
+    nw_article_t *a = NULL;
+    if (nw_article_parse((const char *) data, size, 1, &a, errbuf, sizeof errbuf) != 0) {
+        if (a || !errbuf[0])
+            __builtin_trap();
+        return 0;
+    }
+    check_field(a->headline, true);
+    check_field(a->body, true);
+    check_field(a->byline, false);
+    check_field(a->description, false);
+    check_field(a->author_bio, false);
+    check_field(a->language, false);
+    check_field(a->uri, false);
+    if (a->subject_count > NW_ARTICLE_MAX_SUBJECTS)
+        __builtin_trap();
+    size_t i;
+    for (i = 0; i < a->subject_count; i++)
+        check_field(a->subjects[i], true);
+    if (strlen(a->id) != 40 || strspn(a->id, "0123456789abcdef") != 40)
+        __builtin_trap();
+
+    nw_article_t *b = NULL;
+    if (nw_article_parse((const char *) data, size, 2, &b, errbuf, sizeof errbuf) != 0
+        || strcmp(a->id, b->id) != 0)
+        __builtin_trap();
+    nw_article_destroy(&b);
+    nw_article_destroy(&a);
+    return 0;
+}
