@@ -277,6 +277,32 @@ static bool load_specimen(char **headline, char **body)
     return true;
 }
 
+/* The same specimen through the project's parser, as the pipeline sees it. */
+static void specimen_parsed(nw_rules_t *rules)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt",
+             getenv("NW_SHARED"));
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    static char data[1 << 20];
+    size_t len = fread(data, 1, sizeof data, f);
+    fclose(f);
+    nw_article_t *a = NULL;
+    char err[NW_ARTICLE_ERRLEN] = "";
+    CHECK(nw_article_parse(data, len, 0, &a, err, sizeof err) == 0);
+    if (!a) {
+        fprintf(stderr, "specimen: %s\n", err);
+        return;
+    }
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t n = nw_route_topics(rules, NULL, a, t);
+    CHECK(has_topic(t, n, "telecoms"));
+    CHECK(has_topic(t, n, "geopolitics"));
+    nw_article_destroy(&a);
+}
+
 static void test_default_rules(void)
 {
     char err[256] = "";
@@ -310,6 +336,7 @@ static void test_default_rules(void)
             printf("specimen topic: %s\n", t[i]);
         free(headline);
         free(body);
+        specimen_parsed(rules);
     }
     else
         printf("specimen: skipped (NW_SHARED unset or file absent)\n");
