@@ -1,8 +1,8 @@
 """End to end for the downstream side (issue: clients): newswire-sub and the Python
 Subscriber against a fake publisher in this test that sends good, hostile and out of
 order messages (packed here from the wire format, so the C decoder is checked against an
-independent encoder); newswire-drop's atomic delivery; and, when newswired is built, the
-whole chain drop -> daemon -> newswire-sub.
+independent encoder), and newswire-drop's atomic delivery. The same tools against a
+real daemon: test_clients.py.
 
 Waits are on events (the publisher sees the subscription; a process exits), never sleeps.
 """
@@ -17,7 +17,7 @@ except ImportError:
 
 import newswire_sub
 
-# Self-contained (only the daemon chain test needs the shared harness nwtest).
+# Self-contained: no daemon, so no need for the shared harness nwtest.
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get('NW_BIN', os.path.join(HERE, '..', '..', 'build', 'bin'))
 PROTO = os.environ.get('NW_PROTO', os.path.join(HERE, '..', '..', 'proto'))
@@ -295,33 +295,6 @@ def test_drop():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_chain_with_daemon():
-    """drop -> newswired -> newswire-sub, when the daemon is built."""
-    if not os.path.exists(os.path.join(BIN, 'newswired')):
-        print('skip: newswired not built')
-        return
-    from nwtest import Daemon, header_article
-    d = Daemon()
-    try:
-        d.start()
-        proc = subprocess.Popen(sub_cmd('--connect', d.endpoint, '--count', '1',
-                                        '--timeout', str(int(DEADLINE)), 'markets'),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        d.wait_log("subscribe 'markets'")
-        src = os.path.join(d.root, 'bourse.txt')
-        with open(src, 'w') as f:
-            f.write(header_article('Shares drift lower', Author='Cy Dale', body='Quiet trading.'))
-        rc, out, err = drop('--drop', d.drop, '--subject', 'Markets', src)
-        check(rc == 0, 'drop: %s' % err)
-        rc, out, err = finish(proc)
-        check(rc == 0, 'newswire-sub: %d %s' % (rc, err))
-        m = json.loads(out)
-        check(m['topic'] == 'markets' and m['article']['headline'] == 'Shares drift lower', out)
-    finally:
-        d.stop()
-        d.cleanup()
-
-
 if __name__ == '__main__':
     run([test_sub_json_matching_gaps_hostile, test_sub_text_and_everything, test_sub_errors,
-         test_python_subscriber, test_python_decoder_vectors, test_drop, test_chain_with_daemon])
+         test_python_subscriber, test_python_decoder_vectors, test_drop])
