@@ -249,7 +249,7 @@ static void pack_article(job_t *job, const nw_article_t *article)
         .subjects = subjects,
         .subject_count = job->topic_count,
     };
-    char err[256];
+    char err[200];   /* leaves room for the prefix in job->reason */
     if (nw_codec_pack_article(&ninjs, &job->article_mp, err, sizeof err) != 0)
         job_reject(job, "cannot encode: %s", err);
 }
