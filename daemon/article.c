@@ -241,7 +241,8 @@ nw_article_set_date(nw_article_t *self, const char *s, size_t n,
                     char *errbuf, size_t errlen)
 {
     nw_text_trim(&s, &n);
-    if (nw_date_parse_n(s, n, &self->versioncreated_ms) == 0)
+    /* An empty "Date:" says as little as a missing one: the mtime will stand in. */
+    if (n == 0 || nw_date_parse_n(s, n, &self->versioncreated_ms) == 0)
         return 0;
     /* Quote at most 60 bytes, cut on a UTF-8 character boundary. */
     size_t shown = n;

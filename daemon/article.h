@@ -73,8 +73,9 @@ int nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
                             char *errbuf, size_t errlen);
 int nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
                           char *errbuf, size_t errlen);
-/* Set versioncreated_ms from a date written as nw_date_parse accepts; -1 and the
- * reason "unrecognised date '...'" (the text cut short) when it is not one. */
+/* Set versioncreated_ms from a date written as nw_date_parse accepts (a blank one
+ * leaves it unset); -1 and the reason "unrecognised date '...'" (the text cut short)
+ * when it is not one. */
 int nw_article_set_date(nw_article_t *self, const char *s, size_t n,
                         char *errbuf, size_t errlen);
 /* Add one subject (trimmed, white space collapsed; blanks, duplicates and those past

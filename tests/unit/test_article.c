@@ -296,6 +296,12 @@ test_layout_detection(void)
     CHECK(!nw_article_looks_like_header("Title:x\n\nbody", 13));
     CHECK(!nw_article_looks_like_header("", 0));
 
+    /* An empty Date: is no date, not a bad one. */
+    s = "Title: Undated\nDate:\n\nBody.\n";
+    a = parse_ok(s, strlen(s));
+    CHECK(a && a->versioncreated_ms == MTIME);
+    nw_article_destroy(&a);
+
     /* With no date line at all, the first line is the headline. */
     s = "Plain headline\n\nPlain body.\n";
     a = parse_ok(s, strlen(s));
