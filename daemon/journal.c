@@ -1,0 +1,1381 @@
+/*
+ * journal: segment files, group commit, recovery and replay cursors (see journal.h).
+ *
+ * State lives on the loop thread: each topic's last assigned seq (seqs) and last durable
+ * seq (durable), the ids seen with their times (seen), the list of segments on disk and
+ * two batches: the open one that appends go into and the one being written ("flight").
+ * A write is one job on libuv's thread pool; while it runs the worker alone touches the
+ * current segment's fd and may read the (then frozen) segment list to unlink retired
+ * files. Everything the job changes in memory is applied when it comes back.
+ */
+#include "journal.h"
+#include "log.h"
+
+#include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC 0x314a574eu          /* "NWJ1" read as a little-endian u32 */
+#define HEADER 12u
+#define MAX_RECORD (32u << 20)     /* larger lengths can only be garbage */
+#define READ_CHUNK (256u << 10)
+#define SEG_FMT "%012" PRIu64 ".nwj"
+
+/* ---------------------------------------------------------------- small helpers */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const uint8_t *p = data;
+    crc = ~crc;
+    while (len--)
+        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void seg_path(const char *dir, uint64_t num, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/" SEG_FMT, dir, num);
+}
+
+static void free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* zhashx of string -> malloc'd 64-bit value (seqs as uint64_t, times as int64_t) */
+static zhashx_t *map_new(void)
+{
+    zhashx_t *h = zhashx_new();
+    if (h)
+        zhashx_set_destructor(h, free_item);
+    return h;
+}
+
+static int map_set(zhashx_t *h, const char *key, uint64_t v)
+{
+    uint64_t *p = zhashx_lookup(h, key);
+    if (!p) {
+        if (!(p = malloc(sizeof *p)))
+            return -1;
+        zhashx_insert(h, key, p);
+    }
+    *p = v;
+    return 0;
+}
+
+static uint64_t map_get(zhashx_t *h, const char *key)
+{
+    const uint64_t *p = zhashx_lookup(h, key);
+    return p ? *p : 0;
+}
+
+static int map_copy(zhashx_t *dst, zhashx_t *src)
+{
+    zhashx_purge(dst);
+    for (uint64_t *v = zhashx_first(src); v; v = zhashx_next(src))
+        if (map_set(dst, zhashx_cursor(src), *v) != 0)
+            return -1;
+    return 0;
+}
+
+static char *dup_bytes(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* ---------------------------------------------------------------- record encoding */
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    return msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* Reserve a header; the payload is packed after it and frame_end() fills it in. */
+static int frame_begin(msgpack_sbuffer *sb, size_t *payload)
+{
+    static const char zero[HEADER];
+    if (msgpack_sbuffer_write(sb, zero, HEADER) != 0)
+        return -1;
+    *payload = sb->size;
+    return 0;
+}
+
+static int frame_end(msgpack_sbuffer *sb, size_t payload)
+{
+    size_t len = sb->size - payload;
+    if (len > MAX_RECORD)
+        return -1;
+    uint8_t *h = (uint8_t *) sb->data + payload - HEADER;
+    put_le32(h, MAGIC);
+    put_le32(h + 4, (uint32_t) len);
+    put_le32(h + 8, nw_journal_crc32c(0, sb->data + payload, len));
+    return 0;
+}
+
+static int pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time_ms,
+                           zhashx_t *seqs)
+{
+    size_t old = sb->size, payload;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    int rc = frame_begin(sb, &payload) || msgpack_pack_array(&pk, 4) ||
+             msgpack_pack_uint8(&pk, 0) || pack_str(&pk, epoch) ||
+             msgpack_pack_int64(&pk, time_ms) ||
+             msgpack_pack_map(&pk, zhashx_size(seqs));
+    for (uint64_t *v = zhashx_first(seqs); v && !rc; v = zhashx_next(seqs))
+        rc = pack_str(&pk, zhashx_cursor(seqs)) || msgpack_pack_uint64(&pk, *v);
+    if (rc || frame_end(sb, payload) != 0) {
+        sb->size = old;
+        return -1;
+    }
+    return 0;
+}
+
+/* msgpack-c allocates a container's elements before reading them, so a 5-byte header
+ * claiming 2^32 elements would ask for ~100 GiB: refuse counts that the bytes left
+ * could not hold (every element takes at least one byte). */
+static bool msgpack_plausible(const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= len)
+            return false;
+        uint8_t b = p[pos++];
+        pending--;
+        uint64_t skip = 0, n = 0;
+        int lenbytes = 0, kind = 0;     /* kind: 0 fixed, 1 bytes, 2 ext, 3 array, 4 map */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+            ;
+        else if ((b & 0xf0) == 0x80)
+            pending += 2u * (b & 0x0f);
+        else if ((b & 0xf0) == 0x90)
+            pending += b & 0x0f;
+        else if ((b & 0xe0) == 0xa0)
+            skip = b & 0x1f;
+        else switch (b) {
+            case 0xc4: case 0xd9: lenbytes = 1; kind = 1; break;
+            case 0xc5: case 0xda: lenbytes = 2; kind = 1; break;
+            case 0xc6: case 0xdb: lenbytes = 4; kind = 1; break;
+            case 0xc7: lenbytes = 1; kind = 2; break;
+            case 0xc8: lenbytes = 2; kind = 2; break;
+            case 0xc9: lenbytes = 4; kind = 2; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xca: case 0xce: case 0xd2: skip = 4; break;
+            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: lenbytes = 2; kind = 3; break;
+            case 0xdd: lenbytes = 4; kind = 3; break;
+            case 0xde: lenbytes = 2; kind = 4; break;
+            case 0xdf: lenbytes = 4; kind = 4; break;
+            default: return false;      /* 0xc1 is never used */
+        }
+        if ((size_t) lenbytes > len - pos)
+            return false;
+        for (int i = 0; i < lenbytes; i++)
+            n = n << 8 | p[pos++];
+        if (kind == 1)
+            skip = n;
+        else if (kind == 2)
+            skip = n + 1;
+        else if (kind == 3)
+            pending += n;
+        else if (kind == 4)
+            pending += 2 * n;
+        if (skip > len - pos)
+            return false;
+        pos += skip;
+        if (pending > len - pos)
+            return false;
+    }
+    return true;
+}
+
+typedef struct {
+    int type;                              /* 0 checkpoint, 1 message */
+    const char *epoch;                     /* checkpoint: 32 hex digits, not terminated */
+    const msgpack_object_map *seqs;        /* checkpoint: topic -> seq */
+    const char *topic, *id, *msg;          /* message: not terminated */
+    size_t topic_len, id_len, msg_len;
+    uint64_t seq;
+    int64_t time_ms;
+} record_t;
+
+static bool is_name(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_STR && !memchr(o->via.str.ptr, '\0', o->via.str.size);
+}
+
+static bool get_time(const msgpack_object *o, int64_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t) o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return false;
+    return true;
+}
+
+/* Decode and check the shape of a payload; r points into p and up. */
+static bool decode(msgpack_unpacked *up, const uint8_t *p, size_t len, record_t *r)
+{
+    size_t off = 0;
+    if (!msgpack_plausible(p, len) ||
+        msgpack_unpack_next(up, (const char *) p, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len || up->data.type != MSGPACK_OBJECT_ARRAY || up->data.via.array.size < 1)
+        return false;
+    const msgpack_object *a = up->data.via.array.ptr;
+    size_t n = up->data.via.array.size;
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > 1)
+        return false;
+    memset(r, 0, sizeof *r);
+    r->type = (int) a[0].via.u64;
+    if (r->type == 0) {
+        if (n != 4 || a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size != 32 ||
+            !get_time(&a[2], &r->time_ms) || a[3].type != MSGPACK_OBJECT_MAP)
+            return false;
+        for (size_t i = 0; i < 32; i++)
+            if (!strchr("0123456789abcdef", a[1].via.str.ptr[i]) || !a[1].via.str.ptr[i])
+                return false;
+        r->epoch = a[1].via.str.ptr;
+        r->seqs = &a[3].via.map;
+        for (size_t i = 0; i < r->seqs->size; i++)
+            if (!is_name(&r->seqs->ptr[i].key) ||
+                r->seqs->ptr[i].val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+                return false;
+        return true;
+    }
+    if (n != 6 || !is_name(&a[1]) || a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        a[2].via.u64 == 0 || !is_name(&a[3]) || !get_time(&a[4], &r->time_ms) ||
+        a[5].type != MSGPACK_OBJECT_BIN)
+        return false;
+    r->topic = a[1].via.str.ptr;
+    r->topic_len = a[1].via.str.size;
+    r->seq = a[2].via.u64;
+    r->id = a[3].via.str.ptr;
+    r->id_len = a[3].via.str.size;
+    r->msg = a[5].via.bin.ptr;
+    r->msg_len = a[5].via.bin.size;
+    return true;
+}
+
+/* ---------------------------------------------------------------- reading segments */
+
+/* A window over the first `size` bytes of a file, read in chunks with pread. */
+typedef struct {
+    int fd;
+    uint64_t size;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t base;      /* buf holds file bytes [base, base + len) */
+    size_t len;
+} reader_t;
+
+static void reader_reset(reader_t *r, int fd, uint64_t size)
+{
+    r->fd = fd;
+    r->size = size;
+    r->base = 0;
+    r->len = 0;
+}
+
+/* n bytes at off, valid until the next call; NULL with errno 0 past the end, or with
+ * errno set when a read fails. */
+static const uint8_t *reader_at(reader_t *r, uint64_t off, size_t n)
+{
+    if (off > r->size || n > r->size - off) {
+        errno = 0;
+        return NULL;
+    }
+    if (off >= r->base && off + n <= r->base + r->len)
+        return r->buf + (off - r->base);
+    size_t want = n > READ_CHUNK ? n : READ_CHUNK;
+    if (want > r->size - off)
+        want = (size_t) (r->size - off);
+    if (want > r->cap) {
+        uint8_t *b = realloc(r->buf, want);
+        if (!b)
+            return NULL;
+        r->buf = b;
+        r->cap = want;
+    }
+    size_t got = 0;
+    while (got < want) {
+        ssize_t k = pread(r->fd, r->buf + got, want - got, (off_t) (off + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            r->len = 0;
+            return NULL;
+        }
+        if (k == 0)
+            break;
+        got += (size_t) k;
+    }
+    r->base = off;
+    r->len = got;
+    if (got < n) {
+        errno = 0;      /* the file shrank under us: treat as its end */
+        return NULL;
+    }
+    return r->buf;
+}
+
+typedef struct {
+    uint64_t off;       /* of the header */
+    uint32_t len;
+    const uint8_t *payload;
+} frame_t;
+
+enum { FRAME_OK, FRAME_END, FRAME_ERR };
+
+/* The next record whose CRC checks, at or after *off, which moves past it. Records of
+ * plausible length that fail their CRC are counted in *bad (and logged when name is
+ * set); *garbage gets the offset where skipped garbage began, UINT64_MAX if none. */
+static int next_frame(reader_t *r, const char *name, uint64_t *off, frame_t *f,
+                      uint64_t *bad, uint64_t *garbage)
+{
+    *garbage = UINT64_MAX;
+    for (;;) {
+        const uint8_t *h = reader_at(r, *off, HEADER);
+        if (!h)
+            return errno ? FRAME_ERR : FRAME_END;
+        uint32_t len = get_le32(h + 4), crc = get_le32(h + 8);
+        const uint8_t *p = NULL;
+        if (get_le32(h) == MAGIC && len <= MAX_RECORD &&
+            !(p = reader_at(r, *off + HEADER, len)) && errno)
+            return FRAME_ERR;
+        if (!p) {       /* no magic, absurd length, or runs past the end */
+            if (*garbage == UINT64_MAX)
+                *garbage = *off;
+            (*off)++;
+            continue;
+        }
+        if (nw_journal_crc32c(0, p, len) != crc) {
+            (*bad)++;
+            if (name)
+                nw_warn("journal: %s offset %" PRIu64 ": record of %" PRIu32
+                        " bytes fails its CRC, skipped", name, *off, len);
+            /* skip it whole if a record (or the end) follows, else hunt for the next */
+            uint64_t end = *off + HEADER + len;
+            const uint8_t *next = reader_at(r, end, 4);
+            if (!next && errno)
+                return FRAME_ERR;
+            *off = end == r->size || (next && get_le32(next) == MAGIC) ? end : *off + 1;
+            continue;
+        }
+        f->off = *off;
+        f->len = len;
+        f->payload = p;
+        *off += HEADER + len;
+        return FRAME_OK;
+    }
+}
+
+/* ---------------------------------------------------------------- the journal */
+
+typedef struct {
+    char *id;
+    int64_t prev;       /* its time before this append */
+    bool had;           /* whether it was there at all */
+} undo_t;
+
+typedef struct {
+    nw_journal_commit_fn *fn;
+    void *arg;
+} waiter_t;
+
+typedef struct {
+    msgpack_sbuffer data;       /* framed records */
+    uint64_t records;
+    int64_t newest_ms;
+    zhashx_t *seqs;             /* topic -> last seq appended in this batch */
+    undo_t *undo;
+    size_t nundo, undo_cap;
+    waiter_t *waiters;
+    size_t nwaiters, waiters_cap;
+} batch_t;
+
+typedef struct {
+    uint64_t num, size, records;
+    int64_t newest_ms;          /* of its messages */
+    int64_t cp_ms;              /* of its checkpoint: its age while it holds no message */
+    zhashx_t *cp;               /* its checkpoint's seqs; NULL when it has none readable */
+} segment_t;
+
+/* One group write: filled on the loop thread, run on a worker (or inline at open and
+ * close), results applied on the loop thread by finish(). */
+typedef struct {
+    uv_work_t req;
+    const char *dir;
+    int fd, old_fd;             /* old_fd is closed once a new segment is durable */
+    bool create, sync;
+    uint64_t num, start_len, end_len;
+    msgpack_sbuffer head;       /* the checkpoint starting a segment, or empty */
+    zhashx_t *cp;               /* and its seqs */
+    int64_t cp_ms;              /* and its time */
+    const char *data;
+    size_t len;
+    const segment_t *retire;    /* unlink the first nretire of these after the write */
+    size_t nretire;
+    int err;                    /* errno */
+    bool fsynced;
+} job_t;
+
+struct nw_journal {
+    uv_loop_t *loop;
+    nw_journal_options_t opt;
+    char *dir;
+    char epoch[33];
+    zhashx_t *seqs, *durable, *seen;
+    segment_t *segs;
+    size_t nsegs, segs_cap;
+    int fd;                     /* the last segment, append only */
+    batch_t *open, *flight;
+    job_t job;
+    bool writing, unwinding, closing, wrote;
+    uint64_t last_start;        /* uv_now() when the last write began */
+    uv_timer_t *timer;
+    uint64_t bytes, records, commits, fsyncs, failures, discarded;
+};
+
+static batch_t *batch_new(void)
+{
+    batch_t *b = calloc(1, sizeof *b);
+    if (!b || !(b->seqs = map_new())) {
+        free(b);
+        return NULL;
+    }
+    msgpack_sbuffer_init(&b->data);
+    b->newest_ms = INT64_MIN;
+    return b;
+}
+
+/* Empty the batch; its waiters must have been taken already. */
+static void batch_clear(batch_t *b)
+{
+    b->data.size = 0;
+    b->records = 0;
+    b->newest_ms = INT64_MIN;
+    zhashx_purge(b->seqs);
+    for (size_t i = 0; i < b->nundo; i++)
+        free(b->undo[i].id);
+    b->nundo = 0;
+}
+
+static void batch_destroy(batch_t **b_p)
+{
+    batch_t *b = *b_p;
+    if (!b)
+        return;
+    batch_clear(b);
+    msgpack_sbuffer_destroy(&b->data);
+    zhashx_destroy(&b->seqs);
+    free(b->undo);
+    free(b->waiters);
+    free(b);
+    *b_p = NULL;
+}
+
+static int seen_set(zhashx_t *seen, const char *id, int64_t t)
+{
+    int64_t *p = zhashx_lookup(seen, id);
+    if (!p) {
+        if (!(p = malloc(sizeof *p)))
+            return -1;
+        zhashx_insert(seen, id, p);
+    }
+    *p = t;
+    return 0;
+}
+
+/* Put seen back as it was before the batch's appends, newest first. */
+static void batch_undo(batch_t *b, zhashx_t *seen)
+{
+    for (size_t i = b->nundo; i-- > 0;) {
+        if (b->undo[i].had)
+            seen_set(seen, b->undo[i].id, b->undo[i].prev);     /* key exists: cannot fail */
+        else
+            zhashx_delete(seen, b->undo[i].id);
+    }
+}
+
+static void segment_release(segment_t *s)
+{
+    zhashx_destroy(&s->cp);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            if (k == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += k;
+        n -= (size_t) k;
+    }
+    return 0;
+}
+
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* Blocking: the write, its fsync, and the retirements. */
+static void run_job(job_t *job)
+{
+    job->end_len = job->start_len;
+    if (job->err || (job->len == 0 && job->head.size == 0))
+        return;
+    char path[PATH_MAX];
+    seg_path(job->dir, job->num, path, sizeof path);
+    int fd = job->fd;
+    if (job->create &&
+        (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640)) < 0) {
+        job->err = errno;
+        return;
+    }
+    if (write_all(fd, job->head.data, job->head.size) != 0 ||
+        write_all(fd, job->data, job->len) != 0 ||
+        (job->sync && fdatasync(fd) != 0) ||
+        (job->create && job->sync && sync_dir(job->dir) != 0)) {
+        job->err = errno ? errno : EIO;
+        if (job->create) {
+            close(fd);
+            unlink(path);
+        } else if (ftruncate(fd, (off_t) job->start_len) != 0) {
+            /* the tail stays as garbage that readers skip; know where the file ends */
+            struct stat st;
+            if (fstat(fd, &st) == 0)
+                job->end_len = (uint64_t) st.st_size;
+            nw_warn("journal: cannot truncate %s back to %" PRIu64 ": %s", path,
+                    job->start_len, strerror(errno));
+        }
+        return;
+    }
+    job->fsynced = job->sync;
+    job->end_len = job->start_len + job->head.size + job->len;
+    if (job->create) {
+        job->fd = fd;
+        if (job->old_fd >= 0)
+            close(job->old_fd);
+        job->old_fd = -1;
+    }
+    for (size_t i = 0; i < job->nretire; i++) {
+        seg_path(job->dir, job->retire[i].num, path, sizeof path);
+        if (unlink(path) != 0 && errno != ENOENT)
+            nw_warn("journal: cannot remove %s: %s", path, strerror(errno));
+    }
+}
+
+static void work_cb(uv_work_t *req)
+{
+    run_job(&((nw_journal_t *) req->data)->job);
+}
+
+static int reserve_segment(nw_journal_t *self)
+{
+    if (self->nsegs < self->segs_cap)
+        return 0;
+    size_t cap = self->segs_cap ? 2 * self->segs_cap : 16;
+    segment_t *s = realloc(self->segs, cap * sizeof *s);
+    if (!s)
+        return -1;
+    self->segs = s;
+    self->segs_cap = cap;
+    return 0;
+}
+
+static int push_segment(nw_journal_t *self, uint64_t num)
+{
+    if (reserve_segment(self) != 0)
+        return -1;
+    self->segs[self->nsegs++] = (segment_t) {.num = num, .newest_ms = INT64_MIN,
+                                             .cp_ms = INT64_MIN};
+    return 0;
+}
+
+/* Move the open batch to flight and describe its write in self->job. */
+static void seal(nw_journal_t *self, bool sync)
+{
+    batch_t *b = self->open;
+    self->open = self->flight;
+    self->flight = b;
+    job_t *job = &self->job;
+    job->dir = self->dir;
+    job->sync = sync;
+    job->data = b->data.data;
+    job->len = b->data.size;
+    job->err = 0;
+    job->fsynced = false;
+    job->create = false;
+    job->fd = self->fd;
+    job->old_fd = -1;
+    job->head.size = 0;
+    job->nretire = 0;
+    segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    job->num = cur ? cur->num : 0;
+    job->start_len = cur ? cur->size : 0;
+    if (job->len == 0)
+        return;
+    /* a batch starting a segment follows a checkpoint of the seqs as they stand before
+     * it, which (no other write being in flight) are the durable ones */
+    bool rotate = !cur || (self->opt.segment_size && cur->size >= self->opt.segment_size);
+    if (rotate && reserve_segment(self) != 0) {
+        job->err = ENOMEM;
+        return;
+    }
+    if (rotate) {
+        job->create = true;
+        job->num = cur ? cur->num + 1 : 1;
+        job->fd = -1;
+        job->old_fd = self->fd;
+        job->start_len = 0;
+    }
+    if (job->start_len == 0) {
+        if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
+            pack_checkpoint(&job->head, self->epoch, job->cp_ms = wall_ms(),
+                            self->durable) != 0) {
+            job->err = ENOMEM;
+            return;
+        }
+    }
+    /* retire what the write will leave beyond the limits; never the current segment */
+    uint64_t total = self->bytes + job->head.size + job->len;
+    int64_t now = wall_ms();
+    size_t limit = rotate ? self->nsegs : self->nsegs - 1;
+    while (job->nretire < limit) {
+        const segment_t *s = &self->segs[job->nretire];
+        int64_t newest = s->records ? s->newest_ms : s->cp_ms;
+        if (!(self->opt.max_size && total > self->opt.max_size) &&
+            !(self->opt.max_age_ms && newest < now - self->opt.max_age_ms))
+            break;
+        total -= s->size;
+        job->nretire++;
+    }
+    job->retire = self->segs;
+}
+
+
+static void maybe_start(nw_journal_t *self);
+
+/* Apply a finished write (loop thread) and tell its waiters. */
+static void finish(nw_journal_t *self)
+{
+    job_t *job = &self->job;
+    batch_t *b = self->flight;
+    self->writing = false;
+    waiter_t *first = b->waiters, *then = NULL;
+    size_t nfirst = b->nwaiters, nthen = 0;
+    b->waiters = NULL;
+    b->nwaiters = b->waiters_cap = 0;
+    int err = job->err;
+    if (err == 0 && job->end_len > job->start_len) {
+        if (job->create) {
+            push_segment(self, job->num);       /* reserved by seal(): cannot fail */
+            self->fd = job->fd;
+        }
+        segment_t *cur = &self->segs[self->nsegs - 1];
+        uint64_t added = job->end_len - job->start_len;
+        cur->size = job->end_len;
+        cur->records += b->records;
+        if (b->newest_ms > cur->newest_ms)
+            cur->newest_ms = b->newest_ms;
+        if (job->cp && !cur->cp) {
+            cur->cp = job->cp;
+            job->cp = NULL;
+            cur->cp_ms = job->cp_ms;
+        }
+        self->bytes += added;
+        self->records += b->records;
+        self->commits++;
+        self->fsyncs += job->fsynced;
+        for (size_t i = 0; i < job->nretire; i++) {
+            self->bytes -= self->segs[i].size;
+            self->records -= self->segs[i].records;
+            segment_release(&self->segs[i]);
+        }
+        self->nsegs -= job->nretire;
+        memmove(self->segs, self->segs + job->nretire, self->nsegs * sizeof *self->segs);
+        for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
+            map_set(self->durable, zhashx_cursor(b->seqs), *v);
+        batch_clear(b);
+    } else if (err) {
+        self->failures++;
+        if (!job->create && self->nsegs)
+            self->segs[self->nsegs - 1].size = job->end_len;
+        nw_warn("journal: writing " SEG_FMT " failed (%s): %" PRIu64 " records dropped",
+                job->num, strerror(err), b->records + self->open->records);
+        /* everything appended after the failed batch took seqs that follow its own */
+        batch_t *o = self->open;
+        then = o->waiters;
+        nthen = o->nwaiters;
+        o->waiters = NULL;
+        o->nwaiters = o->waiters_cap = 0;
+        batch_undo(o, self->seen);
+        batch_undo(b, self->seen);
+        batch_clear(o);
+        batch_clear(b);
+        map_copy(self->seqs, self->durable);
+    } else {
+        batch_clear(b);
+    }
+    zhashx_destroy(&job->cp);
+    job->head.size = 0;
+
+    self->unwinding = err != 0;
+    for (size_t i = 0; i < nfirst; i++)
+        first[i].fn(first[i].arg, -err);
+    for (size_t i = 0; i < nthen; i++)
+        then[i].fn(then[i].arg, -err);
+    self->unwinding = false;
+    free(first);
+    free(then);
+    maybe_start(self);
+}
+
+static void on_written(uv_work_t *req, int status)
+{
+    (void) status;      /* only uv_cancel() makes it nonzero, and nothing cancels */
+    finish(req->data);
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+    maybe_start(timer->data);
+}
+
+static void maybe_start(nw_journal_t *self)
+{
+    batch_t *b = self->open;
+    if (self->writing || self->closing || (b->data.size == 0 && b->nwaiters == 0))
+        return;
+    uint64_t now = uv_now(self->loop), delay = (uint64_t) self->opt.commit_delay_ms;
+    if (self->wrote && self->opt.commit_delay_ms > 0 && now < self->last_start + delay) {
+        if (!uv_is_active((uv_handle_t *) self->timer))
+            uv_timer_start(self->timer, on_timer, self->last_start + delay - now, 0);
+        return;
+    }
+    self->wrote = true;
+    self->last_start = now;
+    seal(self, self->opt.sync);
+    self->writing = true;
+    self->job.req.data = self;
+    if (uv_queue_work(self->loop, &self->job.req, work_cb, on_written) != 0) {
+        self->job.err = EAGAIN;     /* cannot happen with both callbacks given */
+        finish(self);
+    }
+}
+
+/* ---------------------------------------------------------------- open and recovery */
+
+static int mkdir_p(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0750);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    uint64_t x = ((const segment_t *) a)->num, y = ((const segment_t *) b)->num;
+    return x < y ? -1 : x > y;
+}
+
+static int list_segments(nw_journal_t *self)
+{
+    DIR *d = opendir(self->dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strlen(e->d_name) != 16 || strcmp(e->d_name + 12, ".nwj") != 0 ||
+            strspn(e->d_name, "0123456789") != 12)
+            continue;
+        if (push_segment(self, strtoull(e->d_name, NULL, 10)) != 0) {
+            closedir(d);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    closedir(d);
+    qsort(self->segs, self->nsegs, sizeof *self->segs, cmp_segment);
+    return 0;
+}
+
+static int max_seq(zhashx_t *h, const char *topic, size_t len, uint64_t seq)
+{
+    char *t = dup_bytes(topic, len);
+    int rc = !t || (seq > map_get(h, t) && map_set(h, t, seq) != 0) ? -1 : 0;
+    free(t);
+    return rc;
+}
+
+/* Take what a valid record says into the journal's state and the segment's. */
+static int apply(nw_journal_t *self, segment_t *seg, const record_t *r, bool first,
+                 int64_t since)
+{
+    if (r->type == 0) {
+        if (!self->epoch[0])
+            memcpy(self->epoch, r->epoch, 32);
+        if (first && !seg->cp && !(seg->cp = map_new()))
+            return -1;
+        if (first)
+            seg->cp_ms = r->time_ms;
+        for (size_t i = 0; i < r->seqs->size; i++) {
+            const msgpack_object_kv *kv = &r->seqs->ptr[i];
+            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size,
+                        kv->val.via.u64) != 0 ||
+                (first && max_seq(seg->cp, kv->key.via.str.ptr, kv->key.via.str.size,
+                                  kv->val.via.u64) != 0))
+                return -1;
+        }
+        return 0;
+    }
+    seg->records++;
+    if (r->time_ms > seg->newest_ms)
+        seg->newest_ms = r->time_ms;
+    if (max_seq(self->seqs, r->topic, r->topic_len, r->seq) != 0)
+        return -1;
+    if (r->time_ms < since)
+        return 0;
+    char *id = dup_bytes(r->id, r->id_len);
+    const int64_t *t = id ? zhashx_lookup(self->seen, id) : NULL;
+    int rc = !id || ((!t || *t < r->time_ms) && seen_set(self->seen, id, r->time_ms) != 0);
+    free(id);
+    return rc ? -1 : 0;
+}
+
+static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader_t *r,
+                           msgpack_unpacked *up, char *errbuf, size_t errlen)
+{
+    char path[PATH_MAX], name[32];
+    seg_path(self->dir, seg->num, path, sizeof path);
+    snprintf(name, sizeof name, SEG_FMT, seg->num);
+    int fd = open(path, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    reader_reset(r, fd, (uint64_t) st.st_size);
+    uint64_t off = 0, good_end = 0, garbage;
+    int64_t since = wall_ms() - self->opt.dedup_window_ms;
+    bool first = true;
+    frame_t f;
+    int rc;
+    while ((rc = next_frame(r, name, &off, &f, &self->discarded, &garbage)) == FRAME_OK) {
+        if (garbage != UINT64_MAX)
+            nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage skipped",
+                    name, garbage, f.off - garbage);
+        record_t rec;
+        if (!decode(up, f.payload, f.len, &rec)) {
+            self->discarded++;
+            nw_warn("journal: %s offset %" PRIu64 ": malformed record skipped", name, f.off);
+        } else if (apply(self, seg, &rec, first, since) != 0) {
+            snprintf(errbuf, errlen, "out of memory reading %s", path);
+            goto fail;
+        }
+        first = false;
+        good_end = off;
+    }
+    if (rc == FRAME_ERR) {
+        snprintf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    seg->size = r->size;
+    if (good_end < r->size && last) {
+        /* a write the crash interrupted: cut it so appends follow the last good record */
+        nw_warn("journal: %s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " truncated",
+                name, r->size - good_end, good_end);
+        if (ftruncate(fd, (off_t) good_end) != 0) {
+            snprintf(errbuf, errlen, "cannot truncate %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        seg->size = good_end;
+    } else if (good_end < r->size) {
+        nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage at the end",
+                name, good_end, r->size - good_end);
+    }
+    self->bytes += seg->size;
+    self->records += seg->records;
+    close(fd);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static int new_epoch(char *epoch)
+{
+    uint8_t raw[16];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t k = getrandom(raw + got, sizeof raw - got, 0);
+        if (k < 0 && errno != EINTR)
+            return -1;
+        if (k > 0)
+            got += (size_t) k;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(epoch + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
+                              const nw_journal_options_t *options,
+                              char *errbuf, size_t errlen)
+{
+    reader_t r = {.fd = -1};
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    nw_journal_t *self = calloc(1, sizeof *self);
+    if (!self)
+        goto nomem;
+    self->fd = -1;
+    self->loop = loop;
+    self->opt = *options;
+    msgpack_sbuffer_init(&self->job.head);
+    size_t dirlen = strlen(state_dir) + sizeof "/journal";
+    if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
+        !(self->durable = map_new()) || !(self->seen = map_new()) ||
+        !(self->open = batch_new()) || !(self->flight = batch_new()) ||
+        !(self->timer = malloc(sizeof *self->timer)))
+        goto nomem;
+    snprintf(self->dir, dirlen, "%s/journal", state_dir);
+    uv_timer_init(loop, self->timer);
+    self->timer->data = self;
+    if (mkdir_p(self->dir) != 0 || list_segments(self) != 0) {
+        snprintf(errbuf, errlen, "cannot use %s: %s", self->dir, strerror(errno));
+        goto fail;
+    }
+    for (size_t i = 0; i < self->nsegs; i++)
+        if (recover_segment(self, &self->segs[i], i + 1 == self->nsegs, &r, &up,
+                            errbuf, errlen) != 0)
+            goto fail;
+
+    bool had_epoch = self->epoch[0] != '\0';
+    if (!had_epoch) {
+        if (new_epoch(self->epoch) != 0) {
+            snprintf(errbuf, errlen, "cannot make an epoch: %s", strerror(errno));
+            goto fail;
+        }
+        if (self->nsegs == 0)
+            nw_notice("journal: new journal in %s, epoch %s", self->dir, self->epoch);
+        else
+            nw_warn("journal: no readable checkpoint in %zu segments of %s, new epoch %s",
+                    self->nsegs, self->dir, self->epoch);
+    }
+    if (map_copy(self->durable, self->seqs) != 0)
+        goto nomem;
+    segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    if (last && had_epoch) {
+        char path[PATH_MAX];
+        seg_path(self->dir, last->num, path, sizeof path);
+        if ((self->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0) {
+            snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
+    /* the epoch only lasts if a checkpoint holds it: write one now if the current
+     * segment would not start with one */
+    if (!last || !had_epoch || last->size == 0) {
+        bool rotate = !last || !had_epoch;
+        job_t *job = &self->job;
+        job->dir = self->dir;
+        job->sync = self->opt.sync;
+        job->create = rotate;
+        job->num = !last ? 1 : rotate ? last->num + 1 : last->num;
+        job->fd = self->fd;
+        job->old_fd = -1;
+        job->start_len = 0;
+        if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
+            pack_checkpoint(&job->head, self->epoch, job->cp_ms = wall_ms(),
+                            self->durable) != 0)
+            goto nomem;
+        run_job(job);
+        if (job->err) {
+            snprintf(errbuf, errlen, "cannot write " SEG_FMT " in %s: %s", job->num,
+                     self->dir, strerror(job->err));
+            goto fail;
+        }
+        if (rotate && push_segment(self, job->num) != 0) {
+            close(job->fd);
+            goto nomem;
+        }
+        if (rotate)
+            self->fd = job->fd;
+        last = &self->segs[self->nsegs - 1];
+        last->size = job->end_len;
+        last->cp_ms = job->cp_ms;
+        zhashx_destroy(&last->cp);
+        last->cp = job->cp;
+        job->cp = NULL;
+        job->head.size = 0;
+        self->bytes += job->end_len;
+    }
+    nw_info("journal: %zu segments, %" PRIu64 " records, %zu topics, epoch %s%s",
+            self->nsegs, self->records, zhashx_size(self->seqs), self->epoch,
+            self->discarded ? " (some records discarded, see above)" : "");
+    free(r.buf);
+    msgpack_unpacked_destroy(&up);
+    return self;
+nomem:
+    snprintf(errbuf, errlen, "out of memory");
+fail:
+    free(r.buf);
+    msgpack_unpacked_destroy(&up);
+    nw_journal_close(&self);
+    return NULL;
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+void nw_journal_close(nw_journal_t **self_p)
+{
+    nw_journal_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    self->closing = true;
+    /* normally nothing is in flight: the caller waited for its commits */
+    while (self->writing)
+        uv_run(self->loop, UV_RUN_ONCE);
+    if (self->open && (self->open->data.size || self->open->nwaiters)) {
+        seal(self, true);
+        run_job(&self->job);
+        self->writing = true;
+        finish(self);
+    }
+    if (self->timer) {
+        uv_timer_stop(self->timer);
+        uv_close((uv_handle_t *) self->timer, free_handle);
+    }
+    if (self->fd >= 0)
+        close(self->fd);
+    for (size_t i = 0; i < self->nsegs; i++)
+        segment_release(&self->segs[i]);
+    free(self->segs);
+    batch_destroy(&self->open);
+    batch_destroy(&self->flight);
+    msgpack_sbuffer_destroy(&self->job.head);
+    zhashx_destroy(&self->job.cp);
+    zhashx_destroy(&self->seqs);
+    zhashx_destroy(&self->durable);
+    zhashx_destroy(&self->seen);
+    free(self->dir);
+    free(self);
+}
+
+/* ---------------------------------------------------------------- appends and commits */
+
+const char *nw_journal_epoch(const nw_journal_t *self)
+{
+    return self->epoch;
+}
+
+uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic)
+{
+    return map_get(self->seqs, topic);
+}
+
+bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms)
+{
+    const int64_t *t = zhashx_lookup(self->seen, id);
+    return t && *t >= since_ms;
+}
+
+int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
+                      const char *id, int64_t time_ms, const void *msg, size_t len)
+{
+    if (self->unwinding || self->closing) {
+        errno = EIO;
+        return -1;
+    }
+    if (!topic || !id || (!msg && len) || seq != map_get(self->seqs, topic) + 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    batch_t *b = self->open;
+    if (b->nundo == b->undo_cap) {
+        size_t cap = b->undo_cap ? 2 * b->undo_cap : 64;
+        undo_t *u = realloc(b->undo, cap * sizeof *u);
+        if (!u)
+            goto nomem;
+        b->undo = u;
+        b->undo_cap = cap;
+    }
+    undo_t *u = &b->undo[b->nundo];
+    if (!(u->id = strdup(id)))
+        goto nomem;
+    size_t old = b->data.size, payload;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b->data, msgpack_sbuffer_write);
+    if (frame_begin(&b->data, &payload) || msgpack_pack_array(&pk, 6) ||
+        msgpack_pack_uint8(&pk, 1) || pack_str(&pk, topic) || msgpack_pack_uint64(&pk, seq) ||
+        pack_str(&pk, id) || msgpack_pack_int64(&pk, time_ms) ||
+        msgpack_pack_bin_with_body(&pk, msg, len)) {
+        b->data.size = old;
+        free(u->id);
+        goto nomem;
+    }
+    if (frame_end(&b->data, payload) != 0) {
+        b->data.size = old;
+        free(u->id);
+        errno = EMSGSIZE;
+        return -1;
+    }
+    const int64_t *t = zhashx_lookup(self->seen, id);
+    u->had = t != NULL;
+    u->prev = t ? *t : 0;
+    /* seq - 1 is always a right value to go back to: it is where the topic stood */
+    if (map_set(self->seqs, topic, seq) != 0 || map_set(b->seqs, topic, seq) != 0 ||
+        seen_set(self->seen, id, time_ms) != 0) {
+        map_set(self->seqs, topic, seq - 1);
+        if (zhashx_lookup(b->seqs, topic))
+            map_set(b->seqs, topic, seq - 1);
+        b->data.size = old;
+        free(u->id);
+        goto nomem;
+    }
+    b->nundo++;
+    b->records++;
+    if (time_ms > b->newest_ms)
+        b->newest_ms = time_ms;
+    return 0;
+nomem:
+    errno = ENOMEM;
+    return -1;
+}
+
+int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg)
+{
+    /* nothing appended since the write in flight was sealed: that write covers it all */
+    batch_t *o = self->open;
+    batch_t *b = self->writing && o->data.size == 0 && o->nwaiters == 0 ? self->flight : o;
+    if (b->nwaiters == b->waiters_cap) {
+        size_t cap = b->waiters_cap ? 2 * b->waiters_cap : 16;
+        waiter_t *w = realloc(b->waiters, cap * sizeof *w);
+        if (!w) {
+            errno = ENOMEM;
+            return -1;
+        }
+        b->waiters = w;
+        b->waiters_cap = cap;
+    }
+    b->waiters[b->nwaiters++] = (waiter_t) {fn, arg};
+    if (b == o)
+        maybe_start(self);
+    return 0;
+}
+
+void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
+{
+    *out = (nw_journal_stats_t) {
+        .segments = self->nsegs,
+        .bytes = self->bytes,
+        .records = self->records,
+        .commits = self->commits,
+        .fsyncs = self->fsyncs,
+        .failures = self->failures,
+        .discarded = self->discarded,
+        .topics = zhashx_size(self->seqs),
+    };
+}
+
+/* ---------------------------------------------------------------- replay cursors */
+
+struct nw_journal_cursor {
+    char *topic;
+    size_t topic_len;
+    uint64_t from;
+    int *fds;               /* opened up front so retirement cannot pull files away */
+    uint64_t *ends;         /* how much of each is durable */
+    size_t n, i;
+    bool reading;
+    reader_t r;
+    uint64_t off;
+    msgpack_unpacked up;
+};
+
+nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic,
+                                           uint64_t from_seq, uint64_t *oldest)
+{
+    *oldest = 0;
+    uint64_t last = map_get(self->durable, topic);
+    if (!zhashx_lookup(self->durable, topic) || self->nsegs == 0)
+        return NULL;
+    if (from_seq == 0)
+        from_seq = 1;
+    /* every record before a segment whose checkpoint has topic below from_seq has a
+     * seq below it too: start at the last such segment */
+    size_t start = 0;
+    for (size_t i = self->nsegs; i-- > 0;)
+        if (self->segs[i].cp && map_get(self->segs[i].cp, topic) < from_seq) {
+            start = i;
+            break;
+        }
+    uint64_t first = self->segs[0].cp ? map_get(self->segs[0].cp, topic) + 1 : 1;
+    *oldest = first <= last ? first : 0;
+
+    nw_journal_cursor_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    msgpack_unpacked_init(&c->up);
+    c->r.fd = -1;
+    c->from = from_seq;
+    c->topic_len = strlen(topic);
+    c->n = self->nsegs - start;
+    if (!(c->topic = strdup(topic)) || !(c->fds = malloc(c->n * sizeof *c->fds)) ||
+        !(c->ends = malloc(c->n * sizeof *c->ends))) {
+        c->n = 0;
+        goto fail;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        c->fds[i] = -1;
+    for (size_t i = 0; i < c->n; i++) {
+        char path[PATH_MAX];
+        seg_path(self->dir, self->segs[start + i].num, path, sizeof path);
+        c->ends[i] = self->segs[start + i].size;
+        if ((c->fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+            nw_warn("journal: cannot open %s for replay: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    nw_journal_cursor_destroy(&c);
+    return NULL;
+}
+
+int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
+                           const void **msg, size_t *len)
+{
+    /* scans whole segments from the start one: cost is the segment's size, not the
+     * number of records wanted */
+    while (self->i < self->n) {
+        if (!self->reading) {
+            reader_reset(&self->r, self->fds[self->i], self->ends[self->i]);
+            self->off = 0;
+            self->reading = true;
+        }
+        frame_t f;
+        uint64_t bad = 0, garbage;
+        int rc = next_frame(&self->r, NULL, &self->off, &f, &bad, &garbage);
+        if (rc == FRAME_ERR)
+            return -1;
+        if (rc == FRAME_END) {
+            close(self->fds[self->i]);
+            self->fds[self->i++] = -1;
+            self->reading = false;
+            continue;
+        }
+        record_t rec;
+        if (!decode(&self->up, f.payload, f.len, &rec) || rec.type != 1 ||
+            rec.topic_len != self->topic_len || memcmp(rec.topic, self->topic, rec.topic_len) ||
+            rec.seq < self->from)
+            continue;
+        *seq = rec.seq;
+        *msg = rec.msg;
+        *len = rec.msg_len;
+        return 1;
+    }
+    return 0;
+}
+
+void nw_journal_cursor_destroy(nw_journal_cursor_t **self_p)
+{
+    nw_journal_cursor_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    for (size_t i = 0; self->fds && i < self->n; i++)
+        if (self->fds[i] >= 0)
+            close(self->fds[i]);
+    msgpack_unpacked_destroy(&self->up);
+    free(self->r.buf);
+    free(self->fds);
+    free(self->ends);
+    free(self->topic);
+    free(self);
+}

@@ -1,0 +1,658 @@
+/*
+ * test_journal: the journal against a real libuv loop in a temporary directory:
+ * group commit order, reopen (seqs, epoch, dedup window), recovery of torn and
+ * corrupted segments, rotation and retirement, write failures, replay cursors.
+ */
+#include "check.h"
+#include "journal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static uv_loop_t loop;
+static char state[256];
+
+/* commit callbacks record their tag and status here, in the order they ran */
+static int done_tag[512], done_status[512], ndone;
+static nw_journal_t *unwind_journal;     /* when set, callbacks try to append */
+static int unwind_errno;
+
+static void on_commit(void *arg, int status)
+{
+    if (ndone < 512) {
+        done_tag[ndone] = (int) (intptr_t) arg;
+        done_status[ndone] = status;
+    }
+    ndone++;
+    if (unwind_journal) {
+        errno = 0;
+        if (nw_journal_append(unwind_journal, "a", nw_journal_last_seq(unwind_journal, "a") + 1,
+                              "x", 0, "x", 1) != 0)
+            unwind_errno = errno;
+    }
+}
+
+static bool timed_out;
+static void on_guard(uv_timer_t *t)
+{
+    (void) t;
+    timed_out = true;
+}
+
+/* Run the loop until n callbacks in all have run; false after 10 s instead of hanging. */
+static bool wait_for(int n)
+{
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    timed_out = false;
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    while (ndone < n && !timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (ndone < n)
+        fprintf(stderr, "timed out waiting for %d callbacks (have %d)\n", n, ndone);
+    return ndone >= n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st, (void) flag, (void) ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static nw_journal_options_t defaults(void)
+{
+    return (nw_journal_options_t) {
+        .sync = false, .commit_delay_ms = 0, .segment_size = 1 << 20,
+        .max_size = 1 << 30, .max_age_ms = 0, .dedup_window_ms = 60000,
+    };
+}
+
+static nw_journal_t *open_j(const nw_journal_options_t *opt)
+{
+    char err[256] = "";
+    nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
+    if (!j)
+        fprintf(stderr, "open failed: %s\n", err);
+    CHECK(j != NULL);
+    return j;
+}
+
+static void close_j(nw_journal_t **j)
+{
+    nw_journal_close(j);
+    uv_run(&loop, UV_RUN_NOWAIT);       /* lets the timer's close callback free it */
+}
+
+/* Append topic's next message, "topic-seq" padded to pad bytes, id "topic-seq". */
+static int append(nw_journal_t *j, const char *topic, int64_t time_ms, size_t pad)
+{
+    uint64_t seq = nw_journal_last_seq(j, topic) + 1;
+    char id[64], msg[4096] = "";
+    snprintf(id, sizeof id, "%s-%" PRIu64, topic, seq);
+    snprintf(msg, sizeof msg, "%s", id);
+    size_t len = strlen(msg) > pad ? strlen(msg) : pad;
+    return nw_journal_append(j, topic, seq, id, time_ms, msg, len);
+}
+
+static bool commit_wait(nw_journal_t *j, int *status)
+{
+    int want = ndone + 1;
+    CHECK(nw_journal_commit(j, on_commit, (void *) (intptr_t) 999) == 0);
+    bool ok = wait_for(want);
+    *status = ok ? done_status[want - 1] : 1;
+    return ok;
+}
+
+/* seqs returned by a cursor over topic from from, as "1,2,3" */
+static const char *cursor_seqs(nw_journal_t *j, const char *topic, uint64_t from,
+                               uint64_t *oldest, bool check_msg)
+{
+    static char out[1024];
+    out[0] = '\0';
+    nw_journal_cursor_t *c = nw_journal_cursor_new(j, topic, from, oldest);
+    if (!c)
+        return "(null)";
+    uint64_t seq;
+    const void *msg;
+    size_t len;
+    int rc;
+    while ((rc = nw_journal_cursor_next(c, &seq, &msg, &len)) == 1) {
+        char want[64];
+        snprintf(want, sizeof want, "%s-%" PRIu64, topic, seq);
+        if (check_msg)
+            CHECK(len >= strlen(want) && memcmp(msg, want, strlen(want)) == 0);
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%" PRIu64, out[0] ? "," : "", seq);
+    }
+    CHECK(rc == 0);
+    nw_journal_cursor_destroy(&c);
+    return out;
+}
+
+static void seg_file(uint64_t num, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/journal/%012" PRIu64 ".nwj", state, num);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static void fresh(void)
+{
+    rm_rf(state);
+    mkdir(state, 0700);
+}
+
+static void test_crc(void)
+{
+    CHECK(nw_journal_crc32c(0, "123456789", 9) == 0xE3069283u);
+    CHECK(nw_journal_crc32c(nw_journal_crc32c(0, "1234", 4), "56789", 5) == 0xE3069283u);
+    CHECK(nw_journal_crc32c(0, "", 0) == 0);
+}
+
+static void test_commit_and_reopen(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    char epoch[33];
+    snprintf(epoch, sizeof epoch, "%s", nw_journal_epoch(j));
+    CHECK(strlen(epoch) == 32 && strspn(epoch, "0123456789abcdef") == 32);
+    CHECK(nw_journal_last_seq(j, "a") == 0);
+
+    int start = ndone;
+    CHECK(append(j, "a", 1000, 0) == 0);
+    CHECK(append(j, "a", 1000, 0) == 0);
+    CHECK(append(j, "b", 1000, 0) == 0);
+    CHECK(nw_journal_commit(j, on_commit, (void *) 1) == 0);
+    CHECK(append(j, "a", 1000, 0) == 0);
+    CHECK(nw_journal_commit(j, on_commit, (void *) 2) == 0);
+    CHECK(nw_journal_last_seq(j, "a") == 3);
+    CHECK(nw_journal_seen(j, "a-3", 0));            /* in flight counts for dedup */
+    CHECK(!nw_journal_seen(j, "a-3", 1001));
+    errno = 0;
+    CHECK(nw_journal_append(j, "a", 5, "x", 0, "x", 1) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(nw_journal_append(j, "a", 3, "x", 0, "x", 1) == -1 && errno == EINVAL);
+    CHECK(nw_journal_append(j, "c", 0, "x", 0, "x", 1) == -1);
+    CHECK(wait_for(start + 2));
+    CHECK(done_tag[start] == 1 && done_status[start] == 0);
+    CHECK(done_tag[start + 1] == 2 && done_status[start + 1] == 0);
+
+    /* a burst: the first commit writes at once, the other 49 share the next write */
+    nw_journal_stats_t before, after;
+    nw_journal_stats(j, &before);
+    start = ndone;
+    for (int i = 0; i < 50; i++) {
+        CHECK(append(j, i % 2 ? "a" : "b", 2000, 0) == 0);
+        CHECK(nw_journal_commit(j, on_commit, (void *) (intptr_t) (100 + i)) == 0);
+    }
+    CHECK(wait_for(start + 50));
+    bool ordered = true;
+    for (int i = 0; i < 50; i++)
+        ordered &= done_tag[start + i] == 100 + i && done_status[start + i] == 0;
+    CHECK(ordered);
+    nw_journal_stats(j, &after);
+    CHECK(after.commits - before.commits == 2);
+    CHECK(after.fsyncs - before.fsyncs == 2);
+    CHECK(after.records == 54);
+    CHECK(after.topics == 2);
+    CHECK(after.segments == 1);
+    CHECK(nw_journal_last_seq(j, "a") == 28);
+    CHECK(nw_journal_last_seq(j, "b") == 26);
+    close_j(&j);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK_STR(nw_journal_epoch(j), epoch);
+    CHECK(nw_journal_last_seq(j, "a") == 28);
+    CHECK(nw_journal_last_seq(j, "b") == 26);
+    CHECK(append(j, "a", 3000, 0) == 0);
+    nw_journal_stats(j, &after);
+    CHECK(after.records == 54 && after.discarded == 0);
+    close_j(&j);        /* writes the pending append */
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_last_seq(j, "a") == 29);
+    close_j(&j);
+
+    /* the journal lost: a new epoch, seqs from scratch */
+    char jdir[300];
+    snprintf(jdir, sizeof jdir, "%s/journal", state);
+    rm_rf(jdir);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(strcmp(nw_journal_epoch(j), epoch) != 0);
+    CHECK(strlen(nw_journal_epoch(j)) == 32);
+    CHECK(nw_journal_last_seq(j, "a") == 0);
+    close_j(&j);
+}
+
+static void test_dedup_window(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    int64_t now = now_ms();
+    CHECK(nw_journal_append(j, "a", 1, "recent", now - 1000, "m", 1) == 0);
+    CHECK(nw_journal_append(j, "a", 2, "old", now - 3600 * 1000, "m", 1) == 0);
+    int st;
+    CHECK(commit_wait(j, &st) && st == 0);
+    CHECK(nw_journal_seen(j, "old", 0));
+    close_j(&j);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_seen(j, "recent", now - 60000));
+    CHECK(!nw_journal_seen(j, "recent", now));
+    CHECK(!nw_journal_seen(j, "old", 0));           /* beyond the window: not rebuilt */
+    CHECK(!nw_journal_seen(j, "never", 0));
+    close_j(&j);
+}
+
+static void test_torn_tail(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 3; i++)
+        CHECK(append(j, "a", 1000, 0) == 0);
+    close_j(&j);
+    char path[300];
+    seg_file(1, path, sizeof path);
+    off_t good = file_size(path);
+    /* a record cut short by a crash: header says 100 bytes, 10 made it */
+    unsigned char torn[22] = {'N', 'W', 'J', '1', 100, 0, 0, 0, 1, 2, 3, 4};
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CHECK(fd >= 0 && write(fd, torn, sizeof torn) == (ssize_t) sizeof torn);
+    close(fd);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(file_size(path) == good);
+    CHECK(nw_journal_last_seq(j, "a") == 3);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.discarded == 0 && s.records == 3);
+    CHECK(append(j, "a", 1000, 0) == 0);
+    int st;
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_last_seq(j, "a") == 4);
+    uint64_t oldest;
+    CHECK_STR(cursor_seqs(j, "a", 1, &oldest, true), "1,2,3,4");
+    CHECK(oldest == 1);
+    close_j(&j);
+}
+
+static void test_flipped_byte(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 3; i++)
+        CHECK(append(j, "a", 1000, 40) == 0);
+    close_j(&j);
+
+    char path[300];
+    seg_file(1, path, sizeof path);
+    unsigned char buf[4096];
+    int fd = open(path, O_RDWR);
+    ssize_t n = read(fd, buf, sizeof buf);
+    CHECK(n > 0);
+    /* frames: checkpoint, a-1, a-2, a-3; damage the middle of a-2's payload */
+    size_t off = 0;
+    for (int i = 0; i < 2 && off + 12 <= (size_t) n; i++)
+        off += 12 + le32(buf + off + 4);
+    CHECK(off + 12 <= (size_t) n && le32(buf + off) == 0x314a574eu);
+    size_t at = off + 12 + le32(buf + off + 4) / 2;
+    buf[at] ^= 0x40;
+    CHECK(pwrite(fd, buf + at, 1, (off_t) at) == 1);
+    close(fd);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.discarded == 1);
+    CHECK(s.records == 2);
+    CHECK(nw_journal_last_seq(j, "a") == 3);
+    uint64_t oldest;
+    CHECK_STR(cursor_seqs(j, "a", 1, &oldest, true), "1,3");
+    CHECK(file_size(path) == n);                    /* kept: not a torn tail */
+    CHECK(append(j, "a", 1000, 0) == 0);
+    int st;
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+}
+
+static int count_segments(void)
+{
+    int count = 0;
+    char path[300];
+    for (uint64_t i = 1; i < 200; i++) {
+        seg_file(i, path, sizeof path);
+        count += file_size(path) >= 0;
+    }
+    return count;
+}
+
+static uint64_t disk_bytes(void)
+{
+    uint64_t total = 0;
+    char path[300];
+    for (uint64_t i = 1; i < 200; i++) {
+        seg_file(i, path, sizeof path);
+        off_t s = file_size(path);
+        total += s > 0 ? (uint64_t) s : 0;
+    }
+    return total;
+}
+
+/* Every existing segment starts with a checkpoint frame: payload [0, ...]. */
+static bool all_start_with_checkpoint(void)
+{
+    char path[300];
+    for (uint64_t i = 1; i < 200; i++) {
+        seg_file(i, path, sizeof path);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        unsigned char h[14];
+        ssize_t n = read(fd, h, sizeof h);
+        close(fd);
+        if (n != 14 || le32(h) != 0x314a574eu || h[12] != 0x94 || h[13] != 0x00)
+            return false;
+    }
+    return true;
+}
+
+static void test_rotation_retirement(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    opt.segment_size = 256;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    int st;
+    bool ok = true;
+    for (int i = 0; i < 20; i++) {
+        ok &= append(j, "a", now_ms(), 100) == 0;
+        ok &= append(j, "b", now_ms(), 10) == 0;
+        ok &= commit_wait(j, &st) && st == 0;
+    }
+    CHECK(ok);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.segments > 3);
+    CHECK((int) s.segments == count_segments());
+    CHECK(s.bytes == disk_bytes());
+    CHECK(all_start_with_checkpoint());
+    uint64_t oldest;
+    CHECK_STR(cursor_seqs(j, "a", 18, &oldest, true), "18,19,20");
+    CHECK(oldest == 1);
+    close_j(&j);
+
+    /* retire by size: the oldest go, seqs survive in the checkpoints */
+    opt.max_size = 1024;
+    j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 10; i++) {
+        ok &= append(j, "a", now_ms(), 100) == 0;
+        ok &= commit_wait(j, &st) && st == 0;
+    }
+    CHECK(ok);
+    nw_journal_stats(j, &s);
+    CHECK(s.bytes <= 1024);
+    CHECK(s.bytes == disk_bytes());
+    CHECK((int) s.segments == count_segments());
+    char first[300];
+    seg_file(1, first, sizeof first);
+    CHECK(file_size(first) < 0);
+    CHECK(all_start_with_checkpoint());
+    close_j(&j);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_last_seq(j, "a") == 30);
+    CHECK(nw_journal_last_seq(j, "b") == 20);       /* b's records are all retired */
+    const char *seqs = cursor_seqs(j, "a", 0, &oldest, true);
+    CHECK(oldest > 1 && oldest <= 30);
+    char want[256] = "";
+    for (uint64_t i = oldest; i <= 30; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%" PRIu64,
+                 want[0] ? "," : "", i);
+    CHECK_STR(seqs, want);
+    CHECK_STR(cursor_seqs(j, "b", 0, &oldest, false), "");
+    CHECK(oldest == 0);
+    CHECK(append(j, "b", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+
+    /* retire by age: segments whose newest record is older than max_age go */
+    fresh();
+    opt = defaults();
+    opt.segment_size = 100;         /* a checkpoint and one 100-byte message each */
+    opt.max_age_ms = 3600 * 1000;
+    j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 5; i++) {
+        ok &= append(j, "a", now_ms() - 7200 * 1000, 100) == 0;
+        ok &= commit_wait(j, &st) && st == 0;
+    }
+    ok &= append(j, "a", now_ms(), 100) == 0;
+    ok &= commit_wait(j, &st) && st == 0;
+    CHECK(ok);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 1 && count_segments() == 1);
+    close_j(&j);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_last_seq(j, "a") == 6);
+    CHECK_STR(cursor_seqs(j, "a", 1, &oldest, true), "6");
+    CHECK(oldest == 6);
+    close_j(&j);
+}
+
+static void test_write_failure(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    int st;
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    char path[300];
+    seg_file(1, path, sizeof path);
+    off_t good = file_size(path);
+
+    /* files may not grow past good + 64 bytes: the write fails with EFBIG */
+    struct rlimit saved, tight;
+    CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    tight = saved;
+    tight.rlim_cur = (rlim_t) good + 64;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
+
+    int start = ndone;
+    CHECK(append(j, "a", now_ms(), 1000) == 0);     /* seq 2: does not fit */
+    CHECK(nw_journal_commit(j, on_commit, (void *) 1) == 0);
+    CHECK(append(j, "a", now_ms(), 0) == 0);        /* seq 3: appended behind it */
+    CHECK(append(j, "b", now_ms(), 0) == 0);
+    CHECK(nw_journal_commit(j, on_commit, (void *) 2) == 0);
+    CHECK(nw_journal_last_seq(j, "a") == 3);
+    unwind_journal = j;
+    unwind_errno = 0;
+    CHECK(wait_for(start + 2));
+    unwind_journal = NULL;
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+    CHECK(done_tag[start] == 1 && done_status[start] == -EFBIG);
+    CHECK(done_tag[start + 1] == 2 && done_status[start + 1] == -EFBIG);
+    CHECK(unwind_errno == EIO);
+    CHECK(nw_journal_last_seq(j, "a") == 1);
+    CHECK(nw_journal_last_seq(j, "b") == 0);
+    CHECK(!nw_journal_seen(j, "a-2", 0) && !nw_journal_seen(j, "a-3", 0));
+    CHECK(nw_journal_seen(j, "a-1", 0));
+    CHECK(file_size(path) == good);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.failures == 1 && s.records == 1);
+
+    /* the caller retries: the same seqs are handed out again and stick */
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(nw_journal_last_seq(j, "a") == 3);
+    uint64_t oldest;
+    CHECK_STR(cursor_seqs(j, "a", 1, &oldest, true), "1,2,3");
+    nw_journal_stats(j, &s);
+    CHECK(s.discarded == 0);
+    close_j(&j);
+}
+
+/* ENOSPC from a real full file system, when this sandbox lets us mount one. */
+static void test_disk_full(void)
+{
+    fresh();
+    if (mount("tmpfs", state, "tmpfs", 0, "size=64k") != 0) {
+        printf("skip disk-full test: cannot mount a tmpfs (%s)\n", strerror(errno));
+        return;
+    }
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (j) {
+        int st = 0;
+        uint64_t durable = 0;
+        for (int i = 0; i < 100 && st == 0; i++) {
+            CHECK(append(j, "a", now_ms(), 4000) == 0);
+            if (!commit_wait(j, &st))
+                break;
+            if (st == 0)
+                durable = nw_journal_last_seq(j, "a");
+        }
+        CHECK(st == -ENOSPC);
+        CHECK(durable > 0 && nw_journal_last_seq(j, "a") == durable);
+        CHECK(append(j, "a", now_ms(), 0) == 0);    /* small enough to fit after all */
+        CHECK(commit_wait(j, &st) && st == 0);
+        close_j(&j);
+        j = open_j(&opt);
+        CHECK(j && nw_journal_last_seq(j, "a") == durable + 1);
+        close_j(&j);
+    }
+    CHECK(umount2(state, MNT_DETACH) == 0);
+}
+
+static void test_cursor(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 5; i++) {
+        CHECK(append(j, "a", 1000, 0) == 0);
+        CHECK(append(j, "b", 1000, 0) == 0);
+    }
+    int st;
+    CHECK(commit_wait(j, &st) && st == 0);
+    uint64_t oldest = 99;
+    CHECK_STR(cursor_seqs(j, "a", 3, &oldest, true), "3,4,5");
+    CHECK(oldest == 1);
+    CHECK_STR(cursor_seqs(j, "b", 0, &oldest, true), "1,2,3,4,5");
+    CHECK_STR(cursor_seqs(j, "zz", 1, &oldest, true), "(null)");
+    CHECK(oldest == 0);
+    CHECK_STR(cursor_seqs(j, "a", 6, &oldest, true), "");
+    /* only what is durable: a-6 is appended, not yet written */
+    CHECK(append(j, "a", 1000, 0) == 0);
+    CHECK_STR(cursor_seqs(j, "a", 4, &oldest, true), "4,5");
+    CHECK(commit_wait(j, &st) && st == 0);
+    CHECK_STR(cursor_seqs(j, "a", 4, &oldest, true), "4,5,6");
+    close_j(&j);
+}
+
+int main(void)
+{
+    nw_log_set_level(getenv("NWJ_DEBUG") ? NW_LOG_DEBUG : NW_LOG_ERR);       /* recovery warnings are expected here */
+    snprintf(state, sizeof state, "/tmp/nwj-test-XXXXXX");
+    if (!mkdtemp(state)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    uv_loop_init(&loop);
+    test_crc();
+    test_commit_and_reopen();
+    test_dedup_window();
+    test_torn_tail();
+    test_flipped_byte();
+    test_rotation_retirement();
+    test_write_failure();
+    test_disk_full();
+    test_cursor();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+    rm_rf(state);
+    return CHECK_DONE();
+}
