@@ -493,6 +493,7 @@ struct nw_journal {
     uint64_t last_start;        /* uv_now() when the last write began */
     uv_timer_t *timer;
     uint64_t bytes, records, commits, fsyncs, failures, discarded;
+    int64_t pruned_ms;          /* wall time seen was last pruned */
 };
 
 static batch_t *batch_new(void)
@@ -728,6 +729,26 @@ static void seal(nw_journal_t *self, bool sync)
 
 static void maybe_start(nw_journal_t *self);
 
+/* Forget ids older than the dedup window, at most once a minute: the map would
+ * otherwise hold every id published since the daemon started. */
+static void prune_seen(nw_journal_t *self)
+{
+    int64_t now = wall_ms(), since = now - self->opt.dedup_window_ms;
+    if (now - self->pruned_ms < 60000)
+        return;
+    self->pruned_ms = now;
+    size_t n = 0, cap = zhashx_size(self->seen);
+    const char **old = cap ? malloc(cap * sizeof *old) : NULL;
+    if (!old)
+        return;
+    for (int64_t *t = zhashx_first(self->seen); t; t = zhashx_next(self->seen))
+        if (*t < since)
+            old[n++] = zhashx_cursor(self->seen);
+    for (size_t i = 0; i < n; i++)
+        zhashx_delete(self->seen, old[i]);
+    free(old);
+}
+
 /* Apply a finished write (loop thread) and tell its waiters. */
 static void finish(nw_journal_t *self)
 {
@@ -769,6 +790,7 @@ static void finish(nw_journal_t *self)
         for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
             map_set(self->durable, zhashx_cursor(b->seqs), *v);
         batch_clear(b);
+        prune_seen(self);
     } else if (err) {
         self->failures++;
         if (!job->create && self->nsegs)
@@ -875,7 +897,8 @@ static int list_segments(nw_journal_t *self)
         }
     }
     closedir(d);
-    qsort(self->segs, self->nsegs, sizeof *self->segs, cmp_segment);
+    if (self->nsegs > 1)
+        qsort(self->segs, self->nsegs, sizeof *self->segs, cmp_segment);
     return 0;
 }
 
@@ -1012,6 +1035,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     self->fd = -1;
     self->loop = loop;
     self->opt = *options;
+    self->pruned_ms = wall_ms();
     msgpack_sbuffer_init(&self->job.head);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||

@@ -9,7 +9,12 @@
  *   [1, topic, seq, id, time_ms, message bytes]         one published message
  * A segment starts with a checkpoint so that retiring old segments (by size and age)
  * never forgets where a topic's seq stands. The epoch is made once, when no journal
- * exists, and only changes when the journal is lost or reset.
+ * exists, and only changes when the journal is lost or reset (or no segment left has a
+ * readable checkpoint). A batch that finds the current segment at segment_size starts
+ * the next one; retirement (oldest first, never the current segment) is decided at
+ * each group write, so an idle journal retires nothing until it writes again. A
+ * segment's age is its newest message's time_ms (its checkpoint's time while it holds
+ * none).
  *
  * Appends are made on the loop thread into an in-memory batch; nw_journal_commit()
  * asks to be told when everything appended so far is durable. Group commit: when no
@@ -19,8 +24,10 @@
  * later), so one fsync covers many articles under load and adds nothing when idle.
  *
  * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
- * logs what it discards and truncates a torn tail; it rebuilds each topic's last seq
- * and the ids published within the dedup window.
+ * logs what it discards and truncates a torn tail (whatever follows the last valid
+ * record of the last segment); it rebuilds each topic's last seq and the ids published
+ * within the dedup window. Ids older than the window are forgotten (checked once a
+ * minute) while running.
  *
  * When a write fails (ENOSPC, EIO) the failed batch and everything appended after it
  * are reported failed to their commit callbacks, the segment is truncated back to its
@@ -41,18 +48,23 @@ typedef struct nw_journal nw_journal_t;
 
 typedef struct {
     bool sync;                   /* false: write, never fsync (benchmarks, tmpfs) */
-    int64_t commit_delay_ms;     /* least time between two group writes */
-    uint64_t segment_size;       /* rotate a segment once it is this large */
-    uint64_t max_size;           /* retire oldest segments beyond this total */
-    int64_t max_age_ms;          /* retire segments whose newest record is older */
-    int64_t dedup_window_ms;     /* how far back recovery rebuilds the seen-id set */
+    int64_t commit_delay_ms;     /* least time between the starts of two group writes */
+    uint64_t segment_size;       /* rotate a segment once it is this large; 0: never */
+    uint64_t max_size;           /* retire oldest segments beyond this total; 0: no limit */
+    int64_t max_age_ms;          /* retire segments whose newest record is older; 0: never */
+    int64_t dedup_window_ms;     /* how far back the seen-id set reaches */
 } nw_journal_options_t;
 
-/* Open (creating STATE/journal if needed) and recover. NULL with the reason. */
+/* Open (creating STATE/journal if needed) and recover. NULL with the reason. When the
+ * current segment would not start with a checkpoint (new journal, new epoch) one is
+ * written before returning, so the epoch outlives a restart with nothing published. */
 nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
                               const nw_journal_options_t *options,
                               char *errbuf, size_t errlen);
-/* Flush what is appended (blocking: call after the loop has drained), close, free. */
+/* Flush what is appended (blocking: call after the loop has drained), close, free.
+ * A write still in flight is waited for by running the loop; callbacks still pending
+ * run from here. The loop must run once more afterwards (as uv_loop_close's usual
+ * drain does) so that the journal's timer handle is closed and freed. */
 void nw_journal_close(nw_journal_t **self_p);
 
 const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
@@ -63,15 +75,17 @@ uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
 bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms);
 
 /* Append one message: seq must be nw_journal_last_seq(topic) + 1. The bytes are
- * copied. 0, or -1 with errno (EINVAL for a wrong seq, EIO while a failure is being
- * unwound). */
+ * copied. 0, or -1 with errno (EINVAL for a wrong seq, EMSGSIZE beyond 32 MiB, EIO
+ * while a failure is being unwound, i.e. from inside a failed commit's callback, or
+ * once closing, ENOMEM). */
 int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
                       const char *id, int64_t time_ms, const void *msg, size_t len);
 
 /* status: 0 when durable, else a negative errno (the records were dropped). */
 typedef void (nw_journal_commit_fn)(void *arg, int status);
 /* fn(arg, status) runs on the loop thread once all appended so far is durable or
- * failed; callbacks run in the order they were registered. 0 or -1 (out of memory). */
+ * failed; callbacks run in the order they were registered, never from inside this
+ * call. 0 or -1 (out of memory). */
 int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg);
 
 typedef struct {
@@ -84,15 +98,20 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);
 
 /*
  * Replay (thread pool side): a cursor over the durable records of one topic, in seq
- * order. Opening takes a snapshot of which segments exist; reading is blocking I/O.
+ * order. Opening (loop thread) snapshots the segments and how much of each is durable
+ * and opens them, so later retirement cannot pull them away; reading is blocking I/O.
+ * It starts at the last segment whose checkpoint puts the topic below from_seq and
+ * reads on from there: the cost is that of reading those segments whole.
  */
 typedef struct nw_journal_cursor nw_journal_cursor_t;
-/* first_seq: the smallest seq still held for topic (0 when none) is written to
- * *oldest so callers can report "older than retention". NULL when topic is unknown. */
+/* The smallest seq still held for topic (0 when none) is written to *oldest so callers
+ * can report "older than retention". NULL when topic has nothing durable (*oldest 0),
+ * or when a segment cannot be opened (logged). */
 nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic,
                                            uint64_t from_seq, uint64_t *oldest);
 /* Next record: *msg (owned by the cursor, valid until the next call) and its seq.
- * 1 when one was read, 0 at the end of what is durable, -1 on an I/O error. */
+ * 1 when one was read, 0 at the end of what was durable at opening, -1 on an I/O
+ * error. Damaged records are skipped, as recovery does. */
 int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
                            const void **msg, size_t *len);
 void nw_journal_cursor_destroy(nw_journal_cursor_t **self_p);
