@@ -112,7 +112,7 @@ class Daemon:
         except Failure:
             raise Failure('no log line %r within %ss; log:\n%s' % (text, timeout, self.log()))
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):

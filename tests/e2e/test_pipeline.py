@@ -189,7 +189,7 @@ def test_sighup_reloads_rules_and_keeps_subscribers():
         with open(os.path.join(d.root, 'newswired.cfg'), 'w') as f:
             f.write(cfg + 'rules\n    space\n        threshold = 2\n'
                     '        words = "rocket, satellite, orbit"\n')
-        d.signal(signal.SIGHUP)
+        d.send_signal(signal.SIGHUP)
         d.wait_log('reloaded')
         d.drop_text('after.txt', header_article(
             'Another rocket launch for a satellite', body='A second satellite reached orbit.'))
