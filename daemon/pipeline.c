@@ -264,6 +264,15 @@ static void work_read(uv_work_t *work)
 
     int fd = open(job->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
+        /* What is rejected unopened is moved as it is, once the archive stage has seen
+         * it is still the same entry. */
+        struct stat link;
+        int saved = errno;
+        if (lstat(job->path, &link) == 0) {
+            job->dev = link.st_dev;
+            job->ino = link.st_ino;
+        }
+        errno = saved;
         if (errno == ELOOP)
             job_reject(job, "%s", "a symbolic link (not followed)");
         else if (errno == ENXIO)
