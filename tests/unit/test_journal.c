@@ -605,6 +605,45 @@ static void test_disk_full(void)
     CHECK(umount2(state, MNT_DETACH) == 0);
 }
 
+/* Segments with no readable checkpoint: the epoch is lost, a new one starts in a new
+ * segment and holds across the next open; the seqs found are kept. */
+static void test_no_checkpoint(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(append(j, "a", 1000, 0) == 0);
+    CHECK(append(j, "a", 1000, 0) == 0);
+    char old[33];
+    snprintf(old, sizeof old, "%s", nw_journal_epoch(j));
+    close_j(&j);
+    /* wreck the checkpoint's payload (its first frame) */
+    char path[300];
+    seg_file(1, path, sizeof path);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, "\xff\xff", 2, 14) == 2);
+    close(fd);
+
+    j = open_j(&opt);
+    if (!j)
+        return;
+    char epoch[33];
+    snprintf(epoch, sizeof epoch, "%s", nw_journal_epoch(j));
+    CHECK(strlen(epoch) == 32 && strcmp(epoch, old) != 0);
+    CHECK(nw_journal_last_seq(j, "a") == 2);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.discarded == 1 && s.segments == 2);
+    close_j(&j);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK_STR(nw_journal_epoch(j), epoch);
+    close_j(&j);
+}
+
 static void test_cursor(void)
 {
     fresh();
@@ -650,6 +689,7 @@ int main(void)
     test_rotation_retirement();
     test_write_failure();
     test_disk_full();
+    test_no_checkpoint();
     test_cursor();
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(uv_loop_close(&loop) == 0);
