@@ -66,6 +66,15 @@ static void clear_journal(void)
     }
 }
 
+static void remove_state(void)
+{
+    char path[160];
+    clear_journal();
+    snprintf(path, sizeof path, "%s/journal", state);
+    rmdir(path);
+    rmdir(state);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!state[0]) {
@@ -77,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mkdir(segment, 0700);
         snprintf(segment, sizeof segment, "%s/journal/000000000001.nwj", state);
         uv_loop_init(&loop);
+        atexit(remove_state);
     }
     clear_journal();
     write_segment(data, size);
