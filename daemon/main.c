@@ -238,6 +238,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* A lease break (pipeline's open-for-writing check) must never kill us. */
     signal(SIGIO, SIG_IGN);
+    /* A file size limit must fail the write (EFBIG, handled like a full disk), not
+     * kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
 
     d.loop = uv_default_loop();
     if (start(&d, err, sizeof err) != 0) {
@@ -259,6 +262,7 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
     }
     nw_journal_close(&d.journal);
+    uv_run(d.loop, UV_RUN_DEFAULT);   /* the journal's handles finish closing */
     nw_rules_unref(&d.rules);
     nw_config_release(&d.config);
     uv_loop_close(d.loop);
