@@ -113,7 +113,9 @@ static int move_into(const char *src, const char *dir, const char *base, char *d
             if (errno == EEXIST)
                 continue;
         }
-        snprintf(errbuf, errlen, "cannot move to %s: %s", dest, strerror(errno));
+        int saved = errno;
+        snprintf(errbuf, errlen, "cannot move to %s: %s", dest, strerror(saved));
+        errno = saved;   /* the caller tells a missing folder (ENOENT) from the rest */
         return -1;
     }
     snprintf(errbuf, errlen, "no free name for %s in %s", base, dir);
@@ -135,6 +137,12 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/archive/%04d/%02d/%02d", state_dir, tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday);
+    /* The day's folder exists for all but the first file of the day: try the move
+     * first and create the folder only when the move says it is missing. */
+    if (move_into(src, dir, base_name(src), dest, destlen, errbuf, errlen) == 0)
+        return 0;
+    if (errno != ENOENT || access(src, F_OK) != 0)
+        return -1;
     if (mkdir_p(dir) != 0) {
         snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
