@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_JOBS 64           /* files read, waiting for commit or being archived */
+#define MAX_JOBS 256          /* files read, waiting for commit or being archived */
 #define RETRY_MS 1000         /* after a journal failure (disk full) */
 
 typedef struct entry entry_t;
