@@ -39,10 +39,15 @@ static void usage(FILE *out)
         "  -n, --count N           exit after N articles\n"
         "  -t, --timeout SECS      give up after SECS seconds in all\n"
         "      --hwm N             receive queue limit in messages (default 1000)\n"
+        "  -r, --replay ENDPOINT   daemon replay endpoint: missed articles are fetched from\n"
+        "                          its journal, so each arrives once and in order\n"
+        "      --since SEQ         with --replay: each TOPIC from seq SEQ on, then live\n"
+        "      --last N            with --replay: each TOPIC's newest N, then live\n"
         "  -h, --help              this text\n"
         "\n"
-        "Missed articles (sequence gaps) and undecodable messages are reported on stderr;\n"
-        "receiving goes on after either.\n"
+        "Missed articles (sequence gaps; with --replay only those the journal no longer\n"
+        "has) and undecodable messages are reported on stderr; receiving goes on after either.\n"
+        "--since and --last apply to exactly the TOPICs named (not the topics below them).\n"
         "\n"
         "Exit status: 0 when N articles arrived, or --timeout ran out without --count,\n"
         "or on SIGINT/SIGTERM; 1 on bad usage or an unusable endpoint; 2 when --timeout ran\n"
@@ -159,11 +164,10 @@ static int parse_count(const char *s, unsigned long *out)
 static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
                    uint64_t first, uint64_t last, void *arg)
 {
-    (void) client;
-    (void) arg;
+    const int *replaying = arg;
     fprintf(stderr, "newswire-sub: warning: %s missed %" PRIu64 " article%s (seq %" PRIu64
-            "..%" PRIu64 ", epoch %s)\n", topic, last - first + 1, last == first ? "" : "s",
-            first, last, epoch);
+            "..%" PRIu64 ", epoch %s)%s%s\n", topic, last - first + 1, last == first ? "" : "s",
+            first, last, epoch, *replaying ? ": " : "", *replaying ? nw_client_error(client) : "");
 }
 
 static int64_t now_ms(void)
@@ -181,6 +185,9 @@ int main(int argc, char **argv)
         { "count", required_argument, NULL, 'n' },
         { "timeout", required_argument, NULL, 't' },
         { "hwm", required_argument, NULL, 'H' },
+        { "replay", required_argument, NULL, 'r' },
+        { "since", required_argument, NULL, 'S' },
+        { "last", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -189,10 +196,13 @@ int main(int argc, char **argv)
     int text = 0, status = EXIT_USAGE, opt;
     unsigned long count = 0, timeout = 0, hwm = 0, received = 0;
     int have_count = 0, have_timeout = 0, have_hwm = 0;
+    const char *replay = NULL;
+    unsigned long since = 0, last = 0;
+    int replaying = 0;
     nw_client_t *client = NULL;
     if (!endpoints)
         return EXIT_USAGE;
-    while ((opt = getopt_long(argc, argv, "c:f:n:t:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:f:n:t:r:h", options, NULL)) != -1) {
         switch (opt) {
         case 'c': endpoints[nendpoints++] = optarg; break;
         case 'f':
@@ -220,19 +230,37 @@ int main(int argc, char **argv)
                 goto fail;
             }
             break;
+        case 'r': replay = optarg; break;
+        case 'S':
+            if (parse_count(optarg, &since) || since == 0) {
+                fprintf(stderr, "newswire-sub: --since wants a seq from 1, not '%s'\n", optarg);
+                goto fail;
+            }
+            break;
+        case 'L':
+            if (parse_count(optarg, &last) || last == 0) {
+                fprintf(stderr, "newswire-sub: --last wants a positive number, not '%s'\n", optarg);
+                goto fail;
+            }
+            break;
         case 'h': usage(stdout); status = 0; goto fail;
         default: usage(stderr); goto fail;
         }
     }
     if (nendpoints == 0)
         endpoints[nendpoints++] = DEFAULT_ENDPOINT;
+    if ((since || last) && (!replay || optind == argc || (since && last))) {
+        fprintf(stderr, "newswire-sub: --since or --last needs --replay and TOPICs, not both\n");
+        goto fail;
+    }
 
     client = nw_client_new();
     if (!client) {
         fprintf(stderr, "newswire-sub: cannot create a ZeroMQ socket\n");
         goto fail;
     }
-    nw_client_set_gap_handler(client, on_gap, NULL);
+    replaying = replay != NULL;
+    nw_client_set_gap_handler(client, on_gap, &replaying);
     if (have_hwm && nw_client_set_rcvhwm(client, (int) hwm) != 0) {
         fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
         goto fail;
@@ -247,6 +275,18 @@ int main(int argc, char **argv)
         nw_client_subscribe(client, "");
     for (size_t i = 0; i < nendpoints; i++) {
         if (nw_client_connect(client, endpoints[i]) != 0) {
+            fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
+            goto fail;
+        }
+    }
+    if (replay && nw_client_set_replay(client, replay) != 0) {
+        fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
+        goto fail;
+    }
+    /* Subscribed and connected first: live articles arriving during the replay are held. */
+    for (int i = optind; (since || last) && i < argc; i++) {
+        if ((since ? nw_client_since(client, argv[i], since)
+                   : nw_client_last(client, argv[i], last)) != 0) {
             fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
             goto fail;
         }

@@ -6,6 +6,16 @@
  * so "telecoms" would also let "telecomsx" through), decoding by nw_codec, envelope topic
  * against the topic frame, then per-topic (epoch, seq) tracking. Messages leave as
  * nw_message_t wrapping the decoded nw_codec_message_t.
+ *
+ * With a replay endpoint (a DEALER speaking the replay protocol, REPLAY_PROTOCOL) gaps
+ * are filled instead of reported: a topic whose live feed skips seqs is put in a FIFO of
+ * topics wanting a stream; its live messages are held meanwhile (bounded: on overflow
+ * they are dropped and the range grows, the journal has them). One stream is active at a
+ * time; its data replies, byte-identical live messages decoded by the same path, are
+ * returned as they come (credit is topped up as they are consumed); at its $end the held
+ * messages are settled: duplicates go, a new gap queues the topic again, the rest move to
+ * the ready queue that nw_client_recv() empties first. Late joins (since/last) are the
+ * same machinery with an open-ended first stream.
  */
 #include "newswire.h"
 #include "nw_codec.h"
@@ -19,9 +29,23 @@
 #include <time.h>
 #include <zmq.h>
 
+#define REPLAY_CREDIT 256          /* initial credit; half of it is granted again as used */
+#define REPLAY_HOLD_MAX 1024       /* live messages held per topic during a replay */
+#define REPLAY_REPLY_MAX 4096      /* $end/$error bodies larger than this are hostile */
+
+enum { JOIN_NONE, JOIN_SINCE, JOIN_LAST };
+
 typedef struct {
-    char *epoch;
-    uint64_t last;               /* highest seq seen in epoch */
+    char *name;
+    char *epoch;                 /* NULL while a late join has not learnt it */
+    uint64_t last;               /* highest seq seen (replay mode: delivered) in epoch */
+    /* Replay mode only. */
+    zlistx_t *held;              /* live nw_message_t waiting behind a replay, arrival order */
+    uint64_t need_to;            /* the replay must reach this seq; 0: up to the head */
+    int queued;                  /* waiting in the FIFO or the active stream */
+    int join;                    /* JOIN_: the next stream is a late join */
+    uint64_t join_arg;           /* since: first seq; last: how many */
+    int from_known;              /* last is meaningful before the epoch is known (since) */
 } topic_state_t;
 
 struct nw_client {
@@ -32,6 +56,16 @@ struct nw_client {
     nw_client_gap_fn *gap_fn;
     void *gap_arg;
     uint64_t received, bad, gaps, duplicates;
+    /* Replay mode (replay != NULL). */
+    void *replay;                /* DEALER */
+    zlistx_t *waiting;           /* topic_state_t wanting a stream, FIFO; not owned */
+    zlistx_t *ready;             /* nw_message_t to return before reading sockets */
+    topic_state_t *active;       /* the topic of the active stream, NULL when none */
+    uint64_t active_from;        /* its request's first seq (0 for "last": unknown) */
+    uint64_t active_base;        /* active->last when it started: did it progress? */
+    int active_join;             /* it is a late join */
+    unsigned active_used;        /* data received since credit was last granted */
+    uint64_t replayed, replay_errors;
     char error[256];
 };
 
@@ -42,7 +76,12 @@ struct nw_message {
 };
 
 /* What reading one message off the socket came to. */
-enum { READ_NONE, READ_MESSAGE, READ_SKIP, READ_BAD, READ_ERROR };
+enum { READ_NONE, READ_MESSAGE, READ_SKIP, READ_BAD, READ_ERROR, READ_HELD };
+
+static void message_free(void **item)
+{
+    nw_message_destroy((nw_message_t **) item);
+}
 
 static void client_set_error(nw_client_t *self, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -59,7 +98,9 @@ static void topic_state_destroy(void **item)
 {
     topic_state_t *state = *item;
     if (state) {
+        free(state->name);
         free(state->epoch);
+        zlistx_destroy(&state->held);
         free(state);
         *item = NULL;
     }
@@ -99,6 +140,10 @@ void nw_client_destroy(nw_client_t **self_p)
         return;
     if (self->sock)
         zmq_close(self->sock);
+    if (self->replay)
+        zmq_close(self->replay);
+    zlistx_destroy(&self->waiting);
+    zlistx_destroy(&self->ready);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     zhashx_destroy(&self->subs);
@@ -228,23 +273,38 @@ static int client_matches(nw_client_t *self, const char *topic)
     return 0;
 }
 
-/* Sequence bookkeeping; READ_SKIP for a duplicate. */
+/* A topic's tracking state; epoch may be NULL (a late join learns it later). */
+static topic_state_t *topic_state_new(nw_client_t *self, const char *topic, const char *epoch)
+{
+    topic_state_t *state = calloc(1, sizeof *state);
+    if (!state || !(state->name = strdup(topic)) || (epoch && !(state->epoch = strdup(epoch)))
+        || !(state->held = zlistx_new())) {
+        topic_state_destroy((void **) &state);
+        client_set_error(self, "out of memory");
+        return NULL;
+    }
+    zlistx_set_destructor(state->held, message_free);
+    zhashx_insert(self->topics, topic, state);
+    return state;
+}
+
+static int replay_track(nw_client_t *self, topic_state_t *state, nw_message_t *msg);
+
+/* Sequence bookkeeping; READ_SKIP for a duplicate (or a message held for a replay). */
 static int client_track(nw_client_t *self, nw_message_t *msg)
 {
     const nw_envelope_t *env = &msg->decoded->env;
     topic_state_t *state = zhashx_lookup(self->topics, env->topic);
     if (!state) {
         /* First message on a topic: whatever came before we were not subscribed for. */
-        state = calloc(1, sizeof *state);
-        if (!state || !(state->epoch = strdup(env->epoch))) {
-            free(state);
-            client_set_error(self, "out of memory");
+        state = topic_state_new(self, env->topic, env->epoch);
+        if (!state)
             return READ_ERROR;
-        }
         state->last = env->seq;
-        zhashx_insert(self->topics, env->topic, state);
         return READ_MESSAGE;
     }
+    if (self->replay)
+        return replay_track(self, state, msg);
     if (strcmp(state->epoch, env->epoch) != 0) {
         char *epoch = strdup(env->epoch);
         if (!epoch) {
@@ -271,8 +331,8 @@ static int client_track(nw_client_t *self, nw_message_t *msg)
     return READ_MESSAGE;
 }
 
-/* Check and decode the two frames of one message. */
-static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out)
+/* Check and decode the two frames of one message; live ones must match a subscription. */
+static int client_decode(nw_client_t *self, zmq_msg_t *frames, int live, nw_message_t **out)
 {
     char topic[NW_CLIENT_TOPIC_MAX + 1];
     size_t tlen = zmq_msg_size(&frames[0]);
@@ -286,7 +346,7 @@ static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **ou
         client_set_error(self, "topic frame is not a topic name");
         return READ_BAD;
     }
-    if (!client_matches(self, topic))
+    if (live && !client_matches(self, topic))
         return READ_SKIP;
 
     char reason[200] = "";
@@ -315,11 +375,6 @@ static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **ou
         client_set_error(self, "message on '%s' lacks seq or epoch", topic);
         goto bad;
     }
-    int rc = client_track(self, msg);
-    if (rc != READ_MESSAGE) {
-        nw_message_destroy(&msg);
-        return rc;
-    }
     *out = msg;
     return READ_MESSAGE;
 bad:
@@ -327,8 +382,444 @@ bad:
     return READ_BAD;
 }
 
-/* Read one whole multipart message without waiting. */
-static int client_read(nw_client_t *self, nw_message_t **out)
+/* A live message: decoded, then tracked. */
+static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out)
+{
+    nw_message_t *msg = NULL;
+    int rc = client_decode(self, frames, 1, &msg);
+    if (rc != READ_MESSAGE)
+        return rc;
+    rc = client_track(self, msg);
+    if (rc == READ_HELD)
+        return READ_SKIP;          /* msg belongs to the topic's held list now */
+    if (rc != READ_MESSAGE) {
+        nw_message_destroy(&msg);
+        return rc;
+    }
+    *out = msg;
+    return READ_MESSAGE;
+}
+
+/* ---- replay: gap filling and late joins ---------------------------------------- */
+
+static int replay_send(nw_client_t *self, msgpack_sbuffer *buf)
+{
+    if (zmq_send(self->replay, buf->data, buf->size, ZMQ_DONTWAIT) < 0) {
+        client_set_error(self, "cannot send a replay request: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* {"v":1,"type":T} plus what follows it (credit) or the replay request's keys. */
+static int replay_request(nw_client_t *self, const char *type, const topic_state_t *state,
+                          uint64_t from, uint64_t to, uint64_t last_n, unsigned credit)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    int replay = strcmp(type, "replay") == 0;
+    msgpack_pack_map(&pk, 2 + (credit > 0) + (replay ? 2 + (to > 0) : 0));
+    pack_str(&pk, "v");
+    msgpack_pack_uint64(&pk, NW_PROTO_VERSION);
+    pack_str(&pk, "type");
+    pack_str(&pk, type);
+    if (replay) {
+        pack_str(&pk, "topic");
+        pack_str(&pk, state->name);
+        pack_str(&pk, last_n ? "last" : "from");
+        msgpack_pack_uint64(&pk, last_n ? last_n : from);
+        if (to > 0) {
+            pack_str(&pk, "to");
+            msgpack_pack_uint64(&pk, to);
+        }
+    }
+    if (credit > 0) {
+        pack_str(&pk, "credit");
+        msgpack_pack_uint64(&pk, credit);
+    }
+    int rc = replay_send(self, &buf);
+    msgpack_sbuffer_destroy(&buf);
+    return rc;
+}
+
+static void replay_enqueue(nw_client_t *self, topic_state_t *state)
+{
+    if (!state->queued) {
+        state->queued = 1;
+        zlistx_add_end(self->waiting, state);
+    }
+}
+
+/* Seqs first..last of state are given up: count and report them. */
+static void replay_lost(nw_client_t *self, topic_state_t *state, uint64_t first, uint64_t last)
+{
+    if (last < first)
+        return;
+    self->gaps += last - first + 1;
+    if (self->gap_fn)
+        self->gap_fn(self, state->name, state->epoch ? state->epoch : "", first, last,
+                     self->gap_arg);
+}
+
+/* The ready queue takes msg as the next of its topic. */
+static int replay_ready(nw_client_t *self, topic_state_t *state, nw_message_t *msg)
+{
+    state->last = msg->decoded->env.seq;
+    if (!zlistx_add_end(self->ready, msg)) {
+        nw_message_destroy(&msg);
+        client_set_error(self, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* After a stream of state ended: move held messages to the ready queue in order until
+ * one is missing; then ask again (progress: the stream gave something, so asking again
+ * can too) or give the missing ones up. */
+static void replay_settle(nw_client_t *self, topic_state_t *state, int progress)
+{
+    uint64_t gap_before = 0;
+    for (;;) {
+        nw_message_t *head = zlistx_first(state->held);
+        const nw_envelope_t *env = head ? &head->decoded->env : NULL;
+        if (env && state->epoch && strcmp(env->epoch, state->epoch) != 0) {
+            /* The publisher lost its history while we held: start over from here. */
+            char *epoch = strdup(env->epoch);
+            if (!epoch)
+                break;
+            free(state->epoch);
+            state->epoch = epoch;
+            state->last = env->seq - 1;
+            head->epoch_changed = 1;
+        }
+        if (env && !state->epoch) {
+            /* A late join that replayed nothing: the live feed tells the epoch. */
+            if (!(state->epoch = strdup(env->epoch)))
+                break;
+            if (!state->from_known)
+                state->last = env->seq - 1;
+        }
+        if (env && env->seq <= state->last) {
+            self->duplicates++;
+            zlistx_delete(state->held, zlistx_cursor(state->held));
+            continue;
+        }
+        uint64_t want = env ? env->seq - 1 : state->need_to;
+        if (want > state->last) {
+            if (progress) {
+                state->need_to = want;
+                state->queued = 0;
+                replay_enqueue(self, state);
+                return;
+            }
+            replay_lost(self, state, state->last + 1, want);
+            gap_before = want - state->last;
+            state->last = want;
+        }
+        if (!env)
+            break;
+        head = zlistx_detach_cur(state->held);
+        head->gap_before = gap_before;
+        gap_before = 0;
+        if (replay_ready(self, state, head) != 0)
+            break;
+    }
+    state->need_to = 0;
+    state->queued = 0;
+}
+
+/* Start the next stream when none is active. */
+static void replay_pump(nw_client_t *self)
+{
+    while (!self->active && zlistx_size(self->waiting) > 0) {
+        topic_state_t *state = zlistx_first(self->waiting);
+        zlistx_delete(self->waiting, zlistx_cursor(self->waiting));
+        uint64_t from = state->last + 1, to = state->need_to, last_n = 0;
+        self->active_join = state->join != JOIN_NONE;
+        if (state->join == JOIN_SINCE)
+            from = state->join_arg, to = 0;
+        else if (state->join == JOIN_LAST)
+            from = 0, to = 0, last_n = state->join_arg;
+        state->join = JOIN_NONE;
+        if (replay_request(self, "replay", state, from, to, last_n, REPLAY_CREDIT) != 0) {
+            replay_settle(self, state, 0);
+            continue;
+        }
+        self->active = state;
+        self->active_from = from;
+        self->active_base = state->last;
+        self->active_used = 0;
+    }
+}
+
+/* Forget a topic's replay: its history was lost (epoch change). */
+static void replay_reset(nw_client_t *self, topic_state_t *state)
+{
+    zlistx_purge(state->held);
+    state->need_to = 0;
+    state->join = JOIN_NONE;
+    if (self->active == state) {
+        replay_request(self, "cancel", NULL, 0, 0, 0, 0);
+        self->active = NULL;
+    } else if (state->queued) {
+        void *handle = zlistx_find(self->waiting, state);
+        if (handle)
+            zlistx_delete(self->waiting, handle);
+    }
+    state->queued = 0;
+}
+
+/* A live message on a known topic, replay mode: deliver, hold, or start a replay. */
+static int replay_track(nw_client_t *self, topic_state_t *state, nw_message_t *msg)
+{
+    const nw_envelope_t *env = &msg->decoded->env;
+    if (state->epoch && strcmp(state->epoch, env->epoch) != 0) {
+        char *epoch = strdup(env->epoch);
+        if (!epoch) {
+            client_set_error(self, "out of memory");
+            return READ_ERROR;
+        }
+        replay_reset(self, state);
+        free(state->epoch);
+        state->epoch = epoch;
+        state->last = env->seq;
+        msg->epoch_changed = 1;
+        return READ_MESSAGE;
+    }
+    if (state->epoch && env->seq <= state->last) {
+        self->duplicates++;
+        return READ_SKIP;
+    }
+    if (!state->queued && state->epoch && env->seq == state->last + 1) {
+        state->last = env->seq;
+        return READ_MESSAGE;
+    }
+    if (!state->queued) {
+        if (!state->epoch) {
+            /* A late join whose replay gave up without telling anything. */
+            state->epoch = strdup(env->epoch);
+            state->last = env->seq;
+            return state->epoch ? READ_MESSAGE : READ_ERROR;
+        }
+        replay_enqueue(self, state);
+    }
+    if (zlistx_size(state->held) >= REPLAY_HOLD_MAX) {
+        /* The journal has them all: ask it for more instead of holding more. */
+        zlistx_purge(state->held);
+        if (env->seq > state->need_to)
+            state->need_to = env->seq;
+        return READ_SKIP;
+    }
+    if (!zlistx_add_end(state->held, msg)) {
+        client_set_error(self, "out of memory");
+        return READ_ERROR;
+    }
+    return READ_HELD;
+}
+
+/* Look up key in a MessagePack map; NULL when absent. */
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t len = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
+            && memcmp(k->via.str.ptr, key, len) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static uint64_t map_uint(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *v = map_get(map, key);
+    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+/* Copy a string value into out ("" when absent or not a string). */
+static void map_str(const msgpack_object *map, const char *key, char *out, size_t outlen)
+{
+    const msgpack_object *v = map_get(map, key);
+    if (v && v->type == MSGPACK_OBJECT_STR)
+        snprintf(out, outlen, "%.*s", (int) v->via.str.size, v->via.str.ptr);
+    else
+        out[0] = '\0';
+}
+
+/* "$end" or "$error" of the active stream. */
+static int replay_control(nw_client_t *self, int is_error, const void *data, size_t len)
+{
+    if (len > REPLAY_REPLY_MAX) {
+        client_set_error(self, "replay reply of %zu bytes", len);
+        return READ_BAD;
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    if (msgpack_unpack_next(&up, data, len, &off) != MSGPACK_UNPACK_SUCCESS
+        || up.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy(&up);
+        client_set_error(self, "undecodable replay %s", is_error ? "error" : "end");
+        return READ_BAD;
+    }
+    char topic[NW_CLIENT_TOPIC_MAX + 1], code[64], reason[128];
+    map_str(&up.data, "topic", topic, sizeof topic);
+    map_str(&up.data, "code", code, sizeof code);
+    map_str(&up.data, "reason", reason, sizeof reason);
+    uint64_t from = map_uint(&up.data, "from"), oldest = map_uint(&up.data, "oldest");
+    msgpack_unpacked_destroy(&up);
+
+    topic_state_t *state = self->active;
+    /* A cancelled stream's last words, or a stranger's: not ours to act on. */
+    if (!state || strcmp(topic, state->name) != 0
+        || (!is_error && self->active_from && from != self->active_from))
+        return READ_SKIP;
+    self->active = NULL;
+    int progress = state->last > self->active_base || self->active_join;
+    if (is_error) {
+        self->replay_errors++;
+        client_set_error(self, "replay of '%s' failed: %s: %s", topic, code, reason);
+        progress = 0;
+        if (strcmp(code, "retention") == 0 && oldest > state->last + 1) {
+            /* Older ones are gone for good, newer ones can still come. */
+            replay_lost(self, state, state->last + 1, oldest - 1);
+            state->last = oldest - 1;
+            progress = 1;
+        }
+    }
+    replay_settle(self, state, progress);
+    replay_pump(self);
+    return READ_SKIP;
+}
+
+/* One reply on the DEALER: data of the active stream, or its end or error. */
+static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out)
+{
+    const char *f0 = zmq_msg_data(&frames[0]);
+    size_t f0len = zmq_msg_size(&frames[0]);
+    if (f0len == 4 && memcmp(f0, "$end", 4) == 0)
+        return replay_control(self, 0, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]));
+    if (f0len == 6 && memcmp(f0, "$error", 6) == 0)
+        return replay_control(self, 1, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]));
+    nw_message_t *msg = NULL;
+    int rc = client_decode(self, frames, 0, &msg);
+    if (rc != READ_MESSAGE)
+        return rc;
+    const nw_envelope_t *env = &msg->decoded->env;
+    topic_state_t *state = self->active;
+    if (state && ++self->active_used >= REPLAY_CREDIT / 2) {
+        replay_request(self, "credit", NULL, 0, 0, 0, REPLAY_CREDIT / 2);
+        self->active_used = 0;
+    }
+    if (!state || strcmp(env->topic, state->name) != 0
+        || (state->epoch && strcmp(env->epoch, state->epoch) != 0)
+        || (state->epoch && env->seq <= state->last)) {
+        nw_message_destroy(&msg);  /* a cancelled stream's, an old epoch's, or a duplicate */
+        return READ_SKIP;
+    }
+    if (!state->epoch) {
+        if (!(state->epoch = strdup(env->epoch))) {
+            nw_message_destroy(&msg);
+            client_set_error(self, "out of memory");
+            return READ_ERROR;
+        }
+        if (self->active_from == 0)      /* "last N": the first one starts the topic */
+            state->last = env->seq - 1;
+    }
+    if (env->seq > state->last + 1) {
+        /* The journal itself lacks these. */
+        msg->gap_before = env->seq - state->last - 1;
+        replay_lost(self, state, state->last + 1, env->seq - 1);
+    }
+    state->last = env->seq;
+    self->replayed++;
+    *out = msg;
+    return READ_MESSAGE;
+}
+
+int nw_client_set_replay(nw_client_t *self, const char *endpoint)
+{
+    if (self->replay) {
+        client_set_error(self, "a replay endpoint is set already");
+        return -1;
+    }
+    int linger = 0;
+    int64_t maxmsg = NW_CLIENT_MAXMSGSIZE;
+    self->replay = zmq_socket(self->ctx, ZMQ_DEALER);
+    self->waiting = zlistx_new();
+    self->ready = zlistx_new();
+    if (!self->replay || !self->waiting || !self->ready
+        || zmq_setsockopt(self->replay, ZMQ_LINGER, &linger, sizeof linger) != 0
+        || zmq_setsockopt(self->replay, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
+        || !endpoint || zmq_connect(self->replay, endpoint) != 0) {
+        client_set_error(self, "cannot connect replay to '%s': %s",
+                         endpoint ? endpoint : "(null)", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    zlistx_set_destructor(self->ready, message_free);
+    return 0;
+fail:
+    if (self->replay)
+        zmq_close(self->replay);
+    self->replay = NULL;
+    zlistx_destroy(&self->waiting);
+    zlistx_destroy(&self->ready);
+    return -1;
+}
+
+static int client_join(nw_client_t *self, const char *topic, int join, uint64_t arg)
+{
+    if (!self->replay) {
+        client_set_error(self, "no replay endpoint set");
+        return -1;
+    }
+    if (!nw_client_topic_valid(topic) || arg == 0) {
+        client_set_error(self, "cannot join '%s' at %llu", topic ? topic : "(null)",
+                         (unsigned long long) arg);
+        return -1;
+    }
+    if (zhashx_lookup(self->topics, topic)) {
+        client_set_error(self, "'%s' is being received already", topic);
+        return -1;
+    }
+    /* Live first: what the replay does not reach yet is held, not missed. */
+    if (nw_client_subscribe(self, topic) != 0)
+        return -1;
+    topic_state_t *state = topic_state_new(self, topic, NULL);
+    if (!state)
+        return -1;
+    state->join = join;
+    state->join_arg = arg;
+    if (join == JOIN_SINCE) {
+        state->last = arg - 1;
+        state->from_known = 1;
+    }
+    replay_enqueue(self, state);
+    return 0;
+}
+
+int nw_client_since(nw_client_t *self, const char *topic, uint64_t from_seq)
+{
+    return client_join(self, topic, JOIN_SINCE, from_seq);
+}
+
+int nw_client_last(nw_client_t *self, const char *topic, uint64_t n)
+{
+    return client_join(self, topic, JOIN_LAST, n);
+}
+
+
+/* Read one whole multipart message without waiting, from the SUB (live) or the DEALER. */
+static int client_read(nw_client_t *self, void *sock, nw_message_t **out)
 {
     zmq_msg_t frames[2];
     size_t parts = 0;
@@ -336,7 +827,7 @@ static int client_read(nw_client_t *self, nw_message_t **out)
     while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, self->sock, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&part);
             if (zmq_errno() == EAGAIN && parts == 0)
                 return READ_NONE;
@@ -354,8 +845,10 @@ static int client_read(nw_client_t *self, nw_message_t **out)
     if (parts != 2) {
         client_set_error(self, "message of %zu frame%s, want 2", parts, parts == 1 ? "" : "s");
         rc = READ_BAD;
-    } else
+    } else if (sock == self->sock)
         rc = client_accept(self, frames, out);
+    else
+        rc = replay_reply(self, frames, out);
 done:
     for (size_t i = 0; i < parts && i < 2; i++)
         zmq_msg_close(&frames[i]);
@@ -374,7 +867,16 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
     int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     *msg = NULL;
     for (;;) {
-        int rc = client_read(self, msg);
+        int rc = READ_NONE;
+        if (self->replay) {
+            replay_pump(self);
+            if ((*msg = zlistx_detach(self->ready, NULL)) != NULL)
+                rc = READ_MESSAGE;
+            else
+                rc = client_read(self, self->replay, msg);
+        }
+        if (rc == READ_NONE)
+            rc = client_read(self, self->sock, msg);
         if (rc == READ_MESSAGE) {
             self->received++;
             return NW_RECV_MESSAGE;
@@ -393,8 +895,11 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
             if (wait <= 0)
                 return NW_RECV_TIMEOUT;
         }
-        zmq_pollitem_t item = { .socket = self->sock, .events = ZMQ_POLLIN };
-        int n = zmq_poll(&item, 1, wait);
+        zmq_pollitem_t items[2] = {
+            { .socket = self->sock, .events = ZMQ_POLLIN },
+            { .socket = self->replay, .events = ZMQ_POLLIN },
+        };
+        int n = zmq_poll(items, self->replay ? 2 : 1, wait);
         if (n < 0) {
             client_set_error(self, "%s", zmq_errno() == EINTR ? "interrupted"
                                                               : zmq_strerror(zmq_errno()));
@@ -414,6 +919,8 @@ uint64_t nw_client_received(const nw_client_t *self) { return self->received; }
 uint64_t nw_client_bad(const nw_client_t *self) { return self->bad; }
 uint64_t nw_client_gaps(const nw_client_t *self) { return self->gaps; }
 uint64_t nw_client_duplicates(const nw_client_t *self) { return self->duplicates; }
+uint64_t nw_client_replayed(const nw_client_t *self) { return self->replayed; }
+uint64_t nw_client_replay_errors(const nw_client_t *self) { return self->replay_errors; }
 
 const char *nw_message_topic(const nw_message_t *self) { return self->decoded->env.topic; }
 uint64_t nw_message_seq(const nw_message_t *self) { return self->decoded->env.seq; }

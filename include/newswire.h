@@ -47,11 +47,9 @@ typedef struct nw_message nw_message_t;
 
 /* Called once for every gap, before the message that revealed it is returned:
  * seqs first..last (inclusive) of topic in epoch were never received.
- *
- * Replay hook: this is where a later replay feature plugs in. A replaying client would
- * fetch first..last from the daemon's journal here and queue them to be returned ahead
- * of the current message, so applications see an unbroken sequence. Not implemented yet:
- * today the gap is only reported (here, in nw_client_gaps() and nw_message_gap_before()). */
+ * With a replay endpoint set, gaps are filled from the daemon's journal instead, and
+ * this is called only for seqs given up for good (the replay failed, e.g. "retention":
+ * nw_client_error() says why; epoch is "" when a late join never learnt it). */
 typedef void (nw_client_gap_fn)(nw_client_t *client, const char *topic, const char *epoch,
                                 uint64_t first, uint64_t last, void *arg);
 
@@ -73,6 +71,21 @@ void nw_client_set_gap_handler(nw_client_t *self, nw_client_gap_fn *fn, void *ar
  * a message arriving on both is delivered once. */
 int nw_client_connect(nw_client_t *self, const char *endpoint);
 
+/* Replay (the daemon's --replay ENDPOINT; one per client, set before receiving).
+ * From then on a live message revealing a gap on its topic (seq > last + 1 in the same
+ * epoch) makes the client fetch the missing seqs from the journal; the topic's live
+ * messages are held meanwhile, so every article is returned once and in seq order per
+ * topic. An epoch change drops what was pending for the topic and starts over. -1 when
+ * the endpoint is unusable or one is set already. */
+int nw_client_set_replay(nw_client_t *self, const char *endpoint);
+
+/* Late join (needs nw_client_set_replay): return topic's journaled articles from seq
+ * from_seq (since) or its newest n (last) ahead of its live ones. Exactly that topic,
+ * not the ones below it; it is also subscribed (with the usual prefix rule). Call after
+ * nw_client_connect() and before receiving anything on topic: -1 otherwise. */
+int nw_client_since(nw_client_t *self, const char *topic, uint64_t from_seq);
+int nw_client_last(nw_client_t *self, const char *topic, uint64_t n);
+
 /* Subscribe to a topic and every topic below it ("telecoms" gets "telecoms" and
  * "telecoms.5g", never "telecomsx"); "" subscribes to everything. -1 when the name is
  * not a topic name (lowercase [a-z0-9-] levels joined by '.'). */
@@ -93,6 +106,8 @@ uint64_t nw_client_received(const nw_client_t *self);   /* messages returned */
 uint64_t nw_client_bad(const nw_client_t *self);        /* NW_RECV_BAD results */
 uint64_t nw_client_gaps(const nw_client_t *self);       /* messages missed in gaps */
 uint64_t nw_client_duplicates(const nw_client_t *self); /* duplicates dropped */
+uint64_t nw_client_replayed(const nw_client_t *self);   /* returned from a replay */
+uint64_t nw_client_replay_errors(const nw_client_t *self); /* replays refused ($error) */
 
 /* 1 when topic is a valid topic name (not ""), else 0. */
 int nw_client_topic_valid(const char *topic);
