@@ -42,7 +42,7 @@ def wait_for(pred, what, timeout=DEADLINE):
 class Daemon:
     """One newswired process. Its log is kept in memory and in state/../newswired.log."""
 
-    def __init__(self, root=None, args=(), config=None, endpoint=None):
+    def __init__(self, root=None, args=(), config=None, endpoint=None, env=None):
         self.own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix='nw-e2e-')
         self.drop = os.path.join(self.root, 'drop')
@@ -50,6 +50,7 @@ class Daemon:
         self.endpoint = endpoint or 'ipc://' + os.path.join(self.root, 'pub.sock')
         self.args = list(args)
         self.config = config
+        self.env = env or {}
         self.proc = None
         self.log_lines = []
         self.notify = None
@@ -69,7 +70,7 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(sock_path)
         self.notify.setblocking(False)
-        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path, **self.env)
         env.pop('JOURNAL_STREAM', None)
         self.logfile = open(os.path.join(self.root, 'newswired.log'), 'ab+')
         self.log_offset = self.logfile.tell()
@@ -128,6 +129,7 @@ class Daemon:
             self.proc.wait()
             raise Failure('newswired did not exit within %ss of %s' % (timeout, sig))
         self.logfile.close()
+        self.read_notify()
         self.notify.close()
         return rc, time.monotonic() - t0
 

@@ -282,6 +282,47 @@ def test_archive_collisions_renamed():
         d.cleanup()
 
 
+def test_backlog_file_still_open_for_writing_waits_for_close():
+    d = Daemon()
+    try:
+        os.makedirs(d.drop)
+        path = os.path.join(d.drop, 'open.txt')
+        f = open(path, 'w')
+        f.write('Title: Still being written\nSubject: open\n\nThe first part')
+        f.flush()
+        d.drop_text('done.txt', header_article('Already complete', Subject='open'))
+        d.start()
+        sub = Subscriber(d)
+        # the complete one is in the backlog too; once it is out, the scan has passed
+        # the open one and must have left it alone (a writer still holds it)
+        wait_for(lambda: 'published done.txt' in d.log(), 'the complete backlog file')
+        check('published open.txt' not in d.log(), 'an open file is not taken')
+        check('open.txt' in d.drop_files(), 'it stays in the drop folder')
+        f.write(' and the rest.\n')
+        f.close()
+        m = sub.wait(1)[0]
+        check(m['article']['body_text'] == 'The first part and the rest.', 'published whole')
+    finally:
+        d.cleanup()
+
+
+def test_systemd_notifications():
+    d = Daemon(env={'WATCHDOG_USEC': '200000'})
+    try:
+        d.start()
+        d.wait_notify('WATCHDOG=1')
+        sub = Subscriber(d)
+        d.drop_text('a.txt', header_article('Counted', Subject='status'))
+        sub.wait(1)
+        d.wait_notify('STATUS=1 published')
+        d.send_signal(signal.SIGHUP)
+        d.wait_notify('RELOADING=1')
+        rc, _ = d.stop()
+        check(rc == 0 and 'STOPPING=1' in d.notes, 'STOPPING=1 before exit: %r' % d.notes[-5:])
+    finally:
+        d.cleanup()
+
+
 def test_usage_errors_and_version():
     import subprocess
     from nwtest import BIN
@@ -304,4 +345,5 @@ if __name__ == '__main__':
          test_sighup_reloads_rules_and_keeps_subscribers,
          test_malformed_files_rejected_with_reason_others_go_out, test_symlink_not_followed,
          test_same_article_twice_is_not_published_twice, test_archive_collisions_renamed,
+         test_backlog_file_still_open_for_writing_waits_for_close, test_systemd_notifications,
          test_usage_errors_and_version])
