@@ -46,6 +46,7 @@ typedef struct {
     int join;                    /* JOIN_: the next stream is a late join */
     uint64_t join_arg;           /* since: first seq; last: how many */
     int from_known;              /* last is meaningful before the epoch is known (since) */
+    uint64_t lost;               /* given up just before the next one returned: its gap_before */
 } topic_state_t;
 
 struct nw_client {
@@ -485,7 +486,6 @@ static int replay_ready(nw_client_t *self, topic_state_t *state, nw_message_t *m
  * can too) or give the missing ones up. */
 static void replay_settle(nw_client_t *self, topic_state_t *state, int progress)
 {
-    uint64_t gap_before = 0;
     for (;;) {
         nw_message_t *head = zlistx_first(state->held);
         const nw_envelope_t *env = head ? &head->decoded->env : NULL;
@@ -520,14 +520,14 @@ static void replay_settle(nw_client_t *self, topic_state_t *state, int progress)
                 return;
             }
             replay_lost(self, state, state->last + 1, want);
-            gap_before = want - state->last;
+            state->lost += want - state->last;
             state->last = want;
         }
         if (!env)
             break;
         head = zlistx_detach_cur(state->held);
-        head->gap_before = gap_before;
-        gap_before = 0;
+        head->gap_before = state->lost;
+        state->lost = 0;
         if (replay_ready(self, state, head) != 0)
             break;
     }
@@ -608,6 +608,7 @@ static int replay_track(nw_client_t *self, topic_state_t *state, nw_message_t *m
             state->last = env->seq;
             return state->epoch ? READ_MESSAGE : READ_ERROR;
         }
+        state->need_to = env->seq - 1;
         replay_enqueue(self, state);
     }
     if (zlistx_size(state->held) >= REPLAY_HOLD_MAX) {
@@ -692,6 +693,7 @@ static int replay_control(nw_client_t *self, int is_error, const void *data, siz
         if (strcmp(code, "retention") == 0 && oldest > state->last + 1) {
             /* Older ones are gone for good, newer ones can still come. */
             replay_lost(self, state, state->last + 1, oldest - 1);
+            state->lost += oldest - 1 - state->last;
             state->last = oldest - 1;
             progress = 1;
         }
@@ -737,9 +739,11 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     }
     if (env->seq > state->last + 1) {
         /* The journal itself lacks these. */
-        msg->gap_before = env->seq - state->last - 1;
+        state->lost += env->seq - state->last - 1;
         replay_lost(self, state, state->last + 1, env->seq - 1);
     }
+    msg->gap_before = state->lost;
+    state->lost = 0;
     state->last = env->seq;
     self->replayed++;
     *out = msg;

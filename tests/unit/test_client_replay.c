@@ -1,0 +1,600 @@
+/*
+ * test_client_replay: libnewswire's replay side (gap filling, late joins) against a fake
+ * daemon living in this test: an XPUB for the live feed (main thread) and a ROUTER
+ * speaking the replay protocol (an actor thread) that serves a made-up journal, honours
+ * credit, refuses with errors, and can be told to stay silent until "GO" so that live
+ * messages pile up behind a replay deterministically. Messages are packed by nw_codec.
+ */
+#include "check.h"
+#include "newswire.h"
+#include "nw_codec.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <string.h>
+
+#define EPOCH_A "0123456789abcdef0123456789abcdef"
+#define EPOCH_B "fedcba9876543210fedcba9876543210"
+#define WAIT_MS 5000
+#define MAX_TOPICS 4
+
+typedef struct {
+    const char *name;
+    const char *epoch;
+    uint64_t oldest, head;     /* the journal holds oldest..head */
+    uint64_t first_head;       /* the first open-ended request sees this head (a race) */
+    const char *error;         /* answer every request with this $error code */
+    int mute;                  /* never answer */
+} fake_topic_t;
+
+typedef struct {
+    fake_topic_t topics[MAX_TOPICS];
+    int wait_go;               /* read no request before "GO" */
+    char endpoint[128];
+} fake_t;
+
+static zsock_t *pub;
+
+/* The actor thread records its own failures; main checks the count (check.h's counters
+ * are not for two threads). */
+static _Atomic int fake_failures;
+#define FAKE_CHECK(cond) do { if (!(cond)) { fake_failures++; \
+    fprintf(stderr, "%s:%d: fake daemon check failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+
+static int pack(const char *topic, uint64_t seq, const char *epoch, msgpack_sbuffer *msg)
+{
+    char uri[64], id[41], err[200];
+    snprintf(uri, sizeof uri, "urn:newswire:test:%" PRIu64, seq);
+    snprintf(id, sizeof id, "%040" PRIx64, seq);
+    nw_ninjs_t article = { .uri = uri, .headline = "Replayed", .body_text = "Body.",
+                           .versioncreated = "2026-01-02T03:04:05.000Z" };
+    nw_envelope_t env = { .topic = topic, .seq = seq, .epoch = epoch, .id = id,
+                          .sent = "2026-01-02T03:04:06.789Z", .source_file = "f.txt",
+                          .source_format = "header" };
+    msgpack_sbuffer art;
+    msgpack_sbuffer_init(&art);
+    msgpack_sbuffer_init(msg);
+    int rc = nw_codec_pack_article(&article, &art, err, sizeof err);
+    if (rc == 0)
+        rc = nw_codec_pack_message(&env, art.data, art.size, msg, err, sizeof err);
+    msgpack_sbuffer_destroy(&art);
+    return rc;
+}
+
+static void publish(const char *topic, uint64_t seq, const char *epoch)
+{
+    msgpack_sbuffer msg;
+    CHECK(pack(topic, seq, epoch, &msg) == 0);
+    void *handle = zsock_resolve(pub);
+    zmq_send(handle, topic, strlen(topic), ZMQ_SNDMORE);
+    zmq_send(handle, msg.data, msg.size, 0);
+    msgpack_sbuffer_destroy(&msg);
+}
+
+/* ---- the fake daemon's replay side ---- */
+
+typedef struct {
+    zframe_t *peer;
+    const fake_topic_t *topic;
+    uint64_t next, end, from;
+    uint64_t credit;
+} stream_t;
+
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key)
+            && memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static uint64_t get_uint(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *v = get(map, key);
+    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+static void reply(zsock_t *router, zframe_t *peer, const char *f0, const void *body, size_t len)
+{
+    void *handle = zsock_resolve(router);
+    zmq_send(handle, zframe_data(peer), zframe_size(peer), ZMQ_SNDMORE);
+    zmq_send(handle, f0, strlen(f0), ZMQ_SNDMORE);
+    zmq_send(handle, body, len, 0);
+}
+
+/* $end or $error: a small map, keys in pairs (str key, then str or uint per the flag). */
+static void reply_control(zsock_t *router, zframe_t *peer, const char *type,
+                          const char *topic, const char *code, uint64_t a, uint64_t b, uint64_t c)
+{
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    int end = strcmp(type, "end") == 0;
+    msgpack_pack_map(&pk, 6);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "type", 4);
+    msgpack_pack_str_with_body(&pk, type, strlen(type));
+    msgpack_pack_str_with_body(&pk, "topic", 5);
+    msgpack_pack_str_with_body(&pk, topic, strlen(topic));
+    if (end) {
+        msgpack_pack_str_with_body(&pk, "from", 4);
+        msgpack_pack_uint64(&pk, a);
+        msgpack_pack_str_with_body(&pk, "last", 4);
+        msgpack_pack_uint64(&pk, b);
+        msgpack_pack_str_with_body(&pk, "head", 4);
+        msgpack_pack_uint64(&pk, c);
+    } else {
+        msgpack_pack_str_with_body(&pk, "code", 4);
+        msgpack_pack_str_with_body(&pk, code, strlen(code));
+        msgpack_pack_str_with_body(&pk, "reason", 6);
+        msgpack_pack_str_with_body(&pk, "refused by the fake", 19);
+        msgpack_pack_str_with_body(&pk, "oldest", 6);
+        msgpack_pack_uint64(&pk, a);
+    }
+    reply(router, peer, end ? "$end" : "$error", buf.data, buf.size);
+    msgpack_sbuffer_destroy(&buf);
+}
+
+typedef struct {
+    int requests, cancels, credits;
+    uint64_t from[16], to[16];
+    int first_open_served;
+} stats_t;
+
+static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *stats,
+                         zframe_t *peer, zframe_t *body)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    if (msgpack_unpack_next(&up, (const char *) zframe_data(body), zframe_size(body), &off)
+        != MSGPACK_UNPACK_SUCCESS) {
+        FAKE_CHECK(!"request decodes");
+        goto done;
+    }
+    const msgpack_object *req = &up.data;
+    const msgpack_object *type = get(req, "type");
+    FAKE_CHECK(get_uint(req, "v") == 1);
+    FAKE_CHECK(type && type->type == MSGPACK_OBJECT_STR);
+    if (!type || type->type != MSGPACK_OBJECT_STR)
+        goto done;
+    if (type->via.str.size == 6 && memcmp(type->via.str.ptr, "credit", 6) == 0) {
+        uint64_t c = get_uint(req, "credit");
+        FAKE_CHECK(c >= 1 && c <= 1000);
+        st->credit += c;
+        stats->credits++;
+        goto done;
+    }
+    if (type->via.str.size == 6 && memcmp(type->via.str.ptr, "cancel", 6) == 0) {
+        zframe_destroy(&st->peer);
+        stats->cancels++;
+        goto done;
+    }
+    FAKE_CHECK(type->via.str.size == 6 && memcmp(type->via.str.ptr, "replay", 6) == 0);
+    zframe_destroy(&st->peer);   /* a new request cancels the previous stream */
+    const msgpack_object *t = get(req, "topic");
+    char topic[256] = "";
+    if (t && t->type == MSGPACK_OBJECT_STR && t->via.str.size < sizeof topic)
+        memcpy(topic, t->via.str.ptr, t->via.str.size);
+    uint64_t from = get_uint(req, "from"), to = get_uint(req, "to"), last = get_uint(req, "last");
+    uint64_t credit = get_uint(req, "credit");
+    FAKE_CHECK(credit >= 1 && credit <= 1000);
+    if (stats->requests < 16) {
+        stats->from[stats->requests] = from;
+        stats->to[stats->requests] = to;
+    }
+    stats->requests++;
+    const fake_topic_t *ft = NULL;
+    for (int i = 0; i < MAX_TOPICS; i++)
+        if (fake->topics[i].name && strcmp(fake->topics[i].name, topic) == 0)
+            ft = &fake->topics[i];
+    if (ft && ft->mute)
+        goto done;
+    if (!ft) {
+        reply_control(router, peer, "error", topic, "unknown-topic", 0, 0, 0);
+        goto done;
+    }
+    if (ft->error) {
+        reply_control(router, peer, "error", topic, ft->error, ft->oldest, 0, 0);
+        goto done;
+    }
+    uint64_t head = ft->head;
+    if (!to && ft->first_head && !stats->first_open_served) {
+        head = ft->first_head;
+        stats->first_open_served = 1;
+    }
+    if (last)
+        from = last >= head ? ft->oldest : head - last + 1;
+    if (from < ft->oldest) {
+        reply_control(router, peer, "error", topic, "retention", ft->oldest, 0, 0);
+        goto done;
+    }
+    st->peer = zframe_dup(peer);
+    st->topic = ft;
+    st->from = from;
+    st->next = from;
+    st->end = to && to < head ? to : head;
+    st->credit = credit;
+done:
+    msgpack_unpacked_destroy(&up);
+}
+
+static void fake_actor(zsock_t *pipe, void *arg)
+{
+    fake_t *fake = arg;
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    int port = router ? zsock_bind(router, "tcp://127.0.0.1:*") : -1;
+    snprintf(fake->endpoint, sizeof fake->endpoint, "tcp://127.0.0.1:%d", port);
+    zsock_signal(pipe, 0);
+    stream_t st = { 0 };
+    stats_t stats = { 0 };
+    int go = !fake->wait_go;
+    for (;;) {
+        int sending = go && st.peer && st.credit > 0;
+        zmq_pollitem_t items[2] = {
+            { .socket = zsock_resolve(pipe), .events = ZMQ_POLLIN },
+            { .socket = zsock_resolve(router), .events = ZMQ_POLLIN },
+        };
+        if (zmq_poll(items, go ? 2 : 1, sending ? 0 : -1) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *cmd = zstr_recv(pipe);
+            int term = !cmd || strcmp(cmd, "$TERM") == 0;
+            if (cmd && strcmp(cmd, "GO") == 0)
+                go = 1;
+            if (cmd && strcmp(cmd, "STATS") == 0)
+                zsock_send(pipe, "iiii8888", stats.requests, stats.cancels, stats.credits, 0,
+                           stats.from[0], stats.to[0], stats.from[1], stats.to[1]);
+            zstr_free(&cmd);
+            if (term)
+                break;
+            continue;
+        }
+        if (go && (items[1].revents & ZMQ_POLLIN)) {
+            zmsg_t *req = zmsg_recv(router);
+            zframe_t *peer = req ? zmsg_pop(req) : NULL;
+            zframe_t *body = req ? zmsg_pop(req) : NULL;
+            FAKE_CHECK(req && zmsg_size(req) == 0);
+            if (peer && body)
+                fake_request(fake, router, &st, &stats, peer, body);
+            zframe_destroy(&peer);
+            zframe_destroy(&body);
+            zmsg_destroy(&req);
+            continue;
+        }
+        if (sending) {
+            if (st.next <= st.end) {
+                msgpack_sbuffer msg;
+                FAKE_CHECK(pack(st.topic->name, st.next, st.topic->epoch, &msg) == 0);
+                reply(router, st.peer, st.topic->name, msg.data, msg.size);
+                msgpack_sbuffer_destroy(&msg);
+                st.next++;
+                st.credit--;
+            }
+        }
+        if (st.peer && st.next > st.end && go) {
+            reply_control(router, st.peer, "end", st.topic->name, NULL, st.from,
+                          st.end >= st.from ? st.end : 0, st.topic->head);
+            zframe_destroy(&st.peer);
+        }
+    }
+    zframe_destroy(&st.peer);
+    zsock_destroy(&router);
+}
+
+typedef struct {
+    int requests, cancels, credits;
+    uint64_t from0, to0, from1, to1;
+} fake_stats_t;
+
+static fake_stats_t fake_stats(zactor_t *actor)
+{
+    fake_stats_t s = { 0 };
+    int zero;
+    zstr_send(actor, "STATS");
+    zsock_recv(actor, "iiii8888", &s.requests, &s.cancels, &s.credits, &zero,
+               &s.from0, &s.to0, &s.from1, &s.to1);
+    return s;
+}
+
+/* ---- the client side ---- */
+
+static void wait_subscription(const char *topic)
+{
+    zframe_t *frame = zframe_recv(pub);
+    while (frame && zframe_size(frame) >= 1 && zframe_data(frame)[0] == 0) {
+        zframe_destroy(&frame);
+        frame = zframe_recv(pub);
+    }
+    CHECK(frame && zframe_size(frame) == strlen(topic) + 1 && zframe_data(frame)[0] == 1
+          && memcmp(zframe_data(frame) + 1, topic, strlen(topic)) == 0);
+    zframe_destroy(&frame);
+}
+
+static nw_client_t *client_new(const fake_t *fake)
+{
+    nw_client_t *client = nw_client_new();
+    CHECK(client != NULL);
+    CHECK(nw_client_set_rcvhwm(client, 0) == 0);   /* the tests' live feed is never dropped */
+    CHECK(nw_client_connect(client, zsock_endpoint(pub)) == 0);
+    CHECK(nw_client_set_replay(client, fake->endpoint) == 0);
+    return client;
+}
+
+/* Receive the next message of any topic; returns its seq (0 when none) and topic. */
+static uint64_t next(nw_client_t *client, char *topic, uint64_t *gap, int *epoch_changed)
+{
+    nw_message_t *msg = NULL;
+    int rc = nw_client_recv(client, &msg, WAIT_MS);
+    if (rc != NW_RECV_MESSAGE) {
+        fprintf(stderr, "recv returned %d: %s\n", rc, nw_client_error(client));
+        return 0;
+    }
+    uint64_t seq = nw_message_seq(msg);
+    if (topic)
+        snprintf(topic, NW_CLIENT_TOPIC_MAX + 1, "%s", nw_message_topic(msg));
+    if (gap)
+        *gap = nw_message_gap_before(msg);
+    if (epoch_changed)
+        *epoch_changed = nw_message_epoch_changed(msg);
+    nw_message_destroy(&msg);
+    return seq;
+}
+
+/* Expect seqs first..last of topic, each once, in order; returns how many matched. */
+static uint64_t expect_run(nw_client_t *client, const char *topic, uint64_t first, uint64_t last)
+{
+    char got[NW_CLIENT_TOPIC_MAX + 1];
+    uint64_t ok = 0;
+    for (uint64_t seq = first; seq <= last; seq++) {
+        uint64_t s = next(client, got, NULL, NULL);
+        if (s != seq || strcmp(got, topic) != 0) {
+            fprintf(stderr, "want %s #%" PRIu64 ", got %s #%" PRIu64 "\n", topic, seq, got, s);
+            break;
+        }
+        ok++;
+    }
+    CHECK(ok == last - first + 1);
+    return ok;
+}
+
+typedef struct {
+    int calls;
+    uint64_t first, last;
+    char error[256];
+} gap_seen_t;
+
+static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
+                   uint64_t first, uint64_t last, void *arg)
+{
+    gap_seen_t *seen = arg;
+    (void) topic;
+    (void) epoch;
+    seen->calls++;
+    seen->first = first;
+    seen->last = last;
+    snprintf(seen->error, sizeof seen->error, "%s", nw_client_error(client));
+}
+
+static void assert_idle(nw_client_t *client)
+{
+    nw_message_t *msg = NULL;
+    CHECK(nw_client_recv(client, &msg, 50) == NW_RECV_TIMEOUT);
+    nw_message_destroy(&msg);
+}
+
+/* Live skips 3..599 (more than one credit's worth); the journal fills them; 600..602
+ * arrive live meanwhile and follow in order. */
+static void test_gap_fill(void)
+{
+    fake_t fake = { .topics = { { .name = "fill", .epoch = EPOCH_A, .oldest = 1, .head = 602 } } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    gap_seen_t seen = { 0 };
+    nw_client_set_gap_handler(client, on_gap, &seen);
+    CHECK(nw_client_subscribe(client, "fill") == 0);
+    wait_subscription("fill");
+
+    publish("fill", 1, EPOCH_A);
+    publish("fill", 2, EPOCH_A);
+    publish("fill", 600, EPOCH_A);
+    publish("fill", 601, EPOCH_A);
+    publish("fill", 601, EPOCH_A);     /* a duplicate on the live feed */
+    publish("fill", 602, EPOCH_A);
+    expect_run(client, "fill", 1, 602);
+    assert_idle(client);
+    CHECK(nw_client_gaps(client) == 0);
+    CHECK(seen.calls == 0);
+    CHECK(nw_client_replayed(client) == 597);
+    CHECK(nw_client_received(client) == 602);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests == 1 && s.from0 == 3 && s.to0 == 599);
+    CHECK(s.credits >= 2);             /* 597 > 256: the stream went on by top-ups */
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
+/* More live messages pile up during a replay than may be held: they are dropped and the
+ * journal serves them instead. The fake answers nothing until every live one was read. */
+static void test_held_overflow(void)
+{
+    fake_t fake = { .topics = { { .name = "flood", .epoch = EPOCH_A, .oldest = 1, .head = 1500 } },
+                    .wait_go = 1 };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    CHECK(nw_client_subscribe(client, "flood") == 0);
+    wait_subscription("flood");
+    CHECK(nw_client_subscribe(client, "sentinel") == 0);
+    wait_subscription("sentinel");
+
+    publish("flood", 1, EPOCH_A);
+    for (uint64_t seq = 3; seq <= 1500; seq++)
+        publish("flood", seq, EPOCH_A);
+    publish("sentinel", 1, EPOCH_A);
+    char topic[NW_CLIENT_TOPIC_MAX + 1];
+    CHECK(next(client, topic, NULL, NULL) == 1);
+    CHECK_STR(topic, "flood");
+    /* The sentinel comes after every flood message on the same connection: all read. */
+    CHECK(next(client, topic, NULL, NULL) == 1);
+    CHECK_STR(topic, "sentinel");
+    zstr_send(actor, "GO");
+    expect_run(client, "flood", 2, 1500);
+    assert_idle(client);
+    CHECK(nw_client_gaps(client) == 0);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests == 2);
+    CHECK(s.from0 == 2 && s.to0 == 2);
+    CHECK(s.from1 == 3 && s.to1 == 1027);   /* 3..1026 held, 1027 overflowed: asked for */
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
+/* The journal no longer holds the start of the gap: what it lacks is reported lost, the
+ * rest is still replayed; a refusal ("denied") gives the whole gap up. */
+static void test_errors(void)
+{
+    fake_t fake = { .topics = {
+        { .name = "old", .epoch = EPOCH_A, .oldest = 50, .head = 60 },
+        { .name = "deny", .epoch = EPOCH_A, .oldest = 1, .head = 5, .error = "denied" },
+    } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    gap_seen_t seen = { 0 };
+    nw_client_set_gap_handler(client, on_gap, &seen);
+    CHECK(nw_client_subscribe(client, "old") == 0);
+    wait_subscription("old");
+    CHECK(nw_client_subscribe(client, "deny") == 0);
+    wait_subscription("deny");
+
+    publish("old", 1, EPOCH_A);
+    publish("old", 60, EPOCH_A);
+    uint64_t gap = 99;
+    CHECK(next(client, NULL, &gap, NULL) == 1);
+    CHECK(next(client, NULL, &gap, NULL) == 50);
+    CHECK(gap == 48);
+    CHECK(seen.calls == 1 && seen.first == 2 && seen.last == 49);
+    CHECK(strstr(seen.error, "retention") != NULL);
+    expect_run(client, "old", 51, 60);
+    CHECK(nw_client_replay_errors(client) == 1);
+
+    publish("deny", 1, EPOCH_A);
+    publish("deny", 5, EPOCH_A);
+    CHECK(next(client, NULL, &gap, NULL) == 1);
+    CHECK(next(client, NULL, &gap, NULL) == 5);
+    CHECK(gap == 3);
+    CHECK(seen.calls == 2 && seen.first == 2 && seen.last == 4);
+    CHECK(strstr(nw_client_error(client), "denied") != NULL);
+    CHECK(nw_client_gaps(client) == 48 + 3);
+    CHECK(nw_client_replay_errors(client) == 2);
+    assert_idle(client);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
+/* A new epoch while a replay is pending: the replay is cancelled, what was held is
+ * dropped, the new epoch starts afresh; the cancelled stream's data is never returned. */
+static void test_epoch_change(void)
+{
+    fake_t fake = { .topics = { { .name = "ep", .epoch = EPOCH_A, .oldest = 1, .head = 10 } },
+                    .wait_go = 1 };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    CHECK(nw_client_subscribe(client, "ep") == 0);
+    wait_subscription("ep");
+
+    publish("ep", 1, EPOCH_A);
+    publish("ep", 2, EPOCH_A);
+    publish("ep", 10, EPOCH_A);        /* 3..9 asked for, 10 held */
+    publish("ep", 1, EPOCH_B);         /* history lost: forget all that */
+    publish("ep", 2, EPOCH_B);
+    int changed = -1;
+    CHECK(next(client, NULL, NULL, &changed) == 1 && changed == 0);
+    CHECK(next(client, NULL, NULL, &changed) == 2 && changed == 0);
+    CHECK(next(client, NULL, NULL, &changed) == 1 && changed == 1);
+    CHECK(next(client, NULL, NULL, &changed) == 2 && changed == 0);
+    /* Now the fake serves the request and then reads the cancel: whatever it sends
+     * of epoch A must be dropped; the next live one comes next. */
+    zstr_send(actor, "GO");
+    publish("ep", 3, EPOCH_B);
+    nw_message_t *msg = NULL;
+    CHECK(nw_client_recv(client, &msg, WAIT_MS) == NW_RECV_MESSAGE);
+    if (msg) {
+        CHECK(nw_message_seq(msg) == 3);
+        CHECK_STR(nw_message_epoch(msg), EPOCH_B);
+        nw_message_destroy(&msg);
+    }
+    assert_idle(client);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests == 1 && s.cancels == 1);
+    CHECK(nw_client_gaps(client) == 0);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
+/* Late join: since 1 on a topic whose journal head, when the replay starts, is behind
+ * the first live message: the hole between them is asked for again. Then last N. */
+static void test_late_join(void)
+{
+    fake_t fake = { .topics = {
+        { .name = "join", .epoch = EPOCH_A, .oldest = 1, .head = 305, .first_head = 300 },
+        { .name = "tail", .epoch = EPOCH_A, .oldest = 1, .head = 50 },
+    } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    CHECK(nw_client_since(client, "join", 0) == -1);
+    CHECK(nw_client_since(client, "Join", 1) == -1);
+    CHECK(nw_client_since(client, "join", 1) == 0);
+    wait_subscription("join");
+    publish("join", 303, EPOCH_A);
+    publish("join", 304, EPOCH_A);
+    publish("join", 305, EPOCH_A);
+    expect_run(client, "join", 1, 305);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests == 2 && s.from0 == 1 && s.to0 == 0 && s.from1 == 301 && s.to1 == 302);
+    CHECK(nw_client_since(client, "join", 1) == -1);   /* already being received */
+
+    CHECK(nw_client_last(client, "tail", 5) == 0);
+    wait_subscription("tail");
+    publish("tail", 51, EPOCH_A);
+    expect_run(client, "tail", 46, 51);
+    assert_idle(client);
+    CHECK(nw_client_gaps(client) == 0);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+
+    nw_client_t *plain = nw_client_new();
+    CHECK(nw_client_since(plain, "join", 1) == -1);    /* no replay endpoint */
+    CHECK(strstr(nw_client_error(plain), "replay") != NULL);
+    CHECK(nw_client_set_replay(plain, "no-such-transport://x") == -1);
+    CHECK(nw_client_set_replay(plain, "tcp://127.0.0.1:1") == 0);
+    CHECK(nw_client_set_replay(plain, "tcp://127.0.0.1:1") == -1);
+    nw_client_destroy(&plain);
+}
+
+int main(void)
+{
+    pub = zsock_new(ZMQ_XPUB);
+    CHECK(pub != NULL);
+    if (!pub)
+        return CHECK_DONE();
+    zsock_set_xpub_verbose(pub, 1);
+    zsock_set_sndhwm(pub, 0);
+    zsock_set_rcvtimeo(pub, WAIT_MS);  /* safety net only: subscriptions must arrive */
+    CHECK(zsock_bind(pub, "tcp://127.0.0.1:*") > 0);
+
+    test_gap_fill();
+    test_held_overflow();
+    test_errors();
+    test_epoch_change();
+    test_late_join();
+
+    zsock_destroy(&pub);
+    CHECK(fake_failures == 0);
+    return CHECK_DONE();
+}
