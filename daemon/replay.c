@@ -1,0 +1,947 @@
+/*
+ * replay: serves journaled messages on a ROUTER (see replay.h).
+ *
+ * A client (keyed by its ROUTER identity) exists only while it has a stream, so state is
+ * bounded by NW_REPLAY_MAX_STREAMS. A stream moves through: waiting for credit -> queued
+ * for a read -> read in flight on the pool -> its batch being sent -> (more credit: queued
+ * again | done: $end sent, client freed). A batch holds at most min(credit, 256) messages
+ * and BATCH_BYTES (always at least one message), copied out of the cursor on the pool.
+ * Only MAX_READS reads run at once, fewer than libuv's pool has threads, so the journal's
+ * group writes (and so the live feed) always find a thread. A request that replaces or
+ * cancels a stream whose read is in flight is applied when that read returns: the
+ * thread owns the cursor until then.
+ * The ROUTER reports vanished peers (ROUTER_MANDATORY) instead of silently dropping, and
+ * a full peer pipe as EAGAIN: the rest of the batch waits for a retry timer. Streams left
+ * waiting for credit for IDLE_MS are dropped, so a client that vanished while holding
+ * a stream releases its cursor's open segment files.
+ */
+#include "replay.h"
+#include "log.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_MAX 256
+#define BATCH_BYTES (4u << 20)
+#define MAX_READS 2                    /* libuv's pool has 4 threads by default */
+#define RETRY_MS 10
+#define SWEEP_MS 5000
+#define IDLE_MS 60000
+#define CREDIT_CAP 1000000             /* accumulated credit; beyond it is ignored */
+
+typedef struct {
+    uint64_t seq;
+    size_t len;
+    void *data;
+} item_t;
+
+typedef struct client client_t;
+struct client {
+    nw_replay_t *owner;
+    char key[2 * 256 + 1];             /* identity, hex: the clients table key */
+    unsigned char id[256];
+    size_t id_len;
+    /* the stream */
+    char topic[256];
+    uint64_t from, to, head, last_sent;
+    uint64_t credit;
+    nw_journal_cursor_t *cursor;
+    uint64_t idle_since;
+    /* reads */
+    uv_work_t work;
+    bool in_flight, queued, blocked;
+    client_t *next_queued;
+    size_t want;
+    item_t batch[BATCH_MAX + 1];       /* + 1: a look-ahead, see work_read */
+    size_t batch_n, batch_pos;
+    bool done, io_error, end_pending;
+    /* set while a read is in flight: applied when it returns */
+    bool cancelled, has_pending;
+    nw_replay_request_t pending;
+    char pending_user[256];
+    bool pending_has_user;
+};
+
+struct nw_replay {
+    uv_loop_t *loop;
+    nw_journal_t *journal;
+    zsock_t *sock;
+    void *handle;
+    uv_poll_t poll;
+    uv_timer_t retry, sweep;
+    zhashx_t *clients;                 /* key -> client_t */
+    client_t *queue_head, *queue_tail; /* waiting for a read slot */
+    int reads;
+    nw_replay_allowed_fn *allowed;
+    void *allowed_arg;
+    nw_replay_stats_t stats;
+    bool closing;
+    int closes_pending;
+};
+
+/* ---------------------------------------------------------------- request parsing */
+
+typedef struct {
+    const unsigned char *p, *end;
+} rd_t;
+
+typedef enum { V_UINT, V_NEG, V_STR, V_OTHER } vkind_t;
+typedef struct {
+    vkind_t kind;
+    uint64_t u;
+    const char *s;
+    size_t len;
+} value_t;
+
+static int rd_be(rd_t *r, size_t n, uint64_t *v)
+{
+    if ((size_t) (r->end - r->p) < n)
+        return -1;
+    *v = 0;
+    for (size_t i = 0; i < n; i++)
+        *v = (*v << 8) | *r->p++;
+    return 0;
+}
+
+/* Declared lengths are checked against what is left before anything moves. */
+static int rd_skip(rd_t *r, uint64_t n, const char **at)
+{
+    if ((uint64_t) (r->end - r->p) < n)
+        return -1;
+    *at = (const char *) r->p;
+    r->p += n;
+    return 0;
+}
+
+/* One scalar; maps, arrays and ext are not allowed anywhere in a request. */
+static int read_value(rd_t *r, value_t *v)
+{
+    uint64_t b, n;
+    const char *at;
+    memset(v, 0, sizeof *v);
+    v->kind = V_OTHER;
+    if (rd_be(r, 1, &b) != 0)
+        return -1;
+    if (b <= 0x7f) {
+        v->kind = V_UINT;
+        v->u = b;
+        return 0;
+    }
+    if (b >= 0xe0) {
+        v->kind = V_NEG;
+        return 0;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        n = b & 0x1f;
+        goto str;
+    }
+    switch (b) {
+    case 0xc0: case 0xc2: case 0xc3:
+        return 0;
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        v->kind = V_UINT;
+        return rd_be(r, (size_t) 1 << (b - 0xcc), &v->u);
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        size_t width = (size_t) 1 << (b - 0xd0);
+        if (rd_be(r, width, &v->u) != 0)
+            return -1;
+        bool negative = (v->u >> (8 * width - 1)) & 1;
+        v->kind = negative ? V_NEG : V_UINT;
+        return 0;
+    }
+    case 0xca:
+        return rd_skip(r, 4, &at);
+    case 0xcb:
+        return rd_skip(r, 8, &at);
+    case 0xc4: case 0xc5: case 0xc6:
+        if (rd_be(r, (size_t) 1 << (b - 0xc4), &n) != 0)
+            return -1;
+        return rd_skip(r, n, &at);
+    case 0xd9: case 0xda: case 0xdb:
+        if (rd_be(r, (size_t) 1 << (b - 0xd9), &n) != 0)
+            return -1;
+        goto str;
+    default:
+        return -1;
+    }
+str:
+    if (rd_skip(r, n, &v->s) != 0)
+        return -1;
+    v->kind = V_STR;
+    v->len = (size_t) n;
+    return 0;
+}
+
+static bool topic_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 255 || s[0] == '.' || s[len - 1] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.' ? s[i + 1] == '.' : !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool is_key(const value_t *k, const char *name)
+{
+    return k->len == strlen(name) && memcmp(k->s, name, k->len) == 0;
+}
+
+enum { K_V = 1, K_TYPE = 2, K_TOPIC = 4, K_FROM = 8, K_LAST = 16, K_TO = 32, K_CREDIT = 64 };
+
+int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
+                            char *errbuf, size_t errlen)
+{
+    static const char *const names[] = {"v", "type", "topic", "from", "last", "to", "credit"};
+    memset(out, 0, sizeof *out);
+    rd_t r = {data, (const unsigned char *) data + len};
+    uint64_t b, n;
+    unsigned seen = 0;
+    if (len > NW_REPLAY_MAX_REQUEST) {
+        snprintf(errbuf, errlen, "request larger than %d bytes", NW_REPLAY_MAX_REQUEST);
+        return -1;
+    }
+    if (rd_be(&r, 1, &b) != 0)
+        goto truncated;
+    if (b >= 0x80 && b <= 0x8f)
+        n = b & 0x0f;
+    else if (b == 0xde || b == 0xdf) {
+        if (rd_be(&r, b == 0xde ? 2 : 4, &n) != 0)
+            goto truncated;
+    } else {
+        snprintf(errbuf, errlen, "not a MessagePack map");
+        return -1;
+    }
+    if (n > 16) {
+        snprintf(errbuf, errlen, "more than 16 keys");
+        return -1;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        value_t k, v;
+        if (read_value(&r, &k) != 0 || read_value(&r, &v) != 0) {
+            snprintf(errbuf, errlen, "truncated, or a map, array or ext value");
+            return -1;
+        }
+        if (k.kind != V_STR) {
+            snprintf(errbuf, errlen, "a key is not a string");
+            return -1;
+        }
+        unsigned bit = 0;
+        for (unsigned j = 0; j < sizeof names / sizeof *names; j++)
+            if (is_key(&k, names[j]))
+                bit = 1u << j;
+        if (!bit)
+            continue;   /* later revisions may add keys */
+        if (seen & bit) {
+            snprintf(errbuf, errlen, "duplicate key '%.*s'", (int) k.len, k.s);
+            return -1;
+        }
+        seen |= bit;
+        if (bit == K_TYPE || bit == K_TOPIC) {
+            if (v.kind != V_STR) {
+                snprintf(errbuf, errlen, "'%s' is not a string", bit == K_TYPE ? "type" : "topic");
+                return -1;
+            }
+        } else if (v.kind != V_UINT) {
+            snprintf(errbuf, errlen, "'%.*s' is not a non-negative integer", (int) k.len, k.s);
+            return -1;
+        }
+        switch (bit) {
+        case K_V:
+            if (v.u != 1) {
+                snprintf(errbuf, errlen, "unsupported version %llu", (unsigned long long) v.u);
+                return -1;
+            }
+            break;
+        case K_TYPE:
+            if (v.len == 6 && memcmp(v.s, "replay", 6) == 0)
+                out->type = NW_REPLAY_REQ_REPLAY;
+            else if (v.len == 6 && memcmp(v.s, "credit", 6) == 0)
+                out->type = NW_REPLAY_REQ_CREDIT;
+            else if (v.len == 6 && memcmp(v.s, "cancel", 6) == 0)
+                out->type = NW_REPLAY_REQ_CANCEL;
+            else {
+                snprintf(errbuf, errlen, "unknown request type");
+                return -1;
+            }
+            break;
+        case K_TOPIC:
+            if (!topic_valid(v.s, v.len)) {
+                snprintf(errbuf, errlen, "invalid topic");
+                return -1;
+            }
+            memcpy(out->topic, v.s, v.len);
+            out->topic[v.len] = '\0';
+            break;
+        case K_FROM: case K_LAST: case K_TO:
+            if (v.u == 0) {
+                snprintf(errbuf, errlen, "'%.*s' must be at least 1", (int) k.len, k.s);
+                return -1;
+            }
+            *(bit == K_FROM ? &out->from : bit == K_LAST ? &out->last : &out->to) = v.u;
+            break;
+        case K_CREDIT:
+            if (v.u < 1 || v.u > NW_REPLAY_MAX_CREDIT) {
+                snprintf(errbuf, errlen, "'credit' must be 1..%d", NW_REPLAY_MAX_CREDIT);
+                return -1;
+            }
+            out->credit = v.u;
+            break;
+        }
+    }
+    if (r.p != r.end) {
+        snprintf(errbuf, errlen, "bytes after the map");
+        return -1;
+    }
+    if ((seen & (K_V | K_TYPE)) != (K_V | K_TYPE)) {
+        snprintf(errbuf, errlen, "'v' and 'type' are required");
+        return -1;
+    }
+    out->has_from = seen & K_FROM;
+    out->has_last = seen & K_LAST;
+    out->has_to = seen & K_TO;
+    if (out->type == NW_REPLAY_REQ_REPLAY) {
+        if (!(seen & K_TOPIC) || !(seen & K_CREDIT) || out->has_from == out->has_last) {
+            snprintf(errbuf, errlen, "replay needs 'topic', 'credit' and one of 'from' or 'last'");
+            return -1;
+        }
+        if (out->has_from && out->has_to && out->to < out->from) {
+            snprintf(errbuf, errlen, "'to' is below 'from'");
+            return -1;
+        }
+    } else if (out->type == NW_REPLAY_REQ_CREDIT && !(seen & K_CREDIT)) {
+        snprintf(errbuf, errlen, "credit needs 'credit'");
+        return -1;
+    }
+    return 0;
+truncated:
+    snprintf(errbuf, errlen, "truncated");
+    return -1;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, s, len);
+}
+
+/* [identity, frame0, frame1] without waiting: 0, or -1 with errno (EAGAIN: the peer's
+ * pipe is full and nothing was sent; EHOSTUNREACH: the peer is gone). */
+static int send3(nw_replay_t *self, const void *id, size_t id_len, const void *f0, size_t l0,
+                 const void *f1, size_t l1)
+{
+    if (zmq_send(self->handle, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    /* once the identity frame is accepted the rest of the message is too */
+    if (zmq_send(self->handle, f0, l0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->handle, f1, l1, ZMQ_DONTWAIT) < 0)
+        return -1;
+    return 0;
+}
+
+static int send_map(nw_replay_t *self, const void *id, size_t id_len, const char *frame0,
+                    msgpack_sbuffer *sb)
+{
+    int rc = sb->data ? send3(self, id, id_len, frame0, strlen(frame0), sb->data, sb->size) : -1;
+    msgpack_sbuffer_destroy(sb);
+    return rc;
+}
+
+/* Errors are best effort: a peer that does not read its replies loses them. */
+static void send_error(nw_replay_t *self, const void *id, size_t id_len, const char *topic,
+                       const char *code, const char *reason, uint64_t oldest)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, oldest ? 6 : 5);
+    pack_str(&pk, "v");
+    msgpack_pack_uint8(&pk, 1);
+    pack_str(&pk, "type");
+    pack_str(&pk, "error");
+    pack_str(&pk, "topic");
+    pack_str(&pk, topic);
+    pack_str(&pk, "code");
+    pack_str(&pk, code);
+    pack_str(&pk, "reason");
+    pack_str(&pk, reason);
+    if (oldest) {
+        pack_str(&pk, "oldest");
+        msgpack_pack_uint64(&pk, oldest);
+    }
+    self->stats.errors++;
+    char shown[600];
+    nw_debug("replay: %s on '%s': %s", code, topic, nw_log_escape(reason, shown, sizeof shown));
+    send_map(self, id, id_len, "$error", &sb);
+}
+
+static int send_end(client_t *c)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    pack_str(&pk, "v");
+    msgpack_pack_uint8(&pk, 1);
+    pack_str(&pk, "type");
+    pack_str(&pk, "end");
+    pack_str(&pk, "topic");
+    pack_str(&pk, c->topic);
+    pack_str(&pk, "from");
+    msgpack_pack_uint64(&pk, c->from);
+    pack_str(&pk, "last");
+    msgpack_pack_uint64(&pk, c->last_sent);
+    pack_str(&pk, "head");
+    msgpack_pack_uint64(&pk, c->head > c->last_sent ? c->head : c->last_sent);
+    return send_map(c->owner, c->id, c->id_len, "$end", &sb);
+}
+
+/* ---------------------------------------------------------------- streams */
+
+static void start_reads(nw_replay_t *self);
+static void drain(nw_replay_t *self);
+static void free_stream(client_t *c);
+
+static void free_batch(client_t *c)
+{
+    for (size_t i = c->batch_pos; i < c->batch_n; i++)
+        free(c->batch[i].data);
+    c->batch_n = c->batch_pos = 0;
+}
+
+static void unqueue(client_t *c)
+{
+    nw_replay_t *self = c->owner;
+    if (!c->queued)
+        return;
+    client_t **pp = &self->queue_head;
+    while (*pp != c)
+        pp = &(*pp)->next_queued;
+    *pp = c->next_queued;
+    if (self->queue_tail == c) {
+        self->queue_tail = NULL;
+        for (client_t *q = self->queue_head; q; q = q->next_queued)
+            self->queue_tail = q;
+    }
+    c->next_queued = NULL;
+    c->queued = false;
+}
+
+static void enqueue(client_t *c)
+{
+    nw_replay_t *self = c->owner;
+    if (c->queued || c->in_flight)
+        return;
+    c->queued = true;
+    c->next_queued = NULL;
+    if (self->queue_tail)
+        self->queue_tail->next_queued = c;
+    else
+        self->queue_head = c;
+    self->queue_tail = c;
+    start_reads(self);
+}
+
+/* Drop the stream's state; the client leaves the table (the caller made sure no read is
+ * in flight). */
+static void free_stream(client_t *c)
+{
+    nw_replay_t *self = c->owner;
+    unqueue(c);
+    free_batch(c);
+    nw_journal_cursor_destroy(&c->cursor);
+    if (self->stats.streams_active)
+        self->stats.streams_active--;
+    zhashx_delete(self->clients, c->key);   /* the destructor frees c */
+}
+
+static void client_free(void **item)
+{
+    client_t *c = *item;
+    if (!c)
+        return;
+    *item = NULL;
+    free(c);
+}
+
+static void on_retry(uv_timer_t *timer);
+
+static void arm_retry(nw_replay_t *self)
+{
+    if (!self->closing && !uv_is_active((uv_handle_t *) &self->retry))
+        uv_timer_start(&self->retry, on_retry, RETRY_MS, 0);
+}
+
+/* Send what the batch holds, then the end or the next read. */
+static void pump(client_t *c)
+{
+    nw_replay_t *self = c->owner;
+    c->blocked = false;
+    while (c->batch_pos < c->batch_n && c->credit > 0) {
+        item_t *it = &c->batch[c->batch_pos];
+        if (send3(self, c->id, c->id_len, c->topic, strlen(c->topic), it->data, it->len) != 0)
+            goto unsent;
+        free(it->data);
+        c->batch_pos++;
+        c->credit--;
+        c->last_sent = it->seq;
+        self->stats.messages++;
+    }
+    c->idle_since = uv_now(self->loop);
+    if (c->batch_pos < c->batch_n)
+        return;   /* the look-ahead waits for credit */
+    c->batch_n = c->batch_pos = 0;
+    if (c->io_error) {
+        send_error(self, c->id, c->id_len, c->topic, "busy", "the journal could not be read", 0);
+        free_stream(c);
+        return;
+    }
+    if (c->done || c->end_pending) {
+        c->end_pending = true;
+        if (send_end(c) != 0)
+            goto unsent;
+        free_stream(c);
+        return;
+    }
+    if (c->credit > 0)
+        enqueue(c);
+    return;
+unsent:
+    if (errno == EAGAIN) {
+        c->blocked = true;
+        arm_retry(self);
+        return;
+    }
+    nw_debug("replay: a client vanished mid-stream on '%s' (%s)", c->topic, zmq_strerror(errno));
+    free_stream(c);
+}
+
+/* Reads one message more than the credit allows when it can: that look-ahead tells
+ * whether the range is over, so $end follows the last message even when the client
+ * granted exactly the credit the range needed. */
+static void work_read(uv_work_t *req)
+{
+    client_t *c = req->data;
+    size_t bytes = 0;
+    while (c->batch_n < c->want && bytes < BATCH_BYTES) {
+        uint64_t seq;
+        const void *msg;
+        size_t len;
+        int rc = nw_journal_cursor_next(c->cursor, &seq, &msg, &len);
+        if (rc < 0) {
+            c->io_error = true;
+            return;
+        }
+        if (rc == 0 || seq > c->to) {
+            c->done = true;
+            return;
+        }
+        item_t *it = &c->batch[c->batch_n];
+        if (!(it->data = malloc(len ? len : 1))) {
+            c->io_error = true;
+            return;
+        }
+        memcpy(it->data, msg, len);
+        it->len = len;
+        it->seq = seq;
+        c->batch_n++;
+        bytes += len;
+        if (seq == c->to) {
+            c->done = true;
+            return;
+        }
+    }
+}
+
+static void start_stream(client_t *c, const nw_replay_request_t *req, const char *user_id);
+
+static void after_read(uv_work_t *req, int status)
+{
+    (void) status;
+    client_t *c = req->data;
+    nw_replay_t *self = c->owner;
+    c->in_flight = false;
+    self->reads--;
+    if (self->closing || c->cancelled) {
+        bool restart = !self->closing && c->has_pending;
+        nw_replay_request_t pending = c->pending;
+        char user[256];
+        bool has_user = c->pending_has_user;
+        memcpy(user, c->pending_user, sizeof user);
+        free_batch(c);
+        nw_journal_cursor_destroy(&c->cursor);
+        c->cancelled = c->has_pending = false;
+        if (restart)
+            start_stream(c, &pending, has_user ? user : NULL);
+        else if (self->closing)
+            free(c);   /* already out of the table */
+        else
+            free_stream(c);
+        if (self->closing && self->reads == 0 && self->closes_pending == 0)
+            free(self);
+        else if (!self->closing)
+            start_reads(self);
+        return;
+    }
+    pump(c);
+    start_reads(self);
+    drain(self);   /* the sends may have consumed ZMQ_FD's edge */
+}
+
+static void start_reads(nw_replay_t *self)
+{
+    while (!self->closing && self->reads < MAX_READS && self->queue_head) {
+        client_t *c = self->queue_head;
+        unqueue(c);
+        c->want = (c->credit < BATCH_MAX ? (size_t) c->credit : BATCH_MAX) + 1;
+        c->batch_n = c->batch_pos = 0;
+        c->work.data = c;
+        if (uv_queue_work(self->loop, &c->work, work_read, after_read) != 0) {
+            send_error(self, c->id, c->id_len, c->topic, "busy", "cannot schedule a read", 0);
+            free_stream(c);
+            continue;
+        }
+        c->in_flight = true;
+        self->reads++;
+    }
+}
+
+/* Validate a replay against the journal and start reading; c is in the table and holds no
+ * read, cursor or batch. Every outcome that does not stream frees c. */
+static void start_stream(client_t *c, const nw_replay_request_t *req, const char *user_id)
+{
+    nw_replay_t *self = c->owner;
+    memset(c->topic, 0, sizeof c->topic);
+    memcpy(c->topic, req->topic, sizeof c->topic);
+    c->done = c->io_error = c->end_pending = c->blocked = false;
+    c->last_sent = 0;
+    c->credit = req->credit;
+    c->to = req->has_to ? req->to : UINT64_MAX;
+    c->idle_since = uv_now(self->loop);
+    /* Appended, perhaps not yet durable: the cursor below stops at what is durable. */
+    c->head = nw_journal_last_seq(self->journal, req->topic);
+    if (self->allowed && !self->allowed(self->allowed_arg, user_id, req->topic)) {
+        send_error(self, c->id, c->id_len, req->topic, "denied", "not granted", 0);
+        goto fail;
+    }
+    if (c->head == 0) {
+        send_error(self, c->id, c->id_len, req->topic, "unknown-topic", "nothing published", 0);
+        goto fail;
+    }
+    uint64_t from = req->has_from ? req->from : c->head >= req->last ? c->head - req->last + 1 : 1;
+    c->from = from;
+    if (from > c->head || from > c->to) {
+        c->done = true;
+        pump(c);
+        return;
+    }
+    uint64_t oldest;
+    c->cursor = nw_journal_cursor_new(self->journal, req->topic, from, &oldest);
+    if (!c->cursor && oldest) {
+        send_error(self, c->id, c->id_len, req->topic, "busy", "the journal could not be read", 0);
+        goto fail;
+    }
+    if (!c->cursor) {   /* nothing durable yet */
+        c->done = true;
+        pump(c);
+        return;
+    }
+    if (oldest == 0 || from < oldest) {
+        if (req->has_last && !oldest) {   /* none of the newest N is held */
+            nw_journal_cursor_destroy(&c->cursor);
+            c->done = true;
+            pump(c);
+            return;
+        }
+        if (req->has_last) {
+            c->from = oldest;   /* "the newest N" is whatever is held of them */
+        } else {
+            /* nothing held at all: the next message to come is the oldest */
+            send_error(self, c->id, c->id_len, req->topic, "retention",
+                       "older than the journal holds", oldest ? oldest : c->head + 1);
+            goto fail;
+        }
+    }
+    enqueue(c);
+    return;
+fail:
+    free_stream(c);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void hex(const unsigned char *id, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+/* parts: how many frames followed the identity */
+static void handle_request(nw_replay_t *self, zmq_msg_t *id, zmq_msg_t *body, size_t parts)
+{
+    size_t id_len = zmq_msg_size(id);
+    if (id_len == 0 || id_len > 255)
+        return;
+    nw_replay_request_t req;
+    char err[256];
+    if (parts != 1) {
+        send_error(self, zmq_msg_data(id), id_len, "", "bad-request",
+                   "a request is exactly one frame", 0);
+        return;
+    }
+    if (nw_replay_request_parse(zmq_msg_data(body), zmq_msg_size(body), &req, err, sizeof err) != 0) {
+        send_error(self, zmq_msg_data(id), id_len, req.topic, "bad-request", err, 0);
+        return;
+    }
+    char key[2 * 256 + 1];
+    hex(zmq_msg_data(id), id_len, key);
+    client_t *c = zhashx_lookup(self->clients, key);
+    if (req.type == NW_REPLAY_REQ_CREDIT) {
+        /* credit for a stream that already ended is a race, not an error */
+        uint64_t *credit = !c ? NULL : c->has_pending ? &c->pending.credit
+                           : c->cancelled ? NULL : &c->credit;
+        if (!credit)
+            return;
+        *credit = *credit + req.credit > CREDIT_CAP ? CREDIT_CAP : *credit + req.credit;
+        c->idle_since = uv_now(self->loop);
+        if (c->in_flight || c->queued || c->blocked)
+            return;
+        if (c->batch_pos < c->batch_n)
+            pump(c);
+        else
+            enqueue(c);
+        return;
+    }
+    if (req.type == NW_REPLAY_REQ_CANCEL) {
+        if (c && c->in_flight) {
+            c->cancelled = true;
+            c->has_pending = false;
+        } else if (c)
+            free_stream(c);
+        return;
+    }
+    const char *user = zmq_msg_gets(body, "User-Id");
+    if (c && c->in_flight) {
+        /* the new stream starts once the thread gives the cursor back */
+        c->cancelled = c->has_pending = true;
+        c->pending = req;
+        c->pending_has_user = user != NULL;
+        if (user)
+            snprintf(c->pending_user, sizeof c->pending_user, "%s", user);
+        return;
+    }
+    if (c) {
+        unqueue(c);
+        free_batch(c);
+        nw_journal_cursor_destroy(&c->cursor);
+    } else {
+        if (zhashx_size(self->clients) >= NW_REPLAY_MAX_STREAMS) {
+            send_error(self, zmq_msg_data(id), id_len, req.topic, "busy", "too many streams", 0);
+            return;
+        }
+        if (!(c = calloc(1, sizeof *c))) {
+            send_error(self, zmq_msg_data(id), id_len, req.topic, "busy", "out of memory", 0);
+            return;
+        }
+        c->owner = self;
+        memcpy(c->key, key, sizeof key);
+        memcpy(c->id, zmq_msg_data(id), id_len);
+        c->id_len = id_len;
+        if (zhashx_insert(self->clients, c->key, c) != 0) {
+            free(c);
+            return;
+        }
+        self->stats.streams_active++;
+    }
+    self->stats.streams++;
+    start_stream(c, &req, user);
+}
+
+/* Read every pending request: ZMQ_FD only signals the edge. */
+static void drain(nw_replay_t *self)
+{
+    while (!self->closing) {
+        int events = 0;
+        size_t size = sizeof events;
+        if (zmq_getsockopt(self->handle, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
+            return;
+        zmq_msg_t parts[2], extra;
+        size_t frames = 0;
+        int more = 1;
+        zmq_msg_init(&parts[0]);
+        zmq_msg_init(&parts[1]);
+        zmq_msg_init(&extra);
+        while (more) {
+            zmq_msg_t *m = frames < 2 ? &parts[frames] : &extra;
+            if (zmq_msg_recv(m, self->handle, ZMQ_DONTWAIT) < 0)
+                break;
+            frames++;
+            more = zmq_msg_more(m);
+        }
+        if (!more)
+            handle_request(self, &parts[0], &parts[1], frames - 1);
+        zmq_msg_close(&parts[0]);
+        zmq_msg_close(&parts[1]);
+        zmq_msg_close(&extra);
+        if (more)
+            return;
+    }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    (void) status;
+    (void) events;
+    drain(handle->data);
+}
+
+/* pump and free_stream delete from the table: walk a copy of its keys */
+static void each_client(nw_replay_t *self, void (*fn)(client_t *c))
+{
+    zlistx_t *keys = zhashx_keys(self->clients);
+    for (const char *k = keys ? zlistx_first(keys) : NULL; k; k = zlistx_next(keys)) {
+        client_t *c = zhashx_lookup(self->clients, k);
+        if (c)
+            fn(c);
+    }
+    zlistx_destroy(&keys);
+}
+
+static void retry_one(client_t *c)
+{
+    if (c->blocked)
+        pump(c);
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    nw_replay_t *self = timer->data;
+    each_client(self, retry_one);
+    drain(self);
+}
+
+static void sweep_one(client_t *c)
+{
+    if (!c->in_flight && !c->queued && uv_now(c->owner->loop) - c->idle_since >= IDLE_MS) {
+        nw_debug("replay: dropping a stream on '%s' idle for %d s", c->topic, IDLE_MS / 1000);
+        free_stream(c);
+    }
+}
+
+/* Streams waiting for credit that never comes hold a cursor's open files. */
+static void on_sweep(uv_timer_t *timer)
+{
+    nw_replay_t *self = timer->data;
+    each_client(self, sweep_one);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+zsock_t *nw_replay_socket_new(int send_hwm, char *errbuf, size_t errlen)
+{
+    zsock_t *sock = zsock_new(ZMQ_ROUTER);
+    if (!sock) {
+        snprintf(errbuf, errlen, "cannot create ROUTER socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    /* room for a request a little too large, so it gets a bad-request reply; far larger
+     * frames cost the peer its connection */
+    zsock_set_maxmsgsize(sock, NW_REPLAY_MAX_REQUEST + 1024);
+    zsock_set_sndhwm(sock, send_hwm);
+    zsock_set_linger(sock, 0);
+    return sock;
+}
+
+nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *router,
+                           char *errbuf, size_t errlen)
+{
+    nw_replay_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->clients = zhashx_new())) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    zhashx_set_destructor(self->clients, client_free);
+    self->loop = loop;
+    self->journal = journal;
+    self->sock = router;
+    self->handle = zsock_resolve(router);
+    zsock_set_router_mandatory(router, 1);
+    if (uv_poll_init(loop, &self->poll, zsock_fd(router)) != 0) {
+        snprintf(errbuf, errlen, "cannot poll the replay socket");
+        goto fail;
+    }
+    self->poll.data = self;
+    uv_timer_init(loop, &self->retry);
+    uv_timer_init(loop, &self->sweep);
+    self->retry.data = self->sweep.data = self;
+    uv_poll_start(&self->poll, UV_READABLE, on_poll);
+    uv_timer_start(&self->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_unref((uv_handle_t *) &self->sweep);
+    drain(self);
+    return self;
+fail:
+    zsock_destroy(&router);
+    if (self)
+        zhashx_destroy(&self->clients);
+    free(self);
+    return NULL;
+}
+
+void nw_replay_set_authorizer(nw_replay_t *self, nw_replay_allowed_fn *allowed, void *arg)
+{
+    self->allowed = allowed;
+    self->allowed_arg = arg;
+}
+
+void nw_replay_stats(const nw_replay_t *self, nw_replay_stats_t *out)
+{
+    *out = self->stats;
+}
+
+static void on_close(uv_handle_t *handle)
+{
+    nw_replay_t *self = handle->data;
+    if (--self->closes_pending == 0) {
+        zsock_destroy(&self->sock);
+        if (self->reads == 0)
+            free(self);
+    }
+}
+
+void nw_replay_destroy(nw_replay_t **self_p)
+{
+    nw_replay_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    self->closing = true;
+    self->queue_head = self->queue_tail = NULL;
+    /* clients with a read in flight are freed by after_read, which sees closing */
+    zhashx_set_destructor(self->clients, NULL);
+    for (client_t *c = zhashx_first(self->clients); c; c = zhashx_next(self->clients)) {
+        if (c->in_flight)
+            continue;
+        free_batch(c);
+        nw_journal_cursor_destroy(&c->cursor);
+        free(c);
+    }
+    zhashx_destroy(&self->clients);
+    self->closes_pending = 3;
+    uv_poll_stop(&self->poll);
+    uv_close((uv_handle_t *) &self->poll, on_close);
+    uv_close((uv_handle_t *) &self->retry, on_close);
+    uv_close((uv_handle_t *) &self->sweep, on_close);
+}

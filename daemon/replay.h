@@ -1,0 +1,71 @@
+/*
+ * replay: the ROUTER endpoint where a subscriber asks for a topic's journaled messages
+ * (protocol: proto/newswire-v1.md section 8).
+ *
+ * Requests enter as one MessagePack frame behind the ROUTER identity; each client has at
+ * most one stream: a journal cursor read in batches on libuv's thread pool (at most one
+ * read in flight per client, and only a few in the whole pool so the journal's own group
+ * writes never queue behind replays), then sent from the loop thread without blocking,
+ * never beyond the credit the client granted. Memory is bounded by streams x batch.
+ * Replies leave as [topic, body] data, ["$end", map] or ["$error", map].
+ * Loop-thread only, except the cursor reads inside the thread-pool jobs.
+ */
+#ifndef NW_REPLAY_H
+#define NW_REPLAY_H
+
+#include "journal.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define NW_REPLAY_MAX_REQUEST 4096     /* larger request frames are bad requests */
+#define NW_REPLAY_MAX_CREDIT 1000      /* per request/credit message */
+#define NW_REPLAY_MAX_STREAMS 256      /* more concurrent streams: "busy" */
+
+typedef struct nw_replay nw_replay_t;
+
+typedef enum { NW_REPLAY_REQ_REPLAY = 1, NW_REPLAY_REQ_CREDIT, NW_REPLAY_REQ_CANCEL } nw_replay_type_t;
+
+typedef struct {
+    nw_replay_type_t type;
+    char topic[256];                   /* replay: a valid topic */
+    bool has_from, has_last, has_to;   /* replay: exactly one of from/last */
+    uint64_t from, last, to;
+    uint64_t credit;                   /* replay and credit: 1..NW_REPLAY_MAX_CREDIT */
+} nw_replay_request_t;
+
+/* Decode and validate one request frame (pure: no allocation, any bytes). 0, or -1 with
+ * the reason; out->topic is filled as soon as a valid topic was seen, so that an error
+ * reply can name it. */
+int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
+                            char *errbuf, size_t errlen);
+
+/* A ROUTER with the options replay relies on (request size cap, no linger, unreachable
+ * peers reported instead of blocking); the caller may add security, then binds it. */
+zsock_t *nw_replay_socket_new(int send_hwm, char *errbuf, size_t errlen);
+
+/* Takes ownership of the bound router (also on failure). NULL with the reason. */
+nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *router,
+                           char *errbuf, size_t errlen);
+
+/* allowed(arg, user_id, topic) is asked for every replay request; user_id is the request
+ * frame's ZAP "User-Id" (NULL without one). false: a "denied" error. */
+typedef bool (nw_replay_allowed_fn)(void *arg, const char *user_id, const char *topic);
+void nw_replay_set_authorizer(nw_replay_t *self, nw_replay_allowed_fn *allowed, void *arg);
+
+typedef struct {
+    unsigned long streams_active;      /* now */
+    unsigned long streams;             /* started since start */
+    unsigned long messages;            /* data messages sent */
+    unsigned long errors;              /* error replies sent */
+} nw_replay_stats_t;
+void nw_replay_stats(const nw_replay_t *self, nw_replay_stats_t *out);
+
+/* Stops serving at once; memory (and the socket) is freed once the loop has run the
+ * handle closes and the reads still in flight have finished. */
+void nw_replay_destroy(nw_replay_t **self_p);
+
+#endif
