@@ -16,7 +16,7 @@
 
 enum {
     OPT_MAX_SIZE = 256, OPT_SEND_HWM, OPT_DEDUP, OPT_COMMIT_DELAY, OPT_NO_SYNC,
-    OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE,
+    OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE, OPT_REPLAY,
 };
 
 static const struct option long_options[] = {
@@ -33,6 +33,7 @@ static const struct option long_options[] = {
     {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
     {"journal-max-size", required_argument, NULL, OPT_JOURNAL_MAX_SIZE},
     {"journal-max-age", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
+    {"replay", required_argument, NULL, OPT_REPLAY},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -50,6 +51,8 @@ static const char usage[] =
     "  -s, --state DIR          journal, archive and rejected files (default " NW_DEFAULT_STATE ")\n"
     "  -p, --publish ENDPOINT   XPUB endpoint, tcp:// or ipc://; repeatable\n"
     "                           (default " NW_DEFAULT_PUBLISH ")\n"
+    "      --replay ENDPOINT    ROUTER endpoint serving journal replays; repeatable\n"
+    "                           (default: none)\n"
     "  -l, --log-level LEVEL    err, warning, notice, info (default) or debug\n"
     "      --max-size BYTES     reject larger files unread (default 8388608)\n"
     "      --send-hwm N         messages queued per subscriber before drops (default 10000)\n"
@@ -85,7 +88,7 @@ static void set_str(char **slot, const char *value)
 }
 
 /* One setting by its long name, from the file or a flag. */
-static int apply(nw_config_t *self, const char *key, const char *value, bool *publish_reset,
+static int apply(nw_config_t *self, const char *key, const char *value, bool publish_reset[2],
                  char *errbuf, size_t errlen)
 {
     uint64_t n;
@@ -105,6 +108,18 @@ static int apply(nw_config_t *self, const char *key, const char *value, bool *pu
             return -1;
         }
         self->publish[self->publish_count++] = strdup(value);
+    } else if (strcmp(key, "replay") == 0) {
+        if (!publish_reset[1]) {   /* flags replace the file's list, as for publish */
+            for (size_t i = 0; i < self->replay_count; i++)
+                free(self->replay[i]);
+            self->replay_count = 0;
+            publish_reset[1] = true;
+        }
+        if (self->replay_count == NW_CONFIG_MAX_ENDPOINTS) {
+            snprintf(errbuf, errlen, "more than %d replay endpoints", NW_CONFIG_MAX_ENDPOINTS);
+            return -1;
+        }
+        self->replay[self->replay_count++] = strdup(value);
     } else if (strcmp(key, "log-level") == 0) {
         int level = nw_log_level_parse(value);
         if (level < 0) {
@@ -171,11 +186,11 @@ static void set_defaults(nw_config_t *self)
 static int apply_file(nw_config_t *self, zconfig_t *file, char *errbuf, size_t errlen)
 {
     zconfig_t *section = zconfig_locate(file, "newswired");
-    bool publish_reset = false;
+    bool publish_reset[2] = {false, false};   /* publish, replay */
     for (zconfig_t *item = section ? zconfig_child(section) : NULL; item; item = zconfig_next(item)) {
         char reason[256];
         const char *value = zconfig_value(item);
-        if (apply(self, zconfig_name(item), value ? value : "", &publish_reset, reason, sizeof reason) != 0) {
+        if (apply(self, zconfig_name(item), value ? value : "", publish_reset, reason, sizeof reason) != 0) {
             snprintf(errbuf, errlen, "%s: newswired/%s", reason, zconfig_name(item));
             return -1;
         }
@@ -187,7 +202,7 @@ static int apply_file(nw_config_t *self, zconfig_t *file, char *errbuf, size_t e
 static int apply_argv(nw_config_t *self, int argc, char **argv, bool config_only,
                       char *errbuf, size_t errlen)
 {
-    bool publish_reset = false;
+    bool publish_reset[2] = {false, false};   /* publish, replay */
     optind = 1;
     opterr = 0;
     int opt;
@@ -210,7 +225,7 @@ static int apply_argv(nw_config_t *self, int argc, char **argv, bool config_only
         }
         if (config_only || !key)
             continue;
-        if (apply(self, key, optarg ? optarg : "", &publish_reset, errbuf, errlen) != 0)
+        if (apply(self, key, optarg ? optarg : "", publish_reset, errbuf, errlen) != 0)
             return -1;
     }
     if (optind < argc) {
@@ -276,6 +291,8 @@ void nw_config_release(nw_config_t *self)
     free(self->state_dir);
     for (size_t i = 0; i < self->publish_count; i++)
         free(self->publish[i]);
+    for (size_t i = 0; i < self->replay_count; i++)
+        free(self->replay[i]);
     zconfig_destroy(&self->file);
     memset(self, 0, sizeof *self);
 }

@@ -24,6 +24,8 @@ typedef struct {
     char *state_dir;
     char *publish[NW_CONFIG_MAX_ENDPOINTS];
     size_t publish_count;
+    char *replay[NW_CONFIG_MAX_ENDPOINTS];   /* ROUTER endpoints for replay; none by default */
+    size_t replay_count;
     int log_level;                     /* nw_log_level_t */
     uint64_t max_size;                 /* bytes; larger files are rejected unread */
     int send_hwm;                      /* messages queued per subscriber */

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "publish.h"
+#include "replay.h"
 #include "route.h"
 #include "watch.h"
 
@@ -36,6 +37,7 @@ typedef struct {
     nw_journal_t *journal;
     nw_rules_t *rules;
     nw_publish_t *publish;
+    nw_replay_t *replay;          /* NULL without --replay */
     nw_pipeline_t *pipeline;
     nw_watch_t *watch;
     uv_signal_t sigterm, sigint, sighup;
@@ -105,6 +107,9 @@ static void shutdown_loop(daemon_t *d)
     nw_watch_destroy(&d->watch);
     nw_pipeline_destroy(&d->pipeline);
     nw_publish_destroy(&d->publish);
+    /* reads still on the thread pool keep the loop running until they return, so the
+     * journal (closed after the loop) outlives every replay cursor */
+    nw_replay_destroy(&d->replay);
 }
 static void on_drained(void *arg)
 {
@@ -190,6 +195,20 @@ static int start(daemon_t *d, char *err, size_t errlen)
     d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, err, errlen);
     if (!d->publish)
         return -1;
+    if (c->replay_count > 0) {
+        zsock_t *router = nw_replay_socket_new(c->send_hwm, err, errlen);
+        if (!router)
+            return -1;
+        for (size_t i = 0; i < c->replay_count; i++)
+            if (zsock_bind(router, "%s", c->replay[i]) < 0) {
+                snprintf(err, errlen, "cannot bind %s: %s", c->replay[i], zmq_strerror(zmq_errno()));
+                zsock_destroy(&router);
+                return -1;
+            }
+        d->replay = nw_replay_new(d->loop, d->journal, router, err, errlen);
+        if (!d->replay)
+            return -1;
+    }
     d->pipeline = nw_pipeline_new(d->loop, c, d->journal, d->publish, d->rules);
     if (!d->pipeline) {
         snprintf(err, errlen, "out of memory");
