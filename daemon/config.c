@@ -17,6 +17,7 @@
 enum {
     OPT_MAX_SIZE = 256, OPT_SEND_HWM, OPT_DEDUP, OPT_COMMIT_DELAY, OPT_NO_SYNC,
     OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE, OPT_REPLAY,
+    OPT_CURVE_SECRET, OPT_CLIENTS, OPT_INSECURE,
 };
 
 static const struct option long_options[] = {
@@ -33,6 +34,9 @@ static const struct option long_options[] = {
     {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
     {"journal-max-size", required_argument, NULL, OPT_JOURNAL_MAX_SIZE},
     {"journal-max-age", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
+    {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+    {"clients", required_argument, NULL, OPT_CLIENTS},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {"replay", required_argument, NULL, OPT_REPLAY},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -63,6 +67,10 @@ static const char usage[] =
     "      --segment-size BYTES journal segment size (default 67108864)\n"
     "      --journal-max-size BYTES  journal retention by size (default 1073741824)\n"
     "      --journal-max-age SECS    journal retention by age (default 604800)\n"
+    "      --curve-secret FILE  server certificate (CZMQ zcert, the _secret file): CurveZMQ\n"
+    "                           on every endpoint\n"
+    "      --clients DIR        allowed client public certificates, with their topic grants\n"
+    "      --insecure           allow clear text on endpoints other than loopback and ipc\n"
     "  -V, --version            print the version and exit\n"
     "  -h, --help               print this help and exit\n"
     "\n"
@@ -96,6 +104,12 @@ static int apply(nw_config_t *self, const char *key, const char *value, bool pub
         set_str(&self->drop_dir, value);
     else if (strcmp(key, "state") == 0)
         set_str(&self->state_dir, value);
+    else if (strcmp(key, "curve-secret") == 0)
+        set_str(&self->curve_secret, value);
+    else if (strcmp(key, "clients") == 0)
+        set_str(&self->clients_dir, value);
+    else if (strcmp(key, "insecure") == 0)
+        self->insecure = strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
     else if (strcmp(key, "publish") == 0) {
         if (!*publish_reset) {   /* the first endpoint given replaces the default list */
             for (size_t i = 0; i < self->publish_count; i++)
@@ -289,6 +303,8 @@ void nw_config_release(nw_config_t *self)
     free(self->config_file);
     free(self->drop_dir);
     free(self->state_dir);
+    free(self->curve_secret);
+    free(self->clients_dir);
     for (size_t i = 0; i < self->publish_count; i++)
         free(self->publish[i]);
     for (size_t i = 0; i < self->replay_count; i++)

@@ -35,6 +35,9 @@ typedef struct {
     uint64_t segment_size;             /* journal segment rotation size */
     uint64_t journal_max_size;         /* journal retention by size */
     int64_t journal_max_age_ms;        /* journal retention by age */
+    char *curve_secret;                /* server certificate: CURVE on every endpoint; NULL: off */
+    char *clients_dir;                 /* allowed client public certificates */
+    bool insecure;                     /* allow clear text on non-loopback endpoints */
     zconfig_t *file;                   /* the loaded file (rules live there), or NULL */
 } nw_config_t;
 

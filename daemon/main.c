@@ -7,6 +7,7 @@
  * CZMQ's own SIGINT/SIGTERM handler is switched off before CZMQ initialises.
  */
 #include "archive.h"
+#include "auth.h"
 #include "config.h"
 #include "journal.h"
 #include "log.h"
@@ -36,6 +37,7 @@ typedef struct {
     nw_config_t config;
     nw_journal_t *journal;
     nw_rules_t *rules;
+    nw_auth_t *auth;              /* NULL without --curve-secret: clear text */
     nw_publish_t *publish;
     nw_replay_t *replay;          /* NULL without --replay */
     nw_pipeline_t *pipeline;
@@ -166,6 +168,8 @@ static void on_reload(uv_signal_t *handle, int signum)
         nw_rules_unref(&d->rules);
         d->rules = rules;
     }
+    if (d->auth && nw_auth_reload(d->auth, d->config.file, err, sizeof err) != 0)
+        nw_err("reload: client certificates unreadable, keeping the old ones: %s", err);
     nw_notice("reloaded %s: log level %s, %zu subject rules",
               d->config.config_file ? d->config.config_file : "(no config file)",
               nw_log_level_name(nw_log_get_level()), nw_rules_count(d->rules));
@@ -192,13 +196,37 @@ static int start(daemon_t *d, char *err, size_t errlen)
     d->rules = nw_rules_new(c->file, err, errlen);
     if (!d->rules)
         return -1;
-    d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, err, errlen);
+    /* Clear text off this machine only when asked for, never by omission. */
+    char *const *eps[2] = {c->publish, c->replay};
+    size_t neps[2] = {c->publish_count, c->replay_count};
+    for (int k = 0; k < 2 && !c->curve_secret && !c->insecure; k++)
+        for (size_t i = 0; i < neps[k]; i++)
+            if (!nw_auth_endpoint_is_local(eps[k][i])) {
+                snprintf(err, errlen, "%s is not loopback: give --curve-secret and --clients, "
+                         "or --insecure for clear text", eps[k][i]);
+                return -1;
+            }
+    if (c->clients_dir && !c->curve_secret) {
+        snprintf(err, errlen, "--clients needs --curve-secret");
+        return -1;
+    }
+    if (c->curve_secret) {
+        d->auth = nw_auth_new(c->curve_secret, c->clients_dir, c->file, err, errlen);
+        if (!d->auth)
+            return -1;
+    }
+    d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, d->auth,
+                                err, errlen);
     if (!d->publish)
         return -1;
     if (c->replay_count > 0) {
         zsock_t *router = nw_replay_socket_new(c->send_hwm, err, errlen);
         if (!router)
             return -1;
+        if (d->auth && nw_auth_server(d->auth, router, err, errlen) != 0) {
+            zsock_destroy(&router);
+            return -1;
+        }
         for (size_t i = 0; i < c->replay_count; i++)
             if (zsock_bind(router, "%s", c->replay[i]) < 0) {
                 snprintf(err, errlen, "cannot bind %s: %s", c->replay[i], zmq_strerror(zmq_errno()));
@@ -208,6 +236,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
         d->replay = nw_replay_new(d->loop, d->journal, router, err, errlen);
         if (!d->replay)
             return -1;
+        if (d->auth)
+            nw_replay_set_authorizer(d->replay, nw_auth_allowed, d->auth);
     }
     d->pipeline = nw_pipeline_new(d->loop, c, d->journal, d->publish, d->rules);
     if (!d->pipeline) {
@@ -283,6 +313,7 @@ int main(int argc, char **argv)
     nw_journal_close(&d.journal);
     uv_run(d.loop, UV_RUN_DEFAULT);   /* the journal's handles finish closing */
     nw_rules_unref(&d.rules);
+    nw_auth_destroy(&d.auth);
     nw_config_release(&d.config);
     uv_loop_close(d.loop);
     zsys_shutdown();

@@ -8,6 +8,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,72 @@ struct nw_publish {
     uv_poll_t poll;
     nw_publish_stats_t stats;
     uint64_t last_drop_log_ms;
+    nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
+    zhashx_t *applied;           /* "user-id\x1fprefix" -> how many live subscriptions of
+                                    that key asked for it (XPUB_MANUAL only) */
 };
+
+static void free_count(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Manual mode: libzmq's trie holds a pipe once per prefix, whatever number of the
+ * key's subscriptions led to it, and a pipe has no identity we can read. So a prefix
+ * is unsubscribed only when no subscription of the same key still wants it; at worst
+ * a pipe keeps receiving topics it is granted but no longer asked for (its SUB socket
+ * filters them out), never loses one it still wants nor gains one outside its grants. */
+static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscribe,
+                         const char *sub, size_t sublen, const char *shown)
+{
+    const char *user_id = zmq_msg_gets(msg, "User-Id");
+    if (!user_id) {
+        /* A pipe that went away: libzmq already dropped its subscriptions. */
+        if (!subscribe)
+            self->stats.subscriptions--;
+        return;
+    }
+    const char *name = nw_auth_key_name(self->auth, user_id);
+    char subbuf[512];
+    const char *allowed[NW_AUTH_MAX_GRANTS];
+    size_t n = nw_auth_grant(self->auth, user_id, sub, sublen, subbuf, allowed, NW_AUTH_MAX_GRANTS);
+    if (n == 0) {
+        if (subscribe) {
+            self->stats.denied++;
+            nw_warn("denied subscription '%s' from key %s: outside its grants", shown,
+                    name ? name : user_id);
+        }
+        return;
+    }
+    char list[1024] = "";
+    for (size_t i = 0; i < n; i++) {
+        char key[600];
+        snprintf(key, sizeof key, "%s\x1f%s", user_id, allowed[i]);
+        size_t *count = zhashx_lookup(self->applied, key);
+        if (subscribe) {
+            zmq_setsockopt(self->handle, ZMQ_SUBSCRIBE, allowed[i], strlen(allowed[i]));
+            if (!count && (count = calloc(1, sizeof *count)))
+                zhashx_insert(self->applied, key, count);
+            if (count)
+                ++*count;
+            self->stats.subscriptions++;
+        } else if (count && --*count == 0) {
+            zmq_setsockopt(self->handle, ZMQ_UNSUBSCRIBE, allowed[i], strlen(allowed[i]));
+            zhashx_delete(self->applied, key);
+            self->stats.subscriptions--;
+        }
+        char one[300];
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "",
+                 nw_log_escape(allowed[i], one, sizeof one));
+    }
+    if (subscribe && (n != 1 || strlen(allowed[0]) != sublen)) {
+        self->stats.denied++;
+        nw_info("subscription '%s' from key %s narrowed to its grants: %s", shown,
+                name ? name : user_id, list);
+    }
+    nw_debug("key %s: %s %s", name ? name : user_id, subscribe ? "subscribe" : "unsubscribe", list);
+}
 
 /* Read every pending subscription message; needed after any socket operation because
  * ZMQ_FD only signals the edge. */
@@ -42,15 +108,17 @@ static void publish_drain(nw_publish_t *self)
             memcpy(topic, data + 1, len);
             topic[len] = '\0';
             char shown[1100];
-            if (data[0] == 1) {
+            nw_log_escape(topic, shown, sizeof shown);
+            if (data[0] == 1)
                 self->stats.subscribes++;
-                self->stats.subscriptions++;
-            } else {
+            else
                 self->stats.unsubscribes++;
-                self->stats.subscriptions--;
-            }
-            nw_debug("%s '%s' (%ld active)", data[0] ? "subscribe" : "unsubscribe",
-                     nw_log_escape(topic, shown, sizeof shown), self->stats.subscriptions);
+            if (self->auth)   /* before any other receive: it applies to the last pipe */
+                apply_manual(self, &msg, data[0] == 1, (const char *) data + 1, (size_t) n - 1, shown);
+            else
+                self->stats.subscriptions += data[0] == 1 ? 1 : -1;
+            nw_debug("%s '%s' (%ld active)", data[0] ? "subscribe" : "unsubscribe", shown,
+                     self->stats.subscriptions);
         }
         zmq_msg_close(&msg);
     }
@@ -64,7 +132,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 }
 
 nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
-                             int send_hwm, char *errbuf, size_t errlen)
+                             int send_hwm, nw_auth_t *auth, char *errbuf, size_t errlen)
 {
     nw_publish_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -83,6 +151,18 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &one, sizeof one);
     zmq_setsockopt(self->handle, ZMQ_XPUB_VERBOSER, &one, sizeof one);
     zmq_setsockopt(self->handle, ZMQ_LINGER, &linger, sizeof linger);
+    if (auth) {
+        self->auth = auth;
+        self->applied = zhashx_new();
+        if (!self->applied) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
+        zhashx_set_destructor(self->applied, free_count);
+        zmq_setsockopt(self->handle, ZMQ_XPUB_MANUAL, &one, sizeof one);
+        if (nw_auth_server(auth, self->sock, errbuf, errlen) != 0)
+            goto fail;
+    }
     for (size_t i = 0; i < count; i++) {
         if (zmq_bind(self->handle, endpoints[i]) != 0) {
             snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i], zmq_strerror(zmq_errno()));
@@ -100,6 +180,7 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     return self;
 fail:
     zsock_destroy(&self->sock);
+    zhashx_destroy(&self->applied);
     free(self);
     return NULL;
 }
@@ -157,6 +238,7 @@ static void on_close(uv_handle_t *handle)
 {
     nw_publish_t *self = handle->data;
     zsock_destroy(&self->sock);
+    zhashx_destroy(&self->applied);
     free(self);
 }
 

@@ -8,6 +8,12 @@
  * and the message is then sent again in lossy mode, so only the full subscriber misses
  * it; the miss is counted and logged instead of vanishing silently (the journal still
  * holds the message, and the subscriber sees the seq gap).
+ * With an nw_auth_t the socket is a CURVE server in ZMQ_XPUB_MANUAL mode: every
+ * subscription message carries the subscriber's ZAP User-Id, and only the part of it the
+ * key's grants allow is applied (a subscription to everything becomes one per grant);
+ * libzmq applies a manual subscription to the pipe that spoke last, so the grant is
+ * applied right after each receive, before the next one. Without auth, subscriptions
+ * apply as sent.
  * Used only on the loop thread.
  */
 #ifndef NW_PUBLISH_H
@@ -15,6 +21,7 @@
 
 #include <stddef.h>
 #include <uv.h>
+#include "auth.h"
 
 typedef struct nw_publish nw_publish_t;
 
@@ -23,11 +30,14 @@ typedef struct {
     unsigned long dropped;       /* messages a full subscriber queue missed */
     unsigned long subscribes;    /* subscription messages seen */
     unsigned long unsubscribes;
+    unsigned long denied;        /* subscriptions refused or narrowed by the grants */
     long subscriptions;          /* subscriptions now active (all subscribers) */
 } nw_publish_stats_t;
 
+/* auth NULL: clear text, subscriptions unchecked. auth is borrowed and must outlive
+ * the publisher. */
 nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
-                             int send_hwm, char *errbuf, size_t errlen);
+                             int send_hwm, nw_auth_t *auth, char *errbuf, size_t errlen);
 /* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);

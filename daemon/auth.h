@@ -1,0 +1,68 @@
+/*
+ * auth: who may connect and which topics each client may read.
+ *
+ * The server certificate (CZMQ zcert file, --curve-secret) makes a socket a CurveZMQ
+ * server; CZMQ's zauth actor checks every handshake against the folder of allowed
+ * client public certificates (--clients), which zauth re-reads whenever it changes.
+ * This module reads the same folder itself to know, per public key, the key's name
+ * (the certificate's "name" metadata, else its file name) and its grants: the topic
+ * prefixes listed in the certificate's "topics" metadata ("telecoms, sport.football";
+ * "*" grants everything) plus those of the config's top-level "grants" section, which
+ * maps key names to the same lists:
+ *
+ *     grants
+ *         alice = "telecoms, sport.football"
+ *
+ * A grant is a whole-level prefix (proto/newswire-v1.md section 5): "telecoms" covers
+ * "telecoms" and "telecoms.5g", never "telecomsx".
+ * Keys arrive as ZAP User-Ids: the Z85 text of the client's public key.
+ * Used on the loop thread only.
+ */
+#ifndef NW_AUTH_H
+#define NW_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <czmq.h>
+
+#define NW_AUTH_MAX_GRANTS 64
+
+typedef struct nw_auth nw_auth_t;
+
+/* Load the server certificate and the client store, start zauth on CZMQ's context.
+ * config may be NULL (no "grants" section). NULL on error, reason in errbuf. */
+nw_auth_t *nw_auth_new(const char *secret_cert, const char *clients_dir, zconfig_t *config,
+                       char *errbuf, size_t errlen);
+void nw_auth_destroy(nw_auth_t **self_p);
+
+/* Re-read the client folder and the grants (SIGHUP). On error the old store stays. */
+int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errlen);
+
+/* Make sock a CURVE server with our certificate; call before bind. */
+int nw_auth_server(nw_auth_t *self, zsock_t *sock, char *errbuf, size_t errlen);
+
+/* The name of a key, or NULL for a key the store does not hold. */
+const char *nw_auth_key_name(nw_auth_t *self, const char *user_id);
+
+/* The raw prefixes to apply for a subscription of user_id to sub (length sublen, may
+ * hold any bytes): the parts of it the key's grants allow. Writes up to max pointers
+ * into out (strings owned by self or equal to sub's bytes copied into subbuf, which
+ * must hold sublen + 1 bytes); returns how many. 0 means denied. */
+size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size_t sublen,
+                     char *subbuf, const char **out, size_t max);
+
+/* Replay's authorizer: may user_id read topic? (arg is the nw_auth_t.) */
+bool nw_auth_allowed(void *arg, const char *user_id, const char *topic);
+
+/* Does endpoint stay on this machine (ipc://, inproc://, tcp:// on 127.0.0.0/8, ::1 or
+ * localhost)? Clear text is allowed there without --insecure. */
+bool nw_auth_endpoint_is_local(const char *endpoint);
+
+/* The grant logic itself, for the store and for tests. level_prefix: does prefix P cover
+ * T whole-level ("" covers everything; P == T; T continues P with a '.'; or P itself
+ * ends with '.')? nw_grant_intersect: the part of subscription S that grant G allows:
+ * G when S covers G, S when G covers S, else NULL. */
+bool nw_level_prefix(const char *p, size_t plen, const char *t, size_t tlen);
+const char *nw_grant_intersect(const char *g, const char *s, size_t slen);
+
+#endif
