@@ -507,6 +507,7 @@ struct nw_journal {
     uint64_t last_start;        /* uv_now() when the last write began */
     uv_timer_t *timer;
     uint64_t bytes, records, commits, fsyncs, failures, discarded;
+    bool failing;              /* the last group write failed: log the next ones quietly */
     int64_t pruned_ms;          /* wall time seen was last pruned */
 };
 
@@ -805,12 +806,16 @@ static void finish(nw_journal_t *self)
             map_set(self->durable, zhashx_cursor(b->seqs), *v);
         batch_clear(b);
         prune_seen(self);
+        self->failing = false;
     } else if (err) {
         self->failures++;
         if (!job->create && self->nsegs)
             self->segs[self->nsegs - 1].size = job->end_len;
-        nw_warn("journal: writing " SEG_FMT " failed (%s): %" PRIu64 " records dropped",
-                job->num, strerror(err), b->records + self->open->records);
+        /* A full disk fails every retry: say it once, then only at debug level. */
+        nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
+               "journal: writing " SEG_FMT " failed (%s): %" PRIu64 " records dropped",
+               job->num, strerror(err), b->records + self->open->records);
+        self->failing = true;
         /* everything appended after the failed batch took seqs that follow its own */
         batch_t *o = self->open;
         then = o->waiters;

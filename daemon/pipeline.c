@@ -92,6 +92,7 @@ struct nw_pipeline {
     nw_rules_t *rules;
     zhashx_t *known;          /* rel -> entry_t */
     entry_t *pending_head, *pending_tail;
+    entry_t *retry_tail;      /* last entry put back while paused, or NULL */
     job_t *flight_head, *flight_tail;
     unsigned jobs;            /* allocated jobs (all stages) */
     bool paused;              /* the journal failed: wait for RETRY_MS */
@@ -118,18 +119,27 @@ static void entry_free(void **item)
     *item = NULL;
 }
 
+/* front: the entry goes back ahead of those not yet started, after any put back
+ * before it while paused (retry_tail), so files put back keep their order. */
 static void pending_push(nw_pipeline_t *self, entry_t *entry, bool front)
 {
     entry->next = NULL;
     if (!self->pending_head)
         self->pending_head = self->pending_tail = entry;
-    else if (front) {
+    else if (front && self->retry_tail) {
+        entry->next = self->retry_tail->next;
+        self->retry_tail->next = entry;
+        if (self->pending_tail == self->retry_tail)
+            self->pending_tail = entry;
+    } else if (front) {
         entry->next = self->pending_head;
         self->pending_head = entry;
     } else {
         self->pending_tail->next = entry;
         self->pending_tail = entry;
     }
+    if (front && self->paused)
+        self->retry_tail = entry;
     self->stats.pending++;
 }
 
@@ -137,6 +147,8 @@ static entry_t *pending_pop(nw_pipeline_t *self)
 {
     entry_t *entry = self->pending_head;
     if (entry) {
+        if (entry == self->retry_tail)
+            self->retry_tail = NULL;
         self->pending_head = entry->next;
         if (!self->pending_head)
             self->pending_tail = NULL;
@@ -435,6 +447,7 @@ static void on_retry(uv_timer_t *timer)
 {
     nw_pipeline_t *self = timer->data;
     self->paused = false;
+    self->retry_tail = NULL;
     pump(self);
 }
 
@@ -455,7 +468,7 @@ static void on_durable(void *arg, int status)
     nw_pipeline_t *self = job->owner;
     char name[1100];
     if (status != 0) {
-        if (!self->paused)
+        if (!self->stats.disk_full)
             nw_err("journal write failed (%s): not taking files until it succeeds; "
                    "they stay in the drop folder", strerror(-status));
         job_defer(self, job);
@@ -661,6 +674,7 @@ void nw_pipeline_drain(nw_pipeline_t *self, void (*done)(void *arg), void *arg)
     uv_timer_stop(&self->retry);
     /* A paused pipeline holds no job that can finish on its own but by retrying. */
     self->paused = false;
+    self->retry_tail = NULL;
     pump(self);
 }
 

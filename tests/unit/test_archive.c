@@ -78,6 +78,32 @@ int main(void)
     snprintf(reason, sizeof reason, "%s.reason", dest);
     CHECK_STR(read_file(reason), "no headline second line \n");
 
+    /* a second reject of the same name gets its own name and its own reason */
+    snprintf(src, sizeof src, "%s/bad.txt", drop);
+    write_file(src, "junk again");
+    CHECK(nw_archive_reject(state, src, "no body", dest, sizeof dest, err, sizeof err) == 0);
+    snprintf(expect, sizeof expect, "%s/rejected/bad-1.txt", state);
+    CHECK_STR(dest, expect);
+    snprintf(reason, sizeof reason, "%s.reason", dest);
+    CHECK_STR(read_file(reason), "no body\n");
+    snprintf(reason, sizeof reason, "%s/rejected/bad.txt.reason", state);
+    CHECK_STR(read_file(reason), "no headline second line \n");
+
+    /* what a crash inside a reject leaves is cleared at the next start: a half-written
+     * reason, and a reason whose file never arrived; real pairs stay */
+    char stale[700];
+    snprintf(stale, sizeof stale, "%s/rejected/.x.txt.reason.tmp", state);
+    write_file(stale, "half");
+    snprintf(stale, sizeof stale, "%s/rejected/orphan.txt.reason", state);
+    write_file(stale, "orphan\n");
+    CHECK(nw_archive_prepare(state, err, sizeof err) == 0);
+    CHECK(access(stale, F_OK) != 0);
+    snprintf(stale, sizeof stale, "%s/rejected/.x.txt.reason.tmp", state);
+    CHECK(access(stale, F_OK) != 0);
+    CHECK(access(reason, F_OK) == 0);
+    snprintf(stale, sizeof stale, "%s/rejected/bad-1.txt.reason", state);
+    CHECK(access(stale, F_OK) == 0);
+
     /* a missing source is an error with a reason, not a crash */
     snprintf(src, sizeof src, "%s/gone.txt", drop);
     CHECK(nw_archive_store(state, src, day_ms, dest, sizeof dest, err, sizeof err) == -1);
