@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #define STATUS_MS 1000
+#define SUMMARY_MS 60000
 #define STOP_DEADLINE_MS 4500   /* systemd and scripts expect an exit within 5 s */
 
 typedef struct {
@@ -45,6 +46,8 @@ typedef struct {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
     char last_status[512];
+    unsigned long status_ticks;
+    nw_pipeline_stats_t summary;   /* counters at the last summary line */
     bool handles_ready;       /* the signal and timer handles were initialised */
     bool stopping;
     int exit_code;
@@ -81,7 +84,29 @@ static void update_status(daemon_t *d)
     }
 }
 
-static void on_status(uv_timer_t *timer) { update_status(timer->data); }
+/* Articles are logged one by one at debug level only (a line per article costs a
+ * write on the loop thread); info gets a summary a minute while anything happens. */
+static void log_summary(daemon_t *d)
+{
+    nw_pipeline_stats_t ps;
+    nw_pipeline_stats(d->pipeline, &ps);
+    unsigned long published = ps.published - d->summary.published;
+    unsigned long rejected = ps.rejected - d->summary.rejected;
+    unsigned long duplicates = ps.duplicates - d->summary.duplicates;
+    if (published || rejected || duplicates)
+        nw_info("last minute: %lu published (%lu messages), %lu rejected, %lu duplicates; "
+                "%lu waiting", published, ps.messages - d->summary.messages, rejected,
+                duplicates, ps.pending + ps.in_flight);
+    d->summary = ps;
+}
+
+static void on_status(uv_timer_t *timer)
+{
+    daemon_t *d = timer->data;
+    update_status(d);
+    if (++d->status_ticks % (SUMMARY_MS / STATUS_MS) == 0)
+        log_summary(d);
+}
 
 static void on_watchdog(uv_timer_t *timer)
 {

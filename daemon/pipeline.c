@@ -487,7 +487,7 @@ static void on_durable(void *arg, int status)
     }
     self->stats.published++;
     self->stats.messages += job->topic_count;
-    nw_info("published %s as %s on %zu topic%s (first '%s')", shown(job, name, sizeof name),
+    nw_debug("published %s as %s on %zu topic%s (first '%s')", shown(job, name, sizeof name),
             job->id, job->topic_count, job->topic_count == 1 ? "" : "s", job->topics[0]);
     start_archive(self, job);
 }
@@ -649,6 +649,9 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
         return NULL;
     }
     zhashx_set_destructor(self->known, entry_free);
+    /* The key is the entry's own rel: no second copy per pending file. */
+    zhashx_set_key_duplicator(self->known, NULL);
+    zhashx_set_key_destructor(self->known, NULL);
     self->loop = loop;
     self->config = config;
     self->journal = journal;
