@@ -66,6 +66,8 @@ struct nw_client {
     uint64_t active_base;        /* active->last when it started: did it progress? */
     int active_join;             /* it is a late join */
     unsigned active_used;        /* data received since credit was last granted */
+    int idle_ms;                 /* quiet time after live traffic that triggers a probe */
+    int64_t probe_due;           /* when the probe is due (0: none armed) */
     uint64_t replayed, replay_errors;
     char error[256];
 };
@@ -78,6 +80,8 @@ struct nw_message {
 
 /* What reading one message off the socket came to. */
 enum { READ_NONE, READ_MESSAGE, READ_SKIP, READ_BAD, READ_ERROR, READ_HELD };
+
+static int64_t mono_ms(void);
 
 static void message_free(void **item)
 {
@@ -390,6 +394,8 @@ static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **ou
     int rc = client_decode(self, frames, 1, &msg);
     if (rc != READ_MESSAGE)
         return rc;
+    if (self->replay && self->idle_ms > 0)
+        self->probe_due = mono_ms() + self->idle_ms;
     rc = client_track(self, msg);
     if (rc == READ_HELD)
         return READ_SKIP;          /* msg belongs to the topic's held list now */
@@ -750,6 +756,26 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     return READ_MESSAGE;
 }
 
+/* A quiet spell after live traffic: the last messages of a burst may have been dropped
+ * with nothing after them to reveal the gap, so ask the journal for anything newer. */
+static void replay_probe(nw_client_t *self)
+{
+    self->probe_due = 0;
+    for (topic_state_t *state = zhashx_first(self->topics); state;
+         state = zhashx_next(self->topics)) {
+        if (state->epoch && !state->queued) {
+            state->need_to = 0;
+            replay_enqueue(self, state);
+        }
+    }
+}
+
+void nw_client_set_replay_idle(nw_client_t *self, int idle_ms)
+{
+    self->idle_ms = idle_ms > 0 ? idle_ms : 0;
+    self->probe_due = 0;
+}
+
 int nw_client_set_replay(nw_client_t *self, const char *endpoint)
 {
     if (self->replay) {
@@ -770,6 +796,7 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint)
         goto fail;
     }
     zlistx_set_destructor(self->ready, message_free);
+    self->idle_ms = NW_CLIENT_REPLAY_IDLE_MS;
     return 0;
 fail:
     if (self->replay)
@@ -898,6 +925,15 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
             wait = (long) (deadline - mono_ms());
             if (wait <= 0)
                 return NW_RECV_TIMEOUT;
+        }
+        if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0) {
+            long until = (long) (self->probe_due - mono_ms());
+            if (until <= 0) {
+                replay_probe(self);
+                continue;
+            }
+            if (wait < 0 || until < wait)
+                wait = until;
         }
         zmq_pollitem_t items[2] = {
             { .socket = self->sock, .events = ZMQ_POLLIN },

@@ -79,6 +79,12 @@ int nw_client_connect(nw_client_t *self, const char *endpoint);
  * the endpoint is unusable or one is set already. */
 int nw_client_set_replay(nw_client_t *self, const char *endpoint);
 
+/* A gap at the end of a burst has no later message to reveal it; so after live traffic
+ * followed by idle_ms of quiet (default NW_CLIENT_REPLAY_IDLE_MS) the client asks the
+ * journal once for anything newer on its topics. 0 turns this off. */
+#define NW_CLIENT_REPLAY_IDLE_MS 500
+void nw_client_set_replay_idle(nw_client_t *self, int idle_ms);
+
 /* Late join (needs nw_client_set_replay): return topic's journaled articles from seq
  * from_seq (since) or its newest n (last) ahead of its live ones. Exactly that topic,
  * not the ones below it; it is also subscribed (with the usual prefix rule). Call after

@@ -7,14 +7,21 @@ ZeroMQ filters subscriptions by raw byte prefix, so this module applies the prot
 rule on receipt: subscription S matches topic T iff S == "" or T == S or T starts
 with S + ".". It tracks (epoch, last seq) per topic to report gaps and drop duplicates.
 
+With a replay endpoint (the daemon's --replay, REPLAY_PROTOCOL) gaps are filled from
+the daemon's journal instead of reported: the topic's live messages are held while the
+missing seqs are streamed (one stream at a time, with credit), so each article comes
+once and in seq order per topic. --since/--last replay exactly the named topics first.
+
 As a program it prints one JSON object per article:
     /usr/bin/python3 newswire_sub.py --connect tcp://127.0.0.1:5556 --count 10 telecoms
+    /usr/bin/python3 newswire_sub.py --connect ... --replay tcp://127.0.0.1:5557 --since 1 telecoms
 As a module:
     sub = Subscriber(["tcp://127.0.0.1:5556"], ["telecoms"])
     msg = sub.recv(timeout=5.0)    # a dict, or None on timeout
 Needs Debian's python3-zmq and python3-msgpack.
 """
 import argparse
+import collections
 import json
 import re
 import sys
@@ -159,20 +166,42 @@ def decode_body(data):
     return m
 
 
+REPLAY_CREDIT = 256       # initial credit of a stream; half of it is granted again as used
+HOLD_MAX = 1024           # live messages held per topic while its replay runs
+
+
+class _Topic:
+    """Replay bookkeeping of one topic (with a replay endpoint only)."""
+
+    def __init__(self, name, epoch=None, last=0):
+        self.name, self.epoch, self.last = name, epoch, last  # last: last seq returned
+        self.held = []          # live messages waiting behind the replay
+        self.need_to = 0        # the replay must reach this seq (0: the journal's head)
+        self.queued = False     # waiting for a stream, or streaming
+        self.join = None        # ("from", S) or ("last", N) for a late join's stream
+        self.lost = 0           # given up right before the next one: its gap_before
+        self.from_known = False # a since join: last is meaningful before the epoch is known
+
+
 class Subscriber:
-    """One SUB socket. recv() returns decoded message dicts, each with an extra
-    "gap_before" (articles of that topic missed just before it) and "epoch_changed"."""
+    """One SUB socket (and a DEALER for replay). recv() returns decoded message dicts,
+    each with an extra "gap_before" (articles of that topic missed just before it) and
+    "epoch_changed"."""
 
     def __init__(self, endpoints=(DEFAULT_ENDPOINT,), topics=("",), hwm=None,
-                 on_gap=None, on_bad=None, context=None):
+                 on_gap=None, on_bad=None, context=None, replay=None, since=None, last=None,
+                 replay_idle=0.5):
         for topic in topics:
             if topic != "" and not topic_valid(topic):
                 raise ValueError("not a topic name: %r" % topic)
+        if (since or last) and (replay is None or "" in topics):
+            raise ValueError("since/last need a replay endpoint and topics")
         self.topics = list(dict.fromkeys(topics)) or [""]
         self.on_gap = on_gap          # called as on_gap(topic, epoch, first, last)
         self.on_bad = on_bad          # called as on_bad(reason)
-        self.state = {}               # topic -> [epoch, last seq]
+        self.state = {}               # topic -> [epoch, last seq] (or _Topic with replay)
         self.received = self.gaps = self.duplicates = self.bad = 0
+        self.replayed = self.replay_errors = 0
         self.last_error = ""
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.SUB)
@@ -184,9 +213,30 @@ class Subscriber:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         for endpoint in endpoints:
             self.socket.connect(endpoint)   # raises zmq.ZMQError on a bad endpoint
+        self.replay = None
+        self.ready = collections.deque()    # messages to return before reading sockets
+        self.waiting = collections.deque()  # _Topic wanting a stream, FIFO
+        self.active = None                  # the streaming _Topic
+        # The end of a burst may be dropped with nothing after it to reveal the gap: after
+        # live traffic and replay_idle seconds of quiet, ask the journal for anything newer.
+        self.replay_idle = replay_idle
+        self.probe_due = None
+        if replay is not None:
+            self.replay = self._context.socket(zmq.DEALER)
+            self.replay.setsockopt(zmq.LINGER, 0)
+            self.replay.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+            self.replay.connect(replay)
+            # Subscribed first: live ones arriving during the join's replay are held.
+            for topic in self.topics if (since or last) else ():
+                t = self.state[topic] = _Topic(topic, last=(since - 1) if since else 0)
+                t.join = ("from", since) if since else ("last", last)
+                t.from_known = bool(since)
+                self._enqueue(t)
 
     def close(self):
         self.socket.close()
+        if self.replay is not None:
+            self.replay.close()
 
     def __enter__(self):
         return self
@@ -197,17 +247,34 @@ class Subscriber:
     def recv(self, timeout=None):
         """The next message (dict), or None when timeout seconds pass first."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        if self.replay is not None:
+            poller.register(self.replay, zmq.POLLIN)
         while True:
+            if self.replay is not None:
+                self._pump()
+                if self.ready:
+                    self.received += 1
+                    return self.ready.popleft()
             wait = None
             if deadline is not None:
                 wait = max(0, int((deadline - time.monotonic()) * 1000))
-            if not self.socket.poll(wait):
+            if self.probe_due is not None and self.active is None and not self.waiting:
+                until = int((self.probe_due - time.monotonic()) * 1000)
+                if until <= 0:
+                    self._probe()
+                    continue
+                wait = until if wait is None else min(wait, until)
+            events = dict(poller.poll(wait))
+            if not events:
                 if deadline is None or time.monotonic() >= deadline:
                     return None
                 continue
-            frames = self.socket.recv_multipart()
+            from_replay = self.replay in events
+            frames = (self.replay if from_replay else self.socket).recv_multipart()
             try:
-                msg = self._accept(frames)
+                msg = self._replay_reply(frames) if from_replay else self._accept(frames)
             except BadMessage as e:
                 self.bad += 1
                 self.last_error = str(e)
@@ -234,6 +301,10 @@ class Subscriber:
             raise BadMessage("topic frame %r differs from topic key" % topic)
         seq, epoch = m["seq"], m["epoch"]
         m["gap_before"], m["epoch_changed"] = 0, False
+        if self.replay is not None:
+            if self.replay_idle:
+                self.probe_due = time.monotonic() + self.replay_idle
+            return self._track_replay(m)
         state = self.state.get(topic)
         if state is None:
             self.state[topic] = [epoch, seq]     # joined late: not a gap
@@ -253,6 +324,177 @@ class Subscriber:
         return m
 
 
+    # --- replay: gap filling and late joins ---------------------------------------
+
+    def _request(self, **keys):
+        self.replay.send(msgpack.packb(dict({"v": 1}, **keys)))
+
+    def _enqueue(self, t):
+        if not t.queued:
+            t.queued = True
+            self.waiting.append(t)
+
+    def _lost(self, t, first, last):
+        """Seqs first..last of t are given up for good."""
+        if last < first:
+            return
+        self.gaps += last - first + 1
+        t.lost += last - first + 1
+        if self.on_gap:
+            self.on_gap(t.name, t.epoch or "", first, last)
+        t.last = last
+
+    def _probe(self):
+        self.probe_due = None
+        for t in self.state.values():
+            if t.epoch is not None and not t.queued:
+                t.need_to = 0
+                self._enqueue(t)
+
+    def _pump(self):
+        """Start the next stream when none is active."""
+        if self.active is not None or not self.waiting:
+            return
+        t = self.waiting.popleft()
+        req = {"type": "replay", "topic": t.name, "credit": REPLAY_CREDIT}
+        if t.join:
+            req[t.join[0]] = t.join[1]
+        else:
+            req["from"] = t.last + 1
+            if t.need_to:
+                req["to"] = t.need_to
+        self.active, self.active_from = t, req.get("from", 0)
+        self.active_base, self.active_join, self.active_used = t.last, bool(t.join), 0
+        t.join = None
+        self._request(**req)
+
+    def _track_replay(self, m):
+        """A live message, replay mode: return it, hold it, or start a replay."""
+        topic, seq, epoch = m["topic"], m["seq"], m["epoch"]
+        t = self.state.get(topic)
+        if t is None or (t.epoch is None and not t.queued):
+            self.state[topic] = _Topic(topic, epoch, seq)  # joined late: not a gap
+            return m
+        if t.epoch is not None and t.epoch != epoch:     # publisher lost its history
+            self._forget(t)
+            t.epoch, t.last, m["epoch_changed"] = epoch, seq, True
+            return m
+        if t.epoch is not None and seq <= t.last:
+            self.duplicates += 1
+            return None
+        if not t.queued:
+            if seq == t.last + 1:
+                t.last = seq
+                return m
+            t.need_to = seq - 1
+            self._enqueue(t)
+        if len(t.held) >= HOLD_MAX:      # the journal has them: ask it rather than hold
+            t.held = []
+            t.need_to = max(t.need_to, seq)
+        else:
+            t.held.append(m)
+        return None
+
+    def _forget(self, t):
+        """Drop what was pending for t (its epoch changed)."""
+        t.held, t.need_to, t.join = [], 0, None
+        if self.active is t:
+            self._request(type="cancel")
+            self.active = None
+        elif t in self.waiting:
+            self.waiting.remove(t)
+        t.queued = False
+
+    def _settle(self, t, progress):
+        """After t's stream: return held ones in order until one is missing, then ask
+        again (the stream progressed, so another may too) or give the missing up."""
+        while True:
+            head = t.held[0] if t.held else None
+            if head and t.epoch is not None and head["epoch"] != t.epoch:
+                t.epoch, t.last, head["epoch_changed"] = head["epoch"], head["seq"] - 1, True
+            if head and t.epoch is None:     # a join that replayed nothing
+                t.epoch = head["epoch"]
+                if not t.from_known:
+                    t.last = head["seq"] - 1
+            if head and head["seq"] <= t.last:
+                self.duplicates += 1
+                t.held.pop(0)
+                continue
+            want = head["seq"] - 1 if head else t.need_to
+            if want > t.last:
+                if progress:
+                    t.need_to, t.queued = want, False
+                    self._enqueue(t)
+                    return
+                self._lost(t, t.last + 1, want)
+            if not head:
+                break
+            t.held.pop(0)
+            head["gap_before"], t.lost, t.last = t.lost, 0, head["seq"]
+            self.ready.append(head)
+        t.need_to, t.queued = 0, False
+
+    def _replay_reply(self, frames):
+        """One reply on the DEALER: data of the active stream, or its $end or $error."""
+        if len(frames) != 2:
+            raise BadMessage("replay reply of %d frame(s), want 2" % len(frames))
+        if frames[0] in (b"$end", b"$error"):
+            return self._replay_control(frames[0] == b"$error", frames[1])
+        try:
+            topic = frames[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise BadMessage("replay topic frame is not a topic name") from None
+        m = decode_body(frames[1])
+        if m["topic"] != topic:
+            raise BadMessage("replay topic frame %r differs from topic key" % topic)
+        t = self.active
+        if t is not None:
+            self.active_used += 1
+            if self.active_used >= REPLAY_CREDIT // 2:
+                self._request(type="credit", credit=REPLAY_CREDIT // 2)
+                self.active_used = 0
+        if (t is None or t.name != topic or (t.epoch is not None and m["epoch"] != t.epoch)
+                or (t.epoch is not None and m["seq"] <= t.last)):
+            return None     # a cancelled stream's, an old epoch's, or a duplicate
+        if t.epoch is None:
+            t.epoch = m["epoch"]
+            if not self.active_from:        # "last N": the first one starts the topic
+                t.last = m["seq"] - 1
+        if m["seq"] > t.last + 1:           # the journal itself lacks these
+            self._lost(t, t.last + 1, m["seq"] - 1)
+        m["gap_before"], m["epoch_changed"] = t.lost, False
+        t.lost, t.last = 0, m["seq"]
+        self.replayed += 1
+        return m
+
+    def _replay_control(self, is_error, body):
+        if len(body) > 4096:
+            raise BadMessage("replay reply of %d bytes" % len(body))
+        try:
+            c = msgpack.unpackb(body, raw=False)
+        except Exception:
+            raise BadMessage("undecodable replay %s" % ("error" if is_error else "end")) from None
+        if not isinstance(c, dict):
+            raise BadMessage("replay reply is not a map")
+        t = self.active
+        if t is None or c.get("topic") != t.name or (
+                not is_error and self.active_from and c.get("from") != self.active_from):
+            return None     # a cancelled stream's last words
+        self.active = None
+        progress = t.last > self.active_base or self.active_join
+        if is_error:
+            self.replay_errors += 1
+            self.last_error = "replay of %r failed: %s: %s" % (t.name, c.get("code"),
+                                                                c.get("reason"))
+            progress = False
+            oldest = c.get("oldest")
+            if c.get("code") == "retention" and isinstance(oldest, int) and oldest > t.last + 1:
+                self._lost(t, t.last + 1, oldest - 1)   # older ones are gone for good
+                progress = True
+        self._settle(t, progress)
+        return None
+
+
 def to_json(msg):
     """The JSON line of a message: the wire map without v and the bookkeeping keys."""
     keys = ("topic", "seq", "epoch", "id", "sent", "source", "article")
@@ -268,19 +510,31 @@ def main(argv=None):
     p.add_argument("--connect", action="append", metavar="ENDPOINT")
     p.add_argument("--count", type=int, metavar="N")
     p.add_argument("--timeout", type=float, metavar="SECS")
+    p.add_argument("--hwm", type=int, metavar="N", help="receive queue limit in messages")
+    p.add_argument("--replay", metavar="ENDPOINT",
+                   help="daemon replay endpoint: missed articles come from its journal")
+    join = p.add_mutually_exclusive_group()
+    join.add_argument("--since", type=int, metavar="SEQ",
+                      help="with --replay: each TOPIC from seq SEQ on, then live")
+    join.add_argument("--last", type=int, metavar="N",
+                      help="with --replay: each TOPIC's newest N, then live")
     p.add_argument("topics", nargs="*", metavar="TOPIC")
     args = p.parse_args(argv)
 
     def gap(topic, epoch, first, last):
-        print("newswire_sub: warning: %s missed seq %d..%d (epoch %s)"
-              % (topic, first, last, epoch), file=sys.stderr)
+        why = ": " + sub.last_error if args.replay else ""
+        print("newswire_sub: warning: %s missed seq %d..%d (epoch %s)%s"
+              % (topic, first, last, epoch, why), file=sys.stderr)
 
     def bad(reason):
         print("newswire_sub: warning: %s" % reason, file=sys.stderr)
 
     try:
+        if (args.since is not None and args.since < 1) or (args.last is not None and args.last < 1):
+            raise ValueError("--since and --last want a number from 1")
         sub = Subscriber(args.connect or [DEFAULT_ENDPOINT], args.topics or [""],
-                         on_gap=gap, on_bad=bad)
+                         hwm=args.hwm, on_gap=gap, on_bad=bad, replay=args.replay,
+                         since=args.since, last=args.last)
     except (ValueError, zmq.ZMQError) as e:
         print("newswire_sub: %s" % e, file=sys.stderr)
         return 1

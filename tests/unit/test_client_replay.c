@@ -324,6 +324,7 @@ static nw_client_t *client_new(const fake_t *fake)
     CHECK(nw_client_set_rcvhwm(client, 0) == 0);   /* the tests' live feed is never dropped */
     CHECK(nw_client_connect(client, zsock_endpoint(pub)) == 0);
     CHECK(nw_client_set_replay(client, fake->endpoint) == 0);
+    nw_client_set_replay_idle(client, 0);          /* probes only where a test wants them */
     return client;
 }
 
@@ -577,6 +578,25 @@ static void test_late_join(void)
     nw_client_destroy(&plain);
 }
 
+/* The end of a burst was dropped: no later live message reveals it, the idle probe does. */
+static void test_tail_probe(void)
+{
+    fake_t fake = { .topics = { { .name = "burst", .epoch = EPOCH_A, .oldest = 1, .head = 20 } } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    nw_client_set_replay_idle(client, 20);
+    CHECK(nw_client_subscribe(client, "burst") == 0);
+    wait_subscription("burst");
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        publish("burst", seq, EPOCH_A);
+    expect_run(client, "burst", 1, 20);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests >= 1 && s.from0 >= 2 && s.from0 <= 6 && s.to0 == 0);
+    CHECK(nw_client_gaps(client) == 0);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
 int main(void)
 {
     pub = zsock_new(ZMQ_XPUB);
@@ -593,6 +613,7 @@ int main(void)
     test_errors();
     test_epoch_change();
     test_late_join();
+    test_tail_probe();
 
     zsock_destroy(&pub);
     CHECK(fake_failures == 0);
