@@ -32,6 +32,7 @@
 #define REPLAY_CREDIT 256          /* initial credit; half of it is granted again as used */
 #define REPLAY_HOLD_MAX 1024       /* live messages held per topic during a replay */
 #define REPLAY_REPLY_MAX 4096      /* $end/$error bodies larger than this are hostile */
+#define REPLAY_TIMEOUT_MS 5000     /* a stream silent this long is given up (daemon gone) */
 
 enum { JOIN_NONE, JOIN_SINCE, JOIN_LAST };
 
@@ -68,6 +69,7 @@ struct nw_client {
     unsigned active_used;        /* data received since credit was last granted */
     int idle_ms;                 /* quiet time after live traffic that triggers a probe */
     int64_t probe_due;           /* when the probe is due (0: none armed) */
+    int64_t active_deadline;     /* the active stream is given up if silent until then */
     uint64_t replayed, replay_errors;
     char error[256];
 };
@@ -559,6 +561,7 @@ static void replay_pump(nw_client_t *self)
             continue;
         }
         self->active = state;
+        self->active_deadline = mono_ms() + REPLAY_TIMEOUT_MS;
         self->active_from = from;
         self->active_base = state->last;
         self->active_used = 0;
@@ -722,6 +725,7 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     int rc = client_decode(self, frames, 0, &msg);
     if (rc != READ_MESSAGE)
         return rc;
+    self->active_deadline = mono_ms() + REPLAY_TIMEOUT_MS;
     const nw_envelope_t *env = &msg->decoded->env;
     topic_state_t *state = self->active;
     if (state && ++self->active_used >= REPLAY_CREDIT / 2) {
@@ -754,6 +758,18 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     self->replayed++;
     *out = msg;
     return READ_MESSAGE;
+}
+
+/* The active stream said nothing for too long: the daemon is gone or lost the request.
+ * The topic must not stall behind it, so the gap is given up. */
+static void replay_timeout(nw_client_t *self)
+{
+    topic_state_t *state = self->active;
+    replay_request(self, "cancel", NULL, 0, 0, 0, 0);
+    self->active = NULL;
+    self->replay_errors++;
+    client_set_error(self, "replay of '%s' timed out", state->name);
+    replay_settle(self, state, 0);
 }
 
 /* A quiet spell after live traffic: the last messages of a burst may have been dropped
@@ -925,6 +941,15 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
             wait = (long) (deadline - mono_ms());
             if (wait <= 0)
                 return NW_RECV_TIMEOUT;
+        }
+        if (self->active) {
+            long until = (long) (self->active_deadline - mono_ms());
+            if (until <= 0) {
+                replay_timeout(self);
+                continue;
+            }
+            if (wait < 0 || until < wait)
+                wait = until;
         }
         if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0) {
             long until = (long) (self->probe_due - mono_ms());

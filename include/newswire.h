@@ -75,8 +75,9 @@ int nw_client_connect(nw_client_t *self, const char *endpoint);
  * From then on a live message revealing a gap on its topic (seq > last + 1 in the same
  * epoch) makes the client fetch the missing seqs from the journal; the topic's live
  * messages are held meanwhile, so every article is returned once and in seq order per
- * topic. An epoch change drops what was pending for the topic and starts over. -1 when
- * the endpoint is unusable or one is set already. */
+ * topic. An epoch change drops what was pending for the topic and starts over. A replay
+ * refused ($error) or silent for 5 s gives its seqs up (gap handler, nw_client_error()).
+ * -1 when the endpoint is unusable or one is set already. */
 int nw_client_set_replay(nw_client_t *self, const char *endpoint);
 
 /* A gap at the end of a burst has no later message to reveal it; so after live traffic

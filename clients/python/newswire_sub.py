@@ -168,6 +168,7 @@ def decode_body(data):
 
 REPLAY_CREDIT = 256       # initial credit of a stream; half of it is granted again as used
 HOLD_MAX = 1024           # live messages held per topic while its replay runs
+REPLAY_TIMEOUT = 5.0      # a stream silent this long is given up (daemon gone)
 
 
 class _Topic:
@@ -260,6 +261,16 @@ class Subscriber:
             wait = None
             if deadline is not None:
                 wait = max(0, int((deadline - time.monotonic()) * 1000))
+            if self.active is not None:
+                until = int((self.active_deadline - time.monotonic()) * 1000)
+                if until <= 0:      # the daemon is gone: the topic must not stall
+                    t, self.active = self.active, None
+                    self._request(type="cancel")
+                    self.replay_errors += 1
+                    self.last_error = "replay of %r timed out" % t.name
+                    self._settle(t, False)
+                    continue
+                wait = until if wait is None else min(wait, until)
             if self.probe_due is not None and self.active is None and not self.waiting:
                 until = int((self.probe_due - time.monotonic()) * 1000)
                 if until <= 0:
@@ -365,6 +376,7 @@ class Subscriber:
                 req["to"] = t.need_to
         self.active, self.active_from = t, req.get("from", 0)
         self.active_base, self.active_join, self.active_used = t.last, bool(t.join), 0
+        self.active_deadline = time.monotonic() + REPLAY_TIMEOUT
         t.join = None
         self._request(**req)
 
@@ -447,6 +459,7 @@ class Subscriber:
         m = decode_body(frames[1])
         if m["topic"] != topic:
             raise BadMessage("replay topic frame %r differs from topic key" % topic)
+        self.active_deadline = time.monotonic() + REPLAY_TIMEOUT
         t = self.active
         if t is not None:
             self.active_used += 1

@@ -597,6 +597,35 @@ static void test_tail_probe(void)
     zactor_destroy(&actor);
 }
 
+/* A replay endpoint that never answers must not stall the topic: after 5 s the gap is
+ * given up and the held message follows. */
+static void test_silent_daemon(void)
+{
+    fake_t fake = { .topics = { { .name = "mute", .epoch = EPOCH_A, .oldest = 1, .head = 3,
+                                  .mute = 1 } } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    gap_seen_t seen = { 0 };
+    nw_client_set_gap_handler(client, on_gap, &seen);
+    CHECK(nw_client_subscribe(client, "mute") == 0);
+    wait_subscription("mute");
+    publish("mute", 1, EPOCH_A);
+    publish("mute", 3, EPOCH_A);
+    CHECK(next(client, NULL, NULL, NULL) == 1);
+    nw_message_t *msg = NULL;
+    CHECK(nw_client_recv(client, &msg, 2 * WAIT_MS) == NW_RECV_MESSAGE);
+    if (msg) {
+        CHECK(nw_message_seq(msg) == 3);
+        CHECK(nw_message_gap_before(msg) == 1);
+        nw_message_destroy(&msg);
+    }
+    CHECK(seen.calls == 1 && seen.first == 2 && seen.last == 2);
+    CHECK(strstr(seen.error, "timed out") != NULL);
+    CHECK(nw_client_replay_errors(client) == 1);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
 int main(void)
 {
     pub = zsock_new(ZMQ_XPUB);
@@ -614,6 +643,7 @@ int main(void)
     test_epoch_change();
     test_late_join();
     test_tail_probe();
+    test_silent_daemon();
 
     zsock_destroy(&pub);
     CHECK(fake_failures == 0);
