@@ -6,7 +6,7 @@ real daemon: test_clients.py.
 
 Waits are on events (the publisher sees the subscription; a process exits), never sleeps.
 """
-import glob, json, os, shutil, stat, subprocess, sys, tempfile, time, traceback
+import glob, json, os, shutil, stat, subprocess, sys, tempfile, threading, time, traceback
 
 try:
     import msgpack
@@ -295,6 +295,93 @@ def test_drop():
         shutil.rmtree(root, ignore_errors=True)
 
 
+class FakeReplay(threading.Thread):
+    """A fake daemon's replay side (ROUTER, REPLAY_PROTOCOL) serving journal[topic] =
+    (oldest, head), honouring credit; "$TERM" on its pipe ends it."""
+
+    def __init__(self, ctx, journal):
+        super().__init__(daemon=True)
+        self.journal, self.requests, self.credits = journal, [], 0
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.port = self.sock.bind_to_random_port('tcp://127.0.0.1')
+        self.endpoint = 'tcp://127.0.0.1:%d' % self.port
+        self.stop = False
+        self.start()
+
+    def control(self, peer, kind, **keys):
+        self.sock.send_multipart([peer, b'$' + kind.encode(), msgpack.packb(
+            dict({'v': 1, 'type': kind}, **keys))])
+
+    def run(self):
+        stream = None              # [peer, topic, next, end, credit, from]
+        while not self.stop:
+            if stream and stream[4] > 0 and stream[2] <= stream[3]:
+                peer, topic = stream[0], stream[1]
+                self.sock.send_multipart([peer, topic.encode(), msgpack.packb(
+                    message(topic, stream[2]), use_bin_type=True)])
+                stream[2] += 1
+                stream[4] -= 1
+            elif stream and stream[2] > stream[3]:
+                self.control(stream[0], 'end', topic=stream[1], **{
+                    'from': stream[5], 'last': stream[3], 'head': self.journal[stream[1]][1]})
+                stream = None
+            if not self.sock.poll(0 if stream and stream[4] > 0 else 50):
+                continue
+            peer, body = self.sock.recv_multipart()
+            req = msgpack.unpackb(body, raw=False)
+            if req['type'] == 'credit':
+                self.credits += 1
+                if stream:       # credit may cross the $end of the stream it was for
+                    stream[4] += req['credit']
+                continue
+            self.requests.append(req)
+            oldest, head = self.journal[req['topic']]
+            if req['from'] < oldest:
+                self.control(peer, 'error', topic=req['topic'], code='retention',
+                             reason='older than the journal', oldest=oldest)
+                stream = None
+                continue
+            stream = [peer, req['topic'], req['from'], min(req.get('to', head), head),
+                      req['credit'], req['from']]
+
+
+def test_python_replay_fake():
+    """The Python Subscriber's gap filling: a live gap is replayed with credit top-ups
+    (more than one credit's worth); one older than the journal is partly reported lost."""
+    pub = Publisher()
+    fake = FakeReplay(pub.ctx, {'fill': (1, 400), 'old': (5, 8)})
+    gaps = []
+    try:
+        sub = newswire_sub.Subscriber([pub.endpoint], ['fill', 'old'], replay=fake.endpoint,
+                                      on_gap=lambda *g: gaps.append(g), replay_idle=0)
+        pub.wait_subscribed(['fill', 'old'])
+        pub.publish('fill', 1)
+        pub.publish('fill', 400)
+        pub.publish('fill', 399)      # a duplicate of a replayed one, arriving live
+        got = [sub.recv(DEADLINE) for _ in range(400)]
+        check([m and m['seq'] for m in got] == list(range(1, 401)), 'fill 1..400 in order')
+        check(sub.replayed == 398 and sub.gaps == 0 and not gaps, 'all replayed')
+        check(fake.credits >= 2, 'credit was topped up: %d' % fake.credits)
+        pub.publish('old', 1)
+        pub.publish('old', 8)
+        got = [sub.recv(DEADLINE) for _ in range(4)]
+        check([m and m['seq'] for m in got] == [1, 5, 6, 7] and got[1]['gap_before'] == 3,
+              'old: 1 then 5..7: %r' % [m and m['seq'] for m in got])
+        m = sub.recv(DEADLINE)
+        check(m and m['seq'] == 8 and sub.recv(0.1) is None, 'then the held 8, nothing more')
+        check(gaps == [('old', EPOCH_A, 2, 4)] and 'retention' in sub.last_error,
+              'lost 2..4 reported: %r %r' % (gaps, sub.last_error))
+        check([(r['topic'], r['from'], r.get('to')) for r in fake.requests]
+              == [('fill', 2, 399), ('old', 2, 7), ('old', 5, 7)], 'requests %r' % fake.requests)
+        sub.close()
+    finally:
+        fake.stop = True
+        fake.join()
+        fake.sock.close()
+        pub.close()
+
+
 if __name__ == '__main__':
     run([test_sub_json_matching_gaps_hostile, test_sub_text_and_everything, test_sub_errors,
-         test_python_subscriber, test_python_decoder_vectors, test_drop])
+         test_python_subscriber, test_python_decoder_vectors, test_drop, test_python_replay_fake])
