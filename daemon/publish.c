@@ -86,14 +86,14 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
 }
 
 /* Read every pending subscription message; needed after any socket operation because
- * ZMQ_FD only signals the edge. */
+ * ZMQ_FD only signals the edge. Receiving until EAGAIN (which itself processes the
+ * socket's commands and tries again) replaces asking ZMQ_EVENTS first: every ZMQ_EVENTS
+ * also processes commands, and libzmq 4.3.4 in manual mode keeps a queued subscription's
+ * pipe pointer even after that pipe was destroyed by such a command (fixed in 4.3.5), so
+ * nothing may process commands while subscriptions are still queued. */
 static void publish_drain(nw_publish_t *self)
 {
     for (;;) {
-        int events = 0;
-        size_t size = sizeof events;
-        if (zmq_getsockopt(self->handle, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
-            return;
         zmq_msg_t msg;
         zmq_msg_init(&msg);
         int n = zmq_msg_recv(&msg, self->handle, ZMQ_DONTWAIT);
@@ -189,10 +189,20 @@ fail:
  * subscriber's queue is full (ZMQ_XPUB_NODROP); nothing has been sent then. */
 static int send_frames(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
-    if (zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+    /* Each send may process commands; drain after each, for the reason above. */
+    int rc = zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int saved = errno;
+    publish_drain(self);
+    if (rc < 0) {
+        errno = saved;
         return -1;
+    }
     /* The first frame passed the HWM check for the whole message. */
-    return zmq_send(self->handle, data, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+    rc = zmq_send(self->handle, data, len, ZMQ_DONTWAIT);
+    saved = errno;
+    publish_drain(self);
+    errno = saved;
+    return rc < 0 ? -1 : 0;
 }
 
 static void set_nodrop(nw_publish_t *self, int on)
