@@ -361,6 +361,26 @@ size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size
     return n;
 }
 
+const char *nw_auth_exposed(nw_auth_t *self, const char *topic, const char **grant)
+{
+    size_t tlen = strlen(topic);
+    for (client_t *c = zhashx_first(self->clients); c; c = zhashx_next(self->clients)) {
+        const char *raw = NULL;
+        bool granted = false;
+        for (size_t i = 0; i < c->count && !granted; i++) {
+            size_t glen = strlen(c->grants[i]);
+            granted = nw_level_prefix(c->grants[i], glen, topic, tlen);
+            if (glen && glen < tlen && memcmp(c->grants[i], topic, glen) == 0)
+                raw = c->grants[i];
+        }
+        if (raw && !granted) {
+            *grant = raw;
+            return c->name;
+        }
+    }
+    return NULL;
+}
+
 bool nw_auth_allowed(void *arg, const char *user_id, const char *topic)
 {
     client_t *c = lookup(arg, user_id);

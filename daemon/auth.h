@@ -51,6 +51,11 @@ const char *nw_auth_key_name(nw_auth_t *self, const char *user_id);
 size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size_t sublen,
                      char *subbuf, const char **out, size_t max);
 
+/* Wire v1 filters by raw prefix (see proto section 9): the name of a key that is not
+ * granted topic but holds a grant the topic merely starts with ("telecoms" for
+ * "telecomsx"), so would receive it if subscribed; that grant in *grant. NULL: none. */
+const char *nw_auth_exposed(nw_auth_t *self, const char *topic, const char **grant);
+
 /* Replay's authorizer: may user_id read topic? (arg is the nw_auth_t.) */
 bool nw_auth_allowed(void *arg, const char *user_id, const char *topic);
 

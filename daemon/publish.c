@@ -21,6 +21,7 @@ struct nw_publish {
     nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
     zhashx_t *applied;           /* "user-id\x1fprefix" -> how many live subscriptions of
                                     that key asked for it (XPUB_MANUAL only) */
+    zhashx_t *checked;           /* topics already checked for raw-prefix exposure */
 };
 
 static void free_count(void **item)
@@ -159,6 +160,11 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
             goto fail;
         }
         zhashx_set_destructor(self->applied, free_count);
+        self->checked = zhashx_new();
+        if (!self->checked) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
         zmq_setsockopt(self->handle, ZMQ_XPUB_MANUAL, &one, sizeof one);
         if (nw_auth_server(auth, self->sock, errbuf, errlen) != 0)
             goto fail;
@@ -181,6 +187,7 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
 fail:
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
+    zhashx_destroy(&self->checked);
     free(self);
     return NULL;
 }
@@ -210,8 +217,25 @@ static void set_nodrop(nw_publish_t *self, int on)
     zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
 }
 
+/* Once per topic (up to a bound): say when the raw-prefix filter of wire v1 would let
+ * a key read this topic through a grant it only starts with; only a rename fixes it. */
+static void check_exposure(nw_publish_t *self, const char *topic)
+{
+    if (zhashx_size(self->checked) >= 10000 || zhashx_lookup(self->checked, topic))
+        return;
+    zhashx_insert(self->checked, topic, (void *) 1);
+    const char *grant = NULL;
+    const char *name = nw_auth_exposed(self->auth, topic, &grant);
+    if (name)
+        nw_warn("topic '%s' also reaches key %s (granted '%s') if it subscribes to it: "
+                "the wire filters by raw prefix; give the topic a name that does not extend "
+                "'%s'", topic, name, grant, grant);
+}
+
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
+    if (self->auth)
+        check_exposure(self, topic);
     int rc = send_frames(self, topic, data, len);
     if (rc < 0 && errno == EAGAIN) {
         /* With NODROP a full queue refuses the message for every subscriber. Send it
@@ -249,6 +273,7 @@ static void on_close(uv_handle_t *handle)
     nw_publish_t *self = handle->data;
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
+    zhashx_destroy(&self->checked);
     free(self);
 }
 

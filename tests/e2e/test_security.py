@@ -436,6 +436,7 @@ def test_expected_limitation_raw_prefix_leaks_sibling_topic():
         d.wait_log("denied subscription 'telecomsx' from key alice")
         wait_key_subscribed(d, 'alice')
         publish_and_mark(d, control, [('telecomsx', 'Neighbour news')])
+        d.wait_log("topic 'telecomsx' also reaches key alice (granted 'telecoms')")
         a.drain('Marker telecoms')
         leaked = 'telecomsx' in a.topics()
         check(leaked, 'telecomsx no longer reaches a "telecoms" grant: the limitation is '

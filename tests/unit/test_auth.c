@@ -147,6 +147,14 @@ static void test_store(void)
     CHECK(!nw_auth_allowed(auth, alice, "telecomsx"));
     CHECK(!nw_auth_allowed(auth, NULL, "telecoms"));
 
+    const char *exposed_grant = NULL;
+    CHECK_STR(nw_auth_exposed(auth, "telecomsx", &exposed_grant), "alice");
+    CHECK_STR(exposed_grant, "telecoms");
+    CHECK(nw_auth_exposed(auth, "telecoms.5g", &exposed_grant) == NULL);
+    CHECK(nw_auth_exposed(auth, "energy-eu.x", &exposed_grant) != NULL);
+    CHECK(nw_auth_exposed(auth, "geopolitics", &exposed_grant) == NULL);
+    CHECK(nw_auth_exposed(auth, "geopoliticsx", &exposed_grant) != NULL);   /* carol */
+
     /* A key copied in while running is known at once; one removed is forgotten. */
     char *dave = make_client(clients, "dave", NULL, "sport", NULL);
     char path[400];
