@@ -7,7 +7,7 @@
  * against the topic frame, then per-topic (epoch, seq) tracking. Messages leave as
  * nw_message_t wrapping the decoded nw_codec_message_t.
  *
- * With a replay endpoint (a DEALER speaking the replay protocol, REPLAY_PROTOCOL) gaps
+ * With a replay endpoint (a DEALER speaking proto/newswire-v1.md section 8) gaps
  * are filled instead of reported: a topic whose live feed skips seqs is put in a FIFO of
  * topics wanting a stream; its live messages are held meanwhile (bounded: on overflow
  * they are dropped and the range grows, the journal has them). One stream is active at a
@@ -760,16 +760,21 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     return READ_MESSAGE;
 }
 
-/* The active stream said nothing for too long: the daemon is gone or lost the request.
- * The topic must not stall behind it, so the gap is given up. */
+/* The active stream said nothing for too long: the daemon is gone, lost the request, or
+ * dropped a stream left without credit while the application was away. One that gave
+ * something is asked again; one that gave nothing gives its gap up, so the topic never
+ * stalls behind a dead endpoint. */
 static void replay_timeout(nw_client_t *self)
 {
     topic_state_t *state = self->active;
+    int progress = state->last > self->active_base;
     replay_request(self, "cancel", NULL, 0, 0, 0, 0);
     self->active = NULL;
-    self->replay_errors++;
-    client_set_error(self, "replay of '%s' timed out", state->name);
-    replay_settle(self, state, 0);
+    if (!progress) {
+        self->replay_errors++;
+        client_set_error(self, "replay of '%s' timed out", state->name);
+    }
+    replay_settle(self, state, progress);
 }
 
 /* A quiet spell after live traffic: the last messages of a burst may have been dropped

@@ -5,7 +5,9 @@
  * the application's signal handlers or global state). Articles enter as two-frame
  * messages (topic, MessagePack map of wire format v1), are decoded by the project's one
  * codec, filtered by the protocol's topic rule, checked for per-topic sequence gaps and
- * duplicates, and leave as nw_message_t objects the caller owns.
+ * duplicates, and leave as nw_message_t objects the caller owns. With a replay endpoint
+ * (nw_client_set_replay) a DEALER fetches what the live feed missed from the daemon's
+ * journal, and late joins (nw_client_since/nw_client_last) start from the journal.
  *
  *     nw_client_t *client = nw_client_new();
  *     nw_client_connect(client, "tcp://127.0.0.1:5556");
@@ -76,7 +78,8 @@ int nw_client_connect(nw_client_t *self, const char *endpoint);
  * epoch) makes the client fetch the missing seqs from the journal; the topic's live
  * messages are held meanwhile, so every article is returned once and in seq order per
  * topic. An epoch change drops what was pending for the topic and starts over. A replay
- * refused ($error) or silent for 5 s gives its seqs up (gap handler, nw_client_error()).
+ * refused ($error), or silent for 5 s having sent nothing, gives its seqs up (gap
+ * handler, nw_client_error()); "busy" is not retried.
  * -1 when the endpoint is unusable or one is set already. */
 int nw_client_set_replay(nw_client_t *self, const char *endpoint);
 

@@ -7,7 +7,7 @@ ZeroMQ filters subscriptions by raw byte prefix, so this module applies the prot
 rule on receipt: subscription S matches topic T iff S == "" or T == S or T starts
 with S + ".". It tracks (epoch, last seq) per topic to report gaps and drop duplicates.
 
-With a replay endpoint (the daemon's --replay, REPLAY_PROTOCOL) gaps are filled from
+With a replay endpoint (the daemon's --replay; section 8 of the specification) gaps are filled from
 the daemon's journal instead of reported: the topic's live messages are held while the
 missing seqs are streamed (one stream at a time, with credit), so each article comes
 once and in seq order per topic. --since/--last replay exactly the named topics first.
@@ -263,12 +263,14 @@ class Subscriber:
                 wait = max(0, int((deadline - time.monotonic()) * 1000))
             if self.active is not None:
                 until = int((self.active_deadline - time.monotonic()) * 1000)
-                if until <= 0:      # the daemon is gone: the topic must not stall
+                if until <= 0:      # daemon gone, or stream dropped: never stall the topic
                     t, self.active = self.active, None
                     self._request(type="cancel")
-                    self.replay_errors += 1
-                    self.last_error = "replay of %r timed out" % t.name
-                    self._settle(t, False)
+                    progress = t.last > self.active_base      # then it is worth asking again
+                    if not progress:
+                        self.replay_errors += 1
+                        self.last_error = "replay of %r timed out" % t.name
+                    self._settle(t, progress)
                     continue
                 wait = until if wait is None else min(wait, until)
             if self.probe_due is not None and self.active is None and not self.waiting:

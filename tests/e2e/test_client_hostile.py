@@ -296,7 +296,7 @@ def test_drop():
 
 
 class FakeReplay(threading.Thread):
-    """A fake daemon's replay side (ROUTER, REPLAY_PROTOCOL) serving journal[topic] =
+    """A fake daemon's replay side (ROUTER, specification section 8) serving journal[topic] =
     (oldest, head), honouring credit; "$TERM" on its pipe ends it."""
 
     def __init__(self, ctx, journal):
