@@ -206,6 +206,25 @@ static zhashx_t *load_config_grants(zconfig_t *config)
     return grants;
 }
 
+/* Does next take away anything prev allowed? */
+static bool revokes(zhashx_t *prev, zhashx_t *next)
+{
+    for (client_t *c = zhashx_first(prev); c; c = zhashx_next(prev)) {
+        client_t *n = zhashx_lookup(next, zhashx_cursor(prev));
+        if (!n)
+            return true;
+        for (size_t i = 0; i < c->count; i++) {
+            bool kept = false;
+            for (size_t j = 0; j < n->count && !kept; j++)
+                kept = nw_level_prefix(n->grants[j], strlen(n->grants[j]), c->grants[i],
+                                       strlen(c->grants[i]));
+            if (!kept)
+                return true;
+        }
+    }
+    return false;
+}
+
 int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errlen)
 {
     zhashx_t *grants = load_config_grants(config);
@@ -219,13 +238,15 @@ int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errl
         zhashx_destroy(&grants);
         return -1;
     }
+    bool revoked = self->clients && revokes(self->clients, clients);
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->config_grants);
     self->clients = clients;
     self->config_grants = grants;
     self->dir_mtime = mtime;
-    nw_info("CURVE: %zu client keys allowed from %s", zhashx_size(clients), self->clients_dir);
-    return 0;
+    nw_info("CURVE: %zu client keys allowed from %s%s", zhashx_size(clients), self->clients_dir,
+            revoked ? "; a key or grant was withdrawn" : "");
+    return revoked ? 1 : 0;
 }
 
 /* zauth sees a changed folder on its next handshake; follow it before answering. */
@@ -292,7 +313,7 @@ nw_auth_t *nw_auth_new(const char *secret_cert, const char *clients_dir, zconfig
     zconfig_destroy(&root);
     self->cert = zcert_new_from(pub_bin, sec_bin);
     self->clients_dir = strdup(clients_dir);
-    if (!self->cert || !self->clients_dir || nw_auth_reload(self, config, errbuf, errlen) != 0)
+    if (!self->cert || !self->clients_dir || nw_auth_reload(self, config, errbuf, errlen) < 0)
         goto fail;
     self->zauth = zactor_new(zauth, NULL);
     if (!self->zauth) {

@@ -375,6 +375,33 @@ def test_new_key_and_grants_without_restart():
         d.cleanup()
 
 
+def test_revoked_key_refused_on_sighup():
+    """A withdrawn key is refused for new connections and replay at once; the daemon says
+    that live connections keep their subscriptions until they reconnect."""
+    d = curve_daemon(replay=True)
+    clients = []
+    try:
+        admin = d.keys.client('admin', topics='*')
+        frank = d.keys.client('frank', topics='telecoms')
+        d.start()
+        control = Client(d.endpoint, d.keys, admin)
+        clients.append(control)
+        wait_key_subscribed(d, 'admin')
+        os.unlink(os.path.join(d.keys.clients, 'frank'))
+        d.send_signal(signal.SIGHUP)
+        d.wait_log('a key or grant was withdrawn')
+        c = Client(d.endpoint, d.keys, frank)
+        clients.append(c)
+        c.wait_event({zmq.EVENT_HANDSHAKE_FAILED_AUTH}, 'frank to be refused')
+        d.drop_text('after.txt', header_article('After revocation', Subject='telecoms'))
+        control.drain('After revocation')
+        check(not c.sock.poll(200), 'the revoked key receives')
+    finally:
+        for c in clients:
+            c.close()
+        d.cleanup()
+
+
 def test_replay_refuses_topic_outside_grant():
     d = curve_daemon(replay=True)
     clients = []
@@ -453,5 +480,6 @@ if __name__ == '__main__':
     run([test_grant_narrows_subscribe_all, test_denied_subscription_logged_with_key_name,
          test_config_grants_section, test_unknown_key_and_clear_text_get_nothing,
          test_sniffer_never_sees_a_headline, test_non_loopback_needs_curve_or_insecure,
-         test_new_key_and_grants_without_restart, test_replay_refuses_topic_outside_grant,
+         test_new_key_and_grants_without_restart, test_revoked_key_refused_on_sighup,
+         test_replay_refuses_topic_outside_grant,
          test_expected_limitation_raw_prefix_leaks_sibling_topic])
