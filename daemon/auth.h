@@ -37,8 +37,8 @@ void nw_auth_destroy(nw_auth_t **self_p);
 
 /* Re-read the client folder and the grants (SIGHUP). On error (-1) the old store stays.
  * 1 when the new store takes something away (a key gone, a grant narrowed): connections
- * already admitted keep what they were given until they reconnect, which the caller
- * should say. 0 otherwise. */
+ * already admitted keep what they were given until they reconnect, so the caller drops
+ * them (nw_publish_rebind). 0 otherwise. */
 int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errlen);
 
 /* Make sock a CURVE server with our certificate; call before bind. */

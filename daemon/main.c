@@ -196,10 +196,12 @@ static void on_reload(uv_signal_t *handle, int signum)
     int revoked = d->auth ? nw_auth_reload(d->auth, d->config.file, err, sizeof err) : 0;
     if (revoked < 0)
         nw_err("reload: client certificates unreadable, keeping the old ones: %s", err);
+    else if (revoked > 0 && nw_publish_rebind(d->publish, err, sizeof err) != 0)
+        nw_err("reload: a key or grant was withdrawn but live connections could not be "
+               "dropped: %s", err);
     else if (revoked > 0)
-        nw_warn("reload: a key or grant was withdrawn: new connections and replay requests "
-                "obey it now, live connections already admitted keep their subscriptions "
-                "until they reconnect (restart to cut them off)");
+        nw_notice("reload: a key or grant was withdrawn: live subscribers were disconnected "
+                  "and are admitted afresh as they reconnect");
     nw_notice("reloaded %s: log level %s, %zu subject rules",
               d->config.config_file ? d->config.config_file : "(no config file)",
               nw_log_level_name(nw_log_get_level()), nw_rules_count(d->rules));

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct nw_publish {
     zsock_t *sock;
@@ -22,7 +23,16 @@ struct nw_publish {
     zhashx_t *applied;           /* "user-id\x1fprefix" -> how many live subscriptions of
                                     that key asked for it (XPUB_MANUAL only) */
     zhashx_t *checked;           /* topics already checked for raw-prefix exposure */
+    char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
+    size_t bound_count;
 };
+
+static void free_bound(nw_publish_t *self)
+{
+    for (size_t i = 0; i < self->bound_count; i++)
+        zstr_free(&self->bound[i]);
+    free(self->bound);
+}
 
 static void free_count(void **item)
 {
@@ -169,11 +179,18 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
         if (nw_auth_server(auth, self->sock, errbuf, errlen) != 0)
             goto fail;
     }
+    self->bound = calloc(count ? count : 1, sizeof *self->bound);
+    if (!self->bound) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
     for (size_t i = 0; i < count; i++) {
         if (zmq_bind(self->handle, endpoints[i]) != 0) {
             snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i], zmq_strerror(zmq_errno()));
             goto fail;
         }
+        /* A wildcard port is resolved now, so a rebind gets the same one. */
+        self->bound[self->bound_count++] = zsock_last_endpoint(self->sock);
     }
     int fd = zsock_fd(self->sock);
     if (uv_poll_init(loop, &self->poll, fd) != 0) {
@@ -188,6 +205,7 @@ fail:
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
     zhashx_destroy(&self->checked);
+    free_bound(self);
     free(self);
     return NULL;
 }
@@ -268,12 +286,41 @@ void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out)
     *out = self->stats;
 }
 
+int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen)
+{
+    int rc = 0;
+    /* Unbinding a listener also closes the connections it accepted. The listener is
+     * closed by an I/O thread a moment later, so the address may still be taken for a
+     * few milliseconds: retry briefly (this runs only when a key was withdrawn). */
+    for (size_t i = 0; i < self->bound_count; i++) {
+        int bound = zmq_unbind(self->handle, self->bound[i]) == 0 ? -1 : 0;
+        for (int tries = 0; bound == -1 && tries < 200; tries++) {
+            if (zmq_bind(self->handle, self->bound[i]) == 0)
+                bound = 1;
+            else if (zmq_errno() == EADDRINUSE)
+                nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+            else
+                break;
+        }
+        if (bound != 1) {
+            snprintf(errbuf, errlen, "cannot rebind %s: %s", self->bound[i], zmq_strerror(zmq_errno()));
+            rc = -1;
+        }
+    }
+    /* The old pipes are gone and their counts with them. */
+    if (self->applied)
+        zhashx_purge(self->applied);
+    publish_drain(self);
+    return rc;
+}
+
 static void on_close(uv_handle_t *handle)
 {
     nw_publish_t *self = handle->data;
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
     zhashx_destroy(&self->checked);
+    free_bound(self);
     free(self);
 }
 

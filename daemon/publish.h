@@ -41,6 +41,9 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
 /* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);
+/* Unbind and bind every endpoint again: every subscriber is disconnected, reconnects on
+ * its own and is admitted and granted afresh (after a key or grant was withdrawn). */
+int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen);
 /* Closes the socket and the poll handle; memory freed once the loop runs the close. */
 void nw_publish_destroy(nw_publish_t **self_p);
 
