@@ -17,6 +17,7 @@
 #include "article.h"
 #include "log.h"
 #include "nw_codec.h"
+#include "text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +67,7 @@ struct job {
     dev_t dev;
     ino_t ino;
     char id[41];
+    char *source_name;        /* the file's name made valid UTF-8 for the wire */
     nw_format_t format;
     unsigned replaced_bytes;
     msgpack_sbuffer article_mp;
@@ -329,6 +331,19 @@ static void work_read(uv_work_t *work)
         job_reject(job, "%s", err);
         goto done;
     }
+    /* Names are bytes, the wire wants UTF-8: invalid sequences and control characters
+     * are replaced as in article text (the log shows the name escaped instead). */
+    size_t namelen;
+    unsigned replaced;
+    job->source_name = nw_text_sanitize(job->entry->name, strlen(job->entry->name), &namelen,
+                                        &replaced);
+    if (!job->source_name) {
+        job_reject(job, "%s", "out of memory");
+        goto done;
+    }
+    for (char *c = job->source_name; *c; c++)
+        if (*c == '\n' || *c == '\t')
+            *c = ' ';   /* the only controls sanitize keeps: a name is one line */
     memcpy(job->id, article->id, sizeof job->id);
     job->format = article->format;
     job->replaced_bytes = article->replaced_bytes;
@@ -379,6 +394,7 @@ static void job_free(job_t *job)
     nw_rules_unref(&job->rules);
     msgpack_sbuffer_destroy(&job->article_mp);
     msgpack_sbuffer_destroy(&job->messages);
+    free(job->source_name);
     free(job->path);
     free(job);
 }
@@ -493,31 +509,38 @@ static void on_durable(void *arg, int status)
 }
 
 /* Assign seqs, pack the messages and hand them to the journal. */
+/* Assign seqs, pack the messages and hand them to the journal. Every message is
+ * packed before any is appended, so a message that cannot be encoded (-2, the file is
+ * rejected) leaves no record behind; -1 is the journal's failure (retry later). */
 static int job_journal(nw_pipeline_t *self, job_t *job)
 {
     int64_t now = now_ms();
-    char sent[NW_CODEC_TIME_LEN], err[256];
+    char sent[NW_CODEC_TIME_LEN], err[200];
     nw_codec_format_time(now, sent);
     nw_envelope_t env = {
         .epoch = nw_journal_epoch(self->journal),
         .id = job->id,
         .sent = sent,
-        .source_file = job->entry->name,
+        .source_file = job->source_name,
         .source_format = nw_format_name(job->format),
     };
+    uint64_t seqs[NW_ROUTE_MAX_TOPICS];
     for (size_t i = 0; i < job->topic_count; i++) {
-        size_t start = job->messages.size;
         env.topic = job->topics[i];
-        env.seq = nw_journal_last_seq(self->journal, env.topic) + 1;
+        env.seq = seqs[i] = nw_journal_last_seq(self->journal, env.topic) + 1;
         if (nw_codec_pack_message(&env, job->article_mp.data, job->article_mp.size,
                                   &job->messages, err, sizeof err) != 0) {
-            nw_err("cannot encode the message: %s", err);
-            return -1;
+            job_reject(job, "cannot encode: %s", err);
+            return -2;
         }
         job->msg_end[i] = job->messages.size;
-        if (nw_journal_append(self->journal, env.topic, env.seq, job->id, now,
-                              job->messages.data + start, job->messages.size - start) != 0)
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < job->topic_count; i++) {
+        if (nw_journal_append(self->journal, job->topics[i], seqs[i], job->id, now,
+                              job->messages.data + start, job->msg_end[i] - start) != 0)
             return -1;
+        start = job->msg_end[i];
     }
     if (nw_journal_commit(self->journal, on_durable, job) != 0)
         return -1;
@@ -554,7 +577,12 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
         return;
     }
     job->stage = STAGE_COMMIT;
-    if (job_journal(self, job) != 0)
+    int rc = job_journal(self, job);
+    if (rc == -2) {
+        nw_warn("rejected %s: %s", shown(job, name, sizeof name), job->reason);
+        self->stats.rejected++;
+        start_archive(self, job);
+    } else if (rc != 0)
         job_defer(self, job);
 }
 
