@@ -2,9 +2,10 @@
  * newswire.c: libnewswire, the subscriber side of wire format v1 (see include/newswire.h).
  *
  * Frames enter from one SUB socket; each message is checked in the order cheapest first:
- * frame count, topic frame syntax, subscription match (ZeroMQ filters by raw prefix only,
- * so "telecoms" would also let "telecomsx" through), decoding by nw_codec, envelope topic
- * against the topic frame, then per-topic (epoch, seq) tracking. Messages leave as
+ * frame count, topic frame syntax (the topic plus a terminating '.'), subscription match
+ * (ZeroMQ's raw prefix "telecoms." is already whole-level; matching again guards against
+ * a publisher that ignores it), decoding by nw_codec, envelope topic against the topic
+ * frame, then per-topic (epoch, seq) tracking. Messages leave as
  * nw_message_t wrapping the decoded nw_codec_message_t.
  *
  * With a replay endpoint (a DEALER speaking proto/newswire-v1.md section 8) gaps
@@ -241,6 +242,17 @@ int nw_client_topic_normalize(const char *subject, char *out, size_t outlen)
     return n > 0 && n <= NW_CLIENT_TOPIC_MAX ? 0 : -1;
 }
 
+/* The ZeroMQ prefix of a subscription: "S." (frame 0 is the topic plus '.'), or "" for
+ * everything. topic is valid or "", so it fits. */
+static size_t raw_prefix(const char *topic, char *raw)
+{
+    size_t len = strlen(topic);
+    memcpy(raw, topic, len);
+    if (len)
+        raw[len++] = '.';
+    return len;
+}
+
 int nw_client_subscribe(nw_client_t *self, const char *topic)
 {
     if (!topic || (*topic && !nw_client_topic_valid(topic))) {
@@ -249,7 +261,8 @@ int nw_client_subscribe(nw_client_t *self, const char *topic)
     }
     if (zhashx_lookup(self->subs, topic))
         return 0;                /* ZeroMQ counts subscriptions; keep one per topic */
-    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, topic, strlen(topic)) != 0) {
+    char raw[NW_CLIENT_TOPIC_MAX + 2];
+    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, raw, raw_prefix(topic, raw)) != 0) {
         client_set_error(self, "cannot subscribe to '%s': %s", topic, zmq_strerror(zmq_errno()));
         return -1;
     }
@@ -263,7 +276,8 @@ int nw_client_unsubscribe(nw_client_t *self, const char *topic)
         client_set_error(self, "not subscribed to '%s'", topic ? topic : "(null)");
         return -1;
     }
-    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, topic, strlen(topic));
+    char raw[NW_CLIENT_TOPIC_MAX + 2];
+    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw, raw_prefix(topic, raw));
     zhashx_delete(self->subs, topic);
     return 0;
 }
@@ -342,12 +356,17 @@ static int client_track(nw_client_t *self, nw_message_t *msg)
 static int client_decode(nw_client_t *self, zmq_msg_t *frames, int live, nw_message_t **out)
 {
     char topic[NW_CLIENT_TOPIC_MAX + 1];
+    const char *f0 = zmq_msg_data(&frames[0]);
     size_t tlen = zmq_msg_size(&frames[0]);
-    if (tlen > NW_CLIENT_TOPIC_MAX) {
+    if (tlen > NW_CLIENT_TOPIC_MAX + 1) {
         client_set_error(self, "topic frame of %zu bytes", tlen);
         return READ_BAD;
     }
-    memcpy(topic, zmq_msg_data(&frames[0]), tlen);
+    if (tlen == 0 || f0[tlen - 1] != '.') {
+        client_set_error(self, "topic frame lacks its terminating '.'");
+        return READ_BAD;
+    }
+    memcpy(topic, f0, --tlen);
     topic[tlen] = '\0';
     if (strlen(topic) != tlen || !nw_client_topic_valid(topic)) {
         client_set_error(self, "topic frame is not a topic name");
@@ -375,7 +394,7 @@ static int client_decode(nw_client_t *self, zmq_msg_t *frames, int live, nw_mess
         goto bad;
     }
     if (!env->topic || strcmp(env->topic, topic) != 0) {
-        client_set_error(self, "topic frame '%s' differs from topic key", topic);
+        client_set_error(self, "topic frame '%s.' differs from topic key", topic);
         goto bad;
     }
     if (env->seq == 0 || !env->epoch) {

@@ -28,21 +28,36 @@ struct nw_auth {
     struct timespec dir_mtime;
 };
 
-bool nw_level_prefix(const char *p, size_t plen, const char *t, size_t tlen)
+/* Is p a byte prefix of t? Both are terminated forms, so this is whole-level matching. */
+static bool raw_prefix(const char *p, size_t plen, const char *t, size_t tlen)
 {
-    if (plen == 0)
+    return plen <= tlen && memcmp(p, t, plen) == 0;
+}
+
+size_t nw_sub_terminate(const char *sub, size_t len, char *out)
+{
+    memcpy(out, sub, len);
+    if (len && sub[len - 1] != '.')
+        out[len++] = '.';
+    out[len] = '\0';
+    return len;
+}
+
+bool nw_grant_covers(const char *g, const char *t)
+{
+    size_t glen = strlen(g), tlen = strlen(t);
+    if (glen == 0)
         return true;
-    if (plen > tlen || memcmp(p, t, plen) != 0)
-        return false;
-    return plen == tlen || p[plen - 1] == '.' || t[plen] == '.';
+    /* t + "." starts with g */
+    return tlen + 1 >= glen && memcmp(g, t, glen - 1) == 0 && (t[glen - 1] == '.' || t[glen - 1] == '\0');
 }
 
 const char *nw_grant_intersect(const char *g, const char *s, size_t slen)
 {
     size_t glen = strlen(g);
-    if (nw_level_prefix(s, slen, g, glen))
+    if (raw_prefix(s, slen, g, glen))
         return g;
-    if (nw_level_prefix(g, glen, s, slen))
+    if (raw_prefix(g, glen, s, slen))
         return s;
     return NULL;
 }
@@ -97,17 +112,21 @@ static void add_grants(client_t *c, const char *list)
                     nw_log_escape(tok, shown, sizeof shown));
             continue;
         }
-        const char *g = strcmp(tok, "*") == 0 ? "" : tok;
+        /* The raw form: what ZeroMQ matches frame 0 against. */
+        char g[258] = "";
+        if (strcmp(tok, "*") != 0)
+            snprintf(g, sizeof g, "%s.", tok);
+        size_t glen = strlen(g);
         /* Keep the list minimal: a grant covered by another adds nothing, and with no
          * overlap a subscription maps to each grant at most once. */
         bool covered = false;
         for (size_t i = 0; i < c->count && !covered; i++)
-            covered = nw_level_prefix(c->grants[i], strlen(c->grants[i]), g, strlen(g));
+            covered = raw_prefix(c->grants[i], strlen(c->grants[i]), g, glen);
         if (covered)
             continue;
         size_t keep = 0;
         for (size_t i = 0; i < c->count; i++) {
-            if (nw_level_prefix(g, strlen(g), c->grants[i], strlen(c->grants[i])))
+            if (raw_prefix(g, glen, c->grants[i], strlen(c->grants[i])))
                 free(c->grants[i]);
             else
                 c->grants[keep++] = c->grants[i];
@@ -216,8 +235,8 @@ static bool revokes(zhashx_t *prev, zhashx_t *next)
         for (size_t i = 0; i < c->count; i++) {
             bool kept = false;
             for (size_t j = 0; j < n->count && !kept; j++)
-                kept = nw_level_prefix(n->grants[j], strlen(n->grants[j]), c->grants[i],
-                                       strlen(c->grants[i]));
+                kept = raw_prefix(n->grants[j], strlen(n->grants[j]), c->grants[i],
+                                  strlen(c->grants[i]));
             if (!kept)
                 return true;
         }
@@ -363,16 +382,15 @@ const char *nw_auth_key_name(nw_auth_t *self, const char *user_id)
 size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size_t sublen,
                      char *subbuf, const char **out, size_t max)
 {
+    size_t len = nw_sub_terminate(sub, sublen, subbuf);
     client_t *c = lookup(self, user_id);
     /* A NUL inside would cut the prefix short, i.e. widen it, once it is a C string. */
     if (!c || memchr(sub, '\0', sublen))
         return 0;
     size_t n = 0;
     for (size_t i = 0; i < c->count && n < max; i++) {
-        const char *r = nw_grant_intersect(c->grants[i], sub, sublen);
-        if (r == sub) {          /* inside one grant: nothing else can add to it */
-            memcpy(subbuf, sub, sublen);
-            subbuf[sublen] = '\0';
+        const char *r = nw_grant_intersect(c->grants[i], subbuf, len);
+        if (r == subbuf) {       /* inside one grant: nothing else can add to it */
             out[0] = subbuf;
             return 1;
         }
@@ -382,31 +400,11 @@ size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size
     return n;
 }
 
-const char *nw_auth_exposed(nw_auth_t *self, const char *topic, const char **grant)
-{
-    size_t tlen = strlen(topic);
-    for (client_t *c = zhashx_first(self->clients); c; c = zhashx_next(self->clients)) {
-        const char *raw = NULL;
-        bool granted = false;
-        for (size_t i = 0; i < c->count && !granted; i++) {
-            size_t glen = strlen(c->grants[i]);
-            granted = nw_level_prefix(c->grants[i], glen, topic, tlen);
-            if (glen && glen < tlen && memcmp(c->grants[i], topic, glen) == 0)
-                raw = c->grants[i];
-        }
-        if (raw && !granted) {
-            *grant = raw;
-            return c->name;
-        }
-    }
-    return NULL;
-}
-
 bool nw_auth_allowed(void *arg, const char *user_id, const char *topic)
 {
     client_t *c = lookup(arg, user_id);
     for (size_t i = 0; c && i < c->count; i++)
-        if (nw_level_prefix(c->grants[i], strlen(c->grants[i]), topic, strlen(topic)))
+        if (nw_grant_covers(c->grants[i], topic))
             return true;
     return false;
 }

@@ -14,7 +14,9 @@
  *         alice = "telecoms, sport.football"
  *
  * A grant is a whole-level prefix (proto/newswire-v1.md section 5): "telecoms" covers
- * "telecoms" and "telecoms.5g", never "telecomsx".
+ * "telecoms" and "telecoms.5g", never "telecomsx". Frame 0 on the wire is the topic plus
+ * a terminating '.', so a grant is held in its raw form "telecoms." ("*": ""), which is
+ * exactly the ZeroMQ prefix that delivers it and nothing else.
  * Keys arrive as ZAP User-Ids: the Z85 text of the client's public key.
  * Used on the loop thread only.
  */
@@ -47,17 +49,14 @@ int nw_auth_server(nw_auth_t *self, zsock_t *sock, char *errbuf, size_t errlen);
 /* The name of a key, or NULL for a key the store does not hold. */
 const char *nw_auth_key_name(nw_auth_t *self, const char *user_id);
 
-/* The raw prefixes to apply for a subscription of user_id to sub (length sublen, may
- * hold any bytes): the parts of it the key's grants allow. Writes up to max pointers
- * into out (strings owned by self or equal to sub's bytes copied into subbuf, which
- * must hold sublen + 1 bytes); returns how many. 0 means denied. */
+/* The raw prefixes to apply for a raw subscription of user_id to sub (length sublen,
+ * may hold any bytes): the parts of it the key's grants allow. sub is first written to
+ * subbuf (which must hold sublen + 2 bytes) in its terminated form (nw_sub_terminate).
+ * Writes up to max pointers into out (strings owned by self, or subbuf); returns how
+ * many. 0 means denied. The subscription was applied as asked iff the result is one
+ * string equal to subbuf. */
 size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size_t sublen,
                      char *subbuf, const char **out, size_t max);
-
-/* Wire v1 filters by raw prefix (see proto section 9): the name of a key that is not
- * granted topic but holds a grant the topic merely starts with ("telecoms" for
- * "telecomsx"), so would receive it if subscribed; that grant in *grant. NULL: none. */
-const char *nw_auth_exposed(nw_auth_t *self, const char *topic, const char **grant);
 
 /* Replay's authorizer: may user_id read topic? (arg is the nw_auth_t.) */
 bool nw_auth_allowed(void *arg, const char *user_id, const char *topic);
@@ -66,11 +65,15 @@ bool nw_auth_allowed(void *arg, const char *user_id, const char *topic);
  * localhost)? Clear text is allowed there without --insecure. */
 bool nw_auth_endpoint_is_local(const char *endpoint);
 
-/* The grant logic itself, for the store and for tests. level_prefix: does prefix P cover
- * T whole-level ("" covers everything; P == T; T continues P with a '.'; or P itself
- * ends with '.')? nw_grant_intersect: the part of subscription S that grant G allows:
- * G when S covers G, S when G covers S, else NULL. */
-bool nw_level_prefix(const char *p, size_t plen, const char *t, size_t tlen);
+/* The grant logic itself, for the store and for tests.
+ * nw_sub_terminate: a raw subscription as whole levels: "" stays "" (everything), one
+ * without the final '.' gets it ("telecoms" is read as "telecoms."); writes out (room
+ * for len + 2 bytes, NUL-terminated), returns the new length.
+ * nw_grant_covers: does raw grant G ("telecoms.", "" for all) cover the bare topic T?
+ * nw_grant_intersect: the part of raw subscription S that raw grant G allows, both
+ * terminated: G when S is a prefix of G, S when G is a prefix of S, else NULL. */
+size_t nw_sub_terminate(const char *sub, size_t len, char *out);
+bool nw_grant_covers(const char *g, const char *t);
 const char *nw_grant_intersect(const char *g, const char *s, size_t slen);
 
 #endif

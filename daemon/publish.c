@@ -1,7 +1,9 @@
 /*
- * publish: owns the XPUB socket (see publish.h). Subscriptions arrive as messages whose
- * first byte is 1 (subscribe) or 0 (unsubscribe) followed by the topic prefix; with
- * ZMQ_XPUB_VERBOSER every one of them is passed up, so the counts are real.
+ * publish: owns the XPUB socket (see publish.h). Messages leave as [topic + ".", body]:
+ * the terminator makes ZeroMQ's raw prefix filter whole-level ("telecoms." never
+ * matches "telecomsx."). Subscriptions arrive as messages whose first byte is 1
+ * (subscribe) or 0 (unsubscribe) followed by the raw prefix; with ZMQ_XPUB_VERBOSER
+ * every one of them is passed up, so the counts are real.
  */
 #include "publish.h"
 #include "log.h"
@@ -13,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#define TOPIC_MAX 255                  /* proto section 5 */
+
 struct nw_publish {
     zsock_t *sock;
     void *handle;                /* the libzmq socket under sock */
@@ -22,7 +26,6 @@ struct nw_publish {
     nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
     zhashx_t *applied;           /* "user-id\x1fprefix" -> how many live subscriptions of
                                     that key asked for it (XPUB_MANUAL only) */
-    zhashx_t *checked;           /* topics already checked for raw-prefix exposure */
     char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
     size_t bound_count;
 };
@@ -40,7 +43,9 @@ static void free_count(void **item)
     *item = NULL;
 }
 
-/* Manual mode: libzmq's trie holds a pipe once per prefix, whatever number of the
+/* Manual mode: a subscription is read as whole levels (nw_sub_terminate: raw "telecoms"
+ * counts as "telecoms.", so a peer that forgot the terminator cannot reach "telecomsx")
+ * and only its intersection with the key's grants is applied. libzmq's trie holds a pipe once per prefix, whatever number of the
  * key's subscriptions led to it, and a pipe has no identity we can read. So a prefix
  * is unsubscribed only when no subscription of the same key still wants it; at worst
  * a pipe keeps receiving topics it is granted but no longer asked for (its SUB socket
@@ -56,7 +61,7 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
         return;
     }
     const char *name = nw_auth_key_name(self->auth, user_id);
-    char subbuf[512];
+    char subbuf[520];            /* a subscription is < 512 bytes (ZMQ_MAXMSGSIZE) */
     const char *allowed[NW_AUTH_MAX_GRANTS];
     size_t n = nw_auth_grant(self->auth, user_id, sub, sublen, subbuf, allowed, NW_AUTH_MAX_GRANTS);
     if (n == 0) {
@@ -88,7 +93,7 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "",
                  nw_log_escape(allowed[i], one, sizeof one));
     }
-    if (subscribe && (n != 1 || strlen(allowed[0]) != sublen)) {
+    if (subscribe && (n != 1 || strcmp(allowed[0], subbuf) != 0)) {
         self->stats.denied++;
         nw_info("subscription '%s' from key %s narrowed to its grants: %s", shown,
                 name ? name : user_id, list);
@@ -114,7 +119,7 @@ static void publish_drain(nw_publish_t *self)
         }
         const unsigned char *data = zmq_msg_data(&msg);
         if (n >= 1 && (data[0] == 0 || data[0] == 1)) {
-            char topic[256];
+            char topic[300];
             size_t len = (size_t) n - 1 < sizeof topic - 1 ? (size_t) n - 1 : sizeof topic - 1;
             memcpy(topic, data + 1, len);
             topic[len] = '\0';
@@ -170,11 +175,6 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
             goto fail;
         }
         zhashx_set_destructor(self->applied, free_count);
-        self->checked = zhashx_new();
-        if (!self->checked) {
-            snprintf(errbuf, errlen, "out of memory");
-            goto fail;
-        }
         zmq_setsockopt(self->handle, ZMQ_XPUB_MANUAL, &one, sizeof one);
         if (nw_auth_server(auth, self->sock, errbuf, errlen) != 0)
             goto fail;
@@ -204,7 +204,6 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
 fail:
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
-    zhashx_destroy(&self->checked);
     free_bound(self);
     free(self);
     return NULL;
@@ -214,8 +213,16 @@ fail:
  * subscriber's queue is full (ZMQ_XPUB_NODROP); nothing has been sent then. */
 static int send_frames(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
+    char frame0[TOPIC_MAX + 2];
+    size_t tlen = strlen(topic);
+    if (tlen > TOPIC_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(frame0, topic, tlen);
+    frame0[tlen] = '.';
     /* Each send may process commands; drain after each, for the reason above. */
-    int rc = zmq_send(self->handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int rc = zmq_send(self->handle, frame0, tlen + 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     int saved = errno;
     publish_drain(self);
     if (rc < 0) {
@@ -235,25 +242,8 @@ static void set_nodrop(nw_publish_t *self, int on)
     zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
 }
 
-/* Once per topic (up to a bound): say when the raw-prefix filter of wire v1 would let
- * a key read this topic through a grant it only starts with; only a rename fixes it. */
-static void check_exposure(nw_publish_t *self, const char *topic)
-{
-    if (zhashx_size(self->checked) >= 10000 || zhashx_lookup(self->checked, topic))
-        return;
-    zhashx_insert(self->checked, topic, (void *) 1);
-    const char *grant = NULL;
-    const char *name = nw_auth_exposed(self->auth, topic, &grant);
-    if (name)
-        nw_warn("topic '%s' also reaches key %s (granted '%s') if it subscribes to it: "
-                "the wire filters by raw prefix; give the topic a name that does not extend "
-                "'%s'", topic, name, grant, grant);
-}
-
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
-    if (self->auth)
-        check_exposure(self, topic);
     int rc = send_frames(self, topic, data, len);
     if (rc < 0 && errno == EAGAIN) {
         /* With NODROP a full queue refuses the message for every subscriber. Send it
@@ -319,7 +309,6 @@ static void on_close(uv_handle_t *handle)
     nw_publish_t *self = handle->data;
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->applied);
-    zhashx_destroy(&self->checked);
     free_bound(self);
     free(self);
 }

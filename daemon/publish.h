@@ -1,7 +1,9 @@
 /*
  * publish: the XPUB socket every article leaves through.
  *
- * One XPUB bound to every configured endpoint. Its ZMQ_FD joins the libuv loop through
+ * One XPUB bound to every configured endpoint. Frame 0 is the topic plus a terminating
+ * '.' (proto/newswire-v1.md section 3), so ZeroMQ's raw prefix "S." is exactly topic S
+ * and the topics below it. Its ZMQ_FD joins the libuv loop through
  * uv_poll; ZMQ_FD is edge-triggered, so after every send and on every wake-up the
  * socket's ZMQ_EVENTS is re-read and subscription messages drained until none is left.
  * Sends never block: ZMQ_XPUB_NODROP makes a full subscriber queue visible as EAGAIN,
@@ -10,10 +12,11 @@
  * holds the message, and the subscriber sees the seq gap).
  * With an nw_auth_t the socket is a CURVE server in ZMQ_XPUB_MANUAL mode: every
  * subscription message carries the subscriber's ZAP User-Id, and only the part of it the
- * key's grants allow is applied (a subscription to everything becomes one per grant);
+ * key's grants allow is applied (a subscription to everything becomes one per grant; one
+ * without the final '.', e.g. "telecoms", is read as the whole level "telecoms.");
  * libzmq applies a manual subscription to the pipe that spoke last, so the grant is
  * applied right after each receive, before the next one. Without auth, subscriptions
- * apply as sent.
+ * apply as sent (raw prefixes; subscribers filter).
  * Used only on the loop thread.
  */
 #ifndef NW_PUBLISH_H

@@ -45,6 +45,8 @@ struct client {
     size_t id_len;
     /* the stream */
     char topic[256];
+    char frame0[257];                  /* topic + ".": data replies match the live feed */
+    size_t frame0_len;
     uint64_t from, to, head, last_sent;
     uint64_t credit;
     nw_journal_cursor_t *cursor;
@@ -488,7 +490,7 @@ static void pump(client_t *c)
     c->blocked = false;
     while (c->batch_pos < c->batch_n && c->credit > 0) {
         item_t *it = &c->batch[c->batch_pos];
-        if (send3(self, c->id, c->id_len, c->topic, strlen(c->topic), it->data, it->len) != 0)
+        if (send3(self, c->id, c->id_len, c->frame0, c->frame0_len, it->data, it->len) != 0)
             goto unsent;
         free(it->data);
         c->batch_pos++;
@@ -622,6 +624,9 @@ static void start_stream(client_t *c, const nw_replay_request_t *req, const char
     nw_replay_t *self = c->owner;
     memset(c->topic, 0, sizeof c->topic);
     memcpy(c->topic, req->topic, sizeof c->topic);
+    c->frame0_len = strlen(c->topic);
+    memcpy(c->frame0, c->topic, c->frame0_len);
+    c->frame0[c->frame0_len++] = '.';
     c->done = c->io_error = c->end_pending = c->blocked = false;
     c->last_sent = 0;
     c->credit = req->credit;

@@ -7,7 +7,8 @@
  * read in flight per client, and only a few in the whole pool so the journal's own group
  * writes never queue behind replays), then sent from the loop thread without blocking,
  * never beyond the credit the client granted. Memory is bounded by streams x batch.
- * Replies leave as [topic, body] data, ["$end", map] or ["$error", map].
+ * Replies leave as [topic + ".", body] data (byte for byte as on the live endpoint),
+ * ["$end", map] or ["$error", map].
  * Loop-thread only, except the cursor reads inside the thread-pool jobs.
  */
 #ifndef NW_REPLAY_H

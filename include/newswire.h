@@ -3,7 +3,7 @@
  *
  * A client owns one ZeroMQ SUB socket (and its own ZeroMQ context, so it never touches
  * the application's signal handlers or global state). Articles enter as two-frame
- * messages (topic, MessagePack map of wire format v1), are decoded by the project's one
+ * messages (topic + ".", MessagePack map of wire format v1), are decoded by the project's one
  * codec, filtered by the protocol's topic rule, checked for per-topic sequence gaps and
  * duplicates, and leave as nw_message_t objects the caller owns. With a replay endpoint
  * (nw_client_set_replay) a DEALER fetches what the live feed missed from the daemon's
@@ -97,7 +97,8 @@ int nw_client_since(nw_client_t *self, const char *topic, uint64_t from_seq);
 int nw_client_last(nw_client_t *self, const char *topic, uint64_t n);
 
 /* Subscribe to a topic and every topic below it ("telecoms" gets "telecoms" and
- * "telecoms.5g", never "telecomsx"); "" subscribes to everything. -1 when the name is
+ * "telecoms.5g", never "telecomsx": the ZeroMQ prefix is "telecoms."); "" subscribes to
+ * everything. -1 when the name is
  * not a topic name (lowercase [a-z0-9-] levels joined by '.'). */
 int nw_client_subscribe(nw_client_t *self, const char *topic);
 int nw_client_unsubscribe(nw_client_t *self, const char *topic);

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """newswire_sub: a small newswire subscriber in Python, written from the wire format alone.
 
-Every newswire message is two ZeroMQ frames: the topic, then a MessagePack map
-(v, topic, seq, epoch, id, sent, source{file, format}, article{...ninjs...}).
-ZeroMQ filters subscriptions by raw byte prefix, so this module applies the protocol's
-rule on receipt: subscription S matches topic T iff S == "" or T == S or T starts
+Every newswire message is two ZeroMQ frames: the topic followed by one ".", then a
+MessagePack map (v, topic, seq, epoch, id, sent, source{file, format}, article{...}).
+ZeroMQ filters subscriptions by raw byte prefix, so subscribing to S means the prefix
+S + "." (whole levels: never "telecomsx" for "telecoms"); the protocol's rule is still
+applied on receipt as a defence: S matches topic T iff S == "" or T == S or T starts
 with S + ".". It tracks (epoch, last seq) per topic to report gaps and drop duplicates.
 
 With a replay endpoint (the daemon's --replay; section 8 of the specification) gaps are filled from
@@ -47,6 +48,24 @@ LONG_KEYS = ("description_text", "body_text")   # strings bounded only by the me
 def topic_valid(topic):
     """A topic name: lowercase [a-z0-9-] levels joined by '.', at most 255 bytes."""
     return len(topic) <= TOPIC_MAX and TOPIC_RE.match(topic) is not None
+
+
+def raw_prefix(subscription):
+    """The ZeroMQ prefix of a subscription: frame 0 is the topic plus "."."""
+    return (subscription + ".").encode() if subscription else b""
+
+
+def frame_topic(frame, what="topic frame"):
+    """The topic in frame 0 (the topic followed by one "."), or BadMessage."""
+    if not frame.endswith(b"."):
+        raise BadMessage("%s lacks its terminating '.'" % what)
+    try:
+        topic = frame[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise BadMessage("%s is not a topic name" % what) from None
+    if not topic_valid(topic):
+        raise BadMessage("%s is not a topic name: %r" % (what, topic[:60]))
+    return topic
 
 
 def topic_matches(subscription, topic):
@@ -211,7 +230,7 @@ class Subscriber:
         if hwm is not None:
             self.socket.setsockopt(zmq.RCVHWM, hwm)
         for topic in self.topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self.socket.setsockopt(zmq.SUBSCRIBE, raw_prefix(topic))
         for endpoint in endpoints:
             self.socket.connect(endpoint)   # raises zmq.ZMQError on a bad endpoint
         self.replay = None
@@ -301,12 +320,7 @@ class Subscriber:
     def _accept(self, frames):
         if len(frames) != 2:
             raise BadMessage("message of %d frame(s), want 2" % len(frames))
-        try:
-            topic = frames[0].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadMessage("topic frame is not a topic name") from None
-        if not topic_valid(topic):
-            raise BadMessage("topic frame is not a topic name: %r" % topic[:60])
+        topic = frame_topic(frames[0])
         if not any(topic_matches(s, topic) for s in self.topics):
             return None
         m = decode_body(frames[1])
@@ -454,10 +468,7 @@ class Subscriber:
             raise BadMessage("replay reply of %d frame(s), want 2" % len(frames))
         if frames[0] in (b"$end", b"$error"):
             return self._replay_control(frames[0] == b"$error", frames[1])
-        try:
-            topic = frames[0].decode("ascii")
-        except UnicodeDecodeError:
-            raise BadMessage("replay topic frame is not a topic name") from None
+        topic = frame_topic(frames[0], "replay topic frame")
         m = decode_body(frames[1])
         if m["topic"] != topic:
             raise BadMessage("replay topic frame %r differs from topic key" % topic)

@@ -174,6 +174,17 @@ class Daemon:
         return sorted(out)
 
 
+def raw_prefix(topic):
+    """The ZeroMQ subscription for a topic: frame 0 is the topic plus "." (proto
+    section 3), so "telecoms" is the prefix "telecoms." and "" stays everything."""
+    return (topic + '.').encode() if topic else b''
+
+
+def frame0(topic):
+    """Frame 0 of a message on topic (live, or replay data)."""
+    return topic.encode() + b'.'
+
+
 class Subscriber:
     """A raw SUB socket decoding with msgpack, independent of the project's C code."""
 
@@ -191,7 +202,7 @@ class Subscriber:
         before = daemon.log().count(" subscribe '")
         self.sock.connect(daemon.endpoint)
         for t in topics:
-            self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+            self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(t))
         # The XPUB passes every subscription up (XPUB_VERBOSER) and the daemon logs it
         # at debug level: once logged, messages on the topic reach this socket.
         daemon.wait_log(" subscribe '", count=before + len(topics))
@@ -202,7 +213,8 @@ class Subscriber:
         frames = self.sock.recv_multipart()
         check(len(frames) == 2, 'a message has 2 frames, got %d' % len(frames))
         body = msgpack.unpackb(frames[1], raw=False)
-        check(frames[0].decode() == body['topic'], 'frame 0 is the topic')
+        check(frames[0] == body['topic'].encode() + b'.',
+              'frame 0 is the topic plus ".": %r for %r' % (frames[0], body['topic']))
         self.messages.append(body)
         return body
 

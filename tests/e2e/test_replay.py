@@ -8,7 +8,7 @@ import os, time
 import msgpack
 import zmq
 
-from nwtest import DEADLINE, Daemon, check, header_article, run, wait_for
+from nwtest import DEADLINE, Daemon, check, frame0, header_article, raw_prefix, run, wait_for
 
 TOPIC = 'telecoms'
 
@@ -23,7 +23,7 @@ class RawSub:
         self.sock.setsockopt(zmq.LINGER, 0)
         before = d.log().count(" subscribe '")
         self.sock.connect(d.endpoint)
-        self.sock.setsockopt(zmq.SUBSCRIBE, TOPIC.encode())
+        self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(TOPIC))
         d.wait_log(" subscribe '", count=before + 1)
         self.frames = []
 
@@ -31,7 +31,7 @@ class RawSub:
         def got():
             while self.sock.poll(0):
                 f = self.sock.recv_multipart()
-                if f[0] == TOPIC.encode():
+                if f[0] == frame0(TOPIC):
                     self.frames.append(f)
             if self.d.proc.poll() is not None:
                 raise AssertionError('newswired exited:\n' + self.d.log())
@@ -191,7 +191,7 @@ def test_credit_bounds_what_is_sent():
         r.send(type='cancel')
         r.send(type='replay', topic=TOPIC, last=1, credit=1)
         f = r.recv()
-        check(f[0] == TOPIC.encode() and seq_of(f) == 10,
+        check(f[0] == frame0(TOPIC) and seq_of(f) == 10,
               'after cancel the next reply belongs to the new stream: seq %s' % seq_of(f))
         check(r.control('$end')['last'] == 10, 'end of the new stream')
 
@@ -330,7 +330,7 @@ def test_many_clients_while_live_continues():
                     if f[0] == b'$end':
                         ends[sock] = msgpack.unpackb(f[1], raw=False)
                         continue
-                    check(f[0] == TOPIC.encode(), 'data or end only: %r' % f[0][:40])
+                    check(f[0] == frame0(TOPIC), 'data or end only: %r' % f[0][:40])
                     got[sock].append(f)
                     if len(got[sock]) % 64 == 0:
                         by_sock[sock].send(type='credit', credit=64)

@@ -13,7 +13,8 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from nwtest import BIN, DEADLINE, Daemon, Failure, check, header_article, run, wait_for
+from nwtest import (BIN, DEADLINE, Daemon, Failure, check, frame0, header_article, raw_prefix,
+                    run, wait_for)
 
 
 def free_port():
@@ -67,9 +68,11 @@ def secure(sock, keys, pair):
 
 
 class Client:
-    """A SUB socket (CURVE when given a key pair) with a monitor for handshake results."""
+    """A SUB socket (CURVE when given a key pair) with a monitor for handshake results.
+    topics are topic names (subscribed in the terminated raw form); raw are ZeroMQ
+    prefixes subscribed as given (bytes)."""
 
-    def __init__(self, endpoint, keys=None, pair=None, topics=('',)):
+    def __init__(self, endpoint, keys=None, pair=None, topics=('',), raw=()):
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.linger = 0
         if pair:
@@ -79,7 +82,9 @@ class Client:
         self.messages = []
         self.sock.connect(endpoint)
         for t in topics:
-            self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+            self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(t))
+        for r in raw:
+            self.sock.setsockopt(zmq.SUBSCRIBE, r)
 
     def pump_events(self):
         while self.monitor.poll(0):
@@ -103,7 +108,9 @@ class Client:
                               [m['topic'] for m in self.messages]))
             if self.sock.poll(int(min(left, 0.2) * 1000) + 1):
                 frames = self.sock.recv_multipart()
-                self.messages.append(msgpack.unpackb(frames[1], raw=False))
+                body = msgpack.unpackb(frames[1], raw=False)
+                check(frames[0] == frame0(body['topic']), 'frame 0 %r on %r' % (frames[0], body['topic']))
+                self.messages.append(body)
 
     def topics(self):
         return [m['topic'] for m in self.messages]
@@ -157,7 +164,7 @@ def test_grant_narrows_subscribe_all():
         a = Client(d.endpoint, d.keys, alice)      # subscribes to everything
         clients.append(a)
         wait_key_subscribed(d, 'alice')
-        d.wait_log("subscription '' from key alice narrowed to its grants: 'telecoms'")
+        d.wait_log("subscription '' from key alice narrowed to its grants: 'telecoms.'")
         publish_and_mark(d, control, [('sport.football', 'Cup final tonight'),
                                       ('telecoms.5g', 'Masts go up'),
                                       ('geopolitics', 'Summit opens'),
@@ -185,7 +192,7 @@ def test_denied_subscription_logged_with_key_name():
         wait_key_subscribed(d, 'admin')
         c = Client(d.endpoint, d.keys, carol, topics=('geopolitics', 'telecoms'))
         clients.append(c)
-        d.wait_log("denied subscription 'geopolitics' from key carol")
+        d.wait_log("denied subscription 'geopolitics.' from key carol")
         wait_key_subscribed(d, 'carol')
         publish_and_mark(d, control, [('geopolitics', 'Summit opens')])
         c.drain('Marker telecoms')
@@ -441,7 +448,7 @@ def test_replay_refuses_topic_outside_grant():
             check(len(out) == 1 and out[0][0] == '$error' and out[0][1]['code'] == 'denied',
                   'replay of %s denied: %r' % (topic, out))
         out = ask('telecoms')
-        check([t for t, _ in out] == ['telecoms', '$end'], 'replay of telecoms: %r' % out)
+        check([t for t, _ in out] == ['telecoms.', '$end'], 'replay of telecoms: %r' % out)
         dealer.close(0)
     finally:
         for c in clients:
@@ -449,14 +456,11 @@ def test_replay_refuses_topic_outside_grant():
         d.cleanup()
 
 
-def test_expected_limitation_raw_prefix_leaks_sibling_topic():
-    """EXPECTED LIMITATION of wire v1 (not a pass): ZeroMQ filters frame 0 by raw byte
-    prefix and frame 0 has no terminator, so the subscription the daemon applies for a
-    grant "telecoms" (the prefix "telecoms", the only one matching topic "telecoms")
-    also matches topic "telecomsx". The daemon denies a subscription to "telecomsx", but
-    a key granted "telecoms" that subscribes to it still receives "telecomsx" messages.
-    This test asserts the leak exists so that it fails, and is revisited, the day the
-    wire closes it (e.g. v2 frame 0 = topic + "." and grants applied as "telecoms.")."""
+def test_grant_never_leaks_sibling_topic():
+    """Frame 0 is the topic plus "." and a grant "telecoms" is applied as the raw prefix
+    "telecoms.", so topic "telecomsx" (frame 0 "telecomsx.") never reaches the key:
+    not when it subscribes to everything, not to "telecomsx" (denied), and not to the
+    raw unterminated "telecoms" (read by the daemon as the whole level "telecoms.")."""
     d = curve_daemon()
     clients = []
     try:
@@ -466,18 +470,31 @@ def test_expected_limitation_raw_prefix_leaks_sibling_topic():
         control = Client(d.endpoint, d.keys, admin)
         clients.append(control)
         wait_key_subscribed(d, 'admin')
-        a = Client(d.endpoint, d.keys, alice, topics=('telecomsx', 'telecoms'))
-        clients.append(a)
-        d.wait_log("denied subscription 'telecomsx' from key alice")
+        everything = Client(d.endpoint, d.keys, alice)
+        clients.append(everything)
         wait_key_subscribed(d, 'alice')
-        publish_and_mark(d, control, [('telecomsx', 'Neighbour news')])
-        d.wait_log("topic 'telecomsx' also reaches key alice (granted 'telecoms')")
-        a.drain('Marker telecoms')
-        leaked = 'telecomsx' in a.topics()
-        check(leaked, 'telecomsx no longer reaches a "telecoms" grant: the limitation is '
-              'gone, update this test and proto section 9')
-        print('EXPECTED LIMITATION (wire v1): a key granted "telecoms" received "telecomsx"'
-              ' (raw-prefix filter on frame 0)', flush=True)
+        d.wait_log("subscription '' from key alice narrowed to its grants: 'telecoms.'")
+        unterminated = Client(d.endpoint, d.keys, alice, topics=(), raw=(b'telecoms',))
+        clients.append(unterminated)
+        wait_key_subscribed(d, 'alice', count=2)
+        named = Client(d.endpoint, d.keys, alice, topics=('telecomsx', 'telecoms'),
+                       raw=(b'telecomsx',))
+        clients.append(named)
+        d.wait_log("denied subscription 'telecomsx.' from key alice")
+        d.wait_log("denied subscription 'telecomsx' from key alice")
+        wait_key_subscribed(d, 'alice', count=3)
+        check("subscription 'telecoms' from key alice narrowed" not in d.log(),
+              'raw "telecoms" is the whole level "telecoms.", applied as asked')
+        publish_and_mark(d, control, [('telecomsx', 'Neighbour news'),
+                                      ('telecoms.5g', 'Masts go up'),
+                                      ('telecoms-eu', 'Roaming rules'),
+                                      ('telecoms', 'Operators merge')])
+        check(control.topics().count('telecomsx') == 1, 'control: %r' % control.topics())
+        for name, c in (('everything', everything), ('raw telecoms', unterminated),
+                        ('telecomsx+telecoms', named)):
+            c.drain('Marker telecoms')
+            check(c.topics() == ['telecoms.5g', 'telecoms', 'telecoms'],
+                  'alice (%s) gets telecoms and below only: %r' % (name, c.topics()))
     finally:
         for c in clients:
             c.close()
@@ -490,4 +507,4 @@ if __name__ == '__main__':
          test_sniffer_never_sees_a_headline, test_non_loopback_needs_curve_or_insecure,
          test_new_key_and_grants_without_restart, test_revoked_key_cut_off_on_sighup,
          test_replay_refuses_topic_outside_grant,
-         test_expected_limitation_raw_prefix_leaks_sibling_topic])
+         test_grant_never_leaks_sibling_topic])

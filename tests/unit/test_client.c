@@ -26,15 +26,24 @@ static void send_frames(const void *const *data, const size_t *lens, size_t n)
         zmq_send(handle, data[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
 }
 
-static void send_raw(const char *topic, const void *payload, size_t len)
+/* [frame0, payload] with frame0 exactly as given. */
+static void send_frame0(const char *frame0, const void *payload, size_t len)
 {
-    const void *data[2] = { topic, payload };
-    size_t lens[2] = { strlen(topic), len };
+    const void *data[2] = { frame0, payload };
+    size_t lens[2] = { strlen(frame0), len };
     send_frames(data, lens, 2);
 }
 
-/* Pack and publish one article; frame_topic NULL means the same as topic. */
-static void publish_full(const char *frame_topic, const char *topic, uint64_t seq,
+/* [topic + ".", payload]: frame 0 as the wire has it (proto section 3). */
+static void send_raw(const char *topic, const void *payload, size_t len)
+{
+    char frame0[512];
+    snprintf(frame0, sizeof frame0, "%s.", topic);
+    send_frame0(frame0, payload, len);
+}
+
+/* Pack and publish one article; frame0 (sent exactly) NULL means topic + ".". */
+static void publish_full(const char *frame0, const char *topic, uint64_t seq,
                          const char *epoch, const char *byline)
 {
     const char *subjects[] = { "Telecoms", "5G networks" };
@@ -60,7 +69,10 @@ static void publish_full(const char *frame_topic, const char *topic, uint64_t se
     if (rc != 0)
         fprintf(stderr, "pack failed: %s\n", err);
     CHECK(rc == 0);
-    send_raw(frame_topic ? frame_topic : topic, msg.data, msg.size);
+    if (frame0)
+        send_frame0(frame0, msg.data, msg.size);
+    else
+        send_raw(topic, msg.data, msg.size);
     msgpack_sbuffer_destroy(&art);
     msgpack_sbuffer_destroy(&msg);
 }
@@ -80,8 +92,11 @@ static void subscribe_synced(nw_client_t *client, const char *topic)
         zframe_destroy(&frame);
         frame = zframe_recv(pub);
     }
-    CHECK(frame && zframe_size(frame) == strlen(topic) + 1 && zframe_data(frame)[0] == 1
-          && memcmp(zframe_data(frame) + 1, topic, strlen(topic)) == 0);
+    /* The raw form: "telecoms." for "telecoms", nothing for everything. */
+    size_t len = strlen(topic);
+    CHECK(frame && zframe_size(frame) == (len ? len + 2 : 1) && zframe_data(frame)[0] == 1
+          && memcmp(zframe_data(frame) + 1, topic, len) == 0
+          && (!len || zframe_data(frame)[len + 1] == '.'));
     zframe_destroy(&frame);
 }
 
@@ -400,8 +415,8 @@ static void test_hostile(void)
 
     /* One frame only. */
     {
-        const void *data[1] = { "hostile" };
-        size_t lens[1] = { 7 };
+        const void *data[1] = { "hostile." };
+        size_t lens[1] = { 8 };
         send_frames(data, lens, 1);
     }
     publish("hostile", seq, EPOCH_A);
@@ -410,8 +425,8 @@ static void test_hostile(void)
 
     /* Five frames. */
     {
-        const void *data[5] = { "hostile", "a", "b", "c", "d" };
-        size_t lens[5] = { 7, 1, 1, 1, 1 };
+        const void *data[5] = { "hostile.", "a", "b", "c", "d" };
+        size_t lens[5] = { 8, 1, 1, 1, 1 };
         send_frames(data, lens, 5);
     }
     publish("hostile", seq, EPOCH_A);
@@ -419,17 +434,26 @@ static void test_hostile(void)
     CHECK(strstr(nw_client_error(client), "5 frames") != NULL);
 
     /* Topic frame differing from the topic key (both valid, both subscribed). */
-    publish_full("hostile", "hostile.other", seq + 100, EPOCH_A, "X");
+    publish_full("hostile.", "hostile.other", seq + 100, EPOCH_A, "X");
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "topic mismatch", seq++);
+
+    /* Frame 0 without its terminator, and with two: a good body is not enough. */
+    publish_full("hostile", "hostile", seq + 100, EPOCH_A, "X");
+    publish("hostile", seq, EPOCH_A);
+    expect_bad_then_good(client, "no terminator", seq++);
+    CHECK(strstr(nw_client_error(client), "terminating") != NULL);
+    publish_full("hostile..", "hostile", seq + 100, EPOCH_A, "X");
+    publish("hostile", seq, EPOCH_A);
+    expect_bad_then_good(client, "two terminators", seq++);
 
     /* Topic frames that are no topic names: uppercase, embedded NUL, too long. */
     send_raw("Hostile", "\x80", 1);
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "uppercase topic", seq++);
     {
-        const void *data[2] = { "hostile\0x", "\x80" };
-        size_t lens[2] = { 9, 1 };
+        const void *data[2] = { "hostile\0x.", "\x80" };
+        size_t lens[2] = { 10, 1 };
         send_frames(data, lens, 2);
     }
     publish("hostile", seq, EPOCH_A);

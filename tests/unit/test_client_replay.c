@@ -67,7 +67,9 @@ static void publish(const char *topic, uint64_t seq, const char *epoch)
     msgpack_sbuffer msg;
     CHECK(pack(topic, seq, epoch, &msg) == 0);
     void *handle = zsock_resolve(pub);
-    zmq_send(handle, topic, strlen(topic), ZMQ_SNDMORE);
+    char frame0[300];
+    snprintf(frame0, sizeof frame0, "%s.", topic);   /* topic + "." (proto section 3) */
+    zmq_send(handle, frame0, strlen(frame0), ZMQ_SNDMORE);
     zmq_send(handle, msg.data, msg.size, 0);
     msgpack_sbuffer_destroy(&msg);
 }
@@ -272,7 +274,9 @@ static void fake_actor(zsock_t *pipe, void *arg)
             if (st.next <= st.end) {
                 msgpack_sbuffer msg;
                 FAKE_CHECK(pack(st.topic->name, st.next, st.topic->epoch, &msg) == 0);
-                reply(router, st.peer, st.topic->name, msg.data, msg.size);
+                char frame0[300];
+                snprintf(frame0, sizeof frame0, "%s.", st.topic->name);
+                reply(router, st.peer, frame0, msg.data, msg.size);
                 msgpack_sbuffer_destroy(&msg);
                 st.next++;
                 st.credit--;
@@ -312,8 +316,9 @@ static void wait_subscription(const char *topic)
         zframe_destroy(&frame);
         frame = zframe_recv(pub);
     }
-    CHECK(frame && zframe_size(frame) == strlen(topic) + 1 && zframe_data(frame)[0] == 1
-          && memcmp(zframe_data(frame) + 1, topic, strlen(topic)) == 0);
+    size_t len = strlen(topic);   /* subscribed in the raw form "topic." */
+    CHECK(frame && zframe_size(frame) == len + 2 && zframe_data(frame)[0] == 1
+          && memcmp(zframe_data(frame) + 1, topic, len) == 0 && zframe_data(frame)[len + 1] == '.');
     zframe_destroy(&frame);
 }
 
