@@ -43,6 +43,10 @@ static void usage(FILE *out)
         "                          its journal, so each arrives once and in order\n"
         "      --since SEQ         with --replay: each TOPIC from seq SEQ on, then live\n"
         "      --last N            with --replay: each TOPIC's newest N, then live\n"
+        "      --curve-cert FILE   connect with CurveZMQ as this client (the _secret file\n"
+        "                          written by newswire-keygen); needs --server-key\n"
+        "      --server-key KEY    the daemon's public key: 40 Z85 characters, or the\n"
+        "                          path of its public certificate file\n"
         "  -h, --help              this text\n"
         "\n"
         "Missed articles (sequence gaps; with --replay only those the journal no longer\n"
@@ -50,8 +54,9 @@ static void usage(FILE *out)
         "--since and --last apply to exactly the TOPICs named (not the topics below them).\n"
         "\n"
         "Exit status: 0 when N articles arrived, or --timeout ran out without --count,\n"
-        "or on SIGINT/SIGTERM; 1 on bad usage or an unusable endpoint; 2 when --timeout ran\n"
-        "out before N articles; 3 when otherwise fine but some message could not be decoded.\n");
+        "or on SIGINT/SIGTERM; 1 on bad usage or an unusable endpoint or key; 2 when\n"
+        "--timeout ran out before N articles; 3 when otherwise fine but some message\n"
+        "could not be decoded.\n");
 }
 
 /* Add key = s when s is present; -1 when s is not valid UTF-8. */
@@ -188,6 +193,8 @@ int main(int argc, char **argv)
         { "replay", required_argument, NULL, 'r' },
         { "since", required_argument, NULL, 'S' },
         { "last", required_argument, NULL, 'L' },
+        { "curve-cert", required_argument, NULL, 'C' },
+        { "server-key", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -196,7 +203,7 @@ int main(int argc, char **argv)
     int text = 0, status = EXIT_USAGE, opt;
     unsigned long count = 0, timeout = 0, hwm = 0, received = 0;
     int have_count = 0, have_timeout = 0, have_hwm = 0;
-    const char *replay = NULL;
+    const char *replay = NULL, *curve_cert = NULL, *server_key = NULL;
     unsigned long since = 0, last = 0;
     int replaying = 0;
     nw_client_t *client = NULL;
@@ -231,6 +238,8 @@ int main(int argc, char **argv)
             }
             break;
         case 'r': replay = optarg; break;
+        case 'C': curve_cert = optarg; break;
+        case 'K': server_key = optarg; break;
         case 'S':
             if (parse_count(optarg, &since) || since == 0) {
                 fprintf(stderr, "newswire-sub: --since wants a seq from 1, not '%s'\n", optarg);
@@ -249,6 +258,10 @@ int main(int argc, char **argv)
     }
     if (nendpoints == 0)
         endpoints[nendpoints++] = DEFAULT_ENDPOINT;
+    if (!curve_cert != !server_key) {
+        fprintf(stderr, "newswire-sub: --curve-cert and --server-key go together\n");
+        goto fail;
+    }
     if ((since || last) && (!replay || optind == argc || (since && last))) {
         fprintf(stderr, "newswire-sub: --since or --last needs --replay and TOPICs, not both\n");
         goto fail;
@@ -257,6 +270,11 @@ int main(int argc, char **argv)
     client = nw_client_new();
     if (!client) {
         fprintf(stderr, "newswire-sub: cannot create a ZeroMQ socket\n");
+        goto fail;
+    }
+    /* Before any connect: CURVE applies to the live and the replay socket. */
+    if (curve_cert && nw_client_set_curve(client, curve_cert, server_key) != 0) {
+        fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
         goto fail;
     }
     replaying = replay != NULL;

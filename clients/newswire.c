@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -59,6 +60,10 @@ struct nw_client {
     nw_client_gap_fn *gap_fn;
     void *gap_arg;
     uint64_t received, bad, gaps, duplicates;
+    int connected;               /* the SUB has an endpoint: too late for CURVE */
+    /* CURVE (nw_client_set_curve): applied to each socket before it connects. */
+    int curve;
+    uint8_t curve_public[32], curve_secret[32], curve_server[32];
     /* Replay mode (replay != NULL). */
     void *replay;                /* DEALER */
     zlistx_t *waiting;           /* topic_state_t wanting a stream, FIFO; not owned */
@@ -114,6 +119,14 @@ static void topic_state_destroy(void **item)
     }
 }
 
+/* Clear key material; volatile so the store is not optimised away before free(). */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *b = p;
+    while (n--)
+        *b++ = 0;
+}
+
 nw_client_t *nw_client_new(void)
 {
     nw_client_t *self = calloc(1, sizeof *self);
@@ -156,6 +169,7 @@ void nw_client_destroy(nw_client_t **self_p)
         zmq_ctx_term(self->ctx);
     zhashx_destroy(&self->subs);
     zhashx_destroy(&self->topics);
+    wipe(self->curve_secret, sizeof self->curve_secret);
     free(self);
     *self_p = NULL;
 }
@@ -175,8 +189,79 @@ void nw_client_set_gap_handler(nw_client_t *self, nw_client_gap_fn *fn, void *ar
     self->gap_arg = arg;
 }
 
+/* The Z85 keys of a zcert file (CZMQ's ZPL text): the public one, and the secret one
+ * when secret is not NULL. zconfig directly: zcert_load would quietly prefer a
+ * PATH_secret file next to it. */
+static int load_cert(nw_client_t *self, const char *path, uint8_t *public_key, uint8_t *secret)
+{
+    zconfig_t *root = zconfig_load(path);
+    const char *pub = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;
+    const char *sec = root ? zconfig_get(root, "curve/secret-key", NULL) : NULL;
+    int rc = -1;
+    if (!root)
+        client_set_error(self, "cannot read certificate '%s'", path);
+    else if (!pub || strlen(pub) != 40 || !zmq_z85_decode(public_key, pub))
+        client_set_error(self, "certificate '%s' has no valid curve/public-key", path);
+    else if (secret && (!sec || strlen(sec) != 40 || !zmq_z85_decode(secret, sec)))
+        client_set_error(self, "certificate '%s' has no valid curve/secret-key (use the "
+                         "_secret file)", path);
+    else
+        rc = 0;
+    zconfig_destroy(&root);
+    return rc;
+}
+
+static int apply_curve(nw_client_t *self, void *sock)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, self->curve_server, 32) != 0
+        || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, self->curve_public, 32) != 0
+        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, self->curve_secret, 32) != 0) {
+        client_set_error(self, "cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
+                        const char *server_public_key)
+{
+    if (self->connected || self->replay) {
+        client_set_error(self, "CURVE must be set before connecting");
+        return -1;
+    }
+    if (!client_cert_path || !server_public_key) {
+        client_set_error(self, "CURVE needs a client certificate and the server's key");
+        return -1;
+    }
+    if (!zmq_has("curve")) {
+        client_set_error(self, "this libzmq has no CURVE support");
+        return -1;
+    }
+    if (load_cert(self, client_cert_path, self->curve_public, self->curve_secret) != 0)
+        goto fail;
+    /* A file by that name wins: a Z85 key may itself contain '/' or '.'. */
+    struct stat st;
+    if (stat(server_public_key, &st) == 0) {
+        if (load_cert(self, server_public_key, self->curve_server, NULL) != 0)
+            goto fail;
+    } else if (strlen(server_public_key) != 40
+               || !zmq_z85_decode(self->curve_server, server_public_key)) {
+        client_set_error(self, "server key '%s' is neither a 40-character Z85 key nor a "
+                         "certificate file", server_public_key);
+        goto fail;
+    }
+    if (apply_curve(self, self->sock) != 0)
+        goto fail;
+    self->curve = 1;
+    return 0;
+fail:
+    wipe(self->curve_secret, sizeof self->curve_secret);
+    return -1;
+}
+
 int nw_client_connect(nw_client_t *self, const char *endpoint)
 {
+    self->connected = 1;         /* even a failed attempt may have left an endpoint */
     if (!endpoint || zmq_connect(self->sock, endpoint) != 0) {
         client_set_error(self, "cannot connect to '%s': %s", endpoint ? endpoint : "(null)",
                          zmq_strerror(zmq_errno()));
@@ -830,6 +915,7 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint)
     if (!self->replay || !self->waiting || !self->ready
         || zmq_setsockopt(self->replay, ZMQ_LINGER, &linger, sizeof linger) != 0
         || zmq_setsockopt(self->replay, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
+        || (self->curve && apply_curve(self, self->replay) != 0)
         || !endpoint || zmq_connect(self->replay, endpoint) != 0) {
         client_set_error(self, "cannot connect replay to '%s': %s",
                          endpoint ? endpoint : "(null)", zmq_strerror(zmq_errno()));

@@ -66,6 +66,17 @@ int nw_client_set_rcvhwm(nw_client_t *self, int hwm);
 /* Report gaps to fn as well as counting them; NULL removes the handler. */
 void nw_client_set_gap_handler(nw_client_t *self, nw_client_gap_fn *fn, void *arg);
 
+/* CurveZMQ (the daemon's --curve-secret): authenticate with the client certificate
+ * client_cert_path (the PATH_secret file of newswire-keygen: CZMQ zcert text holding
+ * curve/public-key and curve/secret-key) and expect the server key server_public_key
+ * (40 Z85 characters, or the path of the daemon's public certificate file). Applies to
+ * the live socket and to the replay one, so call it before nw_client_connect() and
+ * nw_client_set_replay(): -1 afterwards, or when a file or key is unusable or libzmq
+ * lacks CURVE (nw_client_error() says which). A daemon that does not admit the key
+ * completes no handshake: nothing arrives, as with an absent daemon. */
+int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
+                        const char *server_public_key);
+
 /* Connect to a daemon's endpoint ("tcp://host:port", "ipc:///path"); may be called
  * several times. Connecting is asynchronous: -1 means the endpoint itself is unusable
  * (bad syntax, unknown transport), an absent daemon is not an error here.

@@ -13,9 +13,14 @@ the daemon's journal instead of reported: the topic's live messages are held whi
 missing seqs are streamed (one stream at a time, with credit), so each article comes
 once and in seq order per topic. --since/--last replay exactly the named topics first.
 
+With CurveZMQ (the daemon's --curve-secret) both sockets authenticate with a client
+certificate (newswire-keygen's PATH_secret, CZMQ's zcert text) and the daemon's public
+key (Z85, or its public certificate file).
+
 As a program it prints one JSON object per article:
     /usr/bin/python3 newswire_sub.py --connect tcp://127.0.0.1:5556 --count 10 telecoms
     /usr/bin/python3 newswire_sub.py --connect ... --replay tcp://127.0.0.1:5557 --since 1 telecoms
+    /usr/bin/python3 newswire_sub.py --connect ... --curve-cert alice_secret --server-key server
 As a module:
     sub = Subscriber(["tcp://127.0.0.1:5556"], ["telecoms"])
     msg = sub.recv(timeout=5.0)    # a dict, or None on timeout
@@ -24,6 +29,7 @@ Needs Debian's python3-zmq and python3-msgpack.
 import argparse
 import collections
 import json
+import os
 import re
 import sys
 import time
@@ -71,6 +77,55 @@ def frame_topic(frame, what="topic frame"):
 def topic_matches(subscription, topic):
     return (subscription == "" or topic == subscription
             or topic.startswith(subscription + "."))
+
+
+def read_zpl(path):
+    """The values of a ZPL file (CZMQ's zconfig text, as in zcert files) by path:
+    {"curve/public-key": "...", "metadata/name": "..."}. Four spaces per level;
+    values may be quoted; '#' starts a comment outside quotes."""
+    values, stack = {}, []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            body = line.lstrip(" ")
+            if not body or body.startswith("#"):
+                continue
+            level = (len(line) - len(body)) // 4
+            name, _, value = body.partition("=")
+            name, value = name.strip(), value.strip()
+            if value[:1] in ("'", '"'):
+                end = value.find(value[0], 1)
+                value = value[1:end if end > 0 else None]
+            else:
+                value = value.split("#", 1)[0].strip()
+            del stack[level:]
+            stack.append(name)
+            values["/".join(stack)] = value
+    return values
+
+
+def load_curve_keys(cert_path, server_key):
+    """(public, secret, server) Z85 keys as bytes: the client's from its zcert secret
+    file, the server's given as Z85 or as the path of its public certificate."""
+    try:
+        cert = read_zpl(cert_path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError("cannot read certificate %r: %s" % (cert_path, e)) from None
+    public, secret = cert.get("curve/public-key", ""), cert.get("curve/secret-key", "")
+    if len(public) != 40 or len(secret) != 40:
+        raise ValueError("certificate %r lacks curve/public-key or curve/secret-key (use "
+                         "the _secret file)" % cert_path)
+    if os.path.exists(server_key):      # a file wins: Z85 may contain '/' and '.'
+        try:
+            server = read_zpl(server_key).get("curve/public-key", "")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError("cannot read certificate %r: %s" % (server_key, e)) from None
+    else:
+        server = server_key
+    if len(server) != 40:
+        raise ValueError("server key %r is neither a 40-character Z85 key nor a "
+                         "certificate file" % server_key)
+    return public.encode(), secret.encode(), server.encode()
 
 
 class BadMessage(Exception):
@@ -210,12 +265,15 @@ class Subscriber:
 
     def __init__(self, endpoints=(DEFAULT_ENDPOINT,), topics=("",), hwm=None,
                  on_gap=None, on_bad=None, context=None, replay=None, since=None, last=None,
-                 replay_idle=0.5):
+                 replay_idle=0.5, curve_cert=None, server_key=None):
         for topic in topics:
             if topic != "" and not topic_valid(topic):
                 raise ValueError("not a topic name: %r" % topic)
         if (since or last) and (replay is None or "" in topics):
             raise ValueError("since/last need a replay endpoint and topics")
+        if (curve_cert is None) != (server_key is None):
+            raise ValueError("curve_cert and server_key go together")
+        curve = load_curve_keys(curve_cert, server_key) if curve_cert else None
         self.topics = list(dict.fromkeys(topics)) or [""]
         self.on_gap = on_gap          # called as on_gap(topic, epoch, first, last)
         self.on_bad = on_bad          # called as on_bad(reason)
@@ -227,6 +285,8 @@ class Subscriber:
         self.socket = self._context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        self._curve = curve
+        self._secure(self.socket)
         if hwm is not None:
             self.socket.setsockopt(zmq.RCVHWM, hwm)
         for topic in self.topics:
@@ -245,6 +305,7 @@ class Subscriber:
             self.replay = self._context.socket(zmq.DEALER)
             self.replay.setsockopt(zmq.LINGER, 0)
             self.replay.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+            self._secure(self.replay)
             self.replay.connect(replay)
             # Subscribed first: live ones arriving during the join's replay are held.
             for topic in self.topics if (since or last) else ():
@@ -252,6 +313,11 @@ class Subscriber:
                 t.join = ("from", since) if since else ("last", last)
                 t.from_known = bool(since)
                 self._enqueue(t)
+
+    def _secure(self, sock):
+        """CURVE client keys, before the socket connects."""
+        if self._curve:
+            sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._curve
 
     def close(self):
         self.socket.close()
@@ -544,6 +610,10 @@ def main(argv=None):
                       help="with --replay: each TOPIC from seq SEQ on, then live")
     join.add_argument("--last", type=int, metavar="N",
                       help="with --replay: each TOPIC's newest N, then live")
+    p.add_argument("--curve-cert", metavar="FILE",
+                   help="connect with CurveZMQ as this client (newswire-keygen's _secret file)")
+    p.add_argument("--server-key", metavar="KEY",
+                   help="the daemon's public key: 40 Z85 characters or its certificate file")
     p.add_argument("topics", nargs="*", metavar="TOPIC")
     args = p.parse_args(argv)
 
@@ -560,7 +630,8 @@ def main(argv=None):
             raise ValueError("--since and --last want a number from 1")
         sub = Subscriber(args.connect or [DEFAULT_ENDPOINT], args.topics or [""],
                          hwm=args.hwm, on_gap=gap, on_bad=bad, replay=args.replay,
-                         since=args.since, last=args.last)
+                         since=args.since, last=args.last, curve_cert=args.curve_cert,
+                         server_key=args.server_key)
     except (ValueError, zmq.ZMQError) as e:
         print("newswire_sub: %s" % e, file=sys.stderr)
         return 1

@@ -10,7 +10,9 @@
 
 #include <czmq.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define EPOCH_A "0123456789abcdef0123456789abcdef"
 #define EPOCH_B "fedcba9876543210fedcba9876543210"
@@ -473,6 +475,69 @@ static void test_hostile(void)
     nw_client_destroy(&client);
 }
 
+/* nw_client_set_curve: refusals, then a CURVE server (this test's XPUB with a server
+ * key; no ZAP handler, so any client key is admitted) reached by a client whose keys
+ * come from zcert files; a client without the keys would complete no handshake. */
+static void test_curve(void)
+{
+    char dir[] = "/tmp/nw-test-client-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char cert_path[64], secret_path[80], server_path[64], missing[64];
+    snprintf(cert_path, sizeof cert_path, "%s/alice", dir);
+    snprintf(secret_path, sizeof secret_path, "%s/alice_secret", dir);
+    snprintf(server_path, sizeof server_path, "%s/server", dir);
+    snprintf(missing, sizeof missing, "%s/none", dir);
+    zcert_t *client_cert = zcert_new(), *server_cert = zcert_new();
+    CHECK(zcert_save(client_cert, cert_path) == 0);
+    CHECK(zcert_save_public(server_cert, server_path) == 0);
+    const char *server_key = zcert_public_txt(server_cert);
+
+    nw_client_t *client = nw_client_new();
+    CHECK(nw_client_set_curve(client, NULL, server_key) == -1);
+    CHECK(nw_client_set_curve(client, missing, server_key) == -1);
+    CHECK(strstr(nw_client_error(client), "cannot read") != NULL);
+    CHECK(nw_client_set_curve(client, cert_path, server_key) == -1);   /* public half only */
+    CHECK(strstr(nw_client_error(client), "secret") != NULL);
+    CHECK(nw_client_set_curve(client, secret_path, "short") == -1);
+    CHECK(strstr(nw_client_error(client), "Z85") != NULL);
+    CHECK(nw_client_set_curve(client, secret_path, server_key) == 0);
+    CHECK(nw_client_set_curve(client, secret_path, server_path) == 0); /* key from a file */
+    CHECK(nw_client_connect(client, "tcp://127.0.0.1:1") == 0);
+    CHECK(nw_client_set_curve(client, secret_path, server_key) == -1); /* too late */
+    CHECK(strstr(nw_client_error(client), "before connecting") != NULL);
+    nw_client_destroy(&client);
+    client = nw_client_new();
+    CHECK(nw_client_set_replay(client, "tcp://127.0.0.1:1") == 0);
+    CHECK(nw_client_set_curve(client, secret_path, server_key) == -1);
+    nw_client_destroy(&client);
+
+    zsock_t *plain = pub;
+    pub = zsock_new(ZMQ_XPUB);
+    zcert_apply(server_cert, pub);
+    zsock_set_curve_server(pub, 1);
+    zsock_set_xpub_verbose(pub, 1);
+    zsock_set_rcvtimeo(pub, WAIT_MS);
+    CHECK(zsock_bind(pub, "tcp://127.0.0.1:*") > 0);
+    client = nw_client_new();
+    CHECK(nw_client_set_curve(client, secret_path, server_path) == 0);
+    CHECK(nw_client_connect(client, zsock_endpoint(pub)) == 0);
+    subscribe_synced(client, "curve");    /* arrives only through a CURVE handshake */
+    publish("curve", 1, EPOCH_A);
+    uint64_t seq;
+    CHECK_STR(next(client, &seq, NULL), "curve");
+    CHECK(seq == 1);
+    nw_client_destroy(&client);
+    zsock_destroy(&pub);
+    pub = plain;
+
+    zcert_destroy(&client_cert);
+    zcert_destroy(&server_cert);
+    unlink(cert_path);
+    unlink(secret_path);
+    unlink(server_path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     pub = zsock_new(ZMQ_XPUB);
@@ -491,6 +556,7 @@ int main(void)
     test_accessors();
     test_sequence();
     test_hostile();
+    test_curve();
 
     zsock_destroy(&pub);
     return CHECK_DONE();
