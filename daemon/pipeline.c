@@ -29,6 +29,8 @@
 
 #define MAX_JOBS 256          /* files read, waiting for commit or being archived */
 #define RETRY_MS 1000         /* after a journal failure (disk full) */
+#define BATCH_MAX 32          /* files per thread-pool hand-off */
+#define POOL_SHARE 4          /* spread a backlog over this many hand-offs at least */
 
 typedef struct entry entry_t;
 typedef struct job job_t;
@@ -55,7 +57,7 @@ struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
     job_t *next;              /* flight list, in submission order */
-    uv_work_t work;
+    job_t *archive_next;      /* archive queue */
     stage_t stage;
     char *path;               /* drop_dir/rel */
     nw_rules_t *rules;        /* a snapshot for the worker */
@@ -97,8 +99,11 @@ struct nw_pipeline {
     entry_t *retry_tail;      /* last entry put back while paused, or NULL */
     job_t *flight_head, *flight_tail;
     unsigned jobs;            /* allocated jobs (all stages) */
+    job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
     bool paused;              /* the journal failed: wait for RETRY_MS */
     uv_timer_t retry;
+    uv_check_t check;         /* once per loop turn: hand off what gathered */
+    int open_handles;
     bool advancing;           /* flight_advance is on the stack */
     bool draining;
     void (*drained)(void *arg);
@@ -106,6 +111,16 @@ struct nw_pipeline {
     nw_pipeline_stats_t stats;
 };
 
+/* One thread-pool hand-off for several files: every hand-off costs a wake-up on both
+ * sides, which under a burst cost more than reading a file. */
+typedef struct {
+    nw_pipeline_t *owner;
+    uv_work_t work;
+    size_t count;
+    job_t *jobs[BATCH_MAX];
+} batch_t;
+
+static void schedule(nw_pipeline_t *self);
 static void pump(nw_pipeline_t *self);
 
 /* --- entries ---------------------------------------------------------------- */
@@ -184,7 +199,7 @@ void nw_pipeline_submit(void *arg, const char *subdir, const char *name)
     entry->name = entry->rel + (*subdir ? strlen(subdir) + 1 : 0);
     zhashx_insert(self->known, entry->rel, entry);
     pending_push(self, entry, false);
-    pump(self);
+    schedule(self);
 }
 
 /* --- worker: read, parse, route, pack --------------------------------------- */
@@ -268,9 +283,8 @@ static void pack_article(job_t *job, const nw_article_t *article)
         job_reject(job, "cannot encode: %s", err);
 }
 
-static void work_read(uv_work_t *work)
+static void read_one(job_t *job)
 {
-    job_t *job = work->data;
     char *data = NULL;
     size_t len = 0;
     nw_article_t *article = NULL;
@@ -365,9 +379,8 @@ static int64_t now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void work_archive(uv_work_t *work)
+static void archive_one(job_t *job)
 {
-    job_t *job = work->data;
     const char *state = job->owner->config->state_dir;
     /* A writer may have renamed a new file over the path since we read it: that one
      * has not been published, so it stays for its own turn. */
@@ -385,6 +398,20 @@ static void work_archive(uv_work_t *work)
         job->archive_rc = nw_archive_store(state, job->path, now_ms(), job->dest,
                                            sizeof job->dest, job->archive_err,
                                            sizeof job->archive_err);
+}
+
+static void work_read(uv_work_t *work)
+{
+    batch_t *batch = work->data;
+    for (size_t i = 0; i < batch->count; i++)
+        read_one(batch->jobs[i]);
+}
+
+static void work_archive(uv_work_t *work)
+{
+    batch_t *batch = work->data;
+    for (size_t i = 0; i < batch->count; i++)
+        archive_one(batch->jobs[i]);
 }
 
 /* --- loop side ---------------------------------------------------------------- */
@@ -428,7 +455,7 @@ static void job_finish(nw_pipeline_t *self, job_t *job, bool retry)
         pending_push(self, entry, retry);
     } else
         zhashx_delete(self->known, entry->rel);
-    pump(self);
+    schedule(self);
 }
 
 static const char *shown(const job_t *job, char *buf, size_t len)
@@ -439,23 +466,66 @@ static const char *shown(const job_t *job, char *buf, size_t len)
 static void after_archive(uv_work_t *work, int status)
 {
     (void) status;
-    job_t *job = work->data;
-    nw_pipeline_t *self = job->owner;
+    batch_t *batch = work->data;
+    nw_pipeline_t *self = batch->owner;
     char name[1100];
-    if (job->replaced)
-        nw_info("%s was replaced while being handled; the new file is read next",
-                shown(job, name, sizeof name));
-    else if (job->archive_rc != 0)
-        nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name), job->archive_err);
-    job_finish(self, job, false);
+    for (size_t i = 0; i < batch->count; i++) {
+        job_t *job = batch->jobs[i];
+        if (job->replaced)
+            nw_info("%s was replaced while being handled; the new file is read next",
+                    shown(job, name, sizeof name));
+        else if (job->archive_rc != 0)
+            nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name),
+                   job->archive_err);
+        job_finish(self, job, false);
+    }
+    free(batch);
 }
 
+/* Queued here; handed to the pool in batches once the loop turn's callbacks are done
+ * (a group commit completes many jobs in one turn). */
 static void start_archive(nw_pipeline_t *self, job_t *job)
 {
     job->stage = STAGE_ARCHIVE;
-    if (uv_queue_work(self->loop, &job->work, work_archive, after_archive) != 0) {
-        nw_err("cannot queue the archive move");
-        job_finish(self, job, false);
+    job->archive_next = NULL;
+    if (self->archive_tail)
+        self->archive_tail->archive_next = job;
+    else
+        self->archive_head = job;
+    self->archive_tail = job;
+    schedule(self);
+}
+
+static batch_t *batch_new(nw_pipeline_t *self)
+{
+    batch_t *batch = calloc(1, sizeof *batch);
+    if (batch) {
+        batch->owner = self;
+        batch->work.data = batch;
+    }
+    return batch;
+}
+
+static void archive_pump(nw_pipeline_t *self)
+{
+    while (self->archive_head) {
+        batch_t *batch = batch_new(self);
+        if (!batch) {
+            nw_err("out of memory: archive moves wait for the next loop turn");
+            return;
+        }
+        while (self->archive_head && batch->count < BATCH_MAX) {
+            batch->jobs[batch->count++] = self->archive_head;
+            self->archive_head = self->archive_head->archive_next;
+        }
+        if (!self->archive_head)
+            self->archive_tail = NULL;
+        if (uv_queue_work(self->loop, &batch->work, work_archive, after_archive) != 0) {
+            nw_err("cannot queue archive moves");
+            for (size_t i = 0; i < batch->count; i++)
+                job_finish(self, batch->jobs[i], false);
+            free(batch);
+        }
     }
 }
 
@@ -607,14 +677,19 @@ static void flight_advance(nw_pipeline_t *self)
 
 static void after_read(uv_work_t *work, int status)
 {
-    job_t *job = work->data;
-    if (status == UV_ECANCELED)
-        job->outcome = OUT_SKIP;
-    job->stage = STAGE_READY;
-    flight_advance(job->owner);
+    batch_t *batch = work->data;
+    for (size_t i = 0; i < batch->count; i++) {
+        if (status == UV_ECANCELED)
+            batch->jobs[i]->outcome = OUT_SKIP;
+        batch->jobs[i]->stage = STAGE_READY;
+    }
+    nw_pipeline_t *self = batch->owner;
+    free(batch);
+    flight_advance(self);
 }
 
-static void job_start(nw_pipeline_t *self, entry_t *entry)
+/* A job for entry, entered in the flight list; NULL (entry put back) without memory. */
+static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
 {
     job_t *job = calloc(1, sizeof *job);
     size_t len = strlen(self->config->drop_dir) + strlen(entry->rel) + 2;
@@ -622,12 +697,11 @@ static void job_start(nw_pipeline_t *self, entry_t *entry)
         free(job);
         nw_err("out of memory; %s stays pending", entry->rel);
         pending_push(self, entry, true);
-        return;
+        return NULL;
     }
     snprintf(job->path, len, "%s/%s", self->config->drop_dir, entry->rel);
     job->owner = self;
     job->entry = entry;
-    job->work.data = job;
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->config->max_size;
     msgpack_sbuffer_init(&job->article_mp);
@@ -640,26 +714,68 @@ static void job_start(nw_pipeline_t *self, entry_t *entry)
     self->flight_tail = job;
     self->jobs++;
     self->stats.in_flight++;
-    if (uv_queue_work(self->loop, &job->work, work_read, after_read) != 0) {
-        job->outcome = OUT_SKIP;
-        job->stage = STAGE_READY;
+    return job;
+}
+
+static void read_queue(nw_pipeline_t *self, batch_t *batch)
+{
+    if (uv_queue_work(self->loop, &batch->work, work_read, after_read) != 0) {
+        for (size_t i = 0; i < batch->count; i++) {
+            batch->jobs[i]->outcome = OUT_SKIP;
+            batch->jobs[i]->stage = STAGE_READY;
+        }
+        free(batch);
         flight_advance(self);
     }
 }
 
+/* Start reading pending files while there is room. A lone file goes out alone (no
+ * wait for company); a backlog goes in batches spread over the pool's threads. */
 static void pump(nw_pipeline_t *self)
 {
-    while (!self->draining && !self->paused && self->jobs < MAX_JOBS) {
-        entry_t *entry = pending_pop(self);
-        if (!entry)
+    batch_t *batch = NULL;
+    size_t want = 1;
+    while (!self->draining && !self->paused && self->jobs < MAX_JOBS && self->pending_head) {
+        if (!batch) {
+            if (!(batch = batch_new(self)))
+                break;
+            want = self->stats.pending / POOL_SHARE + 1;
+            if (want > BATCH_MAX)
+                want = BATCH_MAX;
+        }
+        job_t *job = job_new(self, pending_pop(self));
+        if (!job)
             break;
-        job_start(self, entry);
+        batch->jobs[batch->count++] = job;
+        if (batch->count == want) {
+            read_queue(self, batch);
+            batch = NULL;
+        }
     }
+    if (batch && batch->count)
+        read_queue(self, batch);
+    else
+        free(batch);
     if (self->draining && self->jobs == 0 && self->drained) {
         void (*done)(void *) = self->drained;
         self->drained = NULL;
         done(self->drained_arg);
     }
+}
+
+static void on_check(uv_check_t *check)
+{
+    nw_pipeline_t *self = check->data;
+    uv_check_stop(check);
+    archive_pump(self);
+    pump(self);
+}
+
+/* Hand-offs wait for the end of the loop turn, so what one turn gathers (a burst of
+ * inotify events, a group commit's jobs) goes to the pool together. */
+static void schedule(nw_pipeline_t *self)
+{
+    uv_check_start(&self->check, on_check);
 }
 
 /* --- life cycle ----------------------------------------------------------------- */
@@ -687,6 +803,9 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
     self->rules = nw_rules_ref(rules);
     uv_timer_init(loop, &self->retry);
     self->retry.data = self;
+    uv_check_init(loop, &self->check);
+    self->check.data = self;
+    self->open_handles = 2;
     return self;
 }
 
@@ -714,9 +833,11 @@ void nw_pipeline_stats(const nw_pipeline_t *self, nw_pipeline_stats_t *out)
     *out = self->stats;
 }
 
-static void on_timer_closed(uv_handle_t *handle)
+static void on_handle_closed(uv_handle_t *handle)
 {
     nw_pipeline_t *self = handle->data;
+    if (--self->open_handles > 0)
+        return;
     zhashx_destroy(&self->known);
     nw_rules_unref(&self->rules);
     free(self);
@@ -735,5 +856,6 @@ void nw_pipeline_destroy(nw_pipeline_t **self_p)
         self->flight_head = job->next;
         job_free(job);
     }
-    uv_close((uv_handle_t *) &self->retry, on_timer_closed);
+    uv_close((uv_handle_t *) &self->retry, on_handle_closed);
+    uv_close((uv_handle_t *) &self->check, on_handle_closed);
 }
