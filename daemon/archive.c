@@ -8,6 +8,7 @@
  * back to the drop folder, where deduplication archives it again.
  */
 #include "archive.h"
+#include "fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,27 +38,13 @@ void nw_archive_candidate(const char *base, unsigned n, char *out, size_t outlen
         snprintf(out, outlen, "%.*s-%u%s", (int) (dot - base), base, n, dot);
 }
 
-static int mkdir_p(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = mkdir(path, 0750);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -1;
-    }
-    return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 int nw_archive_prepare(const char *state_dir, char *errbuf, size_t errlen)
 {
     const char *subs[] = {"archive", "rejected"};
     for (size_t i = 0; i < 2; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", state_dir, subs[i]);
-        if (mkdir_p(path) != 0) {
+        if (nw_fs_mkdir_p(path) != 0) {
             snprintf(errbuf, errlen, "cannot create %s: %s", path, strerror(errno));
             return -1;
         }
@@ -189,7 +176,7 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
         return 0;
     if (errno != ENOENT || access(src, F_OK) != 0)
         return -1;
-    if (mkdir_p(dir) != 0) {
+    if (nw_fs_mkdir_p(dir) != 0) {
         snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -201,7 +188,7 @@ int nw_archive_reject(const char *state_dir, const char *src, const char *reason
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/rejected", state_dir);
-    if (mkdir_p(dir) != 0) {
+    if (nw_fs_mkdir_p(dir) != 0) {
         snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }

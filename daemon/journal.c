@@ -9,6 +9,7 @@
  * files. Everything the job changes in memory is applied when it comes back.
  */
 #include "journal.h"
+#include "fsutil.h"
 #include "log.h"
 
 #include <czmq.h>
@@ -879,20 +880,6 @@ static void maybe_start(nw_journal_t *self)
 
 /* ---------------------------------------------------------------- open and recovery */
 
-static int mkdir_p(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = mkdir(path, 0750);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -1;
-    }
-    return mkdir(path, 0750) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 static int cmp_segment(const void *a, const void *b)
 {
     uint64_t x = ((const segment_t *) a)->num, y = ((const segment_t *) b)->num;
@@ -1065,7 +1052,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     snprintf(self->dir, dirlen, "%s/journal", state_dir);
     uv_timer_init(loop, self->timer);
     self->timer->data = self;
-    if (mkdir_p(self->dir) != 0 || list_segments(self) != 0) {
+    if (nw_fs_mkdir_p(self->dir) != 0 || list_segments(self) != 0) {
         snprintf(errbuf, errlen, "cannot use %s: %s", self->dir, strerror(errno));
         goto fail;
     }

@@ -9,6 +9,7 @@
 #include "archive.h"
 #include "auth.h"
 #include "config.h"
+#include "fsutil.h"
 #include "journal.h"
 #include "log.h"
 #include "pipeline.h"
@@ -55,12 +56,8 @@ typedef struct {
 
 static int make_dir(const char *path, char *errbuf, size_t errlen)
 {
-    if (mkdir(path, 0750) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
-    }
+    if (nw_fs_mkdir_p(path) == 0)
+        return 0;
     snprintf(errbuf, errlen, "cannot create %s: %s", path, strerror(errno));
     return -1;
 }
