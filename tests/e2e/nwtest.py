@@ -243,9 +243,15 @@ def header_article(title, body='A first paragraph of the body.\n\nA second one.'
     return '\n'.join(lines) + '\n\n' + body + '\n'
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (the reason says why)."""
+
+
 def run(tests):
-    """Run test functions in order; print a ctest-friendly summary; exit non-zero on failure."""
-    passed = failed = 0
+    """Run test functions in order (or those named on the command line); print a
+    ctest-friendly summary. Exit 1 on any failure, 77 (ctest: skipped) only when every
+    test that ran was skipped, else 0."""
+    passed = failed = skipped = 0
     only = sys.argv[1:]
     for t in tests:
         if only and t.__name__ not in only:
@@ -255,9 +261,12 @@ def run(tests):
             t()
             passed += 1
             print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            skipped += 1
+            print('skip %s: %s' % (t.__name__, e), flush=True)
         except Exception:
             failed += 1
-            print('FAIL %s' % t.__name__, flush=True)
+            print('FAIL %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
             traceback.print_exc()
-    print('%d passed, %d failed' % (passed, failed))
-    sys.exit(1 if failed else 0)
+    print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
+    sys.exit(1 if failed else 77 if skipped and not passed else 0)

@@ -1,15 +1,14 @@
 """End to end: real article layouts through a running daemon (issue: parse real articles)."""
 import json, os, signal
 
-from nwtest import SHARED, Daemon, Subscriber, check, run, wait_for
+from nwtest import SHARED, Daemon, Skip, Subscriber, check, run, wait_for
 
 SPECIMEN = os.path.join(SHARED, 'specimens', 'scraped-telecoms-article.txt') if SHARED else ''
 
 
 def test_specimen_lands_on_telecoms_clean():
     if not SPECIMEN or not os.path.exists(SPECIMEN):
-        print('skip: no specimen at %r' % SPECIMEN)
-        return
+        raise Skip('no specimen at %r' % SPECIMEN)
     d = Daemon().start()
     try:
         sub = Subscriber(d, ['telecoms'])

@@ -16,34 +16,11 @@ except ImportError:
     sys.exit(77)
 
 import newswire_sub
+from nwtest import BIN, DEADLINE, check, run   # no daemon here: only the runner and paths
 
-# Self-contained: no daemon, so no need for the shared harness nwtest.
 HERE = os.path.dirname(os.path.abspath(__file__))
-BIN = os.environ.get('NW_BIN', os.path.join(HERE, '..', '..', 'build', 'bin'))
 PROTO = os.environ.get('NW_PROTO', os.path.join(HERE, '..', '..', 'proto'))
-DEADLINE = float(os.environ.get('NW_TEST_DEADLINE', '20'))
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def run(tests):
-    failed = 0
-    only = sys.argv[1:]
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
-        except Exception:
-            failed += 1
-            print('FAIL %s' % t.__name__, flush=True)
-            traceback.print_exc()
-    sys.exit(1 if failed else 0)
 
 EPOCH_A = '0123456789abcdef0123456789abcdef'
 EPOCH_B = 'fedcba9876543210fedcba9876543210'

@@ -12,17 +12,13 @@ of the kill -9 run is NW_CHAOS_ROUNDS x NW_CHAOS_BATCH articles.
 """
 import errno, json, os, random, shutil, subprocess, sys, tempfile, time, traceback
 
-from nwtest import (BIN, DEADLINE, Daemon, Failure, Subscriber, check, header_article,
-                    wait_for)
+from nwtest import (BIN, DEADLINE, Daemon, Failure, Skip, Subscriber, check, header_article,
+                    run, wait_for)
 from test_journal_recovery import messages, read_journal
 
 PY_SUB = os.path.join(os.environ.get('NW_SOURCE', os.path.join(os.path.dirname(__file__),
                                                                '..', '..')),
                       'clients', 'python', 'newswire_sub.py')
-
-
-class Skip(Exception):
-    pass
 
 
 def helps(cmd, flag):
@@ -334,28 +330,5 @@ def test_late_subscriber_since_1():
         d.cleanup()
 
 
-def main(tests):
-    passed = failed = skipped = 0
-    only = sys.argv[1:]
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            passed += 1
-            print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
-        except Skip as e:
-            skipped += 1
-            print('skip %s: %s' % (t.__name__, e), flush=True)
-        except Exception:
-            failed += 1
-            print('FAIL %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
-            traceback.print_exc()
-    print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
-    # 77 (ctest: skipped) only when nothing ran to a verdict
-    sys.exit(1 if failed else 77 if skipped and not passed else 0)
-
-
 if __name__ == '__main__':
-    main([test_disk_full_state_folder, test_kill9_random_instants, test_late_subscriber_since_1])
+    run([test_disk_full_state_folder, test_kill9_random_instants, test_late_subscriber_since_1])
