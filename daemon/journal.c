@@ -550,15 +550,20 @@ static void batch_destroy(batch_t **b_p)
     *b_p = NULL;
 }
 
+/* seen: id -> time of its last append. The time is held in the item pointer itself, so
+ * a seen id costs its key and nothing else (there is one per article in the dedup
+ * window); +1 keeps a time of 0 from reading as absent. */
+static bool seen_get(zhashx_t *seen, const char *id, int64_t *t)
+{
+    void *v = zhashx_lookup(seen, id);
+    if (v)
+        *t = (int64_t) ((uintptr_t) v - 1);
+    return v != NULL;
+}
+
 static int seen_set(zhashx_t *seen, const char *id, int64_t t)
 {
-    int64_t *p = zhashx_lookup(seen, id);
-    if (!p) {
-        if (!(p = malloc(sizeof *p)))
-            return -1;
-        zhashx_insert(seen, id, p);
-    }
-    *p = t;
+    zhashx_update(seen, id, (void *) (uintptr_t) ((t < 0 ? 0 : t) + 1));
     return 0;
 }
 
@@ -757,8 +762,8 @@ static void prune_seen(nw_journal_t *self)
     const char **old = cap ? malloc(cap * sizeof *old) : NULL;
     if (!old)
         return;
-    for (int64_t *t = zhashx_first(self->seen); t; t = zhashx_next(self->seen))
-        if (*t < since)
+    for (void *v = zhashx_first(self->seen); v; v = zhashx_next(self->seen))
+        if ((int64_t) ((uintptr_t) v - 1) < since)
             old[n++] = zhashx_cursor(self->seen);
     for (size_t i = 0; i < n; i++)
         zhashx_delete(self->seen, old[i]);
@@ -945,8 +950,9 @@ static int apply(nw_journal_t *self, segment_t *seg, const record_t *r, bool fir
     if (r->time_ms < since)
         return 0;
     char *id = dup_bytes(r->id, r->id_len);
-    const int64_t *t = id ? zhashx_lookup(self->seen, id) : NULL;
-    int rc = !id || ((!t || *t < r->time_ms) && seen_set(self->seen, id, r->time_ms) != 0);
+    int64_t t = 0;
+    int rc = !id || ((!seen_get(self->seen, id, &t) || t < r->time_ms) &&
+                     seen_set(self->seen, id, r->time_ms) != 0);
     free(id);
     return rc ? -1 : 0;
 }
@@ -1045,7 +1051,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     msgpack_sbuffer_init(&self->job.head);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
-        !(self->durable = map_new()) || !(self->seen = map_new()) ||
+        !(self->durable = map_new()) || !(self->seen = zhashx_new()) ||
         !(self->open = batch_new()) || !(self->flight = batch_new()) ||
         !(self->timer = malloc(sizeof *self->timer)))
         goto nomem;
@@ -1191,8 +1197,8 @@ uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic)
 
 bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms)
 {
-    const int64_t *t = zhashx_lookup(self->seen, id);
-    return t && *t >= since_ms;
+    int64_t t;
+    return seen_get(self->seen, id, &t) && t >= since_ms;
 }
 
 int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
@@ -1235,9 +1241,9 @@ int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
         errno = EMSGSIZE;
         return -1;
     }
-    const int64_t *t = zhashx_lookup(self->seen, id);
-    u->had = t != NULL;
-    u->prev = t ? *t : 0;
+    int64_t prev = 0;
+    u->had = seen_get(self->seen, id, &prev);
+    u->prev = prev;
     /* seq - 1 is always a right value to go back to: it is where the topic stood */
     if (map_set(self->seqs, topic, seq) != 0 || map_set(b->seqs, topic, seq) != 0 ||
         seen_set(self->seen, id, time_ms) != 0) {

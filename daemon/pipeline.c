@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,15 +36,21 @@
 typedef struct entry entry_t;
 typedef struct job job_t;
 
-/* A reported path, from report to archive. Owned by the `known` table. */
+/* A reported path, from report to archive. Owned by the `known` table. One allocation
+ * with the path inline: a backlog of 100,000 files is 100,000 of these. */
 struct entry {
-    char *rel;                /* "name" or "subdir/name": the table's key */
-    char *subdir;             /* NULL for the drop folder itself */
-    const char *name;         /* points into rel */
-    bool again;               /* reported again while in flight */
     entry_t *next;            /* pending queue link */
     job_t *job;               /* set while in flight */
+    bool again;               /* reported again while in flight */
+    unsigned short subdir_len;/* 0: the drop folder itself, else rel's "subdir/" part */
+    char rel[];               /* "name" or "subdir/name": the table's key */
 };
+
+static const char *entry_name(const entry_t *entry)
+{
+    return entry->rel + (entry->subdir_len ? entry->subdir_len + 1 : 0);
+}
+
 
 typedef enum {
     OUT_PUBLISH,              /* parsed: journal and publish */
@@ -84,7 +91,6 @@ struct job {
     /* archive results */
     int archive_rc;
     bool replaced;            /* the path now names another file: not moved */
-    char dest[4096];
     char archive_err[512];
 };
 
@@ -141,17 +147,10 @@ static size_t path_hash(const void *key)
 
 static void entry_free(void **item)
 {
-    entry_t *entry = *item;
-    if (!entry)
-        return;
-    free(entry->rel);
-    free(entry->subdir);
-    free(entry);
+    free(*item);
     *item = NULL;
 }
 
-/* front: the entry goes back ahead of those not yet started, after any put back
- * before it while paused (retry_tail), so files put back keep their order. */
 static void pending_push(nw_pipeline_t *self, entry_t *entry, bool front)
 {
     entry->next = NULL;
@@ -203,14 +202,13 @@ void nw_pipeline_submit(void *arg, const char *subdir, const char *name)
             entry->again = true;
         return;
     }
-    entry = calloc(1, sizeof *entry);
-    if (!entry || !(entry->rel = strdup(rel)) || (*subdir && !(entry->subdir = strdup(subdir)))) {
-        void *item = entry;
-        entry_free(&item);
+    entry = calloc(1, sizeof *entry + (size_t) n + 1);
+    if (!entry) {
         nw_err("out of memory queueing %s", rel);
         return;
     }
-    entry->name = entry->rel + (*subdir ? strlen(subdir) + 1 : 0);
+    memcpy(entry->rel, rel, (size_t) n + 1);
+    entry->subdir_len = (unsigned short) strlen(subdir);
     zhashx_insert(self->known, entry->rel, entry);
     pending_push(self, entry, false);
     schedule(self);
@@ -363,7 +361,8 @@ static void read_one(job_t *job)
      * are replaced as in article text (the log shows the name escaped instead). */
     size_t namelen;
     unsigned replaced;
-    job->source_name = nw_text_sanitize(job->entry->name, strlen(job->entry->name), &namelen,
+    const char *name = entry_name(job->entry);
+    job->source_name = nw_text_sanitize(name, strlen(name), &namelen,
                                         &replaced);
     if (!job->source_name) {
         job_reject(job, "%s", "out of memory");
@@ -375,7 +374,10 @@ static void read_one(job_t *job)
     memcpy(job->id, article->id, sizeof job->id);
     job->format = article->format;
     job->replaced_bytes = article->replaced_bytes;
-    job->topic_count = nw_route_topics(job->rules, job->entry->subdir, article, job->topics);
+    char subdir[NAME_MAX + 1];
+    snprintf(subdir, sizeof subdir, "%.*s", (int) job->entry->subdir_len, job->entry->rel);
+    job->topic_count = nw_route_topics(job->rules, job->entry->subdir_len ? subdir : NULL,
+                                       article, job->topics);
     job->outcome = OUT_PUBLISH;
     pack_article(job, article);
 done:
@@ -404,14 +406,13 @@ static void archive_one(job_t *job)
         job->archive_rc = 0;
         return;
     }
+    char dest[PATH_MAX];
     if (job->outcome == OUT_REJECT)
-        job->archive_rc = nw_archive_reject(state, job->path, job->reason, job->dest,
-                                            sizeof job->dest, job->archive_err,
-                                            sizeof job->archive_err);
+        job->archive_rc = nw_archive_reject(state, job->path, job->reason, dest, sizeof dest,
+                                            job->archive_err, sizeof job->archive_err);
     else
-        job->archive_rc = nw_archive_store(state, job->path, now_ms(), job->dest,
-                                           sizeof job->dest, job->archive_err,
-                                           sizeof job->archive_err);
+        job->archive_rc = nw_archive_store(state, job->path, now_ms(), dest, sizeof dest,
+                                           job->archive_err, sizeof job->archive_err);
 }
 
 static void work_read(uv_work_t *work)
