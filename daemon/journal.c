@@ -1195,6 +1195,11 @@ uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic)
     return map_get(self->seqs, topic);
 }
 
+uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic)
+{
+    return map_get(self->durable, topic);
+}
+
 bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms)
 {
     int64_t t;

@@ -70,6 +70,8 @@ void nw_journal_close(nw_journal_t **self_p);
 const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
 /* Last seq assigned on topic (appended, maybe not yet durable); 0 when none. */
 uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
+/* Last seq on topic whose record is durable (what replay can serve); 0 when none. */
+uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic);
 
 /* Whether id was appended at or after since_ms (dedup). */
 bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms);

@@ -633,7 +633,7 @@ static void start_stream(client_t *c, const nw_replay_request_t *req, const char
     c->to = req->has_to ? req->to : UINT64_MAX;
     c->idle_since = uv_now(self->loop);
     /* Appended, perhaps not yet durable: the cursor below stops at what is durable. */
-    c->head = nw_journal_last_seq(self->journal, req->topic);
+    c->head = nw_journal_durable_seq(self->journal, req->topic);
     if (self->allowed && !self->allowed(self->allowed_arg, user_id, req->topic)) {
         send_error(self, c->id, c->id_len, req->topic, "denied", "not granted", 0);
         goto fail;

@@ -203,6 +203,7 @@ static void test_commit_and_reopen(void)
     CHECK(append(j, "a", 1000, 0) == 0);
     CHECK(nw_journal_commit(j, on_commit, (void *) 2) == 0);
     CHECK(nw_journal_last_seq(j, "a") == 3);
+    CHECK(nw_journal_durable_seq(j, "a") == 0);     /* assigned, not yet written */
     CHECK(nw_journal_seen(j, "a-3", 0));            /* in flight counts for dedup */
     CHECK(!nw_journal_seen(j, "a-3", 1001));
     errno = 0;
@@ -213,6 +214,7 @@ static void test_commit_and_reopen(void)
     CHECK(wait_for(start + 2));
     CHECK(done_tag[start] == 1 && done_status[start] == 0);
     CHECK(done_tag[start + 1] == 2 && done_status[start + 1] == 0);
+    CHECK(nw_journal_durable_seq(j, "a") == 3 && nw_journal_durable_seq(j, "b") == 1);
 
     /* a burst: the first commit writes at once, the other 49 share the next write */
     nw_journal_stats_t before, after;
