@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,11 +96,80 @@ static void set_str(char **slot, const char *value)
     *slot = strdup(value);
 }
 
-/* One setting by its long name, from the file or a flag. */
-static int apply(nw_config_t *self, const char *key, const char *value, bool publish_reset[2],
-                 char *errbuf, size_t errlen)
+static bool parse_bool(const char *value)
+{
+    return strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
+}
+
+/* Numeric settings: the range accepted in the unit written, and the scale to the unit
+ * kept (seconds written, milliseconds kept). Fields are uint64_t, int64_t or int. */
+static const struct {
+    const char *key;
+    uint64_t min, max;
+    unsigned scale;
+    size_t offset, size;
+} numbers[] = {
+    {"max-size", 1, UINT64_MAX, 1, offsetof(nw_config_t, max_size), sizeof(uint64_t)},
+    {"send-hwm", 0, INT32_MAX, 1, offsetof(nw_config_t, send_hwm), sizeof(int)},
+    {"dedup-window", 0, INT64_MAX / 1000 - 1, 1000, offsetof(nw_config_t, dedup_window_ms),
+     sizeof(int64_t)},
+    {"commit-delay", 0, 59999, 1, offsetof(nw_config_t, commit_delay_ms), sizeof(int64_t)},
+    {"segment-size", 4096, UINT64_MAX, 1, offsetof(nw_config_t, segment_size), sizeof(uint64_t)},
+    {"journal-max-size", 1, UINT64_MAX, 1, offsetof(nw_config_t, journal_max_size),
+     sizeof(uint64_t)},
+    {"journal-max-age", 1, INT64_MAX / 1000 - 1, 1000, offsetof(nw_config_t, journal_max_age_ms),
+     sizeof(int64_t)},
+};
+
+static int apply_number(nw_config_t *self, size_t i, const char *value, char *errbuf,
+                        size_t errlen)
 {
     uint64_t n;
+    if (parse_u64(value, &n) != 0) {
+        snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number",
+                 numbers[i].key, value);
+        return -1;
+    }
+    if (n < numbers[i].min || n > numbers[i].max) {
+        snprintf(errbuf, errlen, "%s '%s': out of range", numbers[i].key, value);
+        return -1;
+    }
+    n *= numbers[i].scale;
+    char *field = (char *) self + numbers[i].offset;
+    if (numbers[i].size == sizeof(int)) {
+        int v = (int) n;
+        memcpy(field, &v, sizeof v);
+    } else
+        memcpy(field, &n, sizeof n);   /* within range, int64_t holds the same bits */
+    return 0;
+}
+
+/* Endpoint lists: the first endpoint a source gives replaces the list it inherited (the
+ * defaults, or the file's list when flags give their own). */
+static int add_endpoint(char **list, size_t *count, bool *reset, const char *what,
+                        const char *value, char *errbuf, size_t errlen)
+{
+    if (!*reset) {
+        for (size_t i = 0; i < *count; i++)
+            free(list[i]);
+        *count = 0;
+        *reset = true;
+    }
+    if (*count == NW_CONFIG_MAX_ENDPOINTS) {
+        snprintf(errbuf, errlen, "more than %d %s endpoints", NW_CONFIG_MAX_ENDPOINTS, what);
+        return -1;
+    }
+    list[(*count)++] = strdup(value);
+    return 0;
+}
+
+/* One setting by its long name, from the file or a flag. */
+static int apply(nw_config_t *self, const char *key, const char *value, bool reset[2],
+                 char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        if (strcmp(key, numbers[i].key) == 0)
+            return apply_number(self, i, value, errbuf, errlen);
     if (strcmp(key, "drop") == 0)
         set_str(&self->drop_dir, value);
     else if (strcmp(key, "state") == 0)
@@ -109,71 +179,27 @@ static int apply(nw_config_t *self, const char *key, const char *value, bool pub
     else if (strcmp(key, "clients") == 0)
         set_str(&self->clients_dir, value);
     else if (strcmp(key, "insecure") == 0)
-        self->insecure = strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
-    else if (strcmp(key, "publish") == 0) {
-        if (!*publish_reset) {   /* the first endpoint given replaces the default list */
-            for (size_t i = 0; i < self->publish_count; i++)
-                free(self->publish[i]);
-            self->publish_count = 0;
-            *publish_reset = true;
-        }
-        if (self->publish_count == NW_CONFIG_MAX_ENDPOINTS) {
-            snprintf(errbuf, errlen, "more than %d publish endpoints", NW_CONFIG_MAX_ENDPOINTS);
-            return -1;
-        }
-        self->publish[self->publish_count++] = strdup(value);
-    } else if (strcmp(key, "replay") == 0) {
-        if (!publish_reset[1]) {   /* flags replace the file's list, as for publish */
-            for (size_t i = 0; i < self->replay_count; i++)
-                free(self->replay[i]);
-            self->replay_count = 0;
-            publish_reset[1] = true;
-        }
-        if (self->replay_count == NW_CONFIG_MAX_ENDPOINTS) {
-            snprintf(errbuf, errlen, "more than %d replay endpoints", NW_CONFIG_MAX_ENDPOINTS);
-            return -1;
-        }
-        self->replay[self->replay_count++] = strdup(value);
-    } else if (strcmp(key, "log-level") == 0) {
+        self->insecure = parse_bool(value);
+    else if (strcmp(key, "publish") == 0)
+        return add_endpoint(self->publish, &self->publish_count, &reset[0], "publish", value,
+                            errbuf, errlen);
+    else if (strcmp(key, "replay") == 0)
+        return add_endpoint(self->replay, &self->replay_count, &reset[1], "replay", value,
+                            errbuf, errlen);
+    else if (strcmp(key, "log-level") == 0) {
         int level = nw_log_level_parse(value);
         if (level < 0) {
             snprintf(errbuf, errlen, "log-level '%s': expected err, warning, notice, info or debug", value);
             return -1;
         }
         self->log_level = level;
-    } else if (strcmp(key, "no-sync") == 0) {
+    } else if (strcmp(key, "no-sync") == 0)
         self->sync = false;
-    } else if (strcmp(key, "sync") == 0) {
-        self->sync = strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
-    } else {
-        if (parse_u64(value, &n) != 0) {
-            snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number", key, value);
-            return -1;
-        }
-        if (strcmp(key, "max-size") == 0 && n > 0)
-            self->max_size = n;
-        else if (strcmp(key, "send-hwm") == 0 && n <= INT32_MAX)
-            self->send_hwm = (int) n;
-        else if (strcmp(key, "dedup-window") == 0 && n < INT64_MAX / 1000)
-            self->dedup_window_ms = (int64_t) n * 1000;
-        else if (strcmp(key, "commit-delay") == 0 && n < 60000)
-            self->commit_delay_ms = (int64_t) n;
-        else if (strcmp(key, "segment-size") == 0 && n >= 4096)
-            self->segment_size = n;
-        else if (strcmp(key, "journal-max-size") == 0 && n > 0)
-            self->journal_max_size = n;
-        else if (strcmp(key, "journal-max-age") == 0 && n > 0 && n < INT64_MAX / 1000)
-            self->journal_max_age_ms = (int64_t) n * 1000;
-        else if (strcmp(key, "max-size") == 0 || strcmp(key, "send-hwm") == 0 ||
-                 strcmp(key, "dedup-window") == 0 || strcmp(key, "commit-delay") == 0 ||
-                 strcmp(key, "segment-size") == 0 || strcmp(key, "journal-max-size") == 0 ||
-                 strcmp(key, "journal-max-age") == 0) {
-            snprintf(errbuf, errlen, "%s '%s': out of range", key, value);
-            return -1;
-        } else {
-            snprintf(errbuf, errlen, "unknown setting '%s'", key);
-            return -1;
-        }
+    else if (strcmp(key, "sync") == 0)
+        self->sync = parse_bool(value);
+    else {
+        snprintf(errbuf, errlen, "unknown setting '%s'", key);
+        return -1;
     }
     return 0;
 }

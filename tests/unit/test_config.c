@@ -67,6 +67,26 @@ int main(void)
     CHECK(c.dedup_window_ms == 5000);
     nw_config_release(&c);
 
+    /* an unknown key in the file is named as unknown, whatever its value looks like */
+    f = fopen(path, "w");
+    fputs("newswired\n    frobnicate = \"yes\"\n", f);
+    fclose(f);
+    char *with_file[] = {"newswired", "--config", path, NULL};
+    CHECK(load(&c, 3, with_file, err, sizeof err) == -1);
+    CHECK(strstr(err, "unknown setting 'frobnicate'") != NULL);
+    nw_config_release(&c);
+
+    /* ranges: seconds kept as milliseconds, limits enforced */
+    char *ranges[] = {"newswired", "--journal-max-age", "60", "--send-hwm", "7",
+                      "--commit-delay", "5", NULL};
+    CHECK(load(&c, 7, ranges, err, sizeof err) == 0);
+    CHECK(c.journal_max_age_ms == 60000 && c.send_hwm == 7 && c.commit_delay_ms == 5);
+    nw_config_release(&c);
+    char *small_segment[] = {"newswired", "--segment-size", "100", NULL};
+    CHECK(load(&c, 3, small_segment, err, sizeof err) == -1);
+    CHECK(strstr(err, "out of range") != NULL);
+    nw_config_release(&c);
+
     char *bad_level[] = {"newswired", "--log-level", "loud", NULL};
     CHECK(load(&c, 3, bad_level, err, sizeof err) == -1);
     CHECK(strstr(err, "loud") != NULL);
