@@ -3,6 +3,7 @@
  * SIGHUP can change it on the loop thread while workers log.
  */
 #include "log.h"
+#include "text.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -69,31 +70,6 @@ void nw_log(nw_log_level_t level, const char *fmt, ...)
             (long) (tv.tv_usec / 1000), nw_log_level_name(level), line);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid. */
-static size_t utf8_valid_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned min;
-    if (s[0] < 0x80)
-        return 1;
-    else if ((s[0] & 0xE0) == 0xC0) { len = 2; min = 0x80; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; min = 0x800; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; min = 0x10000; }
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    unsigned cp = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 const char *nw_log_escape(const char *name, char *out, size_t outlen)
 {
     const unsigned char *s = (const unsigned char *) name;
@@ -101,7 +77,7 @@ const char *nw_log_escape(const char *name, char *out, size_t outlen)
     if (outlen == 0)
         return out;
     for (size_t i = 0; i < n && o + 5 < outlen;) {
-        size_t len = utf8_valid_len(s + i, n - i);
+        size_t len = nw_text_utf8_len(name + i, n - i);
         if (len == 0 || s[i] < 0x20 || s[i] == 0x7F || s[i] == '\\') {
             o += (size_t) snprintf(out + o, outlen - o, "\\x%02x", s[i]);
             i++;

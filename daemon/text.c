@@ -117,6 +117,13 @@ utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
     return need + 1;
 }
 
+size_t
+nw_text_utf8_len(const char *s, size_t n)
+{
+    size_t bad;
+    return n ? utf8_seq((const unsigned char *) s, n, &bad) : 0;
+}
+
 char *
 nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced)
 {

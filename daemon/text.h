@@ -34,6 +34,10 @@ void nw_text_buf_free(nw_text_buf_t *self);
  * The input must not contain NUL (check with memchr first). */
 char *nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced);
 
+/* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), 0 when invalid:
+ * strict (no overlongs, surrogates or code points above U+10FFFF). */
+size_t nw_text_utf8_len(const char *s, size_t n);
+
 /* Iterate the lines of s[0..len): *pos is the cursor (start at 0). Sets *line and
  * *linelen (without the LF); false at the end. */
 bool nw_text_next_line(const char *s, size_t len, size_t *pos,
