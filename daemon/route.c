@@ -2,12 +2,14 @@
  * route: topic names, keyword rules and the routing order (see route.h).
  *
  * Config enters through nw_rules_new, which splits every listed word or phrase into
- * lowercase tokens once and sorts the phrases by their first token. Articles enter
- * through nw_rules_classify, which walks each field's tokens once and binary-searches
- * each token among those first tokens, so the cost is O(text * log words) with no copy
- * of the text. The sorted array is only read after the build; it is not a zhashx
- * because zhashx_lookup writes the table (cursor, even a rehash), so concurrent readers
- * on worker threads would race.
+ * lowercase tokens once, sorts the phrases by their first token and indexes each
+ * distinct first token in an open-addressing hash table. Articles enter through
+ * nw_rules_classify, which walks each field once: the tokenizer classifies bytes by a
+ * table and hashes each token's lowercase bytes as it goes, so a token costs one probe
+ * sequence, and bytes are compared only on a hash match. Scratch space lives on the
+ * stack for any usual rule set, so a call does not allocate. The table is only read
+ * after the build; it is not a zhashx because zhashx_lookup writes the table (cursor,
+ * even a rehash), so concurrent readers on worker threads would race.
  */
 #include "route.h"
 
@@ -38,6 +40,14 @@ typedef struct {
     long threshold;
 } subject_t;
 
+/* The phrases that start with one token: phrases[first .. first + count). */
+typedef struct {
+    uint32_t hash;      /* token_hash of the first token; 0: an empty slot */
+    uint32_t len;       /* its length */
+    uint32_t first;
+    uint32_t count;
+} slot_t;
+
 struct nw_rules {
     atomic_size_t refs;
     long headline_weight;
@@ -46,6 +56,9 @@ struct nw_rules {
     phrase_t *phrases;  /* sorted by first token */
     size_t phrase_count;
     size_t phrase_cap;
+    slot_t *index;      /* open addressing, linear probing, at most half full */
+    size_t index_mask;  /* slots - 1; slots is a power of two */
+    unsigned index_shift;       /* 32 - log2(slots) */
 };
 
 /* Built-in rules, used when the config has no "rules" section. */
@@ -78,24 +91,48 @@ static const struct {
 };
 
 /* ------------------------------------------------------------------------------
- * Tokens: maximal runs of word bytes, with a flag for a clause break before them.
+ * Tokens: maximal runs of word bytes, with a flag for a clause break before them and
+ * a hash of their lowercase bytes, computed on the way so a lookup costs one probe.
  */
 
 typedef struct {
-    const unsigned char *s;
-    size_t n;
+    const unsigned char *s;     /* NUL-terminated: the NUL stops every loop below */
     size_t pos;
 } tokenizer_t;
 
 typedef struct {
     const char *p;
     size_t len;
+    uint32_t hash;      /* token_hash of the lowercase bytes */
     bool brk;           /* the gap before this token holds a clause break */
 } token_t;
 
+/* What each byte is to the tokenizer: W an ASCII letter or digit, w a byte of another
+ * script, S a separator, B a separator that ends a phrase, N a line break (two in one
+ * gap end a phrase), U the lead byte of a multibyte character that may be punctuation
+ * (see sep_len_utf8), E the end. A table: this runs once per byte of every article. */
+static const char byte_class[] =
+    "ESSSSSSSSSNSSSSS"      /* 0x00: NUL, controls, \n */
+    "SSSSSSSSSSSSSSSS"      /* 0x10: controls */
+    "SBBSSSSSBBSSBSSS"      /* 0x20:   ! " # $ % & ' ( ) * + , - . / */
+    "WWWWWWWWWWBBBSBB"      /* 0x30: 0-9 : ; < = > ? */
+    "SWWWWWWWWWWWWWWW"      /* 0x40: @ A-O */
+    "WWWWWWWWWWWBSBSS"      /* 0x50: P-Z [ \ ] ^ _ */
+    "SWWWWWWWWWWWWWWW"      /* 0x60: ` a-o */
+    "WWWWWWWWWWWBSBSS"      /* 0x70: p-z { | } ~ DEL */
+    "wwwwwwwwwwwwwwww"      /* 0x80: continuation bytes */
+    "wwwwwwwwwwwwwwww"
+    "wwwwwwwwwwwwwwww"
+    "wwwwwwwwwwwwwwww"
+    "wwUwwwwwwwwwwwww"      /* 0xC0: C2 starts U+0080..U+00BF */
+    "wwwwwwwwwwwwwwww"
+    "wwUUwwwwwwwwwwwU"      /* 0xE0: E2 U+2000.., E3 U+3000.., EF U+F000.. */
+    "wwwwwwwwwwwwwwww";
+_Static_assert(sizeof byte_class == 257, "one class per byte");
+
 static bool is_alnum_ascii(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return byte_class[c] == 'W';
 }
 
 static unsigned char lower_ascii(unsigned char c)
@@ -103,68 +140,89 @@ static unsigned char lower_ascii(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char) (c + 32) : c;
 }
 
-/* Bytes of the separator starting at s[i], or 0 when s[i] belongs to a word. Non-ASCII
- * bytes are word bytes (letters of other scripts), except the punctuation and spaces
- * that editors paste: U+00A0, « » ·, U+2000..U+206F (dashes, curly quotes, ellipsis),
- * U+3000..U+3002 and U+FFFD. *brk is set for characters that end a phrase. */
-static size_t sep_len(const unsigned char *s, size_t n, size_t i, bool *brk)
+/* FNV-1a over lowercase bytes; never 0, which marks an empty slot of the index. */
+#define TOKEN_HASH_SEED 2166136261u
+
+static uint32_t token_hash_step(uint32_t h, unsigned char lower)
 {
-    unsigned char c = s[i];
-    if (c < 0x80) {
-        if (is_alnum_ascii(c))
-            return 0;
-        switch (c) {   /* a jump table: this runs once per byte of every article */
-        case ',': case ';': case ':': case '!': case '?': case '(': case ')': case '[':
-        case ']': case '{': case '}': case '<': case '>': case '"':
-            *brk = true;
-            break;
-        default:
-            break;
-        }
-        return 1;
-    }
-    if (c == 0xC2 && i + 1 < n) {
-        unsigned char d = s[i + 1];
-        if (d == 0xA0 || d == 0xB7)
+    return (h ^ lower) * 16777619u;
+}
+
+static uint32_t token_hash_end(uint32_t h)
+{
+    return h ? h : 1;
+}
+
+/* Bytes of the separator starting at s[0] (a U byte), or 0 when it belongs to a word.
+ * Bytes from 0x80 are word bytes (letters of other scripts), except the punctuation
+ * and spaces that editors paste: U+00A0, « » ·, U+2000..U+206F (dashes, curly quotes,
+ * ellipsis), U+3000..U+3002 and U+FFFD. *brk is set for characters that end a phrase.
+ * A character cut short by the NUL is a word byte. */
+static size_t sep_len_utf8(const unsigned char *s, bool *brk)
+{
+    if (s[0] == 0xC2) {
+        if (s[1] == 0xA0 || s[1] == 0xB7)
             return 2;
-        if (d == 0xAB || d == 0xBB) {
+        if (s[1] == 0xAB || s[1] == 0xBB) {
             *brk = true;
             return 2;
         }
     }
-    if (c == 0xE2 && i + 2 < n && (s[i + 1] == 0x80 || s[i + 1] == 0x81)) {
-        if (s[i + 1] == 0x80 && (s[i + 2] == 0x9C || s[i + 2] == 0x9D))
+    if (s[0] == 0xE2 && (s[1] == 0x80 || s[1] == 0x81) && s[2]) {
+        if (s[1] == 0x80 && (s[2] == 0x9C || s[2] == 0x9D))
             *brk = true;
         return 3;
     }
-    if (c == 0xE3 && i + 2 < n && s[i + 1] == 0x80 && s[i + 2] <= 0x82) {
-        if (s[i + 2] != 0x80)
+    if (s[0] == 0xE3 && s[1] == 0x80 && s[2] && s[2] <= 0x82) {
+        if (s[2] != 0x80)
             *brk = true;
         return 3;
     }
-    if (c == 0xEF && i + 2 < n && s[i + 1] == 0xBF && s[i + 2] == 0xBD)
+    if (s[0] == 0xEF && s[1] == 0xBF && s[2] == 0xBD)
         return 3;
     return 0;
 }
 
-static bool next_token(tokenizer_t *tz, token_t *tok)
+static inline bool next_token(tokenizer_t *tz, token_t *tok)
 {
+    const unsigned char *s = tz->s + tz->pos, *start;
     bool brk = false;
     int newlines = 0;
-    size_t k;
-    while (tz->pos < tz->n && (k = sep_len(tz->s, tz->n, tz->pos, &brk)) > 0) {
-        if (tz->s[tz->pos] == '\n' && ++newlines >= 2)
+    for (;; s++) {
+        char k = byte_class[*s];
+        if (k == 'S')
+            continue;
+        if (k == 'B' || (k == 'N' && ++newlines >= 2))
             brk = true;
-        tz->pos += k;
+        else if (k == 'U') {
+            size_t len = sep_len_utf8(s, &brk);
+            if (len == 0)
+                break;
+            s += len - 1;
+        }
+        else if (k != 'N')
+            break;
     }
-    if (tz->pos >= tz->n)
+    if (!*s) {
+        tz->pos = (size_t) (s - tz->s);
         return false;
-    size_t start = tz->pos;
+    }
+    start = s;
+    uint32_t h = TOKEN_HASH_SEED;
     bool ignored = false;
-    while (tz->pos < tz->n && sep_len(tz->s, tz->n, tz->pos, &ignored) == 0)
-        tz->pos++;
-    tok->p = (const char *) tz->s + start;
-    tok->len = tz->pos - start;
+    for (;; s++) {
+        unsigned char c = *s;
+        char k = byte_class[c];
+        if (k == 'W')
+            c |= 0x20;          /* lowercase for letters, a no-op for digits */
+        else if (k != 'w' && (k != 'U' || sep_len_utf8(s, &ignored) != 0))
+            break;
+        h = token_hash_step(h, c);
+    }
+    tz->pos = (size_t) (s - tz->s);
+    tok->p = (const char *) start;
+    tok->len = (size_t) (s - start);
+    tok->hash = token_hash_end(h);
     tok->brk = brk;
     return true;
 }
@@ -253,19 +311,20 @@ static int add_subject(nw_rules_t *self, const char *name, char *errbuf, size_t 
 static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t len,
                       char *errbuf, size_t errlen)
 {
-    tokenizer_t tz = {(const unsigned char *) item, len, 0};
     token_t tok;
-    size_t ntok = 0, first_len = 0;
+    size_t ntok = 0, first_len = 0, o = 0;
+    char *item_z = strndup(item, len);    /* the tokenizer stops at a NUL */
     char *text = malloc(len + 1);
-    if (!text)
-        goto oom;
-    size_t o = 0;
+    if (!text || !item_z) {
+        snprintf(errbuf, errlen, "rules: out of memory");
+        goto fail;
+    }
+    tokenizer_t tz = {(const unsigned char *) item_z, 0};
     while (next_token(&tz, &tok)) {
         if (++ntok > RULE_MAX_TOKENS) {
             snprintf(errbuf, errlen, "rules: subject '%s': '%.*s' has more than %d words",
                      self->subjects[subject].name, (int) len, item, RULE_MAX_TOKENS);
-            free(text);
-            return -1;
+            goto fail;
         }
         if (o > 0)
             text[o++] = ' ';
@@ -274,6 +333,7 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
         if (ntok == 1)
             first_len = o;
     }
+    free(item_z);
     if (ntok == 0) {            /* "a,,b" or a stray comma: nothing to match */
         free(text);
         return 0;
@@ -282,16 +342,19 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
     if (self->phrase_count == self->phrase_cap) {
         size_t cap = self->phrase_cap ? self->phrase_cap * 2 : 64;
         phrase_t *grown = realloc(self->phrases, cap * sizeof *grown);
-        if (!grown)
-            goto oom;
+        if (!grown) {
+            snprintf(errbuf, errlen, "rules: out of memory");
+            free(text);
+            return -1;
+        }
         self->phrases = grown;
         self->phrase_cap = cap;
     }
     self->phrases[self->phrase_count++] = (phrase_t) {text, first_len, subject};
     return 0;
-oom:
+fail:
+    free(item_z);
     free(text);
-    snprintf(errbuf, errlen, "rules: out of memory");
     return -1;
 }
 
@@ -378,6 +441,56 @@ static int load_section(nw_rules_t *self, zconfig_t *section, char *errbuf, size
     return 0;
 }
 
+/* Fibonacci hashing: the top bits of the product depend on every bit of the hash. */
+static size_t slot_of(const nw_rules_t *self, uint32_t hash)
+{
+    return (uint32_t) (hash * 2654435769u) >> self->index_shift;
+}
+
+/* The index from each distinct first token to its run of phrases (sorted, so a run
+ * is contiguous). Written here once, only read afterwards. */
+static int build_index(nw_rules_t *self, char *errbuf, size_t errlen)
+{
+    if (self->phrase_count > UINT32_MAX / 4) {
+        snprintf(errbuf, errlen, "rules: more than %u words", UINT32_MAX / 4);
+        return -1;
+    }
+    size_t slots = 16;
+    self->index_shift = 28;
+    while (slots < 2 * self->phrase_count) {
+        slots *= 2;
+        self->index_shift--;
+    }
+    self->index = calloc(slots, sizeof *self->index);
+    if (!self->index) {
+        snprintf(errbuf, errlen, "rules: out of memory");
+        return -1;
+    }
+    self->index_mask = slots - 1;
+    for (size_t i = 0; i < self->phrase_count;) {
+        const phrase_t *p = &self->phrases[i];
+        if (p->first_len > UINT32_MAX) {
+            snprintf(errbuf, errlen, "rules: a word longer than %u bytes", UINT32_MAX);
+            return -1;
+        }
+        size_t j = i + 1;
+        while (j < self->phrase_count && self->phrases[j].first_len == p->first_len &&
+               memcmp(self->phrases[j].text, p->text, p->first_len) == 0)
+            j++;
+        uint32_t h = TOKEN_HASH_SEED;
+        for (size_t k = 0; k < p->first_len; k++)
+            h = token_hash_step(h, (unsigned char) p->text[k]);
+        h = token_hash_end(h);
+        size_t at = slot_of(self, h);
+        while (self->index[at].hash)
+            at = (at + 1) & self->index_mask;
+        self->index[at] = (slot_t) {h, (uint32_t) p->first_len, (uint32_t) i,
+                                    (uint32_t) (j - i)};
+        i = j;
+    }
+    return 0;
+}
+
 static int phrase_order(const void *a, const void *b)
 {
     const phrase_t *x = a, *y = b;
@@ -425,6 +538,8 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
         self->phrases[kept++] = *p;
     }
     self->phrase_count = kept;
+    if (build_index(self, errbuf, errlen) != 0)
+        goto fail;
     return self;
 fail:
     nw_rules_unref(&self);
@@ -450,6 +565,7 @@ void nw_rules_unref(nw_rules_t **self_p)
     for (size_t i = 0; i < self->phrase_count; i++)
         free(self->phrases[i].text);
     free(self->phrases);
+    free(self->index);
     free(self->subjects);
     free(self);
 }
@@ -463,6 +579,15 @@ size_t nw_rules_count(const nw_rules_t *self)
  * Classifying
  */
 
+/* Whether a text token (any case) is the lowercase rule token. */
+static bool token_eq(const char *a, const char *lower, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (lower_ascii((unsigned char) a[i]) != (unsigned char) lower[i])
+            return false;
+    return true;
+}
+
 /* Whether the rest of phrase (after its first token) follows in tz without a break. */
 static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
 {
@@ -471,37 +596,36 @@ static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
     while (*rest == ' ') {
         rest++;
         size_t len = strcspn(rest, " ");
-        if (!next_token(&tz, &tok) || tok.brk || token_cmp(tok.p, tok.len, rest, len) != 0)
+        if (!next_token(&tz, &tok) || tok.brk || tok.len != len || !token_eq(tok.p, rest, len))
             return false;
         rest += len;
     }
     return true;
 }
 
+/* Adds the points of the phrases found in text that hits does not hold yet for this
+ * field (bit), and marks them. */
 static void scan_field(const nw_rules_t *self, const char *text, unsigned char *hits,
-                       unsigned char bit)
+                       unsigned char bit, long points, long *score)
 {
     if (!text)
         return;
-    tokenizer_t tz = {(const unsigned char *) text, strlen(text), 0};
+    tokenizer_t tz = {(const unsigned char *) text, 0};
     token_t tok;
     while (next_token(&tz, &tok)) {
-        /* lower bound of the phrases whose first token is tok */
-        size_t lo = 0, hi = self->phrase_count;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            const phrase_t *p = &self->phrases[mid];
-            if (token_cmp(tok.p, tok.len, p->text, p->first_len) > 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (size_t i = lo; i < self->phrase_count; i++) {
-            const phrase_t *p = &self->phrases[i];
-            if (token_cmp(tok.p, tok.len, p->text, p->first_len) != 0)
+        const slot_t *slot;
+        for (size_t at = slot_of(self, tok.hash);; at = (at + 1) & self->index_mask) {
+            slot = &self->index[at];
+            if (!slot->hash || (slot->hash == tok.hash && slot->len == tok.len &&
+                                token_eq(tok.p, self->phrases[slot->first].text, tok.len)))
                 break;
-            if (!(hits[i] & bit) && phrase_continues(p, tz))
+        }
+        for (size_t i = slot->first; i < (size_t) slot->first + slot->count; i++) {
+            const phrase_t *p = &self->phrases[i];
+            if (!(hits[i] & bit) && phrase_continues(p, tz)) {
                 hits[i] |= bit;
+                score[p->subject] += points;
+            }
         }
     }
 }
@@ -511,24 +635,25 @@ size_t nw_rules_classify(const nw_rules_t *rules, const nw_article_t *article,
 {
     if (!rules || !article || !topics || max == 0 || rules->phrase_count == 0)
         return 0;
-    size_t n = 0;
-    unsigned char *hits = calloc(rules->phrase_count, 1);
-    long *score = calloc(rules->subject_count, sizeof *score);
-    size_t *order = calloc(rules->subject_count, sizeof *order);
-    if (!hits || !score || !order)
-        goto done;              /* no memory: the caller falls back to "general" */
-    scan_field(rules, article->headline, hits, HIT_HEADLINE);
-    scan_field(rules, article->description, hits, HIT_BODY);
-    scan_field(rules, article->body, hits, HIT_BODY);
-    for (size_t i = 0; i < rules->phrase_count; i++) {
-        size_t s = rules->phrases[i].subject;
-        if (hits[i] & HIT_HEADLINE)
-            score[s] += rules->headline_weight;
-        if (hits[i] & HIT_BODY)
-            score[s] += 1;
-    }
+    /* Scratch (scores, order, a hit mask per phrase) on the stack for any usual rule
+     * set; only a very large one pays for an allocation. */
+    union {
+        max_align_t align;
+        unsigned char bytes[4096];
+    } local;
+    size_t need = rules->subject_count * (sizeof(long) + sizeof(size_t)) + rules->phrase_count;
+    unsigned char *scratch = need <= sizeof local.bytes ? local.bytes : malloc(need);
+    if (!scratch)
+        return 0;               /* no memory: the caller falls back to "general" */
+    memset(scratch, 0, need);
+    long *score = (long *) (void *) scratch;
+    size_t *order = (size_t *) (void *) (score + rules->subject_count);
+    unsigned char *hits = (unsigned char *) (order + rules->subject_count);
+    scan_field(rules, article->headline, hits, HIT_HEADLINE, rules->headline_weight, score);
+    scan_field(rules, article->description, hits, HIT_BODY, 1, score);
+    scan_field(rules, article->body, hits, HIT_BODY, 1, score);
     /* strongest first, config order among equals (insertion sort: few subjects) */
-    size_t chosen = 0;
+    size_t chosen = 0, n = 0;
     for (size_t s = 0; s < rules->subject_count; s++) {
         if (score[s] < rules->subjects[s].threshold)
             continue;
@@ -542,10 +667,8 @@ size_t nw_rules_classify(const nw_rules_t *rules, const nw_article_t *article,
     for (; n < chosen && n < max; n++)
         memcpy(topics[n], rules->subjects[order[n]].name,
                strlen(rules->subjects[order[n]].name) + 1);
-done:
-    free(hits);
-    free(score);
-    free(order);
+    if (scratch != local.bytes)
+        free(scratch);
     return n;
 }
 

@@ -1,13 +1,19 @@
 /*
- * bench_parse: how fast nw_article_parse turns bytes into articles, per layout.
+ * bench_parse: how fast nw_article_parse turns bytes into articles, per layout, and
+ * how fast nw_rules_classify (the built-in rules) routes the parsed articles.
  * Inputs: the accepted fixtures in <fixtures>/articles (grouped by the layout they
  * parse as), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
  * a million blank lines) that would show any quadratic path. Prints MB/s and
- * articles/s per group on one thread.
+ * articles/s per group on one thread; for routing, MB/s counts the bytes of headline,
+ * standfirst and body, the fields the rules read.
  *
- *   bench_parse [fixtures-dir]     (default: $NW_FIXTURES, else the source tree's)
+ *   bench_parse [--route] [fixtures-dir]   (default: $NW_FIXTURES, else the source
+ *                                           tree's; --route: the routing groups only)
+ *   NW_BENCH_ROUNDS=100 valgrind --tool=callgrind bench_parse --route
+ *                      (a fixed number of routing rounds, to count instructions)
  */
 #include "article.h"
+#include "route.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -116,9 +122,52 @@ run(const group_t *g)
            rejected ? "  (some rejected)" : "");
 }
 
+/* Routing throughput over the group's articles, parsed once beforehand. */
+static void
+run_route(const group_t *g, const nw_rules_t *rules)
+{
+    nw_article_t *parsed[MAX_DOCS];
+    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    char errbuf[NW_ARTICLE_ERRLEN];
+    size_t bytes = 0, articles = 0, routed = 0, field_bytes = 0, n = 0, i;
+    for (i = 0; i < g->count; i++) {
+        nw_article_t *a = NULL;
+        if (nw_article_parse(g->docs[i].data, g->docs[i].len, 0, &a, errbuf,
+                             sizeof errbuf) != 0)
+            continue;
+        field_bytes += strlen(a->headline) + strlen(a->body) +
+                       (a->description ? strlen(a->description) : 0);
+        parsed[n++] = a;
+    }
+    if (n == 0)
+        return;
+    /* NW_BENCH_ROUNDS=N: exactly N rounds, for instruction counts under callgrind */
+    const char *env = getenv("NW_BENCH_ROUNDS");
+    long rounds = env ? atol(env) : 0, round = 0;
+    double start = now(), elapsed;
+    do {
+        for (i = 0; i < n; i++)
+            routed += nw_rules_classify(rules, parsed[i], topics, NW_ROUTE_MAX_TOPICS) > 0;
+        bytes += field_bytes;
+        articles += n;
+        elapsed = now() - start;
+    } while (rounds > 0 ? ++round < rounds : elapsed < MIN_SECONDS);
+    printf("route %-22s %4zu input(s) %10.1f MB/s %12.0f articles/s %5.1f%% routed"
+           " (%zu field bytes)\n", g->name, n, (double) bytes / elapsed / 1e6,
+           (double) articles / elapsed, 100.0 * (double) routed / (double) articles,
+           field_bytes);
+    for (i = 0; i < n; i++)
+        nw_article_destroy(&parsed[i]);
+}
+
 int
 main(int argc, char **argv)
 {
+    int route_only = argc > 1 && strcmp(argv[1], "--route") == 0;
+    if (route_only) {
+        argc--;
+        argv++;
+    }
     const char *root = argc > 1 ? argv[1] : getenv("NW_FIXTURES");
     char dir[1024], path[2048];
     group_t groups[] = {
@@ -174,9 +223,19 @@ main(int argc, char **argv)
         add(&groups[5], spaced, blanks + (size_t) n);
     }
 
+    char errbuf[256];
+    nw_rules_t *rules = nw_rules_new(NULL, errbuf, sizeof errbuf);
+    if (!rules) {
+        fprintf(stderr, "bench_parse: %s\n", errbuf);
+        return 1;
+    }
     size_t i, j;
+    for (i = 0; i < 4; i++)     /* the hostile shapes are about the parser */
+        run_route(&groups[i], rules);
+    nw_rules_unref(&rules);
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-        run(&groups[i]);
+        if (!route_only)
+            run(&groups[i]);
         for (j = 0; j < groups[i].count; j++)
             free(groups[i].docs[j].data);
     }

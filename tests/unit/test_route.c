@@ -1,11 +1,14 @@
 /* test_route: topic normalization, keyword rules (built-in and from ZPL), the routing
  * order and the reference count, against hand-written articles and the shared
- * scraped specimen (read at run time, skipped when absent). */
+ * scraped specimen (read at run time, skipped when absent); and the indexed classifier
+ * against a slow reference reading of route.h on generated texts full of edge cases
+ * (case, separators, clause breaks, UTF-8 punctuation, stray and cut-off bytes). */
 #include "route.h"
 #include "check.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -423,6 +426,261 @@ static void test_refcount(void)
     }
 }
 
+/* ------------------------------------------------------------------------------
+ * A reference classifier: the plain reading of route.h, every phrase tried at every
+ * token, slow on purpose. nw_rules_classify must agree with it on every input.
+ */
+
+typedef struct {
+    const char *p;
+    size_t len;
+    bool brk;           /* a clause break in the gap before this token */
+} ref_token_t;
+
+#define REF_MAX_TOKENS 4096
+
+/* Bytes of the separator at s[i], 0 for a word byte (route.h's list of separators). */
+static size_t ref_sep_len(const unsigned char *s, size_t n, size_t i, bool *brk)
+{
+    unsigned char c = s[i];
+    if (c < 0x80) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            return 0;
+        if (c && strchr(",;:!?()[]{}<>\"", c))
+            *brk = true;
+        return 1;
+    }
+    if (c == 0xC2 && i + 1 < n && (s[i + 1] == 0xA0 || s[i + 1] == 0xB7))
+        return 2;                                       /* nbsp, middle dot */
+    if (c == 0xC2 && i + 1 < n && (s[i + 1] == 0xAB || s[i + 1] == 0xBB)) {
+        *brk = true;                                    /* guillemets */
+        return 2;
+    }
+    if (c == 0xE2 && i + 2 < n && (s[i + 1] == 0x80 || s[i + 1] == 0x81)) {
+        if (s[i + 1] == 0x80 && (s[i + 2] == 0x9C || s[i + 2] == 0x9D))
+            *brk = true;                                /* curly double quotes */
+        return 3;                                       /* U+2000..U+207F */
+    }
+    if (c == 0xE3 && i + 2 < n && s[i + 1] == 0x80 && s[i + 2] <= 0x82) {
+        *brk = s[i + 2] != 0x80 || *brk;                /* ideographic comma, stop */
+        return 3;
+    }
+    if (c == 0xEF && i + 2 < n && s[i + 1] == 0xBF && s[i + 2] == 0xBD)
+        return 3;                                       /* U+FFFD */
+    return 0;
+}
+
+static size_t ref_tokenize(const char *text, size_t n, ref_token_t *out)
+{
+    const unsigned char *s = (const unsigned char *) text;
+    size_t i = 0, count = 0;
+    while (count < REF_MAX_TOKENS) {
+        bool brk = false, ignored = false;
+        int newlines = 0;
+        size_t k;
+        while (i < n && (k = ref_sep_len(s, n, i, &brk)) > 0) {
+            if (s[i] == '\n' && ++newlines >= 2)
+                brk = true;
+            i += k;
+        }
+        if (i >= n)
+            break;
+        size_t start = i;
+        while (i < n && ref_sep_len(s, n, i, &ignored) == 0)
+            i++;
+        out[count++] = (ref_token_t) {text + start, i - start, brk};
+    }
+    return count;
+}
+
+static bool ref_token_eq(const ref_token_t *a, const ref_token_t *b)
+{
+    if (a->len != b->len)
+        return false;
+    for (size_t i = 0; i < a->len; i++) {
+        unsigned char x = (unsigned char) a->p[i], y = (unsigned char) b->p[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 32;
+        if (y >= 'A' && y <= 'Z')
+            y += 32;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+static bool ref_phrase_in(const ref_token_t *phrase, size_t k, const ref_token_t *text,
+                          size_t n)
+{
+    for (size_t j = 0; j + k <= n; j++) {
+        size_t m = 0;
+        while (m < k && ref_token_eq(&phrase[m], &text[j + m]) && (m == 0 || !text[j + m].brk))
+            m++;
+        if (m == k)
+            return true;
+    }
+    return false;
+}
+
+typedef struct {
+    const char *name;   /* already a topic name */
+    long threshold;
+    const char *words;
+} ref_subject_t;
+
+static ref_token_t ref_field_tokens[3][REF_MAX_TOKENS];
+
+static size_t ref_classify(const ref_subject_t *subjects, size_t count, long headline_weight,
+                           const nw_article_t *a, char topics[][NW_TOPIC_MAX + 1])
+{
+    const char *fields[3] = {a->headline, a->description, a->body};
+    size_t field_n[3] = {0, 0, 0};
+    for (int f = 0; f < 3; f++)
+        if (fields[f])
+            field_n[f] = ref_tokenize(fields[f], strlen(fields[f]), ref_field_tokens[f]);
+    long score[64] = {0};
+    size_t order[64], chosen = 0;
+    for (size_t s = 0; s < count; s++) {
+        ref_token_t seen[64][8];
+        size_t seen_k[64], nseen = 0;
+        for (const char *w = subjects[s].words; *w;) {
+            size_t len = strcspn(w, ",");
+            ref_token_t phrase[8];
+            size_t k = ref_tokenize(w, len, phrase);
+            w += len + (w[len] == ',');
+            bool dup = k == 0;  /* an empty item, or one listed before for this subject */
+            for (size_t d = 0; d < nseen && !dup; d++) {
+                size_t m = 0;
+                while (m < k && seen_k[d] == k && ref_token_eq(&seen[d][m], &phrase[m]))
+                    m++;
+                dup = seen_k[d] == k && m == k;
+            }
+            if (dup)
+                continue;
+            memcpy(seen[nseen], phrase, k * sizeof *phrase);
+            seen_k[nseen++] = k;
+            if (ref_phrase_in(phrase, k, ref_field_tokens[0], field_n[0]))
+                score[s] += headline_weight;
+            if (ref_phrase_in(phrase, k, ref_field_tokens[1], field_n[1]) ||
+                ref_phrase_in(phrase, k, ref_field_tokens[2], field_n[2]))
+                score[s] += 1;
+        }
+        if (score[s] < subjects[s].threshold)
+            continue;
+        size_t j = chosen++;
+        while (j > 0 && score[order[j - 1]] < score[s]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = s;
+    }
+    for (size_t i = 0; i < chosen; i++)
+        snprintf(topics[i], NW_TOPIC_MAX + 1, "%s", subjects[order[i]].name);
+    return chosen;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint32_t rng(uint32_t below)
+{
+    rng_state ^= rng_state << 13;       /* xorshift64: the same texts on every run */
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t) (rng_state >> 32) % below;
+}
+
+/* A random text of rule words (in any case), near misses and separators of every kind,
+ * with now and then a random byte or a UTF-8 separator cut off by the end. */
+static void random_text(char *out, size_t cap)
+{
+    static const char *const words[] = {
+        "5g", "5G", "45g", "5gs", "operator", "OPERATOR", "Operators", "cooperator",
+        "mobile", "Mobile", "network", "networks", "NETWORK", "u", "U", "s", "us", "use",
+        "trade", "Trade", "war", "wars", "wi", "fi", "Fi", "caf\xc3\xa9", "CAF\xc3\xa9",
+        "CAF\xc3\x89", "\xc3\xa9t\xc3\xa9", "\xd0\xbc\xd0\xb8\xd1\x80", "a", "b", "c", "d",
+        "e", "f", "g", "h", "x", "y", "the", "launch", "pad", "rocket", "x\xe2\x80y",
+        "\xe3\x80y", "z\xc2", "q\xe2\x80", "\xef\xbf", "\xe2", "\xc2\xa9",
+    };
+    static const char *const seps[] = {
+        " ", " ", " ", "  ", "\t", "\n", "\n\n", "\n \n", "\r\n", ",", ", ", ";", ":", "!",
+        "?", "(", ")", "[", "]", "{", "}", "<", ">", "\"", "'", "-", ".", ". ", "/", "&",
+        "\xc2\xa0", "\xc2\xb7", "\xc2\xab", "\xc2\xbb", "\xe2\x80\x94", "\xe2\x80\x9c",
+        "\xe2\x80\x9d", "\xe2\x80\x99", "\xe2\x81\x84", "\xe3\x80\x80", "\xe3\x80\x81",
+        "\xe3\x80\x82", "\xe3\x80\x83", "\xef\xbf\xbd", "\xef\xbf\xbe",
+    };
+    static const char *const tails[] = {"", "", "\xc2", "\xe2", "\xe2\x80", "\xe3\x80",
+                                        "\xef\xbf", "\xe2\x80\x94"};
+    size_t n = 0, pieces = rng(40);
+    for (size_t i = 0; i < pieces && n + 16 < cap; i++) {
+        const char *piece;
+        char byte[2] = {(char) (1 + rng(255)), '\0'};
+        uint32_t r = rng(20);
+        if (r == 0)
+            piece = byte;
+        else if (r < 10)
+            piece = words[rng(sizeof words / sizeof words[0])];
+        else
+            piece = seps[rng(sizeof seps / sizeof seps[0])];
+        n += (size_t) snprintf(out + n, cap - n, "%s", piece);
+    }
+    snprintf(out + n, cap - n, "%s", tails[rng(sizeof tails / sizeof tails[0])]);
+}
+
+static void test_against_reference(void)
+{
+    static const ref_subject_t subjects[] = {
+        {"telecoms", 4, "5G, operator, operators, mobile network, Mobile Networks, wi-fi"},
+        {"geo", 2, "U.S., trade war, us-china, trade"},
+        {"words", 1, "a b c d e f g h, a b, b c, a"},
+        {"unicode", 1, "caf\xc3\xa9, \xc3\xa9t\xc3\xa9, \xd0\xbc\xd0\xb8\xd1\x80, x\xe2\x80y"},
+        {"overlap", 3, "mobile, network, operator, OPERATOR, mobile network, 5g, , u s"},
+        {"one", 1, "rocket"},
+        {"phrase", 1, "launch pad, launch-pad rocket, pad x"},
+    };
+    const size_t count = sizeof subjects / sizeof subjects[0];
+    static const long weights[] = {3, 1, 0};
+    size_t mismatches = 0, topics_seen = 0;
+    for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
+        char zpl[4096];
+        size_t n = (size_t) snprintf(zpl, sizeof zpl, "rules\n    headline-weight = %ld\n",
+                                     weights[w]);
+        for (size_t s = 0; s < count; s++)
+            n += (size_t) snprintf(zpl + n, sizeof zpl - n, "    %s\n        threshold = %ld\n"
+                                   "        words = \"%s\"\n", subjects[s].name,
+                                   subjects[s].threshold, subjects[s].words);
+        char err[256] = "";
+        zconfig_t *config = zconfig_str_load(zpl);
+        nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+        zconfig_destroy(&config);
+        CHECK(rules != NULL);
+        if (!rules) {
+            fprintf(stderr, "reference rules: %s\n", err);
+            return;
+        }
+        for (int i = 0; i < 4000; i++) {
+            char headline[512], description[512], body[1024];
+            random_text(headline, sizeof headline);
+            random_text(description, sizeof description);
+            random_text(body, sizeof body);
+            nw_article_t a = article(headline, body);
+            a.description = rng(2) ? description : NULL;
+            char got[16][NW_TOPIC_MAX + 1], want[16][NW_TOPIC_MAX + 1];
+            size_t ngot = nw_rules_classify(rules, &a, got, 16);
+            size_t nwant = ref_classify(subjects, count, weights[w], &a, want);
+            bool same = ngot == nwant;
+            for (size_t t = 0; same && t < ngot; t++)
+                same = strcmp(got[t], want[t]) == 0;
+            topics_seen += nwant;
+            if (!same && mismatches++ < 3)
+                fprintf(stderr, "reference: weight %ld, headline \"%s\", body \"%s\": "
+                        "%zu topics, want %zu\n", weights[w], headline, body, ngot, nwant);
+        }
+        nw_rules_unref(&rules);
+    }
+    CHECK(mismatches == 0);
+    CHECK(topics_seen > 10000);     /* the texts do match, so the comparison means something */
+}
+
 int main(void)
 {
     test_normalize();
@@ -431,5 +689,6 @@ int main(void)
     test_default_rules();
     test_route_order();
     test_refcount();
+    test_against_reference();
     return CHECK_DONE();
 }
