@@ -6,6 +6,7 @@
  * Also the field setters the parsers share (subjects, authors).
  */
 #include "article.h"
+#include "sha1.h"
 #include "text.h"
 
 #include <czmq.h>
@@ -144,22 +145,14 @@ nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_a
 static int
 compute_id(nw_article_t *self)
 {
-    zdigest_t *digest = zdigest_new();
-    if (!digest)
-        return -1;
-    if (self->uri)
-        zdigest_update(digest, (const byte *) self->uri, strlen(self->uri));
-    else {
-        zdigest_update(digest, (const byte *) self->headline, strlen(self->headline));
-        zdigest_update(digest, (const byte *) "\n", 1);
-        zdigest_update(digest, (const byte *) self->body, strlen(self->body));
+    if (self->uri) {
+        const void *parts[] = {self->uri};
+        size_t lens[] = {strlen(self->uri)};
+        return nw_sha1_hex(parts, lens, 1, self->id);
     }
-    const byte *data = zdigest_data(digest);
-    size_t i;
-    for (i = 0; i < zdigest_size(digest) && 2 * i + 2 < sizeof self->id; i++)
-        snprintf(self->id + 2 * i, 3, "%02x", data[i]);
-    zdigest_destroy(&digest);
-    return 0;
+    const void *parts[] = {self->headline, "\n", self->body};
+    size_t lens[] = {strlen(self->headline), 1, strlen(self->body)};
+    return nw_sha1_hex(parts, lens, 3, self->id);
 }
 
 static bool

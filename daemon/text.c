@@ -140,6 +140,19 @@ nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replace
     if (!out)
         return NULL;
     while (i < len) {
+        /* Eight plain printable ASCII bytes (the bulk of any article) go across at once. */
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+            uint64_t del = w ^ (0x7F * ones);
+            if (!((w | ((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs)) {
+                memcpy(out + o, s + i, 8);
+                o += 8;
+                i += 8;
+                continue;
+            }
+        }
         unsigned char c = s[i];
         if (c < 0x80) {
             if (c == '\r') {

@@ -52,6 +52,14 @@ utf8_valid(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
+        if (len - i >= 8) {   /* eight ASCII bytes at once: most text is ASCII */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080u)) {
+                i += 8;
+                continue;
+            }
+        }
         unsigned char c = s[i];
         size_t n;
         unsigned char lo = 0x80, hi = 0xbf;

@@ -1,0 +1,143 @@
+/*
+ * sha1: article-id hashing (see sha1.h). The accelerated block function follows the
+ * shape of Intel's published SHA extensions sample: four rounds per sha1rnds4, the
+ * message schedule by sha1msg1/sha1msg2, E carried by sha1nexte. Padding and the
+ * streaming of parts are ordinary SHA-1 (FIPS 180-4).
+ */
+#include "sha1.h"
+
+#include <czmq.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NW_SHA1_X86 1
+#include <immintrin.h>
+
+typedef struct {
+    uint32_t h[5];
+    uint64_t bytes;
+    unsigned char block[64];
+    size_t fill;
+} state_t;
+
+__attribute__((target("sha,sse4.1,ssse3")))
+static void blocks_x86(uint32_t h[5], const unsigned char *data, size_t count)
+{
+    const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *) h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int) h[4], 0, 0, 0);
+    while (count--) {
+        __m128i abcd_save = abcd, e_save = e0, prev = abcd, e;
+        __m128i w[4];
+        for (int i = 0; i < 4; i++)
+            w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *) (data + 16 * i)), swap);
+        /* Twenty groups of four rounds; group g uses schedule word W[g], which for
+         * g >= 4 is msg2(msg1(W[g-4], W[g-3]) ^ W[g-2], W[g-1]), kept in w[g % 4]. */
+        for (int g = 0; g < 20; g++) {
+            if (g >= 4) {
+                __m128i t = _mm_sha1msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+                w[g & 3] = _mm_sha1msg2_epu32(_mm_xor_si128(t, w[(g + 2) & 3]), w[(g + 3) & 3]);
+            }
+            e = g == 0 ? _mm_add_epi32(e0, w[0]) : _mm_sha1nexte_epu32(prev, w[g & 3]);
+            prev = abcd;
+            switch (g / 5) {   /* the round function is an immediate operand */
+            case 0: abcd = _mm_sha1rnds4_epu32(abcd, e, 0); break;
+            case 1: abcd = _mm_sha1rnds4_epu32(abcd, e, 1); break;
+            case 2: abcd = _mm_sha1rnds4_epu32(abcd, e, 2); break;
+            default: abcd = _mm_sha1rnds4_epu32(abcd, e, 3); break;
+            }
+        }
+        e0 = _mm_sha1nexte_epu32(prev, e_save);
+        abcd = _mm_add_epi32(abcd, abcd_save);
+        data += 64;
+    }
+    _mm_storeu_si128((__m128i *) h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t) _mm_extract_epi32(e0, 3);
+}
+
+static void state_update(state_t *s, const unsigned char *p, size_t n)
+{
+    s->bytes += n;
+    if (s->fill) {
+        size_t take = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->block + s->fill, p, take);
+        s->fill += take;
+        p += take;
+        n -= take;
+        if (s->fill < 64)
+            return;
+        blocks_x86(s->h, s->block, 1);
+        s->fill = 0;
+    }
+    if (n >= 64) {
+        blocks_x86(s->h, p, n / 64);
+        p += n / 64 * 64;
+        n %= 64;
+    }
+    memcpy(s->block, p, n);
+    s->fill = n;
+}
+
+static void hash_x86(const void *const *parts, const size_t *lens, size_t count,
+                     unsigned char digest[20])
+{
+    state_t s = {.h = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0}};
+    for (size_t i = 0; i < count; i++)
+        state_update(&s, parts[i], lens[i]);
+    uint64_t bits = s.bytes * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padlen = (s.fill < 56 ? 56 : 120) - s.fill;
+    for (int i = 0; i < 8; i++)
+        pad[padlen + (size_t) i] = (unsigned char) (bits >> (56 - 8 * i));
+    state_update(&s, pad, padlen + 8);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 4; j++)
+            digest[4 * i + j] = (unsigned char) (s.h[i] >> (24 - 8 * j));
+}
+#endif
+
+bool nw_sha1_accelerated(void)
+{
+#ifdef NW_SHA1_X86
+    static atomic_int have = -1;   /* pool threads may race here: same answer */
+    int known = atomic_load_explicit(&have, memory_order_relaxed);
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
+                __builtin_cpu_supports("ssse3");
+        atomic_store_explicit(&have, known, memory_order_relaxed);
+    }
+    return known;
+#else
+    return false;
+#endif
+}
+
+int nw_sha1_hex(const void *const *parts, const size_t *lens, size_t count,
+                char out[NW_SHA1_HEX_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char digest[20];
+#ifdef NW_SHA1_X86
+    if (nw_sha1_accelerated())
+        hash_x86(parts, lens, count, digest);
+    else
+#endif
+    {
+        zdigest_t *z = zdigest_new();
+        if (!z)
+            return -1;
+        for (size_t i = 0; i < count; i++)
+            zdigest_update(z, (const byte *) parts[i], lens[i]);
+        memcpy(digest, zdigest_data(z), sizeof digest);
+        zdigest_destroy(&z);
+    }
+    for (int i = 0; i < 20; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[40] = '\0';
+    return 0;
+}
