@@ -257,6 +257,8 @@ static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outle
         if (n == 0)
             break;
         len += (size_t) n;
+        if (len < cap)
+            break;   /* a regular file reads short only at its end: spare the read of 0 */
     }
     *out = buf;
     *outlen = len;

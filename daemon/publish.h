@@ -4,8 +4,9 @@
  * One XPUB bound to every configured endpoint. Frame 0 is the topic plus a terminating
  * '.' (proto/newswire-v1.md section 3), so ZeroMQ's raw prefix "S." is exactly topic S
  * and the topics below it. Its ZMQ_FD joins the libuv loop through
- * uv_poll; ZMQ_FD is edge-triggered, so after every send and on every wake-up the
- * socket's ZMQ_EVENTS is re-read and subscription messages drained until none is left.
+ * uv_poll; ZMQ_FD is edge-triggered, so on every wake-up, and after the sends of each
+ * loop turn (after each send in manual mode), subscription messages are drained until
+ * a receive finds none.
  * Sends never block: ZMQ_XPUB_NODROP makes a full subscriber queue visible as EAGAIN,
  * and the message is then sent again in lossy mode, so only the full subscriber misses
  * it; the miss is counted and logged instead of vanishing silently (the journal still
