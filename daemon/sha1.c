@@ -13,6 +13,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NW_SHA1_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 
 typedef struct {
@@ -104,9 +105,10 @@ bool nw_sha1_accelerated(void)
     static atomic_int have = -1;   /* pool threads may race here: same answer */
     int known = atomic_load_explicit(&have, memory_order_relaxed);
     if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-                __builtin_cpu_supports("ssse3");
+        unsigned a, b, c, d;
+        /* SSSE3 and SSE4.1 (leaf 1 ECX bits 9, 19), SHA (leaf 7 EBX bit 29). */
+        known = __get_cpuid(1, &a, &b, &c, &d) && (c >> 9 & 1) && (c >> 19 & 1) &&
+                __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1);
         atomic_store_explicit(&have, known, memory_order_relaxed);
     }
     return known;
