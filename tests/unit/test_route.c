@@ -426,6 +426,41 @@ static void test_refcount(void)
     }
 }
 
+/* A rule set too large for the classifier's stack scratch: the same answers. */
+static void test_large_rules(void)
+{
+    size_t cap = 64 * 1024, n = 0;
+    char *zpl = malloc(cap);
+    CHECK(zpl != NULL);
+    if (!zpl)
+        return;
+    n += (size_t) snprintf(zpl + n, cap - n, "rules\n    many\n        threshold = 2\n"
+                           "        words = \"");
+    for (int i = 0; i < 6000; i++)
+        n += (size_t) snprintf(zpl + n, cap - n, "%sw%d", i ? ", " : "", i);
+    snprintf(zpl + n, cap - n, "\"\n    few\n        threshold = 1\n        words = \"w17 w18\"\n");
+    char err[256] = "";
+    zconfig_t *config = zconfig_str_load(zpl);
+    free(zpl);
+    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(rules != NULL);
+    if (!rules) {
+        fprintf(stderr, "large rules: %s\n", err);
+        return;
+    }
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    CHECK(classify(rules, "", "w5999 and W0", t) == 1);
+    CHECK_STR(t[0], "many");
+    CHECK(classify(rules, "", "w6000 w-1 w0", t) == 0);
+    CHECK(classify(rules, "W17", "w18", t) == 1);    /* a phrase never spans fields */
+    CHECK_STR(t[0], "many");
+    CHECK(classify(rules, "", "w17 w18", t) == 2);
+    CHECK_STR(t[0], "many");
+    CHECK_STR(t[1], "few");
+    nw_rules_unref(&rules);
+}
+
 /* ------------------------------------------------------------------------------
  * A reference classifier: the plain reading of route.h, every phrase tried at every
  * token, slow on purpose. nw_rules_classify must agree with it on every input.
@@ -689,6 +724,7 @@ int main(void)
     test_default_rules();
     test_route_order();
     test_refcount();
+    test_large_rules();
     test_against_reference();
     return CHECK_DONE();
 }
