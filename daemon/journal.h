@@ -26,8 +26,8 @@
  * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
  * logs what it discards and truncates a torn tail (whatever follows the last valid
  * record of the last segment); it rebuilds each topic's last seq and the ids published
- * within the dedup window. Ids older than the window are forgotten (checked once a
- * minute) while running.
+ * within the dedup window. Ids older than the window are forgotten while running
+ * (checked at a group write once a minute, or once a window when that is shorter).
  *
  * When a write fails (ENOSPC, EIO) the failed batch and everything appended after it
  * are reported failed to their commit callbacks, the segment is truncated back to its

@@ -7,6 +7,7 @@
 #include "journal.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -575,6 +576,104 @@ static void test_write_failure(void)
     close_j(&j);
 }
 
+/* id i: 40 lowercase hex digits for most, a plain string for every third */
+static void seen_id(int i, char *out, size_t outlen)
+{
+    if (i % 3 == 0) {
+        snprintf(out, outlen, "plain-%d", i);
+        return;
+    }
+    uint32_t x = (uint32_t) i * 2654435761u;
+    out[0] = '\0';
+    for (int k = 0; k < 5; k++) {
+        x = x * 1103515245u + 12345u;
+        snprintf(out + strlen(out), outlen - strlen(out), "%08" PRIx32, x);
+    }
+}
+
+/* How many of ids [from, to) are seen since since_ms. */
+static int count_seen(nw_journal_t *j, int from, int to, int step, int64_t since_ms)
+{
+    int n = 0;
+    char id[64];
+    for (int i = from; i < to; i += step) {
+        seen_id(i, id, sizeof id);
+        n += nw_journal_seen(j, id, since_ms);
+    }
+    return n;
+}
+
+/* The seen-id table through growth, undo of a failed batch and pruning: thousands of
+ * ids, so that probes run through clusters and removals have entries to shift back. */
+static void test_seen_table(void)
+{
+    enum { N = 3000 };
+    fresh();
+    nw_journal_options_t opt = defaults();
+    opt.dedup_window_ms = 100;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    int64_t now = now_ms(), old = now - 3600000, future = now + 3600000;
+    char id[64];
+    int ok = 0;
+    for (int i = 0; i < N; i++) {       /* even: old, odd: in the window */
+        seen_id(i, id, sizeof id);
+        ok += nw_journal_append(j, "a", (uint64_t) i + 1, id, i % 2 ? future : old,
+                                "m", 1) == 0;
+    }
+    CHECK(ok == N);
+    CHECK(count_seen(j, 0, N, 1, 0) == N);
+    CHECK(count_seen(j, 1, N, 2, future) == N / 2);
+    CHECK(count_seen(j, 0, N, 2, old + 1) == 0);
+    CHECK(count_seen(j, N, 2 * N, 1, 0) == 0);
+    seen_id(1, id, sizeof id);
+    for (char *p = id; *p; p++)
+        *p = (char) toupper((unsigned char) *p);
+    CHECK(!nw_journal_seen(j, id, 0));      /* another string, so another id */
+    int st;
+    CHECK(commit_wait(j, &st) && st == 0);
+    CHECK(count_seen(j, 1, N, 2, 0) == N / 2);
+
+    /* a batch of new ids that fails to write is taken back out; the rest stay */
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    struct rlimit saved, tight;
+    CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    tight = saved;
+    tight.rlim_cur = (rlim_t) s.bytes + 64;     /* one segment: its data end */
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
+    for (int i = N; i < 2 * N; i++) {
+        seen_id(i, id, sizeof id);
+        CHECK(nw_journal_append(j, "a", (uint64_t) i + 1, id, future, "m", 1) == 0);
+    }
+    CHECK(count_seen(j, N, 2 * N, 1, 0) == N);
+    CHECK(commit_wait(j, &st) && st == -EFBIG);
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+    CHECK(count_seen(j, N, 2 * N, 1, 0) == 0);
+    CHECK(count_seen(j, 1, N, 2, 0) == N / 2);
+
+    /* once a window has passed, the next write forgets the old ids (and only those) */
+    struct timespec pause = {0, 200 * 1000000};
+    nanosleep(&pause, NULL);
+    CHECK(nw_journal_append(j, "a", N + 1, "last", future, "m", 1) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    CHECK(count_seen(j, 0, N, 2, 0) == 0);
+    CHECK(count_seen(j, 1, N, 2, future) == N / 2);
+    close_j(&j);
+
+    /* recovery rebuilds the ids within the window */
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(count_seen(j, 1, N, 2, future) == N / 2);
+    CHECK(count_seen(j, 0, N, 2, 0) == 0);
+    CHECK(count_seen(j, N, 2 * N, 1, 0) == 0);
+    CHECK(nw_journal_seen(j, "last", future));
+    close_j(&j);
+}
+
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
 static void test_disk_full(void)
 {
@@ -690,6 +789,7 @@ int main(void)
     test_flipped_byte();
     test_rotation_retirement();
     test_write_failure();
+    test_seen_table();
     test_disk_full();
     test_no_checkpoint();
     test_cursor();
