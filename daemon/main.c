@@ -52,8 +52,19 @@ typedef struct {
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
     bool handles_ready;       /* the signal and timer handles were initialised */
     bool stopping;
+    unsigned long unscanned;  /* scanned files the watcher still held when stopping */
     int exit_code;
 } daemon_t;
+
+/* Files seen but not finished: queued or in flight in the pipeline, or found by a scan
+ * and held by the watcher until the pipeline has room. */
+static unsigned long files_waiting(const daemon_t *d, const nw_pipeline_stats_t *ps)
+{
+    nw_watch_stats_t ws = {0};
+    if (d->watch)
+        nw_watch_stats(d->watch, &ws);
+    return ps->pending + ps->in_flight + ws.backlog + d->unscanned;
+}
 
 static int make_dir(const char *path, char *errbuf, size_t errlen)
 {
@@ -74,7 +85,7 @@ static void update_status(daemon_t *d)
              "STATUS=%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
              "%ld subscriptions, %lu drops",
              ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
-             ps.published, ps.rejected, ps.duplicates, ps.pending + ps.in_flight,
+             ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
              pub.subscriptions, pub.dropped);
     if (strcmp(status, d->last_status) != 0) {
         sd_notify(0, status);
@@ -94,7 +105,7 @@ static void log_summary(daemon_t *d)
     if (published || rejected || duplicates)
         nw_info("last minute: %lu published (%lu messages), %lu rejected, %lu duplicates; "
                 "%lu waiting", published, ps.messages - d->summary.messages, rejected,
-                duplicates, ps.pending + ps.in_flight);
+                duplicates, files_waiting(d, &ps));
     d->summary = ps;
 }
 
@@ -110,6 +121,13 @@ static void on_watchdog(uv_timer_t *timer)
 {
     (void) timer;
     sd_notify(0, "WATCHDOG=1");
+}
+
+/* The pipeline has room again for files a scan found. */
+static void resume_scan(void *arg)
+{
+    daemon_t *d = arg;
+    nw_watch_resume(d->watch);
 }
 
 static void close_handle(uv_handle_t *handle)
@@ -142,7 +160,7 @@ static void on_drained(void *arg)
     nw_pipeline_stats_t ps;
     nw_pipeline_stats(d->pipeline, &ps);
     nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
-              "the next start", ps.published, ps.rejected, ps.duplicates, ps.pending);
+              "the next start", ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps));
     shutdown_loop(d);
 }
 
@@ -165,6 +183,9 @@ static void on_stop(uv_signal_t *handle, int signum)
     d->stopping = true;
     nw_notice("%s: finishing files in flight, then exiting", strsignal(signum));
     sd_notify(0, "STOPPING=1");
+    nw_watch_stats_t ws;
+    nw_watch_stats(d->watch, &ws);
+    d->unscanned = ws.backlog;
     nw_watch_stop(d->watch);
     uv_timer_start(&d->deadline, on_deadline, STOP_DEADLINE_MS, 0);
     uv_unref((uv_handle_t *) &d->deadline);
@@ -275,6 +296,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
         return -1;
     }
     d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
+    nw_pipeline_set_resume(d->pipeline, resume_scan, d);
     if (!d->watch || nw_watch_start(d->watch, err, errlen) != 0)
         return -1;
 

@@ -32,6 +32,7 @@
 #define RETRY_MS 1000         /* after a journal failure (disk full) */
 #define BATCH_MAX 32          /* files per thread-pool hand-off */
 #define POOL_SHARE 4          /* spread a backlog over this many hand-offs at least */
+#define PENDING_HIGH 1024     /* a scan holds the rest of its files beyond this */
 
 typedef struct entry entry_t;
 typedef struct job job_t;
@@ -111,6 +112,9 @@ struct nw_pipeline {
     uv_check_t check;         /* once per loop turn: hand off what gathered */
     int open_handles;
     bool advancing;           /* flight_advance is on the stack */
+    bool held;                /* told a scan to hold: call resume below PENDING_HIGH / 2 */
+    void (*resume)(void *arg);
+    void *resume_arg;
     bool draining;
     void (*drained)(void *arg);
     void *drained_arg;
@@ -188,30 +192,46 @@ static entry_t *pending_pop(nw_pipeline_t *self)
     return entry;
 }
 
-void nw_pipeline_submit(void *arg, const char *subdir, const char *name)
+/* Whether a scan should hold its remaining files: the queue has enough to work on. */
+static int submit_result(nw_pipeline_t *self)
+{
+    if (self->stats.pending < PENDING_HIGH || !self->resume)
+        return 0;
+    self->held = true;
+    return 1;
+}
+
+int nw_pipeline_submit(void *arg, const char *subdir, const char *name)
 {
     nw_pipeline_t *self = arg;
     char rel[1024];
     int n = *subdir ? snprintf(rel, sizeof rel, "%s/%s", subdir, name)
                     : snprintf(rel, sizeof rel, "%s", name);
     if (n < 0 || (size_t) n >= sizeof rel)
-        return;   /* NAME_MAX bounds real names; nothing longer can exist */
+        return submit_result(self);   /* NAME_MAX bounds real names: none is longer */
     entry_t *entry = zhashx_lookup(self->known, rel);
     if (entry) {
         if (entry->job)
             entry->again = true;
-        return;
+        return submit_result(self);
     }
     entry = calloc(1, sizeof *entry + (size_t) n + 1);
     if (!entry) {
         nw_err("out of memory queueing %s", rel);
-        return;
+        return submit_result(self);
     }
     memcpy(entry->rel, rel, (size_t) n + 1);
     entry->subdir_len = (unsigned short) strlen(subdir);
     zhashx_insert(self->known, entry->rel, entry);
     pending_push(self, entry, false);
     schedule(self);
+    return submit_result(self);
+}
+
+void nw_pipeline_set_resume(nw_pipeline_t *self, void (*resume)(void *arg), void *arg)
+{
+    self->resume = resume;
+    self->resume_arg = arg;
 }
 
 /* --- worker: read, parse, route, pack --------------------------------------- */
@@ -786,6 +806,10 @@ static void on_check(uv_check_t *check)
     uv_check_stop(check);
     archive_pump(self);
     pump(self);
+    if (self->held && self->stats.pending <= PENDING_HIGH / 2 && !self->draining) {
+        self->held = false;
+        self->resume(self->resume_arg);   /* may submit: handed off on the next turn */
+    }
 }
 
 /* Hand-offs wait for the end of the loop turn, so what one turn gathers (a burst of

@@ -37,8 +37,11 @@ typedef struct {
 nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
                                nw_journal_t *journal, nw_publish_t *publish,
                                nw_rules_t *rules);
-/* A watch callback: nw_watch_fn-compatible. */
-void nw_pipeline_submit(void *self, const char *subdir, const char *name);
+/* A watch callback: nw_watch_fn-compatible. Returns nonzero once the pending queue is
+ * full enough that a scan should hold the rest of its files; resume(arg), set below,
+ * is called once it has drained to half that. */
+int nw_pipeline_submit(void *self, const char *subdir, const char *name);
+void nw_pipeline_set_resume(nw_pipeline_t *self, void (*resume)(void *arg), void *arg);
 /* Articles read from now on are routed with these rules (a new reference is taken). */
 void nw_pipeline_set_rules(nw_pipeline_t *self, nw_rules_t *rules);
 /* Stop reading new files; done(arg) runs once nothing is in flight (files still pending

@@ -6,7 +6,9 @@
  * as (subdir, name). Subfolder watches live in a zhashx keyed by watch descriptor.
  * A scan gathers (mtime, subdir, name) for every entry, sorts once with qsort and
  * reports in that order, so a large backlog costs O(n log n) time and one array plus
- * one block of names.
+ * one block of names (about 40 bytes a file). The consumer paces a scan: when its
+ * callback returns nonzero the rest waits in `backlog` until nw_watch_resume, so a
+ * backlog of 100,000 files is held here compactly rather than as 100,000 queued jobs.
  */
 #include "watch.h"
 #include "log.h"
@@ -41,6 +43,8 @@ struct nw_watch {
     uv_poll_t poll;
     bool polling, stopped, closing;
     zhashx_t *subdirs;      /* wd (as a pointer) -> subfolder name */
+    struct scan *backlog;   /* sorted scans not yet fully reported, oldest scan first */
+    bool held;              /* the callback asked to wait for nw_watch_resume */
     nw_watch_stats_t stats;
     alignas(struct inotify_event) char buf[WATCH_BUF_SIZE];
 };
@@ -55,14 +59,17 @@ typedef struct {
     } name;
 } entry_t;
 
-typedef struct {
+typedef struct scan scan_t;
+struct scan {
+    scan_t *next;           /* backlog queue */
     entry_t *entries;
     size_t count, cap;
+    size_t reported;        /* entries already handed to the callback */
     char *names;            /* NUL-separated names */
     size_t names_len, names_cap;
     char **subdirs;         /* owned copies of the subfolder names scanned */
     size_t subdir_count, subdir_cap;
-} scan_t;
+};
 
 int nw_watch_name_skipped(const char *name)
 {
@@ -78,12 +85,12 @@ int nw_watch_name_skipped(const char *name)
     return 0;
 }
 
-static void report(nw_watch_t *self, const char *subdir, const char *name)
+static int report(nw_watch_t *self, const char *subdir, const char *name)
 {
     if (self->stopped)
-        return;
+        return 0;
     self->stats.reports++;
-    self->fn(self->arg, subdir, name);
+    return self->fn(self->arg, subdir, name);
 }
 
 /* ------------------------------------------------------------------------------
@@ -154,11 +161,14 @@ static void remove_subdir(nw_watch_t *self, const char *name)
 
 static void scan_free(scan_t *scan)
 {
+    if (!scan)
+        return;
     free(scan->entries);
     free(scan->names);
     for (size_t i = 0; i < scan->subdir_count; i++)
         free(scan->subdirs[i]);
     free(scan->subdirs);
+    free(scan);
 }
 
 static int scan_add(scan_t *scan, const char *subdir, const char *name, int64_t mtime_ns)
@@ -261,22 +271,70 @@ fail:
     return -1;
 }
 
-/* Scan one subfolder (subdir) or everything (NULL), then report oldest first. */
+static void backlog_clear(nw_watch_t *self)
+{
+    while (self->backlog) {
+        scan_t *next = self->backlog->next;
+        scan_free(self->backlog);
+        self->backlog = next;
+    }
+    self->stats.backlog = 0;
+}
+
+/* Report backlog entries, oldest first, until the callback asks to wait. */
+static void backlog_feed(nw_watch_t *self)
+{
+    while (self->backlog && !self->held && !self->stopped) {
+        scan_t *scan = self->backlog;
+        if (scan->reported == scan->count) {
+            self->backlog = scan->next;
+            scan_free(scan);
+            continue;
+        }
+        const entry_t *e = &scan->entries[scan->reported++];
+        self->stats.backlog--;
+        if (report(self, e->subdir, e->name.ptr) != 0)
+            self->held = true;
+    }
+}
+
+/* Scan one subfolder (subdir) or everything (NULL), then report oldest first. A full
+ * scan finds every file still there, so it replaces whatever backlog was left; a
+ * subfolder's scan queues behind it. */
 static int scan_and_report(nw_watch_t *self, const char *subdir, char *errbuf, size_t errlen)
 {
-    scan_t scan = {0};
-    int rc = scan_dir(self, &scan, subdir, errbuf, errlen);
-    if (rc == 0) {
-        for (size_t i = 0; i < scan.count; i++)
-            scan.entries[i].name.ptr = scan.names + scan.entries[i].name.off;
-        if (scan.count > 1)
-            qsort(scan.entries, scan.count, sizeof *scan.entries, entry_order);
-        for (size_t i = 0; i < scan.count && !self->stopped; i++)
-            report(self, scan.entries[i].subdir, scan.entries[i].name.ptr);
+    scan_t *scan = calloc(1, sizeof *scan);
+    if (!scan) {
+        snprintf(errbuf, errlen, "scanning: out of memory");
+        return -1;
     }
-    scan_free(&scan);
+    int rc = scan_dir(self, scan, subdir, errbuf, errlen);
     self->stats.subdirs = zhashx_size(self->subdirs);
-    return rc;
+    if (rc != 0) {
+        scan_free(scan);
+        return rc;
+    }
+    for (size_t i = 0; i < scan->count; i++)
+        scan->entries[i].name.ptr = scan->names + scan->entries[i].name.off;
+    if (scan->count > 1)
+        qsort(scan->entries, scan->count, sizeof *scan->entries, entry_order);
+    if (!subdir)
+        backlog_clear(self);
+    scan_t **tail = &self->backlog;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = scan;
+    self->stats.backlog += scan->count;
+    backlog_feed(self);
+    return 0;
+}
+
+void nw_watch_resume(nw_watch_t *self)
+{
+    if (!self || !self->held)
+        return;
+    self->held = false;
+    backlog_feed(self);
 }
 
 int nw_watch_rescan(nw_watch_t *self, char *errbuf, size_t errlen)
@@ -383,6 +441,7 @@ static void on_readable(uv_poll_t *handle, int status, int events)
 
 static void free_watch(nw_watch_t *self)
 {
+    backlog_clear(self);
     if (self->ifd >= 0)
         close(self->ifd);
     zhashx_destroy(&self->subdirs);
@@ -472,6 +531,7 @@ void nw_watch_stop(nw_watch_t *self)
     if (!self || self->stopped)
         return;
     self->stopped = true;
+    backlog_clear(self);
     if (self->polling)
         uv_poll_stop(&self->poll);
     self->polling = false;

@@ -10,6 +10,10 @@
  *
  * A report is a hint, not a promise: the same file may be reported twice (a scan and an
  * event racing), so the consumer deduplicates by path and re-checks the file itself.
+ *
+ * The consumer paces scans: a callback returning nonzero holds the rest of the scan
+ * (kept here, sorted, about 40 bytes a file) until nw_watch_resume(). Event reports are
+ * never held; the kernel's inotify queue bounds them, and its overflow means a rescan.
  */
 #ifndef NW_WATCH_H
 #define NW_WATCH_H
@@ -19,8 +23,9 @@
 typedef struct nw_watch nw_watch_t;
 
 /* subdir is "" for the drop folder itself, else the subfolder's name; name is the
- * file's name inside it. Both are only valid during the call. */
-typedef void (nw_watch_fn)(void *arg, const char *subdir, const char *name);
+ * file's name inside it. Both are only valid during the call. Return 0 to go on,
+ * nonzero to hold the rest of a scan until nw_watch_resume(). */
+typedef int (nw_watch_fn)(void *arg, const char *subdir, const char *name);
 
 /* Watch drop_dir (which must exist). Nothing is reported before nw_watch_start(). */
 nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn, void *arg,
@@ -40,13 +45,18 @@ void nw_watch_destroy(nw_watch_t **self_p);
  * cannot be read or the watch is not running. */
 int nw_watch_rescan(nw_watch_t *self, char *errbuf, size_t errlen);
 
+/* Report the held rest of a scan (until the callback asks to wait again). Safe from
+ * the callback. */
+void nw_watch_resume(nw_watch_t *self);
+
 /* Whether a name is one the watcher skips (hidden or temporary). */
 int nw_watch_name_skipped(const char *name);
 
 /* Counters for STATUS= and tests: inotify events read, callbacks made, queue overflows,
- * full rescans (not counting the one in nw_watch_start), subfolders watched now. */
+ * full rescans (not counting the one in nw_watch_start), subfolders watched now, files
+ * scanned but not yet reported (held). */
 typedef struct {
-    unsigned long events, reports, overflows, rescans, subdirs;
+    unsigned long events, reports, overflows, rescans, subdirs, backlog;
 } nw_watch_stats_t;
 void nw_watch_stats(const nw_watch_t *self, nw_watch_stats_t *out);
 

@@ -114,6 +114,29 @@ def test_backlog_oldest_first():
         d.cleanup()
 
 
+def test_large_backlog_paced_oldest_first():
+    # More files than the pipeline queues at once (1024): the watcher holds the rest of
+    # its sorted scan and hands it over in slices, still oldest first, losing none.
+    n = 2600
+    d = Daemon()
+    try:
+        os.makedirs(d.drop)
+        base = time.time() - 10000
+        for i in range(n):
+            p = d.drop_text('n%04d.txt' % i, header_article('Paced %d' % i, Subject='paced'))
+            age = (i * 7919) % n   # shuffled: name order is not age order
+            os.utime(p, (base + age, base + age))
+        d.start()
+        wait_for(lambda: len(d.archived()) == n, 'all %d archived' % n, timeout=60)
+        order = [int(x) for x in re.findall(r"published n(\d{4})\.txt", d.log())]
+        check(len(order) == n, 'each published once: %d' % len(order))
+        ages = [(i * 7919) % n for i in order]
+        check(ages == sorted(ages), 'oldest first across the slices')
+        check(d.drop_files() == [], 'drop folder empty')
+    finally:
+        d.cleanup()
+
+
 def test_several_subjects_several_topics_with_seq():
     d = started()
     try:
@@ -347,6 +370,7 @@ def test_usage_errors_and_version():
 if __name__ == '__main__':
     run([test_rename_drop_decoded_fields, test_slow_in_place_write_published_once_whole,
          test_subject_subfolder_wins, test_backlog_oldest_first,
+         test_large_backlog_paced_oldest_first,
          test_several_subjects_several_topics_with_seq, test_seq_continues_after_restart,
          test_sigterm_exits_cleanly, test_sigint_exits_cleanly,
          test_sighup_reloads_rules_and_keeps_subscribers,

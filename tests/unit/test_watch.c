@@ -21,9 +21,10 @@ typedef struct {
     char **items;
     size_t count, cap;
     nw_watch_t **destroy_on_report;   /* for the destroy-from-callback test */
+    size_t hold_every;                /* ask to hold after every this many reports */
 } reports_t;
 
-static void on_report(void *arg, const char *subdir, const char *name)
+static int on_report(void *arg, const char *subdir, const char *name)
 {
     reports_t *r = arg;
     if (r->count == r->cap) {
@@ -37,6 +38,7 @@ static void on_report(void *arg, const char *subdir, const char *name)
     r->items[r->count++] = strdup(buf);
     if (r->destroy_on_report)
         nw_watch_destroy(r->destroy_on_report);
+    return r->hold_every && r->count % r->hold_every == 0;
 }
 
 static void reports_clear(reports_t *r)
@@ -369,6 +371,67 @@ static void test_large_backlog(uv_loop_t *loop)
     free(r.items);
 }
 
+/* A consumer that asks to hold gets a scan in slices, still oldest first, while events
+ * keep coming; a rescan while held replaces the held rest with what is there now. */
+static void test_paced_backlog(uv_loop_t *loop)
+{
+    enum { N = 2000, SLICE = 300 };
+    char err[256] = "";
+    reports_t r = {.hold_every = SLICE};
+    make_dir("paced");
+    char rel[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(rel, sizeof rel, "paced/n%d", i);
+        put(rel, 1000000 + (long) ((i * 7919) % N));
+    }
+    char dir[512];
+    path_of(dir, sizeof dir, "paced");
+    nw_watch_t *w = nw_watch_new(loop, dir, on_report, &r, err, sizeof err);
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    nw_watch_stats_t st;
+    nw_watch_stats(w, &st);
+    CHECK(r.count == SLICE);
+    CHECK(st.backlog == N - SLICE);
+
+    /* an event is reported while the scan is held */
+    put("late", 0);
+    move("late", "paced/late");
+    CHECK(wait_until(loop, &r, "late", NULL, NULL));
+    CHECK(r.count == SLICE + 1);
+
+    /* a rescan while held: the held rest is replaced by the whole folder, oldest first */
+    CHECK(nw_watch_rescan(w, err, sizeof err) == 0);
+    nw_watch_stats(w, &st);
+    CHECK(st.backlog == N + 1);
+    size_t rescan_start = SLICE + 1;
+
+    for (int rounds = 0; rounds < 2 * N / SLICE + 4 && st.backlog; rounds++) {
+        size_t before = r.count;
+        nw_watch_resume(w);
+        nw_watch_stats(w, &st);
+        CHECK(r.count > before);
+    }
+    CHECK(st.backlog == 0);
+    CHECK(r.count == rescan_start + N + 1);
+    /* the rescan's reports are all N files and late, oldest first (late is newest) */
+    long prev = -1;
+    bool sorted = true;
+    for (size_t i = rescan_start; i < rescan_start + N; i++) {
+        long k = atol(r.items[i] + 1);
+        long m = (k * 7919) % N;
+        sorted = sorted && r.items[i][0] == 'n' && m > prev;
+        prev = m;
+    }
+    CHECK(sorted);
+    CHECK_STR(r.items[rescan_start + N], "late");
+    nw_watch_resume(w);   /* nothing held: nothing happens */
+    CHECK(r.count == rescan_start + N + 1);
+    nw_watch_destroy(&w);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
 /* Destroying from inside the callback stops the reports at once. */
 static void test_destroy_in_callback(uv_loop_t *loop)
 {
@@ -402,6 +465,7 @@ int main(void)
     test_new_errors(&loop);
     test_watch(&loop);
     test_large_backlog(&loop);
+    test_paced_backlog(&loop);
     test_destroy_in_callback(&loop);
     CHECK(uv_loop_close(&loop) == 0);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
