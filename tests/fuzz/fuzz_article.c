@@ -2,9 +2,12 @@
  * fuzz_article: any bytes into nw_article_parse. Beyond "no crash, no leak" it checks
  * the promises of article.h on every accepted article: headline and body present,
  * no CR, no NUL inside a field, a 40-digit hex id, and the same id on a second parse.
+ * Every accepted article is then routed with the default rules (the classifier reads
+ * the same untrusted text): at least one topic, each a valid topic name, none twice.
  * Seed with tests/fixtures/articles.
  */
 #include "article.h"
+#include "route.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -49,6 +52,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_field(a->subjects[i], true);
     if (strlen(a->id) != 40 || strspn(a->id, "0123456789abcdef") != 40)
         __builtin_trap();
+
+    static nw_rules_t *rules;
+    if (!rules && !(rules = nw_rules_new(NULL, errbuf, sizeof errbuf)))
+        __builtin_trap();
+    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t n = nw_route_topics(rules, NULL, a, topics);
+    if (n == 0 || n > NW_ROUTE_MAX_TOPICS)
+        __builtin_trap();
+    for (i = 0; i < n; i++) {
+        char norm[NW_TOPIC_MAX + 1];
+        if (nw_topic_normalize(topics[i], norm, sizeof norm) != 0 || strcmp(norm, topics[i]) != 0)
+            __builtin_trap();
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(topics[i], topics[j]) == 0)
+                __builtin_trap();
+    }
 
     nw_article_t *b = NULL;
     if (nw_article_parse((const char *) data, size, 2, &b, errbuf, sizeof errbuf) != 0
