@@ -237,13 +237,13 @@ void nw_pipeline_set_resume(nw_pipeline_t *self, void (*resume)(void *arg), void
 /* --- worker: read, parse, route, pack --------------------------------------- */
 
 /* Whether another process has the file open for writing. A read lease is refused
- * (EAGAIN) exactly then; without the right to take leases we cannot tell and go on. */
+ * (EAGAIN) exactly then; without the right to take leases we cannot tell and go on.
+ * The lease is kept while we read and ends with our close(): a writer opening the file
+ * meanwhile waits those microseconds (its lease-break signal, SIGIO, is ignored), and
+ * we spare a second fcntl per file. */
 static bool open_for_writing(int fd)
 {
-    if (fcntl(fd, F_SETLEASE, F_RDLCK) != 0)
-        return errno == EAGAIN;
-    fcntl(fd, F_SETLEASE, F_UNLCK);
-    return false;
+    return fcntl(fd, F_SETLEASE, F_RDLCK) != 0 && errno == EAGAIN;
 }
 
 static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outlen)
@@ -373,6 +373,8 @@ static void read_one(job_t *job)
             job_reject(job, "cannot read: %s", strerror(errno));
         goto done;
     }
+    close(fd);   /* ends the lease before the parsing */
+    fd = -1;
     int64_t mtime_ms = (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     char err[NW_ARTICLE_ERRLEN];
     if (nw_article_parse(data, len, mtime_ms, &article, err, sizeof err) != 0) {
@@ -405,7 +407,8 @@ static void read_one(job_t *job)
 done:
     nw_article_destroy(&article);
     free(data);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
 }
 
 /* --- worker: archive ---------------------------------------------------------- */
