@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +34,8 @@
 #define HEADER 12u
 #define MAX_RECORD (32u << 20)     /* larger lengths can only be garbage */
 #define READ_CHUNK (256u << 10)
+#define ZERO_STEP (1u << 20)       /* zeros written ahead of the data at a time */
+#define ZERO_LOW (256u << 10)      /* and written again once less than this is left */
 #define SEG_FMT "%012" PRIu64 ".nwj"
 
 /* ---------------------------------------------------------------- small helpers */
@@ -640,7 +644,8 @@ typedef struct {
 } batch_t;
 
 typedef struct {
-    uint64_t num, size, records;
+    uint64_t num, size, records;    /* size: where its last valid record ends */
+    uint64_t alloc;             /* the file's size: size plus its tail of zeros */
     int64_t newest_ms;          /* of its messages */
     int64_t cp_ms;              /* of its checkpoint: its age while it holds no message */
     zhashx_t *cp;               /* its checkpoint's seqs; NULL when it has none readable */
@@ -653,7 +658,13 @@ typedef struct {
     const char *dir;
     int fd, old_fd;             /* old_fd is closed once a new segment is durable */
     bool create, sync;
+    bool zero_ahead;            /* keep zeros ahead of the data (only worth it with fsync) */
+    bool zero_failed;           /* out: no room for them: plain appends for a while */
     uint64_t num, start_len, end_len;
+    uint64_t alloc;             /* in: the file's size; out: its size after the write */
+    uint64_t zero_from;         /* write no zeros while the data ends before this */
+    uint64_t zero_limit;        /* nor beyond this (the segment size), 0: no limit */
+    uint64_t old_len;           /* when rotating: the old segment's data end, to cut it to */
     msgpack_sbuffer head;       /* the checkpoint starting a segment, or empty */
     zhashx_t *cp;               /* and its seqs */
     int64_t cp_ms;              /* and its time */
@@ -681,6 +692,8 @@ struct nw_journal {
     uint64_t last_start;        /* uv_now() when the last write began */
     uv_timer_t *timer;
     uint64_t bytes, records, commits, fsyncs, failures, discarded;
+    uint64_t zero_from;         /* after zeros failed to fit: job_t.zero_from */
+    bool zero_ahead;            /* job_t.zero_ahead */
     bool failing;              /* the last group write failed: log the next ones quietly */
     int64_t pruned_ms;          /* wall time seen was last pruned */
 };
@@ -737,10 +750,10 @@ static void segment_release(segment_t *s)
     zhashx_destroy(&s->cp);
 }
 
-static int write_all(int fd, const char *p, size_t n)
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
 {
     while (n > 0) {
-        ssize_t k = write(fd, p, n);
+        ssize_t k = pwrite(fd, p, n, (off_t) off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
@@ -749,8 +762,45 @@ static int write_all(int fd, const char *p, size_t n)
             return -1;
         }
         p += k;
+        off += (uint64_t) k;
         n -= (size_t) k;
     }
+    return 0;
+}
+
+/* An fdatasync after a write that grows the file also commits its new size, which costs
+ * about twice one that only overwrites allocated blocks; so the current segment keeps
+ * written zeros (not fallocate, whose unwritten extents need a metadata commit of their
+ * own when first written) ahead of its data end, and only the commit that tops them up
+ * pays for a size change, about once per ZERO_STEP. Recovery takes zeros after the last
+ * record for that tail. A full disk (or file size limit) only stops the zeros: what was
+ * written of them is cut off again and the commit goes on; -1 on any other error. */
+static int write_zeros(job_t *job, int fd, uint64_t end)
+{
+    static const char zeros[64 << 10];
+    if (job->alloc < end)
+        job->alloc = end;
+    uint64_t to = job->alloc + ZERO_STEP;
+    if (job->zero_limit && to > job->zero_limit)
+        to = job->zero_limit;
+    if (!job->zero_ahead || end < job->zero_from || job->alloc - end >= ZERO_LOW ||
+        to <= job->alloc)
+        return 0;
+    for (uint64_t off = job->alloc; off < to;) {
+        size_t n = to - off < sizeof zeros ? (size_t) (to - off) : sizeof zeros;
+        if (pwrite_all(fd, zeros, n, off) == 0) {
+            off += n;
+            continue;
+        }
+        if (errno != ENOSPC && errno != EDQUOT && errno != EFBIG)
+            return -1;
+        job->zero_failed = true;
+        struct stat st;
+        if (ftruncate(fd, (off_t) job->alloc) != 0 && fstat(fd, &st) == 0)
+            job->alloc = (uint64_t) st.st_size;     /* zeros left behind are still a tail */
+        return 0;
+    }
+    job->alloc = to;
     return 0;
 }
 
@@ -775,13 +825,14 @@ static void run_job(job_t *job)
     char path[PATH_MAX];
     seg_path(job->dir, job->num, path, sizeof path);
     int fd = job->fd;
-    if (job->create &&
-        (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640)) < 0) {
+    if (job->create && (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
         job->err = errno;
         return;
     }
-    if (write_all(fd, job->head.data, job->head.size) != 0 ||
-        write_all(fd, job->data, job->len) != 0 ||
+    uint64_t end = job->start_len + job->head.size + job->len;
+    if (pwrite_all(fd, job->head.data, job->head.size, job->start_len) != 0 ||
+        pwrite_all(fd, job->data, job->len, job->start_len + job->head.size) != 0 ||
+        write_zeros(job, fd, end) != 0 ||
         (job->sync && fdatasync(fd) != 0) ||
         (job->create && job->sync && sync_dir(job->dir) != 0)) {
         job->err = errno ? errno : EIO;
@@ -792,16 +843,22 @@ static void run_job(job_t *job)
             /* the tail stays as garbage that readers skip; know where the file ends */
             struct stat st;
             if (fstat(fd, &st) == 0)
-                job->end_len = (uint64_t) st.st_size;
+                job->end_len = job->alloc = (uint64_t) st.st_size;
             nw_warn("journal: cannot truncate %s back to %" PRIu64 ": %s", path,
                     job->start_len, strerror(errno));
+        } else {
+            job->alloc = job->start_len;
         }
         return;
     }
     job->fsynced = job->sync;
-    job->end_len = job->start_len + job->head.size + job->len;
+    job->end_len = end;
     if (job->create) {
         job->fd = fd;
+        /* a closed segment keeps no tail; should this not last, recovery skips it */
+        if (job->old_fd >= 0 && ftruncate(job->old_fd, (off_t) job->old_len) != 0)
+            nw_warn("journal: cannot cut the zeros off segment " SEG_FMT ": %s",
+                    job->num - 1, strerror(errno));
         if (job->old_fd >= 0)
             close(job->old_fd);
         job->old_fd = -1;
@@ -861,6 +918,11 @@ static void seal(nw_journal_t *self, bool sync)
     segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     job->num = cur ? cur->num : 0;
     job->start_len = cur ? cur->size : 0;
+    job->alloc = cur ? cur->alloc : 0;
+    job->zero_ahead = self->zero_ahead;
+    job->zero_failed = false;
+    job->zero_from = self->zero_from;
+    job->zero_limit = self->opt.segment_size;
     if (job->len == 0)
         return;
     /* a batch starting a segment follows a checkpoint of the seqs as they stand before
@@ -875,7 +937,8 @@ static void seal(nw_journal_t *self, bool sync)
         job->num = cur ? cur->num + 1 : 1;
         job->fd = -1;
         job->old_fd = self->fd;
-        job->start_len = 0;
+        job->old_len = cur ? cur->size : 0;
+        job->start_len = job->alloc = job->zero_from = 0;
     }
     if (job->start_len == 0) {
         if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
@@ -945,7 +1008,12 @@ static void finish(nw_journal_t *self)
         }
         segment_t *cur = &self->segs[self->nsegs - 1];
         uint64_t added = job->end_len - job->start_len;
+        if (job->create && self->nsegs > 1)
+            self->segs[self->nsegs - 2].alloc = self->segs[self->nsegs - 2].size;
         cur->size = job->end_len;
+        cur->alloc = job->alloc;
+        /* out of room for zeros: try again a step further on */
+        self->zero_from = job->zero_failed ? job->end_len + ZERO_STEP : job->zero_from;
         cur->records += b->records;
         if (b->newest_ms > cur->newest_ms)
             cur->newest_ms = b->newest_ms;
@@ -972,8 +1040,10 @@ static void finish(nw_journal_t *self)
         self->failing = false;
     } else if (err) {
         self->failures++;
-        if (!job->create && self->nsegs)
+        if (!job->create && self->nsegs) {
             self->segs[self->nsegs - 1].size = job->end_len;
+            self->segs[self->nsegs - 1].alloc = job->alloc;
+        }
         /* A full disk fails every retry: say it once, then only at debug level. */
         nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
                "journal: writing " SEG_FMT " failed (%s): %" PRIu64 " records dropped",
@@ -1113,6 +1183,23 @@ static int apply(nw_journal_t *self, segment_t *seg, const record_t *r, bool fir
            seen_set(&self->seen, key, r->time_ms) != 0 ? -1 : 0;
 }
 
+/* 1 when bytes [from, r->size) are all zero (a preallocated tail), 0 when not, -1 when
+ * they cannot be read. */
+static int zero_tail(reader_t *r, uint64_t from)
+{
+    while (from < r->size) {
+        size_t n = r->size - from < READ_CHUNK ? (size_t) (r->size - from) : READ_CHUNK;
+        const uint8_t *p = reader_at(r, from, n);
+        if (!p)
+            return errno ? -1 : 0;
+        for (size_t i = 0; i < n; i++)
+            if (p[i])
+                return 0;
+        from += n;
+    }
+    return 1;
+}
+
 static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader_t *r,
                            msgpack_unpacked *up, char *errbuf, size_t errlen)
 {
@@ -1150,8 +1237,15 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
         snprintf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
-    seg->size = r->size;
-    if (good_end < r->size && last) {
+    int zeros = zero_tail(r, good_end);
+    if (zeros < 0) {
+        snprintf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* zeros after the last record are the tail written ahead of the data, not damage */
+    seg->size = good_end;
+    seg->alloc = r->size;
+    if (!zeros && last) {
         /* a write the crash interrupted: cut it so appends follow the last good record */
         nw_warn("journal: %s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " truncated",
                 name, r->size - good_end, good_end);
@@ -1159,10 +1253,11 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
             snprintf(errbuf, errlen, "cannot truncate %s: %s", path, strerror(errno));
             goto fail;
         }
-        seg->size = good_end;
-    } else if (good_end < r->size) {
+        seg->alloc = good_end;
+    } else if (!zeros) {
         nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage at the end",
                 name, good_end, r->size - good_end);
+        seg->size = r->size;
     }
     self->bytes += seg->size;
     self->records += seg->records;
@@ -1214,10 +1309,14 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     snprintf(self->dir, dirlen, "%s/journal", state_dir);
     uv_timer_init(loop, self->timer);
     self->timer->data = self;
-    if (nw_fs_mkdir_p(self->dir) != 0 || list_segments(self) != 0) {
+    struct statfs fs;
+    if (nw_fs_mkdir_p(self->dir) != 0 || list_segments(self) != 0 ||
+        statfs(self->dir, &fs) != 0) {
         snprintf(errbuf, errlen, "cannot use %s: %s", self->dir, strerror(errno));
         goto fail;
     }
+    /* in memory an fdatasync commits nothing, and the zeros would only take up room */
+    self->zero_ahead = self->opt.sync && fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
     for (size_t i = 0; i < self->nsegs; i++)
         if (recover_segment(self, &self->segs[i], i + 1 == self->nsegs, &r, &up,
                             errbuf, errlen) != 0)
@@ -1241,7 +1340,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     if (last && had_epoch) {
         char path[PATH_MAX];
         seg_path(self->dir, last->num, path, sizeof path);
-        if ((self->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0) {
+        if ((self->fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
             snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
             goto fail;
         }
@@ -1258,6 +1357,9 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         job->fd = self->fd;
         job->old_fd = -1;
         job->start_len = 0;
+        job->alloc = rotate ? 0 : last->alloc;
+        job->zero_ahead = self->zero_ahead;
+        job->zero_limit = self->opt.segment_size;
         if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
             pack_checkpoint(&job->head, self->epoch, job->cp_ms = wall_ms(),
                             self->durable) != 0)
@@ -1276,6 +1378,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
             self->fd = job->fd;
         last = &self->segs[self->nsegs - 1];
         last->size = job->end_len;
+        last->alloc = job->alloc;
         last->cp_ms = job->cp_ms;
         zhashx_destroy(&last->cp);
         last->cp = job->cp;
@@ -1319,6 +1422,12 @@ void nw_journal_close(nw_journal_t **self_p)
         self->writing = true;
         finish(self);
     }
+    /* a stopped journal leaves no zeros behind: they are made again after a restart */
+    segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    if (self->fd >= 0 && cur && cur->alloc > cur->size &&
+        ftruncate(self->fd, (off_t) cur->size) != 0)
+        nw_warn("journal: cannot cut the zeros off segment " SEG_FMT ": %s", cur->num,
+                strerror(errno));
     if (self->timer) {
         uv_timer_stop(self->timer);
         uv_close((uv_handle_t *) self->timer, free_handle);

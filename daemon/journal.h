@@ -22,10 +22,15 @@
  * libuv's thread pool at once; appends made meanwhile wait for the next write, which
  * starts as soon as the current one ends (or after commit_delay_ms, whichever is
  * later), so one fsync covers many articles under load and adds nothing when idle.
+ * With fsync on, the current segment keeps up to ~1 MiB of written zeros past its last
+ * record so that a commit's fdatasync rarely has a new file size to commit as well; a
+ * segment's size in every reckoning (rotation, retention, stats, replay) is where its
+ * last record ends, and a segment is cut to that when the next one starts.
  *
  * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
  * logs what it discards and truncates a torn tail (whatever follows the last valid
- * record of the last segment); it rebuilds each topic's last seq and the ids published
+ * record of the last segment, unless it is all zeros: that is the tail written ahead,
+ * and appends go on over it); it rebuilds each topic's last seq and the ids published
  * within the dedup window. Ids older than the window are forgotten while running
  * (checked at a group write once a minute, or once a window when that is shorter).
  *

@@ -12,12 +12,14 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -674,6 +676,178 @@ static void test_seen_table(void)
     close_j(&j);
 }
 
+/* Open with warnings going to a file instead of stderr; their text is left in warnings. */
+static nw_journal_t *open_logged(const nw_journal_options_t *opt, char *warnings, size_t len)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/log", state);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), saved = dup(2);
+    CHECK(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, 2);
+    nw_log_level_t level = nw_log_get_level();
+    nw_log_set_level(NW_LOG_WARNING);
+    nw_journal_t *j = open_j(opt);
+    nw_log_set_level(level);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, warnings, len - 1, 0);
+    warnings[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return j;
+}
+
+/* Where the chain of frame headers starting at 0 stops: at the first that is not one
+ * or would run past the file's end. */
+static off_t frames_end(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    off_t off = 0, size = file_size(path);
+    unsigned char h[12];
+    while (fd >= 0 && pread(fd, h, 12, off) == 12 && le32(h) == 0x314a574eu &&
+           off + 12 + (off_t) le32(h + 4) <= size)
+        off += 12 + (off_t) le32(h + 4);
+    if (fd >= 0)
+        close(fd);
+    return off;
+}
+
+/* With fsync on, the current segment keeps written zeros ahead of its data so that
+ * most commits do not grow the file; they are not damage to recovery, closed segments
+ * do not keep them, and a file size limit (as a full disk would) only stops them. */
+static void test_zero_tail(void)
+{
+    fresh();
+    struct statfs fs;
+    if (statfs(state, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+        printf("skip zero-tail test: %s is a tmpfs, where the journal writes no zeros\n", state);
+        return;
+    }
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 4 << 20;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    char path[300];
+    seg_file(1, path, sizeof path);
+    nw_journal_stats_t s;
+    int st = 0, sizes = 0;
+    off_t last_size = -1;
+    bool ahead = true;
+    for (int i = 0; i < 100 && st == 0; i++) {     /* 800 records, 2.4 MB */
+        for (int k = 0; k < 8; k++)
+            CHECK(append(j, "a", now_ms(), 3000) == 0);
+        CHECK(commit_wait(j, &st) && st == 0);
+        nw_journal_stats(j, &s);
+        off_t size = file_size(path);
+        ahead &= size > (off_t) s.bytes && frames_end(path) == (off_t) s.bytes;
+        sizes += size != last_size;
+        last_size = size;
+    }
+    CHECK(ahead);
+    CHECK(sizes <= 4);      /* the file grew a step at a time, not at every commit */
+    CHECK(s.records == 800 && s.segments == 1);
+    close_j(&j);
+
+    /* a clean close leaves no zeros; a crash leaves records then zeros */
+    char warnings[4096];
+    CHECK(file_size(path) == frames_end(path));
+    static const char zeros[300 << 10];
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, zeros, sizeof zeros, frames_end(path)) == (ssize_t) sizeof zeros);
+    close(fd);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(warnings, "");
+    nw_journal_stats(j, &s);
+    CHECK(s.records == 800 && s.discarded == 0 && s.bytes == (uint64_t) frames_end(path));
+    CHECK(nw_journal_last_seq(j, "a") == 800);
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    uint64_t oldest;
+    const char *seqs = cursor_seqs(j, "a", 795, &oldest, true);
+    CHECK_STR(seqs, "795,796,797,798,799,800,801");
+    CHECK(file_size(path) > frames_end(path));
+
+    /* zeros followed by a torn record are damage: cut, with a warning */
+    close_j(&j);
+    off_t end = frames_end(path);
+    fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "NWJ1\x64", 5, end + 100) == 5);
+    close(fd);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "torn tail") != NULL);
+    CHECK(file_size(path) == end && nw_journal_last_seq(j, "a") == 801);
+
+    /* rotation cuts the old segment's zeros off (they only reach past the segment size
+     * when that was lowered since they were written) */
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    CHECK(file_size(path) > frames_end(path));
+    close_j(&j);
+    opt.segment_size = 64 << 10;
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 2);
+    CHECK(file_size(path) == frames_end(path));
+    char path2[300];
+    seg_file(2, path2, sizeof path2);
+    CHECK(file_size(path2) == 64 << 10 && frames_end(path2) < 64 << 10);
+    CHECK(s.bytes == (uint64_t) (file_size(path) + frames_end(path2)));
+    close_j(&j);
+    opt.segment_size = 4 << 20;
+
+    /* a file size limit below the next zeros: they are left out, commits go on */
+    fresh();
+    j = open_j(&opt);
+    if (!j)
+        return;
+    off_t alloc = file_size(path);
+    CHECK(alloc > 0);
+    struct rlimit saved, tight;
+    CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    tight = saved;
+    tight.rlim_cur = (rlim_t) alloc + (100 << 10);
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
+    int commits = 0;
+    st = 0;
+    for (int i = 0; i < 200 && st == 0; i++) {
+        for (int k = 0; k < 4; k++)
+            CHECK(append(j, "a", now_ms(), 3000) == 0);
+        if (commit_wait(j, &st) && st == 0)
+            commits++;
+        nw_journal_stats(j, &s);
+        if (s.bytes < (uint64_t) alloc)
+            CHECK(file_size(path) == alloc);    /* the zeros past it were cut again */
+    }
+    CHECK(st == -EFBIG);        /* the records themselves reached the limit */
+    CHECK(s.bytes > (uint64_t) alloc && s.bytes <= (uint64_t) tight.rlim_cur);
+    CHECK(commits == (int) (nw_journal_last_seq(j, "a") / 4));
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+    uint64_t durable = nw_journal_last_seq(j, "a");
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(warnings, "");
+    nw_journal_stats(j, &s);
+    CHECK(s.discarded == 0 && nw_journal_last_seq(j, "a") == durable + 1);
+    close_j(&j);
+}
+
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
 static void test_disk_full(void)
 {
@@ -790,6 +964,7 @@ int main(void)
     test_rotation_retirement();
     test_write_failure();
     test_seen_table();
+    test_zero_tail();
     test_disk_full();
     test_no_checkpoint();
     test_cursor();
