@@ -285,6 +285,17 @@ static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outle
     return 0;
 }
 
+/* msgpack's sbuffer grows by doubling from 8 KiB; a job keeps its buffers while it
+ * waits for the commit, so up to MAX_JOBS of them: give back what packing left unused. */
+static void sbuffer_fit(msgpack_sbuffer *b)
+{
+    char *fit = b->size ? realloc(b->data, b->size) : NULL;
+    if (fit) {
+        b->data = fit;
+        b->alloc = b->size;
+    }
+}
+
 static void job_reject(job_t *job, const char *fmt, const char *detail)
 {
     job->outcome = OUT_REJECT;
@@ -315,6 +326,7 @@ static void pack_article(job_t *job, const nw_article_t *article)
     char err[200];   /* leaves room for the prefix in job->reason */
     if (nw_codec_pack_article(&ninjs, &job->article_mp, err, sizeof err) != 0)
         job_reject(job, "cannot encode: %s", err);
+    sbuffer_fit(&job->article_mp);
 }
 
 static void read_one(job_t *job)
@@ -645,6 +657,10 @@ static int job_journal(nw_pipeline_t *self, job_t *job)
         }
         job->msg_end[i] = job->messages.size;
     }
+    /* The messages hold the article now. */
+    msgpack_sbuffer_destroy(&job->article_mp);
+    msgpack_sbuffer_init(&job->article_mp);
+    sbuffer_fit(&job->messages);
     size_t start = 0;
     for (size_t i = 0; i < job->topic_count; i++) {
         if (nw_journal_append(self->journal, job->topics[i], seqs[i], job->id, now,

@@ -314,6 +314,17 @@ static int scan_and_report(nw_watch_t *self, const char *subdir, char *errbuf, s
         scan_free(scan);
         return rc;
     }
+    /* It may be held for a long while: give back the growth headroom first. */
+    entry_t *entries = scan->count ? realloc(scan->entries, scan->count * sizeof *entries) : NULL;
+    if (entries) {
+        scan->entries = entries;
+        scan->cap = scan->count;
+    }
+    char *names = scan->names_len ? realloc(scan->names, scan->names_len) : NULL;
+    if (names) {
+        scan->names = names;
+        scan->names_cap = scan->names_len;
+    }
     for (size_t i = 0; i < scan->count; i++)
         scan->entries[i].name.ptr = scan->names + scan->entries[i].name.off;
     if (scan->count > 1)
