@@ -31,7 +31,8 @@
 #define MAX_JOBS 256          /* files read, waiting for commit or being archived */
 #define RETRY_MS 1000         /* after a journal failure (disk full) */
 #define BATCH_MAX 32          /* files per thread-pool hand-off */
-#define POOL_SHARE 4          /* spread a backlog over this many hand-offs at least */
+#define READS_MAX 2           /* read hand-offs in flight at once */
+#define ARCHIVES_MAX 1        /* archive hand-offs in flight at once */
 #define PENDING_HIGH 1024     /* a scan holds the rest of its files beyond this */
 
 typedef struct entry entry_t;
@@ -107,6 +108,7 @@ struct nw_pipeline {
     job_t *flight_head, *flight_tail;
     unsigned jobs;            /* allocated jobs (all stages) */
     job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
+    unsigned reads, archives; /* hand-offs in flight */
     bool paused;              /* the journal failed: wait for RETRY_MS */
     uv_timer_t retry;
     uv_check_t check;         /* once per loop turn: hand off what gathered */
@@ -122,7 +124,11 @@ struct nw_pipeline {
 };
 
 /* One thread-pool hand-off for several files: every hand-off costs a wake-up on both
- * sides, which under a burst cost more than reading a file. */
+ * sides, which under a burst cost more than reading a file. Hand-offs in flight are
+ * capped (READS_MAX, ARCHIVES_MAX), so files that arrive while the pool is busy wait
+ * and go together: a lone file still goes at once, a steady stream is batched by its
+ * own rate. One archive hand-off at a time also keeps our renames from contending with
+ * each other for the kernel's cross-directory rename lock. */
 typedef struct {
     nw_pipeline_t *owner;
     uv_work_t work;
@@ -521,6 +527,8 @@ static void after_archive(uv_work_t *work, int status)
     batch_t *batch = work->data;
     nw_pipeline_t *self = batch->owner;
     char name[1100];
+    self->archives--;
+    schedule(self);
     for (size_t i = 0; i < batch->count; i++) {
         job_t *job = batch->jobs[i];
         if (job->replaced)
@@ -560,7 +568,7 @@ static batch_t *batch_new(nw_pipeline_t *self)
 
 static void archive_pump(nw_pipeline_t *self)
 {
-    while (self->archive_head) {
+    while (self->archive_head && self->archives < ARCHIVES_MAX) {
         batch_t *batch = batch_new(self);
         if (!batch) {
             nw_err("out of memory: archive moves wait for the next loop turn");
@@ -577,7 +585,8 @@ static void archive_pump(nw_pipeline_t *self)
             for (size_t i = 0; i < batch->count; i++)
                 job_finish(self, batch->jobs[i], false);
             free(batch);
-        }
+        } else
+            self->archives++;
     }
 }
 
@@ -734,6 +743,8 @@ static void flight_advance(nw_pipeline_t *self)
 static void after_read(uv_work_t *work, int status)
 {
     batch_t *batch = work->data;
+    batch->owner->reads--;
+    schedule(batch->owner);
     for (size_t i = 0; i < batch->count; i++) {
         if (status == UV_ECANCELED)
             batch->jobs[i]->outcome = OUT_SKIP;
@@ -775,7 +786,9 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
 
 static void read_queue(nw_pipeline_t *self, batch_t *batch)
 {
+    self->reads++;
     if (uv_queue_work(self->loop, &batch->work, work_read, after_read) != 0) {
+        self->reads--;
         for (size_t i = 0; i < batch->count; i++) {
             batch->jobs[i]->outcome = OUT_SKIP;
             batch->jobs[i]->stage = STAGE_READY;
@@ -785,33 +798,34 @@ static void read_queue(nw_pipeline_t *self, batch_t *batch)
     }
 }
 
-/* Start reading pending files while there is room. A lone file goes out alone (no
- * wait for company); a backlog goes in batches spread over the pool's threads. */
+/* Start reading pending files while there is room: a free hand-off slot and jobs. A
+ * lone file goes out alone (no wait for company); what gathered while the slots were
+ * taken is shared between the free ones. */
 static void pump(nw_pipeline_t *self)
 {
-    batch_t *batch = NULL;
-    size_t want = 1;
-    while (!self->draining && !self->paused && self->jobs < MAX_JOBS && self->pending_head) {
-        if (!batch) {
-            if (!(batch = batch_new(self)))
-                break;
-            want = self->stats.pending / POOL_SHARE + 1;
-            if (want > BATCH_MAX)
-                want = BATCH_MAX;
-        }
-        job_t *job = job_new(self, pending_pop(self));
-        if (!job)
+    while (!self->draining && !self->paused && self->jobs < MAX_JOBS && self->pending_head &&
+           self->reads < READS_MAX) {
+        size_t take = self->stats.pending < MAX_JOBS - self->jobs ? self->stats.pending
+                                                                  : MAX_JOBS - self->jobs;
+        size_t slots = READS_MAX - self->reads;
+        size_t want = (take + slots - 1) / slots;
+        if (want > BATCH_MAX)
+            want = BATCH_MAX;
+        batch_t *batch = batch_new(self);
+        if (!batch)
             break;
-        batch->jobs[batch->count++] = job;
-        if (batch->count == want) {
-            read_queue(self, batch);
-            batch = NULL;
+        while (batch->count < want && self->pending_head) {
+            job_t *job = job_new(self, pending_pop(self));
+            if (!job)
+                break;
+            batch->jobs[batch->count++] = job;
         }
-    }
-    if (batch && batch->count)
+        if (!batch->count) {
+            free(batch);
+            break;
+        }
         read_queue(self, batch);
-    else
-        free(batch);
+    }
     if (self->draining && self->jobs == 0 && self->drained) {
         void (*done)(void *) = self->drained;
         self->drained = NULL;

@@ -421,22 +421,19 @@ static void on_readable(uv_poll_t *handle, int status, int events)
         return;
     }
     bool rescan = false;
-    while (!self->stopped) {
-        ssize_t n = read(self->ifd, self->buf, sizeof self->buf);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                nw_err("watch: reading inotify: %s", strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        for (char *p = self->buf; p < self->buf + n && !self->stopped; ) {
-            const struct inotify_event *ev = (const struct inotify_event *) (void *) p;
-            handle_event(self, ev, &rescan);
-            p += sizeof *ev + ev->len;
-        }
+    /* One read per wake-up: uv_poll is level-triggered, so what this read leaves wakes
+     * the loop again, and under a steady stream the read that would only say EAGAIN
+     * was a syscall per file. */
+    ssize_t n;
+    do
+        n = read(self->ifd, self->buf, sizeof self->buf);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN)
+        nw_err("watch: reading inotify: %s", strerror(errno));
+    for (char *p = self->buf; n > 0 && p < self->buf + n && !self->stopped; ) {
+        const struct inotify_event *ev = (const struct inotify_event *) (void *) p;
+        handle_event(self, ev, &rescan);
+        p += sizeof *ev + ev->len;
     }
     if (rescan && !self->stopped) {
         char err[256];
