@@ -37,7 +37,10 @@ def segments(state):
 
 def read_segment(path, verify_crc=True):
     """Records of one segment: dicts with off, len, ok (CRC), and the decoded fields.
-    Stops at anything that is not a whole record (returned as the 'tail' offset)."""
+    Stops at anything that is not a whole record (returned as the 'tail' offset). The
+    size returned leaves out a run of zeros after the last record: the current segment
+    keeps written zeros ahead of its data while the daemon runs (journal.c), and a kill
+    leaves them, which is not damage."""
     with open(path, 'rb') as f:
         data = f.read()
     out, off = [], 0
@@ -55,7 +58,10 @@ def read_segment(path, verify_crc=True):
                 rec.update(type=1, topic=a[1], seq=a[2], id=a[3], time_ms=a[4], msg=a[5])
         out.append(rec)
         off += HEADER + length
-    return out, off, len(data)
+    size = len(data)
+    if off < size and not data[off:].strip(b'\0'):
+        size = off
+    return out, off, size
 
 
 def read_journal(state, verify_crc=True):
