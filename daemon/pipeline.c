@@ -8,9 +8,11 @@
  * only marks the entry `again`, and the file is looked at once more after it leaves.
  *
  * Pending entries are small (a path); the heavy job (read buffer, packed article,
- * messages) exists only for the MAX_JOBS files in flight, so a backlog of 100,000
- * files costs the table and nothing more. Jobs leave the read stage in the order they
- * entered it (the `flight` list), so seqs follow arrival order, oldest first.
+ * messages) exists only for the MAX_JOBS files in flight. Past PENDING_HIGH queued
+ * entries a scan is told to hold the rest (it keeps them sorted, in less room than
+ * entries), so a backlog of 100,000 files costs about 40 bytes each in the watcher and
+ * a bounded table here. Jobs leave the read stage in the order they entered it (the
+ * `flight` list), so seqs follow arrival order, oldest first.
  */
 #include "pipeline.h"
 #include "archive.h"

@@ -158,8 +158,8 @@ static void on_check(uv_check_t *check)
 /* After sends. Manual mode drains at once, for the reason above publish_drain. In
  * automatic mode nothing is applied by hand, so one drain when the loop turn's
  * callbacks are done serves every send of the turn: each drain ends in a receive that
- * finds nothing, which costs libzmq a poll() and a getpid() (three per article before,
- * a tenth of the loop thread's time under a burst). */
+ * finds nothing, which costs libzmq a poll() and a getpid() (three per article before:
+ * a third of the loop thread's profile under a burst). */
 static void publish_settle(nw_publish_t *self)
 {
     if (self->auth)
