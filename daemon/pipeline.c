@@ -67,7 +67,7 @@ typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
 struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
-    job_t *next;              /* flight list, in submission order */
+    job_t *next, *prev;       /* flight list, in submission order */
     job_t *archive_next;      /* archive queue */
     stage_t stage;
     char *path;               /* drop_dir/rel */
@@ -107,7 +107,9 @@ struct nw_pipeline {
     zhashx_t *known;          /* rel -> entry_t */
     entry_t *pending_head, *pending_tail;
     entry_t *retry_tail;      /* last entry put back while paused, or NULL */
-    job_t *flight_head, *flight_tail;
+    job_t *flight_head, *flight_tail;   /* every job, oldest first */
+    job_t *read_head;         /* the oldest job not yet dispatched: it and every job
+                                 after it are reading or ready (dispatch is in order) */
     unsigned jobs;            /* allocated jobs (all stages) */
     job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
     unsigned reads, archives; /* hand-offs in flight */
@@ -488,17 +490,17 @@ static void job_free(job_t *job)
 
 static void flight_remove(nw_pipeline_t *self, job_t *job)
 {
-    job_t **link = &self->flight_head, *prev = NULL;
-    while (*link && *link != job) {
-        prev = *link;
-        link = &(*link)->next;
-    }
-    if (!*link)
-        return;
-    *link = job->next;
-    if (self->flight_tail == job)
-        self->flight_tail = prev;
-    job->next = NULL;
+    if (self->read_head == job)
+        self->read_head = job->next;
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        self->flight_head = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        self->flight_tail = job->prev;
+    job->next = job->prev = NULL;
 }
 
 /* The job is over: its entry leaves the table, or goes round again. */
@@ -724,19 +726,16 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
 }
 
 /* Jobs leave the read stage in arrival order: the first job still reading holds back
- * every ready job behind it. Dispatching can finish jobs and start new ones, so the
- * list is walked afresh after each (it holds at most MAX_JOBS). */
+ * every ready job behind it. read_head moves past a job before it is dispatched, since
+ * dispatching may finish it. */
 static void flight_advance(nw_pipeline_t *self)
 {
     if (self->advancing)
         return;
     self->advancing = true;
-    for (;;) {
-        job_t *job = self->flight_head;
-        while (job && job->stage != STAGE_READ && job->stage != STAGE_READY)
-            job = job->next;
-        if (!job || job->stage != STAGE_READY)
-            break;
+    job_t *job;
+    while ((job = self->read_head) && job->stage == STAGE_READY) {
+        self->read_head = job->next;
         job_dispatch(self, job);
     }
     self->advancing = false;
@@ -776,11 +775,14 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     msgpack_sbuffer_init(&job->article_mp);
     msgpack_sbuffer_init(&job->messages);
     entry->job = job;
+    job->prev = self->flight_tail;
     if (self->flight_tail)
         self->flight_tail->next = job;
     else
         self->flight_head = job;
     self->flight_tail = job;
+    if (!self->read_head)
+        self->read_head = job;
     self->jobs++;
     self->stats.in_flight++;
     return job;
