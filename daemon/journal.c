@@ -40,13 +40,40 @@
 
 /* ---------------------------------------------------------------- small helpers */
 
-/* Slicing-by-8: eight bytes per step. Every record is checksummed on the loop thread
- * when appended, so the byte-at-a-time loop showed up in burst profiles. */
+/* Every record is checksummed on the loop thread when appended, so the byte-at-a-time
+ * loop showed up in burst profiles. x86-64 has CRC-32C itself (SSE4.2's crc32, eight
+ * bytes an instruction); elsewhere slicing-by-8 does eight bytes per step. */
 static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <nmmintrin.h>
+#define CRC_HW 1
+static bool crc_hw;
+
+__attribute__((target("sse4.2")))
+static uint32_t crc_sse42(uint32_t crc, const uint8_t *p, size_t len)
+{
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = _mm_crc32_u64(c, w);
+    }
+    crc = (uint32_t) c;
+    while (len--)
+        crc = _mm_crc32_u8(crc, *p++);
+    return crc;
+}
+#endif
+
 static void crc_init(void)
 {
+#ifdef CRC_HW
+    unsigned eax, ebx, ecx, edx;
+    crc_hw = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 20 & 1);   /* SSE4.2 */
+#endif
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
@@ -62,6 +89,10 @@ uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     const uint8_t *p = data;
+#ifdef CRC_HW
+    if (crc_hw)
+        return ~crc_sse42(~crc, p, len);
+#endif
     crc = ~crc;
     while (len >= 8) {
         uint32_t lo = crc ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
