@@ -3,13 +3,15 @@
  *
  * Config enters through nw_rules_new, which splits every listed word or phrase into
  * lowercase tokens once, sorts the phrases by their first token and indexes each
- * distinct first token in an open-addressing hash table. Articles enter through
- * nw_rules_classify, which walks each field once: the tokenizer classifies bytes by a
- * table and hashes each token's lowercase bytes as it goes, so a token costs one probe
- * sequence, and bytes are compared only on a hash match. Scratch space lives on the
- * stack for any usual rule set, so a call does not allocate. The table is only read
- * after the build; it is not a zhashx because zhashx_lookup writes the table (cursor,
- * even a rehash), so concurrent readers on worker threads would race.
+ * distinct first token in an open-addressing hash table, with a byte filter in front.
+ * Articles enter through nw_rules_classify, which walks each field once, 64 bytes at a
+ * time: a bit mask of the bytes that can be in a word gives the runs between ASCII
+ * separators, a run of ASCII letters and digits is hashed from 8-byte loads, the
+ * filter turns most words away without a probe, and only runs with bytes from 0x80
+ * (and phrases' later words) go through the byte-at-a-time tokenizer. Scratch space
+ * lives on the stack for any usual rule set, so a call does not allocate. Index and
+ * filter are only read after the build; not a zhashx because zhashx_lookup writes the
+ * table (cursor, even a rehash), so concurrent readers on worker threads would race.
  */
 #include "route.h"
 
@@ -20,12 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__) && !defined(NW_ROUTE_NO_SIMD)
+#include <emmintrin.h>
+#endif
 
 #define RULE_MAX_TOKENS 8
 #define RULE_DEFAULT_THRESHOLD 4
 #define RULE_DEFAULT_HEADLINE_WEIGHT 3
 #define RULE_MAX_THRESHOLD 1000000
 #define RULE_MAX_HEADLINE_WEIGHT 100
+#define SCAN_BLOCK 64           /* bytes of text per bit mask */
+#define FILTER_BITS 12          /* 4096 hash classes: 1 in 20 misses probes (default rules) */
 
 enum { HIT_HEADLINE = 1, HIT_BODY = 2 };
 
@@ -42,8 +49,8 @@ typedef struct {
 
 /* The phrases that start with one token: phrases[first .. first + count). */
 typedef struct {
-    uint32_t hash;      /* token_hash of the first token; 0: an empty slot */
-    uint32_t len;       /* its length */
+    uint64_t head;      /* the first 8 bytes of the first token, as in token_t */
+    uint32_t len;       /* its length; 0: an empty slot */
     uint32_t first;
     uint32_t count;
 } slot_t;
@@ -58,7 +65,8 @@ struct nw_rules {
     size_t phrase_cap;
     slot_t *index;      /* open addressing, linear probing, at most half full */
     size_t index_mask;  /* slots - 1; slots is a power of two */
-    unsigned index_shift;       /* 32 - log2(slots) */
+    unsigned index_shift;       /* 64 - log2(slots) */
+    unsigned char filter[1 << FILTER_BITS];     /* 1 for each first token's filter_of */
 };
 
 /* Built-in rules, used when the config has no "rules" section. */
@@ -91,26 +99,27 @@ static const struct {
 };
 
 /* ------------------------------------------------------------------------------
- * Tokens: maximal runs of word bytes, with a flag for a clause break before them and
- * a hash of their lowercase bytes, computed on the way so a lookup costs one probe.
+ * Tokens: maximal runs of word bytes, with a flag for a clause break before them.
+ * next_token is the definition, a byte at a time; scan_field finds the same tokens
+ * faster (see there). A token is looked up by its key: a hash of its lowercase bytes
+ * and their first 8.
  */
 
 typedef struct {
-    const unsigned char *s;     /* NUL-terminated: the NUL stops every loop below */
-    size_t pos;
+    const unsigned char *p;     /* the next byte to read */
+    const unsigned char *end;   /* the NUL, which stops every byte loop below */
 } tokenizer_t;
 
 typedef struct {
     const char *p;
     size_t len;
-    uint32_t hash;      /* token_hash of the lowercase bytes */
     bool brk;           /* the gap before this token holds a clause break */
 } token_t;
 
 /* What each byte is to the tokenizer: W an ASCII letter or digit, w a byte of another
  * script, S a separator, B a separator that ends a phrase, N a line break (two in one
  * gap end a phrase), U the lead byte of a multibyte character that may be punctuation
- * (see sep_len_utf8), E the end. A table: this runs once per byte of every article. */
+ * (see sep_len_utf8), E the end. */
 static const char byte_class[] =
     "ESSSSSSSSSNSSSSS"      /* 0x00: NUL, controls, \n */
     "SSSSSSSSSSSSSSSS"      /* 0x10: controls */
@@ -140,17 +149,48 @@ static unsigned char lower_ascii(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char) (c + 32) : c;
 }
 
-/* FNV-1a over lowercase bytes; never 0, which marks an empty slot of the index. */
-#define TOKEN_HASH_SEED 2166136261u
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS (0x80 * ONES)
 
-static uint32_t token_hash_step(uint32_t h, unsigned char lower)
+/* The token hash folds the lowercase bytes in 8-byte chunks, little-endian (the last
+ * one zero-padded; a token holds no NUL, so the chunks tell tokens apart). Multiplying
+ * mixes every bit into the top ones, which the index and the filter use. */
+static uint64_t token_hash_step(uint64_t h, uint64_t chunk)
 {
-    return (h ^ lower) * 16777619u;
+    return (h ^ chunk) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
-static uint32_t token_hash_end(uint32_t h)
+/* The key of a token: its hash, and (head) its first chunk. Only ASCII letters are
+ * lowercased. */
+static uint64_t token_key(const char *p, size_t len, uint64_t *head)
 {
-    return h ? h : 1;
+    uint64_t h = 0;
+    for (size_t at = 0; at < len; at += 8) {
+        uint64_t chunk = 0;
+        for (size_t i = 0; i < 8 && at + i < len; i++)
+            chunk |= (uint64_t) lower_ascii((unsigned char) p[at + i]) << (8 * i);
+        if (at == 0)
+            *head = chunk;
+        h = token_hash_step(h, chunk);
+    }
+    return h;
+}
+
+/* The filter's entry for a hash: its top bits, so a byte per entry (a bit would
+ * cost a shift and a mask more per token) and one shift. */
+static size_t filter_of(uint64_t hash)
+{
+    return (size_t) (hash >> (64 - FILTER_BITS));
+}
+
+static uint64_t load_le64(const unsigned char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
 }
 
 /* Bytes of the separator starting at s[0] (a U byte), or 0 when it belongs to a word.
@@ -183,10 +223,11 @@ static size_t sep_len_utf8(const unsigned char *s, bool *brk)
     return 0;
 }
 
-static inline bool next_token(tokenizer_t *tz, token_t *tok)
+/* Any token, a byte at a time (scan_field has a faster path for the usual words). */
+static bool next_token(tokenizer_t *tz, token_t *tok)
 {
-    const unsigned char *s = tz->s + tz->pos, *start;
-    bool brk = false;
+    const unsigned char *s = tz->p, *start;
+    bool brk = false, ignored = false;
     int newlines = 0;
     for (;; s++) {
         char k = byte_class[*s];
@@ -204,25 +245,17 @@ static inline bool next_token(tokenizer_t *tz, token_t *tok)
             break;
     }
     if (!*s) {
-        tz->pos = (size_t) (s - tz->s);
+        tz->p = s;
         return false;
     }
-    start = s;
-    uint32_t h = TOKEN_HASH_SEED;
-    bool ignored = false;
-    for (;; s++) {
-        unsigned char c = *s;
-        char k = byte_class[c];
-        if (k == 'W')
-            c |= 0x20;          /* lowercase for letters, a no-op for digits */
-        else if (k != 'w' && (k != 'U' || sep_len_utf8(s, &ignored) != 0))
+    for (start = s;; s++) {
+        char k = byte_class[*s];
+        if (k != 'W' && k != 'w' && (k != 'U' || sep_len_utf8(s, &ignored) != 0))
             break;
-        h = token_hash_step(h, c);
     }
-    tz->pos = (size_t) (s - tz->s);
+    tz->p = s;
     tok->p = (const char *) start;
     tok->len = (size_t) (s - start);
-    tok->hash = token_hash_end(h);
     tok->brk = brk;
     return true;
 }
@@ -319,7 +352,8 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
         snprintf(errbuf, errlen, "rules: out of memory");
         goto fail;
     }
-    tokenizer_t tz = {(const unsigned char *) item_z, 0};
+    tokenizer_t tz = {(const unsigned char *) item_z,
+                      (const unsigned char *) item_z + strlen(item_z)};
     while (next_token(&tz, &tok)) {
         if (++ntok > RULE_MAX_TOKENS) {
             snprintf(errbuf, errlen, "rules: subject '%s': '%.*s' has more than %d words",
@@ -441,10 +475,11 @@ static int load_section(nw_rules_t *self, zconfig_t *section, char *errbuf, size
     return 0;
 }
 
-/* Fibonacci hashing: the top bits of the product depend on every bit of the hash. */
-static size_t slot_of(const nw_rules_t *self, uint32_t hash)
+/* The top bits of the hash: the last multiplication mixed every bit of the token
+ * into them. */
+static size_t slot_of(const nw_rules_t *self, uint64_t hash)
 {
-    return (uint32_t) (hash * 2654435769u) >> self->index_shift;
+    return (size_t) (hash >> self->index_shift);
 }
 
 /* The index from each distinct first token to its run of phrases (sorted, so a run
@@ -456,7 +491,7 @@ static int build_index(nw_rules_t *self, char *errbuf, size_t errlen)
         return -1;
     }
     size_t slots = 16;
-    self->index_shift = 28;
+    self->index_shift = 60;
     while (slots < 2 * self->phrase_count) {
         slots *= 2;
         self->index_shift--;
@@ -477,14 +512,12 @@ static int build_index(nw_rules_t *self, char *errbuf, size_t errlen)
         while (j < self->phrase_count && self->phrases[j].first_len == p->first_len &&
                memcmp(self->phrases[j].text, p->text, p->first_len) == 0)
             j++;
-        uint32_t h = TOKEN_HASH_SEED;
-        for (size_t k = 0; k < p->first_len; k++)
-            h = token_hash_step(h, (unsigned char) p->text[k]);
-        h = token_hash_end(h);
+        uint64_t head = 0, h = token_key(p->text, p->first_len, &head);
         size_t at = slot_of(self, h);
-        while (self->index[at].hash)
+        while (self->index[at].len)
             at = (at + 1) & self->index_mask;
-        self->index[at] = (slot_t) {h, (uint32_t) p->first_len, (uint32_t) i,
+        self->filter[filter_of(h)] = 1;
+        self->index[at] = (slot_t) {head, (uint32_t) p->first_len, (uint32_t) i,
                                     (uint32_t) (j - i)};
         i = j;
     }
@@ -603,30 +636,217 @@ static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
     return true;
 }
 
+/* The index entry for a token: its run of phrases, or an empty slot (count 0). */
+static const slot_t *lookup(const nw_rules_t *self, const unsigned char *p, size_t len,
+                            uint64_t head, uint64_t hash)
+{
+    for (size_t at = slot_of(self, hash);; at = (at + 1) & self->index_mask) {
+        const slot_t *slot = &self->index[at];
+        if (slot->head == head && slot->len == len &&
+            (len <= 8 || token_eq((const char *) p + 8, self->phrases[slot->first].text + 8,
+                                  len - 8)))
+            return slot;
+        if (!slot->len)
+            return slot;
+    }
+}
+
+/* Scores the phrases that start with the token at start (len bytes, key head and
+ * hash) and go on from there, unless hits holds them for this field (bit) already.
+ * The filter turns most tokens away before the index is probed. */
+__attribute__((always_inline))
+static inline void match_token(const nw_rules_t *self, const unsigned char *start, size_t len,
+                               uint64_t head, uint64_t hash, const unsigned char *end,
+                               unsigned char *hits, unsigned char bit, long points, long *score)
+{
+    if (!self->filter[filter_of(hash)])
+        return;
+    const slot_t *slot = lookup(self, start, len, head, hash);
+    tokenizer_t tz = {start + len, end};
+    for (size_t i = slot->first; i < (size_t) slot->first + slot->count; i++) {
+        const phrase_t *p = &self->phrases[i];
+        if (!(hits[i] & bit) && phrase_continues(p, tz)) {
+            hits[i] |= bit;
+            score[p->subject] += points;
+        }
+    }
+}
+
+/* Bit i set when byte i of the SCAN_BLOCK at p may be part of a token (an ASCII letter
+ * or digit, or a byte from 0x80); *high: bit i set for the bytes from 0x80. SSE2 (any
+ * x86-64) classifies 16 bytes in a few instructions; elsewhere 8 at a time in a word. */
+#if defined(__SSE2__) && !defined(NW_ROUTE_NO_SIMD)
+static uint64_t block_bits(const unsigned char *p, uint64_t *high)
+{
+    uint64_t sep = 0, top = 0;
+    for (unsigned i = 0; i < SCAN_BLOCK; i += 16) {
+        /* signed bytes: those from 0x80 are negative, below every bound here */
+        __m128i v = _mm_loadu_si128((const __m128i *) (const void *) (p + i));
+        __m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+        __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8(0x60)),
+                                      _mm_cmplt_epi8(l, _mm_set1_epi8(0x7b)));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x2f)),
+                                      _mm_cmplt_epi8(v, _mm_set1_epi8(0x3a)));
+        __m128i word = _mm_or_si128(_mm_or_si128(alpha, digit),
+                                    _mm_cmplt_epi8(v, _mm_setzero_si128()));
+        sep |= (uint64_t) (uint16_t) ~_mm_movemask_epi8(word) << i;
+        top |= (uint64_t) (uint16_t) _mm_movemask_epi8(v) << i;
+    }
+    *high = top;
+    return ~sep;
+}
+#else
+/* 0x80 in each byte of w that is not an ASCII letter or digit (bytes from 0x80
+ * included). Each sum stays below 0x100 per byte, so no carry crosses bytes. */
+static uint64_t not_alnum(uint64_t w)
+{
+    uint64_t x = w & ~HIGHS, l = x | 0x20 * ONES;
+    uint64_t alpha = (l + 0x1f * ONES) & ~(l + 0x05 * ONES);     /* 0x61 <= l <= 0x7a */
+    uint64_t digit = (x + 0x50 * ONES) & ~(x + 0x46 * ONES);     /* 0x30 <= x <= 0x39 */
+    return (~(alpha | digit) | w) & HIGHS;
+}
+
+/* The top bit of each byte, bit i from byte i: 8 bits. No two products overlap, so
+ * nothing carries. */
+static uint64_t gather_tops(uint64_t tops)
+{
+    return ((tops >> 7) * UINT64_C(0x0102040810204080)) >> 56;
+}
+
+static uint64_t block_bits(const unsigned char *p, uint64_t *high)
+{
+    uint64_t sep = 0, any_high = 0;
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t w = load_le64(p + 8 * i);
+        sep |= gather_tops(not_alnum(w) & ~w) << (8 * i);
+        any_high |= w;
+    }
+    *high = 0;
+    if (any_high & HIGHS)
+        for (unsigned i = 0; i < 8; i++)
+            *high |= gather_tops(load_le64(p + 8 * i) & HIGHS) << (8 * i);
+    return ~sep;
+}
+#endif
+
+/* low_bytes[n]: a mask of the n low bytes. */
+static const uint64_t low_bytes[9] = {
+    0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff,
+    UINT64_MAX,
+};
+
+/* A token of ASCII letters and digits: its key from 8-byte loads (lowercase is |0x20
+ * for letters and digits alike), as token_key would give it. p has 8 bytes readable
+ * past the token; real is where the token is in the text. */
+__attribute__((always_inline))
+static inline void ascii_token(const nw_rules_t *self, const unsigned char *p,
+                               const unsigned char *real, size_t len,
+                               const unsigned char *end, unsigned char *hits,
+                               unsigned char bit, long points, long *score)
+{
+    uint64_t head = load_le64(p) | 0x20 * ONES, h;
+    if (len <= 8) {
+        head &= low_bytes[len];
+        h = token_hash_step(0, head);
+    }
+    else {
+        size_t off = 8;
+        h = token_hash_step(0, head);
+        for (; len - off > 8; off += 8)
+            h = token_hash_step(h, load_le64(p + off) | 0x20 * ONES);
+        h = token_hash_step(h, (load_le64(p + off) | 0x20 * ONES) & low_bytes[len - off]);
+    }
+    match_token(self, real, len, head, h, end, hits, bit, points, score);
+}
+
+/* Tokens the byte path finds from real up to (not into) stop, any at all when stop is
+ * NULL (then only the first): the end of the last one, or of the text. */
+static const unsigned char *byte_path(const nw_rules_t *self, const unsigned char *real,
+                                      const unsigned char *stop, const unsigned char *end,
+                                      unsigned char *hits, unsigned char bit, long points,
+                                      long *score)
+{
+    tokenizer_t tz = {real, end};
+    token_t tok;
+    while (next_token(&tz, &tok)) {
+        if (stop && (const unsigned char *) tok.p >= stop)
+            break;
+        uint64_t head = 0, h = token_key(tok.p, tok.len, &head);
+        match_token(self, (const unsigned char *) tok.p, tok.len, head, h, end, hits, bit,
+                    points, score);
+        real = tz.p;
+        if (!stop)
+            return real;
+    }
+    return stop ? real : end;
+}
+
+/* The runs in todo, none of them touching the block's last byte; with_high: some
+ * of the block's bytes are from 0x80 (high), so a run may need the byte path. Inlined
+ * twice, so the pure ASCII case tests nothing for them. */
+__attribute__((always_inline))
+static inline void scan_runs(const nw_rules_t *self, uint64_t todo, bool with_high,
+                             uint64_t high, const unsigned char *blk,
+                             const unsigned char *real, const unsigned char *end,
+                             unsigned char *hits, unsigned char bit, long points, long *score)
+{
+    while (todo) {
+        /* adding its lowest bit to the lowest run of ones carries to the bit past it */
+        unsigned a = (unsigned) __builtin_ctzll(todo);
+        uint64_t past = todo + (todo & -todo);
+        unsigned b = (unsigned) __builtin_ctzll(past);
+        if (with_high && (high & ((UINT64_C(1) << b) - (UINT64_C(1) << a))))
+            byte_path(self, real + a, real + b, end, hits, bit, points, score);
+        else
+            ascii_token(self, blk + a, real + a, b - a, end, hits, bit, points, score);
+        todo &= past;
+    }
+}
+
+/* The tokens that end within the SCAN_BLOCK at blk (a copy of the text at real, or the
+ * text itself, with 8 more bytes readable); returns how far the next block starts. A
+ * token is a run of possible token bytes between ASCII separators: a run of ASCII
+ * letters and digits is one token, a run with bytes from 0x80 goes to the byte path.
+ * A run that reaches the last byte may go on: the next block starts with it. */
+static size_t scan_block(const nw_rules_t *self, const unsigned char *blk,
+                         const unsigned char *real, const unsigned char *end,
+                         unsigned char *hits, unsigned char bit, long points, long *score)
+{
+    uint64_t high, runs = block_bits(blk, &high);
+    size_t next = SCAN_BLOCK;
+    if (runs >> 63) {
+        if (!~runs)             /* one run of 64 bytes or more */
+            return (size_t) (byte_path(self, real, NULL, end, hits, bit, points, score) - real);
+        next = (size_t) (64 - __builtin_clzll(~runs));
+        runs &= (UINT64_C(1) << next) - 1;
+    }
+    if (high)
+        scan_runs(self, runs, true, high, blk, real, end, hits, bit, points, score);
+    else
+        scan_runs(self, runs, false, 0, blk, real, end, hits, bit, points, score);
+    return next;
+}
+
 /* Adds the points of the phrases found in text that hits does not hold yet for this
- * field (bit), and marks them. */
+ * field (bit), and marks them. A phrase's first token needs no clause flag, so tokens
+ * are found by bit masks over 64 bytes at a time; the last bytes are copied with zero
+ * padding so that every load stays in bounds. */
 static void scan_field(const nw_rules_t *self, const char *text, unsigned char *hits,
                        unsigned char bit, long points, long *score)
 {
     if (!text)
         return;
-    tokenizer_t tz = {(const unsigned char *) text, 0};
-    token_t tok;
-    while (next_token(&tz, &tok)) {
-        const slot_t *slot;
-        for (size_t at = slot_of(self, tok.hash);; at = (at + 1) & self->index_mask) {
-            slot = &self->index[at];
-            if (!slot->hash || (slot->hash == tok.hash && slot->len == tok.len &&
-                                token_eq(tok.p, self->phrases[slot->first].text, tok.len)))
-                break;
+    const unsigned char *t = (const unsigned char *) text;
+    size_t n = strlen(text), pos = 0;
+    unsigned char tail[SCAN_BLOCK + 8];
+    while (pos < n) {
+        const unsigned char *blk = t + pos;
+        if (n - pos < sizeof tail) {
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, t + pos, n - pos);
+            blk = tail;
         }
-        for (size_t i = slot->first; i < (size_t) slot->first + slot->count; i++) {
-            const phrase_t *p = &self->phrases[i];
-            if (!(hits[i] & bit) && phrase_continues(p, tz)) {
-                hits[i] |= bit;
-                score[p->subject] += points;
-            }
-        }
+        pos += scan_block(self, blk, t + pos, t + n, hits, bit, points, score);
     }
 }
 

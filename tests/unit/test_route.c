@@ -624,6 +624,8 @@ static uint32_t rng(uint32_t below)
     return (uint32_t) (rng_state >> 32) % below;
 }
 
+#define LONG_WORD "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+
 /* A random text of rule words (in any case), near misses and separators of every kind,
  * with now and then a random byte or a UTF-8 separator cut off by the end. */
 static void random_text(char *out, size_t cap)
@@ -635,6 +637,11 @@ static void random_text(char *out, size_t cap)
         "CAF\xc3\x89", "\xc3\xa9t\xc3\xa9", "\xd0\xbc\xd0\xb8\xd1\x80", "a", "b", "c", "d",
         "e", "f", "g", "h", "x", "y", "the", "launch", "pad", "rocket", "x\xe2\x80y",
         "\xe3\x80y", "z\xc2", "q\xe2\x80", "\xef\xbf", "\xe2", "\xc2\xa9",
+        /* 8-byte boundaries of the word loads, and runs longer than a 64-byte block */
+        "abcdefg", "abcdefgh", "ABCDEFGH", "abcdefghi", "abcdefgH9", "abcdefghijklmnop",
+        "AbcdefghijklmnoP", "abcdefghijklmnopq", "abcdefghijklmnopqr", "abcdefgh\xc3\xa9",
+        "\xc3\xa9" "abcdefgh", "abcdefg\xc3\xa9", "Telecommunications", "telecommunication",
+        LONG_WORD, LONG_WORD "s", "q" LONG_WORD,
     };
     static const char *const seps[] = {
         " ", " ", " ", "  ", "\t", "\n", "\n\n", "\n \n", "\r\n", ",", ", ", ";", ":", "!",
@@ -645,7 +652,7 @@ static void random_text(char *out, size_t cap)
     };
     static const char *const tails[] = {"", "", "\xc2", "\xe2", "\xe2\x80", "\xe3\x80",
                                         "\xef\xbf", "\xe2\x80\x94"};
-    size_t n = 0, pieces = rng(40);
+    size_t n = 0, pieces = rng(60);
     for (size_t i = 0; i < pieces && n + 16 < cap; i++) {
         const char *piece;
         char byte[2] = {(char) (1 + rng(255)), '\0'};
@@ -657,6 +664,8 @@ static void random_text(char *out, size_t cap)
         else
             piece = seps[rng(sizeof seps / sizeof seps[0])];
         n += (size_t) snprintf(out + n, cap - n, "%s", piece);
+        if (n >= cap)           /* cut short: a long piece near the end */
+            n = cap - 1;
     }
     snprintf(out + n, cap - n, "%s", tails[rng(sizeof tails / sizeof tails[0])]);
 }
@@ -671,6 +680,8 @@ static void test_against_reference(void)
         {"overlap", 3, "mobile, network, operator, OPERATOR, mobile network, 5g, , u s"},
         {"one", 1, "rocket"},
         {"phrase", 1, "launch pad, launch-pad rocket, pad x"},
+        {"long", 2, "abcdefgh, abcdefghi, abcdefghijklmnop x, abcdefghijklmnopq, "
+                    "telecommunications, abcdefgh\xc3\xa9, abcdefg\xc3\xa9, " LONG_WORD},
     };
     const size_t count = sizeof subjects / sizeof subjects[0];
     static const long weights[] = {3, 1, 0};
