@@ -31,10 +31,17 @@ void nw_log(nw_log_level_t level, const char *fmt, ...) __attribute__((format(pr
  * as \xNN, so hostile file names cannot forge log lines. Returns out. */
 const char *nw_log_escape(const char *name, char *out, size_t outlen);
 
-#define nw_err(...)     nw_log(NW_LOG_ERR, __VA_ARGS__)
-#define nw_warn(...)    nw_log(NW_LOG_WARNING, __VA_ARGS__)
-#define nw_notice(...)  nw_log(NW_LOG_NOTICE, __VA_ARGS__)
-#define nw_info(...)    nw_log(NW_LOG_INFO, __VA_ARGS__)
-#define nw_debug(...)   nw_log(NW_LOG_DEBUG, __VA_ARGS__)
+/* The level is checked before the arguments are evaluated: per-article debug lines
+ * escape file names (nw_log_escape) that nobody reads at the default level. */
+#define NW_LOG_AT(level, ...) \
+    do { \
+        if ((int) (level) <= (int) nw_log_get_level()) \
+            nw_log((level), __VA_ARGS__); \
+    } while (0)
+#define nw_err(...)     NW_LOG_AT(NW_LOG_ERR, __VA_ARGS__)
+#define nw_warn(...)    NW_LOG_AT(NW_LOG_WARNING, __VA_ARGS__)
+#define nw_notice(...)  NW_LOG_AT(NW_LOG_NOTICE, __VA_ARGS__)
+#define nw_info(...)    NW_LOG_AT(NW_LOG_INFO, __VA_ARGS__)
+#define nw_debug(...)   NW_LOG_AT(NW_LOG_DEBUG, __VA_ARGS__)
 
 #endif

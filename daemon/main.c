@@ -52,7 +52,6 @@ typedef struct {
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
     bool handles_ready;       /* the signal and timer handles were initialised */
     bool stopping;
-    unsigned long unscanned;  /* scanned files the watcher still held when stopping */
     int exit_code;
 } daemon_t;
 
@@ -63,7 +62,7 @@ static unsigned long files_waiting(const daemon_t *d, const nw_pipeline_stats_t 
     nw_watch_stats_t ws = {0};
     if (d->watch)
         nw_watch_stats(d->watch, &ws);
-    return ps->pending + ps->in_flight + ws.backlog + d->unscanned;
+    return ps->pending + ps->in_flight + ws.backlog;
 }
 
 static int make_dir(const char *path, char *errbuf, size_t errlen)
@@ -183,9 +182,6 @@ static void on_stop(uv_signal_t *handle, int signum)
     d->stopping = true;
     nw_notice("%s: finishing files in flight, then exiting", strsignal(signum));
     sd_notify(0, "STOPPING=1");
-    nw_watch_stats_t ws;
-    nw_watch_stats(d->watch, &ws);
-    d->unscanned = ws.backlog;
     nw_watch_stop(d->watch);
     uv_timer_start(&d->deadline, on_deadline, STOP_DEADLINE_MS, 0);
     uv_unref((uv_handle_t *) &d->deadline);

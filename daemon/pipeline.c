@@ -202,40 +202,40 @@ static entry_t *pending_pop(nw_pipeline_t *self)
     return entry;
 }
 
-/* Whether a scan should hold its remaining files: the queue has enough to work on. */
-static int submit_result(nw_pipeline_t *self)
+static void submit_one(nw_pipeline_t *self, const char *subdir, const char *name)
 {
-    if (self->stats.pending < PENDING_HIGH || !self->resume)
-        return 0;
-    self->held = true;
-    return 1;
-}
-
-int nw_pipeline_submit(void *arg, const char *subdir, const char *name)
-{
-    nw_pipeline_t *self = arg;
     char rel[1024];
     int n = *subdir ? snprintf(rel, sizeof rel, "%s/%s", subdir, name)
                     : snprintf(rel, sizeof rel, "%s", name);
     if (n < 0 || (size_t) n >= sizeof rel)
-        return submit_result(self);   /* NAME_MAX bounds real names: none is longer */
+        return;   /* NAME_MAX bounds real names; nothing longer can exist */
     entry_t *entry = zhashx_lookup(self->known, rel);
     if (entry) {
         if (entry->job)
             entry->again = true;
-        return submit_result(self);
+        return;
     }
     entry = calloc(1, sizeof *entry + (size_t) n + 1);
     if (!entry) {
         nw_err("out of memory queueing %s", rel);
-        return submit_result(self);
+        return;
     }
     memcpy(entry->rel, rel, (size_t) n + 1);
     entry->subdir_len = (unsigned short) strlen(subdir);
     zhashx_insert(self->known, entry->rel, entry);
     pending_push(self, entry, false);
     schedule(self);
-    return submit_result(self);
+}
+
+int nw_pipeline_submit(void *arg, const char *subdir, const char *name)
+{
+    nw_pipeline_t *self = arg;
+    submit_one(self, subdir, name);
+    /* a scan holds the rest of its files while the queue has enough to work on */
+    if (self->stats.pending < PENDING_HIGH || !self->resume)
+        return 0;
+    self->held = true;
+    return 1;
 }
 
 void nw_pipeline_set_resume(nw_pipeline_t *self, void (*resume)(void *arg), void *arg)

@@ -539,7 +539,10 @@ void nw_watch_stop(nw_watch_t *self)
     if (!self || self->stopped)
         return;
     self->stopped = true;
+    /* the held files stay in the folder for the next start: keep counting them */
+    unsigned long held = self->stats.backlog;
     backlog_clear(self);
+    self->stats.backlog = held;
     if (self->polling)
         uv_poll_stop(&self->poll);
     self->polling = false;

@@ -54,7 +54,7 @@ int nw_watch_name_skipped(const char *name);
 
 /* Counters for STATUS= and tests: inotify events read, callbacks made, queue overflows,
  * full rescans (not counting the one in nw_watch_start), subfolders watched now, files
- * scanned but not yet reported (held). */
+ * scanned but not yet reported (held, or left unreported by nw_watch_stop). */
 typedef struct {
     unsigned long events, reports, overflows, rescans, subdirs, backlog;
 } nw_watch_stats_t;

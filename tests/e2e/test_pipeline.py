@@ -137,6 +137,28 @@ def test_large_backlog_paced_oldest_first():
         d.cleanup()
 
 
+def test_stop_counts_files_a_scan_still_held():
+    # Stopped while most of a large backlog is still held by the watcher: the stop line
+    # counts those files too, and exactly those files are left in the drop folder.
+    n = 2600
+    d = Daemon()
+    try:
+        os.makedirs(d.drop)
+        for i in range(n):
+            d.drop_text('s%04d.txt' % i, header_article('Held %d' % i, Subject='held'))
+        d.start()
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit: %r' % rc)
+        m = re.search(r'stopped: (\d+) published, (\d+) rejected, \d+ duplicates; (\d+) files left',
+                      d.log())
+        check(m, 'stop line: %r' % d.log()[-400:])
+        published, rejected, left = (int(x) for x in m.groups())
+        check(left == len(d.drop_files()), 'left %d, in the folder %d' % (left, len(d.drop_files())))
+        check(published + rejected + left == n, 'every file accounted for: %r' % (m.groups(),))
+    finally:
+        d.cleanup()
+
+
 def test_several_subjects_several_topics_with_seq():
     d = started()
     try:
@@ -370,7 +392,7 @@ def test_usage_errors_and_version():
 if __name__ == '__main__':
     run([test_rename_drop_decoded_fields, test_slow_in_place_write_published_once_whole,
          test_subject_subfolder_wins, test_backlog_oldest_first,
-         test_large_backlog_paced_oldest_first,
+         test_large_backlog_paced_oldest_first, test_stop_counts_files_a_scan_still_held,
          test_several_subjects_several_topics_with_seq, test_seq_continues_after_restart,
          test_sigterm_exits_cleanly, test_sigint_exits_cleanly,
          test_sighup_reloads_rules_and_keeps_subscribers,

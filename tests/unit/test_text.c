@@ -30,6 +30,16 @@ static const case_t cases[] = {
     {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3},   /* a surrogate */
 };
 
+/* out = the first at bytes of fill, then mid, then the next tail bytes of fill. */
+static size_t around(char *out, const char *fill, size_t at, const char *mid, size_t midlen,
+                     size_t tail)
+{
+    memcpy(out, fill, at);
+    memcpy(out + at, mid, midlen);
+    memcpy(out + at + midlen, fill + at, tail);
+    return at + midlen + tail;
+}
+
 int main(void)
 {
     char in[128], want[160];
@@ -38,19 +48,8 @@ int main(void)
         size_t slen = strlen(cases[c].in), olen = strlen(cases[c].out);
         for (size_t at = 0; at < 24; at++) {
             for (size_t tail = 0; tail < 10; tail++) {
-                size_t n = 0, w = 0;
-                memcpy(in + n, fill, at);
-                n += at;
-                memcpy(in + n, cases[c].in, slen);
-                n += slen;
-                memcpy(in + n, fill + at, tail);
-                n += tail;
-                memcpy(want + w, fill, at);
-                w += at;
-                memcpy(want + w, cases[c].out, olen);
-                w += olen;
-                memcpy(want + w, fill + at, tail);
-                w += tail;
+                size_t n = around(in, fill, at, cases[c].in, slen, tail);
+                size_t w = around(want, fill, at, cases[c].out, olen, tail);
                 want[w] = '\0';
                 size_t outlen = 0;
                 unsigned replaced = 99;
