@@ -167,6 +167,68 @@ first_nonblank_is(const char *text, size_t len, char c)
     return false;
 }
 
+/* Past white space, the XML declaration, processing instructions, comments and a
+ * DOCTYPE (internal subset included), the root element's name without its prefix.
+ * false when the text does not open with markup. *doctype_html is set when a DOCTYPE
+ * names html. Only the prolog is scanned, never the whole text. */
+static bool
+markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype_html)
+{
+    size_t i = 0;
+    *doctype_html = false;
+    root[0] = '\0';
+    for (;;) {
+        while (i < len && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n'))
+            i++;
+        if (i >= len || t[i] != '<')
+            return true;    /* markup, then text: not a document we know */
+        if (nw_text_istarts(t + i, len - i, "<?")) {
+            const char *end = memmem(t + i, len - i, "?>", 2);
+            if (!end)
+                return true;
+            i = (size_t) (end - t) + 2;
+        }
+        else if (nw_text_istarts(t + i, len - i, "<!--")) {
+            const char *end = memmem(t + i, len - i, "-->", 3);
+            if (!end)
+                return true;
+            i = (size_t) (end - t) + 3;
+        }
+        else if (nw_text_istarts(t + i, len - i, "<!doctype")) {
+            size_t j = i + 9;
+            while (j < len && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n'))
+                j++;
+            *doctype_html = nw_text_istarts(t + j, len - j, "html")
+                && (j + 4 == len || !((t[j + 4] >= 'a' && t[j + 4] <= 'z')
+                                      || (t[j + 4] >= 'A' && t[j + 4] <= 'Z')));
+            int brackets = 0;
+            while (j < len && (t[j] != '>' || brackets > 0)) {
+                brackets += t[j] == '[';
+                brackets -= t[j] == ']' && brackets > 0;
+                j++;
+            }
+            i = j + 1;
+        }
+        else {
+            size_t j = i + 1, n = 0, start = j;
+            char c = j < len ? t[j] : ' ';
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'))
+                return false;   /* "< 5 ms", "<3": prose, not a tag */
+            while (j < len && !strchr(" \t\n/>", t[j])) {
+                if (t[j] == ':')
+                    start = j + 1;
+                j++;
+            }
+            n = j - start;
+            if (n >= rootlen)
+                n = rootlen - 1;
+            memcpy(root, t + start, n);
+            root[n] = '\0';
+            return true;
+        }
+    }
+}
+
 int
 nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
                  nw_article_t **out, char *errbuf, size_t errlen)
@@ -191,7 +253,20 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
     self->versioncreated_ms = INT64_MIN;
 
     int rc;
-    if (first_nonblank_is(text, textlen, '{')) {
+    char root[64];
+    bool doctype_html;
+    if (first_nonblank_is(text, textlen, '<')
+        && markup_root(text, textlen, root, sizeof root, &doctype_html)) {
+        /* Markup taken for text would go out with a tag for a headline. */
+        if (doctype_html || nw_text_ieq(root, strlen(root), "html"))
+            snprintf(errbuf, errlen, "unknown layout: an HTML page");
+        else if (root[0])
+            snprintf(errbuf, errlen, "unknown layout: XML with root element <%s>", root);
+        else
+            snprintf(errbuf, errlen, "unknown layout: markup without a root element");
+        goto fail;
+    }
+    else if (first_nonblank_is(text, textlen, '{')) {
         self->format = NW_FORMAT_NINJS;
         rc = nw_article_from_ninjs(self, text, textlen, errbuf, errlen);
     }

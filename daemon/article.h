@@ -6,6 +6,8 @@
  * names), and the layout news-site scrapers leave (standfirst, author, date, optional
  * read time, headline, body, page furniture). Whatever the layout, the result is the
  * same: valid UTF-8 without BOM, LF line endings, trimmed fields, dates in UTC.
+ * Content that opens with markup (XML, HTML) in no layout known here is rejected with
+ * "unknown layout: ...", never read as text.
  *
  * Pure functions of their input: safe on libuv's worker threads, no I/O, no globals.
  */
