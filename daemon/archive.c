@@ -6,6 +6,11 @@
  * file never lacks its reason. The moves need no fsync of their own: the journal
  * already holds the article durably, and a move lost in a crash only brings the file
  * back to the drop folder, where deduplication archives it again.
+ *
+ * A taken name is never probed one number at a time (thousands of namesakes a day made
+ * that quadratic): the name's last number is kept as a hint, and without one a free
+ * number is found in O(log n) looks (move_into). Every candidate fits NAME_MAX, a
+ * reject's with room for ".reason": a long name is cut, never refused.
  */
 #include "archive.h"
 #include "fsutil.h"
@@ -15,6 +20,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,20 +28,73 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_COLLISIONS 10000
+#define MAX_TRIES 16          /* names found free and then taken by someone else */
+#define MAX_EXT 16            /* a longer "extension" is part of the stem */
+#define REASON_SUFFIX ".reason"
+#define HINTS 64
 
-void nw_archive_candidate(const char *base, unsigned n, char *out, size_t outlen)
+/* The next number each recently collided name got, by a hash of its folder and base
+ * name: the next namesake of a name (a scraper that always writes index.html) goes
+ * straight to its number, without a probe. Only a hint: a wrong one (a hash collision, a
+ * file moved in by hand) costs a few probes, never a wrong move, since every move
+ * refuses to replace. Shared by the pool's threads. */
+static struct {
+    uint64_t key;
+    unsigned long long next;
+} hints[HINTS];
+static pthread_mutex_t hints_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t hint_key(const char *dir, const char *base)
 {
-    if (n == 0) {
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const unsigned char *p = (const unsigned char *) dir; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    h = (h ^ '/') * 0x100000001b3u;
+    for (const unsigned char *p = (const unsigned char *) base; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    return h | 1;   /* 0 marks an empty slot */
+}
+
+static unsigned long long hint_get(uint64_t key)
+{
+    pthread_mutex_lock(&hints_lock);
+    unsigned long long next = hints[key % HINTS].key == key ? hints[key % HINTS].next : 0;
+    pthread_mutex_unlock(&hints_lock);
+    return next;
+}
+
+static void hint_set(uint64_t key, unsigned long long next)
+{
+    pthread_mutex_lock(&hints_lock);
+    hints[key % HINTS].key = key;
+    hints[key % HINTS].next = next;
+    pthread_mutex_unlock(&hints_lock);
+}
+
+void nw_archive_candidate(const char *base, unsigned long long n, size_t limit,
+                          char *out, size_t outlen)
+{
+    size_t len = strlen(base);
+    if (limit > NAME_MAX)
+        limit = NAME_MAX;
+    if (n == 0 && len <= limit) {
         snprintf(out, outlen, "%s", base);
         return;
     }
+    char suffix[24] = "";
+    if (n)
+        snprintf(suffix, sizeof suffix, "-%llu", n);
     /* keep the extension so tools still recognise the file: story.txt -> story-1.txt */
     const char *dot = strrchr(base, '.');
-    if (!dot || dot == base)
-        snprintf(out, outlen, "%s-%u", base, n);
-    else
-        snprintf(out, outlen, "%.*s-%u%s", (int) (dot - base), base, n, dot);
+    size_t ext = dot && dot != base && strlen(dot) <= MAX_EXT ? strlen(dot) : 0;
+    size_t stem = len - ext, room = limit - strlen(suffix) - ext;
+    if (stem > room) {
+        /* cut the stem to fit NAME_MAX, not inside a UTF-8 sequence */
+        stem = room;
+        for (int k = 0; k < 3 && stem > 0 && ((unsigned char) base[stem] & 0xC0) == 0x80; k++)
+            stem--;
+    }
+    snprintf(out, outlen, "%.*s%s%s", (int) stem, base, suffix, base + len - ext);
 }
 
 int nw_archive_prepare(const char *state_dir, char *errbuf, size_t errlen)
@@ -118,35 +177,107 @@ static int move_file(const char *src, const char *dest)
     return -1;
 }
 
-/* Move src into dir under base's first free candidate name. With reason_tmp (a
- * finished reason file), NAME.reason is claimed first by a hard link, which fails
- * rather than replace: a crash between the two steps leaves the reason and the file
- * still in the drop folder, never a rejected file without its reason. */
+/* What a move into dir under base's candidate names needs. */
+typedef struct {
+    const char *src, *dir, *base;
+    const char *reason_tmp;   /* a reject: the finished reason to link beside the file */
+    size_t limit;             /* the longest name: NAME_MAX, less ".reason" for a reject */
+    char *dest;
+    size_t destlen;
+} move_t;
+
+/* Whether candidate n is in use (as the file or, for a reject, as its reason). What
+ * cannot be looked at counts as taken: the move will say why if it matters. */
+static bool taken(const move_t *m, unsigned long long n)
+{
+    char name[NAME_MAX + 1], path[PATH_MAX + 16];
+    struct stat st;
+    nw_archive_candidate(m->base, n, m->limit, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", m->dir, name);
+    if (lstat(path, &st) == 0 || errno != ENOENT)
+        return true;
+    if (!m->reason_tmp)
+        return false;
+    snprintf(path, sizeof path, "%s/%s" REASON_SUFFIX, m->dir, name);
+    return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+/* A free candidate number above lo, which is taken: steps that double find a free
+ * one, then bisection the first free one after the last taken. Not necessarily the
+ * lowest free number of all (a gap left by a file deleted by hand is not worth a
+ * scan), but found in O(log n) looks however many namesakes the folder holds.
+ * 0 when the numbers run out. */
+static unsigned long long free_after(const move_t *m, unsigned long long lo)
+{
+    unsigned long long step = 1, hi;
+    for (;;) {
+        if (lo > ULLONG_MAX - step)
+            return 0;
+        hi = lo + step;
+        if (!taken(m, hi))
+            break;
+        lo = hi;
+        step = step > ULLONG_MAX / 2 ? step : step * 2;
+    }
+    while (hi - lo > 1) {
+        unsigned long long mid = lo + (hi - lo) / 2;
+        if (taken(m, mid))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return hi;
+}
+
+/* One attempt at candidate n: 0 moved, 1 the name is taken, -1 another failure. With
+ * reason_tmp, NAME.reason is claimed first by a hard link, which fails rather than
+ * replace: a crash between the two steps leaves the reason and the file still in the
+ * drop folder, never a rejected file without its reason. */
+static int try_name(const move_t *m, unsigned long long n)
+{
+    char name[NAME_MAX + 1], reason[PATH_MAX + 16];
+    nw_archive_candidate(m->base, n, m->limit, name, sizeof name);
+    snprintf(m->dest, m->destlen, "%s/%s", m->dir, name);
+    snprintf(reason, sizeof reason, "%s" REASON_SUFFIX, m->dest);
+    if (m->reason_tmp && link(m->reason_tmp, reason) != 0)
+        return errno == EEXIST ? 1 : -1;
+    if (move_file(m->src, m->dest) == 0)
+        return 0;
+    int saved = errno;
+    if (m->reason_tmp)
+        unlink(reason);
+    errno = saved;
+    return errno == EEXIST ? 1 : -1;
+}
+
+/* Move src into dir under base's first free candidate name: the name itself, else the
+ * number the name's last namesake left as a hint, else one found by free_after. A move
+ * costs a constant number of attempts while names repeat, O(log n) looks the first
+ * time a name with n namesakes is seen. */
 static int move_into(const char *src, const char *dir, const char *base,
                      const char *reason_tmp, char *dest, size_t destlen,
                      char *errbuf, size_t errlen)
 {
-    for (unsigned n = 0; n < MAX_COLLISIONS; n++) {
-        char name[512], reason[4200];
-        nw_archive_candidate(base, n, name, sizeof name);
-        snprintf(dest, destlen, "%s/%s", dir, name);
-        snprintf(reason, sizeof reason, "%s.reason", dest);
-        if (reason_tmp && link(reason_tmp, reason) != 0) {
-            if (errno == EEXIST)
-                continue;
-            goto fail;
-        }
-        if (move_file(src, dest) == 0)
+    move_t m = { src, dir, base, reason_tmp,
+                 reason_tmp ? NAME_MAX - strlen(REASON_SUFFIX) : NAME_MAX, dest, destlen };
+    uint64_t key = hint_key(dir, base);
+    unsigned long long n = 0;
+    for (int tries = 0; tries < MAX_TRIES; tries++) {
+        int rc = try_name(&m, n);
+        if (rc == 0) {
+            if (n)
+                hint_set(key, n + 1);
             return 0;
-        int saved = errno;
-        if (reason_tmp)
-            unlink(reason);
-        errno = saved;
-        if (errno == EEXIST)
-            continue;
-        goto fail;
+        }
+        if (rc < 0)
+            goto fail;
+        unsigned long long hint = tries == 0 ? hint_get(key) : 0;
+        n = hint > n ? hint : free_after(&m, n);
+        if (n == 0)
+            break;
     }
     snprintf(errbuf, errlen, "no free name for %s in %s", base, dir);
+    errno = EEXIST;
     return -1;
 fail:;
     int saved = errno;
@@ -198,10 +329,11 @@ int nw_archive_reject(const char *state_dir, const char *src, const char *reason
     for (const char *r = reason; *r && n < sizeof line - 2; r++)
         line[n++] = (*r == '\n' || *r == '\r') ? ' ' : *r;
     line[n++] = '\n';
+    /* Not named after the file: a name near NAME_MAX must still get its reason. */
     char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s/.%s.reason.tmp", dir, base_name(src));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    bool ok = fd >= 0 && write(fd, line, n) == (ssize_t) n;
+    snprintf(tmp, sizeof tmp, "%s/.nw-XXXXXX" REASON_SUFFIX ".tmp", dir);
+    int fd = mkostemps(tmp, (int) strlen(REASON_SUFFIX ".tmp"), O_CLOEXEC);
+    bool ok = fd >= 0 && fchmod(fd, 0640) == 0 && write(fd, line, n) == (ssize_t) n;
     if (fd >= 0 && close(fd) != 0)
         ok = false;
     if (!ok) {

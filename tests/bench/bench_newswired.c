@@ -17,8 +17,12 @@
  * journal append+commit (group of 64 like the pipeline's MAX_JOBS, and one at a time;
  * fdatasync and --no-sync), archive (nw_archive_store) against a bare rename.
  *
+ * Namesakes: --namesakes N files of one name archived one after another into one day
+ * folder (a scraper that always writes index.html), against N distinct names; total
+ * seconds for each, file creation included in both.
+ *
  *   bench_newswired [--n 20000] [--rate 1000 --seconds 5] [--backlog 0] [--size 3000]
- *                   [--daemon PATH] [--no-stages] [-- DAEMON-ARGS...]
+ *                   [--namesakes 4000] [--daemon PATH] [--no-stages] [-- DAEMON-ARGS...]
  * A count of 0 skips that case. DAEMON-ARGS go to newswired (e.g. --no-sync).
  * The daemon defaults to the newswired next to this program.
  */
@@ -52,7 +56,7 @@
 #define GROUP 64              /* the pipeline's MAX_JOBS: articles per group commit */
 
 typedef struct {
-    unsigned n, backlog, size;
+    unsigned n, backlog, size, namesakes;
     double rate, seconds;
     const char *daemon;
     char *daemon_args[MAX_DAEMON_ARGS];
@@ -667,6 +671,57 @@ done:
     return rc;
 }
 
+/* count files archived one by one, all named story.txt (same) or each its own name. */
+static double time_namesakes(const char *root, unsigned count, bool same)
+{
+    char drop[512], state[512], path[1024], dest[PATH_MAX], err[256];
+    snprintf(drop, sizeof drop, "%s/%s-drop", root, same ? "same" : "distinct");
+    snprintf(state, sizeof state, "%s/%s-state", root, same ? "same" : "distinct");
+    mkdir(drop, 0755);
+    mkdir(state, 0755);
+    if (nw_archive_prepare(state, err, sizeof err) != 0)
+        return -1;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t ms = (int64_t) wall.tv_sec * 1000;
+    double t0 = now_s();
+    for (unsigned i = 0; i < count; i++) {
+        if (same)
+            snprintf(path, sizeof path, "%s/story.txt", drop);
+        else
+            snprintf(path, sizeof path, "%s/story%07u.txt", drop, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, "x\n", 2) != 2 || close(fd) != 0)
+            return -1;
+        if (nw_archive_store(state, path, ms, dest, sizeof dest, err, sizeof err) != 0) {
+            fprintf(stderr, "bench_newswired: namesakes: file %u: %s\n", i, err);
+            return -1;
+        }
+    }
+    return now_s() - t0;
+}
+
+static int case_namesakes(unsigned count)
+{
+    char root[256];
+    snprintf(root, sizeof root, "%s/bench-namesakes-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(root))
+        return -1;
+    double same = time_namesakes(root, count, true);
+    double distinct = same < 0 ? -1 : time_namesakes(root, count, false);
+    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (same < 0 || distinct < 0) {
+        fprintf(stderr, "bench_newswired: namesakes failed\n");
+        return -1;
+    }
+    printf("namesakes (%u files archived one by one into one day folder):\n", count);
+    printf("  %-34s %8.3f s (%.1f us/file)\n", "one name", same, same * 1e6 / count);
+    printf("  %-34s %8.3f s (%.1f us/file)\n", "distinct names", distinct,
+           distinct * 1e6 / count);
+    return 0;
+}
+
 static int parse_args(options_t *o, int argc, char **argv, char *self_dir)
 {
     for (int i = 1; i < argc; i++) {
@@ -689,6 +744,8 @@ static int parse_args(options_t *o, int argc, char **argv, char *self_dir)
             o->backlog = (unsigned) strtoul(v, NULL, 10), i++;
         else if (strcmp(a, "--size") == 0)
             o->size = (unsigned) strtoul(v, NULL, 10), i++;
+        else if (strcmp(a, "--namesakes") == 0)
+            o->namesakes = (unsigned) strtoul(v, NULL, 10), i++;
         else if (strcmp(a, "--daemon") == 0)
             o->daemon = v, i++;
         else
@@ -709,10 +766,12 @@ static int parse_args(options_t *o, int argc, char **argv, char *self_dir)
 int main(int argc, char **argv)
 {
     static char daemon_path[PATH_MAX];
-    options_t o = { .n = 20000, .rate = 1000, .seconds = 5, .size = 3000, .stages = 1 };
+    options_t o = { .n = 20000, .rate = 1000, .seconds = 5, .size = 3000, .stages = 1,
+                    .namesakes = 4000 };
     if (parse_args(&o, argc, argv, daemon_path) != 0) {
         fprintf(stderr, "usage: bench_newswired [--n 20000] [--rate 1000 --seconds 5] "
-                "[--backlog 0] [--size 3000] [--daemon PATH] [--no-stages] [-- DAEMON-ARGS]\n");
+                "[--backlog 0] [--size 3000] [--namesakes 4000] [--daemon PATH] [--no-stages] "
+                "[-- DAEMON-ARGS]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -733,6 +792,9 @@ int main(int argc, char **argv)
         rc = 1;
     fflush(stdout);
     if (o.stages && run_stages(&o) != 0)
+        rc = 1;
+    fflush(stdout);
+    if (o.namesakes && case_namesakes(o.namesakes) != 0)
         rc = 1;
     return rc;
 }

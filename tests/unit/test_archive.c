@@ -3,6 +3,9 @@
 #include "check.h"
 #include "archive.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,17 +33,45 @@ static char *read_file(const char *path)
 
 int main(void)
 {
-    char name[256];
-    nw_archive_candidate("story.txt", 0, name, sizeof name);
+    char name[NAME_MAX + 1];
+    nw_archive_candidate("story.txt", 0, NAME_MAX, name, sizeof name);
     CHECK_STR(name, "story.txt");
-    nw_archive_candidate("story.txt", 2, name, sizeof name);
+    nw_archive_candidate("story.txt", 2, NAME_MAX, name, sizeof name);
     CHECK_STR(name, "story-2.txt");
-    nw_archive_candidate("noext", 1, name, sizeof name);
+    nw_archive_candidate("noext", 1, NAME_MAX, name, sizeof name);
     CHECK_STR(name, "noext-1");
-    nw_archive_candidate(".hidden", 3, name, sizeof name);
+    nw_archive_candidate(".hidden", 3, NAME_MAX, name, sizeof name);
     CHECK_STR(name, ".hidden-3");
-    nw_archive_candidate("a.tar.gz", 1, name, sizeof name);
+    nw_archive_candidate("a.tar.gz", 1, NAME_MAX, name, sizeof name);
     CHECK_STR(name, "a.tar-1.gz");
+
+    /* names at NAME_MAX: the stem is cut so the number and the extension still fit */
+    char longest[NAME_MAX + 1], expect_name[NAME_MAX + 1];
+    memset(longest, 'n', NAME_MAX - 4);
+    memcpy(longest + NAME_MAX - 4, ".txt", 5);
+    nw_archive_candidate(longest, 0, NAME_MAX, name, sizeof name);
+    CHECK_STR(name, longest);
+    nw_archive_candidate(longest, 12345, NAME_MAX, name, sizeof name);
+    CHECK(strlen(name) == NAME_MAX);
+    snprintf(expect_name, sizeof expect_name, "%.*s-12345.txt", NAME_MAX - 10, longest);
+    CHECK_STR(name, expect_name);
+    /* a reject's limit leaves room for ".reason"; number 0 is then the cut name */
+    nw_archive_candidate(longest, 0, NAME_MAX - 7, name, sizeof name);
+    snprintf(expect_name, sizeof expect_name, "%.*s.txt", NAME_MAX - 11, longest);
+    CHECK_STR(name, expect_name);
+    /* never cut inside a UTF-8 sequence: 126 two-byte characters, then ".txt" */
+    char accents[NAME_MAX + 1] = "";
+    for (int i = 0; i < 125; i++)
+        strcat(accents, "\xc3\xa9");
+    strcat(accents, "e.txt");
+    nw_archive_candidate(accents, 7, NAME_MAX, name, sizeof name);
+    CHECK(strlen(name) <= NAME_MAX);
+    CHECK(strcmp(name + strlen(name) - 6, "-7.txt") == 0);
+    CHECK(((unsigned char) name[strlen(name) - 7] & 0xC0) != 0xC0);   /* no lead byte left alone */
+    CHECK(((unsigned char) name[strlen(name) - 7] == 0xA9) || name[strlen(name) - 7] == 'e');
+    /* an "extension" longer than 16 bytes is stem */
+    nw_archive_candidate("report.averyveryverylongsuffix", 1, NAME_MAX, name, sizeof name);
+    CHECK_STR(name, "report.averyveryverylongsuffix-1");
 
     char root[] = "/tmp/nw-archive-XXXXXX";
     CHECK(mkdtemp(root) != NULL);
@@ -71,7 +102,7 @@ int main(void)
     write_file(src, "junk");
     CHECK(nw_archive_reject(state, src, "no headline\nsecond line\r", dest, sizeof dest,
                             err, sizeof err) == 0);
-    char expect[700], reason[4200];
+    char expect[1200], reason[4200];
     snprintf(expect, sizeof expect, "%s/rejected/bad.txt", state);
     CHECK_STR(dest, expect);
     CHECK_STR(read_file(dest), "junk");
@@ -103,6 +134,54 @@ int main(void)
     CHECK(access(reason, F_OK) == 0);
     snprintf(stale, sizeof stale, "%s/rejected/bad-1.txt.reason", state);
     CHECK(access(stale, F_OK) == 0);
+
+    /* 12,000 namesakes already in the day folder (more than the old one-by-one probe
+     * ever tried): one more still gets a name, the one after the last, and the next
+     * goes straight to the number after it */
+    char day[700], taken[1000];
+    snprintf(day, sizeof day, "%s/archive/2021/05/25", state);
+    for (int i = 3; i <= 12000; i++) {
+        snprintf(taken, sizeof taken, "%s/story-%d.txt", day, i);
+        int fd = open(taken, O_WRONLY | O_CREAT | O_EXCL, 0640);
+        CHECK(fd >= 0);
+        close(fd);
+    }
+    for (int i = 12001; i <= 12002; i++) {
+        snprintf(src, sizeof src, "%s/story.txt", drop);
+        write_file(src, "one more");
+        CHECK(nw_archive_store(state, src, day_ms, dest, sizeof dest, err, sizeof err) == 0);
+        snprintf(expect, sizeof expect, "%s/story-%d.txt", day, i);
+        CHECK_STR(dest, expect);
+        CHECK(access(src, F_OK) != 0);
+    }
+
+    /* a 255-byte name archives twice: the second copy's name is cut to fit */
+    char longsrc[1024];
+    snprintf(longsrc, sizeof longsrc, "%s/%s", drop, longest);
+    for (int i = 0; i < 2; i++) {
+        write_file(longsrc, "long");
+        CHECK(nw_archive_store(state, longsrc, day_ms, dest, sizeof dest, err, sizeof err) == 0);
+        const char *got = strrchr(dest, '/') + 1;
+        CHECK(strlen(got) <= NAME_MAX);
+        CHECK(i == 0 ? strcmp(got, longest) == 0 : strcmp(got + strlen(got) - 6, "-1.txt") == 0);
+        CHECK(access(longsrc, F_OK) != 0);
+    }
+
+    /* a 250-byte name is rejected twice, each copy with its reason beside it */
+    char name250[251];
+    memset(name250, 'r', 246);
+    memcpy(name250 + 246, ".txt", 5);
+    snprintf(longsrc, sizeof longsrc, "%s/%s", drop, name250);
+    for (int i = 0; i < 2; i++) {
+        write_file(longsrc, "junk");
+        CHECK(nw_archive_reject(state, longsrc, "no headline", dest, sizeof dest, err,
+                                sizeof err) == 0);
+        CHECK(strlen(strrchr(dest, '/') + 1) <= NAME_MAX - 7);
+        CHECK_STR(read_file(dest), "junk");
+        snprintf(reason, sizeof reason, "%s.reason", dest);
+        CHECK_STR(read_file(reason), "no headline\n");
+        CHECK(access(longsrc, F_OK) != 0);
+    }
 
     /* a missing source is an error with a reason, not a crash */
     snprintf(src, sizeof src, "%s/gone.txt", drop);
