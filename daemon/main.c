@@ -1,8 +1,9 @@
 /*
  * newswired: wires the modules together on one libuv loop and talks to systemd.
  *
- * Start-up order matters: the journal is recovered before anything is published (seqs
- * come from it), the sockets are bound before READY=1, and the watcher starts last so
+ * Start-up order matters: the state folder is locked before anything in it is touched
+ * (a second daemon on it exits 1), the journal is recovered before anything is
+ * published (seqs come from it), the sockets are bound before READY=1, and the watcher starts last so
  * the backlog scan feeds a pipeline that can already publish. Signals are libuv's:
  * CZMQ's own SIGINT/SIGTERM handler is switched off before CZMQ initialises.
  */
@@ -16,6 +17,7 @@
 #include "publish.h"
 #include "replay.h"
 #include "route.h"
+#include "statelock.h"
 #include "watch.h"
 
 #include <czmq.h>
@@ -38,6 +40,7 @@ typedef struct {
     int argc;
     char **argv;
     nw_config_t config;
+    nw_statelock_t *lock;         /* STATE/lock, held until exit */
     nw_journal_t *journal;
     nw_rules_t *rules;
     nw_auth_t *auth;              /* NULL without --curve-secret: clear text */
@@ -227,6 +230,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
 {
     nw_config_t *c = &d->config;
     if (make_dir(c->drop_dir, err, errlen) != 0 || make_dir(c->state_dir, err, errlen) != 0 ||
+        !(d->lock = nw_statelock_new(c->state_dir, err, errlen)) ||
         nw_archive_prepare(c->state_dir, err, errlen) != 0)
         return -1;
     nw_journal_options_t jopt = {
@@ -365,6 +369,7 @@ int main(int argc, char **argv)
     }
     nw_journal_close(&d.journal);
     uv_run(d.loop, UV_RUN_DEFAULT);   /* the journal's handles finish closing */
+    nw_statelock_destroy(&d.lock);
     nw_rules_unref(&d.rules);
     nw_auth_destroy(&d.auth);
     nw_config_release(&d.config);
