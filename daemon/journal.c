@@ -728,6 +728,7 @@ struct nw_journal {
     bool zero_ahead;            /* job_t.zero_ahead */
     bool failing;              /* the last group write failed: log the next ones quietly */
     int64_t pruned_ms;          /* wall time seen was last pruned */
+    bool reloading;             /* a read-back of ids for a wider window is running */
 };
 
 static batch_t *batch_new(void)
@@ -1002,11 +1003,11 @@ static void maybe_start(nw_journal_t *self);
 /* Forget ids older than the dedup window, at most once a minute (or once a window,
  * when that is shorter): the table would otherwise hold every id published since the
  * daemon started. */
-static void prune_seen(nw_journal_t *self)
+static void prune_seen(nw_journal_t *self, bool now_anyway)
 {
     int64_t now = wall_ms(), since = now - self->opt.dedup_window_ms;
     int64_t every = self->opt.dedup_window_ms < 60000 ? self->opt.dedup_window_ms : 60000;
-    if (now - self->pruned_ms < every)
+    if (!now_anyway && now - self->pruned_ms < every)
         return;
     self->pruned_ms = now;
     seen_t *s = &self->seen;
@@ -1020,6 +1021,166 @@ static void prune_seen(nw_journal_t *self)
         cap /= 2;
     if (cap < s->cap && s->count * 4 <= cap * 3)
         seen_resize(s, cap);        /* no memory: keep the larger table */
+}
+
+/* Widening the dedup window (SIGHUP): the ids between the old and the new horizon were
+ * never loaded (recovery takes only the window's) or were pruned since, but the journal
+ * still holds them. One job on the thread pool reads them back from the segments that
+ * can hold them (a snapshot of their names and durable sizes: a segment retired
+ * meanwhile is skipped, its ids are past retention anyway); the loop thread merges them
+ * into seen when it comes back. Until then those older ids are not yet known. */
+typedef struct {
+    uint32_t key[5];
+    int64_t time_ms;
+} found_id_t;
+
+typedef struct {
+    uv_work_t req;
+    nw_journal_t *journal;
+    const char *dir;
+    uint64_t *nums, *sizes;
+    size_t n;
+    int64_t window_ms, since;
+    found_id_t *found;
+    size_t nfound, cap;
+    int err;
+} reload_t;
+
+static void reload_work(uv_work_t *req)
+{
+    reload_t *rl = req->data;
+    reader_t r = {.fd = -1};
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    for (size_t i = 0; i < rl->n && !rl->err; i++) {
+        char path[PATH_MAX];
+        seg_path(rl->dir, rl->nums[i], path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                rl->err = errno;
+            continue;
+        }
+        reader_reset(&r, fd, rl->sizes[i]);
+        uint64_t off = 0, bad = 0, garbage;
+        frame_t f;
+        int rc;
+        while ((rc = next_frame(&r, NULL, &off, &f, &bad, &garbage)) == FRAME_OK) {
+            record_t rec;
+            if (!decode(&up, f.payload, f.len, &rec) || rec.type != 1 || rec.time_ms < rl->since)
+                continue;
+            if (rl->nfound == rl->cap) {
+                size_t cap = rl->cap ? 2 * rl->cap : 1024;
+                found_id_t *p = realloc(rl->found, cap * sizeof *p);
+                if (!p) {
+                    rl->err = ENOMEM;
+                    break;
+                }
+                rl->found = p;
+                rl->cap = cap;
+            }
+            seen_key(rec.id, rec.id_len, rl->found[rl->nfound].key);
+            rl->found[rl->nfound++].time_ms = rec.time_ms;
+        }
+        if (rc == FRAME_ERR && !rl->err)
+            rl->err = errno ? errno : EIO;
+        close(fd);
+    }
+    free(r.buf);
+    msgpack_unpacked_destroy(&up);
+}
+
+static int start_reload(nw_journal_t *self);
+
+static void reload_done(uv_work_t *req, int status)
+{
+    (void) status;
+    reload_t *rl = req->data;
+    nw_journal_t *self = rl->journal;
+    self->reloading = false;
+    int err = rl->err;
+    size_t added = 0;
+    int64_t since = wall_ms() - self->opt.dedup_window_ms;
+    for (size_t i = 0; i < rl->nfound && !err; i++) {
+        int64_t t;
+        bool had = seen_get(&self->seen, rl->found[i].key, &t);
+        if (rl->found[i].time_ms < since || (had && t >= rl->found[i].time_ms))
+            continue;
+        if (seen_set(&self->seen, rl->found[i].key, rl->found[i].time_ms) != 0)
+            err = ENOMEM;
+        else
+            added += !had;
+    }
+    if (err)
+        nw_warn("journal: dedup window %" PRId64 " s: the ids older than the previous window "
+                "could not all be read back (%s): such articles may be published again",
+                rl->window_ms / 1000, strerror(err));
+    else
+        nw_notice("journal: dedup window widened to %" PRId64 " s: %zu ids read back from "
+                  "%zu segments", rl->window_ms / 1000, added, rl->n);
+    int64_t done_for = rl->window_ms;
+    free(rl->nums);
+    free(rl->sizes);
+    free(rl->found);
+    free(rl);
+    /* widened again while this one ran */
+    if (!self->closing && self->opt.dedup_window_ms > done_for)
+        start_reload(self);
+}
+
+static int start_reload(nw_journal_t *self)
+{
+    reload_t *rl = calloc(1, sizeof *rl);
+    if (!rl || !(rl->nums = malloc((self->nsegs + 1) * sizeof *rl->nums)) ||
+        !(rl->sizes = malloc((self->nsegs + 1) * sizeof *rl->sizes)))
+        goto nomem;
+    rl->journal = self;
+    rl->dir = self->dir;
+    rl->window_ms = self->opt.dedup_window_ms;
+    rl->since = wall_ms() - rl->window_ms;
+    for (size_t i = 0; i < self->nsegs; i++) {
+        const segment_t *seg = &self->segs[i];
+        int64_t newest = seg->records ? seg->newest_ms : seg->cp_ms;
+        if (seg->records == 0 || newest < rl->since)
+            continue;
+        rl->nums[rl->n] = seg->num;
+        rl->sizes[rl->n++] = seg->size;
+    }
+    rl->req.data = rl;
+    self->reloading = true;
+    if (uv_queue_work(self->loop, &rl->req, reload_work, reload_done) != 0) {
+        self->reloading = false;
+        goto nomem;
+    }
+    return 0;
+nomem:
+    if (rl) {
+        free(rl->nums);
+        free(rl->sizes);
+    }
+    free(rl);
+    nw_warn("journal: dedup window %" PRId64 " s: out of memory reading the older ids back: "
+            "articles older than the previous window may be published again",
+            self->opt.dedup_window_ms / 1000);
+    errno = ENOMEM;
+    return -1;
+}
+
+int nw_journal_set_dedup_window(nw_journal_t *self, int64_t window_ms)
+{
+    int64_t old = self->opt.dedup_window_ms;
+    if (window_ms == old)
+        return 0;
+    self->opt.dedup_window_ms = window_ms;
+    if (window_ms < old) {      /* forget at once what the narrower window no longer wants */
+        prune_seen(self, true);
+        return 0;
+    }
+    if (self->reloading)        /* reload_done() starts another for the wider window */
+        return 0;
+    nw_notice("journal: dedup window widened from %" PRId64 " to %" PRId64 " s: reading "
+              "older ids back from the journal", old / 1000, window_ms / 1000);
+    return start_reload(self);
 }
 
 /* Apply a finished write (loop thread) and tell its waiters. */
@@ -1068,7 +1229,7 @@ static void finish(nw_journal_t *self)
         for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
             map_set(self->durable, zhashx_cursor(b->seqs), *v);
         batch_clear(b);
-        prune_seen(self);
+        prune_seen(self, false);
         self->failing = false;
     } else if (err) {
         self->failures++;
@@ -1446,7 +1607,7 @@ void nw_journal_close(nw_journal_t **self_p)
     *self_p = NULL;
     self->closing = true;
     /* normally nothing is in flight: the caller waited for its commits */
-    while (self->writing)
+    while (self->writing || self->reloading)
         uv_run(self->loop, UV_RUN_ONCE);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         seal(self, true);

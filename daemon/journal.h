@@ -32,7 +32,8 @@
  * record of the last segment, unless it is all zeros: that is the tail written ahead,
  * and appends go on over it); it rebuilds each topic's last seq and the ids published
  * within the dedup window. Ids older than the window are forgotten while running
- * (checked at a group write once a minute, or once a window when that is shorter).
+ * (checked at a group write once a minute, or once a window when that is shorter);
+ * a reload that widens the window reads the older ids back from the segments.
  *
  * When a write fails (ENOSPC, EIO) the failed batch and everything appended after it
  * are reported failed to their commit callbacks, the segment is truncated back to its
@@ -77,6 +78,13 @@ const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
 uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
 /* Last seq on topic whose record is durable (what replay can serve); 0 when none. */
 uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic);
+
+/* Change how far back the seen-id set reaches (a reload). Narrower: ids beyond it are
+ * forgotten at once. Wider: the ids between the old and the new horizon are read back
+ * from the segments on the thread pool and merged when that is done (logged at notice:
+ * "dedup window widened to N s: M ids read back"); until then only the old window's are
+ * known. 0, or -1 (ENOMEM, logged: the older ids stay unknown). */
+int nw_journal_set_dedup_window(nw_journal_t *self, int64_t window_ms);
 
 /* Whether id was appended at or after since_ms (dedup). */
 bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms);

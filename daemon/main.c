@@ -203,6 +203,8 @@ static void on_reload(uv_signal_t *handle, int signum)
         return;
     }
     nw_log_set_level((nw_log_level_t) d->config.log_level);
+    /* the pipeline asks with the config's window; the journal must hold as many ids */
+    nw_journal_set_dedup_window(d->journal, d->config.dedup_window_ms);
     nw_rules_t *rules = nw_rules_new(d->config.file, err, sizeof err);
     if (!rules)
         nw_err("reload: rules invalid, keeping the old ones: %s", err);
@@ -220,9 +222,10 @@ static void on_reload(uv_signal_t *handle, int signum)
     else if (revoked > 0)
         nw_notice("reload: a key or grant was withdrawn: live subscribers were disconnected "
                   "and are admitted afresh as they reconnect");
-    nw_notice("reloaded %s: log level %s, %zu subject rules",
+    nw_notice("reloaded %s: log level %s, dedup window %lld s, %zu subject rules",
               d->config.config_file ? d->config.config_file : "(no config file)",
-              nw_log_level_name(nw_log_get_level()), nw_rules_count(d->rules));
+              nw_log_level_name(nw_log_get_level()),
+              (long long) (d->config.dedup_window_ms / 1000), nw_rules_count(d->rules));
     sd_notify(0, "READY=1");
 }
 

@@ -313,6 +313,23 @@ static void test_dedup_window(void)
     CHECK(!nw_journal_seen(j, "recent", now));
     CHECK(!nw_journal_seen(j, "old", 0));           /* beyond the window: not rebuilt */
     CHECK(!nw_journal_seen(j, "never", 0));
+
+    /* a reload widening the window reads the older ids back from the segments */
+    CHECK(nw_journal_set_dedup_window(j, 2 * 3600 * 1000) == 0);
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    timed_out = false;
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    while (!nw_journal_seen(j, "old", 0) && !timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(nw_journal_seen(j, "old", now - 3600 * 1000));
+    CHECK(nw_journal_seen(j, "recent", now - 60000));
+    CHECK(!nw_journal_seen(j, "never", 0));
+    /* and a narrower one forgets at once */
+    CHECK(nw_journal_set_dedup_window(j, 500) == 0);
+    CHECK(!nw_journal_seen(j, "old", 0) && !nw_journal_seen(j, "recent", 0));
     close_j(&j);
 }
 
