@@ -308,7 +308,9 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
     if (errno != ENOENT || access(src, F_OK) != 0)
         return -1;
     if (nw_fs_mkdir_p(dir) != 0) {
-        snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
+        int saved = errno;
+        snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(saved));
+        errno = saved;
         return -1;
     }
     return move_into(src, dir, base_name(src), NULL, dest, destlen, errbuf, errlen);
@@ -320,7 +322,9 @@ int nw_archive_reject(const char *state_dir, const char *src, const char *reason
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/rejected", state_dir);
     if (nw_fs_mkdir_p(dir) != 0) {
-        snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(errno));
+        int saved = errno;
+        snprintf(errbuf, errlen, "cannot create %s: %s", dir, strerror(saved));
+        errno = saved;
         return -1;
     }
     /* The reason is one line, whatever the parser said. */
@@ -337,11 +341,15 @@ int nw_archive_reject(const char *state_dir, const char *src, const char *reason
     if (fd >= 0 && close(fd) != 0)
         ok = false;
     if (!ok) {
-        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        int saved = errno;
+        snprintf(errbuf, errlen, "cannot write %s: %s", tmp, strerror(saved));
         unlink(tmp);
+        errno = saved;
         return -1;
     }
     int rc = move_into(src, dir, base_name(src), tmp, dest, destlen, errbuf, errlen);
+    int saved = errno;
     unlink(tmp);
+    errno = saved;
     return rc;
 }

@@ -16,7 +16,8 @@
 #include <stdint.h>
 
 /* Move src (an absolute or cwd-relative path) to the archive under its base name.
- * dest receives the path it got. 0, or -1 with the reason. */
+ * dest receives the path it got. 0, or -1 with the reason (and errno: the caller tells
+ * a full disk or a lack of descriptors, worth a retry, from the rest). */
 int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
                      char *dest, size_t destlen, char *errbuf, size_t errlen);
 

@@ -22,6 +22,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ typedef struct {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
     char last_status[512];
+    int reserve_fd;               /* lent to sd_notify when descriptors run out */
     unsigned long status_ticks;
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
     bool handles_ready;       /* the signal and timer handles were initialised */
@@ -76,23 +78,39 @@ static int make_dir(const char *path, char *errbuf, size_t errlen)
     return -1;
 }
 
+/* sd_notify opens a socket for every message: with every descriptor taken (the very
+ * fault STATUS= must then report) it could say nothing. One descriptor is kept in
+ * reserve and lent to it when it fails for want of one. */
+static int notify(daemon_t *d, const char *text)
+{
+    int rc = sd_notify(0, text);
+    if ((rc == -EMFILE || rc == -ENFILE) && d->reserve_fd >= 0) {
+        close(d->reserve_fd);
+        rc = sd_notify(0, text);
+        d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    return rc;
+}
+
 static void update_status(daemon_t *d)
 {
     nw_pipeline_stats_t ps;
     nw_publish_stats_t pub;
     nw_pipeline_stats(d->pipeline, &ps);
     nw_publish_stats(d->publish, &pub);
-    char status[512];
+    char status[512], fault[160] = "";
+    if (ps.file_errno)
+        snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
+                 "retrying; ", strerror(ps.file_errno));
     snprintf(status, sizeof status,
-             "STATUS=%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
+             "STATUS=%s%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
              "%ld subscriptions, %lu drops",
              ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
-             ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
+             fault, ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
              pub.subscriptions, pub.dropped);
-    if (strcmp(status, d->last_status) != 0) {
-        sd_notify(0, status);
+    /* what could not be sent is tried again at the next tick */
+    if (strcmp(status, d->last_status) != 0 && notify(d, status) >= 0)
         memcpy(d->last_status, status, sizeof status);
-    }
 }
 
 /* Articles are logged one by one at debug level only (a line per article costs a
@@ -325,6 +343,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
     daemon_t d = {.argc = argc, .argv = argv};
+    d.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char err[1024];
     /* Each file's buffers are taken on a pool thread and given back on the loop thread.
      * With glibc's default, the arenas hand freed tops back to the kernel (madvise) and
@@ -378,5 +397,7 @@ int main(int argc, char **argv)
     nw_config_release(&d.config);
     uv_loop_close(d.loop);
     zsys_shutdown();
+    if (d.reserve_fd >= 0)
+        close(d.reserve_fd);
     return d.exit_code;
 }

@@ -13,6 +13,14 @@
  * entries), so a backlog of 100,000 files costs about 40 bytes each in the watcher and
  * a bounded table here. Jobs leave the read stage in the order they entered it (the
  * `flight` list), so seqs follow arrival order, oldest first.
+ *
+ * Faults of the machine are not verdicts on a file: a file that cannot be opened or
+ * read for want of descriptors or memory (EMFILE, ENFILE, ENOMEM), or moved out because
+ * descriptors, memory or the state disk's space ran out, stays in the drop folder (its
+ * archive move waits in `archive_wait`) and is retried after a backoff (FAULT_MIN_MS
+ * doubling to FAULT_MAX_MS), the pipeline paused meanwhile as for a journal failure.
+ * The episode is logged once at warning level, and STATUS= says why (file_errno) until
+ * a file read after it, or a move retried, succeeds.
  */
 #include "pipeline.h"
 #include "archive.h"
@@ -36,6 +44,8 @@
 #define READS_MAX 2           /* read hand-offs in flight at once */
 #define ARCHIVES_MAX 1        /* archive hand-offs in flight at once */
 #define PENDING_HIGH 1024     /* a scan holds the rest of its files beyond this */
+#define FAULT_MIN_MS 100      /* first retry after a descriptor, memory or space fault */
+#define FAULT_MAX_MS 5000
 
 typedef struct entry entry_t;
 typedef struct job job_t;
@@ -60,6 +70,7 @@ typedef enum {
     OUT_PUBLISH,              /* parsed: journal and publish */
     OUT_REJECT,               /* move to rejected/ with reason */
     OUT_SKIP,                 /* gone, a directory, or still open for writing: let go */
+    OUT_DEFER,                /* the machine's fault (no descriptors, no memory): retry */
 } outcome_t;
 
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
@@ -68,15 +79,18 @@ struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
     job_t *next, *prev;       /* flight list, in submission order */
-    job_t *archive_next;      /* archive queue */
+    job_t *archive_next;      /* archive queue, or archive_wait */
     stage_t stage;
+    unsigned long serial;     /* job_new's count: tells reads begun after a fault */
+    bool archive_deferred;    /* its move failed for a fault of the machine: retried */
     char *path;               /* drop_dir/rel */
     nw_rules_t *rules;        /* a snapshot for the worker */
     uint64_t max_size;
 
     /* worker results */
     outcome_t outcome;
-    char reason[NW_ARTICLE_ERRLEN];
+    char reason[NW_ARTICLE_ERRLEN];   /* OUT_REJECT's, or OUT_DEFER's fault */
+    int fault_errno;                  /* OUT_DEFER: the errno */
     dev_t dev;
     ino_t ino;
     char id[41];
@@ -94,6 +108,7 @@ struct job {
 
     /* archive results */
     int archive_rc;
+    int archive_errno;
     bool replaced;            /* the path now names another file: not moved */
     char archive_err[512];
 };
@@ -113,8 +128,12 @@ struct nw_pipeline {
     unsigned jobs;            /* allocated jobs (all stages) */
     job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
     unsigned reads, archives; /* hand-offs in flight */
-    bool paused;              /* the journal failed: wait for RETRY_MS */
+    bool paused;              /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
     uv_timer_t retry;
+    job_t *archive_wait_head, *archive_wait_tail;   /* moves waiting for the retry */
+    unsigned fault_ms;        /* the next backoff after a fault of the machine */
+    unsigned moves_deferred;  /* jobs whose move failed for a fault and is not yet done */
+    unsigned long serial, fault_serial;   /* jobs made; the last made at the fault */
     uv_check_t check;         /* once per loop turn: hand off what gathered */
     int open_handles;
     bool advancing;           /* flight_advance is on the stack */
@@ -312,6 +331,31 @@ static void job_reject(job_t *job, const char *fmt, const char *detail)
     snprintf(job->reason, sizeof job->reason, fmt, detail);
 }
 
+/* Out of descriptors (the process's or the system's) or of memory: the machine's fault,
+ * not the file's. */
+static bool read_fault(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM;
+}
+
+/* The same for a move out of the drop folder, which also needs room on the state disk
+ * (a reason file, a day folder, a copy across file systems). */
+static bool move_fault(int err)
+{
+    return read_fault(err) || err == ENOSPC || err == EDQUOT;
+}
+
+/* The file's fault rejects it (fmt with the errno's text); the machine's defers it. */
+static void job_fail(job_t *job, const char *fmt, int err)
+{
+    if (read_fault(err)) {
+        job->outcome = OUT_DEFER;
+        job->fault_errno = err;
+        snprintf(job->reason, sizeof job->reason, fmt, strerror(err));
+    } else
+        job_reject(job, fmt, strerror(err));
+}
+
 static void pack_article(job_t *job, const nw_article_t *article)
 {
     const char *subjects[NW_ROUTE_MAX_TOPICS];
@@ -362,12 +406,12 @@ static void read_one(job_t *job)
         else if (errno == ENXIO)
             job_reject(job, "%s", "not a regular file (a socket)");
         else if (errno != ENOENT)
-            job_reject(job, "cannot open: %s", strerror(errno));
+            job_fail(job, "cannot open: %s", errno);
         return;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        job_reject(job, "cannot stat: %s", strerror(errno));
+        job_fail(job, "cannot stat: %s", errno);
         goto done;
     }
     job->dev = st.st_dev;
@@ -392,7 +436,7 @@ static void read_one(job_t *job)
         if (errno == EFBIG)
             job_reject(job, "%s", "too large: grew past max-size while being read");
         else
-            job_reject(job, "cannot read: %s", strerror(errno));
+            job_fail(job, "cannot read: %s", errno);
         goto done;
     }
     close(fd);   /* ends the lease before the parsing */
@@ -460,6 +504,7 @@ static void archive_one(job_t *job)
     else
         job->archive_rc = nw_archive_store(state, job->path, now_ms(), dest, sizeof dest,
                                            job->archive_err, sizeof job->archive_err);
+    job->archive_errno = job->archive_rc ? errno : 0;
 }
 
 static void work_read(uv_work_t *work)
@@ -525,6 +570,46 @@ static const char *shown(const job_t *job, char *buf, size_t len)
     return nw_log_escape(job->entry->rel, buf, len);
 }
 
+static void on_retry(uv_timer_t *timer);
+
+/* A fault of the machine: pause, retry after the backoff. Said once an episode. */
+static void fault_begin(nw_pipeline_t *self, int err, const char *name, const char *why)
+{
+    if (!self->stats.file_errno)
+        nw_warn("%s: %s; files wait in the drop folder and are retried until this passes",
+                name, why);
+    else
+        nw_debug("%s: %s; retried later", name, why);
+    self->stats.file_errno = err;
+    self->fault_serial = self->serial;
+    if (!self->paused) {
+        unsigned ms = self->fault_ms ? self->fault_ms : FAULT_MIN_MS;
+        self->paused = true;
+        uv_timer_start(&self->retry, on_retry, ms, 0);
+        self->fault_ms = ms * 2 < FAULT_MAX_MS ? ms * 2 : FAULT_MAX_MS;
+    }
+}
+
+/* A file read since the fault, or a move retried, went through. */
+static void fault_end(nw_pipeline_t *self)
+{
+    if (!self->stats.file_errno || self->moves_deferred)
+        return;
+    self->stats.file_errno = 0;
+    self->fault_ms = 0;
+    nw_notice("files can be opened and moved again: taking files");
+}
+
+static void archive_wait_push(nw_pipeline_t *self, job_t *job)
+{
+    job->archive_next = NULL;
+    if (self->archive_wait_tail)
+        self->archive_wait_tail->archive_next = job;
+    else
+        self->archive_wait_head = job;
+    self->archive_wait_tail = job;
+}
+
 static void after_archive(uv_work_t *work, int status)
 {
     (void) status;
@@ -538,9 +623,22 @@ static void after_archive(uv_work_t *work, int status)
         if (job->replaced)
             nw_info("%s was replaced while being handled; the new file is read next",
                     shown(job, name, sizeof name));
-        else if (job->archive_rc != 0)
+        else if (job->archive_rc != 0 && move_fault(job->archive_errno) && !self->draining) {
+            if (!job->archive_deferred)
+                self->moves_deferred++;
+            job->archive_deferred = true;
+            fault_begin(self, job->archive_errno, shown(job, name, sizeof name),
+                        job->archive_err);
+            archive_wait_push(self, job);
+            continue;   /* still in flight: moved when the retry comes */
+        } else if (job->archive_rc != 0)
             nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name),
                    job->archive_err);
+        if (job->archive_deferred) {
+            self->moves_deferred--;
+            if (job->archive_rc == 0)
+                fault_end(self);
+        }
         job_finish(self, job, false);
     }
     free(batch);
@@ -599,6 +697,16 @@ static void on_retry(uv_timer_t *timer)
     nw_pipeline_t *self = timer->data;
     self->paused = false;
     self->retry_tail = NULL;
+    /* moves that waited go first, in the order they failed */
+    if (self->archive_wait_head) {
+        if (self->archive_tail)
+            self->archive_tail->archive_next = self->archive_wait_head;
+        else
+            self->archive_head = self->archive_wait_head;
+        self->archive_tail = self->archive_wait_tail;
+        self->archive_wait_head = self->archive_wait_tail = NULL;
+        schedule(self);
+    }
     pump(self);
 }
 
@@ -694,6 +802,13 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
         job_finish(self, job, false);
         return;
     }
+    if (job->outcome == OUT_DEFER) {
+        fault_begin(self, job->fault_errno, shown(job, name, sizeof name), job->reason);
+        job_finish(self, job, true);
+        return;
+    }
+    if (self->stats.file_errno && job->serial > self->fault_serial)
+        fault_end(self);
     if (job->outcome == OUT_REJECT) {
         nw_warn("rejected %s: %s", shown(job, name, sizeof name), job->reason);
         self->stats.rejected++;
@@ -770,6 +885,7 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     snprintf(job->path, len, "%s/%s", self->config->drop_dir, entry->rel);
     job->owner = self;
     job->entry = entry;
+    job->serial = ++self->serial;
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->config->max_size;
     msgpack_sbuffer_init(&job->article_mp);
@@ -904,6 +1020,16 @@ void nw_pipeline_drain(nw_pipeline_t *self, void (*done)(void *arg), void *arg)
     /* A paused pipeline holds no job that can finish on its own but by retrying. */
     self->paused = false;
     self->retry_tail = NULL;
+    char name[1100];
+    job_t *job;
+    while ((job = self->archive_wait_head) != NULL) {
+        self->archive_wait_head = job->archive_next;
+        nw_info("%s stays in the drop folder for the next start: %s",
+                shown(job, name, sizeof name), job->archive_err);
+        self->moves_deferred--;
+        job_finish(self, job, false);
+    }
+    self->archive_wait_tail = NULL;
     pump(self);
 }
 

@@ -30,6 +30,9 @@ typedef struct {
     unsigned long pending;     /* reported, waiting to be read */
     unsigned long in_flight;   /* being read, published or archived */
     bool disk_full;            /* journal appends failing: not taking files */
+    int file_errno;            /* files cannot be opened or moved for a fault of the
+                                  machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
+                                  wait and are retried; 0 when none */
 } nw_pipeline_stats_t;
 
 /* The pipeline borrows config, journal and publisher (they outlive it) and takes its
