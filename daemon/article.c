@@ -1,8 +1,9 @@
 /*
  * article: the entry point of parsing. Raw file bytes come in; they are refused if
  * they hold NUL, sanitized (text.c), handed to the parser of the layout the content
- * shows (parse_header.c, parse_scraped.c, parse_ninjs.c), checked for the fields every
- * story needs, given a date and a stable id, and leave as a heap nw_article_t.
+ * shows (parse_header.c, parse_scraped.c, parse_ninjs.c; markup by its root element:
+ * parse_newsml.c, parse_nitf.c), each story checked for the fields every story needs,
+ * given a date and a stable id, and leave as a chain of heap nw_article_t.
  * Also the field setters the parsers share (subjects, authors).
  */
 #include "article.h"
@@ -24,16 +25,17 @@ nw_format_name(nw_format_t format)
         return "scraped";
     case NW_FORMAT_NINJS:
         return "ninjs";
+    case NW_FORMAT_NEWSML_G2:
+        return "newsml-g2";
+    case NW_FORMAT_NITF:
+        return "nitf";
     }
     return "unknown";
 }
 
-void
-nw_article_destroy(nw_article_t **self_p)
+static void
+destroy_one(nw_article_t *self)
 {
-    if (!self_p || !*self_p)
-        return;
-    nw_article_t *self = *self_p;
     free(self->uri);
     free(self->headline);
     free(self->byline);
@@ -41,37 +43,93 @@ nw_article_destroy(nw_article_t **self_p)
     free(self->description);
     free(self->body);
     free(self->language);
+    free(self->version);
+    free(self->located);
     size_t i;
-    for (i = 0; i < self->subject_count; i++)
+    for (i = 0; i < self->subject_count; i++) {
         free(self->subjects[i]);
+        if (self->subject_codes)
+            free(self->subject_codes[i]);
+    }
     free(self->subjects);
+    free(self->subject_codes);
     free(self);
+}
+
+void
+nw_article_destroy(nw_article_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nw_article_t *self = *self_p, *next;
     *self_p = NULL;
+    for (; self; self = next) {
+        next = self->next;
+        destroy_one(self);
+    }
+}
+
+nw_article_t *
+nw_article_append(nw_article_t *self)
+{
+    nw_article_t *last = self;
+    while (last->next)
+        last = last->next;
+    nw_article_t *more = calloc(1, sizeof *more);
+    if (!more)
+        return NULL;
+    more->format = self->format;
+    more->replaced_bytes = self->replaced_bytes;
+    more->versioncreated_ms = INT64_MIN;
+    last->next = more;
+    return more;
 }
 
 int
 nw_article_add_subject(nw_article_t *self, const char *s, size_t n)
 {
+    return nw_article_add_coded_subject(self, s, n, NULL);
+}
+
+int
+nw_article_add_coded_subject(nw_article_t *self, const char *s, size_t n, const char *code)
+{
     if (self->subject_count >= NW_ARTICLE_MAX_SUBJECTS)
         return 0;
     char *subject = nw_text_oneline(s, n);
-    if (!subject)
-        return nw_text_is_blank(s, n) ? 0 : -1;
+    char *coded = code ? nw_text_oneline(code, strlen(code)) : NULL;
+    if (!subject && coded && !(subject = strdup(coded)))
+        goto oom;
+    if (!subject) {
+        free(coded);
+        return nw_text_is_blank(s, n) && (!code || nw_text_is_blank(code, strlen(code)))
+            ? 0 : -1;
+    }
     size_t i;
-    for (i = 0; i < self->subject_count; i++)
-        if (strcmp(self->subjects[i], subject) == 0) {
+    for (i = 0; i < self->subject_count; i++) {
+        const char *other = self->subject_codes ? self->subject_codes[i] : NULL;
+        if (coded ? other && strcmp(other, coded) == 0
+                  : !other && strcmp(self->subjects[i], subject) == 0) {
             free(subject);
+            free(coded);
             return 0;
         }
-    if (!self->subjects) {
-        self->subjects = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subjects);
-        if (!self->subjects) {
-            free(subject);
-            return -1;
-        }
     }
+    if (!self->subjects
+        && !(self->subjects = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subjects)))
+        goto oom;
+    if (coded && !self->subject_codes
+        && !(self->subject_codes = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subject_codes)))
+        goto oom;
+    if (self->subject_codes)
+        self->subject_codes[self->subject_count] = coded;
     self->subjects[self->subject_count++] = subject;
     return 0;
+
+oom:
+    free(subject);
+    free(coded);
+    return -1;
 }
 
 /* Length of the author separator at s[i], or 0. */
@@ -258,13 +316,26 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
     if (first_nonblank_is(text, textlen, '<')
         && markup_root(text, textlen, root, sizeof root, &doctype_html)) {
         /* Markup taken for text would go out with a tag for a headline. */
-        if (doctype_html || nw_text_ieq(root, strlen(root), "html"))
+        if (!doctype_html && (strcmp(root, "newsMessage") == 0
+                              || strcmp(root, "newsItem") == 0)) {
+            self->format = NW_FORMAT_NEWSML_G2;
+            rc = nw_article_from_newsml(self, text, textlen, errbuf, errlen);
+        }
+        else if (!doctype_html && strcmp(root, "nitf") == 0) {
+            self->format = NW_FORMAT_NITF;
+            rc = nw_article_from_nitf(self, text, textlen, errbuf, errlen);
+        }
+        else if (doctype_html || nw_text_ieq(root, strlen(root), "html")) {
             snprintf(errbuf, errlen, "unknown layout: an HTML page");
-        else if (root[0])
-            snprintf(errbuf, errlen, "unknown layout: XML with root element <%s>", root);
-        else
-            snprintf(errbuf, errlen, "unknown layout: markup without a root element");
-        goto fail;
+            goto fail;
+        }
+        else {
+            if (root[0])
+                snprintf(errbuf, errlen, "unknown layout: XML with root element <%s>", root);
+            else
+                snprintf(errbuf, errlen, "unknown layout: markup without a root element");
+            goto fail;
+        }
     }
     else if (first_nonblank_is(text, textlen, '{')) {
         self->format = NW_FORMAT_NINJS;
@@ -280,19 +351,27 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
     }
     if (rc != 0)
         goto fail;
-    if (!self->headline || !*self->headline) {
-        snprintf(errbuf, errlen, "no headline");
-        goto fail;
-    }
-    if (!self->body || !*self->body) {
-        snprintf(errbuf, errlen, "no body");
-        goto fail;
-    }
-    if (self->versioncreated_ms == INT64_MIN)
-        self->versioncreated_ms = mtime_ms;
-    if (compute_id(self) != 0) {
-        snprintf(errbuf, errlen, "out of memory");
-        goto fail;
+    nw_article_t *story;
+    unsigned item = 1;
+    for (story = self; story; story = story->next, item++) {
+        /* In a file of several stories the reason names the one at fault. */
+        char where[32] = "";
+        if (self->next)
+            snprintf(where, sizeof where, "item %u: ", item);
+        if (!story->headline || !*story->headline) {
+            snprintf(errbuf, errlen, "%sno headline", where);
+            goto fail;
+        }
+        if (!story->body || !*story->body) {
+            snprintf(errbuf, errlen, "%sno body", where);
+            goto fail;
+        }
+        if (story->versioncreated_ms == INT64_MIN)
+            story->versioncreated_ms = mtime_ms;
+        if (compute_id(story) != 0) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
     }
     free(text);
     *out = self;

@@ -21,6 +21,10 @@
  * doubling to FAULT_MAX_MS), the pipeline paused meanwhile as for a journal failure.
  * The episode is logged once at warning level, and STATUS= says why (file_errno) until
  * a file read after it, or a move retried, succeeds.
+ *
+ * A file may hold several stories (a NewsML-G2 message of several items): its job then
+ * carries one story_t each, all journaled in the same commit, published in file order
+ * once that commit is durable, and the file is archived once, after all of them.
  */
 #include "pipeline.h"
 #include "archive.h"
@@ -75,6 +79,17 @@ typedef enum {
 
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
 
+/* One story of the file: its id, packed article, topics and (once journaled) the end
+ * of each of its messages in the job's buffer. */
+typedef struct {
+    char id[41];
+    bool duplicate;           /* seen within the dedup window, or earlier in the file */
+    msgpack_sbuffer article_mp;
+    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t topic_count;
+    size_t msg_end[NW_ROUTE_MAX_TOPICS];
+} story_t;
+
 struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
@@ -93,18 +108,15 @@ struct job {
     int fault_errno;                  /* OUT_DEFER: the errno */
     dev_t dev;
     ino_t ino;
-    char id[41];
     char *source_name;        /* the file's name made valid UTF-8 for the wire */
     nw_format_t format;
     unsigned replaced_bytes;
-    msgpack_sbuffer article_mp;
-    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
-    size_t topic_count;
+    story_t one;              /* the usual file: one story, no allocation */
+    story_t *stories;         /* &one, or story_count of them on the heap */
+    size_t story_count;
 
-    /* loop results: one packed message per topic, back to back in messages */
+    /* loop results: one packed message per story and topic, back to back */
     msgpack_sbuffer messages;
-    size_t msg_end[NW_ROUTE_MAX_TOPICS];
-    bool duplicate;
 
     /* archive results */
     int archive_rc;
@@ -356,11 +368,11 @@ static void job_fail(job_t *job, const char *fmt, int err)
         job_reject(job, fmt, strerror(err));
 }
 
-static void pack_article(job_t *job, const nw_article_t *article)
+static void pack_article(job_t *job, story_t *story, const nw_article_t *article)
 {
     const char *subjects[NW_ROUTE_MAX_TOPICS];
-    for (size_t i = 0; i < job->topic_count; i++)
-        subjects[i] = job->topics[i];
+    for (size_t i = 0; i < story->topic_count; i++)
+        subjects[i] = story->topics[i];
     char uri[64], created[NW_CODEC_TIME_LEN];
     if (!article->uri)
         snprintf(uri, sizeof uri, "urn:newswire:%s", article->id);
@@ -375,12 +387,22 @@ static void pack_article(job_t *job, const nw_article_t *article)
         .language = article->language,
         .versioncreated = created,
         .subjects = subjects,
-        .subject_count = job->topic_count,
+        .subject_count = story->topic_count,
     };
     char err[200];   /* leaves room for the prefix in job->reason */
-    if (nw_codec_pack_article(&ninjs, &job->article_mp, err, sizeof err) != 0)
+    if (nw_codec_pack_article(&ninjs, &story->article_mp, err, sizeof err) != 0)
         job_reject(job, "cannot encode: %s", err);
-    sbuffer_fit(&job->article_mp);
+    sbuffer_fit(&story->article_mp);
+}
+
+static void stories_free(job_t *job)
+{
+    for (size_t i = 0; i < job->story_count; i++)
+        msgpack_sbuffer_destroy(&job->stories[i].article_mp);
+    if (job->stories != &job->one)
+        free(job->stories);
+    job->stories = &job->one;
+    job->story_count = 0;
 }
 
 static void read_one(job_t *job)
@@ -461,15 +483,31 @@ static void read_one(job_t *job)
     for (char *c = job->source_name; *c; c++)
         if (*c == '\n' || *c == '\t')
             *c = ' ';   /* the only controls sanitize keeps: a name is one line */
-    memcpy(job->id, article->id, sizeof job->id);
     job->format = article->format;
     job->replaced_bytes = article->replaced_bytes;
+    size_t count = 0;
+    for (const nw_article_t *a = article; a; a = a->next)
+        count++;
+    if (count > 1 && !(job->stories = calloc(count, sizeof *job->stories))) {
+        job->stories = &job->one;
+        job_fail(job, "cannot hold the file's stories: %s", ENOMEM);
+        goto done;
+    }
+    job->story_count = count;
     char subdir[NAME_MAX + 1];
     snprintf(subdir, sizeof subdir, "%.*s", (int) job->entry->subdir_len, job->entry->rel);
-    job->topic_count = nw_route_topics(job->rules, job->entry->subdir_len ? subdir : NULL,
-                                       article, job->topics);
     job->outcome = OUT_PUBLISH;
-    pack_article(job, article);
+    story_t *story = job->stories;
+    for (const nw_article_t *a = article; a && job->outcome == OUT_PUBLISH; a = a->next, story++) {
+        msgpack_sbuffer_init(&story->article_mp);
+        memcpy(story->id, a->id, sizeof story->id);
+        story->topic_count = nw_route_topics(job->rules,
+                                             job->entry->subdir_len ? subdir : NULL, a,
+                                             story->topics);
+        pack_article(job, story, a);
+    }
+    if (job->outcome != OUT_PUBLISH)
+        stories_free(job);
 done:
     nw_article_destroy(&article);
     free(data);
@@ -526,7 +564,7 @@ static void work_archive(uv_work_t *work)
 static void job_free(job_t *job)
 {
     nw_rules_unref(&job->rules);
-    msgpack_sbuffer_destroy(&job->article_mp);
+    stories_free(job);
     msgpack_sbuffer_destroy(&job->messages);
     free(job->source_name);
     free(job->path);
@@ -738,16 +776,22 @@ static void on_durable(void *arg, int status)
         nw_notice("journal writes succeed again: taking files");
     }
     size_t start = 0;
-    for (size_t i = 0; i < job->topic_count; i++) {
-        if (nw_publish_send(self->publish, job->topics[i], job->messages.data + start,
-                            job->msg_end[i] - start) < 0)
-            nw_err("cannot publish on '%s': %s", job->topics[i], zmq_strerror(errno));
-        start = job->msg_end[i];
+    for (size_t k = 0; k < job->story_count; k++) {
+        story_t *story = &job->stories[k];
+        if (story->duplicate)
+            continue;
+        for (size_t i = 0; i < story->topic_count; i++) {
+            if (nw_publish_send(self->publish, story->topics[i], job->messages.data + start,
+                                story->msg_end[i] - start) < 0)
+                nw_err("cannot publish on '%s': %s", story->topics[i], zmq_strerror(errno));
+            start = story->msg_end[i];
+        }
+        self->stats.published++;
+        self->stats.messages += story->topic_count;
+        nw_debug("published %s as %s on %zu topic%s (first '%s')",
+                 shown(job, name, sizeof name), story->id, story->topic_count,
+                 story->topic_count == 1 ? "" : "s", story->topics[0]);
     }
-    self->stats.published++;
-    self->stats.messages += job->topic_count;
-    nw_debug("published %s as %s on %zu topic%s (first '%s')", shown(job, name, sizeof name),
-            job->id, job->topic_count, job->topic_count == 1 ? "" : "s", job->topics[0]);
     start_archive(self, job);
 }
 
@@ -762,33 +806,62 @@ static int job_journal(nw_pipeline_t *self, job_t *job)
     nw_codec_format_time(now, sent);
     nw_envelope_t env = {
         .epoch = nw_journal_epoch(self->journal),
-        .id = job->id,
         .sent = sent,
         .source_file = job->source_name,
         .source_format = nw_format_name(job->format),
     };
-    uint64_t seqs[NW_ROUTE_MAX_TOPICS];
-    for (size_t i = 0; i < job->topic_count; i++) {
-        env.topic = job->topics[i];
-        env.seq = seqs[i] = nw_journal_last_seq(self->journal, env.topic) + 1;
-        if (nw_codec_pack_message(&env, job->article_mp.data, job->article_mp.size,
-                                  &job->messages, err, sizeof err) != 0) {
-            job_reject(job, "cannot encode: %s", err);
-            return -2;
+    /* Seqs are counted here before anything is appended: two stories of the file may
+     * share a topic. At most NW_ARTICLE_MAX_ITEMS * NW_ROUTE_MAX_TOPICS messages. */
+    uint64_t *seqs = calloc(job->story_count * NW_ROUTE_MAX_TOPICS, sizeof *seqs);
+    if (!seqs) {
+        job_reject(job, "%s", "out of memory");
+        return -2;
+    }
+    int rc = -2;
+    for (size_t k = 0; k < job->story_count; k++) {
+        story_t *story = &job->stories[k];
+        if (story->duplicate)
+            continue;
+        env.id = story->id;
+        for (size_t i = 0; i < story->topic_count; i++) {
+            uint64_t *seq = &seqs[k * NW_ROUTE_MAX_TOPICS + i];
+            env.topic = story->topics[i];
+            *seq = nw_journal_last_seq(self->journal, env.topic) + 1;
+            for (size_t j = 0; j < k * NW_ROUTE_MAX_TOPICS + i; j++)
+                if (seqs[j] && strcmp(job->stories[j / NW_ROUTE_MAX_TOPICS]
+                                          .topics[j % NW_ROUTE_MAX_TOPICS], env.topic) == 0
+                    && seqs[j] >= *seq)
+                    *seq = seqs[j] + 1;
+            env.seq = *seq;
+            if (nw_codec_pack_message(&env, story->article_mp.data, story->article_mp.size,
+                                      &job->messages, err, sizeof err) != 0) {
+                job_reject(job, "cannot encode: %s", err);
+                goto done;
+            }
+            story->msg_end[i] = job->messages.size;
         }
-        job->msg_end[i] = job->messages.size;
+        /* The messages hold the article now. */
+        msgpack_sbuffer_destroy(&story->article_mp);
+        msgpack_sbuffer_init(&story->article_mp);
     }
-    /* The messages hold the article now. */
-    msgpack_sbuffer_destroy(&job->article_mp);
-    msgpack_sbuffer_init(&job->article_mp);
     sbuffer_fit(&job->messages);
+    rc = -1;
     size_t start = 0;
-    for (size_t i = 0; i < job->topic_count; i++) {
-        if (nw_journal_append(self->journal, job->topics[i], seqs[i], job->id, now,
-                              job->messages.data + start, job->msg_end[i] - start) != 0)
-            return -1;
-        start = job->msg_end[i];
+    for (size_t k = 0; k < job->story_count; k++) {
+        story_t *story = &job->stories[k];
+        for (size_t i = 0; !story->duplicate && i < story->topic_count; i++) {
+            if (nw_journal_append(self->journal, story->topics[i],
+                                  seqs[k * NW_ROUTE_MAX_TOPICS + i], story->id, now,
+                                  job->messages.data + start, story->msg_end[i] - start) != 0)
+                goto done;
+            start = story->msg_end[i];
+        }
     }
+    rc = 0;
+done:
+    free(seqs);
+    if (rc != 0)
+        return rc;
     if (nw_journal_commit(self->journal, on_durable, job) != 0)
         return -1;
     return 0;
@@ -819,10 +892,27 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
         nw_notice("%s: %u bytes of invalid UTF-8 replaced", shown(job, name, sizeof name),
                   job->replaced_bytes);
     int64_t window = self->config->dedup_window_ms;
-    if (window > 0 && nw_journal_seen(self->journal, job->id, now_ms() - window)) {
-        nw_info("duplicate %s: article %s was published within the dedup window; archived, "
-                "not published again", shown(job, name, sizeof name), job->id);
+    size_t fresh = 0;
+    for (size_t k = 0; k < job->story_count; k++) {
+        story_t *story = &job->stories[k];
+        story->duplicate = window > 0
+            && nw_journal_seen(self->journal, story->id, now_ms() - window);
+        for (size_t j = 0; j < k && !story->duplicate; j++)
+            story->duplicate = strcmp(job->stories[j].id, story->id) == 0;
+        if (!story->duplicate) {
+            fresh++;
+            continue;
+        }
+        if (job->story_count == 1)
+            nw_info("duplicate %s: article %s was published within the dedup window; "
+                    "archived, not published again", shown(job, name, sizeof name), story->id);
+        else
+            nw_info("duplicate %s, item %zu: article %s was published within the dedup "
+                    "window or earlier in the file; not published again",
+                    shown(job, name, sizeof name), k + 1, story->id);
         self->stats.duplicates++;
+    }
+    if (fresh == 0) {
         start_archive(self, job);
         return;
     }
@@ -888,7 +978,7 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     job->serial = ++self->serial;
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->config->max_size;
-    msgpack_sbuffer_init(&job->article_mp);
+    job->stories = &job->one;
     msgpack_sbuffer_init(&job->messages);
     entry->job = job;
     job->prev = self->flight_tail;

@@ -1,8 +1,8 @@
 /*
  * bench_parse: how fast nw_article_parse turns bytes into articles, per layout, and
  * how fast nw_rules_classify (the built-in rules) routes the parsed articles.
- * Inputs: the accepted fixtures in <fixtures>/articles (grouped by the layout they
- * parse as), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
+ * Inputs: the accepted fixtures in <fixtures>/articles (.txt, .xml, .html, grouped by
+ * the layout they parse as: scraped, header, ninjs, NewsML-G2, NITF), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
  * a million blank lines) that would show any quadratic path. Prints MB/s and
  * articles/s per group on one thread; for routing, MB/s counts the bytes of headline,
  * standfirst and body, the fields the rules read.
@@ -170,9 +170,12 @@ main(int argc, char **argv)
     }
     const char *root = argc > 1 ? argv[1] : getenv("NW_FIXTURES");
     char dir[1024], path[2048];
+    /* The fixture groups first, one per layout, then the generated inputs. */
+    enum { G_SCRAPED, G_HEADER, G_NINJS, G_NEWSML, G_NITF, G_GENERATED, G_LINE, G_BLANKS };
     group_t groups[] = {
         { .name = "scraped fixtures" }, { .name = "header fixtures" },
-        { .name = "ninjs fixtures" }, { .name = "scraped generated 3KB" },
+        { .name = "ninjs fixtures" }, { .name = "newsml-g2 fixtures" },
+        { .name = "nitf fixtures" }, { .name = "scraped generated 3KB" },
         { .name = "one 8 MiB line" }, { .name = "1M blank lines" },
     };
     snprintf(dir, sizeof dir, "%s/articles", root ? root : NW_BENCH_FIXTURES);
@@ -184,8 +187,10 @@ main(int argc, char **argv)
     }
     struct dirent *e;
     while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name), len = 0;
-        if (n < 5 || strcmp(e->d_name + n - 4, ".txt") != 0 || strncmp(e->d_name, "bad-", 4) == 0)
+        size_t len = 0;
+        const char *ext = strrchr(e->d_name, '.');
+        if (!ext || (strcmp(ext, ".txt") != 0 && strcmp(ext, ".xml") != 0
+                     && strcmp(ext, ".html") != 0) || strncmp(e->d_name, "bad-", 4) == 0)
             continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int) sizeof path)
             continue;
@@ -196,8 +201,15 @@ main(int argc, char **argv)
             free(data);
             continue;
         }
-        add(&groups[a->format == NW_FORMAT_SCRAPED ? 0 : a->format == NW_FORMAT_HEADER ? 1 : 2],
-            data, len);
+        int g = G_NINJS;
+        switch (a->format) {
+        case NW_FORMAT_SCRAPED:   g = G_SCRAPED; break;
+        case NW_FORMAT_HEADER:    g = G_HEADER; break;
+        case NW_FORMAT_NINJS:     g = G_NINJS; break;
+        case NW_FORMAT_NEWSML_G2: g = G_NEWSML; break;
+        case NW_FORMAT_NITF:      g = G_NITF; break;
+        }
+        add(&groups[g], data, len);
         nw_article_destroy(&a);
     }
     closedir(d);
@@ -205,7 +217,7 @@ main(int argc, char **argv)
     size_t len;
     char *gen = generate_scraped(&len);
     if (gen)
-        add(&groups[3], gen, len);
+        add(&groups[G_GENERATED], gen, len);
 
     const char *top = "Standfirst.\n\nAna Lima\n\nMay 25, 2021\n\nBig headline\n\n";
     size_t toplen = strlen(top), big = 8u << 20;
@@ -213,14 +225,14 @@ main(int argc, char **argv)
     if (line) {
         memcpy(line, top, toplen);
         memset(line + toplen, 'x', big);
-        add(&groups[4], line, toplen + big);
+        add(&groups[G_LINE], line, toplen + big);
     }
     size_t blanks = 1000000;
     char *spaced = malloc(blanks + 128);
     if (spaced) {
         memset(spaced, '\n', blanks);
         int n = snprintf(spaced + blanks, 128, "Title: Spaced out\n\nBody.\n");
-        add(&groups[5], spaced, blanks + (size_t) n);
+        add(&groups[G_BLANKS], spaced, blanks + (size_t) n);
     }
 
     char errbuf[256];
@@ -230,7 +242,7 @@ main(int argc, char **argv)
         return 1;
     }
     size_t i, j;
-    for (i = 0; i < 4; i++)     /* the hostile shapes are about the parser */
+    for (i = 0; i <= G_GENERATED; i++)     /* the hostile shapes are about the parser */
         run_route(&groups[i], rules);
     nw_rules_unref(&rules);
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++) {

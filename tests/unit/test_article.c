@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MTIME 1600000000000LL
 
@@ -62,11 +63,48 @@ expected_ms(json_t *v)
     return ms;
 }
 
+/* One story against its expected fields. */
+static void
+check_story(const char *name, const nw_article_t *a, json_t *want)
+{
+    CHECK_STR(nw_format_name(a->format), json_string_value(json_object_get(want, "format")));
+    check_opt_str(name, "headline", a->headline, json_object_get(want, "headline"));
+    check_opt_str(name, "byline", a->byline, json_object_get(want, "byline"));
+    check_opt_str(name, "description", a->description, json_object_get(want, "description"));
+    check_opt_str(name, "body", a->body, json_object_get(want, "body"));
+    check_opt_str(name, "author_bio", a->author_bio, json_object_get(want, "author_bio"));
+    check_opt_str(name, "language", a->language, json_object_get(want, "language"));
+    check_opt_str(name, "uri", a->uri, json_object_get(want, "uri"));
+    check_opt_str(name, "version", a->version, json_object_get(want, "version"));
+    check_opt_str(name, "located", a->located, json_object_get(want, "located"));
+    int64_t ms = expected_ms(json_object_get(want, "versioncreated"));
+    CHECK(a->versioncreated_ms == ms);
+    if (a->versioncreated_ms != ms)
+        fprintf(stderr, "  %s: versioncreated %lld, want %lld\n", name,
+                (long long) a->versioncreated_ms, (long long) ms);
+    json_t *subjects = json_object_get(want, "subjects");
+    json_t *codes = json_object_get(want, "subject_codes");
+    CHECK(a->subject_count == json_array_size(subjects));
+    if (a->subject_count != json_array_size(subjects))
+        fprintf(stderr, "  %s: %zu subjects, want %zu\n", name, a->subject_count,
+                json_array_size(subjects));
+    CHECK(codes ? a->subject_codes != NULL : a->subject_codes == NULL);
+    size_t i;
+    for (i = 0; i < a->subject_count && i < json_array_size(subjects); i++) {
+        CHECK_STR(a->subjects[i], json_string_value(json_array_get(subjects, i)));
+        if (codes && a->subject_codes)
+            check_opt_str(name, "subject_codes", a->subject_codes[i], json_array_get(codes, i));
+    }
+    json_t *replaced = json_object_get(want, "replaced_bytes");
+    CHECK(a->replaced_bytes == (replaced ? (unsigned) json_integer_value(replaced) : 0));
+    CHECK(strlen(a->id) == 40 && strspn(a->id, "0123456789abcdef") == 40);
+}
+
 static void
 check_fixture(const char *dir, const char *name)
 {
     char path[1024], expected_path[1024], errbuf[NW_ARTICLE_ERRLEN] = "";
-    size_t len = 0, base = strlen(name) - 4;   /* without ".txt" */
+    size_t len = 0, base = (size_t) (strrchr(name, '.') - name);   /* without ".txt" */
     char *data = NULL;
     json_t *want = NULL;
     json_error_t jerr = { .text = "path too long" };
@@ -100,27 +138,19 @@ loaded:
         fprintf(stderr, "  %s: rejected: %s\n", name, errbuf);
         goto done;
     }
-    CHECK_STR(nw_format_name(a->format), json_string_value(json_object_get(want, "format")));
-    check_opt_str(name, "headline", a->headline, json_object_get(want, "headline"));
-    check_opt_str(name, "byline", a->byline, json_object_get(want, "byline"));
-    check_opt_str(name, "description", a->description, json_object_get(want, "description"));
-    check_opt_str(name, "body", a->body, json_object_get(want, "body"));
-    check_opt_str(name, "author_bio", a->author_bio, json_object_get(want, "author_bio"));
-    check_opt_str(name, "language", a->language, json_object_get(want, "language"));
-    check_opt_str(name, "uri", a->uri, json_object_get(want, "uri"));
-    int64_t ms = expected_ms(json_object_get(want, "versioncreated"));
-    CHECK(a->versioncreated_ms == ms);
-    if (a->versioncreated_ms != ms)
-        fprintf(stderr, "  %s: versioncreated %lld, want %lld\n", name,
-                (long long) a->versioncreated_ms, (long long) ms);
-    json_t *subjects = json_object_get(want, "subjects");
-    CHECK(a->subject_count == json_array_size(subjects));
-    size_t i;
-    for (i = 0; i < a->subject_count && i < json_array_size(subjects); i++)
-        CHECK_STR(a->subjects[i], json_string_value(json_array_get(subjects, i)));
-    json_t *replaced = json_object_get(want, "replaced_bytes");
-    CHECK(a->replaced_bytes == (replaced ? (unsigned) json_integer_value(replaced) : 0));
-    CHECK(strlen(a->id) == 40 && strspn(a->id, "0123456789abcdef") == 40);
+    /* A file of several stories lists them under "articles", in order. */
+    json_t *stories = json_object_get(want, "articles");
+    const nw_article_t *story = a;
+    if (stories) {
+        size_t k;
+        for (k = 0; k < json_array_size(stories) && story; k++, story = story->next)
+            check_story(name, story, json_array_get(stories, k));
+        CHECK(k == json_array_size(stories) && story == NULL);
+    }
+    else {
+        check_story(name, a, want);
+        CHECK(a->next == NULL);
+    }
 
     /* Parsing is a pure function: the same bytes give the same article id. */
     nw_article_t *again = NULL;
@@ -157,13 +187,17 @@ test_fixtures(void)
     struct dirent *e;
     while ((e = readdir(d)) && count < 512) {
         size_t n = strlen(e->d_name);
-        if (n > 4 && strcmp(e->d_name + n - 4, ".txt") == 0)
+        if (n > 4 && (strcmp(e->d_name + n - 4, ".txt") == 0
+                      || strcmp(e->d_name + n - 4, ".xml") == 0
+                      || strcmp(e->d_name + n - 5, ".html") == 0))
             names[count++] = strdup(e->d_name);
     }
     closedir(d);
     qsort(names, count, sizeof names[0], cmp_names);
-    size_t scraped = 0, header = 0, ninjs = 0, bad = 0;
+    size_t scraped = 0, header = 0, ninjs = 0, bad = 0, newsml = 0, nitf = 0;
     for (i = 0; i < count; i++) {
+        newsml += strncmp(names[i], "newsml-", 7) == 0;
+        nitf += strncmp(names[i], "nitf-", 5) == 0;
         scraped += strncmp(names[i], "scraped-", 8) == 0;
         header += strncmp(names[i], "header-", 7) == 0;
         ninjs += strncmp(names[i], "ninjs-", 6) == 0;
@@ -171,7 +205,7 @@ test_fixtures(void)
         check_fixture(dir, names[i]);
         free(names[i]);
     }
-    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5);
+    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5 && newsml >= 2 && nitf >= 1);
 }
 
 static nw_article_t *
@@ -396,6 +430,158 @@ test_large_inputs(void)
     free(s);
 }
 
+static int
+parse_err(const char *data, size_t len, char *errbuf)
+{
+    nw_article_t *a = NULL;
+    int rc = nw_article_parse(data, len, MTIME, &a, errbuf, NW_ARTICLE_ERRLEN);
+    if (rc == 0)
+        fprintf(stderr, "unexpectedly accepted: %.60s\n", data);
+    CHECK((rc == 0) == (a != NULL));
+    nw_article_destroy(&a);
+    return rc;
+}
+
+#define G2_HEAD "<newsItem guid=\"urn:x:1\"><contentMeta><headline>H</headline></contentMeta>" \
+                "<contentSet><inlineXML><html><body>"
+#define G2_TAIL "</body></html></inlineXML></contentSet></newsItem>"
+
+/* Hostile XML: each refused with a reason or read within the limits, nothing fetched,
+ * nothing expanded. */
+static void
+test_hostile_markup(void)
+{
+    char errbuf[NW_ARTICLE_ERRLEN];
+    /* Billion laughs: ten levels of ten references. */
+    const char *laughs =
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE newsItem [\n <!ENTITY lol \"lol\">\n"
+        " <!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\n"
+        " <!ENTITY lol2 \"&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;\">\n"
+        " <!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">\n"
+        " <!ENTITY lol4 \"&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;\">\n"
+        " <!ENTITY lol5 \"&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;\">\n"
+        " <!ENTITY lol6 \"&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;\">\n"
+        " <!ENTITY lol7 \"&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;\">\n"
+        " <!ENTITY lol8 \"&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;\">\n"
+        " <!ENTITY lol9 \"&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;\">\n"
+        "]>\n" G2_HEAD "<p>&lol9;</p>" G2_TAIL;
+    CHECK(parse_err(laughs, strlen(laughs), errbuf) == -1);
+    CHECK(strncmp(errbuf, "XML", 3) == 0);
+    printf("billion laughs: %s\n", errbuf);
+
+    /* External entities, a file and a URL: never read. */
+    char secret[] = "/tmp/nw-secret-XXXXXX";
+    int fd = mkstemp(secret);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "SECRET-MARKER", 13) == 13);
+        close(fd);
+    }
+    char xxe[1024];
+    snprintf(xxe, sizeof xxe,
+             "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf [ <!ENTITY f SYSTEM \"file://%s\">"
+             " <!ENTITY u SYSTEM \"http://198.18.0.1/entity\"> ]>\n<nitf><body><body.head>"
+             "<hedline><hl1>H &f;</hl1></hedline></body.head><body.content><p>B &u; &f;</p>"
+             "</body.content></body></nitf>", secret);
+    CHECK(parse_err(xxe, strlen(xxe), errbuf) == -1);
+    CHECK(strstr(errbuf, "entities") != NULL && !strstr(errbuf, "SECRET"));
+    printf("external entities: %s\n", errbuf);
+    /* Parameter entities and an external DTD subset: the same. */
+    snprintf(xxe, sizeof xxe,
+             "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf [ <!ENTITY %% p SYSTEM \"file://%s\"> %%p; ]>"
+             "<nitf><body><body.head><hedline><hl1>H</hl1></hedline></body.head>"
+             "<body.content><p>B</p></body.content></body></nitf>", secret);
+    CHECK(parse_err(xxe, strlen(xxe), errbuf) == -1);
+    printf("parameter entity: %s\n", errbuf);
+    unlink(secret);
+    /* An external DTD is not loaded; a reference it would declare stays unexpanded. */
+    const char *dtd = "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf SYSTEM \"http://198.18.0.1/nitf.dtd\">"
+                      "<nitf><body><body.head><hedline><hl1>Dash&mdash;here</hl1></hedline>"
+                      "</body.head><body.content><p>Body &amp; more</p></body.content></body></nitf>";
+    nw_article_t *a = parse_ok(dtd, strlen(dtd));
+    CHECK(a && a->format == NW_FORMAT_NITF);
+    if (a) {
+        CHECK_STR(a->headline, "Dashhere");
+        CHECK_STR(a->body, "Body & more");
+    }
+    nw_article_destroy(&a);
+
+    /* Nesting deeper than libxml2's 256 levels. */
+    size_t depth = 100000, n = 0;
+    char *deep = malloc(depth * 11 + 256);
+    CHECK(deep != NULL);
+    if (deep) {
+        n += (size_t) sprintf(deep, G2_HEAD);
+        size_t i;
+        for (i = 0; i < depth; i++)
+            n += (size_t) sprintf(deep + n, "<div>");
+        n += (size_t) sprintf(deep + n, "x");
+        for (i = 0; i < depth; i++)
+            n += (size_t) sprintf(deep + n, "</div>");
+        n += (size_t) sprintf(deep + n, G2_TAIL);
+        CHECK(parse_err(deep, n, errbuf) == -1);
+        CHECK(strstr(errbuf, "depth") != NULL);
+        printf("deep nesting: %s\n", errbuf);
+        free(deep);
+    }
+
+    /* 100 MB: refused by size, never built into a tree. */
+    size_t big = 100u << 20;
+    char *huge = malloc(big + 256);
+    CHECK(huge != NULL);
+    if (huge) {
+        n = (size_t) sprintf(huge, G2_HEAD "<p>");
+        memset(huge + n, 'x', big);
+        n += big;
+        n += (size_t) sprintf(huge + n, "</p>" G2_TAIL);
+        CHECK(parse_err(huge, n, errbuf) == -1);
+        CHECK(strstr(errbuf, "markup limit") != NULL);
+        printf("100 MB: %s\n", errbuf);
+        free(huge);
+    }
+
+    /* Encoding declarations are not believed: the bytes are UTF-8 by now. */
+    static const char *const decls[] = { "x-no-such-charset", "UTF-16", "ISO-8859-1", "" };
+    size_t k;
+    for (k = 0; k < sizeof decls / sizeof decls[0]; k++) {
+        char doc[512];
+        snprintf(doc, sizeof doc, "<?xml version=\"1.0\" encoding=\"%s\"?>\n"
+                 G2_HEAD "<p>Zoë — ok</p>" G2_TAIL, decls[k]);
+        char e2[NW_ARTICLE_ERRLEN] = "";
+        a = NULL;
+        int rc = nw_article_parse(doc, strlen(doc), MTIME, &a, e2, sizeof e2);
+        /* An empty declaration is not well-formed; the others read as UTF-8. */
+        if (decls[k][0]) {
+            CHECK(rc == 0 && a && strcmp(a->body, "Zoë — ok") == 0);
+            if (rc != 0)
+                fprintf(stderr, "encoding %s: %s\n", decls[k], e2);
+        }
+        else {
+            CHECK(rc == -1 && strncmp(e2, "XML: line", 9) == 0);
+            printf("empty encoding: %s\n", e2);
+        }
+        nw_article_destroy(&a);
+    }
+
+    /* Not well-formed: libxml2's reason with its line. */
+    const char *broken = "<nitf><body><body.content><p>unclosed</body.content></body></nitf>";
+    CHECK(parse_err(broken, strlen(broken), errbuf) == -1);
+    CHECK(strncmp(errbuf, "XML: line 1: ", 13) == 0);
+    printf("broken: %s\n", errbuf);
+    /* A G2 message with no text item. */
+    const char *photos = "<newsMessage><itemSet><newsItem><itemMeta><itemClass qcode=\"ninat:picture\"/>"
+                         "</itemMeta></newsItem></itemSet></newsMessage>";
+    CHECK(parse_err(photos, strlen(photos), errbuf) == -1);
+    CHECK_STR(errbuf, "NewsML-G2: no text item (nothing to publish)");
+    /* One bad item rejects the file, naming it. */
+    const char *second = "<newsMessage><itemSet>" "<newsItem guid=\"a\"><contentMeta><headline>A"
+                         "</headline></contentMeta><contentSet><inlineData>a</inlineData>"
+                         "</contentSet></newsItem><newsItem guid=\"b\"><contentSet><inlineData>b"
+                         "</inlineData></contentSet></newsItem></itemSet></newsMessage>";
+    CHECK(parse_err(second, strlen(second), errbuf) == -1);
+    CHECK_STR(errbuf, "item 2: no headline");
+}
+
 int
 main(void)
 {
@@ -406,6 +592,7 @@ main(void)
     test_layout_detection();
     test_authors_and_subjects();
     test_large_inputs();
+    test_hostile_markup();
     nw_article_destroy(NULL);
     CHECK_STR(nw_format_name(NW_FORMAT_NINJS), "ninjs");
     return CHECK_DONE();

@@ -1,0 +1,91 @@
+"""End to end: the markup layouts (NewsML-G2, NITF) through a running daemon (issue 16):
+a G2 message of several items gives one article per text item and is archived once,
+after all of them are published; markup in no known layout is rejected with a reason."""
+import os
+
+from nwtest import FIXTURES, Daemon, Subscriber, check, run, wait_for
+
+ARTICLES = os.path.join(FIXTURES, 'articles')
+
+
+def fixture(name):
+    with open(os.path.join(ARTICLES, name), 'rb') as f:
+        return f.read()
+
+
+def wait_uris(sub, uris):
+    """Poll until every uri in uris was received; the messages by uri."""
+    def seen():
+        got = {}
+        for m in sub.messages:
+            got.setdefault(m['article']['uri'], []).append(m)
+        if set(uris) <= set(got):
+            return got
+        sub.poll(100)
+        return None
+    return wait_for(seen, 'articles %s' % sorted(uris))
+
+
+def test_g2_message_gives_one_article_per_text_item():
+    d = Daemon().start()
+    try:
+        sub = Subscriber(d)
+        d.drop_text('wire.xml', fixture('newsml-01-message-two-items.xml'))
+        cranes = 'urn:newsml:wire.example.org:20240903:harbour-cranes'
+        ferry = 'urn:newsml:wire.example.org:20240903:ferry-strike'
+        got = wait_uris(sub, [cranes, ferry])
+        wait_for(lambda: len(d.archived()) == 1, 'the file archived once')
+        check(d.drop_files() == [], 'nothing left in the drop folder')
+        check(os.path.basename(d.archived()[0]) == 'wire.xml', 'archived as wire.xml')
+        check('urn:newsml:wire.example.org:20240903:harbour-photo' not in got,
+              'the picture item is not published')
+        for uri, msgs in got.items():
+            ids = {m['id'] for m in msgs}
+            check(len(ids) == 1, '%s: one id on every topic' % uri)
+            for m in msgs:
+                check(m['source'] == {'file': 'wire.xml', 'format': 'newsml-g2'},
+                      'source %r' % m['source'])
+        a = got[cranes][0]['article']
+        check(a['headline'] == 'Harbour cranes go electric', 'headline %r' % a['headline'])
+        check(a['byline'] == 'Ana Lima, Bo Chen', 'byline %r' % a.get('byline'))
+        check(a['versioncreated'] == '2024-09-03T08:00:00.000Z', 'date %r' % a['versioncreated'])
+        check(a['language'] == 'en-GB', 'language')
+        check('Dock workers' in a['body_text'] and '<' not in a['body_text'], 'body text')
+        b = got[ferry][0]['article']
+        check(b['headline'] == 'Färjestrejken avblåst' and b['language'] == 'sv', 'second item')
+        check(got[cranes][0]['id'] != got[ferry][0]['id'], 'two articles, two ids')
+        # Published in file order: every message of the first item before the second's.
+        order = [m['article']['uri'] for m in sub.messages]
+        check(order.index(ferry) > max(i for i, u in enumerate(order) if u == cranes),
+              'items in file order: %r' % order)
+        d.wait_log('published wire.xml', count=2)
+    finally:
+        d.cleanup()
+
+
+def test_nitf_and_unknown_markup():
+    d = Daemon().start()
+    try:
+        sub = Subscriber(d)
+        d.drop_text('rss.xml', fixture('bad-xml-unknown-root.txt'))
+        d.drop_text('buses.xml', fixture('nitf-01-byline-dateline-abstract.xml'))
+        got = wait_uris(sub, ['urn:nitf:wire.example.org:2024-0905-night-buses'])
+        m = list(got.values())[0][0]
+        check(m['source']['format'] == 'nitf', 'format %r' % m['source'])
+        a = m['article']
+        check(a['headline'] == 'City council approves night buses', 'headline')
+        check(a['byline'] == 'Ana Lima, Tom Berg', 'byline %r' % a.get('byline'))
+        check(a['description_text'].startswith('Three night routes'), 'abstract')
+        check(a['versioncreated'] == '2024-09-05T16:30:00.000Z', 'date %r' % a['versioncreated'])
+        wait_for(lambda: 'rss.xml.reason' in d.rejected(), 'the feed rejected')
+        with open(os.path.join(d.state, 'rejected', 'rss.xml.reason')) as f:
+            reason = f.read()
+        check('unknown layout: XML with root element <rss>' in reason, 'reason %r' % reason)
+        check(all(m['article']['headline'] != '<?xml version="1.0" encoding="UTF-8"?>'
+                  for m in sub.messages), 'no prolog published as a headline')
+    finally:
+        d.cleanup()
+
+
+if __name__ == '__main__':
+    run([test_g2_message_gives_one_article_per_text_item, test_nitf_and_unknown_markup])
