@@ -85,6 +85,7 @@ static json_t *message_json(const nw_message_t *msg)
     bad |= set_string(root, "sent", nw_message_sent(msg));
     bad |= set_string(source, "file", nw_message_source_file(msg));
     bad |= set_string(source, "format", nw_message_source_format(msg));
+    bad |= set_string(source, "encoding", nw_message_source_encoding(msg));
     bad |= set_string(article, "uri", nw_message_uri(msg));
     bad |= set_string(article, "type", nw_message_type(msg));
     bad |= set_string(article, "versioncreated", nw_message_versioncreated(msg));

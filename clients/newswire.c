@@ -1104,6 +1104,7 @@ const char *nw_message_id(const nw_message_t *self) { return self->decoded->env.
 const char *nw_message_sent(const nw_message_t *self) { return self->decoded->env.sent; }
 const char *nw_message_source_file(const nw_message_t *self) { return self->decoded->env.source_file; }
 const char *nw_message_source_format(const nw_message_t *self) { return self->decoded->env.source_format; }
+const char *nw_message_source_encoding(const nw_message_t *self) { return self->decoded->env.source_encoding; }
 const char *nw_message_uri(const nw_message_t *self) { return self->decoded->article.uri; }
 const char *nw_message_type(const nw_message_t *self) { return self->decoded->article.type; }
 const char *nw_message_headline(const nw_message_t *self) { return self->decoded->article.headline; }

@@ -1,9 +1,10 @@
 /*
- * article: the entry point of parsing. Raw file bytes come in; they are refused if
- * they hold NUL, sanitized (text.c), handed to the parser of the layout the content
- * shows (parse_header.c, parse_scraped.c, parse_ninjs.c; markup by its root element:
- * parse_newsml.c, parse_nitf.c), each story checked for the fields every story needs,
- * given a date and a stable id, and leave as a chain of heap nw_article_t.
+ * article: the entry point of parsing. Raw file bytes come in; they are decoded to
+ * UTF-8 (text.c: UTF-16, Windows-1252), refused if they hold NUL, sanitized, handed to
+ * the parser of the layout the content shows (parse_header.c, parse_scraped.c,
+ * parse_ninjs.c; markup by its root element: parse_newsml.c, parse_nitf.c), each story
+ * checked for the fields every story needs, given a date and a stable id, and leave as
+ * a chain of heap nw_article_t.
  * Also the field setters the parsers share (subjects, authors).
  */
 #include "article.h"
@@ -296,18 +297,18 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
     size_t textlen = 0;
     unsigned replaced = 0;
 
+    const char *encoding;
     *out = NULL;
-    if (len && memchr(data, '\0', len)) {
-        snprintf(errbuf, errlen, "contains NUL bytes");
+    text = nw_text_decode(data, len, &textlen, &replaced, &encoding, errbuf, errlen);
+    if (!text)
         goto fail;
-    }
-    text = nw_text_sanitize(data, len, &textlen, &replaced);
     self = calloc(1, sizeof *self);
-    if (!text || !self) {
+    if (!self) {
         snprintf(errbuf, errlen, "out of memory");
         goto fail;
     }
     self->replaced_bytes = replaced;
+    self->encoding = encoding;
     self->versioncreated_ms = INT64_MIN;
 
     int rc;

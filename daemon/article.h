@@ -6,9 +6,10 @@
  * names), the layout news-site scrapers leave (standfirst, author, date, optional
  * read time, headline, body, page furniture), and, by their root element, IPTC
  * NewsML-G2 (newsMessage, newsItem) and NITF documents. Whatever the layout, the
- * result is the same: valid UTF-8 without BOM, LF line endings, trimmed fields, dates
- * in UTC. One file may hold several stories (a G2 message with several items): they
- * come out as a chain (next), and one bad story rejects the whole file.
+ * result is the same: valid UTF-8 without BOM (UTF-16 with a BOM and Windows-1252 are
+ * converted, and the article says so in `encoding`), LF line endings, trimmed fields,
+ * dates in UTC. One file may hold several stories (a G2 message with several items):
+ * they come out as a chain (next), and one bad story rejects the whole file.
  * Content that opens with markup (XML, HTML) in no layout known here is rejected with
  * "unknown layout: ...", never read as text.
  *
@@ -53,8 +54,11 @@ struct nw_article {
                                itself is NULL when no subject has one */
     size_t subject_count;
     char id[41];            /* stable id: hex SHA-1 of uri if any, else of normalized content */
-    unsigned replaced_bytes;/* input bytes of invalid UTF-8 replaced by U+FFFD (one U+FFFD
-                               per maximal invalid subpart) */
+    unsigned replaced_bytes;/* input bytes that decoded to nothing, replaced by U+FFFD (one
+                               per maximal invalid UTF-8 subpart, or per UTF-16 unit) */
+    const char *encoding;   /* what the file was converted from: "UTF-16LE", "UTF-16BE",
+                               "windows-1252" (static strings), NULL when it was UTF-8;
+                               set on the chain's first story only */
     nw_article_t *next;     /* the file's next story, or NULL; owned by this one */
 };
 

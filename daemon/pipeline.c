@@ -110,6 +110,7 @@ struct job {
     ino_t ino;
     char *source_name;        /* the file's name made valid UTF-8 for the wire */
     nw_format_t format;
+    const char *encoding;     /* the article's: a static string, or NULL for UTF-8 */
     unsigned replaced_bytes;
     story_t one;              /* the usual file: one story, no allocation */
     story_t *stories;         /* &one, or story_count of them on the heap */
@@ -494,6 +495,7 @@ static void read_one(job_t *job)
         goto done;
     }
     job->story_count = count;
+    job->encoding = article->encoding;
     char subdir[NAME_MAX + 1];
     snprintf(subdir, sizeof subdir, "%.*s", (int) job->entry->subdir_len, job->entry->rel);
     job->outcome = OUT_PUBLISH;
@@ -809,6 +811,7 @@ static int job_journal(nw_pipeline_t *self, job_t *job)
         .sent = sent,
         .source_file = job->source_name,
         .source_format = nw_format_name(job->format),
+        .source_encoding = job->encoding,
     };
     /* Seqs are counted here before anything is appended: two stories of the file may
      * share a topic. At most NW_ARTICLE_MAX_ITEMS * NW_ROUTE_MAX_TOPICS messages. */
@@ -888,9 +891,12 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
         start_archive(self, job);
         return;
     }
+    if (job->encoding)
+        nw_notice("%s: not UTF-8, read as %s and converted to UTF-8 (source.encoding says so)",
+                  shown(job, name, sizeof name), job->encoding);
     if (job->replaced_bytes)
-        nw_notice("%s: %u bytes of invalid UTF-8 replaced", shown(job, name, sizeof name),
-                  job->replaced_bytes);
+        nw_notice("%s: %u bytes of invalid %s replaced", shown(job, name, sizeof name),
+                  job->replaced_bytes, job->encoding ? job->encoding : "UTF-8");
     int64_t window = self->config->dedup_window_ms;
     size_t fresh = 0;
     for (size_t k = 0; k < job->story_count; k++) {

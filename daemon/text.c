@@ -1,11 +1,16 @@
 /*
  * text: UTF-8 repair, line endings, white space and the growable buffer the article
  * parsers write their fields into. Bytes come in as (pointer, length) pairs and leave
- * as heap strings owned by the caller; every function is one linear pass.
+ * as heap strings owned by the caller; every function is one linear pass. Encodings other
+ * than UTF-8 are converted by the C library's iconv (a descriptor opened per conversion:
+ * they are rare, and an iconv_t must not be shared between threads).
  */
 #include "text.h"
 
+#include <errno.h>
+#include <iconv.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +193,120 @@ nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replace
     *outlen = o;
     *replaced = count;
     return out;
+}
+
+/* len bytes in encoding `from` to UTF-8 with iconv, into a new string (*out, *outlen).
+ * With unit (the code unit size: 2 for UTF-16) what iconv cannot convert becomes one
+ * U+FFFD per unit and is counted in *bad; without, the text is not of that encoding.
+ * 0; -1 not of that encoding (or iconv does not know it); -2 out of memory. */
+static int
+iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **out,
+           size_t *outlen, unsigned *bad)
+{
+    /* At most 3 UTF-8 bytes for each input byte (U+FFFD for a 2-byte unit, a BMP
+     * character for a UTF-16 unit or a Windows-1252 byte). */
+    if (len > (SIZE_MAX - 8) / 3)
+        return -2;
+    iconv_t cd = iconv_open("UTF-8", from);
+    if (cd == (iconv_t) -1)
+        return errno == ENOMEM ? -2 : -1;
+    size_t cap = 3 * len + 8;
+    char *buf = malloc(cap);
+    if (!buf) {
+        iconv_close(cd);
+        return -2;
+    }
+    char *in = (char *) data, *o = buf;
+    size_t inleft = len, oleft = cap - 1;
+    unsigned count = 0;
+    int rc = 0;
+    while (inleft > 0) {
+        if (iconv(cd, &in, &inleft, &o, &oleft) != (size_t) -1)
+            break;
+        if (!unit || (errno != EILSEQ && errno != EINVAL) || oleft < 3) {
+            rc = -1;
+            break;
+        }
+        size_t skip = inleft < unit ? inleft : unit;   /* EINVAL: a unit cut at the end */
+        in += skip;
+        inleft -= skip;
+        memcpy(o, "\xEF\xBF\xBD", 3);
+        o += 3;
+        oleft -= 3;
+        if (count < UINT32_MAX - skip)
+            count += (unsigned) skip;
+    }
+    iconv_close(cd);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    *o = '\0';
+    *out = buf;
+    *outlen = (size_t) (o - buf);
+    *bad = count;
+    return 0;
+}
+
+char *
+nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
+               const char **encoding, char *errbuf, size_t errlen)
+{
+    const unsigned char *s = (const unsigned char *) data;
+    char *decoded = NULL, *text = NULL;
+    unsigned bad = 0, invalid = 0;
+    *encoding = NULL;
+    if (len >= 2 && ((s[0] == 0xFF && s[1] == 0xFE) || (s[0] == 0xFE && s[1] == 0xFF))) {
+        const char *name = s[0] == 0xFF ? "UTF-16LE" : "UTF-16BE";
+        size_t dlen;
+        int rc = iconv_utf8(name, data + 2, len - 2, 2, &decoded, &dlen, &bad);
+        if (rc == -2)
+            goto oom;
+        if (rc == 0) {   /* else iconv lacks UTF-16: the NUL bytes refuse it below */
+            *encoding = name;
+            data = decoded;
+            len = dlen;
+        }
+    }
+    if (len && memchr(data, '\0', len)) {
+        snprintf(errbuf, errlen, "contains NUL bytes");
+        free(decoded);
+        return NULL;
+    }
+    text = nw_text_sanitize(data, len, outlen, &invalid);
+    if (!text)
+        goto oom;
+    bool utf8_bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0;
+    if (invalid && !*encoding && !utf8_bom) {
+        /* Not UTF-8: the most common mistake is Windows-1252 (or Latin-1, which it
+         * extends); iconv refuses the five bytes Windows-1252 leaves undefined, and the
+         * replacement above stands then. */
+        char *cp;
+        size_t cplen, tlen;
+        unsigned none, left;
+        int rc = iconv_utf8("WINDOWS-1252", data, len, 0, &cp, &cplen, &none);
+        if (rc == -2)
+            goto oom;
+        if (rc == 0) {
+            char *again = nw_text_sanitize(cp, cplen, &tlen, &left);
+            free(cp);
+            if (!again)
+                goto oom;
+            free(text);
+            text = again;
+            *outlen = tlen;
+            invalid = left;
+            *encoding = "windows-1252";
+        }
+    }
+    free(decoded);
+    *replaced = bad + invalid < bad ? UINT32_MAX : bad + invalid;
+    return text;
+oom:
+    free(decoded);
+    free(text);
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
 }
 
 bool

@@ -1,8 +1,10 @@
 /*
  * text: the byte-level normalization every article layout shares.
  *
- * Raw file bytes enter through nw_text_sanitize (BOM dropped, invalid UTF-8 replaced
- * by U+FFFD, CR LF and lone CR turned into LF, other C0 controls into spaces); the
+ * Raw file bytes enter through nw_text_decode (UTF-16 with a BOM, and text that is not
+ * UTF-8 but is Windows-1252, converted by iconv; then nw_text_sanitize: BOM dropped,
+ * invalid UTF-8 replaced by U+FFFD, CR LF and lone CR turned into LF, other C0 controls
+ * into spaces); the
  * parsers then walk the result line by line with nw_text_next_line and emit fields
  * through a growable nw_text_buf_t, either as one trimmed line (nw_text_put_oneline)
  * or as paragraphs (nw_text_para_*: trailing blanks cut, blank runs collapsed).
@@ -33,6 +35,16 @@ void nw_text_buf_free(nw_text_buf_t *self);
  * the length, *replaced the count of invalid bytes replaced. NULL when out of memory.
  * The input must not contain NUL (check with memchr first). */
 char *nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced);
+
+/* The whole decode step for a file's bytes: UTF-16LE/BE after their BOM are converted
+ * to UTF-8; NUL is refused; the text is sanitized as nw_text_sanitize does; when that
+ * found invalid UTF-8 (and no UTF-8 BOM claims the text) and iconv reads every byte as
+ * Windows-1252, that reading is taken instead. *encoding gets the IANA name of what was
+ * converted ("UTF-16LE", "UTF-16BE", "windows-1252"; a static string), or NULL for
+ * UTF-8; *replaced the input bytes that decoded to nothing and became U+FFFD. NULL with
+ * a reason in errbuf ("contains NUL bytes", "out of memory") when refused. */
+char *nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
+                     const char **encoding, char *errbuf, size_t errlen);
 
 /* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), 0 when invalid:
  * strict (no overlongs, surrogates or code points above U+10FFFF). */

@@ -149,6 +149,9 @@ const char *nw_message_id(const nw_message_t *self);
 const char *nw_message_sent(const nw_message_t *self);
 const char *nw_message_source_file(const nw_message_t *self);
 const char *nw_message_source_format(const nw_message_t *self);
+/* What the dropped file was converted from to UTF-8 ("UTF-16LE", "UTF-16BE",
+ * "windows-1252"), NULL when it was UTF-8. */
+const char *nw_message_source_encoding(const nw_message_t *self);
 const char *nw_message_uri(const nw_message_t *self);
 const char *nw_message_type(const nw_message_t *self);
 const char *nw_message_headline(const nw_message_t *self);

@@ -444,7 +444,9 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
         || check_cstr("id", env->id, true, KIND_HEX40, errbuf, errlen)
         || check_cstr("sent", env->sent, true, KIND_TIME, errbuf, errlen)
         || check_cstr("source.file", env->source_file, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("source.format", env->source_format, false, KIND_SHORT, errbuf, errlen))
+        || check_cstr("source.format", env->source_format, false, KIND_SHORT, errbuf, errlen)
+        || check_cstr("source.encoding", env->source_encoding, false, KIND_SHORT, errbuf,
+                      errlen))
         return -1;
     if (env->seq == 0) {
         set_err(errbuf, errlen, "\"seq\" is 0 (sequences start at 1)");
@@ -453,6 +455,10 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
     bool has_source = env->source_file || env->source_format;
     if (has_source && !(env->source_file && env->source_format)) {
         set_err(errbuf, errlen, "\"source\" needs both file and format");
+        return -1;
+    }
+    if (env->source_encoding && !has_source) {
+        set_err(errbuf, errlen, "\"source.encoding\" needs file and format");
         return -1;
     }
     /* The article must be exactly one map, or the message would not parse. */
@@ -475,9 +481,10 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
              || pack_kv(&pk, "id", env->id)
              || pack_kv(&pk, "sent", env->sent);
     if (!rc && has_source)
-        rc = pack_cstr(&pk, "source") || msgpack_pack_map(&pk, 2)
+        rc = pack_cstr(&pk, "source") || msgpack_pack_map(&pk, env->source_encoding ? 3 : 2)
              || pack_kv(&pk, "file", env->source_file)
-             || pack_kv(&pk, "format", env->source_format);
+             || pack_kv(&pk, "format", env->source_format)
+             || (env->source_encoding && pack_kv(&pk, "encoding", env->source_encoding));
     if (!rc)
         rc = pack_cstr(&pk, "article") || msgpack_sbuffer_write(out, article_mp, article_len);
     if (rc) {
@@ -498,7 +505,7 @@ fail:
 
 /* Where each decoded string lands; views into the input until copied. */
 enum {
-    S_TOPIC, S_EPOCH, S_ID, S_SENT, S_SRC_FILE, S_SRC_FORMAT,
+    S_TOPIC, S_EPOCH, S_ID, S_SENT, S_SRC_FILE, S_SRC_FORMAT, S_SRC_ENCODING,
     S_URI, S_TYPE, S_VERSIONCREATED, S_HEADLINE, S_BYLINE, S_DESCRIPTION, S_BODY,
     S_LANGUAGE, S_COUNT
 };
@@ -535,6 +542,7 @@ enum { K_V, K_TOPIC, K_SEQ, K_EPOCH, K_ID, K_SENT, K_SOURCE, K_ARTICLE, K_MESSAG
 static const key_spec_t source_keys[] = {
     { "file",   "source.file",   T_STR, true, S_SRC_FILE,   KIND_SHORT },
     { "format", "source.format", T_STR, true, S_SRC_FORMAT, KIND_SHORT },
+    { "encoding", "source.encoding", T_STR, false, S_SRC_ENCODING, KIND_SHORT },
 };
 
 static const key_spec_t article_keys[] = {
@@ -703,7 +711,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
         set_err(errbuf, errlen, "\"seq\" is 0 (sequences start at 1)");
         goto fail;
     }
-    if (found[K_SOURCE] && read_map(found[K_SOURCE], source_keys, 2, sfound, views,
+    if (found[K_SOURCE] && read_map(found[K_SOURCE], source_keys, 3, sfound, views,
                                     errbuf, errlen))
         goto fail;
     if (read_map(found[K_ARTICLE], article_keys, K_ARTICLE_COUNT, afound, views,
@@ -752,6 +760,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     self->env.sent = copy_view(&cursor, &views[S_SENT]);
     self->env.source_file = copy_view(&cursor, &views[S_SRC_FILE]);
     self->env.source_format = copy_view(&cursor, &views[S_SRC_FORMAT]);
+    self->env.source_encoding = copy_view(&cursor, &views[S_SRC_ENCODING]);
     self->article.uri = copy_view(&cursor, &views[S_URI]);
     self->article.type = copy_view(&cursor, &views[S_TYPE]);
     self->article.versioncreated = copy_view(&cursor, &views[S_VERSIONCREATED]);

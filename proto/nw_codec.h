@@ -53,6 +53,9 @@ typedef struct {
     const char *sent;              /* RFC 3339 UTC with milliseconds */
     const char *source_file;       /* name of the dropped file */
     const char *source_format;     /* "header", "scraped", "ninjs" */
+    const char *source_encoding;   /* optional: what the file was converted from to UTF-8
+                                      ("UTF-16LE", "UTF-16BE", "windows-1252"); NULL for
+                                      a file in UTF-8 */
 } nw_envelope_t;
 
 /* A decoded message. */
@@ -71,7 +74,8 @@ int nw_codec_pack_article(const nw_ninjs_t *article, msgpack_sbuffer *out,
 
 /* Pack the whole message map: envelope keys plus "article" = the bytes of a map
  * packed by nw_codec_pack_article(). Appended to out. "source" is packed when
- * source_file and source_format are set (both or neither). 0 on success, -1 on error
+ * source_file and source_format are set (both or neither), with "encoding" when
+ * source_encoding is set too (only with them). 0 on success, -1 on error
  * with out left as it was. */
 int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp,
                           size_t article_len, msgpack_sbuffer *out,

@@ -2,7 +2,8 @@
 """newswire_sub: a small newswire subscriber in Python, written from the wire format alone.
 
 Every newswire message is two ZeroMQ frames: the topic followed by one ".", then a
-MessagePack map (v, topic, seq, epoch, id, sent, source{file, format}, article{...}).
+MessagePack map (v, topic, seq, epoch, id, sent, source{file, format[, encoding]},
+article{...}).
 ZeroMQ filters subscriptions by raw byte prefix, so subscribing to S means the prefix
 S + "." (whole levels: never "telecomsx" for "telecoms"); the protocol's rule is still
 applied on receipt as a defence: S matches topic T iff S == "" or T == S or T starts
@@ -223,6 +224,7 @@ def decode_body(data):
     if source is not None:
         _field(source, "file", "source.file", str)
         _field(source, "format", "source.format", str)
+        _field(source, "encoding", "source.encoding", str, required=False)
     a = _field(m, "article", "article", "map")
     _field(a, "uri", "article.uri", str)
     _field(a, "versioncreated", "article.versioncreated", RFC3339)

@@ -52,6 +52,8 @@ def message(topic, seq, art, ident, sent="2026-11-24T10:00:00.123Z", source=None
     m = {"v": 1, "topic": topic, "seq": seq, "epoch": EPOCH, "id": ident, "sent": sent}
     if source is not None:
         m["source"] = {"file": source[0], "format": source[1]}
+        if len(source) > 2:
+            m["source"]["encoding"] = source[2]
     m["article"] = art
     return m
 
@@ -151,6 +153,12 @@ def valid_vectors():
         article("urn:newswire:drop:limits", "At the limits", "Topic of 255 bytes, 64 subjects.",
                 subjects=["Subject %02d" % i for i in range(64)]),
         sha1("limits"), source=("limits.txt", "header")), True)
+
+    v["09-source-encoding"] = (message(
+        "general", 4,
+        article("urn:newswire:drop:harbour-caf\u00e9", "Harbour caf\u00e9 wins a \u201cbest view\u201d award",
+                "The owner said the \u20ac500 prize goes to the staff."),
+        sha1("harbour-cafe"), source=("harbour-cafe.txt", "header", "windows-1252")), True)
     return v
 
 
@@ -202,6 +210,9 @@ def bad_vectors():
     m = base()
     m["article"]["headline"] = b"binary, not str"
     b["bad-bin-not-str"] = (pack(m), '"article.headline" is not a string')
+    m = base()
+    m["source"] = {"file": "a.txt", "format": "header", "encoding": 1252}
+    b["bad-source-encoding-type"] = (pack(m), '"source.encoding" is not a string')
     return b
 
 

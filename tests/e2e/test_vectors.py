@@ -85,7 +85,8 @@ MESSAGE = {"v": ("v", int, True, None), "topic": ("topic", str, True, "topic"),
            "seq": ("seq", int, True, None), "epoch": ("epoch", str, True, "hex32"),
            "id": ("id", str, True, "hex40"), "sent": ("sent", str, True, "time"),
            "source": ("source", Pairs, False, None), "article": ("article", Pairs, True, None)}
-SOURCE = {"file": ("source.file", str, True, "short"), "format": ("source.format", str, True, "short")}
+SOURCE = {"file": ("source.file", str, True, "short"), "format": ("source.format", str, True, "short"),
+          "encoding": ("source.encoding", str, False, "short")}
 ARTICLE = {"uri": ("article.uri", str, True, "short"), "type": ("article.type", str, False, "short"),
            "versioncreated": ("article.versioncreated", str, True, "time"),
            "headline": ("article.headline", str, True, "short"),

@@ -151,6 +151,8 @@ loaded:
         check_story(name, a, want);
         CHECK(a->next == NULL);
     }
+    /* the encoding is the file's: on the first story */
+    check_opt_str(name, "encoding", a->encoding, json_object_get(want, "encoding"));
 
     /* Parsing is a pure function: the same bytes give the same article id. */
     nw_article_t *again = NULL;
@@ -297,16 +299,46 @@ test_ids(void)
 static void
 test_replaced(void)
 {
-    /* 0xFF is one invalid byte, E2 82 a truncated sequence: two bytes, one U+FFFD. */
-    const char *s = "Title: A\xFF\n\nB\xE2\x82\n";
+    /* 0xFF is one invalid byte, E2 82 a truncated sequence: two bytes, one U+FFFD. 0x81,
+     * undefined in Windows-1252, keeps the text from being read as that. */
+    const char *s = "Title: A\xFF\x81\n\nB\xE2\x82\n";
     nw_article_t *a = parse_ok(s, strlen(s));
     CHECK(a != NULL);
     if (a) {
-        CHECK(a->replaced_bytes == 3);
-        CHECK_STR(a->headline, "A\xEF\xBF\xBD");
+        CHECK(a->replaced_bytes == 4 && a->encoding == NULL);
+        CHECK_STR(a->headline, "A\xEF\xBF\xBD\xEF\xBF\xBD");
         CHECK_STR(a->body, "B\xEF\xBF\xBD");
     }
     nw_article_destroy(&a);
+}
+
+static void
+test_encodings_same_story(void)
+{
+    /* One story saved three ways is one article: the same fields and the same id. */
+    const char *utf8 = "Title: Caf\xC3\xA9 \xE2\x80\x9Cnews\xE2\x80\x9D\n\n\xE2\x82\xAC" "5 a cup.\n";
+    const char cp1252[] = "Title: Caf\xE9 \x93news\x94\n\n\x80" "5 a cup.\n";
+    const char utf16[] = "\xFF\xFET\0i\0t\0l\0e\0:\0 \0C\0a\0f\0\xE9\0 \0\x1C\x20n\0e\0w\0s\0"
+                         "\x1D\x20\n\0\n\0\xAC\x20" "5\0 \0a\0 \0c\0u\0p\0.\0\n\0";
+    nw_article_t *a = parse_ok(utf8, strlen(utf8));
+    nw_article_t *b = parse_ok(cp1252, sizeof cp1252 - 1);
+    nw_article_t *c = parse_ok(utf16, sizeof utf16 - 1);
+    CHECK(a && b && c);
+    if (a && b && c) {
+        CHECK(a->encoding == NULL);
+        CHECK_STR(b->encoding, "windows-1252");
+        CHECK_STR(c->encoding, "UTF-16LE");
+        CHECK_STR(b->headline, a->headline);
+        CHECK_STR(c->headline, a->headline);
+        CHECK_STR(b->body, "\xE2\x82\xAC" "5 a cup.");
+        CHECK_STR(c->body, a->body);
+        CHECK_STR(b->id, a->id);
+        CHECK_STR(c->id, a->id);
+        CHECK(a->replaced_bytes == 0 && b->replaced_bytes == 0 && c->replaced_bytes == 0);
+    }
+    nw_article_destroy(&a);
+    nw_article_destroy(&b);
+    nw_article_destroy(&c);
 }
 
 static void
@@ -589,6 +621,7 @@ main(void)
     test_specimen();
     test_ids();
     test_replaced();
+    test_encodings_same_story();
     test_layout_detection();
     test_authors_and_subjects();
     test_large_inputs();

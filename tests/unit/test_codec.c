@@ -125,6 +125,7 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     CHECK_STR(m->env.sent, jstr(root, "sent"));
     CHECK_OPT(m->env.source_file, jstr(src, "file"));
     CHECK_OPT(m->env.source_format, jstr(src, "format"));
+    CHECK_OPT(m->env.source_encoding, jstr(src, "encoding"));
     CHECK_STR(m->article.uri, jstr(art, "uri"));
     CHECK_OPT(m->article.type, jstr(art, "type"));
     CHECK_STR(m->article.versioncreated, jstr(art, "versioncreated"));
@@ -286,6 +287,7 @@ test_round_trip(void)
         CHECK_STR(m->env.sent, e.sent);
         CHECK_STR(m->env.source_file, "a.txt");
         CHECK_STR(m->env.source_format, "header");
+        CHECK(m->env.source_encoding == NULL);
         CHECK_STR(m->article.uri, a.uri);
         CHECK_STR(m->article.type, "text");
         CHECK_STR(m->article.headline, a.headline);
@@ -302,6 +304,20 @@ test_round_trip(void)
     }
     nw_codec_message_destroy(&m);
     nw_codec_message_destroy(&m);   /* harmless twice */
+
+    /* source.encoding goes with the source; without one it is refused */
+    e.source_encoding = "UTF-16LE";
+    art.size = msg.size = 0;
+    CHECK(nw_codec_pack_article(&a, &art, err, sizeof err) == 0);
+    CHECK(nw_codec_pack_message(&e, art.data, art.size, &msg, err, sizeof err) == 0);
+    m = nw_codec_message_decode(msg.data, msg.size, err, sizeof err);
+    CHECK(m && m->env.source_encoding && strcmp(m->env.source_encoding, "UTF-16LE") == 0);
+    nw_codec_message_destroy(&m);
+    e.source_file = e.source_format = NULL;
+    msg.size = 0;
+    CHECK(nw_codec_pack_message(&e, art.data, art.size, &msg, err, sizeof err) == -1);
+    CHECK(strstr(err, "source.encoding") != NULL && msg.size == 0);
+    e.source_encoding = NULL;
 
     /* No source, no subjects: both keys are left out and come back absent. */
     a.subject_count = 0;

@@ -1,6 +1,7 @@
-/* test_text: nw_text_sanitize, whose bulk path copies eight plain ASCII bytes at a time.
- * Each kind of byte it must change is placed at every offset of a printable run, so
- * both the eight-byte path and the byte path meet it at every alignment. */
+/* test_text: nw_text_decode (UTF-16, Windows-1252, NUL), and nw_text_sanitize, whose
+ * bulk path copies eight plain ASCII bytes at a time. Each kind of byte it must change
+ * is placed at every offset of a printable run, so both the eight-byte path and the
+ * byte path meet it at every alignment. */
 #include "check.h"
 #include "text.h"
 
@@ -40,6 +41,64 @@ static size_t around(char *out, const char *fill, size_t at, const char *mid, si
     return at + midlen + tail;
 }
 
+/* One nw_text_decode: the text it gives (NULL: refused, with the reason in want), the
+ * encoding it names and the bytes it replaced. */
+static void decode_case(const char *in, size_t n, const char *want, const char *want_enc,
+                        unsigned want_replaced)
+{
+    size_t outlen = 0;
+    unsigned replaced = 99;
+    const char *enc = "unset";
+    char err[64] = "";
+    char *out = nw_text_decode(in, n, &outlen, &replaced, &enc, err, sizeof err);
+    if (!out) {
+        CHECK_STR(err, want);
+        return;
+    }
+    CHECK_STR(out, want);
+    CHECK(outlen == strlen(want));
+    CHECK(want_enc ? enc && strcmp(enc, want_enc) == 0 : enc == NULL);
+    CHECK(replaced == want_replaced);
+    if (replaced != want_replaced || (want_enc ? !enc || strcmp(enc, want_enc) : enc != NULL))
+        fprintf(stderr, "  decode \"%s\": encoding %s, %u replaced\n", want,
+                enc ? enc : "(none)", replaced);
+    free(out);
+}
+
+#define DECODE(lit, want, enc, replaced) decode_case(lit, sizeof lit - 1, want, enc, replaced)
+
+static void test_decode(void)
+{
+    /* UTF-8 stays as it is, its BOM dropped; NUL refuses the text */
+    DECODE("Caf\xc3\xa9 \xe2\x82\xac", "Caf\xc3\xa9 \xe2\x82\xac", NULL, 0);
+    DECODE("\xef\xbb\xbf" "BOM first", "BOM first", NULL, 0);
+    DECODE("a\0b", "contains NUL bytes", NULL, 0);
+    /* UTF-16 with a BOM, both byte orders: accents, the euro sign, a surrogate pair
+     * (U+1F4F0), CR LF */
+    DECODE("\xff\xfe" "C\0a\0f\0\xe9\0 \0\xac\x20\r\0\n\0=\xd8\xf0\xdc",
+           "Caf\xc3\xa9 \xe2\x82\xac\n\xf0\x9f\x93\xb0", "UTF-16LE", 0);
+    DECODE("\xfe\xff" "\0C\0a\0f\0\xe9\0 \x20\xac\xd8=\xdc\xf0",
+           "Caf\xc3\xa9 \xe2\x82\xac\xf0\x9f\x93\xb0", "UTF-16BE", 0);
+    /* a lone surrogate and an odd last byte: one U+FFFD each, the rest kept */
+    DECODE("\xff\xfe" "a\0\x00\xdc" "b\0c", "a\xef\xbf\xbd" "b\xef\xbf\xbd", "UTF-16LE", 3);
+    /* a UTF-16 NUL character is still a NUL */
+    DECODE("\xff\xfe" "a\0\0\0b\0", "contains NUL bytes", NULL, 0);
+    /* Windows-1252: accents, typographic quotes and dashes, the euro sign (0x80..0x9F
+     * hold the typographic characters Latin-1 lacks) */
+    DECODE("Caf\xe9 \x93quoted\x94 \x96 \x80" "5 na\xefve",
+           "Caf\xc3\xa9 \xe2\x80\x9cquoted\xe2\x80\x9d \xe2\x80\x93 \xe2\x82\xac" "5 na\xc3\xafve",
+           "windows-1252", 0);
+    /* each of the five bytes Windows-1252 leaves undefined keeps the U+FFFD reading */
+    const char undefined[] = {(char) 0x81, (char) 0x8d, (char) 0x8f, (char) 0x90, (char) 0x9d};
+    for (size_t i = 0; i < sizeof undefined; i++) {
+        char in[16];
+        int n = snprintf(in, sizeof in, "caf\xe9 %c", undefined[i]);
+        decode_case(in, (size_t) n, "caf\xef\xbf\xbd \xef\xbf\xbd", NULL, 2);
+    }
+    /* a UTF-8 BOM claims UTF-8: its invalid bytes are replaced, not reread */
+    DECODE("\xef\xbb\xbf" "caf\xe9", "caf\xef\xbf\xbd", NULL, 1);
+}
+
 int main(void)
 {
     char in[128], want[160];
@@ -77,5 +136,6 @@ int main(void)
     CHECK_STR(out, "abcdefgh ijklmnop");
     CHECK(outlen == 17);
     free(out);
+    test_decode();
     return CHECK_DONE();
 }
