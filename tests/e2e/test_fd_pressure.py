@@ -34,6 +34,11 @@ def test_out_of_descriptors_files_wait():
         d.drop_text('first.txt', header_article('Before the limit', Subject='fds'))
         sub.wait(1)
         wait_for(lambda: d.drop_files() == [], 'first.txt archived')
+        # STATUS= is sent when it changes, through a socket opened for the message: once
+        # it says the first file is done it stays as it is, and no descriptor comes and
+        # goes while the free ones are counted.
+        wait_for(lambda: statuses(d) and '1 published' in statuses(d)[-1]
+                 and ' 0 pending' in statuses(d)[-1], 'STATUS= with the first file done')
 
         pid = d.proc.pid
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)

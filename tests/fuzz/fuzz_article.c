@@ -1,7 +1,8 @@
 /*
  * fuzz_article: any bytes into nw_article_parse. Beyond "no crash, no leak" it checks
  * the promises of article.h on every accepted article: headline and body present,
- * no CR, no NUL inside a field, a 40-digit hex id, and the same id on a second parse.
+ * no CR, no NUL inside a field, a 40-digit hex id, the same id on a second parse, and
+ * an encoding only when one was converted (UTF-16 after its BOM, or Windows-1252).
  * Every accepted article is then routed with the default rules (the classifier reads
  * the same untrusted text): at least one topic, each a valid topic name, none twice.
  * Seed with tests/fixtures/articles.
@@ -38,6 +39,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         return 0;
     }
+    /* The decode step names only what it converted (UTF-16 by BOM, Windows-1252). */
+    if (a->encoding && strcmp(a->encoding, "UTF-16LE") != 0
+        && strcmp(a->encoding, "UTF-16BE") != 0 && strcmp(a->encoding, "windows-1252") != 0)
+        __builtin_trap();
+    bool bom16 = size >= 2 && ((data[0] == 0xFF && data[1] == 0xFE)
+                               || (data[0] == 0xFE && data[1] == 0xFF));
+    if (a->encoding && (a->encoding[0] == 'U') != bom16)
+        __builtin_trap();
     check_field(a->headline, true);
     check_field(a->body, true);
     check_field(a->byline, false);
