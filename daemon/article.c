@@ -2,9 +2,9 @@
  * article: the entry point of parsing. Raw file bytes come in; they are decoded to
  * UTF-8 (text.c: UTF-16, Windows-1252), refused if they hold NUL, sanitized, handed to
  * the parser of the layout the content shows (parse_header.c, parse_scraped.c,
- * parse_ninjs.c; markup by its root element: parse_newsml.c, parse_nitf.c), each story
- * checked for the fields every story needs, given a date and a stable id, and leave as
- * a chain of heap nw_article_t.
+ * parse_ninjs.c; markup by its root element: parse_newsml.c, parse_nitf.c,
+ * parse_html.c), each story checked for the fields every story needs, given a date and
+ * a stable id, and leave as a chain of heap nw_article_t.
  * Also the field setters the parsers share (subjects, authors).
  */
 #include "article.h"
@@ -30,6 +30,8 @@ nw_format_name(nw_format_t format)
         return "newsml-g2";
     case NW_FORMAT_NITF:
         return "nitf";
+    case NW_FORMAT_HTML:
+        return "html";
     }
     return "unknown";
 }
@@ -81,6 +83,7 @@ nw_article_append(nw_article_t *self)
         return NULL;
     more->format = self->format;
     more->replaced_bytes = self->replaced_bytes;
+    more->encoding = self->encoding;
     more->versioncreated_ms = INT64_MIN;
     last->next = more;
     return more;
@@ -327,8 +330,8 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
             rc = nw_article_from_nitf(self, text, textlen, errbuf, errlen);
         }
         else if (doctype_html || nw_text_ieq(root, strlen(root), "html")) {
-            snprintf(errbuf, errlen, "unknown layout: an HTML page");
-            goto fail;
+            self->format = NW_FORMAT_HTML;
+            rc = nw_article_from_html(self, text, textlen, errbuf, errlen);
         }
         else {
             if (root[0])

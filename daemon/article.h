@@ -4,12 +4,13 @@
  * The layouts are recognised from content (not from the file name): a header block
  * ("Key: value" lines, blank line, body), an IPTC ninjs JSON object (1.x and 2.x
  * names), the layout news-site scrapers leave (standfirst, author, date, optional
- * read time, headline, body, page furniture), and, by their root element, IPTC
- * NewsML-G2 (newsMessage, newsItem) and NITF documents. Whatever the layout, the
- * result is the same: valid UTF-8 without BOM (UTF-16 with a BOM and Windows-1252 are
- * converted, and the article says so in `encoding`), LF line endings, trimmed fields,
- * dates in UTC. One file may hold several stories (a G2 message with several items):
- * they come out as a chain (next), and one bad story rejects the whole file.
+ * read time, headline, body, page furniture), by their root element IPTC NewsML-G2
+ * (newsMessage, newsItem) and NITF documents, and HTML pages (their JSON-LD, OpenGraph
+ * and main text). Whatever the layout, the result is the same: valid UTF-8 without
+ * BOM (UTF-16 with a BOM and Windows-1252 are converted, and the article says so in
+ * `encoding`), LF line endings, trimmed fields, dates in UTC. One file may hold several
+ * stories (a G2 message with several items): they come out as a chain (next), and one
+ * bad story rejects the whole file.
  * Content that opens with markup (XML, HTML) in no layout known here is rejected with
  * "unknown layout: ...", never read as text.
  *
@@ -32,6 +33,7 @@ typedef enum {
     NW_FORMAT_NINJS,        /* "ninjs" */
     NW_FORMAT_NEWSML_G2,    /* "newsml-g2" */
     NW_FORMAT_NITF,         /* "nitf" */
+    NW_FORMAT_HTML,         /* "html" */
 } nw_format_t;
 
 typedef struct nw_article nw_article_t;
@@ -95,6 +97,8 @@ int nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
 int nw_article_from_newsml(nw_article_t *self, const char *text, size_t len,
                            char *errbuf, size_t errlen);
 int nw_article_from_nitf(nw_article_t *self, const char *text, size_t len,
+                         char *errbuf, size_t errlen);
+int nw_article_from_html(nw_article_t *self, const char *text, size_t len,
                          char *errbuf, size_t errlen);
 /* A further story of the same file, zeroed like the first, linked after the last one;
  * NULL when out of memory. */

@@ -287,6 +287,9 @@ typedef struct {
     nw_text_buf_t *buf;
     bool line_start;      /* nothing on the current line yet */
     bool space;           /* white space seen since the last character */
+    const char *const *skip;
+    nw_xml_skip_fn *skip_fn;
+    void *skip_arg;
 } para_ctx_t;
 
 static void
@@ -318,7 +321,7 @@ para_text(para_ctx_t *p, const char *s)
 }
 
 static void
-put_paragraphs(para_ctx_t *p, const xmlNode *n, const char *const *skip, int depth)
+put_paragraphs(para_ctx_t *p, const xmlNode *n, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -329,7 +332,8 @@ put_paragraphs(para_ctx_t *p, const xmlNode *n, const char *const *skip, int dep
                 para_text(p, (const char *) c->content);
             continue;
         }
-        if (c->type != XML_ELEMENT_NODE || is_skipped(c, skip))
+        if (c->type != XML_ELEMENT_NODE || is_skipped(c, p->skip)
+            || (p->skip_fn && p->skip_fn(c, p->skip_arg)))
             continue;
         if (nw_xml_is(c, "br")) {
             para_break(p, "\n");
@@ -338,21 +342,35 @@ put_paragraphs(para_ctx_t *p, const xmlNode *n, const char *const *skip, int dep
         bool block = is_block(c);
         if (block)
             para_break(p, "\n\n");
-        put_paragraphs(p, c, skip, depth + 1);
+        put_paragraphs(p, c, depth + 1);
         if (block)
             para_break(p, "\n\n");
     }
 }
 
+static void
+start(para_ctx_t *p, const xmlNode *n)
+{
+    if (!n)
+        return;
+    if (p->buf->len)
+        para_break(p, "\n\n");
+    put_paragraphs(p, n, 0);
+}
+
 void
 nw_xml_put_paragraphs(nw_text_buf_t *buf, const xmlNode *n, const char *const *skip)
 {
-    para_ctx_t p = { buf, true, false };
-    if (!n)
-        return;
-    if (buf->len)
-        para_break(&p, "\n\n");
-    put_paragraphs(&p, n, skip, 0);
+    para_ctx_t p = { buf, true, false, skip, NULL, NULL };
+    start(&p, n);
+}
+
+void
+nw_xml_put_paragraphs_if(nw_text_buf_t *buf, const xmlNode *n, nw_xml_skip_fn *skip,
+                         void *arg)
+{
+    para_ctx_t p = { buf, true, false, NULL, skip, arg };
+    start(&p, n);
 }
 
 char *

@@ -51,6 +51,10 @@ char *nw_xml_oneline_str(const char *s, bool *oom);
  * terminated list; script and style always) are left out with their content. Appended
  * to buf as raw text; nw_xml_paragraphs_take turns it into the body. */
 void nw_xml_put_paragraphs(nw_text_buf_t *buf, const xmlNode *n, const char *const *skip);
+/* The same, leaving out the elements for which skip(n, arg) is true (and script, style). */
+typedef bool (nw_xml_skip_fn)(const xmlNode *n, void *arg);
+void nw_xml_put_paragraphs_if(nw_text_buf_t *buf, const xmlNode *n, nw_xml_skip_fn *skip,
+                              void *arg);
 /* Sanitized paragraphs (one blank line between them) from what put_paragraphs
  * gathered; NULL when blank or out of memory (*oom tells). Frees buf. */
 char *nw_xml_paragraphs_take(nw_text_buf_t *buf, bool *oom);

@@ -2,7 +2,7 @@
  * bench_parse: how fast nw_article_parse turns bytes into articles, per layout, and
  * how fast nw_rules_classify (the built-in rules) routes the parsed articles.
  * Inputs: the accepted fixtures in <fixtures>/articles (.txt, .xml, .html, grouped by
- * the layout they parse as: scraped, header, ninjs, NewsML-G2, NITF), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
+ * the layout they parse as: scraped, header, ninjs, NewsML-G2, NITF, HTML), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
  * a million blank lines) that would show any quadratic path. Prints MB/s and
  * articles/s per group on one thread; for routing, MB/s counts the bytes of headline,
  * standfirst and body, the fields the rules read.
@@ -171,11 +171,13 @@ main(int argc, char **argv)
     const char *root = argc > 1 ? argv[1] : getenv("NW_FIXTURES");
     char dir[1024], path[2048];
     /* The fixture groups first, one per layout, then the generated inputs. */
-    enum { G_SCRAPED, G_HEADER, G_NINJS, G_NEWSML, G_NITF, G_GENERATED, G_LINE, G_BLANKS };
+    enum { G_SCRAPED, G_HEADER, G_NINJS, G_NEWSML, G_NITF, G_HTML, G_GENERATED, G_LINE,
+           G_BLANKS };
     group_t groups[] = {
         { .name = "scraped fixtures" }, { .name = "header fixtures" },
         { .name = "ninjs fixtures" }, { .name = "newsml-g2 fixtures" },
-        { .name = "nitf fixtures" }, { .name = "scraped generated 3KB" },
+        { .name = "nitf fixtures" }, { .name = "html fixtures" },
+        { .name = "scraped generated 3KB" },
         { .name = "one 8 MiB line" }, { .name = "1M blank lines" },
     };
     snprintf(dir, sizeof dir, "%s/articles", root ? root : NW_BENCH_FIXTURES);
@@ -208,6 +210,7 @@ main(int argc, char **argv)
         case NW_FORMAT_NINJS:     g = G_NINJS; break;
         case NW_FORMAT_NEWSML_G2: g = G_NEWSML; break;
         case NW_FORMAT_NITF:      g = G_NITF; break;
+        case NW_FORMAT_HTML:      g = G_HTML; break;
         }
         add(&groups[g], data, len);
         nw_article_destroy(&a);

@@ -1,4 +1,4 @@
-"""End to end: the markup layouts (NewsML-G2, NITF) through a running daemon (issue 16):
+"""End to end: the markup layouts (NewsML-G2, NITF, HTML) through a running daemon (issue 16):
 a G2 message of several items gives one article per text item and is archived once,
 after all of them are published; markup in no known layout is rejected with a reason."""
 import os
@@ -87,5 +87,38 @@ def test_nitf_and_unknown_markup():
         d.cleanup()
 
 
+def test_html_pages():
+    d = Daemon().start()
+    try:
+        sub = Subscriber(d)
+        d.drop_text('silta.html', fixture('html-02-jsonld-graph.html'))
+        d.drop_text('radwege.html', fixture('html-04-no-metadata-extraction.html'))
+        silta = 'https://city.example.fi/uutiset/silta/'
+        got = wait_uris(sub, [silta])
+        a = got[silta][0]['article']
+        check(got[silta][0]['source'] == {'file': 'silta.html', 'format': 'html'}, 'source')
+        check(a['byline'] == 'Maija Virtanen', 'author from an @id reference: %r' % a.get('byline'))
+        check(a['language'] == 'fi', 'html lang')
+        for furniture in ('Lue myös', 'Kommentit', 'Jaa', 'Silta elokuussa', 'Urheilu'):
+            check(furniture not in a['body_text'], '%r left in the body' % furniture)
+
+        def radwege():
+            for m in sub.messages:
+                if m['article']['headline'] == 'Neue Radwege in der Altstadt':
+                    return m
+            sub.poll(100)
+            return None
+        m = wait_for(radwege, 'the page without metadata')
+        body = m['article']['body_text']
+        check(body.startswith('Die Stadt baut') and body.endswith('im Rathaus informieren.'),
+              'main text %r' % body)
+        for furniture in ('Anzeige', 'Teilen', 'Mehr zum Thema', 'Kommentare', 'Impressum', 'Start'):
+            check(furniture not in body, '%r left in the body' % furniture)
+        check(m['article']['uri'].startswith('urn:newswire:'), 'no canonical URL: our urn')
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
-    run([test_g2_message_gives_one_article_per_text_item, test_nitf_and_unknown_markup])
+    run([test_g2_message_gives_one_article_per_text_item, test_nitf_and_unknown_markup,
+         test_html_pages])

@@ -196,10 +196,11 @@ test_fixtures(void)
     }
     closedir(d);
     qsort(names, count, sizeof names[0], cmp_names);
-    size_t scraped = 0, header = 0, ninjs = 0, bad = 0, newsml = 0, nitf = 0;
+    size_t scraped = 0, header = 0, ninjs = 0, bad = 0, newsml = 0, nitf = 0, html = 0;
     for (i = 0; i < count; i++) {
         newsml += strncmp(names[i], "newsml-", 7) == 0;
         nitf += strncmp(names[i], "nitf-", 5) == 0;
+        html += strncmp(names[i], "html-", 5) == 0;
         scraped += strncmp(names[i], "scraped-", 8) == 0;
         header += strncmp(names[i], "header-", 7) == 0;
         ninjs += strncmp(names[i], "ninjs-", 6) == 0;
@@ -207,7 +208,8 @@ test_fixtures(void)
         check_fixture(dir, names[i]);
         free(names[i]);
     }
-    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5 && newsml >= 2 && nitf >= 1);
+    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5 && newsml >= 2 && nitf >= 1
+          && html >= 4);
 }
 
 static nw_article_t *
@@ -593,6 +595,34 @@ test_hostile_markup(void)
             printf("empty encoding: %s\n", e2);
         }
         nw_article_destroy(&a);
+    }
+
+    /* HTML nested 100000 deep: read within the walkers' depth, no stack overflow; a
+     * broken JSON-LD block is ignored, the page's own markup stands in. */
+    deep = malloc(depth * 11 + 512);
+    CHECK(deep != NULL);
+    if (deep) {
+        n = (size_t) sprintf(deep, "<!DOCTYPE html><html><head><title>Deep</title><script "
+                             "type=\"application/ld+json\">{\"@type\": \"NewsArticle\",</script>"
+                             "</head><body><p>Top paragraph.</p>");
+        size_t i;
+        for (i = 0; i < depth; i++)
+            n += (size_t) sprintf(deep + n, "<div>");
+        n += (size_t) sprintf(deep + n, "x");
+        for (i = 0; i < depth; i++)
+            n += (size_t) sprintf(deep + n, "</div>");
+        n += (size_t) sprintf(deep + n, "</body></html>");
+        a = NULL;
+        int rc = nw_article_parse(deep, n, MTIME, &a, errbuf, sizeof errbuf);
+        CHECK(rc == 0 && a && a->format == NW_FORMAT_HTML);
+        if (rc == 0 && a) {
+            CHECK_STR(a->headline, "Deep");
+            CHECK(strncmp(a->body, "Top paragraph.", 14) == 0);
+        }
+        else
+            fprintf(stderr, "deep HTML: %s\n", errbuf);
+        nw_article_destroy(&a);
+        free(deep);
     }
 
     /* Not well-formed: libxml2's reason with its line. */
