@@ -35,6 +35,9 @@
 #define REPLAY_HOLD_MAX 1024       /* live messages held per topic during a replay */
 #define REPLAY_REPLY_MAX 4096      /* $end/$error bodies larger than this are hostile */
 #define REPLAY_TIMEOUT_MS 5000     /* a stream silent this long is given up (daemon gone) */
+#define REPLAY_BUSY_FIRST_MS 100   /* "busy": asked again after this, doubling each time */
+#define REPLAY_BUSY_MAX_MS 2000
+#define REPLAY_BUSY_TRIES 6        /* then the gap is given up (about 5 s in all) */
 
 enum { JOIN_NONE, JOIN_SINCE, JOIN_LAST };
 
@@ -72,10 +75,14 @@ struct nw_client {
     uint64_t active_from;        /* its request's first seq (0 for "last": unknown) */
     uint64_t active_base;        /* active->last when it started: did it progress? */
     int active_join;             /* it is a late join */
+    int active_join_kind;        /* its JOIN_ and argument, to ask again after "busy" */
+    uint64_t active_join_arg;
     unsigned active_used;        /* data received since credit was last granted */
     int idle_ms;                 /* quiet time after live traffic that triggers a probe */
     int64_t probe_due;           /* when the probe is due (0: none armed) */
     int64_t active_deadline;     /* the active stream is given up if silent until then */
+    int64_t busy_until;          /* after "busy": no new stream before then (0: none) */
+    int busy_tries;              /* "busy" answers in a row */
     uint64_t replayed, replay_errors;
     char error[256];
 };
@@ -650,11 +657,16 @@ static void replay_settle(nw_client_t *self, topic_state_t *state, int progress)
 /* Start the next stream when none is active. */
 static void replay_pump(nw_client_t *self)
 {
+    if (self->busy_until && mono_ms() < self->busy_until)
+        return;
+    self->busy_until = 0;
     while (!self->active && zlistx_size(self->waiting) > 0) {
         topic_state_t *state = zlistx_first(self->waiting);
         zlistx_delete(self->waiting, zlistx_cursor(self->waiting));
         uint64_t from = state->last + 1, to = state->need_to, last_n = 0;
         self->active_join = state->join != JOIN_NONE;
+        self->active_join_kind = state->join;
+        self->active_join_arg = state->join_arg;
         if (state->join == JOIN_SINCE)
             from = state->join_arg, to = 0;
         else if (state->join == JOIN_LAST)
@@ -799,7 +811,20 @@ static int replay_control(nw_client_t *self, int is_error, const void *data, siz
         return READ_SKIP;
     self->active = NULL;
     int progress = state->last > self->active_base || self->active_join;
+    if (is_error && strcmp(code, "busy") == 0 && self->busy_tries < REPLAY_BUSY_TRIES) {
+        /* The daemon's replay is full for now: ask again later, backing off, with the
+         * topic first in line; its live messages stay held meanwhile. */
+        int64_t wait = REPLAY_BUSY_FIRST_MS << self->busy_tries;
+        self->busy_tries++;
+        self->busy_until = mono_ms() + (wait < REPLAY_BUSY_MAX_MS ? wait : REPLAY_BUSY_MAX_MS);
+        state->queued = 1;
+        state->join = self->active_join_kind;
+        state->join_arg = self->active_join_arg;
+        zlistx_add_start(self->waiting, state);
+        return READ_SKIP;
+    }
     if (is_error) {
+        self->busy_tries = 0;
         self->replay_errors++;
         client_set_error(self, "replay of '%s' failed: %s: %s", topic, code, reason);
         progress = 0;
@@ -811,6 +836,8 @@ static int replay_control(nw_client_t *self, int is_error, const void *data, siz
             progress = 1;
         }
     }
+    if (!is_error)
+        self->busy_tries = 0;
     replay_settle(self, state, progress);
     replay_pump(self);
     return READ_SKIP;
@@ -1058,6 +1085,13 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
                 replay_timeout(self);
                 continue;
             }
+            if (wait < 0 || until < wait)
+                wait = until;
+        }
+        if (self->busy_until && !self->active) {
+            long until = (long) (self->busy_until - mono_ms());
+            if (until <= 0)
+                continue;          /* replay_pump asks again */
             if (wait < 0 || until < wait)
                 wait = until;
         }

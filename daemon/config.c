@@ -18,7 +18,8 @@
 enum {
     OPT_MAX_SIZE = 256, OPT_SEND_HWM, OPT_DEDUP, OPT_COMMIT_DELAY, OPT_NO_SYNC,
     OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE, OPT_REPLAY,
-    OPT_CURVE_SECRET, OPT_CLIENTS, OPT_INSECURE,
+    OPT_CURVE_SECRET, OPT_CLIENTS, OPT_INSECURE, OPT_REPLAY_MAX_BYTES, OPT_REPLAY_MAX_FILES,
+    OPT_REPLAY_IDLE,
 };
 
 static const struct option long_options[] = {
@@ -39,6 +40,9 @@ static const struct option long_options[] = {
     {"clients", required_argument, NULL, OPT_CLIENTS},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"replay", required_argument, NULL, OPT_REPLAY},
+    {"replay-max-bytes", required_argument, NULL, OPT_REPLAY_MAX_BYTES},
+    {"replay-max-files", required_argument, NULL, OPT_REPLAY_MAX_FILES},
+    {"replay-idle", required_argument, NULL, OPT_REPLAY_IDLE},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -58,6 +62,13 @@ static const char usage[] =
     "                           (default " NW_DEFAULT_PUBLISH ")\n"
     "      --replay ENDPOINT    ROUTER endpoint serving journal replays; repeatable\n"
     "                           (default: none)\n"
+    "      --replay-max-bytes BYTES  replies all replay streams together may hold until\n"
+    "                           ZeroMQ has written them; a stream past its share pauses,\n"
+    "                           new ones are refused as busy (default 33554432)\n"
+    "      --replay-max-files N journal segment files replay may hold open (default 32,\n"
+    "                           at most an eighth of the descriptor limit)\n"
+    "      --replay-idle SECS   drop a replay stream that moves nothing this long, and\n"
+    "                           disconnect a replay peer that answers nothing (default 60)\n"
     "  -l, --log-level LEVEL    err, warning, notice, info (default) or debug\n"
     "      --max-size BYTES     reject larger files unread (default 8388608)\n"
     "      --send-hwm N         messages queued per subscriber before drops (default 10000)\n"
@@ -119,6 +130,10 @@ static const struct {
      sizeof(uint64_t)},
     {"journal-max-age", 1, INT64_MAX / 1000 - 1, 1000, offsetof(nw_config_t, journal_max_age_ms),
      sizeof(int64_t)},
+    {"replay-max-bytes", 65536, UINT64_MAX, 1, offsetof(nw_config_t, replay_max_bytes),
+     sizeof(uint64_t)},
+    {"replay-max-files", 1, 65536, 1, offsetof(nw_config_t, replay_max_files), sizeof(unsigned)},
+    {"replay-idle", 1, 86400, 1000, offsetof(nw_config_t, replay_idle_ms), sizeof(int64_t)},
 };
 
 static int apply_number(nw_config_t *self, size_t i, const char *value, char *errbuf,
@@ -220,6 +235,9 @@ static void set_defaults(nw_config_t *self)
     self->segment_size = 64u << 20;
     self->journal_max_size = 1u << 30;
     self->journal_max_age_ms = 7 * 86400 * 1000LL;
+    self->replay_max_bytes = 32u << 20;
+    self->replay_max_files = 32;
+    self->replay_idle_ms = 60 * 1000LL;
 }
 
 /* Apply the "newswired" section of a loaded file. */

@@ -35,6 +35,9 @@ typedef struct {
     uint64_t segment_size;             /* journal segment rotation size */
     uint64_t journal_max_size;         /* journal retention by size */
     int64_t journal_max_age_ms;        /* journal retention by age */
+    uint64_t replay_max_bytes;         /* replies replay may hold in all */
+    unsigned replay_max_files;         /* segment files replay may hold open in all */
+    int64_t replay_idle_ms;            /* a replay stream that moves nothing this long goes */
     char *curve_secret;                /* server certificate: CURVE on every endpoint; NULL: off */
     char *clients_dir;                 /* allowed client public certificates */
     bool insecure;                     /* allow clear text on non-loopback endpoints */

@@ -1762,18 +1762,38 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
 
 /* ---------------------------------------------------------------- replay cursors */
 
+/* A cursor holds at most one segment file open, the one it is reading, and only until
+ * released: segments are opened by name as the cursor reaches them, so a retired one
+ * shows as ENOENT (its records are gone) and never as another file (numbers only grow). */
 struct nw_journal_cursor {
     char *topic;
     size_t topic_len;
     uint64_t from;
-    int *fds;               /* opened up front so retirement cannot pull files away */
-    uint64_t *ends;         /* how much of each is durable */
+    char *dir;
+    uint64_t *nums;         /* the segments to read, oldest first */
+    uint64_t *ends;         /* how much of each was durable at opening */
     size_t n, i;
-    bool reading;
+    int fd;                 /* segment i, or -1 */
     reader_t r;
-    uint64_t off;
+    uint64_t off;           /* in segment i */
     msgpack_unpacked up;
 };
+
+/* The smallest seq still held for topic, given its last durable seq; 0 when none. */
+static uint64_t oldest_held(const nw_journal_t *self, const char *topic, uint64_t last)
+{
+    if (self->nsegs == 0)
+        return 0;
+    uint64_t first = self->segs[0].cp ? map_get(self->segs[0].cp, topic) + 1 : 1;
+    return first <= last ? first : 0;
+}
+
+uint64_t nw_journal_oldest_seq(const nw_journal_t *self, const char *topic)
+{
+    if (!zhashx_lookup(self->durable, topic))
+        return 0;
+    return oldest_held(self, topic, map_get(self->durable, topic));
+}
 
 nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic,
                                            uint64_t from_seq, uint64_t *oldest)
@@ -1792,37 +1812,27 @@ nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic
             start = i;
             break;
         }
-    uint64_t first = self->segs[0].cp ? map_get(self->segs[0].cp, topic) + 1 : 1;
-    *oldest = first <= last ? first : 0;
+    *oldest = oldest_held(self, topic, last);
 
     nw_journal_cursor_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     msgpack_unpacked_init(&c->up);
-    c->r.fd = -1;
+    c->fd = -1;
     c->from = from_seq;
     c->topic_len = strlen(topic);
     c->n = self->nsegs - start;
-    if (!(c->topic = strdup(topic)) || !(c->fds = malloc(c->n * sizeof *c->fds)) ||
+    if (!(c->topic = strdup(topic)) || !(c->dir = strdup(self->dir)) ||
+        !(c->nums = malloc(c->n * sizeof *c->nums)) ||
         !(c->ends = malloc(c->n * sizeof *c->ends))) {
-        c->n = 0;
-        goto fail;
+        nw_journal_cursor_destroy(&c);
+        return NULL;
     }
-    for (size_t i = 0; i < c->n; i++)
-        c->fds[i] = -1;
     for (size_t i = 0; i < c->n; i++) {
-        char path[PATH_MAX];
-        seg_path(self->dir, self->segs[start + i].num, path, sizeof path);
+        c->nums[i] = self->segs[start + i].num;
         c->ends[i] = self->segs[start + i].size;
-        if ((c->fds[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-            nw_warn("journal: cannot open %s for replay: %s", path, strerror(errno));
-            goto fail;
-        }
     }
     return c;
-fail:
-    nw_journal_cursor_destroy(&c);
-    return NULL;
 }
 
 int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
@@ -1831,10 +1841,12 @@ int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
     /* scans whole segments from the start one: cost is the segment's size, not the
      * number of records wanted */
     while (self->i < self->n) {
-        if (!self->reading) {
-            reader_reset(&self->r, self->fds[self->i], self->ends[self->i]);
-            self->off = 0;
-            self->reading = true;
+        if (self->fd < 0) {
+            char path[PATH_MAX];
+            seg_path(self->dir, self->nums[self->i], path, sizeof path);
+            if ((self->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+                return -1;   /* errno: ENOENT when retention retired it meanwhile */
+            reader_reset(&self->r, self->fd, self->ends[self->i]);
         }
         frame_t f;
         uint64_t bad = 0, garbage;
@@ -1842,9 +1854,10 @@ int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
         if (rc == FRAME_ERR)
             return -1;
         if (rc == FRAME_END) {
-            close(self->fds[self->i]);
-            self->fds[self->i++] = -1;
-            self->reading = false;
+            close(self->fd);
+            self->fd = -1;
+            self->i++;
+            self->off = 0;
             continue;
         }
         record_t rec;
@@ -1860,19 +1873,38 @@ int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
     return 0;
 }
 
+void nw_journal_cursor_release(nw_journal_cursor_t *self, bool close_file)
+{
+    if (close_file && self->fd >= 0) {
+        close(self->fd);
+        self->fd = -1;
+    }
+    free(self->r.buf);
+    self->r.buf = NULL;
+    self->r.cap = self->r.len = 0;
+    self->r.base = 0;
+    msgpack_unpacked_destroy(&self->up);
+    msgpack_unpacked_init(&self->up);
+}
+
+bool nw_journal_cursor_holds_file(const nw_journal_cursor_t *self)
+{
+    return self->fd >= 0;
+}
+
 void nw_journal_cursor_destroy(nw_journal_cursor_t **self_p)
 {
     nw_journal_cursor_t *self = *self_p;
     if (!self)
         return;
     *self_p = NULL;
-    for (size_t i = 0; self->fds && i < self->n; i++)
-        if (self->fds[i] >= 0)
-            close(self->fds[i]);
+    if (self->fd >= 0)
+        close(self->fd);
     msgpack_unpacked_destroy(&self->up);
     free(self->r.buf);
-    free(self->fds);
+    free(self->nums);
     free(self->ends);
+    free(self->dir);
     free(self->topic);
     free(self);
 }

@@ -113,23 +113,34 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);
 
 /*
  * Replay (thread pool side): a cursor over the durable records of one topic, in seq
- * order. Opening (loop thread) snapshots the segments and how much of each is durable
- * and opens them, so later retirement cannot pull them away; reading is blocking I/O.
- * It starts at the last segment whose checkpoint puts the topic below from_seq and
- * reads on from there: the cost is that of reading those segments whole.
+ * order. Opening (loop thread) snapshots which segments to read and how much of each is
+ * durable, and opens nothing: each segment is opened by name as the cursor reaches it
+ * and closed when it is done with it (or released), so a cursor holds at most one file.
+ * A segment that retention retired before the cursor reached it is gone: the cursor
+ * says so (ENOENT) rather than skipping it. Reading is blocking I/O. It starts at the
+ * last segment whose checkpoint puts the topic below from_seq and reads on from there:
+ * the cost is that of reading those segments whole.
  */
 typedef struct nw_journal_cursor nw_journal_cursor_t;
 /* The smallest seq still held for topic (0 when none) is written to *oldest so callers
  * can report "older than retention". NULL when topic has nothing durable (*oldest 0),
- * or when a segment cannot be opened (logged). */
+ * or out of memory. */
 nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic,
                                            uint64_t from_seq, uint64_t *oldest);
 /* Next record: *msg (owned by the cursor, valid until the next call) and its seq.
- * 1 when one was read, 0 at the end of what was durable at opening, -1 on an I/O
- * error. Damaged records are skipped, as recovery does. */
+ * 1 when one was read, 0 at the end of what was durable at opening, -1 with errno on
+ * an I/O error (ENOENT: the next segment was retired before the cursor reached it; its
+ * records are no longer held). Damaged records are skipped, as recovery does. */
 int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
                            const void **msg, size_t *len);
+/* Give back the read buffer and, with close_file, the open segment file; the next
+ * nw_journal_cursor_next() opens the segment again by name and goes on where it was
+ * (so a released cursor can meet ENOENT). The last *msg is invalid afterwards. */
+void nw_journal_cursor_release(nw_journal_cursor_t *self, bool close_file);
+bool nw_journal_cursor_holds_file(const nw_journal_cursor_t *self);
 void nw_journal_cursor_destroy(nw_journal_cursor_t **self_p);
+/* The smallest seq still held for topic; 0 when none (loop thread). */
+uint64_t nw_journal_oldest_seq(const nw_journal_t *self, const char *topic);
 
 /* CRC-32C (Castagnoli), exposed for the tests. */
 uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len);

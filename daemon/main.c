@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -102,12 +103,19 @@ static void update_status(daemon_t *d)
     if (ps.file_errno)
         snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
                  "retrying; ", strerror(ps.file_errno));
-    snprintf(status, sizeof status,
-             "STATUS=%s%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
-             "%ld subscriptions, %lu drops",
-             ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
-             fault, ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
-             pub.subscriptions, pub.dropped);
+    int n = snprintf(status, sizeof status,
+                     "STATUS=%s%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
+                     "%ld subscriptions, %lu drops",
+                     ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
+                     fault, ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
+                     pub.subscriptions, pub.dropped);
+    if (d->replay && n > 0 && (size_t) n < sizeof status) {
+        nw_replay_stats_t rs;
+        nw_replay_stats(d->replay, &rs);
+        snprintf(status + n, sizeof status - (size_t) n,
+                 ", %lu replay streams (%zu KiB held, %u paused, %u files)", rs.streams_active,
+                 (rs.bytes_held + 1023) / 1024, rs.paused, rs.files_open);
+    }
     /* what could not be sent is tried again at the next tick */
     if (strcmp(status, d->last_status) != 0 && notify(d, status) >= 0)
         memcpy(d->last_status, status, sizeof status);
@@ -292,7 +300,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
     if (!d->publish)
         return -1;
     if (c->replay_count > 0) {
-        zsock_t *router = nw_replay_socket_new(c->send_hwm, err, errlen);
+        zsock_t *router = nw_replay_socket_new(c->send_hwm, c->replay_idle_ms, err, errlen);
         if (!router)
             return -1;
         if (d->auth && nw_auth_server(d->auth, router, err, errlen) != 0) {
@@ -305,7 +313,19 @@ static int start(daemon_t *d, char *err, size_t errlen)
                 zsock_destroy(&router);
                 return -1;
             }
-        d->replay = nw_replay_new(d->loop, d->journal, router, err, errlen);
+        /* replay never takes more than an eighth of the descriptors: the drop folder,
+         * the journal and the connections need the rest */
+        nw_replay_options_t ropt = {.max_bytes = c->replay_max_bytes,
+                                    .max_files = c->replay_max_files,
+                                    .idle_ms = c->replay_idle_ms};
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+            ropt.max_files > nofile.rlim_cur / 8) {
+            ropt.max_files = nofile.rlim_cur / 8 ? (unsigned) (nofile.rlim_cur / 8) : 1;
+            nw_info("replay: at most %u segment files open (an eighth of the limit of %llu "
+                    "descriptors)", ropt.max_files, (unsigned long long) nofile.rlim_cur);
+        }
+        d->replay = nw_replay_new(d->loop, d->journal, router, &ropt, err, errlen);
         if (!d->replay)
             return -1;
         if (d->auth)

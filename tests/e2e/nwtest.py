@@ -54,6 +54,7 @@ class Daemon:
         self.proc = None
         self.log_lines = []
         self.notify = None
+        self.preexec_fn = None             # run in the child before exec (e.g. setrlimit)
 
     def start(self, wait_ready=True):
         os.makedirs(self.root, exist_ok=True)
@@ -74,7 +75,8 @@ class Daemon:
         env.pop('JOURNAL_STREAM', None)
         self.logfile = open(os.path.join(self.root, 'newswired.log'), 'ab+')
         self.log_offset = self.logfile.tell()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logfile, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logfile, env=env,
+                                     preexec_fn=self.preexec_fn)
         self.notes = []
         if wait_ready:
             self.wait_notify('READY=1')

@@ -26,6 +26,7 @@ typedef struct {
     uint64_t first_head;       /* the first open-ended request sees this head (a race) */
     const char *error;         /* answer every request with this $error code */
     int mute;                  /* never answer */
+    int busy;                  /* answer this many requests with "busy" first */
 } fake_topic_t;
 
 typedef struct {
@@ -204,6 +205,11 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
     }
     if (ft->error) {
         reply_control(router, peer, "error", topic, ft->error, ft->oldest, 0, 0);
+        goto done;
+    }
+    if (ft->busy > 0) {
+        fake->topics[ft - fake->topics].busy--;
+        reply_control(router, peer, "error", topic, "busy", 0, 0, 0);
         goto done;
     }
     uint64_t head = ft->head;
@@ -631,6 +637,55 @@ static void test_silent_daemon(void)
     zactor_destroy(&actor);
 }
 
+/* "busy" is not a loss: the client asks again later, backing off, and the gap fills. */
+static void test_busy(void)
+{
+    fake_t fake = { .topics = { { .name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10,
+                                  .busy = 3 } } };
+    zactor_t *actor = zactor_new(fake_actor, &fake);
+    nw_client_t *client = client_new(&fake);
+    gap_seen_t seen = { 0 };
+    nw_client_set_gap_handler(client, on_gap, &seen);
+    CHECK(nw_client_subscribe(client, "full") == 0);
+    wait_subscription("full");
+    publish("full", 1, EPOCH_A);
+    publish("full", 10, EPOCH_A);
+    expect_run(client, "full", 1, 10);
+    assert_idle(client);
+    CHECK(nw_client_gaps(client) == 0 && seen.calls == 0);
+    CHECK(nw_client_replay_errors(client) == 0);
+    CHECK(nw_client_replayed(client) == 8);
+    fake_stats_t s = fake_stats(actor);
+    CHECK(s.requests == 4 && s.from0 == 2 && s.to0 == 9);
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+
+    /* a daemon that stays busy: the gap is given up after the last try, and reported */
+    fake_t always = { .topics = { { .name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10,
+                                    .busy = 1000 } } };
+    actor = zactor_new(fake_actor, &always);
+    client = client_new(&always);
+    memset(&seen, 0, sizeof seen);
+    nw_client_set_gap_handler(client, on_gap, &seen);
+    CHECK(nw_client_subscribe(client, "full") == 0);
+    wait_subscription("full");
+    publish("full", 1, EPOCH_A);
+    publish("full", 10, EPOCH_A);
+    char topic[256];
+    uint64_t gap;
+    int changed;
+    CHECK(next(client, topic, &gap, &changed) == 1);
+    nw_message_t *msg = NULL;
+    CHECK(nw_client_recv(client, &msg, 30000) == NW_RECV_MESSAGE);
+    CHECK(msg && nw_message_seq(msg) == 10 && nw_message_gap_before(msg) == 8);
+    nw_message_destroy(&msg);
+    CHECK(seen.calls == 1 && strstr(seen.error, "busy") != NULL);
+    s = fake_stats(actor);
+    CHECK(s.requests == 7);            /* the first ask and 6 more */
+    nw_client_destroy(&client);
+    zactor_destroy(&actor);
+}
+
 int main(void)
 {
     pub = zsock_new(ZMQ_XPUB);
@@ -649,6 +704,7 @@ int main(void)
     test_late_join();
     test_tail_probe();
     test_silent_daemon();
+    test_busy();
 
     zsock_destroy(&pub);
     CHECK(fake_failures == 0);
