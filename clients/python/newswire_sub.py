@@ -596,6 +596,23 @@ def to_json(msg):
                       separators=(",", ":"))
 
 
+def attach_values(argv, options):
+    """Join each of options with the word after it, as getopt does in newswire-sub: a Z85
+    key may begin with '-', which argparse would otherwise take for an option."""
+    out, words = [], iter(argv)
+    for w in words:
+        if w == "--":
+            out.append(w)
+            out.extend(words)
+            break
+        if w in options:
+            value = next(words, None)
+            out.append(w if value is None else w + "=" + value)
+        else:
+            out.append(w)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description="Print newswire articles of TOPICs as JSON lines (no topic: all).",
@@ -617,7 +634,7 @@ def main(argv=None):
     p.add_argument("--server-key", metavar="KEY",
                    help="the daemon's public key: 40 Z85 characters or its certificate file")
     p.add_argument("topics", nargs="*", metavar="TOPIC")
-    args = p.parse_args(argv)
+    args = p.parse_args(attach_values(sys.argv[1:] if argv is None else argv, ("--server-key",)))
 
     def gap(topic, epoch, first, last):
         why = ": " + sub.last_error if args.replay else ""
