@@ -186,6 +186,8 @@ static char *dup_bytes(const char *p, size_t n)
 
 /* ---------------------------------------------------------------- record encoding */
 
+enum { REC_CHECKPOINT, REC_MESSAGE, REC_COMMIT, REC_SEAL };   /* a payload's first item */
+
 static int pack_str(msgpack_packer *pk, const char *s)
 {
     return msgpack_pack_str_with_body(pk, s, strlen(s));
@@ -226,6 +228,44 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time_
     for (uint64_t *v = zhashx_first(seqs); v && !rc; v = zhashx_next(seqs))
         rc = pack_str(&pk, zhashx_cursor(seqs)) || msgpack_pack_uint64(&pk, *v);
     if (rc || frame_end(sb, payload) != 0) {
+        sb->size = old;
+        return -1;
+    }
+    return 0;
+}
+
+/* The last record of every group write: the seqs it leaves its topics at and where it
+ * began, so that recovery knows what a damaged record inside it can have held. It ends
+ * with the epoch, so its last byte is never zero: a record of ours that ends in zeros
+ * was cut short, not damaged (see torn_shape). */
+static int pack_commit(msgpack_sbuffer *sb, uint64_t start, zhashx_t *seqs /* or NULL */,
+                       const char *epoch)
+{
+    size_t old = sb->size, payload;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    int rc = frame_begin(sb, &payload) || msgpack_pack_array(&pk, 4) ||
+             msgpack_pack_uint8(&pk, REC_COMMIT) || msgpack_pack_uint64(&pk, start) ||
+             msgpack_pack_map(&pk, seqs ? zhashx_size(seqs) : 0);
+    for (uint64_t *v = seqs ? zhashx_first(seqs) : NULL; v && !rc; v = zhashx_next(seqs))
+        rc = pack_str(&pk, zhashx_cursor(seqs)) || msgpack_pack_uint64(&pk, *v);
+    if (rc || pack_str(&pk, epoch) || frame_end(sb, payload) != 0) {
+        sb->size = old;
+        return -1;
+    }
+    return 0;
+}
+
+/* Written at the end of a segment once the next one is durable, before anything in
+ * the next one is published: a journal whose newest segment is sealed lost a segment. */
+static int pack_seal(msgpack_sbuffer *sb, uint64_t next, const char *epoch)
+{
+    size_t old = sb->size, payload;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (frame_begin(sb, &payload) || msgpack_pack_array(&pk, 3) ||
+        msgpack_pack_uint8(&pk, REC_SEAL) || msgpack_pack_uint64(&pk, next) ||
+        pack_str(&pk, epoch) || frame_end(sb, payload) != 0) {
         sb->size = old;
         return -1;
     }
@@ -298,12 +338,15 @@ static bool msgpack_plausible(const uint8_t *p, size_t len)
 }
 
 typedef struct {
-    int type;                              /* 0 checkpoint, 1 message */
-    const char *epoch;                     /* checkpoint: 32 hex digits, not terminated */
-    const msgpack_object_map *seqs;        /* checkpoint: topic -> seq */
+    int type;                              /* REC_* */
+    const char *epoch;                     /* checkpoint, commit, seal: 32 hex digits,
+                                              not terminated */
+    const msgpack_object_map *seqs;        /* checkpoint, commit: topic -> seq */
     const char *topic, *id, *msg;          /* message: not terminated */
     size_t topic_len, id_len, msg_len;
     uint64_t seq;
+    uint64_t start;                        /* commit: where its group write began */
+    uint64_t next;                         /* seal: the segment that follows */
     int64_t time_ms;
 } record_t;
 
@@ -323,6 +366,29 @@ static bool get_time(const msgpack_object *o, int64_t *out)
     return true;
 }
 
+static bool is_epoch(const msgpack_object *o, const char **out)
+{
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size != 32)
+        return false;
+    for (size_t i = 0; i < 32; i++)
+        if (!o->via.str.ptr[i] || !strchr("0123456789abcdef", o->via.str.ptr[i]))
+            return false;
+    *out = o->via.str.ptr;
+    return true;
+}
+
+static bool is_seqs(const msgpack_object *o, const msgpack_object_map **out)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (size_t i = 0; i < o->via.map.size; i++)
+        if (!is_name(&o->via.map.ptr[i].key) ||
+            o->via.map.ptr[i].val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return false;
+    *out = &o->via.map;
+    return true;
+}
+
 /* Decode and check the shape of a payload; r points into p and up. */
 static bool decode(msgpack_unpacked *up, const uint8_t *p, size_t len, record_t *r)
 {
@@ -333,24 +399,24 @@ static bool decode(msgpack_unpacked *up, const uint8_t *p, size_t len, record_t 
         return false;
     const msgpack_object *a = up->data.via.array.ptr;
     size_t n = up->data.via.array.size;
-    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > 1)
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > REC_SEAL)
         return false;
     memset(r, 0, sizeof *r);
     r->type = (int) a[0].via.u64;
-    if (r->type == 0) {
-        if (n != 4 || a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size != 32 ||
-            !get_time(&a[2], &r->time_ms) || a[3].type != MSGPACK_OBJECT_MAP)
+    if (r->type == REC_CHECKPOINT)
+        return n == 4 && is_epoch(&a[1], &r->epoch) && get_time(&a[2], &r->time_ms) &&
+               is_seqs(&a[3], &r->seqs);
+    if (r->type == REC_COMMIT) {
+        if (n != 4 || a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             return false;
-        for (size_t i = 0; i < 32; i++)
-            if (!strchr("0123456789abcdef", a[1].via.str.ptr[i]) || !a[1].via.str.ptr[i])
-                return false;
-        r->epoch = a[1].via.str.ptr;
-        r->seqs = &a[3].via.map;
-        for (size_t i = 0; i < r->seqs->size; i++)
-            if (!is_name(&r->seqs->ptr[i].key) ||
-                r->seqs->ptr[i].val.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                return false;
-        return true;
+        r->start = a[1].via.u64;
+        return is_seqs(&a[2], &r->seqs) && is_epoch(&a[3], &r->epoch);
+    }
+    if (r->type == REC_SEAL) {
+        if (n != 3 || a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return false;
+        r->next = a[1].via.u64;
+        return is_epoch(&a[2], &r->epoch);
     }
     if (n != 6 || !is_name(&a[1]) || a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         a[2].via.u64 == 0 || !is_name(&a[3]) || !get_time(&a[4], &r->time_ms) ||
@@ -681,6 +747,7 @@ typedef struct {
     int64_t newest_ms;          /* of its messages */
     int64_t cp_ms;              /* of its checkpoint: its age while it holds no message */
     zhashx_t *cp;               /* its checkpoint's seqs; NULL when it has none readable */
+    bool sealed;                /* ends with a seal: a later segment was made */
 } segment_t;
 
 /* One group write: filled on the loop thread, run on a worker (or inline at open and
@@ -697,6 +764,8 @@ typedef struct {
     uint64_t zero_from;         /* write no zeros while the data ends before this */
     uint64_t zero_limit;        /* nor beyond this (the segment size), 0: no limit */
     uint64_t old_len;           /* when rotating: the old segment's data end, to cut it to */
+    msgpack_sbuffer seal;       /* when rotating: the seal written there first */
+    bool old_cut;               /* out: a failed rotation cut the old segment's zeros */
     msgpack_sbuffer head;       /* the checkpoint starting a segment, or empty */
     zhashx_t *cp;               /* and its seqs */
     int64_t cp_ms;              /* and its time */
@@ -884,14 +953,23 @@ static void run_job(job_t *job)
         }
         return;
     }
+    /* The old segment is sealed (and keeps no tail of zeros) before anything in the new
+     * one is published, so that losing the new one later cannot go unnoticed. */
+    if (job->create && job->old_fd >= 0 &&
+        (pwrite_all(job->old_fd, job->seal.data, job->seal.size, job->old_len) != 0 ||
+         ftruncate(job->old_fd, (off_t) (job->old_len + job->seal.size)) != 0 ||
+         (job->sync && fdatasync(job->old_fd) != 0))) {
+        job->err = errno ? errno : EIO;
+        close(fd);
+        unlink(path);
+        /* the old segment stays current: no seal (a crash would read it as sealed) */
+        job->old_cut = ftruncate(job->old_fd, (off_t) job->old_len) == 0;
+        return;
+    }
     job->fsynced = job->sync;
     job->end_len = end;
     if (job->create) {
         job->fd = fd;
-        /* a closed segment keeps no tail; should this not last, recovery skips it */
-        if (job->old_fd >= 0 && ftruncate(job->old_fd, (off_t) job->old_len) != 0)
-            nw_warn("journal: cannot cut the zeros off segment " SEG_FMT ": %s",
-                    job->num - 1, strerror(errno));
         if (job->old_fd >= 0)
             close(job->old_fd);
         job->old_fd = -1;
@@ -956,6 +1034,8 @@ static void seal(nw_journal_t *self, bool sync)
     job->zero_failed = false;
     job->zero_from = self->zero_from;
     job->zero_limit = self->opt.segment_size;
+    job->seal.size = 0;
+    job->old_cut = false;
     if (job->len == 0)
         return;
     /* a batch starting a segment follows a checkpoint of the seqs as they stand before
@@ -972,7 +1052,18 @@ static void seal(nw_journal_t *self, bool sync)
         job->old_fd = self->fd;
         job->old_len = cur ? cur->size : 0;
         job->start_len = job->alloc = job->zero_from = 0;
+        if (cur && pack_seal(&job->seal, job->num, self->epoch) != 0) {
+            job->err = ENOMEM;
+            return;
+        }
     }
+    /* the batch is frozen now: its commit record closes it */
+    if (pack_commit(&b->data, job->start_len, b->seqs, self->epoch) != 0) {
+        job->err = ENOMEM;
+        return;
+    }
+    job->data = b->data.data;
+    job->len = b->data.size;
     if (job->start_len == 0) {
         if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
             pack_checkpoint(&job->head, self->epoch, job->cp_ms = wall_ms(),
@@ -1201,8 +1292,13 @@ static void finish(nw_journal_t *self)
         }
         segment_t *cur = &self->segs[self->nsegs - 1];
         uint64_t added = job->end_len - job->start_len;
-        if (job->create && self->nsegs > 1)
-            self->segs[self->nsegs - 2].alloc = self->segs[self->nsegs - 2].size;
+        if (job->create && self->nsegs > 1) {
+            segment_t *prev = &self->segs[self->nsegs - 2];
+            prev->size += job->seal.size;
+            prev->alloc = prev->size;
+            prev->sealed = job->seal.size > 0;
+            self->bytes += job->seal.size;
+        }
         cur->size = job->end_len;
         cur->alloc = job->alloc;
         /* out of room for zeros: try again a step further on */
@@ -1236,6 +1332,8 @@ static void finish(nw_journal_t *self)
         if (!job->create && self->nsegs) {
             self->segs[self->nsegs - 1].size = job->end_len;
             self->segs[self->nsegs - 1].alloc = job->alloc;
+        } else if (job->old_cut && self->nsegs) {
+            self->segs[self->nsegs - 1].alloc = self->segs[self->nsegs - 1].size;
         }
         /* A full disk fails every retry: say it once, then only at debug level. */
         nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
@@ -1333,6 +1431,66 @@ static int list_segments(nw_journal_t *self)
     return 0;
 }
 
+/* What recovery knows of what may have been published. Every seq handed out must be
+ * above every seq ever published on its topic, so bytes recovery skips matter only if
+ * nothing read later bounds what they held:
+ * - a checkpoint (first in every segment) holds every topic's seq as it stood when its
+ *   segment began, so it bounds everything before it, in every older segment too;
+ * - a commit (last in every group write) holds the seqs its write left its topics at
+ *   and the offset the write began at, so it bounds whatever lies between the two
+ *   (offset 0: its write made the segment, checkpoint included, which adds nothing
+ *   when the older segments were read whole);
+ * - one whole record skipped where a write begins, or as the very last thing in the
+ *   journal, was the commit of its write (whose messages were read) or a record of the
+ *   one write that never finished, which published nothing;
+ * - what a write cut short leaves at the end of the newest segment (a prefix of one
+ *   record, then zeros or the end of the file) was never published.
+ * Anything else (skipped bytes nothing bounds, a checkpoint lost without its
+ * predecessor, a missing newest segment: the one before it was sealed) means the seqs
+ * may lag behind what subscribers saw: nw_journal_open() then starts a new epoch. */
+typedef struct {
+    uint64_t seg, a, b;         /* bytes [a, b) of segment number seg were skipped */
+    bool whole;                 /* as one record whose header was read */
+} skipped_t;
+
+typedef struct {
+    bool complete;              /* the seqs so far bound every one published up to here,
+                                   but for what pending holds */
+    bool derivable;             /* the current segment's checkpoint adds nothing to them */
+    uint64_t prev;              /* number of the segment read before, 0 none */
+    skipped_t *pending;
+    size_t npending, cap;
+    char why[160];              /* why complete went false */
+} recovery_t;
+
+static int skipped_add(recovery_t *rv, uint64_t seg, uint64_t a, uint64_t b, bool whole)
+{
+    if (rv->npending == rv->cap) {
+        size_t cap = rv->cap ? 2 * rv->cap : 8;
+        skipped_t *p = realloc(rv->pending, cap * sizeof *p);
+        if (!p)
+            return -1;
+        rv->pending = p;
+        rv->cap = cap;
+    }
+    rv->pending[rv->npending++] = (skipped_t) {seg, a, b, whole};
+    return 0;
+}
+
+/* A commit of segment seg whose write began at start was read. */
+static void skipped_cover(recovery_t *rv, uint64_t seg, uint64_t start)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < rv->npending; i++) {
+        const skipped_t *p = &rv->pending[i];
+        bool inside = p->a >= start && (p->a > 0 || rv->derivable);
+        bool its_commit = p->whole && p->a > 0 && p->b == start;
+        if (p->seg != seg || !(inside || its_commit))
+            rv->pending[keep++] = *p;
+    }
+    rv->npending = keep;
+}
+
 static int max_seq(zhashx_t *h, const char *topic, size_t len, uint64_t seq)
 {
     char *t = dup_bytes(topic, len);
@@ -1343,11 +1501,25 @@ static int max_seq(zhashx_t *h, const char *topic, size_t len, uint64_t seq)
 
 /* Take what a valid record says into the journal's state and the segment's. */
 static int apply(nw_journal_t *self, segment_t *seg, const record_t *r, bool first,
-                 int64_t since)
+                 int64_t since, recovery_t *rv)
 {
-    if (r->type == 0) {
-        if (!self->epoch[0])
-            memcpy(self->epoch, r->epoch, 32);
+    seg->sealed = r->type == REC_SEAL;
+    if (r->type == REC_COMMIT || r->type == REC_SEAL) {
+        if (r->type == REC_COMMIT)
+            skipped_cover(rv, seg->num, r->start);
+        for (size_t i = 0; r->type == REC_COMMIT && i < r->seqs->size; i++) {
+            const msgpack_object_kv *kv = &r->seqs->ptr[i];
+            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size,
+                        kv->val.via.u64) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (r->type == REC_CHECKPOINT) {
+        /* the newest checkpoint names the epoch; it bounds everything before it */
+        memcpy(self->epoch, r->epoch, 32);
+        rv->complete = true;
+        rv->npending = 0;
         if (first && !seg->cp && !(seg->cp = map_new()))
             return -1;
         if (first)
@@ -1393,8 +1565,56 @@ static int zero_tail(reader_t *r, uint64_t from)
     return 1;
 }
 
+enum { TAIL_TORN, TAIL_RECORD, TAIL_DAMAGE };
+
+/* What follows the last good record of the newest segment, [from, r->size), when it is
+ * not all zeros: TAIL_TORN for what a write cut short leaves (the start of one record,
+ * its header, its end or both missing, then zeros or the end of the file), TAIL_RECORD
+ * for one whole record that fails its CRC followed by nothing but zeros (our records
+ * never end in a zero byte, so its end was written), TAIL_DAMAGE for anything else;
+ * -1 when it cannot be read. *nonzero gets the end of the last nonzero byte. */
+static int tail_shape(reader_t *r, uint64_t from, uint64_t *nonzero)
+{
+    *nonzero = from;
+    for (uint64_t off = from; off < r->size;) {
+        size_t n = r->size - off < READ_CHUNK ? (size_t) (r->size - off) : READ_CHUNK;
+        const uint8_t *p = reader_at(r, off, n);
+        if (!p)
+            return errno ? -1 : TAIL_DAMAGE;
+        for (size_t i = n; i-- > 0;)
+            if (p[i]) {
+                *nonzero = off + i + 1;
+                break;
+            }
+        off += n;
+    }
+    uint8_t h[HEADER] = {0}, magic[4];
+    size_t have = *nonzero - from < HEADER ? (size_t) (*nonzero - from) : HEADER;
+    const uint8_t *p = reader_at(r, from, have);
+    if (!p)
+        return errno ? -1 : TAIL_DAMAGE;
+    memcpy(h, p, have);
+    put_le32(magic, MAGIC);
+    if (memcmp(h, magic, have < 4 ? have : 4) != 0)
+        return TAIL_DAMAGE;
+    if (have < HEADER)
+        return TAIL_TORN;
+    uint32_t len = get_le32(h + 4);
+    if (len > MAX_RECORD)
+        return TAIL_DAMAGE;
+    uint64_t end = from + HEADER + len;
+    return end > *nonzero ? TAIL_TORN : end == *nonzero ? TAIL_RECORD : TAIL_DAMAGE;
+}
+
+/* Whether bytes [a, b) are one record by its header. */
+static bool one_record(reader_t *r, uint64_t a, uint64_t b)
+{
+    const uint8_t *h = reader_at(r, a, HEADER);
+    return h && get_le32(h) == MAGIC && a + HEADER + get_le32(h + 4) == b;
+}
+
 static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader_t *r,
-                           msgpack_unpacked *up, char *errbuf, size_t errlen)
+                           msgpack_unpacked *up, recovery_t *rv, char *errbuf, size_t errlen)
 {
     char path[PATH_MAX], name[32];
     seg_path(self->dir, seg->num, path, sizeof path);
@@ -1415,13 +1635,24 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
         if (garbage != UINT64_MAX)
             nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage skipped",
                     name, garbage, f.off - garbage);
+        if (f.off > good_end) {
+            /* looking back may move the reader's window: read the payload again */
+            if (skipped_add(rv, seg->num, good_end, f.off, one_record(r, good_end, f.off)) != 0)
+                goto nomem;
+            if (!(f.payload = reader_at(r, f.off + HEADER, f.len))) {
+                snprintf(errbuf, errlen, "cannot read %s: %s", path,
+                         strerror(errno ? errno : EIO));
+                goto fail;
+            }
+        }
         record_t rec;
         if (!decode(up, f.payload, f.len, &rec)) {
             self->discarded++;
             nw_warn("journal: %s offset %" PRIu64 ": malformed record skipped", name, f.off);
-        } else if (apply(self, seg, &rec, first, since) != 0) {
-            snprintf(errbuf, errlen, "out of memory reading %s", path);
-            goto fail;
+            if (skipped_add(rv, seg->num, f.off, off, true) != 0)
+                goto nomem;
+        } else if (apply(self, seg, &rec, first, since, rv) != 0) {
+            goto nomem;
         }
         first = false;
         good_end = off;
@@ -1438,7 +1669,13 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
     /* zeros after the last record are the tail written ahead of the data, not damage */
     seg->size = good_end;
     seg->alloc = r->size;
-    if (!zeros && last) {
+    uint64_t nonzero = r->size;
+    int shape = zeros ? TAIL_TORN : last ? tail_shape(r, good_end, &nonzero) : TAIL_DAMAGE;
+    if (shape < 0) {
+        snprintf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!zeros && shape != TAIL_DAMAGE) {
         /* a write the crash interrupted: cut it so appends follow the last good record */
         nw_warn("journal: %s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " truncated",
                 name, r->size - good_end, good_end);
@@ -1448,14 +1685,23 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
         }
         seg->alloc = good_end;
     } else if (!zeros) {
+        /* kept as it is: it may be all that says a seq was taken (see recovery_t) */
         nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage at the end",
-                name, good_end, r->size - good_end);
-        seg->size = r->size;
+                name, good_end, nonzero - good_end);
+        if (skipped_add(rv, seg->num, good_end, nonzero, one_record(r, good_end, nonzero)) != 0)
+            goto nomem;
+        if (last && nonzero < r->size && ftruncate(fd, (off_t) nonzero) != 0) {
+            snprintf(errbuf, errlen, "cannot truncate %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        seg->size = seg->alloc = nonzero;
     }
     self->bytes += seg->size;
     self->records += seg->records;
     close(fd);
     return 0;
+nomem:
+    snprintf(errbuf, errlen, "out of memory reading %s", path);
 fail:
     if (fd >= 0)
         close(fd);
@@ -1483,6 +1729,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
                               char *errbuf, size_t errlen)
 {
     reader_t r = {.fd = -1};
+    recovery_t rv = {0};
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     nw_journal_t *self = calloc(1, sizeof *self);
@@ -1493,6 +1740,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     self->opt = *options;
     self->pruned_ms = wall_ms();
     msgpack_sbuffer_init(&self->job.head);
+    msgpack_sbuffer_init(&self->job.seal);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
         !(self->durable = map_new()) ||
@@ -1510,27 +1758,59 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     }
     /* in memory an fdatasync commits nothing, and the zeros would only take up room */
     self->zero_ahead = self->opt.sync && fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
-    for (size_t i = 0; i < self->nsegs; i++)
-        if (recover_segment(self, &self->segs[i], i + 1 == self->nsegs, &r, &up,
-                            errbuf, errlen) != 0)
+    for (size_t i = 0; i < self->nsegs; i++) {
+        segment_t *seg = &self->segs[i];
+        bool contiguous = rv.prev && seg->num == rv.prev + 1;
+        if (rv.prev && !contiguous && seg->num == rv.prev + 2)
+            nw_warn("journal: segment " SEG_FMT " is missing: its messages cannot be "
+                    "replayed", rv.prev + 1);
+        else if (rv.prev && !contiguous)
+            nw_warn("journal: segments " SEG_FMT " to " SEG_FMT " are missing: their "
+                    "messages cannot be replayed", rv.prev + 1, seg->num - 1);
+        rv.derivable = rv.complete && rv.npending == 0 && contiguous;
+        if (recover_segment(self, seg, i + 1 == self->nsegs, &r, &up, &rv, errbuf, errlen) != 0)
             goto fail;
+        if (!seg->cp && !rv.derivable && rv.complete) {
+            rv.complete = false;
+            snprintf(rv.why, sizeof rv.why, "the checkpoint of " SEG_FMT " is unreadable and "
+                     "the segment before it is %s", seg->num, contiguous ? "damaged" : "gone");
+        }
+        rv.prev = seg->num;
+    }
 
     bool had_epoch = self->epoch[0] != '\0';
-    if (!had_epoch) {
+    segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    /* can the seqs be trusted to be above everything published? (see recovery_t) */
+    char lost[200] = "";
+    if (had_epoch && last->sealed)
+        snprintf(lost, sizeof lost, "segment " SEG_FMT " is missing (" SEG_FMT " was sealed "
+                 "to it)", last->num + 1, last->num);
+    else if (had_epoch && !rv.complete)
+        snprintf(lost, sizeof lost, "%s", rv.why);
+    else if (had_epoch && rv.npending)
+        snprintf(lost, sizeof lost, "bytes %" PRIu64 " to %" PRIu64 " of " SEG_FMT " are "
+                 "damaged and nothing after them tells what they held", rv.pending[0].a,
+                 rv.pending[0].b, rv.pending[0].seg);
+    free(rv.pending);
+    rv.pending = NULL;
+    if (!had_epoch || lost[0]) {
         if (new_epoch(self->epoch) != 0) {
             snprintf(errbuf, errlen, "cannot make an epoch: %s", strerror(errno));
             goto fail;
         }
         if (self->nsegs == 0)
             nw_notice("journal: new journal in %s, epoch %s", self->dir, self->epoch);
-        else
+        else if (!had_epoch)
             nw_warn("journal: no readable checkpoint in %zu segments of %s, new epoch %s",
                     self->nsegs, self->dir, self->epoch);
+        else
+            nw_warn("journal: cannot tell the last seqs published: %s; new epoch %s, seqs "
+                    "go on above the highest still held", lost, self->epoch);
     }
+    bool fresh = !had_epoch || lost[0];     /* a new epoch starts in a segment of its own */
     if (map_copy(self->durable, self->seqs) != 0)
         goto nomem;
-    segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
-    if (last && had_epoch) {
+    if (last && !fresh) {
         char path[PATH_MAX];
         seg_path(self->dir, last->num, path, sizeof path);
         if ((self->fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
@@ -1540,8 +1820,8 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     }
     /* the epoch only lasts if a checkpoint holds it: write one now if the current
      * segment would not start with one */
-    if (!last || !had_epoch || last->size == 0) {
-        bool rotate = !last || !had_epoch;
+    if (!last || fresh || last->size == 0) {
+        bool rotate = !last || fresh;
         job_t *job = &self->job;
         job->dir = self->dir;
         job->sync = self->opt.sync;
@@ -1555,7 +1835,8 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         job->zero_limit = self->opt.segment_size;
         if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
             pack_checkpoint(&job->head, self->epoch, job->cp_ms = wall_ms(),
-                            self->durable) != 0)
+                            self->durable) != 0 ||
+            pack_commit(&job->head, 0, NULL, self->epoch) != 0)
             goto nomem;
         run_job(job);
         if (job->err) {
@@ -1589,6 +1870,7 @@ nomem:
     snprintf(errbuf, errlen, "out of memory");
 fail:
     free(r.buf);
+    free(rv.pending);
     msgpack_unpacked_destroy(&up);
     nw_journal_close(&self);
     return NULL;
@@ -1633,6 +1915,7 @@ void nw_journal_close(nw_journal_t **self_p)
     batch_destroy(&self->open);
     batch_destroy(&self->flight);
     msgpack_sbuffer_destroy(&self->job.head);
+    msgpack_sbuffer_destroy(&self->job.seal);
     zhashx_destroy(&self->job.cp);
     zhashx_destroy(&self->seqs);
     zhashx_destroy(&self->durable);

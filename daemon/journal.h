@@ -7,10 +7,14 @@
  * (little endian). The payload is a MessagePack array:
  *   [0, epoch, time_ms, {topic: last seq, ...}]        checkpoint, first in every segment
  *   [1, topic, seq, id, time_ms, message bytes]         one published message
+ *   [2, start offset, {topic: last seq, ...}, epoch]    commit, last in every group write
+ *   [3, next segment number, epoch]                     seal, last in a full segment
  * A segment starts with a checkpoint so that retiring old segments (by size and age)
- * never forgets where a topic's seq stands. The epoch is made once, when no journal
- * exists, and only changes when the journal is lost or reset (or no segment left has a
- * readable checkpoint). A batch that finds the current segment at segment_size starts
+ * never forgets where a topic's seq stands. A commit names the seqs its write left its
+ * topics at and the offset the write began at; a seal is written once the next segment
+ * is durable, before anything in it is published. The epoch is made once, when no
+ * journal exists, and changes only when recovery cannot tell that its seqs are above
+ * everything ever published (see recovery below). A batch that finds the current segment at segment_size starts
  * the next one; retirement (oldest first, never the current segment) is decided at
  * each group write, so an idle journal retires nothing until it writes again. A
  * segment's age is its newest message's time_ms (its checkpoint's time while it holds
@@ -28,10 +32,15 @@
  * last record ends, and a segment is cut to that when the next one starts.
  *
  * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
- * logs what it discards and truncates a torn tail (whatever follows the last valid
- * record of the last segment, unless it is all zeros: that is the tail written ahead,
- * and appends go on over it); it rebuilds each topic's last seq and the ids published
- * within the dedup window. Ids older than the window are forgotten while running
+ * logs what it discards and truncates a torn tail (what a write cut short leaves after
+ * the last valid record of the last segment: the start of one record, then zeros or the
+ * end; all zeros is the tail written ahead, and appends go on over it); it rebuilds each
+ * topic's last seq (the highest any checkpoint, message or commit names) and the ids
+ * published within the dedup window. Skipped bytes that no later checkpoint or commit
+ * bounds, a lost checkpoint whose segment's predecessor is not whole, or a newest
+ * segment that is sealed (its successor is gone) mean a published seq may be unknown:
+ * a new epoch then starts, in a new segment, with the seqs going on above the highest
+ * held (journal.c, recovery_t, says case by case why this is enough). Ids older than the window are forgotten while running
  * (checked at a group write once a minute, or once a window when that is shorter);
  * a reload that widens the window reads the older ids back from the segments.
  *

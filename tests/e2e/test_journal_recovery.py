@@ -54,8 +54,12 @@ def read_segment(path, verify_crc=True):
             a = msgpack.unpackb(payload, raw=False)
             if a[0] == 0:
                 rec.update(type=0, epoch=a[1], time_ms=a[2], seqs=a[3])
-            else:
+            elif a[0] == 1:
                 rec.update(type=1, topic=a[1], seq=a[2], id=a[3], time_ms=a[4], msg=a[5])
+            elif a[0] == 2:     # commit: last in every group write
+                rec.update(type=2, start=a[1], seqs=a[2], epoch=a[3])
+            else:               # seal: a segment's successor is durable
+                rec.update(type=3, next=a[1], epoch=a[2])
         out.append(rec)
         off += HEADER + length
     size = len(data)

@@ -393,9 +393,10 @@ static void test_flipped_byte(void)
     int fd = open(path, O_RDWR);
     ssize_t n = read(fd, buf, sizeof buf);
     CHECK(n > 0);
-    /* frames: checkpoint, a-1, a-2, a-3; damage the middle of a-2's payload */
+    /* frames: checkpoint, commit, a-1, a-2, a-3, commit; damage the middle of a-2's
+     * payload (its write's commit tells its seq: the same epoch goes on) */
     size_t off = 0;
-    for (int i = 0; i < 2 && off + 12 <= (size_t) n; i++)
+    for (int i = 0; i < 3 && off + 12 <= (size_t) n; i++)
         off += 12 + le32(buf + off + 4);
     CHECK(off + 12 <= (size_t) n && le32(buf + off) == 0x314a574eu);
     size_t at = off + 12 + le32(buf + off + 4) / 2;
@@ -529,7 +530,7 @@ static void test_rotation_retirement(void)
     /* retire by age: segments whose newest record is older than max_age go */
     fresh();
     opt = defaults();
-    opt.segment_size = 100;         /* a checkpoint and one 100-byte message each */
+    opt.segment_size = 150;         /* a checkpoint and one 100-byte message each */
     opt.max_age_ms = 3600 * 1000;
     j = open_j(&opt);
     if (!j)
@@ -810,11 +811,12 @@ static void test_zero_tail(void)
     CHECK_STR(seqs, "795,796,797,798,799,800,801");
     CHECK(file_size(path) > frames_end(path));
 
-    /* zeros followed by a torn record are damage: cut, with a warning */
+    /* a record cut short, then zeros: cut, with a warning */
     close_j(&j);
     off_t end = frames_end(path);
     fd = open(path, O_WRONLY);
-    CHECK(fd >= 0 && pwrite(fd, "NWJ1\x64", 5, end + 100) == 5);
+    CHECK(fd >= 0 && pwrite(fd, "NWJ1\x64", 5, end) == 5 &&
+          pwrite(fd, zeros, 100, end + 5) == 100);
     close(fd);
     j = open_logged(&opt, warnings, sizeof warnings);
     if (!j)
@@ -899,7 +901,8 @@ static void test_disk_full(void)
         int st = 0;
         uint64_t durable = 0;
         for (int i = 0; i < 100 && st == 0; i++) {
-            CHECK(append(j, "a", now_ms(), 4000) == 0);
+            /* 3000 bytes: each write (message and commit) leaves part of a page free */
+            CHECK(append(j, "a", now_ms(), 3000) == 0);
             if (!commit_wait(j, &st))
                 break;
             if (st == 0)
@@ -953,6 +956,143 @@ static void test_no_checkpoint(void)
     if (!j)
         return;
     CHECK_STR(nw_journal_epoch(j), epoch);
+    close_j(&j);
+}
+
+/* Offsets of the records of a segment, in order (at most max). */
+static int frame_offsets(const char *path, off_t *out, int max)
+{
+    int fd = open(path, O_RDONLY), n = 0;
+    unsigned char h[12];
+    off_t off = 0, size = file_size(path);
+    while (fd >= 0 && n < max && pread(fd, h, 12, off) == 12 && le32(h) == 0x314a574eu &&
+           off + 12 + (off_t) le32(h + 4) <= size) {
+        out[n++] = off;
+        off += 12 + (off_t) le32(h + 4);
+    }
+    if (fd >= 0)
+        close(fd);
+    return n;
+}
+
+/* What recovery may and may not conclude from what it reads (journal.c, recovery_t):
+ * damage a commit accounts for keeps the epoch; a whole write lost, a damaged last
+ * write that is not a cut one, or a lost newest segment start a new epoch whose seqs go
+ * on above the highest held, and which lasts. */
+static void test_lost_seqs(void)
+{
+    fresh();
+    nw_journal_options_t opt = defaults();
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    int st;
+    const char *topics[] = {"a", "a", "b", "a"};
+    for (int i = 0; i < 4; i++) {       /* one write each: a-1, a-2, b-1, a-3 */
+        CHECK(append(j, topics[i], 1000, 40) == 0);
+        CHECK(commit_wait(j, &st) && st == 0);
+    }
+    char epoch[33];
+    snprintf(epoch, sizeof epoch, "%s", nw_journal_epoch(j));
+    close_j(&j);
+    char path[300];
+    seg_file(1, path, sizeof path);
+    off_t f[16];
+    /* checkpoint, commit, a-1, commit, a-2, commit, b-1, commit, a-3, commit */
+    CHECK(frame_offsets(path, f, 16) == 10);
+    unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char) (i * 7 % 251 + 1);
+
+    /* a-2's payload damaged, its commit intact: same epoch, a goes on at 4 */
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, junk, 4, f[4] + 20) == 4);
+    close(fd);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK_STR(nw_journal_epoch(j), epoch);
+    CHECK(nw_journal_last_seq(j, "a") == 3 && nw_journal_last_seq(j, "b") == 1);
+    close_j(&j);
+
+    /* b-1 and its commit overwritten: nothing says b got to 1: new epoch, b from 1 */
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, junk, (size_t) (f[8] - f[6]), f[6]) == f[8] - f[6]);
+    close(fd);
+    char warnings[4096];
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "cannot tell the last seqs published") != NULL);
+    char e2[33];
+    snprintf(e2, sizeof e2, "%s", nw_journal_epoch(j));
+    CHECK(strcmp(e2, epoch) != 0);
+    CHECK(nw_journal_last_seq(j, "a") == 3 && nw_journal_last_seq(j, "b") == 0);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 2);
+    CHECK(append(j, "b", 1000, 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+    /* the new epoch's checkpoint accounts for the old damage: it lasts */
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(nw_journal_epoch(j), e2);
+    CHECK(strstr(warnings, "new epoch") == NULL);
+    CHECK(nw_journal_last_seq(j, "b") == 1);
+    close_j(&j);
+
+    /* the last write overwritten in place (not what a cut write leaves): new epoch */
+    seg_file(2, path, sizeof path);
+    CHECK(frame_offsets(path, f, 16) == 4);     /* checkpoint, commit, b-1, commit */
+    off_t size = file_size(path);
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, junk, (size_t) (size - f[2]), f[2]) == size - f[2]);
+    close(fd);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "garbage at the end") != NULL);
+    CHECK(strcmp(nw_journal_epoch(j), e2) != 0 && strcmp(nw_journal_epoch(j), epoch) != 0);
+    CHECK(nw_journal_last_seq(j, "b") == 0 && nw_journal_last_seq(j, "a") == 3);
+    close_j(&j);
+
+    /* rotation seals the old segment; losing the newest is then caught */
+    fresh();
+    opt.segment_size = 4096;
+    j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 0; i < 12; i++) {
+        CHECK(append(j, "a", 1000, 1000) == 0);
+        CHECK(commit_wait(j, &st) && st == 0);
+    }
+    snprintf(epoch, sizeof epoch, "%s", nw_journal_epoch(j));
+    nw_journal_stats(j, &s);
+    uint64_t nsegs = s.segments;
+    CHECK(nsegs >= 3);
+    close_j(&j);
+    seg_file(nsegs, path, sizeof path);
+    CHECK(unlink(path) == 0);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "is missing") != NULL && strstr(warnings, "was sealed") != NULL);
+    CHECK(strcmp(nw_journal_epoch(j), epoch) != 0);
+    CHECK(nw_journal_last_seq(j, "a") < 12 && nw_journal_last_seq(j, "a") > 0);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == nsegs);             /* the new epoch took the lost number */
+    snprintf(e2, sizeof e2, "%s", nw_journal_epoch(j));
+    close_j(&j);
+    /* a middle segment lost: the next checkpoint holds every seq, the epoch stays */
+    seg_file(2, path, sizeof path);
+    CHECK(unlink(path) == 0);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "000000000002.nwj is missing: its messages cannot be replayed"));
+    CHECK_STR(nw_journal_epoch(j), e2);
     close_j(&j);
 }
 
@@ -1088,6 +1228,7 @@ int main(void)
     test_zero_tail();
     test_disk_full();
     test_no_checkpoint();
+    test_lost_seqs();
     test_cursor();
     test_cursor_lazy();
     uv_run(&loop, UV_RUN_DEFAULT);
