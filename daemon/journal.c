@@ -1045,6 +1045,7 @@ static void seal(nw_journal_t *self, bool sync)
         job->err = ENOMEM;
         return;
     }
+    cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;    /* segs may have moved */
     if (rotate) {
         job->create = true;
         job->num = cur ? cur->num + 1 : 1;
