@@ -10,12 +10,28 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define TOPIC_MAX 255                  /* proto section 5 */
+#define SWEEP_MS 1000                  /* connections looked at again (manual mode) */
+
+/* Manual mode: what was applied for one subscriber connection. A connection is known by
+ * its socket descriptor (ZMQ_SRCFD of its subscription messages) together with that
+ * socket's inode: descriptors are reused as soon as a connection closes, socket inodes
+ * are not, so (fd, inode) is this connection and no later one. */
+typedef struct {
+    char key[600];               /* its key in conns */
+    int fd;                      /* -1: a transport without one (keyed by key alone) */
+    dev_t dev;
+    ino_t ino;
+    zhashx_t *prefixes;          /* applied raw prefix -> how many of this connection's
+                                    subscriptions asked for it (size_t) */
+} conn_t;
 
 struct nw_publish {
     zsock_t *sock;
@@ -24,10 +40,10 @@ struct nw_publish {
     nw_publish_stats_t stats;
     uint64_t last_drop_log_ms;
     uv_check_t check;            /* end of the loop turn: drain after this turn's sends */
-    int open_handles;            /* poll and check, until both are closed */
+    int open_handles;            /* poll, check and sweep, until all are closed */
     nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
-    zhashx_t *applied;           /* "user-id\x1fprefix" -> how many live subscriptions of
-                                    that key asked for it (XPUB_MANUAL only) */
+    zhashx_t *conns;             /* "fd:dev:ino" -> conn_t (XPUB_MANUAL only) */
+    uv_timer_t sweep;            /* manual mode: finds connections that went away */
     char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
     size_t bound_count;
 };
@@ -45,13 +61,84 @@ static void free_count(void **item)
     *item = NULL;
 }
 
+static void free_conn(void **item)
+{
+    conn_t *c = *item;
+    if (c) {
+        zhashx_destroy(&c->prefixes);
+        free(c);
+    }
+    *item = NULL;
+}
+
+/* The connection a subscription message came from; created when create is set. NULL
+ * when it is gone already (its descriptor closed or reused): nothing to apply then,
+ * libzmq has dropped its pipe or is about to. */
+static conn_t *conn_of(nw_publish_t *self, const zmq_msg_t *msg, const char *user_id,
+                       bool create)
+{
+    char key[600];
+    struct stat st = {0};
+    int fd = zmq_msg_get(msg, ZMQ_SRCFD);
+    if (fd >= 0) {
+        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            return NULL;
+        snprintf(key, sizeof key, "%d:%ju:%ju", fd, (uintmax_t) st.st_dev, (uintmax_t) st.st_ino);
+    } else
+        snprintf(key, sizeof key, "key:%s", user_id);
+    conn_t *c = zhashx_lookup(self->conns, key);
+    if (c || !create)
+        return c;
+    if (!(c = calloc(1, sizeof *c)) || !(c->prefixes = zhashx_new())) {
+        free(c);
+        return NULL;
+    }
+    zhashx_set_destructor(c->prefixes, free_count);
+    memcpy(c->key, key, sizeof key);
+    c->fd = fd;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    if (zhashx_insert(self->conns, key, c) != 0) {
+        free_conn((void **) &c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Forget the connections whose socket is closed: libzmq removed their subscriptions
+ * from its filter itself, so only our entries and the count go. */
+static void conns_sweep(nw_publish_t *self)
+{
+    if (!self->conns || zhashx_size(self->conns) == 0)
+        return;
+    zlistx_t *gone = zlistx_new();
+    for (conn_t *c = zhashx_first(self->conns); c && gone; c = zhashx_next(self->conns)) {
+        struct stat st;
+        if (c->fd < 0 || (fstat(c->fd, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino))
+            continue;
+        self->stats.subscriptions -= (long) zhashx_size(c->prefixes);
+        zlistx_add_end(gone, (void *) zhashx_cursor(self->conns));
+    }
+    for (const char *k = gone ? zlistx_first(gone) : NULL; k; k = zlistx_next(gone))
+        zhashx_delete(self->conns, k);
+    zlistx_destroy(&gone);
+}
+
+static void on_sweep(uv_timer_t *timer)
+{
+    conns_sweep(timer->data);
+}
+
 /* Manual mode: a subscription is read as whole levels (nw_sub_terminate: raw "telecoms"
  * counts as "telecoms.", so a peer that forgot the terminator cannot reach "telecomsx")
- * and only its intersection with the key's grants is applied. libzmq's trie holds a pipe once per prefix, whatever number of the
- * key's subscriptions led to it, and a pipe has no identity we can read. So a prefix
- * is unsubscribed only when no subscription of the same key still wants it; at worst
- * a pipe keeps receiving topics it is granted but no longer asked for (its SUB socket
- * filters them out), never loses one it still wants nor gains one outside its grants. */
+ * and only its intersection with the key's grants is applied. libzmq's trie holds a pipe
+ * once per prefix, whatever number of the connection's subscriptions led to it, so a
+ * prefix is unsubscribed only when no subscription of the same connection still wants
+ * it (subscribing to everything and to "telecoms" both give "telecoms." to a key granted
+ * it). The entries follow the connection: when it goes, libzmq hands its subscriptions
+ * back as unsubscriptions without a User-Id, which is our cue to look for connections
+ * whose socket is closed (and a timer looks too, in case the socket outlives that), and
+ * theirs are forgotten. */
 static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscribe,
                          const char *sub, size_t sublen, const char *shown)
 {
@@ -59,7 +146,7 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
     if (!user_id) {
         /* A pipe that went away: libzmq already dropped its subscriptions. */
         if (!subscribe)
-            self->stats.subscriptions--;
+            conns_sweep(self);
         return;
     }
     const char *name = nw_auth_key_name(self->auth, user_id);
@@ -74,27 +161,38 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
         }
         return;
     }
+    conn_t *conn = conn_of(self, msg, user_id, subscribe);
+    if (!conn) {
+        nw_debug("key %s: %s '%s' from a connection already closed", name ? name : user_id,
+                 subscribe ? "subscription" : "unsubscription", shown);
+        return;
+    }
     char list[1024] = "";
     for (size_t i = 0; i < n; i++) {
-        char key[600];
-        snprintf(key, sizeof key, "%s\x1f%s", user_id, allowed[i]);
-        size_t *count = zhashx_lookup(self->applied, key);
+        size_t *count = zhashx_lookup(conn->prefixes, allowed[i]);
         if (subscribe) {
             zmq_setsockopt(self->handle, ZMQ_SUBSCRIBE, allowed[i], strlen(allowed[i]));
-            if (!count && (count = calloc(1, sizeof *count)))
-                zhashx_insert(self->applied, key, count);
+            if (!count && (count = calloc(1, sizeof *count))) {
+                if (zhashx_insert(conn->prefixes, allowed[i], count) == 0)
+                    self->stats.subscriptions++;
+                else {
+                    free(count);
+                    count = NULL;
+                }
+            }
             if (count)
                 ++*count;
-            self->stats.subscriptions++;
         } else if (count && --*count == 0) {
             zmq_setsockopt(self->handle, ZMQ_UNSUBSCRIBE, allowed[i], strlen(allowed[i]));
-            zhashx_delete(self->applied, key);
+            zhashx_delete(conn->prefixes, allowed[i]);
             self->stats.subscriptions--;
         }
         char one[300];
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "",
                  nw_log_escape(allowed[i], one, sizeof one));
     }
+    if (zhashx_size(conn->prefixes) == 0)
+        zhashx_delete(self->conns, conn->key);   /* frees conn */
     if (subscribe && (n != 1 || strcmp(allowed[0], subbuf) != 0)) {
         self->stats.denied++;
         nw_info("subscription '%s' from key %s narrowed to its grants: %s", shown,
@@ -190,12 +288,12 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     zmq_setsockopt(self->handle, ZMQ_LINGER, &linger, sizeof linger);
     if (auth) {
         self->auth = auth;
-        self->applied = zhashx_new();
-        if (!self->applied) {
+        self->conns = zhashx_new();
+        if (!self->conns) {
             snprintf(errbuf, errlen, "out of memory");
             goto fail;
         }
-        zhashx_set_destructor(self->applied, free_count);
+        zhashx_set_destructor(self->conns, free_conn);
         zmq_setsockopt(self->handle, ZMQ_XPUB_MANUAL, &one, sizeof one);
         if (nw_auth_server(auth, self->sock, errbuf, errlen) != 0)
             goto fail;
@@ -222,12 +320,18 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     uv_poll_start(&self->poll, UV_READABLE, on_poll);
     uv_check_init(loop, &self->check);
     self->check.data = self;
-    self->open_handles = 2;
+    uv_timer_init(loop, &self->sweep);
+    self->sweep.data = self;
+    if (self->auth) {
+        uv_timer_start(&self->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+        uv_unref((uv_handle_t *) &self->sweep);
+    }
+    self->open_handles = 3;
     publish_drain(self);
     return self;
 fail:
     zsock_destroy(&self->sock);
-    zhashx_destroy(&self->applied);
+    zhashx_destroy(&self->conns);
     free_bound(self);
     free(self);
     return NULL;
@@ -324,8 +428,10 @@ int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen)
         }
     }
     /* The old pipes are gone and their counts with them. */
-    if (self->applied)
-        zhashx_purge(self->applied);
+    if (self->conns) {
+        zhashx_purge(self->conns);
+        self->stats.subscriptions = 0;
+    }
     publish_drain(self);
     return rc;
 }
@@ -336,7 +442,7 @@ static void on_close(uv_handle_t *handle)
     if (--self->open_handles > 0)
         return;
     zsock_destroy(&self->sock);
-    zhashx_destroy(&self->applied);
+    zhashx_destroy(&self->conns);
     free_bound(self);
     free(self);
 }
@@ -350,4 +456,5 @@ void nw_publish_destroy(nw_publish_t **self_p)
     uv_poll_stop(&self->poll);
     uv_close((uv_handle_t *) &self->poll, on_close);
     uv_close((uv_handle_t *) &self->check, on_close);
+    uv_close((uv_handle_t *) &self->sweep, on_close);
 }

@@ -16,8 +16,10 @@
  * key's grants allow is applied (a subscription to everything becomes one per grant; one
  * without the final '.', e.g. "telecoms", is read as the whole level "telecoms.");
  * libzmq applies a manual subscription to the pipe that spoke last, so the grant is
- * applied right after each receive, before the next one. Without auth, subscriptions
- * apply as sent (raw prefixes; subscribers filter).
+ * applied right after each receive, before the next one. What was applied is kept per
+ * subscriber connection (known by its socket: ZMQ_SRCFD and the socket's inode) and
+ * forgotten when the connection goes, so the count of subscriptions is what is live.
+ * Without auth, subscriptions apply as sent (raw prefixes; subscribers filter).
  * Used only on the loop thread.
  */
 #ifndef NW_PUBLISH_H
@@ -35,7 +37,8 @@ typedef struct {
     unsigned long subscribes;    /* subscription messages seen */
     unsigned long unsubscribes;
     unsigned long denied;        /* subscriptions refused or narrowed by the grants */
-    long subscriptions;          /* subscriptions now active (all subscribers) */
+    long subscriptions;          /* subscriptions now active (all subscribers; with auth,
+                                    distinct applied prefixes per live connection) */
 } nw_publish_stats_t;
 
 /* auth NULL: clear text, subscriptions unchecked. auth is borrowed and must outlive
