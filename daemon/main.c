@@ -52,7 +52,7 @@ typedef struct {
     nw_watch_t *watch;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
-    char last_status[512];
+    char last_status[768];
     int reserve_fd;               /* lent to sd_notify when descriptors run out */
     unsigned long status_ticks;
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
@@ -97,17 +97,30 @@ static void update_status(daemon_t *d)
 {
     nw_pipeline_stats_t ps;
     nw_publish_stats_t pub;
+    nw_watch_stats_t ws = {0};
     nw_pipeline_stats(d->pipeline, &ps);
     nw_publish_stats(d->publish, &pub);
-    char status[512], fault[160] = "";
+    const char *problem = "";
+    if (d->watch) {
+        nw_watch_stats(d->watch, &ws);
+        problem = nw_watch_problem(d->watch);
+    }
+    char status[768], fault[160] = "";
     if (ps.file_errno)
         snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
                  "retrying; ", strerror(ps.file_errno));
+    /* Files in a missing drop folder cannot be counted: never claim "0 pending". */
+    char pending[64];
+    if (ws.drop_missing)
+        snprintf(pending, sizeof pending, "pending unknown (%lu in hand)", files_waiting(d, &ps));
+    else
+        snprintf(pending, sizeof pending, "%lu pending", files_waiting(d, &ps));
     int n = snprintf(status, sizeof status,
-                     "STATUS=%s%s%lu published, %lu rejected, %lu duplicates, %lu pending, "
+                     "STATUS=%s%s%s%s%lu published, %lu rejected, %lu duplicates, %s, "
                      "%ld subscriptions, %lu drops",
                      ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
-                     fault, ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps),
+                     fault, problem, *problem ? "; " : "",
+                     ps.published, ps.rejected, ps.duplicates, pending,
                      pub.subscriptions, pub.dropped);
     if (d->replay && n > 0 && (size_t) n < sizeof status) {
         nw_replay_stats_t rs;
@@ -248,10 +261,13 @@ static void on_reload(uv_signal_t *handle, int signum)
     else if (revoked > 0)
         nw_notice("reload: a key or grant was withdrawn: live subscribers were disconnected "
                   "and are admitted afresh as they reconnect");
+    /* a missing drop folder or a refused watch is tried again now, not at the tick */
+    nw_watch_retry(d->watch);
     nw_notice("reloaded %s: log level %s, dedup window %lld s, %zu subject rules",
               d->config.config_file ? d->config.config_file : "(no config file)",
               nw_log_level_name(nw_log_get_level()),
               (long long) (d->config.dedup_window_ms / 1000), nw_rules_count(d->rules));
+    update_status(d);
     sd_notify(0, "READY=1");
 }
 

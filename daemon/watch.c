@@ -9,6 +9,15 @@
  * one block of names (about 40 bytes a file). The consumer paces a scan: when its
  * callback returns nonzero the rest waits in `backlog` until nw_watch_resume, so a
  * backlog of 100,000 files is held here compactly rather than as 100,000 queued jobs.
+ *
+ * What inotify cannot tell is made good by a tick (TICK_MS, a libuv timer): a drop
+ * folder that went away (deleted, moved, replaced at its path) is looked for again and
+ * rescanned once back; a folder that cannot be watched (the inotify watch limit,
+ * ENOSPC) is polled by a scan each tick and its watch retried; a regular file created
+ * without a close seen (an O_TMPFILE linked in, a hard link whose other name went
+ * away) is reported once it has stayed unchanged for a tick. While something is not
+ * watched, nw_watch_problem says what and a warning is logged at once and every
+ * WARN_MS.
  */
 #include "watch.h"
 #include "log.h"
@@ -26,12 +35,31 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WATCH_BUF_SIZE 65536
 #define DROP_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | \
                    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-#define SUBDIR_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW)
+#define SUBDIR_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW)
+#define TICK_MS NW_WATCH_TICK_MS
+#define WARN_MS 60000           /* a warning a minute while something is not watched */
+#define FRESH_MAX 4096          /* created files followed until their close */
+
+/* Why the drop folder is not watched. */
+typedef enum {
+    DROP_WATCHED,
+    DROP_MISSING,               /* not there (or not a folder): nothing to see */
+    DROP_POLLED,                /* there, readable, but inotify refused: scanned a tick */
+} drop_state_t;
+
+/* A regular file created in a watched folder whose close has not been seen yet. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    int64_t mtime_ns;
+    uint64_t since_ms;          /* loop time of the last change seen */
+} fresh_t;
 
 struct nw_watch {
     uv_loop_t *loop;
@@ -40,9 +68,22 @@ struct nw_watch {
     void *arg;
     int ifd;                /* inotify descriptor, closed by the close callback */
     int drop_wd;            /* -1 until started, or after the drop folder went away */
+    dev_t drop_dev;         /* what drop_wd watches, to tell when the path names */
+    ino_t drop_ino;         /* another folder (an ancestor renamed, say) */
+    drop_state_t drop_state;
+    int drop_errno;         /* why it is missing or polled */
+    char drop_why[64];      /* "deleted", "moved away", ... for the log */
     uv_poll_t poll;
-    bool polling, stopped, closing;
+    uv_timer_t tick;
+    uv_idle_t nudge;        /* one loop turn without blocking after the tick reported */
+    int open_handles;       /* poll, tick, nudge: freed when all are closed */
+    bool polling, started, stopped, closing, nudged;
     zhashx_t *subdirs;      /* wd (as a pointer) -> subfolder name */
+    zhashx_t *unwatched;    /* subfolder name -> errno (as a pointer): polled */
+    zhashx_t *fresh;        /* rel ("name" or "subdir/name") -> fresh_t */
+    uint64_t warned_ms;     /* loop time of the last warning */
+    unsigned warned_sig;    /* what it warned of (0: nothing wrong) */
+    char problem[256];      /* for nw_watch_problem */
     struct scan *backlog;   /* sorted scans not yet fully reported, oldest scan first */
     bool held;              /* the callback asked to wait for nw_watch_resume */
     nw_watch_stats_t stats;
@@ -119,7 +160,13 @@ static void *wd_key(int wd)
     return (void *) (uintptr_t) wd;
 }
 
-/* Watch drop_dir/name; -1 only when the folder cannot be watched (it may be gone). */
+static void *errno_value(int err)
+{
+    return (void *) (uintptr_t) err;
+}
+
+/* Watch drop_dir/name: 0 watched, 1 not watchable now (kept in `unwatched`, to be
+ * polled and retried), -1 gone or not a folder. */
 static int add_subdir(nw_watch_t *self, const char *name)
 {
     char path[PATH_MAX];
@@ -127,24 +174,30 @@ static int add_subdir(nw_watch_t *self, const char *name)
         return -1;
     int wd = inotify_add_watch(self->ifd, path, SUBDIR_MASK);
     if (wd < 0) {
-        if (errno != ENOENT && errno != ENOTDIR) {
-            char esc[256];
-            nw_warn("watch: cannot watch subfolder %s: %s",
-                    nw_log_escape(name, esc, sizeof esc), strerror(errno));
+        int err = errno;
+        if (err == ENOENT || err == ENOTDIR) {
+            zhashx_delete(self->unwatched, name);
+            return -1;
         }
-        return -1;
+        zhashx_update(self->unwatched, name, errno_value(err));
+        return 1;
     }
     char *copy = strdup(name);
-    if (!copy)
-        return -1;
+    if (!copy) {
+        inotify_rm_watch(self->ifd, wd);
+        zhashx_update(self->unwatched, name, errno_value(ENOMEM));
+        return 1;
+    }
     /* the same folder seen again (renamed, or rescanned) keeps its wd: take the name */
     zhashx_update(self->subdirs, wd_key(wd), copy);
+    zhashx_delete(self->unwatched, name);
     return 0;
 }
 
 /* A subfolder moved out of the drop folder: forget it, its events would mislead. */
 static void remove_subdir(nw_watch_t *self, const char *name)
 {
+    zhashx_delete(self->unwatched, name);
     for (char *value = zhashx_first(self->subdirs); value; value = zhashx_next(self->subdirs)) {
         if (strcmp(value, name) == 0) {
             int wd = (int) (uintptr_t) zhashx_cursor(self->subdirs);
@@ -153,6 +206,17 @@ static void remove_subdir(nw_watch_t *self, const char *name)
             return;
         }
     }
+}
+
+/* Every subfolder watch goes (the drop folder itself went away). */
+static void forget_subdirs(nw_watch_t *self)
+{
+    for (void *v = zhashx_first(self->subdirs); v; v = zhashx_next(self->subdirs))
+        inotify_rm_watch(self->ifd, (int) (uintptr_t) zhashx_cursor(self->subdirs));
+    zhashx_purge(self->subdirs);
+    zhashx_purge(self->unwatched);
+    self->stats.subdirs = 0;
+    self->stats.unwatched = 0;
 }
 
 /* ------------------------------------------------------------------------------
@@ -223,11 +287,21 @@ static int entry_order(const void *a, const void *b)
     return c ? c : strcmp(x->subdir, y->subdir);
 }
 
+static int64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Collect the entries of one folder. subdir NULL: the drop folder itself, whose
- * subfolders are watched (before they are read) and collected too. */
-static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir,
+ * subfolders are watched (before they are read) and collected too; those that cannot
+ * be watched are collected all the same. A polled scan sees no close: it leaves files
+ * changed within the last tick for the next one, as a writer may still be at work. */
+static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir, bool polled,
                     char *errbuf, size_t errlen)
 {
+    int64_t now = polled ? realtime_ns() : 0;
     char path[PATH_MAX];
     if (subdir)
         snprintf(path, sizeof path, "%s/%s", self->drop_dir, subdir);
@@ -252,13 +326,15 @@ static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir,
             continue;           /* gone meanwhile */
         if (S_ISDIR(st.st_mode)) {
             /* one level only; the watch comes first so nothing lands unseen */
-            if (!subdir && add_subdir(self, de->d_name) == 0 &&
-                scan_dir(self, scan, de->d_name, errbuf, errlen) != 0)
+            if (!subdir && add_subdir(self, de->d_name) >= 0 &&
+                scan_dir(self, scan, de->d_name, polled, errbuf, errlen) != 0)
                 goto fail;
             continue;
         }
         /* anything else is a hint: the pipeline opens with O_NOFOLLOW and decides */
         int64_t mtime = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (polled && mtime <= now && mtime > now - (int64_t) TICK_MS * 1000000)
+            continue;
         if (scan_add(scan, subname, de->d_name, mtime) != 0)
             goto oom;
     }
@@ -301,15 +377,19 @@ static void backlog_feed(nw_watch_t *self)
 /* Scan one subfolder (subdir) or everything (NULL), then report oldest first. A full
  * scan finds every file still there, so it replaces whatever backlog was left; a
  * subfolder's scan queues behind it. */
-static int scan_and_report(nw_watch_t *self, const char *subdir, char *errbuf, size_t errlen)
+static int scan_and_report(nw_watch_t *self, const char *subdir, bool polled,
+                           char *errbuf, size_t errlen)
 {
     scan_t *scan = calloc(1, sizeof *scan);
     if (!scan) {
         snprintf(errbuf, errlen, "scanning: out of memory");
         return -1;
     }
-    int rc = scan_dir(self, scan, subdir, errbuf, errlen);
+    if (!subdir)
+        zhashx_purge(self->unwatched);   /* the scan finds them again */
+    int rc = scan_dir(self, scan, subdir, polled, errbuf, errlen);
     self->stats.subdirs = zhashx_size(self->subdirs);
+    self->stats.unwatched = zhashx_size(self->unwatched);
     if (rc != 0) {
         scan_free(scan);
         return rc;
@@ -350,12 +430,321 @@ void nw_watch_resume(nw_watch_t *self)
 
 int nw_watch_rescan(nw_watch_t *self, char *errbuf, size_t errlen)
 {
-    if (!self || self->stopped || self->drop_wd < 0) {
+    if (!self || !self->started || self->stopped) {
         snprintf(errbuf, errlen, "watch: not running");
         return -1;
     }
     self->stats.rescans++;
-    return scan_and_report(self, NULL, errbuf, errlen);
+    return scan_and_report(self, NULL, self->drop_state == DROP_POLLED, errbuf, errlen);
+}
+
+/* ------------------------------------------------------------------------------
+ * What is not watched: said in nw_watch_problem, warned of at once and every WARN_MS
+ */
+
+static const char *watch_error(int err)
+{
+    /* ENOSPC from inotify_add_watch is not about disk space */
+    return err == ENOSPC ? "the inotify watch limit (fs.inotify.max_user_watches) is reached"
+                         : strerror(err);
+}
+
+static void update_problem(nw_watch_t *self)
+{
+    size_t unwatched = zhashx_size(self->unwatched);
+    self->stats.unwatched = unwatched;
+    self->stats.drop_missing = self->drop_state == DROP_MISSING;
+    self->stats.drop_polled = self->drop_state == DROP_POLLED;
+    char *out = self->problem;
+    size_t len = sizeof self->problem;
+    out[0] = '\0';
+    if (self->drop_state == DROP_MISSING)
+        snprintf(out, len, "DROP FOLDER MISSING (%s): its files are not seen; looked for every "
+                 "%d s", self->drop_why, TICK_MS / 1000);
+    else if (self->drop_state == DROP_POLLED)
+        snprintf(out, len, "DROP FOLDER NOT WATCHED (%s): scanned every %d s",
+                 watch_error(self->drop_errno), TICK_MS / 1000);
+    else if (unwatched) {
+        int err = (int) (uintptr_t) zhashx_first(self->unwatched);
+        snprintf(out, len, "%zu SUBFOLDER%s NOT WATCHED (%s): scanned every %d s", unwatched,
+                 unwatched == 1 ? "" : "S", watch_error(err), TICK_MS / 1000);
+    }
+}
+
+/* Called after every change of what is watched, and each tick: a new kind of trouble
+ * is logged at once, trouble that lasts every WARN_MS, its end once. */
+static void health_check(nw_watch_t *self)
+{
+    if (self->stopped)
+        return;
+    update_problem(self);
+    size_t unwatched = zhashx_size(self->unwatched);
+    unsigned sig = self->drop_state != DROP_WATCHED ? 1u + (unsigned) self->drop_state
+                   : unwatched ? 8u : 0u;
+    uint64_t now = uv_now(self->loop);
+    if (!sig) {
+        if (self->warned_sig)
+            nw_notice("watch: %s and every subfolder are watched again", self->drop_dir);
+        self->warned_sig = 0;
+        return;
+    }
+    if (sig == self->warned_sig && now - self->warned_ms < WARN_MS)
+        return;
+    self->warned_sig = sig;
+    self->warned_ms = now;
+    if (self->drop_state == DROP_MISSING)
+        nw_warn("watch: drop folder %s %s: no file is taken until it is there again "
+                "(looked for every %d s, or on SIGHUP)", self->drop_dir, self->drop_why,
+                TICK_MS / 1000);
+    else if (self->drop_state == DROP_POLLED)
+        nw_warn("watch: cannot watch drop folder %s: %s; it is scanned every %d s instead "
+                "(retried then, and on SIGHUP)", self->drop_dir, watch_error(self->drop_errno),
+                TICK_MS / 1000);
+    else {
+        char names[200] = "", esc[64];
+        size_t shown = 0;
+        for (void *v = zhashx_first(self->unwatched); v && shown < 3;
+             v = zhashx_next(self->unwatched), shown++) {
+            size_t at = strlen(names);
+            snprintf(names + at, sizeof names - at, "%s%s", shown ? ", " : "",
+                     nw_log_escape(zhashx_cursor(self->unwatched), esc, sizeof esc));
+        }
+        int err = (int) (uintptr_t) zhashx_first(self->unwatched);
+        nw_warn("watch: %zu subfolder%s of %s cannot be watched (%s): %s%s; scanned every %d s "
+                "instead (retried then, and on SIGHUP)", unwatched, unwatched == 1 ? "" : "s",
+                self->drop_dir, watch_error(err), names, unwatched > shown ? ", ..." : "",
+                TICK_MS / 1000);
+    }
+}
+
+/* ------------------------------------------------------------------------------
+ * The drop folder going away and coming back
+ */
+
+/* Watch the drop folder at its path again: 0 watched, -1 not (drop_state says why). */
+static int drop_watch(nw_watch_t *self)
+{
+    int wd = inotify_add_watch(self->ifd, self->drop_dir, DROP_MASK);
+    struct stat st;
+    if (wd < 0) {
+        self->drop_errno = errno;
+        bool there = stat(self->drop_dir, &st) == 0 && S_ISDIR(st.st_mode);
+        if (!there && self->drop_state != DROP_MISSING) {
+            self->drop_state = DROP_MISSING;
+            snprintf(self->drop_why, sizeof self->drop_why, "is not there (%s)",
+                     strerror(self->drop_errno));
+        } else if (there)
+            self->drop_state = DROP_POLLED;
+        return -1;
+    }
+    if (stat(self->drop_dir, &st) != 0) {   /* gone again already: the tick retries */
+        inotify_rm_watch(self->ifd, wd);
+        return -1;
+    }
+    self->drop_wd = wd;
+    self->drop_dev = st.st_dev;
+    self->drop_ino = st.st_ino;
+    self->drop_state = DROP_WATCHED;
+    self->drop_errno = 0;
+    return 0;
+}
+
+static void fresh_clear(nw_watch_t *self)
+{
+    zhashx_purge(self->fresh);
+}
+
+/* The path no longer names the folder watched (why: "was deleted", ...): drop every
+ * watch, what a scan held and what was followed, and look for the folder again. */
+static void drop_lost(nw_watch_t *self, const char *why)
+{
+    if (self->drop_wd >= 0)
+        inotify_rm_watch(self->ifd, self->drop_wd);   /* fails harmlessly once deleted */
+    self->drop_wd = -1;
+    self->drop_state = DROP_MISSING;
+    snprintf(self->drop_why, sizeof self->drop_why, "%s", why);
+    forget_subdirs(self);
+    backlog_clear(self);   /* a rescan finds them again; a hold stays until resumed */
+    fresh_clear(self);
+}
+
+/* Retry what is not watched; poll what still cannot be. */
+static void retry_watches(nw_watch_t *self)
+{
+    char err[256];
+    if (self->stopped || !self->started)
+        return;
+    if (self->drop_wd < 0) {
+        if (drop_watch(self) == 0) {
+            nw_notice("watch: drop folder %s is there again: watching it, rescanning",
+                      self->drop_dir);
+            if (nw_watch_rescan(self, err, sizeof err) != 0)
+                nw_err("watch: %s", err);
+        } else if (self->drop_state == DROP_POLLED && !self->backlog &&
+                   scan_and_report(self, NULL, true, err, sizeof err) != 0)
+            nw_err("watch: %s", err);
+    } else if (zhashx_size(self->unwatched)) {
+        zlistx_t *names = zhashx_keys(self->unwatched);
+        for (char *name = names ? zlistx_first(names) : NULL; name && !self->stopped;
+             name = zlistx_next(names)) {
+            int rc = add_subdir(self, name);
+            /* newly watched: what landed before the watch; still not: a poll */
+            if ((rc == 0 || (rc == 1 && !self->backlog)) &&
+                scan_and_report(self, name, rc == 1, err, sizeof err) != 0)
+                nw_err("watch: %s", err);
+        }
+        zlistx_destroy(&names);
+        self->stats.subdirs = zhashx_size(self->subdirs);
+    }
+    health_check(self);
+}
+
+/* ------------------------------------------------------------------------------
+ * Files created without a close seen
+ */
+
+static int rel_of(char *out, size_t len, const char *subdir, const char *name)
+{
+    int n = snprintf(out, len, "%s%s%s", subdir, *subdir ? "/" : "", name);
+    return n < 0 || (size_t) n >= len ? -1 : 0;
+}
+
+/* IN_CREATE: anything but a regular file (a FIFO, a symlink, a socket, a device) is
+ * complete as it appears and is reported now, for the pipeline to reject; so is a hard
+ * link (more than one name). A regular file is followed until its close (the common
+ * case: an open and writes), or reported once it stays unchanged for a tick. */
+static void on_created(nw_watch_t *self, const char *subdir, const char *name)
+{
+    char rel[PATH_MAX], path[PATH_MAX + 64];
+    if (rel_of(rel, sizeof rel, subdir, name) != 0 ||
+        snprintf(path, sizeof path, "%s/%s", self->drop_dir, rel) >= (int) sizeof path)
+        return;
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISDIR(st.st_mode))
+        return;
+    if (!S_ISREG(st.st_mode) || st.st_nlink > 1)
+        report(self, subdir, name);
+    if (!S_ISREG(st.st_mode) || zhashx_size(self->fresh) >= FRESH_MAX)
+        return;
+    fresh_t *f = malloc(sizeof *f);
+    if (!f)
+        return;
+    *f = (fresh_t) {st.st_dev, st.st_ino,
+                    (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                    uv_now(self->loop)};
+    zhashx_update(self->fresh, rel, f);
+}
+
+/* A close or a rename in: the file is reported by its event, no longer followed. An
+ * O_TMPFILE's close comes under the kernel's name for it, "#" and its inode number,
+ * after linkat gave it its real name: that name is reported then. */
+static void on_closed(nw_watch_t *self, const char *subdir, const char *name)
+{
+    char rel[PATH_MAX];
+    if (zhashx_size(self->fresh) == 0 || rel_of(rel, sizeof rel, subdir, name) != 0)
+        return;
+    zhashx_delete(self->fresh, rel);
+    if (name[0] != '#' || !name[1] || strspn(name + 1, "0123456789") != strlen(name + 1))
+        return;
+    unsigned long long ino = strtoull(name + 1, NULL, 10);
+    for (fresh_t *f = zhashx_first(self->fresh); f; f = zhashx_next(self->fresh)) {
+        if ((unsigned long long) f->ino == ino) {
+            char linked[PATH_MAX];
+            snprintf(linked, sizeof linked, "%s", (const char *) zhashx_cursor(self->fresh));
+            zhashx_delete(self->fresh, linked);
+            char *slash = strchr(linked, '/');
+            if (slash)
+                *slash = '\0';
+            report(self, slash ? linked : "", slash ? slash + 1 : linked);
+            return;
+        }
+    }
+}
+
+/* Each tick: a followed file unchanged for a tick is reported (the pipeline's read
+ * lease still leaves one that a writer holds open); a gone one is forgotten. */
+static void fresh_age(nw_watch_t *self)
+{
+    if (zhashx_size(self->fresh) == 0)
+        return;
+    uint64_t now = uv_now(self->loop);
+    zlistx_t *rels = zhashx_keys(self->fresh);
+    for (char *rel = rels ? zlistx_first(rels) : NULL; rel && !self->stopped;
+         rel = zlistx_next(rels)) {
+        fresh_t *f = zhashx_lookup(self->fresh, rel);
+        if (!f || now - f->since_ms < TICK_MS)
+            continue;
+        char path[PATH_MAX + 64];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", self->drop_dir, rel);
+        if (lstat(path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+            zhashx_delete(self->fresh, rel);
+            continue;
+        }
+        int64_t mtime = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (mtime != f->mtime_ns) {
+            f->mtime_ns = mtime;
+            f->since_ms = now;
+            continue;
+        }
+        char esc[PATH_MAX];
+        nw_debug("watch: %s was created with no close seen and has not changed for a tick: "
+                 "reported", nw_log_escape(rel, esc, sizeof esc));
+        zhashx_delete(self->fresh, rel);
+        char *slash = strchr(rel, '/');   /* rel is the list's copy */
+        if (slash)
+            *slash = '\0';
+        report(self, slash ? rel : "", slash ? slash + 1 : rel);
+    }
+    zlistx_destroy(&rels);
+}
+
+/* Idle callbacks run after the timers and before the poll: the first call leaves the
+ * handle active so that this turn's poll does not block, the second ends it. */
+static void on_nudge(uv_idle_t *idle)
+{
+    nw_watch_t *self = idle->data;
+    if (self->nudged)
+        uv_idle_stop(idle);
+    self->nudged = true;
+}
+
+/* Reports made outside an I/O callback (a timer, before the loop runs) start work
+ * that the loop would otherwise only see after its next wake-up. */
+static void nudge(nw_watch_t *self)
+{
+    if (self->stopped)
+        return;
+    self->nudged = false;
+    uv_idle_start(&self->nudge, on_nudge);
+}
+
+static void on_tick(uv_timer_t *timer)
+{
+    nw_watch_t *self = timer->data;
+    unsigned long reports = self->stats.reports;
+    struct stat st;
+    /* an ancestor renamed or the folder replaced sends no event to the drop folder */
+    if (self->drop_wd >= 0 && (stat(self->drop_dir, &st) != 0 || st.st_dev != self->drop_dev ||
+                               st.st_ino != self->drop_ino))
+        drop_lost(self, "is no longer the folder watched (moved or replaced)");
+    retry_watches(self);
+    fresh_age(self);
+    /* A timer runs before the loop polls: what the reports started at the end of the
+     * turn (the pipeline's check handle) would otherwise wait for the next wake-up. */
+    if (self->stats.reports != reports)
+        nudge(self);
+}
+
+void nw_watch_retry(nw_watch_t *self)
+{
+    if (self)
+        retry_watches(self);
+}
+
+const char *nw_watch_problem(const nw_watch_t *self)
+{
+    return self ? self->problem : "";
 }
 
 /* ------------------------------------------------------------------------------
@@ -372,13 +761,12 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
     }
     const char *name = ev->len ? ev->name : "";
     if (ev->wd == self->drop_wd) {
-        if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-            nw_err("watch: drop folder %s was %s; no new files will be seen", self->drop_dir,
-                   ev->mask & IN_DELETE_SELF ? "deleted" : "moved");
-            return;
-        }
-        if (ev->mask & IN_IGNORED) {
-            self->drop_wd = -1;
+        if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+            drop_lost(self, ev->mask & IN_DELETE_SELF ? "was deleted"
+                            : ev->mask & IN_MOVE_SELF ? "was moved away"
+                            : "is no longer watched (deleted or unmounted)");
+            *rescan = false;   /* what was queued before is moot; the folder is gone */
+            retry_watches(self);   /* it may be back already (mv drop old; mkdir drop) */
             return;
         }
         if (!*name || nw_watch_name_skipped(name))
@@ -386,17 +774,26 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
         if (ev->mask & IN_ISDIR) {
             char err[256];
             if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
-                /* files may have landed before the watch: scan right after adding it */
-                if (add_subdir(self, name) == 0 && scan_and_report(self, name, err, sizeof err))
+                /* files may have landed before the watch: scan right after adding it
+                 * (a folder that cannot be watched is scanned too, then polled) */
+                int rc = add_subdir(self, name);
+                if (rc >= 0 && scan_and_report(self, name, rc == 1, err, sizeof err))
                     nw_warn("watch: %s", err);
+                health_check(self);
             }
-            else if (ev->mask & IN_MOVED_FROM)
+            else if (ev->mask & IN_MOVED_FROM) {
                 remove_subdir(self, name);
+                health_check(self);
+            }
             self->stats.subdirs = zhashx_size(self->subdirs);
             return;
         }
-        if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO))
+        if (ev->mask & IN_CREATE)
+            on_created(self, "", name);
+        if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
+            on_closed(self, "", name);
             report(self, "", name);
+        }
         return;
     }
     const char *subdir = zhashx_lookup(self->subdirs, wd_key(ev->wd));
@@ -407,9 +804,14 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
         self->stats.subdirs = zhashx_size(self->subdirs);
         return;
     }
-    if (*name && !(ev->mask & IN_ISDIR) && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) &&
-        !nw_watch_name_skipped(name))
+    if (!*name || (ev->mask & IN_ISDIR) || nw_watch_name_skipped(name))
+        return;
+    if (ev->mask & IN_CREATE)
+        on_created(self, subdir, name);
+    if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
+        on_closed(self, subdir, name);
         report(self, subdir, name);
+    }
 }
 
 static void on_readable(uv_poll_t *handle, int status, int events)
@@ -435,7 +837,7 @@ static void on_readable(uv_poll_t *handle, int status, int events)
         handle_event(self, ev, &rescan);
         p += sizeof *ev + ev->len;
     }
-    if (rescan && !self->stopped) {
+    if (rescan && !self->stopped && self->drop_state != DROP_MISSING) {
         char err[256];
         nw_warn("watch: inotify queue overflowed; rescanning %s", self->drop_dir);
         if (nw_watch_rescan(self, err, sizeof err) != 0)
@@ -453,13 +855,23 @@ static void free_watch(nw_watch_t *self)
     if (self->ifd >= 0)
         close(self->ifd);
     zhashx_destroy(&self->subdirs);
+    zhashx_destroy(&self->unwatched);
+    zhashx_destroy(&self->fresh);
     free(self->drop_dir);
     free(self);
 }
 
 static void on_close(uv_handle_t *handle)
 {
-    free_watch(handle->data);
+    nw_watch_t *self = handle->data;
+    if (--self->open_handles == 0)
+        free_watch(self);
+}
+
+static void fresh_free(void **item)
+{
+    free(*item);
+    *item = NULL;
 }
 
 nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn, void *arg,
@@ -486,7 +898,9 @@ nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn,
     self->arg = arg;
     self->drop_dir = strdup(drop_dir);
     self->subdirs = zhashx_new();
-    if (!self->drop_dir || !self->subdirs) {
+    self->unwatched = zhashx_new();
+    self->fresh = zhashx_new();
+    if (!self->drop_dir || !self->subdirs || !self->unwatched || !self->fresh) {
         snprintf(errbuf, errlen, "watch: out of memory");
         goto fail;
     }
@@ -495,6 +909,7 @@ nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn,
     zhashx_set_key_duplicator(self->subdirs, NULL);
     zhashx_set_key_destructor(self->subdirs, NULL);
     zhashx_set_destructor(self->subdirs, name_free);
+    zhashx_set_destructor(self->fresh, fresh_free);
     self->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (self->ifd < 0) {
         snprintf(errbuf, errlen, "inotify_init1: %s", strerror(errno));
@@ -506,6 +921,10 @@ nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn,
         goto fail;
     }
     self->poll.data = self;
+    uv_timer_init(loop, &self->tick);
+    uv_idle_init(loop, &self->nudge);
+    self->tick.data = self->nudge.data = self;
+    self->open_handles = 3;
     return self;
 fail:
     free_watch(self);
@@ -514,24 +933,29 @@ fail:
 
 int nw_watch_start(nw_watch_t *self, char *errbuf, size_t errlen)
 {
-    if (self->stopped || self->drop_wd >= 0) {
+    if (self->stopped || self->started) {
         snprintf(errbuf, errlen, "watch: already started");
         return -1;
     }
-    self->drop_wd = inotify_add_watch(self->ifd, self->drop_dir, DROP_MASK);
-    if (self->drop_wd < 0) {
-        snprintf(errbuf, errlen, "cannot watch drop folder %s: %s", self->drop_dir,
-                 strerror(errno));
-        return -1;
-    }
+    /* A folder that is there but cannot be watched (the watch limit) is scanned each
+     * tick instead; one that cannot even be read fails the scan below. */
+    drop_watch(self);
     int rc = uv_poll_start(&self->poll, UV_READABLE, on_readable);
     if (rc < 0) {
         snprintf(errbuf, errlen, "uv_poll_start: %s", uv_strerror(rc));
         return -1;
     }
     self->polling = true;
+    self->started = true;
+    uv_timer_start(&self->tick, on_tick, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *) &self->tick);
     /* events queued meanwhile are read on the next loop turn: duplicates, not losses */
-    return scan_and_report(self, NULL, errbuf, errlen);
+    if (scan_and_report(self, NULL, false, errbuf, errlen) != 0)
+        return -1;
+    if (self->stats.reports)
+        nudge(self);   /* the loop's first turn hands the backlog on without waiting */
+    health_check(self);
+    return 0;
 }
 
 void nw_watch_stop(nw_watch_t *self)
@@ -546,6 +970,8 @@ void nw_watch_stop(nw_watch_t *self)
     if (self->polling)
         uv_poll_stop(&self->poll);
     self->polling = false;
+    uv_timer_stop(&self->tick);
+    uv_idle_stop(&self->nudge);
 }
 
 void nw_watch_destroy(nw_watch_t **self_p)
@@ -558,6 +984,8 @@ void nw_watch_destroy(nw_watch_t **self_p)
     if (!self->closing) {
         self->closing = true;
         uv_close((uv_handle_t *) &self->poll, on_close);
+        uv_close((uv_handle_t *) &self->tick, on_close);
+        uv_close((uv_handle_t *) &self->nudge, on_close);
     }
 }
 

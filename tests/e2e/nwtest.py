@@ -42,7 +42,9 @@ def wait_for(pred, what, timeout=DEADLINE):
 class Daemon:
     """One newswired process. Its log is kept in memory and in state/../newswired.log."""
 
-    def __init__(self, root=None, args=(), config=None, endpoint=None, env=None):
+    def __init__(self, root=None, args=(), config=None, endpoint=None, env=None, wrap=()):
+        """wrap: a command prefix that ends by exec'ing the daemon's command line (so
+        proc is still newswired), e.g. to start it in a namespace of its own."""
         self.own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix='nw-e2e-')
         self.drop = os.path.join(self.root, 'drop')
@@ -51,6 +53,7 @@ class Daemon:
         self.args = list(args)
         self.config = config
         self.env = env or {}
+        self.wrap = list(wrap)
         self.proc = None
         self.log_lines = []
         self.notify = None
@@ -75,8 +78,8 @@ class Daemon:
         env.pop('JOURNAL_STREAM', None)
         self.logfile = open(os.path.join(self.root, 'newswired.log'), 'ab+')
         self.log_offset = self.logfile.tell()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logfile, env=env,
-                                     preexec_fn=self.preexec_fn)
+        self.proc = subprocess.Popen(self.wrap + cmd, stdout=subprocess.DEVNULL,
+                                     stderr=self.logfile, env=env, preexec_fn=self.preexec_fn)
         self.notes = []
         if wait_ready:
             self.wait_notify('READY=1')

@@ -6,9 +6,11 @@
 #include "watch.h"
 #include "check.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #include <unistd.h>
 
 #define WAIT_MS 5000
+/* for what the watcher's tick does (once a second): a few ticks, with room for load */
+#define TICK_WAIT_MS (10 * NW_WATCH_TICK_MS)
 
 typedef struct {
     char **items;
@@ -62,9 +66,9 @@ static void on_guard(uv_timer_t *timer)
 }
 
 /* Run the loop until item has been reported (or, with item NULL, until done() says so),
- * at most WAIT_MS. */
-static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item,
-                       bool (*done)(void *), void *arg)
+ * at most ms. */
+static bool wait_until_ms(uv_loop_t *loop, reports_t *r, const char *item,
+                          bool (*done)(void *), void *arg, uint64_t ms)
 {
     bool expired = false;
     uv_timer_t guard;
@@ -74,7 +78,7 @@ static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item,
      * the last turn, and work done since (creating thousands of files under valgrind)
      * could spend the whole wait before a single event is read. */
     uv_update_time(loop);
-    uv_timer_start(&guard, on_guard, WAIT_MS, 0);
+    uv_timer_start(&guard, on_guard, ms, 0);
     bool ok;
     while (!(ok = item ? count_of(r, item) > 0 : done(arg)) && !expired)
         uv_run(loop, UV_RUN_ONCE);
@@ -99,6 +103,12 @@ static bool drain_until(uv_loop_t *loop, bool (*done)(void *), void *arg, long m
         return false;
     }
     return true;
+}
+
+static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item,
+                       bool (*done)(void *), void *arg)
+{
+    return wait_until_ms(loop, r, item, done, arg, WAIT_MS);
 }
 
 static char root[64];
@@ -249,6 +259,11 @@ static void test_watch(uv_loop_t *loop)
     CHECK(write(fd, "partial", 7) == 7);
     CHECK(sync_with_sentinel(loop, &r));
     CHECK(count_of(&r, "slow") == 0);
+    /* A file created with no close seen is reported after a tick without change: move
+     * its mtime so that a tick running before the close is read (a stalled machine)
+     * sees a change, and only the close reports it. */
+    struct timespec old_times[2] = {{1000, 0}, {1000, 0}};
+    CHECK(futimens(fd, old_times) == 0);
     close(fd);
     CHECK(wait_until(loop, &r, "slow", NULL, NULL));
     CHECK(sync_with_sentinel(loop, &r));
@@ -455,6 +470,130 @@ static void test_paced_backlog(uv_loop_t *loop)
     free(r.items);
 }
 
+static bool drop_missing(void *arg)
+{
+    nw_watch_stats_t st;
+    nw_watch_stats(arg, &st);
+    return st.drop_missing;
+}
+
+static bool drop_watched(void *arg)
+{
+    nw_watch_stats_t st;
+    nw_watch_stats(arg, &st);
+    return !st.drop_missing && !st.drop_polled && !*nw_watch_problem(arg);
+}
+
+/* Entries that appear without a write (IN_CREATE only) are reported: at once when they
+ * are not regular files or are hard links, after a tick without change otherwise (no
+ * close will come), and an O_TMPFILE when its writer closes it. */
+static void test_created_in_place(uv_loop_t *loop)
+{
+    char err[256] = "", dir[512], path[512], target[512];
+    reports_t r = {0};
+    make_dir("inplace");
+    path_of(dir, sizeof dir, "inplace");
+    nw_watch_t *w = nw_watch_new(loop, dir, on_report, &r, err, sizeof err);
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    put("outside-a", 0);
+    put("outside-b", 0);
+    path_of(target, sizeof target, "outside-a");
+
+    path_of(path, sizeof path, "inplace/fifo");
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(wait_until(loop, &r, "fifo", NULL, NULL));
+    path_of(path, sizeof path, "inplace/symlink");
+    CHECK(symlink(target, path) == 0);
+    CHECK(wait_until(loop, &r, "symlink", NULL, NULL));
+    path_of(path, sizeof path, "inplace/hard");
+    CHECK(link(target, path) == 0);
+    CHECK(wait_until(loop, &r, "hard", NULL, NULL));
+
+    /* linked in from an O_TMPFILE: reported at its close, under its name */
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        CHECK(write(fd, "x\n", 2) == 2);
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        path_of(path, sizeof path, "inplace/tmpfile");
+        CHECK(linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0);
+        close(fd);
+        CHECK(wait_until(loop, &r, "tmpfile", NULL, NULL));
+    } else
+        printf("O_TMPFILE: skipped (%s)\n", strerror(errno));
+
+    /* a hard link whose other name is gone before the event is read: one name, no
+     * close, reported after a tick without change */
+    char b[512];
+    path_of(b, sizeof b, "outside-b");
+    path_of(path, sizeof path, "inplace/lone");
+    CHECK(link(b, path) == 0);
+    CHECK(unlink(b) == 0);
+    CHECK(wait_until_ms(loop, &r, "lone", NULL, NULL, TICK_WAIT_MS));
+    CHECK(count_of(&r, "lone") == 1);
+    nw_watch_destroy(&w);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
+/* The drop folder deleted, moved away, or its parent renamed: noticed (by its events,
+ * or by the tick for the parent), said by nw_watch_problem, and once a folder is back
+ * at the path it is watched and rescanned: on the tick, or at once by nw_watch_retry. */
+static void test_drop_folder_lost(uv_loop_t *loop)
+{
+    char err[256] = "", dir[512], path[512];
+    reports_t r = {0};
+    make_dir("anc");
+    make_dir("anc/gone");
+    make_dir("anc/gone/sub");
+    path_of(dir, sizeof dir, "anc/gone");
+    nw_watch_t *w = nw_watch_new(loop, dir, on_report, &r, err, sizeof err);
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    CHECK(*nw_watch_problem(w) == '\0');
+
+    /* deleted: known from its events */
+    path_of(path, sizeof path, "anc/gone");
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    CHECK(wait_until(loop, &r, NULL, drop_missing, w));
+    CHECK(strstr(nw_watch_problem(w), "DROP FOLDER MISSING") != NULL);
+    CHECK(nw_watch_rescan(w, err, sizeof err) == -1);
+    /* back, with a file and a subfolder: a retry (SIGHUP) watches and rescans at once */
+    make_dir("anc/gone");
+    make_dir("anc/gone/sub");
+    put("anc/gone/back", 0);
+    put("anc/gone/sub/deep", 0);
+    nw_watch_retry(w);
+    CHECK(count_of(&r, "back") == 1 && count_of(&r, "sub/deep") == 1);
+    CHECK(drop_watched(w));
+    put("anc/gone/sub/live", 0);
+    CHECK(wait_until(loop, &r, "sub/live", NULL, NULL));
+
+    /* moved away: the moved folder is not watched any more; a new one is, on the tick */
+    move("anc/gone", "anc/moved");
+    CHECK(wait_until(loop, &r, NULL, drop_missing, w));
+    put("anc/moved/stale", 0);
+    make_dir("anc/gone");
+    put("anc/gone/new", 0);
+    CHECK(wait_until_ms(loop, &r, "new", NULL, NULL, TICK_WAIT_MS));
+    CHECK(drop_watched(w));
+    CHECK(count_of(&r, "stale") == 0);
+
+    /* its parent renamed: no event reaches the folder; the tick sees the path changed */
+    move("anc", "anc2");
+    CHECK(wait_until_ms(loop, &r, NULL, drop_missing, w, TICK_WAIT_MS));
+    make_dir("anc");
+    make_dir("anc/gone");
+    put("anc/gone/again", 0);
+    CHECK(wait_until_ms(loop, &r, "again", NULL, NULL, TICK_WAIT_MS));
+    CHECK(drop_watched(w));
+    CHECK(count_of(&r, "new") == 1);   /* the rescan of the new folder only */
+    nw_watch_destroy(&w);
+    uv_run(loop, UV_RUN_NOWAIT);
+    reports_clear(&r);
+    free(r.items);
+}
+
 /* Destroying from inside the callback stops the reports at once. */
 static void test_destroy_in_callback(uv_loop_t *loop)
 {
@@ -490,6 +629,8 @@ int main(void)
     test_large_backlog(&loop);
     test_paced_backlog(&loop);
     test_destroy_in_callback(&loop);
+    test_created_in_place(&loop);
+    test_drop_folder_lost(&loop);
     CHECK(uv_loop_close(&loop) == 0);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return CHECK_DONE();
