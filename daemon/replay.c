@@ -1,19 +1,23 @@
 /*
  * replay: serves journaled messages on a ROUTER (see replay.h).
  *
- * A client (keyed by its ROUTER identity) exists only while it has a stream, so state is
- * bounded by NW_REPLAY_MAX_STREAMS. A stream moves through: waiting for credit -> queued
- * for a read -> read in flight on the pool -> its batch being sent -> (more credit: queued
- * again | done: $end sent, client freed). A batch holds at most min(credit, 256) messages
- * and BATCH_BYTES (always at least one message), copied out of the cursor on the pool.
- * Only MAX_READS reads run at once, fewer than libuv's pool has threads, so the journal's
- * group writes (and so the live feed) always find a thread. A request that replaces or
- * cancels a stream whose read is in flight is applied when that read returns: the
- * thread owns the cursor until then.
+ * A client (keyed by its ROUTER identity) exists while it has a stream, or while ZeroMQ
+ * still holds replies of its last one ("draining"), so state is bounded by
+ * NW_REPLAY_MAX_STREAMS. A stream moves through: waiting for credit -> queued for a read
+ * -> read in flight on the pool -> its batch being sent -> (more credit and room: queued
+ * again | past its share: paused until a release wakes it | done: $end sent, client
+ * freed or draining). A batch holds at most min(credit, 256) + 1 messages and the
+ * stream's allowance of the byte budget (always at least one message), copied out of the
+ * cursor on the pool into buffers ZeroMQ sends without a copy and gives back through
+ * on_released() (see "accounting"). Only MAX_READS reads run at once, fewer than libuv's
+ * pool has threads, so the journal's group writes (and so the live feed) always find a
+ * thread; a read that must open a segment waits while max_files are open. A request
+ * that replaces or cancels a stream whose read is in flight is applied when that read
+ * returns: the thread owns the cursor until then.
  * The ROUTER reports vanished peers (ROUTER_MANDATORY) instead of silently dropping, and
- * a full peer pipe as EAGAIN: the rest of the batch waits for a retry timer. Streams left
- * waiting for credit for IDLE_MS are dropped, so a client that vanished while holding
- * a stream releases its cursor's open segment files.
+ * a full peer pipe as EAGAIN: the rest of the batch waits for a retry timer. A paused
+ * stream whose peer left is woken by ZeroMQ dropping its replies, and freed at its next
+ * send; streams that move nothing for idle_ms are dropped by a sweep each second.
  */
 #include "replay.h"
 #include "log.h"
