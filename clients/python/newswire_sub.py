@@ -245,6 +245,7 @@ def decode_body(data):
 REPLAY_CREDIT = 256       # initial credit of a stream; half of it is granted again as used
 HOLD_MAX = 1024           # live messages held per topic while its replay runs
 REPLAY_TIMEOUT = 5.0      # a stream silent this long is given up (daemon gone)
+BUSY_FIRST, BUSY_MAX, BUSY_TRIES = 0.1, 2.0, 6   # "busy": ask again after 0.1 s, doubling
 
 
 class _Topic:
@@ -299,6 +300,7 @@ class Subscriber:
         self.ready = collections.deque()    # messages to return before reading sockets
         self.waiting = collections.deque()  # _Topic wanting a stream, FIFO
         self.active = None                  # the streaming _Topic
+        self.busy_until, self.busy_tries = None, 0   # after "busy": wait, then ask again
         # The end of a burst may be dropped with nothing after it to reveal the gap: after
         # live traffic and replay_idle seconds of quiet, ask the journal for anything newer.
         self.replay_idle = replay_idle
@@ -359,6 +361,11 @@ class Subscriber:
                         self.last_error = "replay of %r timed out" % t.name
                     self._settle(t, progress)
                     continue
+                wait = until if wait is None else min(wait, until)
+            if self.busy_until is not None and self.active is None:
+                until = int((self.busy_until - time.monotonic()) * 1000)
+                if until <= 0:
+                    continue        # _pump asks again
                 wait = until if wait is None else min(wait, until)
             if self.probe_due is not None and self.active is None and not self.waiting:
                 until = int((self.probe_due - time.monotonic()) * 1000)
@@ -450,6 +457,9 @@ class Subscriber:
         """Start the next stream when none is active."""
         if self.active is not None or not self.waiting:
             return
+        if self.busy_until is not None and time.monotonic() < self.busy_until:
+            return
+        self.busy_until = None
         t = self.waiting.popleft()
         req = {"type": "replay", "topic": t.name, "credit": REPLAY_CREDIT}
         if t.join:
@@ -461,7 +471,7 @@ class Subscriber:
         self.active, self.active_from = t, req.get("from", 0)
         self.active_base, self.active_join, self.active_used = t.last, bool(t.join), 0
         self.active_deadline = time.monotonic() + REPLAY_TIMEOUT
-        t.join = None
+        self.active_joined, t.join = t.join, None
         self._request(**req)
 
     def _track_replay(self, m):
@@ -576,6 +586,14 @@ class Subscriber:
             return None     # a cancelled stream's last words
         self.active = None
         progress = t.last > self.active_base or self.active_join
+        if is_error and c.get("code") == "busy" and self.busy_tries < BUSY_TRIES:
+            # the daemon's replay is full for now: ask again later, first in line
+            self.busy_until = time.monotonic() + min(BUSY_FIRST * 2 ** self.busy_tries, BUSY_MAX)
+            self.busy_tries += 1
+            t.join = self.active_joined
+            self.waiting.appendleft(t)
+            return None
+        self.busy_tries = 0
         if is_error:
             self.replay_errors += 1
             self.last_error = "replay of %r failed: %s: %s" % (t.name, c.get("code"),

@@ -280,9 +280,10 @@ class FakeReplay(threading.Thread):
     """A fake daemon's replay side (ROUTER, specification section 8) serving journal[topic] =
     (oldest, head), honouring credit; "$TERM" on its pipe ends it."""
 
-    def __init__(self, ctx, journal):
+    def __init__(self, ctx, journal, busy=None):
         super().__init__(daemon=True)
         self.journal, self.requests, self.credits = journal, [], 0
+        self.busy = dict(busy or {})       # topic -> how many requests to answer "busy"
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.port = self.sock.bind_to_random_port('tcp://127.0.0.1')
@@ -317,6 +318,11 @@ class FakeReplay(threading.Thread):
                     stream[4] += req['credit']
                 continue
             self.requests.append(req)
+            if self.busy.get(req['topic'], 0) > 0:
+                self.busy[req['topic']] -= 1
+                self.control(peer, 'error', topic=req['topic'], code='busy', reason='full')
+                stream = None
+                continue
             oldest, head = self.journal[req['topic']]
             if req['from'] < oldest:
                 self.control(peer, 'error', topic=req['topic'], code='retention',
@@ -325,6 +331,36 @@ class FakeReplay(threading.Thread):
                 continue
             stream = [peer, req['topic'], req['from'], min(req.get('to', head), head),
                       req['credit'], req['from']]
+
+
+def test_python_replay_busy():
+    """"busy" is not a loss for the Python Subscriber: it asks again, backing off, and the
+    gap fills; a daemon busy every time gets the gap reported after the last try."""
+    pub = Publisher()
+    fake = FakeReplay(pub.ctx, {'full': (1, 10), 'never': (1, 10)}, busy={'full': 3, 'never': 99})
+    gaps = []
+    try:
+        sub = newswire_sub.Subscriber([pub.endpoint], ['full', 'never'], replay=fake.endpoint,
+                                      on_gap=lambda *g: gaps.append(g), replay_idle=0)
+        pub.wait_subscribed(['full', 'never'])
+        pub.publish('full', 1)
+        pub.publish('full', 10)
+        got = [sub.recv(DEADLINE) for _ in range(10)]
+        check([m and m['seq'] for m in got] == list(range(1, 11)), 'full 1..10 in order')
+        check(sub.gaps == 0 and not gaps and sub.replay_errors == 0, 'nothing lost')
+        check([(r['topic'], r['from']) for r in fake.requests] == [('full', 2)] * 4,
+              'asked 4 times: %r' % fake.requests)
+        pub.publish('never', 1)
+        pub.publish('never', 10)
+        got = [sub.recv(DEADLINE) for _ in range(2)]
+        check([m and m['seq'] for m in got] == [1, 10] and got[1]['gap_before'] == 8,
+              'never: 1, then 10 after giving 2..9 up: %r' % [m and m['seq'] for m in got])
+        check(gaps == [('never', EPOCH_A, 2, 9)] and 'busy' in sub.last_error,
+              'reported %r %r' % (gaps, sub.last_error))
+        check(len([r for r in fake.requests if r['topic'] == 'never']) == 7, 'asked 7 times')
+        sub.close()
+    finally:
+        fake.stop = True
 
 
 def test_python_replay_fake():
@@ -365,4 +401,5 @@ def test_python_replay_fake():
 
 if __name__ == '__main__':
     run([test_sub_json_matching_gaps_hostile, test_sub_text_and_everything, test_sub_errors,
-         test_python_subscriber, test_python_decoder_vectors, test_drop, test_python_replay_fake])
+         test_python_subscriber, test_python_decoder_vectors, test_drop, test_python_replay_fake,
+         test_python_replay_busy])
