@@ -33,6 +33,7 @@
 #include "nw_codec.h"
 #include "text.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -369,17 +370,52 @@ static void job_fail(job_t *job, const char *fmt, int err)
         job_reject(job, fmt, strerror(err));
 }
 
+/* The story's identifier as a URI (RFC 3986), as ninjs requires: the source's own when
+ * it is one; bytes a URI cannot hold (blanks, controls, non-ASCII, <>"{}|\^`) are
+ * percent-encoded, and an identifier without a scheme ("PA-2024-0905", "ferry 2") is
+ * carried as urn:newswire:id:<its bytes percent-encoded>. NULL when out of memory. */
+static char *wire_uri(const char *id)
+{
+    static const char pchar[] = "-._~:@!$&'()*+,;=/";
+    static const char bad[] = "<>\"{}|\\^`";
+    size_t k = 0;
+    bool scheme = false;
+    if ((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z')) {
+        k = strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+        scheme = id[k] == ':';
+    }
+    const char *prefix = scheme ? "" : "urn:newswire:id:";
+    char *out = malloc(strlen(prefix) + 3 * strlen(id) + 1), *o = out;
+    if (!out)
+        return NULL;
+    o += sprintf(o, "%s", prefix);
+    for (const unsigned char *p = (const unsigned char *) id; *p; p++) {
+        bool keep = scheme ? *p > 0x20 && *p < 0x7f && !strchr(bad, *p)
+                           : (*p < 0x80 && (isalnum(*p) || strchr(pchar, *p)));
+        if (keep)
+            *o++ = (char) *p;
+        else
+            o += sprintf(o, "%%%02X", *p);
+    }
+    *o = '\0';
+    return out;
+}
+
 static void pack_article(job_t *job, story_t *story, const nw_article_t *article)
 {
     const char *subjects[NW_ROUTE_MAX_TOPICS];
     for (size_t i = 0; i < story->topic_count; i++)
         subjects[i] = story->topics[i];
-    char uri[64], created[NW_CODEC_TIME_LEN];
+    char uri[64], created[NW_CODEC_TIME_LEN], *own = NULL;
     if (!article->uri)
         snprintf(uri, sizeof uri, "urn:newswire:%s", article->id);
+    else if (!(own = wire_uri(article->uri))) {
+        job_fail(job, "cannot encode: %s", ENOMEM);
+        return;
+    }
     nw_codec_format_time(article->versioncreated_ms, created);
     nw_ninjs_t ninjs = {
-        .uri = article->uri ? article->uri : uri,
+        .uri = own ? own : uri,
         .type = "text",
         .headline = article->headline,
         .byline = article->byline,
@@ -393,6 +429,7 @@ static void pack_article(job_t *job, story_t *story, const nw_article_t *article
     char err[200];   /* leaves room for the prefix in job->reason */
     if (nw_codec_pack_article(&ninjs, &story->article_mp, err, sizeof err) != 0)
         job_reject(job, "cannot encode: %s", err);
+    free(own);
     sbuffer_fit(&story->article_mp);
 }
 

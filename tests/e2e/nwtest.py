@@ -5,6 +5,10 @@ subscribes with real ZeroMQ sockets, and waits on events, never on sleeps:
 - a subscription is known to have reached the daemon when its debug log says so;
 - an article is known to be published when a subscriber receives it.
 
+Every article map a Subscriber receives is also validated, once the test is over, against
+IPTC's ninjs 1.6 JSON Schema ($NW_SHARED/ninjs/ninjs-schema_1.6.json, with Debian's
+python3-jsonschema): a test whose published articles do not validate fails.
+
 Every wait has a deadline and fails the test with what was seen so far.
 """
 import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
@@ -16,6 +20,10 @@ BIN = os.environ.get('NW_BIN', os.path.join(os.path.dirname(__file__), '..', '..
 FIXTURES = os.environ.get('NW_FIXTURES', os.path.join(os.path.dirname(__file__), '..', 'fixtures'))
 SHARED = os.environ.get('NW_SHARED', '')
 DEADLINE = float(os.environ.get('NW_TEST_DEADLINE', '20'))
+NINJS_SCHEMA = os.path.join(SHARED, 'ninjs', 'ninjs-schema_1.6.json') if SHARED else ''
+
+# Every article map received by any Subscriber since the last check_ninjs().
+RECEIVED = []
 
 
 class Failure(AssertionError):
@@ -221,6 +229,8 @@ class Subscriber:
         check(frames[0] == body['topic'].encode() + b'.',
               'frame 0 is the topic plus ".": %r for %r' % (frames[0], body['topic']))
         self.messages.append(body)
+        if isinstance(body, dict) and isinstance(body.get('article'), dict):
+            RECEIVED.append(body['article'])
         return body
 
     def wait(self, n, timeout=DEADLINE, what=None):
@@ -248,6 +258,48 @@ def header_article(title, body='A first paragraph of the body.\n\nA second one.'
     return '\n'.join(lines) + '\n\n' + body + '\n'
 
 
+_validator = None
+
+
+def ninjs_validator():
+    """A draft-07 validator for the ninjs 1.6 schema, checking the formats it names
+    (date-time, uri) too; None when the schema file is not there."""
+    global _validator
+    if _validator is None and NINJS_SCHEMA and os.path.exists(NINJS_SCHEMA):
+        import re
+        import jsonschema
+        with open(NINJS_SCHEMA) as f:
+            schema = json.load(f)
+        formats = jsonschema.FormatChecker()
+        rfc3339 = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$')
+        uri = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>"{}|\\^`]*$')   # RFC 3986: a scheme, no blanks
+        formats.checks('date-time')(lambda v: not isinstance(v, str) or bool(rfc3339.match(v)))
+        formats.checks('uri')(lambda v: not isinstance(v, str) or bool(uri.match(v)))
+        _validator = jsonschema.Draft7Validator(schema, format_checker=formats)
+    return _validator
+
+
+def check_ninjs(articles=None):
+    """Validate articles (default: every one received since the last call) against the
+    ninjs schema; returns how many distinct ones were checked (0 without the schema)."""
+    if articles is None:
+        articles = list(RECEIVED)
+        del RECEIVED[:]
+    v = ninjs_validator()
+    if v is None:
+        return 0
+    seen, errors = set(), []
+    for a in articles:
+        key = json.dumps(a, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        for e in v.iter_errors(a):
+            errors.append('%s: %s at %s' % (a.get('uri'), e.message, '/'.join(map(str, e.path))))
+    check(not errors, 'articles do not validate against ninjs 1.6:\n  ' + '\n  '.join(errors[:20]))
+    return len(seen)
+
+
 class Skip(Exception):
     """Raised by a test that cannot run here (the reason says why)."""
 
@@ -262,8 +314,10 @@ def run(tests):
         if only and t.__name__ not in only:
             continue
         t0 = time.monotonic()
+        del RECEIVED[:]
         try:
             t()
+            check_ninjs()
             passed += 1
             print('ok   %s (%.2fs)' % (t.__name__, time.monotonic() - t0), flush=True)
         except Skip as e:
