@@ -44,6 +44,7 @@ struct nw_publish {
     nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
     zhashx_t *conns;             /* "fd:dev:ino" -> conn_t (XPUB_MANUAL only) */
     uv_timer_t sweep;            /* manual mode: finds connections that went away */
+    bool sweep_due;              /* a pipe went away: sweep at the end of this drain */
     char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
     size_t bound_count;
 };
@@ -144,9 +145,10 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
 {
     const char *user_id = zmq_msg_gets(msg, "User-Id");
     if (!user_id) {
-        /* A pipe that went away: libzmq already dropped its subscriptions. */
+        /* A pipe that went away: libzmq already dropped its subscriptions. Once per
+         * drain, after the rest of them (they come together, one per prefix). */
         if (!subscribe)
-            conns_sweep(self);
+            self->sweep_due = true;
         return;
     }
     const char *name = nw_auth_key_name(self->auth, user_id);
@@ -215,6 +217,10 @@ static void publish_drain(nw_publish_t *self)
         int n = zmq_msg_recv(&msg, self->handle, ZMQ_DONTWAIT);
         if (n < 0) {
             zmq_msg_close(&msg);
+            if (self->sweep_due) {
+                self->sweep_due = false;
+                conns_sweep(self);
+            }
             return;
         }
         const unsigned char *data = zmq_msg_data(&msg);
