@@ -575,9 +575,10 @@ static void retry_watches(nw_watch_t *self)
     if (self->stopped || !self->started)
         return;
     if (self->drop_wd < 0) {
+        bool was_polled = self->drop_state == DROP_POLLED;
         if (drop_watch(self) == 0) {
-            nw_notice("watch: drop folder %s is there again: watching it, rescanning",
-                      self->drop_dir);
+            nw_notice("watch: drop folder %s %s: watching it, rescanning", self->drop_dir,
+                      was_polled ? "can be watched now" : "is there again");
             if (nw_watch_rescan(self, err, sizeof err) != 0)
                 nw_err("watch: %s", err);
         } else if (self->drop_state == DROP_POLLED && !self->backlog &&

@@ -102,17 +102,17 @@ def test_drop_folder_moved_away_and_replaced():
 LIMIT = 3     # watches in the daemon's own user namespace: the drop folder and 2 subfolders
 
 
-def limited_daemon():
-    """A daemon in a user namespace of its own whose inotify watch limit is LIMIT."""
+def limited_daemon(limit=LIMIT):
+    """A daemon in a user namespace of its own whose inotify watch limit is limit."""
     probe = subprocess.run(['unshare', '--user', '--map-root-user', 'sh', '-c',
-                            'echo %d > /proc/sys/user/max_inotify_watches' % LIMIT],
+                            'echo %d > /proc/sys/user/max_inotify_watches' % limit],
                            capture_output=True)
     if probe.returncode != 0:
         raise Skip('no user namespace with its own inotify limit here: %s'
                    % probe.stderr.decode().strip())
     return Daemon(wrap=['unshare', '--user', '--map-root-user', 'sh', '-c',
                         'echo %d > /proc/sys/user/max_inotify_watches && exec "$0" "$@"'
-                        % LIMIT])
+                        % limit])
 
 
 def set_limit(d, n):
@@ -153,6 +153,35 @@ def test_subfolders_beyond_the_watch_limit():
             d.drop_text('watched.txt', header_article('Watched in ' + s, Subject='x'), subdir=s)
         sub.wait(2 * len(subs) + 1)
         wait_for(lambda: d.drop_files() == [], 'every file archived (left %r)' % d.drop_files())
+    finally:
+        d.cleanup()
+
+
+def test_drop_folder_itself_beyond_the_watch_limit():
+    """Not one watch left: the daemon starts all the same and scans the folder."""
+    d = limited_daemon(0)
+    try:
+        os.makedirs(os.path.join(d.drop, 'sub'))
+        d.drop_text('early.txt', header_article('There at start', Subject='x'))
+        d.start()
+        d.wait_log('warning watch: cannot watch drop folder %s: the inotify watch limit'
+                   % d.drop)
+        wait_status(d, lambda s: 'DROP FOLDER NOT WATCHED' in s, 'STATUS= saying so')
+        wait_for(lambda: len(d.archived()) == 1, 'the file there at start archived')
+        sub = Subscriber(d)
+        d.drop_text('polled.txt', header_article('Found by a scan', Subject='x'))
+        d.drop_text('deeper.txt', header_article('Found in a subfolder', Subject='x'),
+                    subdir='sub')
+        sub.wait(2, what='files found by the scans')
+        check(headlines(sub) == ['Found by a scan', 'Found in a subfolder'],
+              'out: %r' % headlines(sub))
+        wait_for(lambda: len(d.archived()) == 3, 'both archived')
+        set_limit(d, 100)
+        d.send_signal(signal.SIGHUP)
+        d.wait_log('and every subfolder are watched again')
+        d.drop_text('watched.txt', header_article('Watched at last', Subject='x'))
+        sub.wait(3)
+        wait_status(d, lambda s: s.startswith('STATUS=4 published'), 'STATUS= healthy again')
     finally:
         d.cleanup()
 
@@ -240,5 +269,6 @@ def test_in_place_writer_still_waits_for_close():
 
 if __name__ == '__main__':
     run([test_drop_folder_deleted_then_recreated, test_drop_folder_moved_away_and_replaced,
-         test_subfolders_beyond_the_watch_limit, test_entries_created_in_place,
+         test_subfolders_beyond_the_watch_limit, test_drop_folder_itself_beyond_the_watch_limit,
+         test_entries_created_in_place,
          test_in_place_writer_still_waits_for_close])
