@@ -287,7 +287,9 @@ def test_symlink_not_followed():
         d.drop_text('after.txt', header_article('After the link', Subject='fine'))
         m = sub.wait(1)[0]
         check(m['topic'] == 'fine', 'the symlink target was not published: %r' % m['topic'])
-        wait_for(lambda: 'link.txt.reason' in d.rejected(), 'the link to be rejected')
+        # the reason is claimed before the file moves: wait for both
+        wait_for(lambda: {'link.txt', 'link.txt.reason'} <= set(d.rejected()),
+                 'the link to be rejected')
         with open(os.path.join(d.state, 'rejected', 'link.txt.reason')) as f:
             check('symbolic link' in f.read(), 'reason names the symlink')
         check(os.path.islink(os.path.join(d.state, 'rejected', 'link.txt')), 'moved, as a link')
