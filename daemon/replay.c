@@ -1209,6 +1209,10 @@ static void sweep_one(client_t *c)
     if (c->streaming && !c->in_flight && !c->queued && now - c->idle_since >= (uint64_t) self->opt.idle_ms) {
         nw_debug("replay: dropping a stream on '%s' idle for %" PRId64 " ms", c->topic, self->opt.idle_ms);
         self->stats.idle_dropped++;
+        /* paused with nothing of its own held: others' replies filled the budget, not
+         * this client's; it may ask again later */
+        if (c->paused && held == 0)
+            send_error(self, c->id, c->id_len, c->topic, "busy", "the replay memory budget is in use", 0);
         free_stream(c);
     }
 }
