@@ -183,8 +183,12 @@ out:
     return rc;
 }
 
-/* DIR/<topic>, created and made durable in DIR if new. */
-static int subject_dir(const char *drop, const char *subject, char *out, size_t outlen)
+/* DIR/<topic>, created and made durable in DIR if new. It gets DIR's permissions, not
+ * the umask's: the daemon moves files out of it, and in a drop folder shared by a group
+ * (the packaged /var/spool/newswire/drop, 2770 newswire:newswire-drop) a folder that
+ * only its creator may write would keep every file dropped there forever. */
+static int subject_dir(const char *drop, mode_t drop_mode, const char *subject, char *out,
+                       size_t outlen)
 {
     char topic[NW_CLIENT_TOPIC_MAX + 1];
     if (nw_client_topic_normalize(subject, topic, sizeof topic) != 0) {
@@ -195,7 +199,12 @@ static int subject_dir(const char *drop, const char *subject, char *out, size_t 
         fprintf(stderr, "newswire-drop: path too long\n");
         return -1;
     }
-    if (mkdir(out, 0755) == 0) {
+    mode_t mask = umask(0);     /* single-threaded: no one else creates files meanwhile */
+    int made = mkdir(out, drop_mode & 0777);   /* a setgid DIR passes its bit on itself */
+    int saved = errno;
+    umask(mask);
+    errno = saved;
+    if (made == 0) {
         int fd = open(drop, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) {
             fsync(fd);
@@ -239,7 +248,7 @@ int main(int argc, char **argv)
     }
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", drop);
-    if (subject && subject_dir(drop, subject, dir, sizeof dir) != 0)
+    if (subject && subject_dir(drop, st.st_mode, subject, dir, sizeof dir) != 0)
         return 1;
 
     /* mkstemp makes 0600; the daemon may run as another user, so honour the umask. */

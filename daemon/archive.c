@@ -133,7 +133,9 @@ int nw_archive_prepare(const char *state_dir, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* Copy then unlink, for a destination on another file system. dest must not exist. */
+/* Copy then unlink, for a destination on another file system. dest must not exist.
+ * errno is that of the step that failed (the unlink of a file in a folder we may not
+ * write is EACCES, not the EXDEV that sent us here). */
 static int move_by_copy(const char *src, const char *dest)
 {
     int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -141,30 +143,36 @@ static int move_by_copy(const char *src, const char *dest)
         return -1;
     int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (out < 0) {
+        int err = errno;
         close(in);
+        errno = err;
         return -1;
     }
     char buf[65536];
     ssize_t n;
-    int rc = 0;
-    while ((n = read(in, buf, sizeof buf)) > 0)
+    int err = 0;
+    while ((n = read(in, buf, sizeof buf)) > 0) {
+        errno = 0;
         if (write(out, buf, (size_t) n) != n) {
-            rc = -1;
+            err = errno ? errno : ENOSPC;     /* a short write: the disk is full */
             break;
         }
-    if (n < 0 || fsync(out) != 0)
-        rc = -1;
-    int saved = errno;
-    close(in);
-    if (close(out) != 0)
-        rc = -1;
-    if (rc == 0 && unlink(src) != 0)
-        rc = -1;
-    if (rc != 0) {
-        unlink(dest);
-        errno = saved ? saved : EIO;
     }
-    return rc;
+    if (!err && n < 0)
+        err = errno;
+    if (!err && fsync(out) != 0)
+        err = errno;
+    close(in);
+    if (close(out) != 0 && !err)
+        err = errno;
+    if (!err && unlink(src) != 0)
+        err = errno;
+    if (err) {
+        unlink(dest);
+        errno = err;
+        return -1;
+    }
+    return 0;
 }
 
 /* One attempt at dest: never replaces; across file systems, copy then unlink. */
