@@ -248,6 +248,45 @@ iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **o
     return 0;
 }
 
+/* data with every byte of invalid UTF-8 converted from Windows-1252 by iconv, valid
+ * UTF-8 copied: a new string in *out. 0; -1 when a byte is undefined in Windows-1252
+ * (or iconv lacks it); -2 out of memory. */
+static int
+cp1252_repair(const char *data, size_t len, char **out, size_t *outlen)
+{
+    if (len > (SIZE_MAX - 1) / 3)
+        return -2;
+    iconv_t cd = iconv_open("UTF-8", "WINDOWS-1252");
+    if (cd == (iconv_t) -1)
+        return errno == ENOMEM ? -2 : -1;
+    char *buf = malloc(3 * len + 1), *o = buf;
+    size_t i = 0;
+    int rc = buf ? 0 : -2;
+    while (rc == 0 && i < len) {
+        size_t n = nw_text_utf8_len(data + i, len - i);
+        if (n) {
+            memcpy(o, data + i, n);
+            o += n;
+            i += n;
+            continue;
+        }
+        char *in = (char *) data + i;
+        size_t inleft = 1, oleft = 3;   /* one byte is at most 3 bytes of UTF-8 */
+        if (iconv(cd, &in, &inleft, &o, &oleft) == (size_t) -1)
+            rc = -1;
+        i++;
+    }
+    iconv_close(cd);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    *o = '\0';
+    *out = buf;
+    *outlen = (size_t) (o - buf);
+    return 0;
+}
+
 char *
 nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
                const char **encoding, char *errbuf, size_t errlen)
@@ -276,15 +315,15 @@ nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
     text = nw_text_sanitize(data, len, outlen, &invalid);
     if (!text)
         goto oom;
-    bool utf8_bom = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0;
-    if (invalid && !*encoding && !utf8_bom) {
+    if (invalid && !*encoding) {
         /* Not UTF-8: the most common mistake is Windows-1252 (or Latin-1, which it
-         * extends); iconv refuses the five bytes Windows-1252 leaves undefined, and the
-         * replacement above stands then. */
+         * extends), often pasted into UTF-8. Each byte of invalid UTF-8 is read as
+         * Windows-1252 and valid UTF-8 is kept; when a byte is one of the five
+         * Windows-1252 leaves undefined, the replacement above stands. */
         char *cp;
         size_t cplen, tlen;
-        unsigned none, left;
-        int rc = iconv_utf8("WINDOWS-1252", data, len, 0, &cp, &cplen, &none);
+        unsigned left;
+        int rc = cp1252_repair(data, len, &cp, &cplen);
         if (rc == -2)
             goto oom;
         if (rc == 0) {

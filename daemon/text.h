@@ -1,8 +1,8 @@
 /*
  * text: the byte-level normalization every article layout shares.
  *
- * Raw file bytes enter through nw_text_decode (UTF-16 with a BOM, and text that is not
- * UTF-8 but is Windows-1252, converted by iconv; then nw_text_sanitize: BOM dropped,
+ * Raw file bytes enter through nw_text_decode (UTF-16 with a BOM, and bytes of invalid
+ * UTF-8 that are Windows-1252, converted by iconv; then nw_text_sanitize: BOM dropped,
  * invalid UTF-8 replaced by U+FFFD, CR LF and lone CR turned into LF, other C0 controls
  * into spaces); the
  * parsers then walk the result line by line with nw_text_next_line and emit fields
@@ -38,8 +38,9 @@ char *nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *r
 
 /* The whole decode step for a file's bytes: UTF-16LE/BE after their BOM are converted
  * to UTF-8; NUL is refused; the text is sanitized as nw_text_sanitize does; when that
- * found invalid UTF-8 (and no UTF-8 BOM claims the text) and iconv reads every byte as
- * Windows-1252, that reading is taken instead. *encoding gets the IANA name of what was
+ * found invalid UTF-8 and iconv reads each invalid byte as Windows-1252, those bytes
+ * are taken in that reading, and valid UTF-8 around them stays (a mistake pasted into
+ * UTF-8 is mended, the rest not reread). *encoding gets the IANA name of what was
  * converted ("UTF-16LE", "UTF-16BE", "windows-1252"; a static string), or NULL for
  * UTF-8; *replaced the input bytes that decoded to nothing and became U+FFFD. NULL with
  * a reason in errbuf ("contains NUL bytes", "out of memory") when refused. */

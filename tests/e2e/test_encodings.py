@@ -3,8 +3,9 @@
 A header-layout file saved as UTF-16LE with a BOM (CR LF, a character outside the BMP),
 a ninjs document in UTF-16BE with a BOM, and a scraper's Windows-1252 file (typographic
 quotes and dashes, the euro sign) are published with their text exactly as written,
-`source.encoding` naming what each was read as, and a notice in the log; a UTF-8 file
-carries no `source.encoding`. Checked with a raw Python subscriber and with the C
+`source.encoding` naming what each was read as, and a notice in the log; a Windows-1252
+quote pasted into UTF-8 is mended with the UTF-8 around it kept; a UTF-8 file carries no
+`source.encoding`. Checked with a raw Python subscriber and with the C
 newswire-sub (libnewswire's nw_message_source_encoding).
 """
 import json, os, subprocess
@@ -28,8 +29,11 @@ def files():
            'body_text': 'Tickets cost \u20ac40.', 'subject': [{'name': 'encodings'}]}
     ninjs = b'\xfe\xff' + json.dumps(doc, ensure_ascii=False).encode('utf-16-be')
     utf8 = ('Title: Plain UTF-8, caf\u00e9\nSubject: encodings\n\nNothing to convert.\n').encode()
+    # UTF-8 with a Windows-1252 quote pasted in: the quote is mended, the rest kept
+    pasted = ('Title: Z\u00fcrich \u00e9t\u00e9\nSubject: encodings\n\n'.encode()
+              + b'A \x93pasted\x94 quote in Z\xc3\xbcrich.\n')
     return [('dockers.txt', cp1252), ('cafe.txt', utf16), ('harbour.json', ninjs),
-            ('plain.txt', utf8)]
+            ('plain.txt', utf8), ('pasted.txt', pasted)]
 
 
 def test_utf16_and_windows_1252_published_exactly():
@@ -39,13 +43,13 @@ def test_utf16_and_windows_1252_published_exactly():
         sub = Subscriber(d, ['encodings'])
         before = d.log().count(" subscribe '")
         c_sub = subprocess.Popen([os.path.join(BIN, 'newswire-sub'), '--connect', d.endpoint,
-                                  '--count', '4', '--timeout', '30', 'encodings'],
+                                  '--count', '5', '--timeout', '30', 'encodings'],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             d.wait_log(" subscribe '", count=before + 1)
             for name, data in files():
                 d.drop_text(name, data)
-            got = {m['source']['file']: m for m in sub.wait(4)}
+            got = {m['source']['file']: m for m in sub.wait(5)}
             out, errs = c_sub.communicate(timeout=40)
         finally:
             if c_sub.poll() is None:
@@ -68,6 +72,10 @@ def test_utf16_and_windows_1252_published_exactly():
         n = got['harbour.json']
         check(n['article']['headline'] == NINJS_HEADLINE and n['source']['format'] == 'ninjs'
               and n['source'].get('encoding') == 'UTF-16BE', 'ninjs in UTF-16BE: %r' % n)
+        m = got['pasted.txt']
+        check(m['article']['headline'] == 'Z\u00fcrich \u00e9t\u00e9' and m['article']['body_text']
+              == 'A \u201cpasted\u201d quote in Z\u00fcrich.' and m['source'].get('encoding')
+              == 'windows-1252', 'the pasted quote mended, the UTF-8 kept: %r' % m)
         p = got['plain.txt']
         check('encoding' not in p['source'], 'UTF-8 carries no source.encoding: %r' % p['source'])
 

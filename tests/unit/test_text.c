@@ -95,8 +95,14 @@ static void test_decode(void)
         int n = snprintf(in, sizeof in, "caf\xe9 %c", undefined[i]);
         decode_case(in, (size_t) n, "caf\xef\xbf\xbd \xef\xbf\xbd", NULL, 2);
     }
-    /* a UTF-8 BOM claims UTF-8: its invalid bytes are replaced, not reread */
-    DECODE("\xef\xbb\xbf" "caf\xe9", "caf\xef\xbf\xbd", NULL, 1);
+    /* Windows-1252 pasted into UTF-8 (a BOM too): the invalid bytes are read as
+     * Windows-1252, the valid UTF-8 stays as it is */
+    DECODE("\xef\xbb\xbf" "caf\xe9", "caf\xc3\xa9", "windows-1252", 0);
+    DECODE("Z\xc3\xbcrich \x93" "caf\xe9\x94 \xe2\x82\xac" "5",
+           "Z\xc3\xbcrich \xe2\x80\x9c" "caf\xc3\xa9\xe2\x80\x9d \xe2\x82\xac" "5",
+           "windows-1252", 0);
+    /* a cut UTF-8 sequence is bytes of Windows-1252 too: E2 82 reads as U+00E2 U+201A */
+    DECODE("x\xe2\x82", "x\xc3\xa2\xe2\x80\x9a", "windows-1252", 0);
 }
 
 int main(void)
