@@ -638,15 +638,16 @@ static void on_created(nw_watch_t *self, const char *subdir, const char *name)
 
 /* A close or a rename in: the file is reported by its event, no longer followed. An
  * O_TMPFILE's close comes under the kernel's name for it, "#" and its inode number,
- * after linkat gave it its real name: that name is reported then. */
-static void on_closed(nw_watch_t *self, const char *subdir, const char *name)
+ * after linkat gave it its real name: that name is reported then, and true returned
+ * (the kernel's name names nothing in the folder). */
+static bool on_closed(nw_watch_t *self, const char *subdir, const char *name)
 {
     char rel[PATH_MAX];
     if (zhashx_size(self->fresh) == 0 || rel_of(rel, sizeof rel, subdir, name) != 0)
-        return;
+        return false;
     zhashx_delete(self->fresh, rel);
     if (name[0] != '#' || !name[1] || strspn(name + 1, "0123456789") != strlen(name + 1))
-        return;
+        return false;
     unsigned long long ino = strtoull(name + 1, NULL, 10);
     for (fresh_t *f = zhashx_first(self->fresh); f; f = zhashx_next(self->fresh)) {
         if ((unsigned long long) f->ino == ino) {
@@ -657,9 +658,10 @@ static void on_closed(nw_watch_t *self, const char *subdir, const char *name)
             if (slash)
                 *slash = '\0';
             report(self, slash ? linked : "", slash ? slash + 1 : linked);
-            return;
+            return true;
         }
     }
+    return false;
 }
 
 /* Each tick: a followed file unchanged for a tick is reported (the pipeline's read
@@ -791,10 +793,8 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
         }
         if (ev->mask & IN_CREATE)
             on_created(self, "", name);
-        if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
-            on_closed(self, "", name);
+        if ((ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !on_closed(self, "", name))
             report(self, "", name);
-        }
         return;
     }
     const char *subdir = zhashx_lookup(self->subdirs, wd_key(ev->wd));
@@ -809,10 +809,8 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
         return;
     if (ev->mask & IN_CREATE)
         on_created(self, subdir, name);
-    if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
-        on_closed(self, subdir, name);
+    if ((ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !on_closed(self, subdir, name))
         report(self, subdir, name);
-    }
 }
 
 static void on_readable(uv_poll_t *handle, int status, int events)

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define WAIT_MS 5000
@@ -152,15 +154,20 @@ static void make_dir(const char *rel)
 
 /* Rename a new file into the drop folder and wait for it: every event queued before
  * it has been handled once it is reported. */
-static bool sync_with_sentinel(uv_loop_t *loop, reports_t *r)
+static bool sync_with_sentinel_in(uv_loop_t *loop, reports_t *r, const char *dir)
 {
     static int n;
-    char name[64], rel[80];
+    char name[64], rel[160];
     snprintf(name, sizeof name, "sentinel-%d", ++n);
-    snprintf(rel, sizeof rel, "drop/%s", name);
+    snprintf(rel, sizeof rel, "%s/%s", dir, name);
     put("sentinel", 0);
     move("sentinel", rel);
     return wait_until(loop, r, name, NULL, NULL);
+}
+
+static bool sync_with_sentinel(uv_loop_t *loop, reports_t *r)
+{
+    return sync_with_sentinel_in(loop, r, "drop");
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -519,6 +526,13 @@ static void test_created_in_place(uv_loop_t *loop)
         CHECK(linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0);
         close(fd);
         CHECK(wait_until(loop, &r, "tmpfile", NULL, NULL));
+        CHECK(r.count > 0 && r.items[r.count - 1][0] != '#');   /* not the kernel's name */
+        char kernel_name[32];
+        struct stat st;
+        CHECK(stat(path, &st) == 0);
+        snprintf(kernel_name, sizeof kernel_name, "#%llu", (unsigned long long) st.st_ino);
+        CHECK(sync_with_sentinel_in(loop, &r, "inplace"));
+        CHECK(count_of(&r, kernel_name) == 0);
     } else
         printf("O_TMPFILE: skipped (%s)\n", strerror(errno));
 
@@ -594,6 +608,115 @@ static void test_drop_folder_lost(uv_loop_t *loop)
     free(r.items);
 }
 
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t) strlen(text) ? 0 : -1;
+}
+
+/* This process in a user namespace of its own (mapped to our uid) whose inotify watch
+ * limit is n: the system's limit is left alone. */
+static int limit_watches(int n)
+{
+    char map[64], limit[32];
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned) geteuid());
+    snprintf(limit, sizeof limit, "%d\n", n);
+    if (unshare(CLONE_NEWUSER) != 0 || write_file("/proc/self/uid_map", map) != 0)
+        return -1;
+    return write_file("/proc/sys/user/max_inotify_watches", limit);
+}
+
+static bool none_unwatched(void *arg)
+{
+    nw_watch_stats_t st;
+    nw_watch_stats(arg, &st);
+    return st.unwatched == 0 && !*nw_watch_problem(arg);
+}
+
+/* Subfolders beyond the watch limit are scanned at start and every tick, said by
+ * nw_watch_problem, and watched once a retry finds room. In a child process, whose
+ * user namespace has room for 2 watches: the folder and one of its three subfolders. */
+static void watch_limit_child(void)
+{
+    char err[256] = "", dir[512];
+    reports_t r = {0};
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    make_dir("limited");
+    static const char *const subs[] = {"a", "b", "c"};
+    char rel[64], name[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(rel, sizeof rel, "limited/%s", subs[i]);
+        make_dir(rel);
+        snprintf(rel, sizeof rel, "limited/%s/early", subs[i]);
+        put(rel, 1000);
+    }
+    path_of(dir, sizeof dir, "limited");
+    nw_watch_t *w = nw_watch_new(&loop, dir, on_report, &r, err, sizeof err);
+    CHECK(w && nw_watch_start(w, err, sizeof err) == 0);
+    nw_watch_stats_t st;
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 1 && st.unwatched == 2);
+    CHECK(strstr(nw_watch_problem(w), "2 SUBFOLDERS NOT WATCHED (the inotify watch limit") != NULL);
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s/early", subs[i]);
+        CHECK(count_of(&r, name) == 1);
+    }
+    /* files arriving in every subfolder: watched or polled, each is reported (a polled
+     * one once it has not changed for a tick) */
+    for (int i = 0; i < 3; i++) {
+        snprintf(rel, sizeof rel, "limited/%s/live", subs[i]);
+        put(rel, 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s/live", subs[i]);
+        CHECK(wait_until_ms(&loop, &r, name, NULL, NULL, TICK_WAIT_MS));
+    }
+    /* room again: a retry watches them, and a file is then reported by its event */
+    CHECK(write_file("/proc/sys/user/max_inotify_watches", "16\n") == 0);
+    nw_watch_retry(w);
+    CHECK(none_unwatched(w));
+    nw_watch_stats(w, &st);
+    CHECK(st.subdirs == 3);
+    for (int i = 0; i < 3; i++) {
+        snprintf(rel, sizeof rel, "limited/%s/watched", subs[i]);
+        put(rel, 0);
+        snprintf(name, sizeof name, "%s/watched", subs[i]);
+        CHECK(wait_until(&loop, &r, name, NULL, NULL));
+    }
+    nw_watch_destroy(&w);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK(uv_loop_close(&loop) == 0);
+    reports_clear(&r);
+    free(r.items);
+}
+
+static void test_watch_limit(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (limit_watches(2) != 0) {
+            printf("watch limit: skipped (no user namespace of our own: %s)\n", strerror(errno));
+            fflush(stdout);
+            _exit(77);
+        }
+        watch_limit_child();
+        int rc = CHECK_DONE();
+        fflush(stdout);
+        _exit(rc);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 77));
+}
+
 /* Destroying from inside the callback stops the reports at once. */
 static void test_destroy_in_callback(uv_loop_t *loop)
 {
@@ -631,6 +754,7 @@ int main(void)
     test_destroy_in_callback(&loop);
     test_created_in_place(&loop);
     test_drop_folder_lost(&loop);
+    test_watch_limit();
     CHECK(uv_loop_close(&loop) == 0);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return CHECK_DONE();
