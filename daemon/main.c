@@ -18,6 +18,7 @@
 #include "replay.h"
 #include "route.h"
 #include "statelock.h"
+#include "text.h"
 #include "watch.h"
 
 #include <czmq.h>
@@ -395,6 +396,9 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     nw_log_set_level((nw_log_level_t) d.config.log_level);
+    /* While descriptors are plenty: a conversion loaded later could fail for want of one. */
+    if (nw_text_init(err, sizeof err) != 0)
+        nw_warn("%s; such files are read as UTF-8", err);
 
     /* Before any CZMQ call: the loop, not CZMQ, owns SIGINT and SIGTERM. */
     zsys_handler_set(NULL);

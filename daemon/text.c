@@ -195,6 +195,24 @@ nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replace
     return out;
 }
 
+int
+nw_text_init(char *errbuf, size_t errlen)
+{
+    static const char *const from[] = {"UTF-16LE", "UTF-16BE", "WINDOWS-1252"};
+    static iconv_t kept[3];
+    for (size_t i = 0; i < 3; i++) {
+        if (kept[i] && kept[i] != (iconv_t) -1)
+            continue;
+        kept[i] = iconv_open("UTF-8", from[i]);   /* never closed: it keeps the module */
+        if (kept[i] == (iconv_t) -1) {
+            snprintf(errbuf, errlen, "iconv cannot convert %s to UTF-8: %s", from[i],
+                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* len bytes in encoding `from` to UTF-8 with iconv, into a new string (*out, *outlen).
  * With unit (the code unit size: 2 for UTF-16) what iconv cannot convert becomes one
  * U+FFFD per unit and is counted in *bad; without, the text is not of that encoding.

@@ -8,7 +8,8 @@
  * parsers then walk the result line by line with nw_text_next_line and emit fields
  * through a growable nw_text_buf_t, either as one trimmed line (nw_text_put_oneline)
  * or as paragraphs (nw_text_para_*: trailing blanks cut, blank runs collapsed).
- * Everything is linear in the input and uses no globals, so it runs on any thread.
+ * Everything is linear in the input and runs on any thread; the only global state is
+ * what nw_text_init keeps loaded at start.
  */
 #ifndef NW_TEXT_H
 #define NW_TEXT_H
@@ -46,6 +47,14 @@ char *nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *r
  * a reason in errbuf ("contains NUL bytes", "out of memory") when refused. */
 char *nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
                      const char **encoding, char *errbuf, size_t errlen);
+
+/* Load the iconv conversions nw_text_decode uses and keep them loaded for the life of
+ * the process. Without it the first conversion loads them, and under a shortage of
+ * descriptors that load fails (glibc then keeps the failure for good): UTF-16 files
+ * would be refused as holding NUL. Call once at start, before any thread decodes.
+ * 0, or -1 with the reason when the C library lacks one (decoding then goes on without
+ * that conversion). */
+int nw_text_init(char *errbuf, size_t errlen);
 
 /* Length (1..4) of the valid UTF-8 sequence at s (n bytes available), 0 when invalid:
  * strict (no overlongs, surrogates or code points above U+10FFFF). */

@@ -5,7 +5,11 @@
 #include "check.h"
 #include "text.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 typedef struct {
     const char *in;     /* the special sequence */
@@ -105,8 +109,33 @@ static void test_decode(void)
     DECODE("x\xe2\x82", "x\xc3\xa2\xe2\x80\x9a", "windows-1252", 0);
 }
 
+/* With nw_text_init done at start, converting needs no descriptor: a UTF-16 or
+ * Windows-1252 file read while every descriptor is taken is still converted (glibc
+ * would otherwise fail the first conversion, and every one after it, for good). */
+static void test_decode_without_descriptors(void)
+{
+    char err[128];
+    CHECK(nw_text_init(err, sizeof err) == 0);
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(lowest >= 0);
+    close(lowest);
+    struct rlimit saved, none;
+    CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    none = (struct rlimit) { (rlim_t) lowest, saved.rlim_max };
+    CHECK(setrlimit(RLIMIT_NOFILE, &none) == 0);
+    int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(probe < 0 && errno == EMFILE);
+    if (probe >= 0)
+        close(probe);
+    DECODE("\xff\xfe" "a\0\xe9\0", "a\xc3\xa9", "UTF-16LE", 0);
+    DECODE("\xfe\xff" "\0a\0\xe9", "a\xc3\xa9", "UTF-16BE", 0);
+    DECODE("caf\xe9", "caf\xc3\xa9", "windows-1252", 0);
+    CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+}
+
 int main(void)
 {
+    test_decode_without_descriptors();   /* first: before any conversion loads iconv */
     char in[128], want[160];
     const char *fill = "The quick brown fox jumps over 13 lazy dogs, again and again!";
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
