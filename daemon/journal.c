@@ -1459,6 +1459,7 @@ typedef struct {
                                    but for what pending holds */
     bool derivable;             /* the current segment's checkpoint adds nothing to them */
     uint64_t prev;              /* number of the segment read before, 0 none */
+    uint64_t commit_seg;        /* number of the last segment a commit was read in */
     skipped_t *pending;
     size_t npending, cap;
     char why[160];              /* why complete went false */
@@ -1506,8 +1507,10 @@ static int apply(nw_journal_t *self, segment_t *seg, const record_t *r, bool fir
 {
     seg->sealed = r->type == REC_SEAL;
     if (r->type == REC_COMMIT || r->type == REC_SEAL) {
-        if (r->type == REC_COMMIT)
+        if (r->type == REC_COMMIT) {
             skipped_cover(rv, seg->num, r->start);
+            rv->commit_seg = seg->num;
+        }
         for (size_t i = 0; r->type == REC_COMMIT && i < r->seqs->size; i++) {
             const msgpack_object_kv *kv = &r->seqs->ptr[i];
             if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size,
@@ -1676,6 +1679,10 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, reader
         snprintf(errbuf, errlen, "cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
+    /* a segment written before commits existed ends its writes with a message: one
+     * whole damaged record there may be a published one */
+    if (shape == TAIL_RECORD && seg->records && rv->commit_seg != seg->num)
+        shape = TAIL_DAMAGE;
     if (!zeros && shape != TAIL_DAMAGE) {
         /* a write the crash interrupted: cut it so appends follow the last good record */
         nw_warn("journal: %s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 " truncated",

@@ -1015,11 +1015,25 @@ static void test_lost_seqs(void)
     CHECK(nw_journal_last_seq(j, "a") == 3 && nw_journal_last_seq(j, "b") == 1);
     close_j(&j);
 
+    /* the last commit damaged (a-3 read whole before it): cut as a torn tail, same epoch */
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, junk, 4, f[9] + 14) == 4);
+    close(fd);
+    char warnings[4096];
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "torn tail") != NULL && strstr(warnings, "new epoch") == NULL);
+    CHECK_STR(nw_journal_epoch(j), epoch);
+    CHECK(nw_journal_last_seq(j, "a") == 3 && file_size(path) == f[9]);
+    CHECK(append(j, "a", 1000, 40) == 0);       /* a-4 and a commit again at the end */
+    CHECK(commit_wait(j, &st) && st == 0);
+    close_j(&j);
+
     /* b-1 and its commit overwritten: nothing says b got to 1: new epoch, b from 1 */
     fd = open(path, O_RDWR);
     CHECK(fd >= 0 && pwrite(fd, junk, (size_t) (f[8] - f[6]), f[6]) == f[8] - f[6]);
     close(fd);
-    char warnings[4096];
     j = open_logged(&opt, warnings, sizeof warnings);
     if (!j)
         return;
@@ -1027,7 +1041,7 @@ static void test_lost_seqs(void)
     char e2[33];
     snprintf(e2, sizeof e2, "%s", nw_journal_epoch(j));
     CHECK(strcmp(e2, epoch) != 0);
-    CHECK(nw_journal_last_seq(j, "a") == 3 && nw_journal_last_seq(j, "b") == 0);
+    CHECK(nw_journal_last_seq(j, "a") == 4 && nw_journal_last_seq(j, "b") == 0);
     nw_journal_stats_t s;
     nw_journal_stats(j, &s);
     CHECK(s.segments == 2);
@@ -1055,7 +1069,7 @@ static void test_lost_seqs(void)
         return;
     CHECK(strstr(warnings, "garbage at the end") != NULL);
     CHECK(strcmp(nw_journal_epoch(j), e2) != 0 && strcmp(nw_journal_epoch(j), epoch) != 0);
-    CHECK(nw_journal_last_seq(j, "b") == 0 && nw_journal_last_seq(j, "a") == 3);
+    CHECK(nw_journal_last_seq(j, "b") == 0 && nw_journal_last_seq(j, "a") == 4);
     close_j(&j);
 
     /* rotation seals the old segment; losing the newest is then caught */
