@@ -237,7 +237,7 @@ static int pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time_
 /* The last record of every group write: the seqs it leaves its topics at and where it
  * began, so that recovery knows what a damaged record inside it can have held. It ends
  * with the epoch, so its last byte is never zero: a record of ours that ends in zeros
- * was cut short, not damaged (see torn_shape). */
+ * was cut short, not damaged (see tail_shape). */
 static int pack_commit(msgpack_sbuffer *sb, uint64_t start, zhashx_t *seqs /* or NULL */,
                        const char *epoch)
 {
