@@ -2,7 +2,8 @@
  * parse_ninjs: IPTC ninjs, the JSON news agencies exchange. Sanitized text comes in,
  * is parsed by jansson, and the fields leave in the article; both the 1.x names
  * (headline, byline, body_text, subject[]) and the 2.x ones (headlines[], bylines[],
- * bodies[], subjects[]) are read, the 1.x name winning when both are present.
+ * bodies[], subjects[]) are read, the 1.x name winning when both are present, with
+ * version, located, and each subject's code beside its name.
  * Unknown members are ignored; a known member of the wrong type rejects the file.
  *
  * JSON escapes can smuggle in what sanitizing the raw bytes removed (\r, \u0001), so
@@ -196,13 +197,19 @@ read_subjects(ctx_t *ctx, nw_article_t *self, json_t *root, const char *array_na
     for (i = 0; array && i < json_array_size(array) && !ctx->failed; i++) {
         if (self->subject_count >= NW_ARTICLE_MAX_SUBJECTS)
             break;
+        size_t cn = 0;
         const char *s = get_element_string(ctx, array, i, array_name, "name", &n);
-        if (!s && !ctx->failed)
-            s = get_element_string(ctx, array, i, array_name, "code", &n);
+        const char *c = ctx->failed ? NULL
+                      : get_element_string(ctx, array, i, array_name, "code", &cn);
+        /* A code (an IPTC Media Topic, say) is kept beside the name; alone it names. */
         char *clean = s ? normalize(ctx, s, n, false) : NULL;
-        if (clean && nw_article_add_subject(self, clean, strlen(clean)) != 0)
+        char *code = c ? normalize(ctx, c, cn, false) : NULL;
+        if ((clean || code)
+            && nw_article_add_coded_subject(self, clean ? clean : "", clean ? strlen(clean) : 0,
+                                            code) != 0)
             oom_error(ctx);
         free(clean);
+        free(code);
     }
 }
 
@@ -252,6 +259,10 @@ nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
     set_from_array(&ctx, root, "bodies", "contenttype", "text/plain", &self->body, true);
     s = get_string(&ctx, root, "language", &n);
     set_field(&ctx, &self->language, s, n, false);
+    s = get_string(&ctx, root, "version", &n);
+    set_field(&ctx, &self->version, s, n, false);
+    s = get_string(&ctx, root, "located", &n);
+    set_field(&ctx, &self->located, s, n, false);
     read_subjects(&ctx, self, root, "subject");
     read_subjects(&ctx, self, root, "subjects");
     read_date(&ctx, self, root);

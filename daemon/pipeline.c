@@ -403,9 +403,12 @@ static char *wire_uri(const char *id)
 
 static void pack_article(job_t *job, story_t *story, const nw_article_t *article)
 {
-    const char *subjects[NW_ROUTE_MAX_TOPICS];
-    for (size_t i = 0; i < story->topic_count; i++)
+    const char *subjects[NW_ROUTE_MAX_TOPICS], *codes[NW_ROUTE_MAX_TOPICS];
+    const char *schemes[NW_ROUTE_MAX_TOPICS];
+    for (size_t i = 0; i < story->topic_count; i++) {
         subjects[i] = story->topics[i];
+        codes[i] = nw_route_code(job->rules, article, story->topics[i], &schemes[i]);
+    }
     char uri[64], created[NW_CODEC_TIME_LEN], *own = NULL;
     if (!article->uri)
         snprintf(uri, sizeof uri, "urn:newswire:%s", article->id);
@@ -424,6 +427,8 @@ static void pack_article(job_t *job, story_t *story, const nw_article_t *article
         .language = article->language,
         .versioncreated = created,
         .subjects = subjects,
+        .subject_codes = codes,
+        .subject_schemes = schemes,
         .subject_count = story->topic_count,
     };
     char err[200];   /* leaves room for the prefix in job->reason */

@@ -14,14 +14,17 @@
  * table (cursor, even a rehash), so concurrent readers on worker threads would race.
  */
 #include "route.h"
+#include "medtop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #if defined(__SSE2__) && !defined(NW_ROUTE_NO_SIMD)
 #include <emmintrin.h>
 #endif
@@ -42,9 +45,12 @@ typedef struct {
     size_t subject;     /* index into subjects */
 } phrase_t;
 
+#define RULE_CODE_MAX 64
+
 typedef struct {
     char name[NW_TOPIC_MAX + 1];
     long threshold;
+    char code[RULE_CODE_MAX];   /* its IPTC Media Topic ("medtop:13000000"), or "" */
 } subject_t;
 
 /* The phrases that start with one token: phrases[first .. first + count). */
@@ -57,6 +63,7 @@ typedef struct {
 
 struct nw_rules {
     atomic_size_t refs;
+    nw_medtop_t *medtop;        /* the Media Topics table, or NULL */
     long headline_weight;
     subject_t *subjects;
     size_t subject_count;
@@ -72,9 +79,10 @@ struct nw_rules {
 /* Built-in rules, used when the config has no "rules" section. */
 static const struct {
     const char *name;
+    const char *medtop;     /* the Media Topic its articles carry as subject code */
     const char *words;
 } default_rules[] = {
-    {"telecoms",
+    {"telecoms", "medtop:13000000",
      "telecom, telecoms, telecommunications, telco, telcos, operator, operators, "
      "network operator, mobile operator, mobile operators, carrier, carriers, mobile, "
      "mobile network, mobile networks, network, networks, networking, 5g, 4g, 6g, lte, "
@@ -84,7 +92,7 @@ static const struct {
      "open ran, radio access network, base station, base stations, core network, "
      "subscriber, subscribers, roaming, satellite, cell tower, cell towers, 3gpp, gsma, "
      "ofcom, connectivity, data centre, data center, data centres, data centers"},
-    {"geopolitics",
+    {"geopolitics", "medtop:11000000",
      "sanction, sanctions, sanctioned, embargo, embargoes, export control, "
      "export controls, entity list, blacklist, blacklisted, trade war, trade restriction, "
      "trade restrictions, restrictions, tariff, tariffs, ban, bans, banned, banning, "
@@ -435,6 +443,8 @@ static int load_section(nw_rules_t *self, zconfig_t *section, char *errbuf, size
     for (zconfig_t *child = zconfig_child(section); child; child = zconfig_next(child)) {
         const char *name = zconfig_name(child);
         const char *value = zconfig_value(child);
+        if (streq(name, "media-topics"))
+            continue;   /* the table's path: nw_rules_new reads it */
         if (streq(name, "headline-weight")) {
             if (!parse_long(value, 0, RULE_MAX_HEADLINE_WEIGHT, &self->headline_weight)) {
                 snprintf(errbuf, errlen, "rules: headline-weight '%s' is not a number "
@@ -457,6 +467,15 @@ static int load_section(nw_rules_t *self, zconfig_t *section, char *errbuf, size
                              RULE_MAX_THRESHOLD);
                     return -1;
                 }
+            }
+            else if (streq(kname, "medtop")) {
+                if (!kvalue || !strchr(kvalue, ':') || strlen(kvalue) >= RULE_CODE_MAX
+                    || strchr(kvalue, ' ')) {
+                    snprintf(errbuf, errlen, "rules: subject '%s': medtop '%s' is not a code "
+                             "like medtop:20000763", name, kvalue ? kvalue : "");
+                    return -1;
+                }
+                memcpy(self->subjects[subject].code, kvalue, strlen(kvalue) + 1);
             }
             else if (streq(kname, "words")) {
                 if (kvalue && add_words(self, (size_t) subject, kvalue, errbuf, errlen) != 0)
@@ -535,6 +554,27 @@ static int phrase_order(const void *a, const void *b)
     return c;
 }
 
+/* The installed Media Topics table: share/newswire/medtop.json beside the program's
+ * bin folder (so an installed daemon and a build tree, where CMake puts a copy, each
+ * find their own), else where the install put it. false when neither is there. */
+static bool default_table(char *out, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            if (snprintf(out, len, "%s/../share/newswire/medtop.json", exe) < (int) len
+                && access(out, R_OK) == 0)
+                return true;
+        }
+    }
+    snprintf(out, len, "%s", NW_MEDTOP_DEFAULT);
+    return access(out, R_OK) == 0;
+}
+
 nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
 {
     nw_rules_t *self = calloc(1, sizeof *self);
@@ -545,6 +585,20 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
     atomic_init(&self->refs, 1);
     self->headline_weight = RULE_DEFAULT_HEADLINE_WEIGHT;
     zconfig_t *section = config ? zconfig_locate(config, "rules") : NULL;
+    /* The Media Topics table: the path the rules name must load; the installed one is
+     * used when it is there. */
+    const char *path = section ? zconfig_get(section, "media-topics", NULL) : NULL;
+    char installed[PATH_MAX];
+    if (!path && default_table(installed, sizeof installed))
+        path = installed;
+    if (path) {
+        char reason[200];
+        self->medtop = nw_medtop_load(path, reason, sizeof reason);
+        if (!self->medtop) {
+            snprintf(errbuf, errlen, "rules: %s", reason);
+            goto fail;
+        }
+    }
     if (section) {
         if (load_section(self, section, errbuf, errlen) != 0)
             goto fail;
@@ -555,6 +609,7 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
             if (subject < 0 ||
                 add_words(self, (size_t) subject, default_rules[i].words, errbuf, errlen) != 0)
                 goto fail;
+            snprintf(self->subjects[subject].code, RULE_CODE_MAX, "%s", default_rules[i].medtop);
         }
     }
     if (self->phrase_count)
@@ -600,6 +655,7 @@ void nw_rules_unref(nw_rules_t **self_p)
     free(self->phrases);
     free(self->index);
     free(self->subjects);
+    nw_medtop_destroy(&self->medtop);
     free(self);
 }
 
@@ -896,6 +952,42 @@ size_t nw_rules_classify(const nw_rules_t *rules, const nw_article_t *article,
  * Routing
  */
 
+/* The topic a subject code routes to: the table's, else the rule that names the code. */
+static const char *code_topic(const nw_rules_t *rules, const char *code)
+{
+    if (!code || !rules)
+        return NULL;
+    const char *topic = nw_medtop_topic(rules->medtop, code);
+    for (size_t i = 0; !topic && i < rules->subject_count; i++)
+        if (strcmp(rules->subjects[i].code, code) == 0)
+            topic = rules->subjects[i].name;
+    return topic;
+}
+
+const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
+                          const char *topic, const char **scheme)
+{
+    const char *code = NULL;
+    char norm[NW_TOPIC_MAX + 1];
+    /* The source's own code first: it is what the sender meant. */
+    for (size_t i = 0; article && article->subject_codes && !code && i < article->subject_count;
+         i++) {
+        const char *c = article->subject_codes[i];
+        const char *t = code_topic(rules, c);
+        if (c && ((t && strcmp(t, topic) == 0)
+                  || (!t && nw_topic_normalize(article->subjects[i], norm, sizeof norm) == 0
+                      && strcmp(norm, topic) == 0)))
+            code = c;
+    }
+    for (size_t i = 0; rules && !code && i < rules->subject_count; i++)
+        if (rules->subjects[i].code[0] && strcmp(rules->subjects[i].name, topic) == 0)
+            code = rules->subjects[i].code;
+    if (!code && rules)
+        code = nw_medtop_code(rules->medtop, topic);
+    *scheme = code && rules ? nw_medtop_scheme(rules->medtop, code) : NULL;
+    return code;
+}
+
 size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
                        const nw_article_t *article,
                        char topics[][NW_TOPIC_MAX + 1])
@@ -904,7 +996,11 @@ size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
         return 1;
     size_t n = 0;
     for (size_t i = 0; article && i < article->subject_count && n < NW_ROUTE_MAX_TOPICS; i++) {
-        if (nw_topic_normalize(article->subjects[i], topics[n], NW_TOPIC_MAX + 1) != 0)
+        const char *code = article->subject_codes ? article->subject_codes[i] : NULL;
+        const char *coded = code_topic(rules, code);
+        if (coded)
+            memcpy(topics[n], coded, strlen(coded) + 1);
+        else if (nw_topic_normalize(article->subjects[i], topics[n], NW_TOPIC_MAX + 1) != 0)
             continue;
         bool seen = false;
         for (size_t j = 0; j < n && !seen; j++)

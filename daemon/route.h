@@ -2,7 +2,10 @@
  * route: decides the topics an article goes out on.
  *
  * Order (first that yields anything wins): the subfolder the file was dropped in; the
- * article's own subjects; the keyword rules of the config; otherwise "general".
+ * article's own subjects (a subject with a code, such as an IPTC Media Topic
+ * "medtop:04000000", goes to the topic the Media Topics table gives that code, else to
+ * the rule that names it, else by its name); the keyword rules of the config;
+ * otherwise "general".
  * Rules are immutable once built and reference-counted, so worker threads classify with
  * a snapshot while SIGHUP swaps in a new set on the loop thread.
  *
@@ -16,7 +19,12 @@
  *             words = "operator, operators"   # repeatable; lists add up
  *         geopolitics
  *             words = "sanctions, trade war"
+ *             medtop = "medtop:11000000"   # optional: its IPTC Media Topic code
+ *         media-topics = "/path/medtop.json"   # optional: the Media Topics table
  *
+ * The Media Topics table (medtop.h) is data: by default share/newswire/medtop.json as
+ * installed, used when it is there; named here, it must load. It gives each code its
+ * topic (routing from a code) and each topic its code (the subject code on the wire).
  * Words are comma-separated, matched case-insensitively on whole words: "5g" does not
  * match "45G", "operator" does not match "cooperator"; plural forms must be listed.
  * Words are split the same way in rules and text (runs of ASCII letters and digits and
@@ -28,7 +36,9 @@
  * points when in the headline, 1 point when in the standfirst or body. A subject is
  * chosen when its points reach its threshold; an article may get several subjects,
  * strongest first. An empty "rules" section disables keyword routing; no "rules"
- * section (or a NULL config) gives the built-in telecoms and geopolitics rules.
+ * section (or a NULL config) gives the built-in telecoms and geopolitics rules, whose
+ * Media Topics are medtop:13000000 (science and technology) and medtop:11000000
+ * (politics).
  */
 #ifndef NW_ROUTE_H
 #define NW_ROUTE_H
@@ -60,6 +70,12 @@ int nw_topic_normalize(const char *subject, char *out, size_t outlen);
 size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
                        const nw_article_t *article,
                        char topics[][NW_TOPIC_MAX + 1]);
+
+/* The code a published topic carries in the article's subject list, or NULL: the
+ * article's own code that routed to it, else its rule's medtop, else the table's code
+ * for the topic. *scheme gets the code's vocabulary URI from the table, or NULL. */
+const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
+                          const char *topic, const char **scheme);
 
 /* Keyword score of an article for each subject rule, for tests and logs: the subjects
  * at or above their threshold are written like nw_route_topics. */

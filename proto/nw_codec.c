@@ -394,7 +394,12 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
     }
     for (size_t i = 0; i < a->subject_count; i++)
         if (check_cstr("article.subject.name", a->subjects[i], true, KIND_SHORT,
-                       errbuf, errlen))
+                       errbuf, errlen)
+            || check_cstr("article.subject.code", a->subject_codes ? a->subject_codes[i] : NULL,
+                          false, KIND_SHORT, errbuf, errlen)
+            || check_cstr("article.subject.scheme",
+                          a->subject_schemes ? a->subject_schemes[i] : NULL, false, KIND_SHORT,
+                          errbuf, errlen))
             return -1;
 
     size_t start = out->size;
@@ -414,8 +419,14 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
              || (a->language && pack_kv(&pk, "language", a->language));
     if (!rc && a->subject_count > 0) {
         rc = pack_cstr(&pk, "subject") || msgpack_pack_array(&pk, a->subject_count);
-        for (size_t i = 0; !rc && i < a->subject_count; i++)
-            rc = msgpack_pack_map(&pk, 1) || pack_kv(&pk, "name", a->subjects[i]);
+        for (size_t i = 0; !rc && i < a->subject_count; i++) {
+            const char *code = a->subject_codes ? a->subject_codes[i] : NULL;
+            const char *scheme = a->subject_schemes ? a->subject_schemes[i] : NULL;
+            rc = msgpack_pack_map(&pk, 1 + (code != NULL) + (scheme != NULL))
+                 || pack_kv(&pk, "name", a->subjects[i])
+                 || (scheme && pack_kv(&pk, "scheme", scheme))
+                 || (code && pack_kv(&pk, "code", code));
+        }
     }
     if (rc) {
         set_err(errbuf, errlen, "out of memory packing the article");
@@ -559,7 +570,9 @@ static const key_spec_t article_keys[] = {
 enum { K_SUBJECT = 8, K_ARTICLE_COUNT };
 
 static const key_spec_t subject_keys[] = {
-    { "name", "article.subject.name", T_STR, true, -1, KIND_SHORT },
+    { "name",   "article.subject.name",   T_STR, true,  -1, KIND_SHORT },
+    { "scheme", "article.subject.scheme", T_STR, false, -1, KIND_SHORT },
+    { "code",   "article.subject.code",   T_STR, false, -1, KIND_SHORT },
 };
 
 #define MAX_KEYS 9
@@ -718,8 +731,10 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
                  errbuf, errlen))
         goto fail;
 
-    view_t subjects[NW_CODEC_MAX_SUBJECTS];
+    view_t subjects[NW_CODEC_MAX_SUBJECTS], codes[NW_CODEC_MAX_SUBJECTS];
+    view_t schemes[NW_CODEC_MAX_SUBJECTS];
     size_t subject_count = 0;
+    bool any_code = false;
     if (afound[K_SUBJECT]) {
         const msgpack_object_array *arr = &afound[K_SUBJECT]->via.array;
         if (arr->size > NW_CODEC_MAX_SUBJECTS) {
@@ -732,26 +747,35 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
                 set_err(errbuf, errlen, "\"article.subject\" entry is not a map");
                 goto fail;
             }
-            if (read_map(&arr->ptr[i], subject_keys, 1, sfound, views, errbuf, errlen))
+            if (read_map(&arr->ptr[i], subject_keys, 3, sfound, views, errbuf, errlen))
                 goto fail;
             subjects[i] = (view_t) { sfound[0]->via.str.ptr, sfound[0]->via.str.size, true };
+            schemes[i] = sfound[1] ? (view_t) { sfound[1]->via.str.ptr, sfound[1]->via.str.size,
+                                                true } : (view_t) { NULL, 0, false };
+            codes[i] = sfound[2] ? (view_t) { sfound[2]->via.str.ptr, sfound[2]->via.str.size,
+                                              true } : (view_t) { NULL, 0, false };
+            any_code = any_code || sfound[1] || sfound[2];
         }
         subject_count = arr->size;
     }
 
-    /* One block: the struct, the subject pointers, then every string. */
-    size_t size = sizeof *self + subject_count * sizeof(char *);
+    /* One block: the struct, the subject pointers (names, then codes and schemes when
+     * any subject has one), then every string. */
+    size_t arrays = any_code ? 3 : 1;
+    size_t size = sizeof *self + arrays * subject_count * sizeof(char *);
     for (size_t i = 0; i < S_COUNT; i++)
         size += views[i].present ? views[i].len + 1 : 0;
     for (size_t i = 0; i < subject_count; i++)
-        size += subjects[i].len + 1;
+        size += subjects[i].len + 1 + (any_code ? codes[i].present + codes[i].len
+                                       + schemes[i].present + schemes[i].len : 0);
     self = calloc(1, size);
     if (!self) {
         set_err(errbuf, errlen, "out of memory");
         goto fail;
     }
     const char **names = (const char **) (self + 1);
-    char *cursor = (char *) (names + subject_count);
+    const char **code_ptrs = names + subject_count, **scheme_ptrs = code_ptrs + subject_count;
+    char *cursor = (char *) (names + arrays * subject_count);
     self->v = NW_PROTO_VERSION;
     self->env.topic = copy_view(&cursor, &views[S_TOPIC]);
     self->env.seq = seq;
@@ -769,9 +793,16 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     self->article.description_text = copy_view(&cursor, &views[S_DESCRIPTION]);
     self->article.body_text = copy_view(&cursor, &views[S_BODY]);
     self->article.language = copy_view(&cursor, &views[S_LANGUAGE]);
-    for (size_t i = 0; i < subject_count; i++)
+    for (size_t i = 0; i < subject_count; i++) {
         names[i] = copy_view(&cursor, &subjects[i]);
+        if (any_code) {
+            code_ptrs[i] = copy_view(&cursor, &codes[i]);
+            scheme_ptrs[i] = copy_view(&cursor, &schemes[i]);
+        }
+    }
     self->article.subjects = subject_count ? names : NULL;
+    self->article.subject_codes = any_code ? code_ptrs : NULL;
+    self->article.subject_schemes = any_code ? scheme_ptrs : NULL;
     self->article.subject_count = subject_count;
     msgpack_unpacked_destroy(&unpacked);
     return self;

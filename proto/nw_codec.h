@@ -41,6 +41,9 @@ typedef struct {
     const char *language;          /* optional, e.g. "en" */
     const char *versioncreated;    /* required, RFC 3339 UTC, e.g. 2021-05-25T00:00:00.000Z */
     const char *const *subjects;   /* subject names */
+    const char *const *subject_codes;    /* beside each name its code ("medtop:04000000"),
+                                            or NULL; the array may be NULL */
+    const char *const *subject_schemes;  /* beside each code its vocabulary URI, or NULL */
     size_t subject_count;
 } nw_ninjs_t;
 

@@ -43,7 +43,9 @@ def article(uri, headline, body, versioncreated="2026-11-24T09:58:12.000Z", type
     if language is not None:
         a["language"] = language
     if subjects:
-        a["subject"] = [{"name": s} for s in subjects]
+        # a name, or (name, scheme, code): an IPTC Media Topic beside its topic name
+        a["subject"] = [{"name": s} if isinstance(s, str) else
+                        {"name": s[0], "scheme": s[1], "code": s[2]} for s in subjects]
     return a
 
 
@@ -159,6 +161,16 @@ def valid_vectors():
         article("urn:newswire:drop:harbour-caf\u00e9", "Harbour caf\u00e9 wins a \u201cbest view\u201d award",
                 "The owner said the \u20ac500 prize goes to the staff."),
         sha1("harbour-cafe"), source=("harbour-cafe.txt", "header", "windows-1252")), True)
+
+    medtop = "http://cv.iptc.org/newscodes/mediatopic/"
+    v["10-markup-media-topics"] = (message(
+        "economy-business-finance", 12,
+        article("urn:newsml:wire.example.org:20240903:harbour-cranes", "Harbour cranes go electric",
+                "The port authority said all twelve diesel cranes will be replaced.",
+                byline="Ana Lima, Bo Chen", language="en-GB",
+                subjects=[("economy-business-finance", medtop, "medtop:04000000"),
+                          ("labour", medtop, "medtop:09000000"), "harbours"]),
+        sha1("harbour-cranes"), source=("wire.xml", "newsml-g2")), True)
     return v
 
 

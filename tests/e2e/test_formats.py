@@ -59,6 +59,53 @@ def test_g2_message_gives_one_article_per_text_item():
         check(order.index(ferry) > max(i for i, u in enumerate(order) if u == cranes),
               'items in file order: %r' % order)
         d.wait_log('published wire.xml', count=2)
+        # IPTC Media Topics: the source's qcodes route through the table (data/medtop.json)
+        # and go out as subject code and scheme beside the topic's name.
+        medtop = 'http://cv.iptc.org/newscodes/mediatopic/'
+        topics = sorted(m['topic'] for m in got[cranes])
+        check(topics == ['economy-business-finance', 'labour', 'subj-04015000'], 'topics %r' % topics)
+        subjects = got[cranes][0]['article']['subject']
+        check({'name': 'economy-business-finance', 'scheme': medtop, 'code': 'medtop:04000000'}
+              in subjects and {'name': 'labour', 'scheme': medtop, 'code': 'medtop:09000000'}
+              in subjects, 'subjects %r' % subjects)
+        check({'name': 'subj-04015000', 'scheme': 'http://cv.iptc.org/newscodes/subjectcode/',
+               'code': 'subj:04015000'} in subjects, 'IPTC subject code kept %r' % subjects)
+    finally:
+        d.cleanup()
+
+
+def test_topics_from_media_topic_codes():
+    """A rule may name a Media Topic: a story coded with it is routed to the rule's topic
+    and a story the rule's words route carries the code; a top-level code goes to the
+    table's topic."""
+    config = ('rules\n'
+              '    strikes\n'
+              '        medtop = "medtop:20000763"\n'
+              '        words = "strike, walkout, picket"\n'
+              '        threshold = 2\n')
+    d = Daemon(config=config).start()
+    try:
+        sub = Subscriber(d)
+        d.drop_text('a.json', '{"uri": "urn:x:a", "headline": "Ferry crews vote", "body_text": '
+                              '"Crews meet on Monday.", "subject": [{"code": "medtop:20000763"}]}')
+        d.drop_text('b.txt', 'Title: Dock walkout spreads\n\nA strike at the dock and a '
+                             'picket at the gate.\n')
+        d.drop_text('c.json', '{"uri": "urn:x:c", "headline": "Storm warning", "body_text": '
+                              '"Gales tonight.", "subject": [{"name": "Weather", "code": '
+                              '"medtop:17000000"}]}')
+        got = sub.wait(3, what='three articles')
+        by_head = {m['article']['headline']: m for m in got}
+        medtop = 'http://cv.iptc.org/newscodes/mediatopic/'
+        a, b, c = (by_head['Ferry crews vote'], by_head['Dock walkout spreads'],
+                   by_head['Storm warning'])
+        check(a['topic'] == 'strikes' and b['topic'] == 'strikes', 'routed to the rule')
+        for m in (a, b):
+            check(m['article']['subject'] == [{'name': 'strikes', 'scheme': medtop,
+                                               'code': 'medtop:20000763'}],
+                  'subject %r' % m['article']['subject'])
+        check(c['topic'] == 'weather' and c['article']['subject'] == [
+            {'name': 'weather', 'scheme': medtop, 'code': 'medtop:17000000'}],
+            'top level %r' % c['article'])
     finally:
         d.cleanup()
 
@@ -120,5 +167,6 @@ def test_html_pages():
 
 
 if __name__ == '__main__':
-    run([test_g2_message_gives_one_article_per_text_item, test_nitf_and_unknown_markup,
+    run([test_g2_message_gives_one_article_per_text_item, test_topics_from_media_topic_codes,
+         test_nitf_and_unknown_markup,
          test_html_pages])

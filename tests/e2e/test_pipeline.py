@@ -34,7 +34,8 @@ def test_rename_drop_decoded_fields():
         check(a['body_text'] == 'First paragraph.\n\nSecond paragraph.', 'body %r' % a['body_text'])
         check(a['language'] == 'en' and a['type'] == 'text', 'language/type')
         check(a['uri'] == 'urn:newswire:' + m['id'], 'uri %r' % a['uri'])
-        check(a['subject'] == [{'name': 'telecoms'}], 'subject %r' % a['subject'])
+        check(a['subject'] == [{'name': 'telecoms', 'scheme': 'http://cv.iptc.org/newscodes/mediatopic/',
+                                'code': 'medtop:13000000'}], 'subject %r' % a['subject'])
         # the file leaves the drop folder for archive/YYYY/MM/DD/
         wait_for(lambda: d.archived(), 'the file to be archived')
         day = time.strftime('%Y/%m/%d', time.gmtime())

@@ -95,7 +95,9 @@ ARTICLE = {"uri": ("article.uri", str, True, "short"), "type": ("article.type", 
            "body_text": ("article.body_text", str, True, "text"),
            "language": ("article.language", str, False, "short"),
            "subject": ("article.subject", list, False, None)}
-SUBJECT = {"name": ("article.subject.name", str, True, "short")}
+SUBJECT = {"name": ("article.subject.name", str, True, "short"),
+           "scheme": ("article.subject.scheme", str, False, "short"),
+           "code": ("article.subject.code", str, False, "short")}
 TYPE_NAMES = {int: "an unsigned integer", str: "a string", Pairs: "a map", list: "an array"}
 
 

@@ -136,8 +136,17 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     CHECK_OPT(m->article.language, jstr(art, "language"));
     json_t *subjects = json_object_get(art, "subject");
     CHECK(m->article.subject_count == json_array_size(subjects));
-    for (size_t i = 0; i < m->article.subject_count && i < json_array_size(subjects); i++)
-        CHECK_STR(m->article.subjects[i], jstr(json_array_get(subjects, i), "name"));
+    bool coded = false;
+    for (size_t i = 0; i < m->article.subject_count && i < json_array_size(subjects); i++) {
+        json_t *subject = json_array_get(subjects, i);
+        CHECK_STR(m->article.subjects[i], jstr(subject, "name"));
+        coded = coded || jstr(subject, "code") || jstr(subject, "scheme");
+        if (m->article.subject_codes) {
+            CHECK_OPT(m->article.subject_codes[i], jstr(subject, "code"));
+            CHECK_OPT(m->article.subject_schemes[i], jstr(subject, "scheme"));
+        }
+    }
+    CHECK(coded == (m->article.subject_codes != NULL));
 }
 
 /* Encodes the decoded message again; canonical vectors must come out identical. */

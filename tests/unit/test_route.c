@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static nw_article_t article(const char *headline, const char *body)
 {
@@ -727,6 +728,107 @@ static void test_against_reference(void)
     CHECK(topics_seen > 10000);     /* the texts do match, so the comparison means something */
 }
 
+/* IPTC Media Topics: routing from a code (the table first, then a rule naming it), the
+ * code and scheme a topic carries, the built-in rules' codes, and a table that does not
+ * load. */
+static void test_media_topics(void)
+{
+    const char *proto = getenv("NW_PROTO");
+    char path[1024], zpl[2048], err[256] = "";
+    snprintf(path, sizeof path, "%s/../data/medtop.json", proto ? proto : "proto");
+    snprintf(zpl, sizeof zpl,
+             "rules\n"
+             "    media-topics = \"%s\"\n"
+             "    strikes\n"
+             "        medtop = \"medtop:20000763\"\n"
+             "        words = \"strike, walkout\"\n"
+             "    telecoms\n"
+             "        medtop = \"medtop:13000000\"\n"
+             "        words = \"5g, spectrum, operator\"\n", path);
+    zconfig_t *config = zconfig_str_load(zpl);
+    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    zconfig_destroy(&config);
+    CHECK(rules != NULL);
+    if (!rules) {
+        fprintf(stderr, "rules: %s\n", err);
+        return;
+    }
+    static const char medtop[] = "http://cv.iptc.org/newscodes/mediatopic/";
+    char *names[] = { "economy, business and finance", "strike", "medtop:13000000", "Harbours",
+                      "subj:04015000" };
+    char *codes[] = { "medtop:04000000", "medtop:20000763", "medtop:13000000", NULL,
+                      "subj:04015000" };
+    nw_article_t a = article("Cranes", "Body.");
+    a.subjects = names;
+    a.subject_codes = codes;
+    a.subject_count = 5;
+    char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+    size_t n = nw_route_topics(rules, NULL, &a, t);
+    CHECK(n == 5);
+    /* the table's topic; the rule that names the code; the table again (it wins over
+     * the telecoms rule for a top-level code); the name; a code in neither: the name */
+    CHECK_STR(t[0], "economy-business-finance");
+    CHECK_STR(t[1], "strikes");
+    CHECK_STR(t[2], "science-technology");
+    CHECK_STR(t[3], "harbours");
+    CHECK_STR(t[4], "subj-04015000");
+    const char *scheme = NULL;
+    CHECK_STR(nw_route_code(rules, &a, "economy-business-finance", &scheme), "medtop:04000000");
+    CHECK_STR(scheme, medtop);
+    CHECK_STR(nw_route_code(rules, &a, "strikes", &scheme), "medtop:20000763");
+    CHECK_STR(scheme, medtop);
+    CHECK(nw_route_code(rules, &a, "harbours", &scheme) == NULL && scheme == NULL);
+    CHECK_STR(nw_route_code(rules, &a, "subj-04015000", &scheme), "subj:04015000");
+    CHECK_STR(scheme, "http://cv.iptc.org/newscodes/subjectcode/");
+    /* a topic from the keyword rules carries its rule's code; one from the table its own */
+    nw_article_t plain = article("Operator buys 5G spectrum", "The operator paid.");
+    CHECK(nw_route_topics(rules, NULL, &plain, t) == 1);
+    CHECK_STR(t[0], "telecoms");
+    CHECK_STR(nw_route_code(rules, &plain, "telecoms", &scheme), "medtop:13000000");
+    CHECK_STR(nw_route_code(rules, &plain, "weather", &scheme), "medtop:17000000");
+    CHECK_STR(nw_route_code(rules, &plain, "politics", &scheme), "medtop:11000000");
+    CHECK(nw_route_code(rules, &plain, "general", &scheme) == NULL);
+    nw_rules_unref(&rules);
+
+    /* The built-in rules name their Media Topics; the table is found beside bin/. */
+    rules = nw_rules_new(NULL, err, sizeof err);
+    CHECK(rules != NULL);
+    CHECK_STR(nw_route_code(rules, &plain, "telecoms", &scheme), "medtop:13000000");
+    CHECK_STR(scheme, medtop);
+    CHECK_STR(nw_route_code(rules, &plain, "geopolitics", &scheme), "medtop:11000000");
+    nw_rules_unref(&rules);
+
+    /* A table named but missing, one that is not a table, a code that is not one. */
+    static const char *const bad[] = {
+        "rules\n    media-topics = \"/nonexistent/medtop.json\"\n",
+        "rules\n    x\n        words = \"a\"\n        medtop = \"04000000\"\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        config = zconfig_str_load(bad[i]);
+        err[0] = '\0';
+        rules = nw_rules_new(config, err, sizeof err);
+        zconfig_destroy(&config);
+        CHECK(rules == NULL && strncmp(err, "rules: ", 7) == 0);
+        printf("bad media topics %zu: %s\n", i, err);
+        nw_rules_unref(&rules);
+    }
+    char tmp[] = "/tmp/nw-medtop-XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd >= 0) {
+        const char *doc = "{\"topics\": [{\"code\": \"medtop:1\", \"topic\": \"a\"},"
+                          " {\"code\": \"medtop:1\", \"topic\": \"b\"}], \"schemes\": {}}";
+        CHECK(write(fd, doc, strlen(doc)) == (ssize_t) strlen(doc));
+        close(fd);
+        snprintf(zpl, sizeof zpl, "rules\n    media-topics = \"%s\"\n", tmp);
+        config = zconfig_str_load(zpl);
+        rules = nw_rules_new(config, err, sizeof err);
+        zconfig_destroy(&config);
+        CHECK(rules == NULL && strstr(err, "listed twice"));
+        nw_rules_unref(&rules);
+        unlink(tmp);
+    }
+}
+
 int main(void)
 {
     test_normalize();
@@ -734,6 +836,7 @@ int main(void)
     test_malformed();
     test_default_rules();
     test_route_order();
+    test_media_topics();
     test_refcount();
     test_large_rules();
     test_against_reference();
