@@ -344,6 +344,7 @@ static int add_subject(nw_rules_t *self, const char *name, char *errbuf, size_t 
     }
     self->subjects = grown;
     subject_t *subject = &self->subjects[self->subject_count];
+    memset(subject, 0, sizeof *subject);   /* no code until the rule names one */
     memcpy(subject->name, topic, strlen(topic) + 1);
     subject->threshold = RULE_DEFAULT_THRESHOLD;
     return (int) self->subject_count++;

@@ -744,7 +744,9 @@ static void test_media_topics(void)
              "        words = \"strike, walkout\"\n"
              "    telecoms\n"
              "        medtop = \"medtop:13000000\"\n"
-             "        words = \"5g, spectrum, operator\"\n", path);
+             "        words = \"5g, spectrum, operator\"\n"
+             "    harbours\n"
+             "        words = \"quay, crane\"\n", path);
     zconfig_t *config = zconfig_str_load(zpl);
     nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
     zconfig_destroy(&config);
@@ -777,6 +779,7 @@ static void test_media_topics(void)
     CHECK_STR(scheme, medtop);
     CHECK_STR(nw_route_code(rules, &a, "strikes", &scheme), "medtop:20000763");
     CHECK_STR(scheme, medtop);
+    /* a rule without medtop gives its topic no code */
     CHECK(nw_route_code(rules, &a, "harbours", &scheme) == NULL && scheme == NULL);
     CHECK_STR(nw_route_code(rules, &a, "subj-04015000", &scheme), "subj:04015000");
     CHECK_STR(scheme, "http://cv.iptc.org/newscodes/subjectcode/");
