@@ -11,7 +11,7 @@ python3-jsonschema): a test whose published articles do not validate fails.
 
 Every wait has a deadline and fails the test with what was seen so far.
 """
-import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, traceback
+import json, os, select, shutil, signal, socket, subprocess, sys, tempfile, threading, time, traceback
 
 import msgpack
 import zmq
@@ -79,27 +79,54 @@ class Daemon:
         sock_path = os.path.join(self.root, 'notify.sock')
         if os.path.exists(sock_path):
             os.unlink(sock_path)
+        self.close_notify()
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(sock_path)
         self.notify.setblocking(False)
+        self.notes = []
+        # sd_notify blocks the daemon's loop once the socket's queue is full (ten
+        # datagrams here), so the socket is drained all the time, as systemd does, not
+        # only while a test waits on it.
+        self.notify_lock = threading.Lock()
+        self.notify_stop = threading.Event()
+        self.notify_thread = threading.Thread(target=self.drain_notify, args=(self.notify,),
+                                              daemon=True)
+        self.notify_thread.start()
         env = dict(os.environ, NOTIFY_SOCKET=sock_path, **self.env)
         env.pop('JOURNAL_STREAM', None)
         self.logfile = open(os.path.join(self.root, 'newswired.log'), 'ab+')
         self.log_offset = self.logfile.tell()
         self.proc = subprocess.Popen(self.wrap + cmd, stdout=subprocess.DEVNULL,
                                      stderr=self.logfile, env=env, preexec_fn=self.preexec_fn)
-        self.notes = []
         if wait_ready:
             self.wait_notify('READY=1')
         return self
 
+    def drain_notify(self, sock):
+        while not self.notify_stop.is_set():
+            select.select([sock], [], [], 0.05)
+            self.read_notify()
+
     def read_notify(self):
-        while True:
-            try:
-                data = self.notify.recv(4096)
-            except BlockingIOError:
-                return
-            self.notes.extend(data.decode('utf-8', 'replace').split('\n'))
+        """Everything the daemon has sent so far is in self.notes once this returns."""
+        if self.notify is None:
+            return
+        with self.notify_lock:
+            while True:
+                try:
+                    data = self.notify.recv(4096)
+                except (BlockingIOError, OSError):
+                    return
+                self.notes.extend(data.decode('utf-8', 'replace').split('\n'))
+
+    def close_notify(self):
+        if self.notify is None:
+            return
+        self.notify_stop.set()
+        self.notify_thread.join()
+        self.read_notify()
+        self.notify.close()
+        self.notify = None
 
     def wait_notify(self, what, timeout=DEADLINE):
         def seen():
@@ -142,16 +169,14 @@ class Daemon:
             self.proc.wait()
             raise Failure('newswired did not exit within %ss of %s' % (timeout, sig))
         self.logfile.close()
-        self.read_notify()
-        self.notify.close()
+        self.close_notify()
         return rc, time.monotonic() - t0
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.notify:
-            self.notify.close()
+        self.close_notify()
 
     def cleanup(self):
         self.kill()

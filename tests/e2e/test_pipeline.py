@@ -378,6 +378,24 @@ def test_systemd_notifications():
         d.cleanup()
 
 
+def test_notifications_never_stall_the_daemon():
+    """sd_notify blocks once the socket's queue is full (net.unix.max_dgram_qlen, ten
+    datagrams by default), so whoever owns NOTIFY_SOCKET must keep reading it, as systemd
+    does. Each reload sends two datagrams: eight reloads, none of them read by the test
+    meanwhile, and the daemon still answers and publishes."""
+    d = started()
+    try:
+        sub = Subscriber(d)
+        for i in range(1, 9):
+            d.send_signal(signal.SIGHUP)
+            d.wait_log('reloaded', count=i)
+        d.drop_text('after.txt', header_article('Published after eight reloads'))
+        check(sub.wait(1)[0]['article']['headline'] == 'Published after eight reloads',
+              'published after the reloads')
+    finally:
+        d.cleanup()
+
+
 def test_usage_errors_and_version():
     import subprocess
     from nwtest import BIN
@@ -402,4 +420,5 @@ if __name__ == '__main__':
          test_malformed_files_rejected_with_reason_others_go_out, test_symlink_not_followed,
          test_same_article_twice_is_not_published_twice, test_archive_collisions_renamed,
          test_backlog_file_still_open_for_writing_waits_for_close, test_systemd_notifications,
+         test_notifications_never_stall_the_daemon,
          test_usage_errors_and_version])
