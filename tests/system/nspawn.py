@@ -24,8 +24,9 @@ SUITE = 'bookworm'
 # those): systemd as PID 1, Debian's Python with the modules the Python client needs
 # (python3-zmq's python3-cffi-backend-api-* are virtual, which debootstrap does not
 # resolve: the package that provides them is named).
+# libnewswire-dev depends on the -dev packages its newswire.pc names (Requires.private).
 BASE_PACKAGES = ['systemd', 'systemd-sysv', 'python3', 'python3-zmq', 'python3-cffi-backend',
-                 'python3-msgpack']
+                 'python3-msgpack', 'libczmq-dev', 'libmsgpack-dev', 'libzmq3-dev']
 # Masked in the root: timers and a getty that only slow the boot and add noise.
 MASKED = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer',
           'e2scrub_all.timer', 'fstrim.timer', 'console-getty.service',

@@ -1,7 +1,11 @@
-"""newswired under a real systemd (issue 12): a Debian 12 container booted with
-systemd-nspawn (tests/system/nspawn.py), the project installed into it, and the shipped
+"""newswired under a real systemd (issue 12): the project's Debian packages built with
+dpkg-buildpackage (tests/system/debs.py) and lintian-clean, installed with dpkg into a
+Debian 12 container booted with systemd-nspawn (tests/system/nspawn.py), and the shipped
 unit run as operators run it. Each phase waits on what systemd, the journal or a
 subscriber reports, never on a sleep:
+
+- dpkg -i installs the five packages, each man page in its package, and the service
+  runs at once (enabled and started by the postinst);
 
 - `systemctl start` reaches active only through READY=1 (Type=notify);
 - STATUS= (systemctl's StatusText) changes as articles flow;
@@ -17,13 +21,16 @@ subscriber reports, never on a sleep:
   new process;
 - `kill -STOP` trips the watchdog (WatchdogSec=4s by a drop-in), systemd restarts the
   daemon, and the articles dropped meanwhile all arrive, in seq order, none twice;
-- `systemctl stop` finishes cleanly (exit 0, no SIGKILL).
+- an upgrade to a second version built with a bumped version keeps the state (the
+  epoch and seqs go on) and the edited config, and restarts the daemon;
+- `systemctl stop` finishes cleanly (exit 0, no SIGKILL);
+- a purge removes the service, config, state and drop folder (the user stays).
 Skips (77) only where nspawn cannot run.
 """
 import json, os, re, shutil, subprocess, sys, time, traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nspawn, systest
+import debs, nspawn, systest
 from nwtest import BIN, check, header_article
 from systest import (CFG, DROP, PUB, STATE, Sub, archived, cursor, drop_as_root, journal,
                      show, since, wait, wait_journal)
@@ -35,9 +42,14 @@ MAX_EXPOSURE = 1.5
 PROBE_ADDR, PROBE_PORT = '198.18.0.1', 5599   # our own test range, on the container's lo
 
 box = None        # the booted container, shared by the phases in order
-# ---- how the project gets into the container: cmake --install with prefix /usr ----
-PY_SUB = '/usr/local/lib/newswire-test/newswire_sub.py'
-systest.PY_SUB = ['/usr/bin/python3', PY_SUB]
+# ---- how the project gets into the container: its Debian packages ----
+systest.PY_SUB = ['newswire-sub-python']
+build = None      # the debs.Build the packages come from
+MAN_PAGES = {'newswired': ['man8/newswired.8', 'man5/newswired.cfg.5', 'man7/newswire.7'],
+             'newswire-tools': ['man1/newswire-sub.1', 'man1/newswire-drop.1',
+                                'man1/newswire-keygen.1'],
+             'libnewswire-dev': ['man3/libnewswire.3'],
+             'python3-newswire': ['man1/newswire-sub-python.1']}
 
 
 def binaries():
@@ -45,12 +57,30 @@ def binaries():
                                            'newswire-keygen')]
 
 
-def install():
-    systest.install_by_cmake(BUILD, '/usr')
-    os.makedirs(os.path.dirname(box.path(PY_SUB)), exist_ok=True)
-    shutil.copy(os.path.join(SOURCE, 'clients', 'python', 'newswire_sub.py'), box.path(PY_SUB))
-    box.sh('ldconfig; systemd-sysusers; systemd-tmpfiles --create newswired.conf; '
-           'systemctl daemon-reload; systemctl enable newswired')
+def dpkg_install(paths):
+    os.makedirs(box.path('/srv/debs'), exist_ok=True)
+    names = []
+    for p in paths:
+        shutil.copy(p, box.path('/srv/debs'))
+        names.append('/srv/debs/' + os.path.basename(p))
+    return box.run(['dpkg', '-i'] + names, timeout=300)
+
+
+# ---- the phases ----
+def test_packages_install_and_start():
+    dpkg_install(build.debs())
+    for pkg, pages in MAN_PAGES.items():
+        for page in pages:
+            path = '/usr/share/man/%s.gz' % page
+            owner = box.run(['dpkg-query', '-S', path], check=False).stdout.split(':')[0]
+            check(owner == pkg, '%s in %s, not %r' % (path, pkg, owner))
+    box.run(['/usr/bin/python3', '-c', 'import newswire_sub'])
+    s = show('ActiveState', 'UnitFileState', 'FragmentPath')
+    check(s == {'ActiveState': 'active', 'UnitFileState': 'enabled',
+                'FragmentPath': '/lib/systemd/system/newswired.service'},
+          'enabled and started by the postinst: %r' % s)
+    check(box.run(['dpkg-query', '-W', '-f', '${Conffiles}', 'newswired']).stdout.strip()
+          .startswith(CFG + ' '), 'the config is a conffile')
 
 
 # ---- the phases ----
@@ -266,6 +296,30 @@ def test_watchdog_restarts_with_nothing_lost():
     box.sh('systemctl daemon-reload; systemctl restart newswired')
 
 
+def test_upgrade_keeps_state_and_config():
+    with open(box.path(CFG)) as f:
+        cfg = f.read()
+    before = show('MainPID')['MainPID']
+    kept = archived()
+    new = build.bump()
+    r = dpkg_install(new)
+    version = box.run(['dpkg-query', '-W', '-f', '${Version}', 'newswired']).stdout
+    check(version == build.version(), 'upgraded to %s: %r' % (build.version(), version))
+    with open(box.path(CFG)) as f:
+        check(f.read() == cfg, 'the edited config is kept:\n' + r.stdout + r.stderr)
+    s = show('MainPID', 'ActiveState')
+    check(s['ActiveState'] == 'active' and s['MainPID'] not in ('0', before),
+          'restarted by the upgrade: %s -> %r' % (before, s))
+    check(set(kept) <= set(archived()), 'the archive is kept')
+    # The journal too: the topic goes on from its last seq, in the same epoch.
+    sub = Sub('watch', 6)
+    drop_as_root('after-upgrade.txt', header_article('After the upgrade', Subject='watch'))
+    msgs = sub.result()
+    check([m['seq'] for m in msgs] == list(range(1, 7)) and len({m['epoch'] for m in msgs}) == 1
+          and msgs[-1]['article']['headline'] == 'After the upgrade',
+          'seqs and epoch go on: %r' % [(m['seq'], m['epoch']) for m in msgs])
+
+
 def test_stop_finishes_cleanly():
     cur = cursor()
     box.run(['systemctl', 'stop', 'newswired'], timeout=DEADLINE)
@@ -276,10 +330,23 @@ def test_stop_finishes_cleanly():
     check('finishing files in flight, then exiting' in lines and 'SIGKILL' not in lines, lines)
 
 
-PHASES = [test_start_reaches_active_through_ready, test_status_changes_as_articles_flow,
-          test_rejected_file_in_journal_at_warning, test_producer_in_group_drops_article,
-          test_sandbox_applied, test_reload_rereads_config,
-          test_watchdog_restarts_with_nothing_lost, test_stop_finishes_cleanly]
+def test_purge_removes_everything():
+    box.run(['dpkg', '--purge'] + debs.PACKAGES, timeout=300)
+    s = show('LoadState', 'ActiveState')
+    check(s == {'LoadState': 'not-found', 'ActiveState': 'inactive'}, 'no unit left: %r' % s)
+    for path in ('/etc/newswire', STATE, '/var/spool/newswire', '/usr/bin/newswired',
+                 '/lib/systemd/system/newswired.service', '/usr/lib/sysusers.d/newswired.conf',
+                 '/etc/systemd/system/multi-user.target.wants/newswired.service'):
+        check(not os.path.lexists(box.path(path)), '%s removed by the purge' % path)
+    # Debian keeps system users: files elsewhere may still be theirs.
+    box.run(['getent', 'passwd', 'newswire'])
+
+
+PHASES = [test_packages_install_and_start, test_start_reaches_active_through_ready,
+          test_status_changes_as_articles_flow, test_rejected_file_in_journal_at_warning,
+          test_producer_in_group_drops_article, test_sandbox_applied, test_reload_rereads_config,
+          test_watchdog_restarts_with_nothing_lost, test_upgrade_keeps_state_and_config,
+          test_stop_finishes_cleanly, test_purge_removes_everything]
 
 
 def run_phases(phases):
@@ -307,18 +374,22 @@ def run_phases(phases):
 
 
 def main():
-    global box
+    global box, build
     reason = nspawn.unavailable_reason()
     if reason:
         print('skipped: ' + reason)
         sys.exit(77)
     t0 = time.monotonic()
-    root = nspawn.ensure_root(nspawn.root_packages(binaries(), BUILD))
+    build = debs.Build(SOURCE)
     try:
+        build.build()
+        build.lintian()
+        # The root has what the packages depend on: the container has no network.
+        root = nspawn.ensure_root(sorted(set(nspawn.root_packages(binaries(), BUILD))
+                                         | build.depends()))
         with nspawn.Container(root) as c:
             box = systest.box = c
-            nspawn.log('container up in %.1f s' % (time.monotonic() - t0))
-            install()
+            nspawn.log('container up after %.0f s' % (time.monotonic() - t0))
             try:
                 run_phases(PHASES)
             finally:
@@ -326,6 +397,8 @@ def main():
     except nspawn.Unavailable as e:
         print('skipped: %s' % e)
         sys.exit(77)
+    finally:
+        build.cleanup()
 
 
 if __name__ == '__main__':
