@@ -19,7 +19,7 @@ enum {
     OPT_MAX_SIZE = 256, OPT_SEND_HWM, OPT_DEDUP, OPT_COMMIT_DELAY, OPT_NO_SYNC,
     OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE, OPT_REPLAY,
     OPT_CURVE_SECRET, OPT_CLIENTS, OPT_INSECURE, OPT_REPLAY_MAX_BYTES, OPT_REPLAY_MAX_FILES,
-    OPT_REPLAY_IDLE,
+    OPT_REPLAY_IDLE, OPT_METRICS,
 };
 
 static const struct option long_options[] = {
@@ -43,6 +43,7 @@ static const struct option long_options[] = {
     {"replay-max-bytes", required_argument, NULL, OPT_REPLAY_MAX_BYTES},
     {"replay-max-files", required_argument, NULL, OPT_REPLAY_MAX_FILES},
     {"replay-idle", required_argument, NULL, OPT_REPLAY_IDLE},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -83,6 +84,9 @@ static const char usage[] =
     "                           on every endpoint\n"
     "      --clients DIR        allowed client public certificates, with their topic grants\n"
     "      --insecure           allow clear text on endpoints other than loopback and ipc\n"
+    "      --metrics ENDPOINT   serve Prometheus metrics over HTTP at /metrics, e.g.\n"
+    "                           tcp://127.0.0.1:9464 (default: off; never CURVE, so\n"
+    "                           other than loopback only with --insecure)\n"
     "  -V, --version            print the version and exit\n"
     "  -h, --help               print this help and exit\n"
     "\n"
@@ -193,6 +197,8 @@ static int apply(nw_config_t *self, const char *key, const char *value, bool res
         set_str(&self->curve_secret, value);
     else if (strcmp(key, "clients") == 0)
         set_str(&self->clients_dir, value);
+    else if (strcmp(key, "metrics") == 0)
+        set_str(&self->metrics, value);
     else if (strcmp(key, "insecure") == 0)
         self->insecure = parse_bool(value);
     else if (strcmp(key, "publish") == 0)
@@ -349,6 +355,7 @@ void nw_config_release(nw_config_t *self)
     free(self->state_dir);
     free(self->curve_secret);
     free(self->clients_dir);
+    free(self->metrics);
     for (size_t i = 0; i < self->publish_count; i++)
         free(self->publish[i]);
     for (size_t i = 0; i < self->replay_count; i++)

@@ -41,6 +41,7 @@ typedef struct {
     char *curve_secret;                /* server certificate: CURVE on every endpoint; NULL: off */
     char *clients_dir;                 /* allowed client public certificates */
     bool insecure;                     /* allow clear text on non-loopback endpoints */
+    char *metrics;                     /* HTTP endpoint of the Prometheus metrics; NULL: off */
     zconfig_t *file;                   /* the loaded file (rules live there), or NULL */
 } nw_config_t;
 

@@ -791,6 +791,8 @@ struct nw_journal {
     job_t job;
     bool writing, unwinding, closing, wrote;
     uint64_t last_start;        /* uv_now() when the last write began */
+    uint64_t write_start_ns;    /* uv_hrtime() then: the write's latency */
+    uint64_t writes, write_ns, write_buckets[NW_JOURNAL_LATENCY_BUCKETS];
     uv_timer_t *timer;
     uint64_t bytes, records, commits, fsyncs, failures, discarded;
     uint64_t zero_from;         /* after zeros failed to fit: job_t.zero_from */
@@ -1275,12 +1277,27 @@ int nw_journal_set_dedup_window(nw_journal_t *self, int64_t window_ms)
     return start_reload(self);
 }
 
+/* The duration of a group write, for the latency histogram (nw_journal_stats). */
+static void record_latency(nw_journal_t *self, uint64_t ns)
+{
+    static const uint64_t bounds_us[] = NW_JOURNAL_LATENCY_BOUNDS_US;
+    _Static_assert(sizeof bounds_us / sizeof bounds_us[0] + 1 == NW_JOURNAL_LATENCY_BUCKETS,
+                   "one bucket per bound, and one for the slower writes");
+    size_t i = 0;
+    while (i < NW_JOURNAL_LATENCY_BUCKETS - 1 && ns > bounds_us[i] * 1000)
+        i++;
+    self->write_buckets[i]++;
+    self->writes++;
+    self->write_ns += ns;
+}
+
 /* Apply a finished write (loop thread) and tell its waiters. */
 static void finish(nw_journal_t *self)
 {
     job_t *job = &self->job;
     batch_t *b = self->flight;
     self->writing = false;
+    record_latency(self, uv_hrtime() - self->write_start_ns);
     waiter_t *first = b->waiters, *then = NULL;
     size_t nfirst = b->nwaiters, nthen = 0;
     b->waiters = NULL;
@@ -1393,6 +1410,7 @@ static void maybe_start(nw_journal_t *self)
     }
     self->wrote = true;
     self->last_start = now;
+    self->write_start_ns = uv_hrtime();
     seal(self, self->opt.sync);
     self->writing = true;
     self->job.req.data = self;
@@ -1900,6 +1918,7 @@ void nw_journal_close(nw_journal_t **self_p)
     while (self->writing || self->reloading)
         uv_run(self->loop, UV_RUN_ONCE);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
+        self->write_start_ns = uv_hrtime();
         seal(self, true);
         run_job(&self->job);
         self->writing = true;
@@ -2048,7 +2067,10 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
         .failures = self->failures,
         .discarded = self->discarded,
         .topics = zhashx_size(self->seqs),
+        .writes = self->writes,
+        .write_ns = self->write_ns,
     };
+    memcpy(out->write_buckets, self->write_buckets, sizeof out->write_buckets);
 }
 
 /* ---------------------------------------------------------------- replay cursors */

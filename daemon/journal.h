@@ -112,11 +112,21 @@ typedef void (nw_journal_commit_fn)(void *arg, int status);
  * call. 0 or -1 (out of memory). */
 int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg);
 
+/* Group writes by duration, from the start on the loop to the end back on it (waiting
+ * for a pool thread, write, fdatasync): the upper bounds in microseconds of all but the
+ * last bucket, which counts the slower ones. */
+#define NW_JOURNAL_LATENCY_BOUNDS_US \
+    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000}
+#define NW_JOURNAL_LATENCY_BUCKETS 13
+
 typedef struct {
     uint64_t segments, bytes, records;     /* on disk now */
     uint64_t commits, fsyncs, failures;    /* group writes, fsyncs, failed writes */
     uint64_t discarded;                    /* records dropped by recovery (bad CRC) */
     uint64_t topics;
+    uint64_t writes;                       /* group writes ended, failed or not */
+    uint64_t write_ns;                     /* their durations added up */
+    uint64_t write_buckets[NW_JOURNAL_LATENCY_BUCKETS];   /* not cumulative */
 } nw_journal_stats_t;
 void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);
 

@@ -13,6 +13,7 @@
 #include "fsutil.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "publish.h"
 #include "replay.h"
@@ -51,6 +52,7 @@ typedef struct {
     nw_replay_t *replay;          /* NULL without --replay */
     nw_pipeline_t *pipeline;
     nw_watch_t *watch;
+    nw_metrics_t *metrics;        /* NULL without --metrics */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
     char last_status[768];
@@ -189,6 +191,7 @@ static void shutdown_loop(daemon_t *d)
         close_handle((uv_handle_t *) &d->watchdog_timer);
         close_handle((uv_handle_t *) &d->deadline);
     }
+    nw_metrics_destroy(&d->metrics);   /* it reads the modules below */
     nw_watch_destroy(&d->watch);
     nw_pipeline_destroy(&d->pipeline);
     nw_publish_destroy(&d->publish);
@@ -303,6 +306,17 @@ static int start(daemon_t *d, char *err, size_t errlen)
                          "or --insecure for clear text", eps[k][i]);
                 return -1;
             }
+    /* The metrics are plain HTTP whatever CURVE does for the ZeroMQ endpoints. */
+    char host[256];
+    unsigned port;
+    if (c->metrics && nw_metrics_parse_endpoint(c->metrics, host, sizeof host, &port, err,
+                                                errlen) != 0)
+        return -1;
+    if (c->metrics && !c->insecure && !nw_auth_endpoint_is_local(c->metrics)) {
+        snprintf(err, errlen, "--metrics %s is not loopback: the metrics are clear-text "
+                 "HTTP; give --insecure to serve them beyond this machine", c->metrics);
+        return -1;
+    }
     if (c->clients_dir && !c->curve_secret) {
         snprintf(err, errlen, "--clients needs --curve-secret");
         return -1;
@@ -355,7 +369,19 @@ static int start(daemon_t *d, char *err, size_t errlen)
     }
     d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
     nw_pipeline_set_resume(d->pipeline, resume_scan, d);
-    if (!d->watch || nw_watch_start(d->watch, err, errlen) != 0)
+    if (!d->watch)
+        return -1;
+    if (c->metrics) {
+        nw_metrics_sources_t sources = {
+            .journal = d->journal, .pipeline = d->pipeline, .publish = d->publish,
+            .replay = d->replay, .watch = d->watch,
+        };
+        d->metrics = nw_metrics_new(d->loop, c->metrics, &sources, err, errlen);
+        if (!d->metrics)
+            return -1;
+        nw_notice("metrics on %s", nw_metrics_url(d->metrics));
+    }
+    if (nw_watch_start(d->watch, err, errlen) != 0)
         return -1;
 
     uv_signal_t *sigs[] = {&d->sigterm, &d->sigint, &d->sighup};

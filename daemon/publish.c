@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,7 +48,48 @@ struct nw_publish {
     bool sweep_due;              /* a pipe went away: sweep at the end of this drain */
     char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
     size_t bound_count;
+    nw_publish_topic_t *topics;  /* per-topic counts, in the order first sent on */
+    size_t topic_count, topic_cap;
+    zhashx_t *topic_index;       /* topic -> its index in topics, plus 1 */
+    nw_publish_topic_t other;    /* every topic beyond NW_PUBLISH_TOPICS_MAX */
 };
+
+static void free_topics(nw_publish_t *self)
+{
+    for (size_t i = 0; i < self->topic_count; i++)
+        free(self->topics[i].topic);
+    free(self->topics);
+    zhashx_destroy(&self->topic_index);
+}
+
+/* The counts of topic: its own until NW_PUBLISH_TOPICS_MAX topics have one, then
+ * "other" (also when out of memory: a count is never worth failing a send). */
+static nw_publish_topic_t *topic_counts(nw_publish_t *self, const char *topic)
+{
+    uintptr_t i = (uintptr_t) zhashx_lookup(self->topic_index, topic);
+    if (i)
+        return &self->topics[i - 1];
+    if (self->topic_count == NW_PUBLISH_TOPICS_MAX)
+        return &self->other;
+    if (self->topic_count == self->topic_cap) {
+        size_t cap = self->topic_cap ? self->topic_cap * 2 : 16;
+        cap = cap < NW_PUBLISH_TOPICS_MAX ? cap : NW_PUBLISH_TOPICS_MAX;
+        nw_publish_topic_t *grown = realloc(self->topics, cap * sizeof *grown);
+        if (!grown)
+            return &self->other;
+        self->topics = grown;
+        self->topic_cap = cap;
+    }
+    nw_publish_topic_t *t = &self->topics[self->topic_count];
+    *t = (nw_publish_topic_t) {.topic = strdup(topic)};
+    if (!t->topic || zhashx_insert(self->topic_index, topic,
+                                   (void *) (uintptr_t) (self->topic_count + 1)) != 0) {
+        free(t->topic);
+        return &self->other;
+    }
+    self->topic_count++;
+    return t;
+}
 
 static void free_bound(nw_publish_t *self)
 {
@@ -286,6 +328,11 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
         goto fail;
     }
     self->handle = zsock_resolve(self->sock);
+    self->topic_index = zhashx_new();
+    if (!self->topic_index) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
     int one = 1, linger = 1000;
     zsock_set_sndhwm(self->sock, send_hwm);
     zsock_set_maxmsgsize(self->sock, 512);   /* subscriptions only: a topic is < 256 bytes */
@@ -338,6 +385,7 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
 fail:
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->conns);
+    free_topics(self);
     free_bound(self);
     free(self);
     return NULL;
@@ -401,8 +449,12 @@ int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, siz
             }
         }
     }
-    if (rc >= 0)
+    if (rc >= 0) {
         self->stats.sent++;
+        nw_publish_topic_t *t = topic_counts(self, topic);
+        t->messages++;
+        t->bytes += len;
+    }
     publish_settle(self);
     return rc;
 }
@@ -410,6 +462,14 @@ int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, siz
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out)
 {
     *out = self->stats;
+}
+
+size_t nw_publish_topics(const nw_publish_t *self, const nw_publish_topic_t **topics,
+                         nw_publish_topic_t *other)
+{
+    *topics = self->topics;
+    *other = self->other;
+    return self->topic_count;
 }
 
 int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen)
@@ -449,6 +509,7 @@ static void on_close(uv_handle_t *handle)
         return;
     zsock_destroy(&self->sock);
     zhashx_destroy(&self->conns);
+    free_topics(self);
     free_bound(self);
     free(self);
 }

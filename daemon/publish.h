@@ -10,7 +10,9 @@
  * Sends never block: ZMQ_XPUB_NODROP makes a full subscriber queue visible as EAGAIN,
  * and the message is then sent again in lossy mode, so only the full subscriber misses
  * it; the miss is counted and logged instead of vanishing silently (the journal still
- * holds the message, and the subscriber sees the seq gap).
+ * holds the message, and the subscriber sees the seq gap). libzmq then leaves that
+ * subscriber out of the sends, without refusing them, until it has read its queue down:
+ * one count ("dropped") stands for a stretch of missed messages, at least one.
  * With an nw_auth_t the socket is a CURVE server in ZMQ_XPUB_MANUAL mode: every
  * subscription message carries the subscriber's ZAP User-Id, and only the part of it the
  * key's grants allow is applied (a subscription to everything becomes one per grant; one
@@ -20,6 +22,7 @@
  * subscriber connection (known by its socket: ZMQ_SRCFD and the socket's inode) and
  * forgotten when the connection goes, so the count of subscriptions is what is live.
  * Without auth, subscriptions apply as sent (raw prefixes; subscribers filter).
+ * What leaves is counted per topic as well (nw_publish_topics, read by the metrics).
  * Used only on the loop thread.
  */
 #ifndef NW_PUBLISH_H
@@ -33,13 +36,22 @@ typedef struct nw_publish nw_publish_t;
 
 typedef struct {
     unsigned long sent;          /* messages handed to ZeroMQ */
-    unsigned long dropped;       /* messages a full subscriber queue missed */
+    unsigned long dropped;       /* times a full subscriber queue refused a message */
     unsigned long subscribes;    /* subscription messages seen */
     unsigned long unsubscribes;
     unsigned long denied;        /* subscriptions refused or narrowed by the grants */
     long subscriptions;          /* subscriptions now active (all subscribers; with auth,
                                     distinct applied prefixes per live connection) */
 } nw_publish_stats_t;
+
+/* Messages and body bytes handed to ZeroMQ on one topic since start. */
+typedef struct {
+    char *topic;
+    unsigned long messages, bytes;
+} nw_publish_topic_t;
+/* Topics counted one by one: the first ones sent on; later ones add up in "other",
+ * so a flood of topic names costs no memory here (and no series in the metrics). */
+#define NW_PUBLISH_TOPICS_MAX 1000
 
 /* auth NULL: clear text, subscriptions unchecked. auth is borrowed and must outlive
  * the publisher. */
@@ -48,6 +60,11 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
 /* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);
+/* The per-topic counts, in the order the topics were first sent on (at most
+ * NW_PUBLISH_TOPICS_MAX; valid until the next send); *other (topic NULL) gets the sum of
+ * every later topic. Returns how many *topics holds. */
+size_t nw_publish_topics(const nw_publish_t *self, const nw_publish_topic_t **topics,
+                         nw_publish_topic_t *other);
 /* Unbind and bind every endpoint again: every subscriber is disconnected, reconnects on
  * its own and is admitted and granted afresh (after a key or grant was withdrawn). */
 int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen);

@@ -758,12 +758,14 @@ static void pump(client_t *c)
     c->blocked = false;
     while (c->batch_pos < c->batch_n && c->credit > 0) {
         item_t *it = &c->batch[c->batch_pos];
+        size_t len = zmq_msg_size(&it->msg);     /* the send empties the message */
         if (send_held(self, c, &it->msg) != 0)
             goto unsent;
         c->batch_pos++;
         c->credit--;
         c->last_sent = it->seq;
         self->stats.messages++;
+        self->stats.bytes += len;
     }
     c->idle_since = uv_now(self->loop);
     if (c->batch_pos < c->batch_n) {

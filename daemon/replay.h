@@ -77,6 +77,7 @@ typedef struct {
     unsigned long streams_active;      /* now */
     unsigned long streams;             /* started since start */
     unsigned long messages;            /* data messages sent */
+    unsigned long bytes;               /* their bodies' bytes */
     unsigned long errors;              /* error replies sent */
     unsigned long refused;             /* new streams refused as busy */
     unsigned long pauses;              /* times a stream was paused past its share */
