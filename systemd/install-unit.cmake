@@ -8,8 +8,12 @@ set(unitdir "${NW_SYSTEMD_UNITDIR}")
 if(NOT IS_ABSOLUTE "${unitdir}")
   set(unitdir "${CMAKE_INSTALL_PREFIX}/${unitdir}")
 endif()
-configure_file("${NW_UNIT_IN}" "${NW_BINARY_DIR}/install/newswired.service" @ONLY)
-file(INSTALL "${NW_BINARY_DIR}/install/newswired.service" DESTINATION "${unitdir}")
+# One file per destination: installs into several prefixes may run at once (the tests
+# do), and one writing the file while another installs it installed an empty unit,
+# which systemd takes for a masked one.
+string(MD5 dest "$ENV{DESTDIR}${unitdir}")
+configure_file("${NW_UNIT_IN}" "${NW_BINARY_DIR}/install/${dest}/newswired.service" @ONLY)
+file(INSTALL "${NW_BINARY_DIR}/install/${dest}/newswired.service" DESTINATION "${unitdir}")
 
 set(etc "${CMAKE_INSTALL_FULL_SYSCONFDIR}/newswire")
 file(INSTALL "${NW_CONFIG}" DESTINATION "${etc}" RENAME newswired.cfg.example)
