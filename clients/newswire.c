@@ -20,6 +20,7 @@
  */
 #include "newswire.h"
 #include "nw_codec.h"
+#include "nw_topic.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -277,72 +278,17 @@ int nw_client_connect(nw_client_t *self, const char *endpoint)
     return 0;
 }
 
+/* The grammar is proto/nw_topic's; the public header spells its limit for callers. */
+_Static_assert(NW_CLIENT_TOPIC_MAX == NW_TOPIC_MAX, "one topic limit");
+
 int nw_client_topic_valid(const char *topic)
 {
-    size_t len = topic ? strlen(topic) : 0;
-    if (len == 0 || len > NW_CLIENT_TOPIC_MAX)
-        return 0;
-    char prev = '.';             /* a level may not be empty: no leading, trailing or double '.' */
-    for (size_t i = 0; i < len; i++) {
-        char c = topic[i];
-        if (c == '.') {
-            if (prev == '.')
-                return 0;
-        } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-        prev = c;
-    }
-    return prev != '.';
+    return topic && nw_topic_valid(topic, strlen(topic));
 }
 
 int nw_client_topic_normalize(const char *subject, char *out, size_t outlen)
 {
-    size_t n = 0;
-    int pending_dash = 0;        /* a '-' is written only once a level goes on after it */
-    if (!subject || outlen == 0)
-        return -1;
-    for (const unsigned char *p = (const unsigned char *) subject; ; p++) {
-        unsigned char c = *p;
-        if (c == '.' || c == '\0') {
-            pending_dash = 0;
-            if (c == '\0')
-                break;
-            if (n > 0 && out[n - 1] != '.') {
-                if (n + 1 >= outlen)
-                    return -1;
-                out[n++] = '.';
-            }
-            continue;
-        }
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char) (c - 'A' + 'a');
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
-            if (n > 0 && out[n - 1] != '.')
-                pending_dash = 1;
-            continue;
-        }
-        if (n + 1 + (size_t) pending_dash >= outlen)
-            return -1;
-        if (pending_dash)
-            out[n++] = '-';
-        pending_dash = 0;
-        out[n++] = (char) c;
-    }
-    if (n > 0 && out[n - 1] == '.')
-        n--;
-    out[n] = '\0';
-    return n > 0 && n <= NW_CLIENT_TOPIC_MAX ? 0 : -1;
-}
-
-/* The ZeroMQ prefix of a subscription: "S." (frame 0 is the topic plus '.'), or "" for
- * everything. topic is valid or "", so it fits. */
-static size_t raw_prefix(const char *topic, char *raw)
-{
-    size_t len = strlen(topic);
-    memcpy(raw, topic, len);
-    if (len)
-        raw[len++] = '.';
-    return len;
+    return nw_topic_normalize(subject, out, outlen);
 }
 
 int nw_client_subscribe(nw_client_t *self, const char *topic)
@@ -353,8 +299,8 @@ int nw_client_subscribe(nw_client_t *self, const char *topic)
     }
     if (zhashx_lookup(self->subs, topic))
         return 0;                /* ZeroMQ counts subscriptions; keep one per topic */
-    char raw[NW_CLIENT_TOPIC_MAX + 2];
-    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, raw, raw_prefix(topic, raw)) != 0) {
+    char raw[NW_TOPIC_FRAME_MAX + 1];
+    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, raw, nw_topic_terminate(topic, strlen(topic), raw)) != 0) {
         client_set_error(self, "cannot subscribe to '%s': %s", topic, zmq_strerror(zmq_errno()));
         return -1;
     }
@@ -368,21 +314,18 @@ int nw_client_unsubscribe(nw_client_t *self, const char *topic)
         client_set_error(self, "not subscribed to '%s'", topic ? topic : "(null)");
         return -1;
     }
-    char raw[NW_CLIENT_TOPIC_MAX + 2];
-    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw, raw_prefix(topic, raw));
+    char raw[NW_TOPIC_FRAME_MAX + 1];
+    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw, nw_topic_terminate(topic, strlen(topic), raw));
     zhashx_delete(self->subs, topic);
     return 0;
 }
 
-/* The protocol's rule: S matches T iff S is "", T == S, or T starts with S + ".". */
+/* The protocol's matching rule against every subscription (section 5). */
 static int client_matches(nw_client_t *self, const char *topic)
 {
-    for (void *item = zhashx_first(self->subs); item; item = zhashx_next(self->subs)) {
-        const char *sub = zhashx_cursor(self->subs);
-        size_t len = strlen(sub);
-        if (strncmp(topic, sub, len) == 0 && (len == 0 || topic[len] == '\0' || topic[len] == '.'))
+    for (void *item = zhashx_first(self->subs); item; item = zhashx_next(self->subs))
+        if (nw_topic_matches(zhashx_cursor(self->subs), topic))
             return 1;
-    }
     return 0;
 }
 
@@ -447,21 +390,10 @@ static int client_track(nw_client_t *self, nw_message_t *msg)
 /* Check and decode the two frames of one message; live ones must match a subscription. */
 static int client_decode(nw_client_t *self, zmq_msg_t *frames, int live, nw_message_t **out)
 {
-    char topic[NW_CLIENT_TOPIC_MAX + 1];
-    const char *f0 = zmq_msg_data(&frames[0]);
-    size_t tlen = zmq_msg_size(&frames[0]);
-    if (tlen > NW_CLIENT_TOPIC_MAX + 1) {
-        client_set_error(self, "topic frame of %zu bytes", tlen);
-        return READ_BAD;
-    }
-    if (tlen == 0 || f0[tlen - 1] != '.') {
-        client_set_error(self, "topic frame lacks its terminating '.'");
-        return READ_BAD;
-    }
-    memcpy(topic, f0, --tlen);
-    topic[tlen] = '\0';
-    if (strlen(topic) != tlen || !nw_client_topic_valid(topic)) {
-        client_set_error(self, "topic frame is not a topic name");
+    char topic[NW_TOPIC_MAX + 1], why[64];
+    if (nw_topic_unframe(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), topic,
+                         why, sizeof why) != 0) {
+        client_set_error(self, "%s", why);
         return READ_BAD;
     }
     if (live && !client_matches(self, topic))

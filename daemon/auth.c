@@ -34,24 +34,6 @@ static bool raw_prefix(const char *p, size_t plen, const char *t, size_t tlen)
     return plen <= tlen && memcmp(p, t, plen) == 0;
 }
 
-size_t nw_sub_terminate(const char *sub, size_t len, char *out)
-{
-    memcpy(out, sub, len);
-    if (len && sub[len - 1] != '.')
-        out[len++] = '.';
-    out[len] = '\0';
-    return len;
-}
-
-bool nw_grant_covers(const char *g, const char *t)
-{
-    size_t glen = strlen(g), tlen = strlen(t);
-    if (glen == 0)
-        return true;
-    /* t + "." starts with g */
-    return tlen + 1 >= glen && memcmp(g, t, glen - 1) == 0 && (t[glen - 1] == '.' || t[glen - 1] == '\0');
-}
-
 const char *nw_grant_intersect(const char *g, const char *s, size_t slen)
 {
     size_t glen = strlen(g);
@@ -78,20 +60,7 @@ static void client_destroy(void **item)
  * confuse the raw prefix it turns into. */
 static bool valid_grant(const char *g)
 {
-    if (strcmp(g, "*") == 0)
-        return true;
-    size_t level = 0;
-    for (const char *p = g; *p; p++) {
-        if (*p == '.') {
-            if (level == 0)
-                return false;
-            level = 0;
-        } else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')
-            level++;
-        else
-            return false;
-    }
-    return level > 0 && strlen(g) <= 255;
+    return strcmp(g, "*") == 0 || nw_topic_valid(g, strlen(g));
 }
 
 static void add_grants(client_t *c, const char *list)
@@ -113,10 +82,8 @@ static void add_grants(client_t *c, const char *list)
             continue;
         }
         /* The raw form: what ZeroMQ matches frame 0 against. */
-        char g[258] = "";
-        if (strcmp(tok, "*") != 0)
-            snprintf(g, sizeof g, "%s.", tok);
-        size_t glen = strlen(g);
+        char g[NW_TOPIC_FRAME_MAX + 1] = "";
+        size_t glen = strcmp(tok, "*") == 0 ? 0 : nw_topic_terminate(tok, strlen(tok), g);
         /* Keep the list minimal: a grant covered by another adds nothing, and with no
          * overlap a subscription maps to each grant at most once. */
         bool covered = false;
@@ -382,7 +349,7 @@ const char *nw_auth_key_name(nw_auth_t *self, const char *user_id)
 size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size_t sublen,
                      char *subbuf, const char **out, size_t max)
 {
-    size_t len = nw_sub_terminate(sub, sublen, subbuf);
+    size_t len = nw_topic_terminate(sub, sublen, subbuf);
     client_t *c = lookup(self, user_id);
     /* A NUL inside would cut the prefix short, i.e. widen it, once it is a C string. */
     if (!c || memchr(sub, '\0', sublen))
@@ -404,7 +371,7 @@ bool nw_auth_allowed(void *arg, const char *user_id, const char *topic)
 {
     client_t *c = lookup(arg, user_id);
     for (size_t i = 0; c && i < c->count; i++)
-        if (nw_grant_covers(c->grants[i], topic))
+        if (nw_topic_matches(c->grants[i], topic))
             return true;
     return false;
 }

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <czmq.h>
+#include "nw_topic.h"
 
 #define NW_AUTH_MAX_GRANTS 64
 
@@ -51,7 +52,7 @@ const char *nw_auth_key_name(nw_auth_t *self, const char *user_id);
 
 /* The raw prefixes to apply for a raw subscription of user_id to sub (length sublen,
  * may hold any bytes): the parts of it the key's grants allow. sub is first written to
- * subbuf (which must hold sublen + 2 bytes) in its terminated form (nw_sub_terminate).
+ * subbuf (which must hold sublen + 2 bytes) in its terminated form (nw_topic_terminate).
  * Writes up to max pointers into out (strings owned by self, or subbuf); returns how
  * many. 0 means denied. The subscription was applied as asked iff the result is one
  * string equal to subbuf. */
@@ -66,14 +67,8 @@ bool nw_auth_allowed(void *arg, const char *user_id, const char *topic);
 bool nw_auth_endpoint_is_local(const char *endpoint);
 
 /* The grant logic itself, for the store and for tests.
- * nw_sub_terminate: a raw subscription as whole levels: "" stays "" (everything), one
- * without the final '.' gets it ("telecoms" is read as "telecoms."); writes out (room
- * for len + 2 bytes, NUL-terminated), returns the new length.
- * nw_grant_covers: does raw grant G ("telecoms.", "" for all) cover the bare topic T?
  * nw_grant_intersect: the part of raw subscription S that raw grant G allows, both
  * terminated: G when S is a prefix of G, S when G is a prefix of S, else NULL. */
-size_t nw_sub_terminate(const char *sub, size_t len, char *out);
-bool nw_grant_covers(const char *g, const char *t);
 const char *nw_grant_intersect(const char *g, const char *s, size_t slen);
 
 #endif

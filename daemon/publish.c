@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define TOPIC_MAX 255                  /* proto section 5 */
 #define SWEEP_MS 1000                  /* connections looked at again (manual mode) */
 
 /* Manual mode: what was applied for one subscriber connection. A connection is known by
@@ -172,7 +171,7 @@ static void on_sweep(uv_timer_t *timer)
     conns_sweep(timer->data);
 }
 
-/* Manual mode: a subscription is read as whole levels (nw_sub_terminate: raw "telecoms"
+/* Manual mode: a subscription is read as whole levels (nw_topic_terminate: raw "telecoms"
  * counts as "telecoms.", so a peer that forgot the terminator cannot reach "telecomsx")
  * and only its intersection with the key's grants is applied. libzmq's trie holds a pipe
  * once per prefix, whatever number of the connection's subscriptions led to it, so a
@@ -395,16 +394,15 @@ fail:
  * subscriber's queue is full (ZMQ_XPUB_NODROP); nothing has been sent then. */
 static int send_frames(nw_publish_t *self, const char *topic, const void *data, size_t len)
 {
-    char frame0[TOPIC_MAX + 2];
+    char frame0[NW_TOPIC_FRAME_MAX + 1];
     size_t tlen = strlen(topic);
-    if (tlen > TOPIC_MAX) {
+    if (tlen == 0 || tlen > NW_TOPIC_MAX) {
         errno = EINVAL;
         return -1;
     }
-    memcpy(frame0, topic, tlen);
-    frame0[tlen] = '.';
+    tlen = nw_topic_terminate(topic, tlen, frame0);
     /* Each send may process commands: settle after each, for the reason above. */
-    int rc = zmq_send(self->handle, frame0, tlen + 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int rc = zmq_send(self->handle, frame0, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     int saved = errno;
     if (self->auth)
         publish_drain(self);

@@ -62,8 +62,8 @@ struct client {
     bool draining, paused;
     size_t seen_bytes;                 /* account bytes at the last sweep: progress */
     /* the stream */
-    char topic[256];
-    char frame0[257];                  /* topic + ".": data replies match the live feed */
+    char topic[NW_TOPIC_MAX + 1];
+    char frame0[NW_TOPIC_FRAME_MAX + 1];  /* topic + ".": data replies match the live feed */
     size_t frame0_len;
     uint64_t from, to, head, last_sent;
     uint64_t credit;
@@ -204,18 +204,6 @@ str:
     return 0;
 }
 
-static bool topic_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > 255 || s[0] == '.' || s[len - 1] == '.')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.' ? s[i + 1] == '.' : !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static bool is_key(const value_t *k, const char *name)
 {
     return k->len == strlen(name) && memcmp(k->s, name, k->len) == 0;
@@ -300,7 +288,7 @@ int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *o
             }
             break;
         case K_TOPIC:
-            if (!topic_valid(v.s, v.len)) {
+            if (!nw_topic_valid(v.s, v.len)) {
                 snprintf(errbuf, errlen, "invalid topic");
                 return -1;
             }
@@ -947,9 +935,7 @@ static void start_stream(client_t *c, const nw_replay_request_t *req, const char
     nw_replay_t *self = c->owner;
     memset(c->topic, 0, sizeof c->topic);
     memcpy(c->topic, req->topic, sizeof c->topic);
-    c->frame0_len = strlen(c->topic);
-    memcpy(c->frame0, c->topic, c->frame0_len);
-    c->frame0[c->frame0_len++] = '.';
+    c->frame0_len = nw_topic_terminate(c->topic, strlen(c->topic), c->frame0);
     c->done = c->io_error = c->end_pending = c->blocked = false;
     c->io_errno = 0;
     c->last_sent = 0;

@@ -25,6 +25,7 @@
 #define NW_REPLAY_H
 
 #include "journal.h"
+#include "nw_topic.h"
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -48,7 +49,7 @@ typedef enum { NW_REPLAY_REQ_REPLAY = 1, NW_REPLAY_REQ_CREDIT, NW_REPLAY_REQ_CAN
 
 typedef struct {
     nw_replay_type_t type;
-    char topic[256];                   /* replay: a valid topic */
+    char topic[NW_TOPIC_MAX + 1];      /* replay: a valid topic */
     bool has_from, has_last, has_to;   /* replay: exactly one of from/last */
     uint64_t from, last, to;
     uint64_t credit;                   /* replay and credit: 1..NW_REPLAY_MAX_CREDIT */

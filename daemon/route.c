@@ -147,11 +147,6 @@ static const char byte_class[] =
     "wwwwwwwwwwwwwwww";
 _Static_assert(sizeof byte_class == 257, "one class per byte");
 
-static bool is_alnum_ascii(unsigned char c)
-{
-    return byte_class[c] == 'W';
-}
-
 static unsigned char lower_ascii(unsigned char c)
 {
     return c >= 'A' && c <= 'Z' ? (unsigned char) (c + 32) : c;
@@ -279,46 +274,6 @@ static int token_cmp(const char *a, size_t alen, const char *lower, size_t llen)
             return x < y ? -1 : 1;
     }
     return alen < llen ? -1 : alen > llen ? 1 : 0;
-}
-
-/* ------------------------------------------------------------------------------
- * Topic names
- */
-
-int nw_topic_normalize(const char *subject, char *out, size_t outlen)
-{
-    if (!subject || !out || outlen == 0)
-        return -1;
-    size_t o = 0;
-    bool level_has = false;     /* the current level has a character already */
-    bool need_dash = false;     /* a run of other characters since the last one */
-    for (const unsigned char *p = (const unsigned char *) subject; *p; p++) {
-        if (*p == '.') {
-            level_has = false;
-            need_dash = false;
-        }
-        else if (is_alnum_ascii(*p)) {
-            char sep = 0;
-            if (!level_has && o > 0)
-                sep = '.';
-            else if (need_dash)
-                sep = '-';
-            size_t need = o + (sep ? 2 : 1);
-            if (need > NW_TOPIC_MAX || need >= outlen)
-                return -1;
-            if (sep)
-                out[o++] = sep;
-            out[o++] = (char) lower_ascii(*p);
-            level_has = true;
-            need_dash = false;
-        }
-        else
-            need_dash = level_has;
-    }
-    if (o == 0)
-        return -1;
-    out[o] = '\0';
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------

@@ -46,8 +46,8 @@
 #include <stddef.h>
 #include <czmq.h>
 #include "article.h"
+#include "nw_topic.h"   /* NW_TOPIC_MAX, nw_topic_normalize: the topic grammar */
 
-#define NW_TOPIC_MAX 255
 #define NW_ROUTE_MAX_TOPICS 16
 
 typedef struct nw_rules nw_rules_t;
@@ -58,11 +58,6 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen);
 nw_rules_t *nw_rules_ref(nw_rules_t *self);     /* another owner; thread-safe */
 void nw_rules_unref(nw_rules_t **self_p);        /* last owner frees; thread-safe */
 size_t nw_rules_count(const nw_rules_t *self);   /* subjects with rules */
-
-/* Normalize a subject to a topic name: lowercase, [a-z0-9-] levels joined by '.',
- * other characters folded to '-', runs collapsed, no empty level. 0 on success,
- * -1 when nothing usable remains or it is longer than NW_TOPIC_MAX. */
-int nw_topic_normalize(const char *subject, char *out, size_t outlen);
 
 /* Topics for an article. subfolder is the drop subfolder's name or NULL. Fills topics
  * (each NW_TOPIC_MAX+1 bytes) with up to NW_ROUTE_MAX_TOPICS distinct names, returns

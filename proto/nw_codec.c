@@ -13,6 +13,7 @@
  * also holds the nw_codec_message_t, which nw_codec_message_destroy() frees.
  */
 #include "nw_codec.h"
+#include "nw_topic.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -95,28 +96,6 @@ utf8_valid(const unsigned char *s, size_t len)
         i += n + 1;
     }
     return true;
-}
-
-/* Lowercase [a-z0-9-] levels joined by '.', no empty level. */
-static bool
-topic_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > NW_CODEC_MAX_TOPIC)
-        return false;
-    bool level_empty = true;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (level_empty)
-                return false;
-            level_empty = true;
-        }
-        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')
-            level_empty = false;
-        else
-            return false;
-    }
-    return !level_empty;
 }
 
 static bool
@@ -205,11 +184,11 @@ check_string(const char *name, const char *s, size_t len, str_kind_t kind,
         }
         return 0;
     case KIND_TOPIC:
-        if (len > NW_CODEC_MAX_TOPIC) {
-            set_err(errbuf, errlen, "\"%s\" longer than %u bytes", name, NW_CODEC_MAX_TOPIC);
+        if (len > NW_TOPIC_MAX) {
+            set_err(errbuf, errlen, "\"%s\" longer than %d bytes", name, NW_TOPIC_MAX);
             return -1;
         }
-        if (!topic_valid(s, len)) {
+        if (!nw_topic_valid(s, len)) {
             set_err(errbuf, errlen, "\"%s\" is not a valid topic name", name);
             return -1;
         }

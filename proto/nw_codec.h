@@ -18,12 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <msgpack.h>
+#include "nw_topic.h"
 
 #define NW_PROTO_VERSION 1
 
-/* Bounds the decoder enforces (a message beyond them is rejected, not truncated). */
+/* Bounds the decoder enforces (a message beyond them is rejected, not truncated); a
+ * topic's is NW_TOPIC_MAX (nw_topic.h). */
 #define NW_CODEC_MAX_MESSAGE   (16u * 1024u * 1024u)
-#define NW_CODEC_MAX_TOPIC     255u
 #define NW_CODEC_MAX_SUBJECTS  64u
 #define NW_CODEC_MAX_DEPTH     8u        /* nested maps/arrays, the message map is 1 */
 #define NW_CODEC_MAX_OBJECTS   65536u    /* MessagePack objects in one message */

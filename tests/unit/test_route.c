@@ -1,4 +1,4 @@
-/* test_route: topic normalization, keyword rules (built-in and from ZPL), the routing
+/* test_route: keyword rules (built-in and from ZPL), the routing
  * order and the reference count, against hand-written articles and the shared
  * scraped specimen (read at run time, skipped when absent); and the indexed classifier
  * against a slow reference reading of route.h on generated texts full of edge cases
@@ -28,57 +28,6 @@ static bool has_topic(char topics[][NW_TOPIC_MAX + 1], size_t n, const char *nam
         if (strcmp(topics[i], name) == 0)
             return true;
     return false;
-}
-
-static void test_normalize(void)
-{
-    static const struct { const char *in, *want; } table[] = {
-        {"Telecoms / 5G", "telecoms-5g"},
-        {"Telecoms.5G", "telecoms.5g"},
-        {"telecoms", "telecoms"},
-        {"  Trade__War  ", "trade-war"},
-        {"x--y", "x-y"},
-        {"-a-.-b-", "a.b"},
-        {"..a..b..", "a.b"},
-        {"a.///.b", "a.b"},
-        {"Caf\xc3\xa9 Society", "caf-society"},
-        {"\xc3\x89" "conomie", "conomie"},
-        {"Tech / AI.Chips & Fabs", "tech-ai.chips-fabs"},
-        {"", NULL},
-        {"///", NULL},
-        {"...", NULL},
-        {"\xe2\x80\x94", NULL},
-    };
-    char out[NW_TOPIC_MAX + 1];
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        int rc = nw_topic_normalize(table[i].in, out, sizeof out);
-        if (table[i].want) {
-            CHECK(rc == 0);
-            if (rc == 0)
-                CHECK_STR(out, table[i].want);
-        }
-        else
-            CHECK(rc == -1);
-    }
-    char longest[NW_TOPIC_MAX + 2];
-    memset(longest, 'a', NW_TOPIC_MAX);
-    longest[NW_TOPIC_MAX] = '\0';
-    CHECK(nw_topic_normalize(longest, out, sizeof out) == 0);
-    CHECK(strlen(out) == NW_TOPIC_MAX);
-    longest[NW_TOPIC_MAX] = 'a';
-    longest[NW_TOPIC_MAX + 1] = '\0';
-    CHECK(nw_topic_normalize(longest, out, sizeof out) == -1);
-    /* folding can shorten a long input below the limit */
-    char padded[600];
-    memset(padded, ' ', sizeof padded - 1);
-    padded[sizeof padded - 1] = '\0';
-    memcpy(padded + 300, "News", 4);
-    CHECK(nw_topic_normalize(padded, out, sizeof out) == 0);
-    CHECK_STR(out, "news");
-    char small[4];
-    CHECK(nw_topic_normalize("abcd", small, sizeof small) == -1);
-    CHECK(nw_topic_normalize("abc", small, sizeof small) == 0);
-    CHECK(nw_topic_normalize(NULL, out, sizeof out) == -1);
 }
 
 static const char custom_zpl[] =
@@ -834,7 +783,6 @@ static void test_media_topics(void)
 
 int main(void)
 {
-    test_normalize();
     test_custom_rules();
     test_malformed();
     test_default_rules();
