@@ -20,6 +20,7 @@
  */
 #include "newswire.h"
 #include "nw_codec.h"
+#include "nw_replay.h"
 #include "nw_topic.h"
 
 #include <czmq.h>
@@ -34,7 +35,6 @@
 
 #define REPLAY_CREDIT 256          /* initial credit; half of it is granted again as used */
 #define REPLAY_HOLD_MAX 1024       /* live messages held per topic during a replay */
-#define REPLAY_REPLY_MAX 4096      /* $end/$error bodies larger than this are hostile */
 #define REPLAY_TIMEOUT_MS 5000     /* a stream silent this long is given up (daemon gone) */
 #define REPLAY_BUSY_FIRST_MS 100   /* "busy": asked again after this, doubling each time */
 #define REPLAY_BUSY_MAX_MS 2000
@@ -463,40 +463,24 @@ static int replay_send(nw_client_t *self, msgpack_sbuffer *buf)
     return 0;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str_with_body(pk, s, strlen(s));
-}
-
-/* {"v":1,"type":T} plus what follows it (credit) or the replay request's keys. */
-static int replay_request(nw_client_t *self, const char *type, const topic_state_t *state,
+/* One request of nw_replay's: a replay (from, or the newest last_n, up to to when > 0)
+ * of state's topic, a credit, or a cancel (type and credit 0). */
+static int replay_request(nw_client_t *self, nw_replay_type_t type, const topic_state_t *state,
                           uint64_t from, uint64_t to, uint64_t last_n, unsigned credit)
 {
+    nw_replay_request_t req = { .type = type, .credit = credit, .has_to = to > 0, .to = to,
+                                .has_last = last_n > 0, .last = last_n,
+                                .has_from = last_n == 0, .from = from };
+    if (type == NW_REPLAY_REQ_REPLAY)
+        snprintf(req.topic, sizeof req.topic, "%s", state->name);
     msgpack_sbuffer buf;
-    msgpack_packer pk;
     msgpack_sbuffer_init(&buf);
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    int replay = strcmp(type, "replay") == 0;
-    msgpack_pack_map(&pk, 2 + (credit > 0) + (replay ? 2 + (to > 0) : 0));
-    pack_str(&pk, "v");
-    msgpack_pack_uint64(&pk, NW_PROTO_VERSION);
-    pack_str(&pk, "type");
-    pack_str(&pk, type);
-    if (replay) {
-        pack_str(&pk, "topic");
-        pack_str(&pk, state->name);
-        pack_str(&pk, last_n ? "last" : "from");
-        msgpack_pack_uint64(&pk, last_n ? last_n : from);
-        if (to > 0) {
-            pack_str(&pk, "to");
-            msgpack_pack_uint64(&pk, to);
-        }
-    }
-    if (credit > 0) {
-        pack_str(&pk, "credit");
-        msgpack_pack_uint64(&pk, credit);
-    }
-    int rc = replay_send(self, &buf);
+    char why[128];
+    int rc = nw_replay_request_pack(&req, &buf, why, sizeof why);
+    if (rc != 0)
+        client_set_error(self, "cannot pack a replay request: %s", why);
+    else
+        rc = replay_send(self, &buf);
     msgpack_sbuffer_destroy(&buf);
     return rc;
 }
@@ -604,7 +588,7 @@ static void replay_pump(nw_client_t *self)
         else if (state->join == JOIN_LAST)
             from = 0, to = 0, last_n = state->join_arg;
         state->join = JOIN_NONE;
-        if (replay_request(self, "replay", state, from, to, last_n, REPLAY_CREDIT) != 0) {
+        if (replay_request(self, NW_REPLAY_REQ_REPLAY, state, from, to, last_n, REPLAY_CREDIT) != 0) {
             replay_settle(self, state, 0);
             continue;
         }
@@ -623,7 +607,7 @@ static void replay_reset(nw_client_t *self, topic_state_t *state)
     state->need_to = 0;
     state->join = JOIN_NONE;
     if (self->active == state) {
-        replay_request(self, "cancel", NULL, 0, 0, 0, 0);
+        replay_request(self, NW_REPLAY_REQ_CANCEL, NULL, 0, 0, 0, 0);
         self->active = NULL;
     } else if (state->queued) {
         void *handle = zlistx_find(self->waiting, state);
@@ -682,59 +666,24 @@ static int replay_track(nw_client_t *self, topic_state_t *state, nw_message_t *m
     return READ_HELD;
 }
 
-/* Look up key in a MessagePack map; NULL when absent. */
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t len = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
-            && memcmp(k->via.str.ptr, key, len) == 0)
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static uint64_t map_uint(const msgpack_object *map, const char *key)
-{
-    const msgpack_object *v = map_get(map, key);
-    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-}
-
-/* Copy a string value into out ("" when absent or not a string). */
-static void map_str(const msgpack_object *map, const char *key, char *out, size_t outlen)
-{
-    const msgpack_object *v = map_get(map, key);
-    if (v && v->type == MSGPACK_OBJECT_STR)
-        snprintf(out, outlen, "%.*s", (int) v->via.str.size, v->via.str.ptr);
-    else
-        out[0] = '\0';
-}
-
 /* "$end" or "$error" of the active stream. */
 static int replay_control(nw_client_t *self, int is_error, const void *data, size_t len)
 {
-    if (len > REPLAY_REPLY_MAX) {
+    if (len > NW_REPLAY_MAX_REPLY) {
         client_set_error(self, "replay reply of %zu bytes", len);
         return READ_BAD;
     }
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    if (msgpack_unpack_next(&up, data, len, &off) != MSGPACK_UNPACK_SUCCESS
-        || up.data.type != MSGPACK_OBJECT_MAP) {
-        msgpack_unpacked_destroy(&up);
-        client_set_error(self, "undecodable replay %s", is_error ? "error" : "end");
+    nw_replay_end_t end = {.from = 0};
+    nw_replay_error_t error = {.oldest = 0};
+    char why[128];
+    if ((is_error ? nw_replay_error_parse(data, len, &error, why, sizeof why)
+                  : nw_replay_end_parse(data, len, &end, why, sizeof why)) != 0) {
+        client_set_error(self, "undecodable replay %s: %s", is_error ? "error" : "end", why);
         return READ_BAD;
     }
-    char topic[NW_CLIENT_TOPIC_MAX + 1], code[64], reason[128];
-    map_str(&up.data, "topic", topic, sizeof topic);
-    map_str(&up.data, "code", code, sizeof code);
-    map_str(&up.data, "reason", reason, sizeof reason);
-    uint64_t from = map_uint(&up.data, "from"), oldest = map_uint(&up.data, "oldest");
-    msgpack_unpacked_destroy(&up);
+    const char *topic = is_error ? error.topic : end.topic, *code = error.code;
+    const char *reason = error.reason;
+    uint64_t from = is_error ? 0 : end.from, oldest = is_error ? error.oldest : 0;
 
     topic_state_t *state = self->active;
     /* A cancelled stream's last words, or a stranger's: not ours to act on. */
@@ -780,10 +729,10 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
 {
     const char *f0 = zmq_msg_data(&frames[0]);
     size_t f0len = zmq_msg_size(&frames[0]);
-    if (f0len == 4 && memcmp(f0, "$end", 4) == 0)
-        return replay_control(self, 0, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]));
-    if (f0len == 6 && memcmp(f0, "$error", 6) == 0)
-        return replay_control(self, 1, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]));
+    nw_replay_kind_t kind = nw_replay_reply_kind(f0, f0len);
+    if (kind != NW_REPLAY_DATA)
+        return replay_control(self, kind == NW_REPLAY_ERROR, zmq_msg_data(&frames[1]),
+                              zmq_msg_size(&frames[1]));
     nw_message_t *msg = NULL;
     int rc = client_decode(self, frames, 0, &msg);
     if (rc != READ_MESSAGE)
@@ -792,7 +741,7 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
     const nw_envelope_t *env = &msg->decoded->env;
     topic_state_t *state = self->active;
     if (state && ++self->active_used >= REPLAY_CREDIT / 2) {
-        replay_request(self, "credit", NULL, 0, 0, 0, REPLAY_CREDIT / 2);
+        replay_request(self, NW_REPLAY_REQ_CREDIT, NULL, 0, 0, 0, REPLAY_CREDIT / 2);
         self->active_used = 0;
     }
     if (!state || strcmp(env->topic, state->name) != 0
@@ -831,7 +780,7 @@ static void replay_timeout(nw_client_t *self)
 {
     topic_state_t *state = self->active;
     int progress = state->last > self->active_base;
-    replay_request(self, "cancel", NULL, 0, 0, 0, 0);
+    replay_request(self, NW_REPLAY_REQ_CANCEL, NULL, 0, 0, 0, 0);
     self->active = NULL;
     if (!progress) {
         self->replay_errors++;

@@ -111,244 +111,7 @@ struct nw_replay {
     int closes_pending;
 };
 
-/* ---------------------------------------------------------------- request parsing */
-
-typedef struct {
-    const unsigned char *p, *end;
-} rd_t;
-
-typedef enum { V_UINT, V_NEG, V_STR, V_OTHER } vkind_t;
-typedef struct {
-    vkind_t kind;
-    uint64_t u;
-    const char *s;
-    size_t len;
-} value_t;
-
-static int rd_be(rd_t *r, size_t n, uint64_t *v)
-{
-    if ((size_t) (r->end - r->p) < n)
-        return -1;
-    *v = 0;
-    for (size_t i = 0; i < n; i++)
-        *v = (*v << 8) | *r->p++;
-    return 0;
-}
-
-/* Declared lengths are checked against what is left before anything moves. */
-static int rd_skip(rd_t *r, uint64_t n, const char **at)
-{
-    if ((uint64_t) (r->end - r->p) < n)
-        return -1;
-    *at = (const char *) r->p;
-    r->p += n;
-    return 0;
-}
-
-/* One scalar; maps, arrays and ext are not allowed anywhere in a request. */
-static int read_value(rd_t *r, value_t *v)
-{
-    uint64_t b, n;
-    const char *at;
-    memset(v, 0, sizeof *v);
-    v->kind = V_OTHER;
-    if (rd_be(r, 1, &b) != 0)
-        return -1;
-    if (b <= 0x7f) {
-        v->kind = V_UINT;
-        v->u = b;
-        return 0;
-    }
-    if (b >= 0xe0) {
-        v->kind = V_NEG;
-        return 0;
-    }
-    if (b >= 0xa0 && b <= 0xbf) {
-        n = b & 0x1f;
-        goto str;
-    }
-    switch (b) {
-    case 0xc0: case 0xc2: case 0xc3:
-        return 0;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
-        v->kind = V_UINT;
-        return rd_be(r, (size_t) 1 << (b - 0xcc), &v->u);
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-        size_t width = (size_t) 1 << (b - 0xd0);
-        if (rd_be(r, width, &v->u) != 0)
-            return -1;
-        bool negative = (v->u >> (8 * width - 1)) & 1;
-        v->kind = negative ? V_NEG : V_UINT;
-        return 0;
-    }
-    case 0xca:
-        return rd_skip(r, 4, &at);
-    case 0xcb:
-        return rd_skip(r, 8, &at);
-    case 0xc4: case 0xc5: case 0xc6:
-        if (rd_be(r, (size_t) 1 << (b - 0xc4), &n) != 0)
-            return -1;
-        return rd_skip(r, n, &at);
-    case 0xd9: case 0xda: case 0xdb:
-        if (rd_be(r, (size_t) 1 << (b - 0xd9), &n) != 0)
-            return -1;
-        goto str;
-    default:
-        return -1;
-    }
-str:
-    if (rd_skip(r, n, &v->s) != 0)
-        return -1;
-    v->kind = V_STR;
-    v->len = (size_t) n;
-    return 0;
-}
-
-static bool is_key(const value_t *k, const char *name)
-{
-    return k->len == strlen(name) && memcmp(k->s, name, k->len) == 0;
-}
-
-enum { K_V = 1, K_TYPE = 2, K_TOPIC = 4, K_FROM = 8, K_LAST = 16, K_TO = 32, K_CREDIT = 64 };
-
-int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
-                            char *errbuf, size_t errlen)
-{
-    static const char *const names[] = {"v", "type", "topic", "from", "last", "to", "credit"};
-    memset(out, 0, sizeof *out);
-    rd_t r = {data, (const unsigned char *) data + len};
-    uint64_t b, n;
-    unsigned seen = 0;
-    if (len > NW_REPLAY_MAX_REQUEST) {
-        snprintf(errbuf, errlen, "request larger than %d bytes", NW_REPLAY_MAX_REQUEST);
-        return -1;
-    }
-    if (rd_be(&r, 1, &b) != 0)
-        goto truncated;
-    if (b >= 0x80 && b <= 0x8f)
-        n = b & 0x0f;
-    else if (b == 0xde || b == 0xdf) {
-        if (rd_be(&r, b == 0xde ? 2 : 4, &n) != 0)
-            goto truncated;
-    } else {
-        snprintf(errbuf, errlen, "not a MessagePack map");
-        return -1;
-    }
-    if (n > 16) {
-        snprintf(errbuf, errlen, "more than 16 keys");
-        return -1;
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        value_t k, v;
-        if (read_value(&r, &k) != 0 || read_value(&r, &v) != 0) {
-            snprintf(errbuf, errlen, "truncated, or a map, array or ext value");
-            return -1;
-        }
-        if (k.kind != V_STR) {
-            snprintf(errbuf, errlen, "a key is not a string");
-            return -1;
-        }
-        unsigned bit = 0;
-        for (unsigned j = 0; j < sizeof names / sizeof *names; j++)
-            if (is_key(&k, names[j]))
-                bit = 1u << j;
-        if (!bit)
-            continue;   /* later revisions may add keys */
-        if (seen & bit) {
-            snprintf(errbuf, errlen, "duplicate key '%.*s'", (int) k.len, k.s);
-            return -1;
-        }
-        seen |= bit;
-        if (bit == K_TYPE || bit == K_TOPIC) {
-            if (v.kind != V_STR) {
-                snprintf(errbuf, errlen, "'%s' is not a string", bit == K_TYPE ? "type" : "topic");
-                return -1;
-            }
-        } else if (v.kind != V_UINT) {
-            snprintf(errbuf, errlen, "'%.*s' is not a non-negative integer", (int) k.len, k.s);
-            return -1;
-        }
-        switch (bit) {
-        case K_V:
-            if (v.u != 1) {
-                snprintf(errbuf, errlen, "unsupported version %llu", (unsigned long long) v.u);
-                return -1;
-            }
-            break;
-        case K_TYPE:
-            if (v.len == 6 && memcmp(v.s, "replay", 6) == 0)
-                out->type = NW_REPLAY_REQ_REPLAY;
-            else if (v.len == 6 && memcmp(v.s, "credit", 6) == 0)
-                out->type = NW_REPLAY_REQ_CREDIT;
-            else if (v.len == 6 && memcmp(v.s, "cancel", 6) == 0)
-                out->type = NW_REPLAY_REQ_CANCEL;
-            else {
-                snprintf(errbuf, errlen, "unknown request type");
-                return -1;
-            }
-            break;
-        case K_TOPIC:
-            if (!nw_topic_valid(v.s, v.len)) {
-                snprintf(errbuf, errlen, "invalid topic");
-                return -1;
-            }
-            memcpy(out->topic, v.s, v.len);
-            out->topic[v.len] = '\0';
-            break;
-        case K_FROM: case K_LAST: case K_TO:
-            if (v.u == 0) {
-                snprintf(errbuf, errlen, "'%.*s' must be at least 1", (int) k.len, k.s);
-                return -1;
-            }
-            *(bit == K_FROM ? &out->from : bit == K_LAST ? &out->last : &out->to) = v.u;
-            break;
-        case K_CREDIT:
-            if (v.u < 1 || v.u > NW_REPLAY_MAX_CREDIT) {
-                snprintf(errbuf, errlen, "'credit' must be 1..%d", NW_REPLAY_MAX_CREDIT);
-                return -1;
-            }
-            out->credit = v.u;
-            break;
-        }
-    }
-    if (r.p != r.end) {
-        snprintf(errbuf, errlen, "bytes after the map");
-        return -1;
-    }
-    if ((seen & (K_V | K_TYPE)) != (K_V | K_TYPE)) {
-        snprintf(errbuf, errlen, "'v' and 'type' are required");
-        return -1;
-    }
-    out->has_from = seen & K_FROM;
-    out->has_last = seen & K_LAST;
-    out->has_to = seen & K_TO;
-    if (out->type == NW_REPLAY_REQ_REPLAY) {
-        if (!(seen & K_TOPIC) || !(seen & K_CREDIT) || out->has_from == out->has_last) {
-            snprintf(errbuf, errlen, "replay needs 'topic', 'credit' and one of 'from' or 'last'");
-            return -1;
-        }
-        if (out->has_from && out->has_to && out->to < out->from) {
-            snprintf(errbuf, errlen, "'to' is below 'from'");
-            return -1;
-        }
-    } else if (out->type == NW_REPLAY_REQ_CREDIT && !(seen & K_CREDIT)) {
-        snprintf(errbuf, errlen, "credit needs 'credit'");
-        return -1;
-    }
-    return 0;
-truncated:
-    snprintf(errbuf, errlen, "truncated");
-    return -1;
-}
-
 /* ---------------------------------------------------------------- replies */
-
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen(s);
-    msgpack_pack_str(pk, len);
-    msgpack_pack_str_body(pk, s, len);
-}
 
 /* [identity, frame0, frame1] without waiting: 0, or -1 with errno (EAGAIN: the peer's
  * pipe is full and nothing was sent; EHOSTUNREACH: the peer is gone). */
@@ -376,51 +139,32 @@ static int send_map(nw_replay_t *self, const void *id, size_t id_len, const char
 static void send_error(nw_replay_t *self, const void *id, size_t id_len, const char *topic,
                        const char *code, const char *reason, uint64_t oldest)
 {
+    nw_replay_error_t error = { .has_oldest = oldest != 0, .oldest = oldest };
+    snprintf(error.topic, sizeof error.topic, "%s", topic);
+    snprintf(error.code, sizeof error.code, "%s", code);
+    snprintf(error.reason, sizeof error.reason, "%s", reason);
     msgpack_sbuffer sb;
-    msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, oldest ? 6 : 5);
-    pack_str(&pk, "v");
-    msgpack_pack_uint8(&pk, 1);
-    pack_str(&pk, "type");
-    pack_str(&pk, "error");
-    pack_str(&pk, "topic");
-    pack_str(&pk, topic);
-    pack_str(&pk, "code");
-    pack_str(&pk, code);
-    pack_str(&pk, "reason");
-    pack_str(&pk, reason);
-    if (oldest) {
-        pack_str(&pk, "oldest");
-        msgpack_pack_uint64(&pk, oldest);
-    }
+    char why[64];
+    if (nw_replay_error_pack(&error, &sb, why, sizeof why) != 0)
+        nw_warn("replay: cannot pack an error reply: %s", why);
     self->stats.errors++;
     char shown[600];
     nw_debug("replay: %s on '%s': %s", code, topic, nw_log_escape(reason, shown, sizeof shown));
-    send_map(self, id, id_len, "$error", &sb);
+    send_map(self, id, id_len, NW_REPLAY_FRAME_ERROR, &sb);
 }
 
 static int send_end(client_t *c)
 {
+    nw_replay_end_t end = { .from = c->from, .last = c->last_sent,
+                            .head = c->head > c->last_sent ? c->head : c->last_sent };
+    memcpy(end.topic, c->topic, sizeof end.topic);
     msgpack_sbuffer sb;
-    msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 6);
-    pack_str(&pk, "v");
-    msgpack_pack_uint8(&pk, 1);
-    pack_str(&pk, "type");
-    pack_str(&pk, "end");
-    pack_str(&pk, "topic");
-    pack_str(&pk, c->topic);
-    pack_str(&pk, "from");
-    msgpack_pack_uint64(&pk, c->from);
-    pack_str(&pk, "last");
-    msgpack_pack_uint64(&pk, c->last_sent);
-    pack_str(&pk, "head");
-    msgpack_pack_uint64(&pk, c->head > c->last_sent ? c->head : c->last_sent);
-    return send_map(c->owner, c->id, c->id_len, "$end", &sb);
+    char why[64];
+    if (nw_replay_end_pack(&end, &sb, why, sizeof why) != 0)
+        nw_warn("replay: cannot pack an end reply: %s", why);
+    return send_map(c->owner, c->id, c->id_len, NW_REPLAY_FRAME_END, &sb);
 }
 
 /* ---------------------------------------------------------------- accounting */

@@ -17,7 +17,8 @@
  * together at most max_files. A stream that moves nothing for idle_ms is dropped, and
  * ZMTP heartbeats disconnect a peer that answers nothing for as long.
  * Replies leave as [topic + ".", body] data (byte for byte as on the live endpoint),
- * ["$end", map] or ["$error", map].
+ * ["$end", map] or ["$error", map]; proto/nw_replay parses the requests and packs the
+ * maps, as the client library does the other way round.
  * Loop-thread only, except the cursor reads inside the thread-pool jobs and the release
  * of sent replies (a ZeroMQ I/O thread, counted with atomics, see replay.c).
  */
@@ -25,7 +26,7 @@
 #define NW_REPLAY_H
 
 #include "journal.h"
-#include "nw_topic.h"
+#include "nw_replay.h"   /* the messages: requests, $end, $error (proto/) */
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -33,8 +34,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define NW_REPLAY_MAX_REQUEST 4096     /* larger request frames are bad requests */
-#define NW_REPLAY_MAX_CREDIT 1000      /* per request/credit message */
 #define NW_REPLAY_MAX_STREAMS 256      /* more concurrent streams: "busy" */
 
 typedef struct {
@@ -44,22 +43,6 @@ typedef struct {
 } nw_replay_options_t;
 
 typedef struct nw_replay nw_replay_t;
-
-typedef enum { NW_REPLAY_REQ_REPLAY = 1, NW_REPLAY_REQ_CREDIT, NW_REPLAY_REQ_CANCEL } nw_replay_type_t;
-
-typedef struct {
-    nw_replay_type_t type;
-    char topic[NW_TOPIC_MAX + 1];      /* replay: a valid topic */
-    bool has_from, has_last, has_to;   /* replay: exactly one of from/last */
-    uint64_t from, last, to;
-    uint64_t credit;                   /* replay and credit: 1..NW_REPLAY_MAX_CREDIT */
-} nw_replay_request_t;
-
-/* Decode and validate one request frame (pure: no allocation, any bytes). 0, or -1 with
- * the reason; out->topic is filled as soon as a valid topic was seen, so that an error
- * reply can name it. */
-int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
-                            char *errbuf, size_t errlen);
 
 /* A ROUTER with the options replay relies on (request size cap, no linger, unreachable
  * peers reported instead of blocking); the caller may add security, then binds it. */

@@ -8,6 +8,11 @@ bad-name.mp   one invalid body frame;         bad-name.txt  a substring of the r
 canonical.txt the valid vectors nw_codec_pack_message() must reproduce byte for byte
               (their keys are in the encoder's order; see proto/nw_codec.c)
 
+replay/       the replay protocol's messages (section 8), for proto/nw_replay.c:
+  KIND-name.mp / .json        a valid request, end or error map (KIND: request, end, error)
+  bad-KIND-name.mp / .txt     an invalid one and a substring of the reason the parser gives
+  canonical.txt               the valid ones nw_replay_*_pack() reproduces byte for byte
+
 With --check it writes nothing and fails when the committed files differ (ctest runs that).
 
 Output is deterministic: running this again must leave `git status` clean.
@@ -228,6 +233,102 @@ def bad_vectors():
     return b
 
 
+def replay_vectors():
+    """{name: (map, canonical)} of valid replay messages, keys in nw_replay's order."""
+    def req(type_, **keys):
+        m = {"v": 1, "type": type_}
+        for k in ("topic", "from", "last", "to", "credit"):
+            if k in keys:
+                m[k] = keys.pop(k)
+        m.update(keys)
+        return m
+    v = {}
+    v["request-replay-from"] = (req("replay", topic="telecoms.5g", **{"from": 5}, to=9, credit=256), True)
+    v["request-replay-last"] = (req("replay", topic="general", last=10, credit=1000), True)
+    v["request-replay-open"] = (req("replay", topic="geopolitics.europe", **{"from": 1}, credit=1), True)
+    v["request-replay-large-seq"] = (req("replay", topic="t", **{"from": 2 ** 63 - 2}, to=2 ** 63 - 1,
+                                         credit=128), True)
+    v["request-credit"] = (req("credit", credit=128), True)
+    v["request-cancel"] = (req("cancel"), True)
+    # later revisions may add keys with scalar values: ignored
+    v["request-unknown-key"] = (req("replay", topic="telecoms", **{"from": 3}, credit=10,
+                                    priority="low", weight=2.5, hint=None), False)
+    v["end-range"] = ({"v": 1, "type": "end", "topic": "telecoms", "from": 3, "last": 7, "head": 9}, True)
+    v["end-beyond-head"] = ({"v": 1, "type": "end", "topic": "telecoms.5g", "from": 12, "last": 0,
+                             "head": 9}, True)
+    v["error-retention"] = ({"v": 1, "type": "error", "topic": "telecoms", "code": "retention",
+                             "reason": "older than the oldest held", "oldest": 40}, True)
+    v["error-busy"] = ({"v": 1, "type": "error", "topic": "general", "code": "busy",
+                        "reason": "too many streams"}, True)
+    v["error-no-topic"] = ({"v": 1, "type": "error", "topic": "", "code": "bad-request",
+                            "reason": "not a MessagePack map"}, True)
+    v["error-unknown-code"] = ({"v": 1, "type": "error", "topic": "sport", "code": "maintenance",
+                                "reason": "receivers accept codes they do not know", "since": 12}, False)
+    return v
+
+
+def bad_replay_vectors():
+    """{name: (bytes, reason)} of invalid replay messages."""
+    ok = {"v": 1, "type": "replay", "topic": "telecoms", "from": 1, "credit": 10}
+    end = {"v": 1, "type": "end", "topic": "telecoms", "from": 3, "last": 7, "head": 9}
+    err = {"v": 1, "type": "error", "topic": "telecoms", "code": "busy", "reason": "later"}
+
+    def but(m, **over):
+        m = dict(m)
+        for k, val in over.items():
+            k = k.rstrip("_")
+            if val is None:
+                del m[k]
+            else:
+                m[k] = val
+        return pack(m)
+    b = {}
+    b["bad-request-version-2"] = (but(ok, v=2), "unsupported version 2")
+    b["bad-request-unknown-type"] = (but(ok, type="rewind"), "unknown request type")
+    b["bad-request-credit-zero"] = (but(ok, credit=0), "'credit' must be 1..1000")
+    b["bad-request-credit-1001"] = (but(ok, credit=1001), "'credit' must be 1..1000")
+    b["bad-request-from-and-last"] = (but(ok, last=5),
+                                      "replay needs 'topic', 'credit' and one of 'from' or 'last'")
+    b["bad-request-no-topic"] = (but(ok, topic=None),
+                                 "replay needs 'topic', 'credit' and one of 'from' or 'last'")
+    b["bad-request-to-below-from"] = (but(ok, from_=8, to=7), "'to' is below 'from'")
+    b["bad-request-from-zero"] = (but(ok, from_=0), "'from' must be at least 1")
+    b["bad-request-from-negative"] = (but(ok, from_=-1), "'from' is not a non-negative integer")
+    b["bad-request-topic-uppercase"] = (but(ok, topic="Telecoms"), "invalid topic")
+    b["bad-request-topic-terminated"] = (but(ok, topic="telecoms."), "invalid topic")
+    b["bad-request-topic-256"] = (but(ok, topic="t" * 256), "invalid topic")
+    b["bad-request-topic-bin"] = (but(ok, topic=b"telecoms"), "'topic' is not a string")
+    b["bad-request-missing-v"] = (but(ok, v=None), "'v' and 'type' are required")
+    b["bad-request-credit-missing"] = (pack({"v": 1, "type": "credit"}), "credit needs 'credit'")
+    pairs = [(k, pack(x)) for k, x in ok.items()] + [("credit", pack(11))]
+    b["bad-request-duplicate-key"] = (pack_pairs(pairs), "duplicate key 'credit'")
+    b["bad-request-nested"] = (but(ok, extra={"a": 1}), "truncated, or a map, array or ext value")
+    b["bad-request-key-not-string"] = (pack_pairs([(k, pack(x)) for k, x in ok.items()] + [(7, pack(1))]),
+                                       "a key is not a string")
+    b["bad-request-not-a-map"] = (pack(["replay", "telecoms"]), "not a MessagePack map")
+    full = pack(ok)
+    b["bad-request-trailing-bytes"] = (full + b"\xc0", "bytes after the map")
+    b["bad-request-truncated"] = (full[:-3], "truncated, or a map, array or ext value")
+    b["bad-request-empty"] = (b"", "truncated")
+    # A map32 header claiming 4 billion entries: refused before anything is read.
+    b["bad-request-huge-count"] = (b"\xdf\xff\xff\xff\xff" + pack("v") + pack(1), "more than 16 keys")
+    b["bad-request-oversized"] = (but(ok, padding="p" * 4096), "request larger than 4096 bytes")
+    b["bad-end-missing-head"] = (but(end, head=None), "end needs 'v', 'type', 'topic', 'from', 'last' and 'head'")
+    b["bad-end-type-error"] = (but(end, type="error"), "an end's 'type' is not \"end\"")
+    b["bad-end-topic-empty"] = (but(end, topic=""), "invalid topic")
+    b["bad-end-version-2"] = (but(end, v=2), "unsupported version 2")
+    b["bad-end-last-string"] = (but(end, last="7"), "'last' is not a non-negative integer")
+    b["bad-end-oversized"] = (but(end, padding="p" * 4096), "reply larger than 4096 bytes")
+    b["bad-error-missing-code"] = (but(err, code=None), "error needs 'v', 'type', 'topic', 'code' and 'reason'")
+    b["bad-error-code-too-long"] = (but(err, code="c" * 33), "'code' is not 1..32 bytes without NUL")
+    b["bad-error-code-empty"] = (but(err, code=""), "'code' is not 1..32 bytes without NUL")
+    b["bad-error-oldest-string"] = (but(err, oldest="40"), "'oldest' is not a non-negative integer")
+    b["bad-error-type-end"] = (but(err, type="end"), "an error's 'type' is not \"error\"")
+    b["bad-error-reason-nul"] = (but(err, reason="a\x00b"), "'reason' contains NUL")
+    b["bad-error-topic-invalid"] = (but(err, topic="a..b"), "invalid topic")
+    return b
+
+
 def all_files():
     """{file name: bytes} of every vector, in a fixed order."""
     files = {}
@@ -241,16 +342,36 @@ def all_files():
         files[name + ".mp"] = data
         files[name + ".txt"] = (reason + "\n").encode("utf-8")
     files["canonical.txt"] = "".join(n + "\n" for n in canonical).encode("ascii")
+    canonical = []
+    for name, (obj, is_canonical) in replay_vectors().items():
+        files["replay/" + name + ".mp"] = pack(obj)
+        files["replay/" + name + ".json"] = (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+        if is_canonical:
+            canonical.append(name)
+    for name, (data, reason) in bad_replay_vectors().items():
+        files["replay/" + name + ".mp"] = data
+        files["replay/" + name + ".txt"] = (reason + "\n").encode("utf-8")
+    files["replay/canonical.txt"] = "".join(n + "\n" for n in canonical).encode("ascii")
     return files
+
+
+def on_disk():
+    """Vector files now in this folder and replay/, as all_files() names them."""
+    names = set()
+    for sub in ("", "replay/"):
+        folder = os.path.join(HERE, sub)
+        if os.path.isdir(folder):
+            names |= {sub + n for n in os.listdir(folder) if n.endswith((".mp", ".json", ".txt"))}
+    return names
 
 
 def check():
     """--check: the committed vectors are what this script makes (and nothing else)."""
     files = all_files()
-    on_disk = {n for n in os.listdir(HERE) if n.endswith((".mp", ".json", ".txt"))}
-    stale = sorted(on_disk.symmetric_difference(files))
+    present = on_disk()
+    stale = sorted(present.symmetric_difference(files))
     for name, data in files.items():
-        if name in on_disk:
+        if name in present:
             with open(os.path.join(HERE, name), "rb") as f:
                 if f.read() != data:
                     stale.append(name)
@@ -263,13 +384,14 @@ def check():
 def main():
     if sys.argv[1:] == ["--check"]:
         return check()
-    for old in os.listdir(HERE):
-        if old.endswith((".mp", ".json", ".txt")):
-            os.remove(os.path.join(HERE, old))
+    for old in on_disk():
+        os.remove(os.path.join(HERE, old))
+    os.makedirs(os.path.join(HERE, "replay"), exist_ok=True)
     for name, data in all_files().items():
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(data)
-    print("wrote %d valid and %d bad vectors to %s" % (len(valid_vectors()), len(bad_vectors()), HERE))
+    print("wrote %d valid and %d bad vectors, %d valid and %d bad replay vectors, to %s"
+          % (len(valid_vectors()), len(bad_vectors()), len(replay_vectors()), len(bad_replay_vectors()), HERE))
     return 0
 
 

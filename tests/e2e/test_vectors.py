@@ -4,7 +4,9 @@
 Every valid vector $NW_PROTO/vectors/NN-*.mp must decode with python msgpack to exactly
 its NN-*.json and pass the rules below; every bad-*.mp must be refused by them, for the
 reason its bad-*.txt names. The rules are written from the spec, not from nw_codec.c, so
-a disagreement between the two readings shows up here.
+a disagreement between the two readings shows up here. The same goes for the replay
+messages of section 8 in $NW_PROTO/vectors/replay (KIND-*.mp with .json, bad-KIND-*.mp
+with .txt; KIND request, end or error), read here apart from proto/nw_replay.c.
 """
 import json
 import os
@@ -175,6 +177,154 @@ def validate(data):
         read_map(s, SUBJECT)
 
 
+MAX_REQUEST = 4096
+MAX_REPLY = 4096
+MAX_CREDIT = 1000
+MAX_CODE = 32
+MAX_KEYS = 16
+# key: (wire type, nw_replay's name for the type); str keys, then uint keys, per kind
+REPLAY_KEYS = {
+    "request": {"v": int, "type": str, "topic": str, "from": int, "last": int, "to": int,
+                "credit": int},
+    "end": {"v": int, "type": str, "topic": str, "from": int, "last": int, "head": int},
+    "error": {"v": int, "type": str, "topic": str, "code": str, "reason": str, "oldest": int},
+}
+
+
+def replay_scalars(data):
+    """The (key, value) pairs of a flat map of scalars, or Invalid as nw_replay words it."""
+    if len(data) == 0:
+        raise Invalid("truncated")
+    head = data[0]
+    if 0x80 <= head <= 0x8F:
+        count = head & 0x0F
+    elif head in (0xDE, 0xDF):
+        width = 2 if head == 0xDE else 4
+        if len(data) < 1 + width:
+            raise Invalid("truncated")
+        count = int.from_bytes(data[1:1 + width], "big")
+    else:
+        raise Invalid("not a MessagePack map")
+    if count > MAX_KEYS:
+        raise Invalid("more than 16 keys")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, object_pairs_hook=Pairs,
+                                unicode_errors="surrogateescape")
+    unpacker.feed(data)
+    try:
+        root = unpacker.unpack()
+    except Exception:
+        root = None
+    consumed = unpacker.tell() if root is not None else 0
+    if root is None or not isinstance(root, Pairs) or len(root) != count or any(
+            isinstance(x, (Pairs, list, msgpack.ExtType)) for kv in root for x in kv):
+        raise Invalid("truncated, or a map, array or ext value")
+    return root, consumed
+
+
+def validate_replay(kind, data):
+    """Raises Invalid with the reason for one replay message of kind (section 8)."""
+    limit = MAX_REQUEST if kind == "request" else MAX_REPLY
+    if len(data) > limit:
+        raise Invalid("%s larger than %d bytes" % ("request" if kind == "request" else "reply", limit))
+    pairs, consumed = replay_scalars(data)
+    spec = REPLAY_KEYS[kind]
+    found = {}
+    for k, v in pairs:
+        if not isinstance(k, str):
+            raise Invalid("a key is not a string")
+        if k not in spec:
+            continue                       # section 7: unknown keys are ignored
+        if k in found:
+            raise Invalid("duplicate key '%s'" % k)
+        found[k] = v
+        if spec[k] is str:
+            if not isinstance(v, str):
+                raise Invalid("'%s' is not a string" % k)
+        elif not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise Invalid("'%s' is not a non-negative integer" % k)
+        if k == "v" and v != 1:
+            raise Invalid("unsupported version %d" % v)
+        if k == "type" and kind == "request" and v not in ("replay", "credit", "cancel"):
+            raise Invalid("unknown request type")
+        if k == "type" and kind != "request" and v != kind:
+            raise Invalid("an %s's 'type' is not \"%s\"" % (kind, kind))
+        if k == "topic" and not (kind == "error" and v == "") and not (
+                len(v.encode("utf-8", "surrogateescape")) <= MAX_TOPIC and TOPIC_RE.match(v)):
+            raise Invalid("invalid topic")
+        if kind == "request" and k in ("from", "last", "to") and v == 0:
+            raise Invalid("'%s' must be at least 1" % k)
+        if k == "credit" and not 1 <= v <= MAX_CREDIT:
+            raise Invalid("'credit' must be 1..%d" % MAX_CREDIT)
+        if k == "code" and not (1 <= len(v.encode("utf-8", "surrogateescape")) <= MAX_CODE and "\x00" not in v):
+            raise Invalid("'code' is not 1..%d bytes without NUL" % MAX_CODE)
+        if k == "reason" and "\x00" in v:
+            raise Invalid("'reason' contains NUL")
+    if consumed != len(data):
+        raise Invalid("bytes after the map")
+    if kind == "request":
+        if "v" not in found or "type" not in found:
+            raise Invalid("'v' and 'type' are required")
+        if found["type"] == "replay":
+            if "topic" not in found or "credit" not in found or ("from" in found) == ("last" in found):
+                raise Invalid("replay needs 'topic', 'credit' and one of 'from' or 'last'")
+            if "from" in found and "to" in found and found["to"] < found["from"]:
+                raise Invalid("'to' is below 'from'")
+        if found["type"] == "credit" and "credit" not in found:
+            raise Invalid("credit needs 'credit'")
+    elif kind == "end" and len(found) != len(spec):
+        raise Invalid("end needs 'v', 'type', 'topic', 'from', 'last' and 'head'")
+    elif kind == "error" and not all(k in found for k in ("v", "type", "topic", "code", "reason")):
+        raise Invalid("error needs 'v', 'type', 'topic', 'code' and 'reason'")
+
+
+def check_replay_vectors(vdir, result):
+    rdir = os.path.join(vdir, "replay")
+    names = sorted(os.listdir(rdir))
+    valid = [n[:-5] for n in names if n.endswith(".json")]
+    bad = [n[:-3] for n in names if n.startswith("bad-") and n.endswith(".mp")]
+    result(len(valid) >= 10 and len(bad) >= 20, "replay",
+           "only %d valid and %d bad replay vectors" % (len(valid), len(bad)))
+
+    def kind(name):
+        return name.replace("bad-", "", 1).split("-")[0]
+    for name in valid:
+        with open(os.path.join(rdir, name + ".mp"), "rb") as f:
+            data = f.read()
+        with open(os.path.join(rdir, name + ".json"), encoding="utf-8") as f:
+            want = json.load(f)
+        try:
+            got = msgpack.unpackb(data, raw=False)
+        except Exception as e:
+            result(False, "replay/" + name, "python msgpack cannot read it: %s" % e)
+            continue
+        if got != want:
+            result(False, "replay/" + name, "decoded content differs from the JSON")
+            continue
+        try:
+            validate_replay(kind(name), data)
+            result(True, "replay/" + name)
+        except Invalid as e:
+            result(False, "replay/" + name, "valid vector refused: %s" % e)
+        accepted = []
+        for cut in range(len(data)):
+            try:
+                validate_replay(kind(name), data[:cut])
+                accepted.append(cut)
+            except Invalid:
+                pass
+        result(not accepted, "replay/" + name + " (every prefix)", "prefixes accepted: %s" % accepted[:5])
+    for name in bad:
+        with open(os.path.join(rdir, name + ".mp"), "rb") as f:
+            data = f.read()
+        with open(os.path.join(rdir, name + ".txt"), encoding="utf-8") as f:
+            want = f.readline().strip()
+        try:
+            validate_replay(kind(name), data)
+            result(False, "replay/" + name, "accepted, want \"%s\"" % want)
+        except Invalid as e:
+            result(want in str(e), "replay/" + name, "refused for \"%s\", want \"%s\"" % (e, want))
+
+
 def main():
     proto = os.environ.get("NW_PROTO") or os.path.join(os.path.dirname(__file__), "../../proto")
     vdir = os.path.join(proto, "vectors")
@@ -230,6 +380,7 @@ def main():
             result(False, name, "accepted, want \"%s\"" % want)
         except Invalid as e:
             result(want in str(e), name, "refused for \"%s\", want \"%s\"" % (e, want))
+    check_replay_vectors(vdir, result)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

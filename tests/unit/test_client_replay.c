@@ -3,11 +3,13 @@
  * daemon living in this test: an XPUB for the live feed (main thread) and a ROUTER
  * speaking the replay protocol (an actor thread) that serves a made-up journal, honours
  * credit, refuses with errors, and can be told to stay silent until "GO" so that live
- * messages pile up behind a replay deterministically. Messages are packed by nw_codec.
+ * messages pile up behind a replay deterministically. Messages are packed by nw_codec,
+ * replay requests parsed and replies packed by nw_replay, as the daemon does.
  */
 #include "check.h"
 #include "newswire.h"
 #include "nw_codec.h"
+#include "nw_replay.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -84,23 +86,6 @@ typedef struct {
     uint64_t credit;
 } stream_t;
 
-static const msgpack_object *get(const msgpack_object *map, const char *key)
-{
-    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key)
-            && memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static uint64_t get_uint(const msgpack_object *map, const char *key)
-{
-    const msgpack_object *v = get(map, key);
-    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-}
-
 static void reply(zsock_t *router, zframe_t *peer, const char *f0, const void *body, size_t len)
 {
     void *handle = zsock_resolve(router);
@@ -109,38 +94,28 @@ static void reply(zsock_t *router, zframe_t *peer, const char *f0, const void *b
     zmq_send(handle, body, len, 0);
 }
 
-/* $end or $error: a small map, keys in pairs (str key, then str or uint per the flag). */
+/* $end (from a, last b, head c) or $error (code, oldest a), packed by nw_replay as the
+ * daemon packs them. */
 static void reply_control(zsock_t *router, zframe_t *peer, const char *type,
                           const char *topic, const char *code, uint64_t a, uint64_t b, uint64_t c)
 {
     msgpack_sbuffer buf;
-    msgpack_packer pk;
     msgpack_sbuffer_init(&buf);
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    int end = strcmp(type, "end") == 0;
-    msgpack_pack_map(&pk, 6);
-    msgpack_pack_str_with_body(&pk, "v", 1);
-    msgpack_pack_uint64(&pk, 1);
-    msgpack_pack_str_with_body(&pk, "type", 4);
-    msgpack_pack_str_with_body(&pk, type, strlen(type));
-    msgpack_pack_str_with_body(&pk, "topic", 5);
-    msgpack_pack_str_with_body(&pk, topic, strlen(topic));
+    char why[128];
+    int end = strcmp(type, "end") == 0, rc;
     if (end) {
-        msgpack_pack_str_with_body(&pk, "from", 4);
-        msgpack_pack_uint64(&pk, a);
-        msgpack_pack_str_with_body(&pk, "last", 4);
-        msgpack_pack_uint64(&pk, b);
-        msgpack_pack_str_with_body(&pk, "head", 4);
-        msgpack_pack_uint64(&pk, c);
+        nw_replay_end_t e = { .from = a, .last = b, .head = c };
+        snprintf(e.topic, sizeof e.topic, "%s", topic);
+        rc = nw_replay_end_pack(&e, &buf, why, sizeof why);
     } else {
-        msgpack_pack_str_with_body(&pk, "code", 4);
-        msgpack_pack_str_with_body(&pk, code, strlen(code));
-        msgpack_pack_str_with_body(&pk, "reason", 6);
-        msgpack_pack_str_with_body(&pk, "refused by the fake", 19);
-        msgpack_pack_str_with_body(&pk, "oldest", 6);
-        msgpack_pack_uint64(&pk, a);
+        nw_replay_error_t e = { .has_oldest = true, .oldest = a };
+        snprintf(e.topic, sizeof e.topic, "%s", topic);
+        snprintf(e.code, sizeof e.code, "%s", code);
+        snprintf(e.reason, sizeof e.reason, "refused by the fake");
+        rc = nw_replay_error_pack(&e, &buf, why, sizeof why);
     }
-    reply(router, peer, end ? "$end" : "$error", buf.data, buf.size);
+    FAKE_CHECK(rc == 0);
+    reply(router, peer, end ? NW_REPLAY_FRAME_END : NW_REPLAY_FRAME_ERROR, buf.data, buf.size);
     msgpack_sbuffer_destroy(&buf);
 }
 
@@ -153,40 +128,31 @@ typedef struct {
 static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *stats,
                          zframe_t *peer, zframe_t *body)
 {
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    if (msgpack_unpack_next(&up, (const char *) zframe_data(body), zframe_size(body), &off)
-        != MSGPACK_UNPACK_SUCCESS) {
-        FAKE_CHECK(!"request decodes");
-        goto done;
-    }
-    const msgpack_object *req = &up.data;
-    const msgpack_object *type = get(req, "type");
-    FAKE_CHECK(get_uint(req, "v") == 1);
-    FAKE_CHECK(type && type->type == MSGPACK_OBJECT_STR);
-    if (!type || type->type != MSGPACK_OBJECT_STR)
-        goto done;
-    if (type->via.str.size == 6 && memcmp(type->via.str.ptr, "credit", 6) == 0) {
-        uint64_t c = get_uint(req, "credit");
-        FAKE_CHECK(c >= 1 && c <= 1000);
-        st->credit += c;
+    /* What the client sends must be what the daemon accepts. */
+    nw_replay_request_t req;
+    char why[256];
+    int parsed = nw_replay_request_parse(zframe_data(body), zframe_size(body), &req, why, sizeof why);
+    if (parsed != 0)
+        fprintf(stderr, "fake daemon: request refused: %s\n", why);
+    FAKE_CHECK(parsed == 0);
+    if (parsed != 0)
+        return;
+    if (req.type == NW_REPLAY_REQ_CREDIT) {
+        FAKE_CHECK(req.credit >= 1 && req.credit <= 1000);
+        st->credit += req.credit;
         stats->credits++;
-        goto done;
+        return;
     }
-    if (type->via.str.size == 6 && memcmp(type->via.str.ptr, "cancel", 6) == 0) {
+    if (req.type == NW_REPLAY_REQ_CANCEL) {
         zframe_destroy(&st->peer);
         stats->cancels++;
-        goto done;
+        return;
     }
-    FAKE_CHECK(type->via.str.size == 6 && memcmp(type->via.str.ptr, "replay", 6) == 0);
+    FAKE_CHECK(req.type == NW_REPLAY_REQ_REPLAY);
     zframe_destroy(&st->peer);   /* a new request cancels the previous stream */
-    const msgpack_object *t = get(req, "topic");
-    char topic[256] = "";
-    if (t && t->type == MSGPACK_OBJECT_STR && t->via.str.size < sizeof topic)
-        memcpy(topic, t->via.str.ptr, t->via.str.size);
-    uint64_t from = get_uint(req, "from"), to = get_uint(req, "to"), last = get_uint(req, "last");
-    uint64_t credit = get_uint(req, "credit");
+    const char *topic = req.topic;
+    uint64_t from = req.from, to = req.to, last = req.last;
+    uint64_t credit = req.credit;
     FAKE_CHECK(credit >= 1 && credit <= 1000);
     if (stats->requests < 16) {
         stats->from[stats->requests] = from;
@@ -198,19 +164,19 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
         if (fake->topics[i].name && strcmp(fake->topics[i].name, topic) == 0)
             ft = &fake->topics[i];
     if (ft && ft->mute)
-        goto done;
+        return;
     if (!ft) {
         reply_control(router, peer, "error", topic, "unknown-topic", 0, 0, 0);
-        goto done;
+        return;
     }
     if (ft->error) {
         reply_control(router, peer, "error", topic, ft->error, ft->oldest, 0, 0);
-        goto done;
+        return;
     }
     if (ft->busy > 0) {
         fake->topics[ft - fake->topics].busy--;
         reply_control(router, peer, "error", topic, "busy", 0, 0, 0);
-        goto done;
+        return;
     }
     uint64_t head = ft->head;
     if (!to && ft->first_head && !stats->first_open_served) {
@@ -221,7 +187,7 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
         from = last >= head ? ft->oldest : head - last + 1;
     if (from < ft->oldest) {
         reply_control(router, peer, "error", topic, "retention", ft->oldest, 0, 0);
-        goto done;
+        return;
     }
     st->peer = zframe_dup(peer);
     st->topic = ft;
@@ -229,8 +195,6 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
     st->next = from;
     st->end = to && to < head ? to : head;
     st->credit = credit;
-done:
-    msgpack_unpacked_destroy(&up);
 }
 
 static void fake_actor(zsock_t *pipe, void *arg)
