@@ -1,8 +1,10 @@
 /*
- * fuzz_html: any bytes, sanitized as article.c does, into nw_article_from_html (the
- * parser itself, whatever the root element). Beyond "no crash, no leak" every story it
- * returns has no CR and no NUL inside its fields, and a reason comes with a failure.
- * Seed with tests/fixtures/articles (its .html files).
+ * fuzz_markup: any bytes, sanitized as article.c does, into one markup parser itself,
+ * whatever the root element: built three times (tests/fuzz/CMakeLists.txt) as
+ * fuzz_newsml, fuzz_nitf and fuzz_html, with NW_FUZZ_PARSE and NW_FUZZ_FORMAT naming
+ * nw_article_from_newsml, _nitf or _html and its format. Beyond "no crash, no leak"
+ * every story it returns has no CR inside its fields and a reason comes with a failure.
+ * Seed with tests/fixtures/articles (its .xml and .html files).
  */
 #include "article.h"
 #include "text.h"
@@ -36,8 +38,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     a->versioncreated_ms = INT64_MIN;
-    a->format = NW_FORMAT_HTML;
-    if (nw_article_from_html(a, text, len, errbuf, sizeof errbuf) != 0 && !errbuf[0])
+    a->format = NW_FUZZ_FORMAT;
+    if (NW_FUZZ_PARSE(a, text, len, errbuf, sizeof errbuf) != 0 && !errbuf[0])
         __builtin_trap();
     const nw_article_t *s;
     size_t stories = 0;
