@@ -1,6 +1,6 @@
 /*
  * medtop: the table that joins IPTC Media Topics codes to newswire topics. It is data,
- * not code: a JSON file (data/medtop.json, installed as share/newswire/medtop.json)
+ * not code: a JSON file (daemon/medtop.json, installed as share/newswire/medtop.json)
  * with a "topics" list of {code, name, topic} and a "schemes" map from a code's prefix
  * ("medtop") to its vocabulary URI. Loaded by the rules (route.c), immutable after,
  * read from any thread.

@@ -59,7 +59,7 @@ def test_g2_message_gives_one_article_per_text_item():
         check(order.index(ferry) > max(i for i, u in enumerate(order) if u == cranes),
               'items in file order: %r' % order)
         d.wait_log('published wire.xml', count=2)
-        # IPTC Media Topics: the source's qcodes route through the table (data/medtop.json)
+        # IPTC Media Topics: the source's qcodes route through the table (daemon/medtop.json)
         # and go out as subject code and scheme beside the topic's name.
         medtop = 'http://cv.iptc.org/newscodes/mediatopic/'
         topics = sorted(m['topic'] for m in got[cranes])

@@ -684,7 +684,7 @@ static void test_media_topics(void)
 {
     const char *proto = getenv("NW_PROTO");
     char path[1024], zpl[2048], err[256] = "";
-    snprintf(path, sizeof path, "%s/../data/medtop.json", proto ? proto : "proto");
+    snprintf(path, sizeof path, "%s/../daemon/medtop.json", proto ? proto : "proto");
     snprintf(zpl, sizeof zpl,
              "rules\n"
              "    media-topics = \"%s\"\n"
