@@ -94,6 +94,8 @@ static json_t *message_json(const nw_message_t *msg)
     bad |= set_string(article, "description_text", nw_message_description(msg));
     bad |= set_string(article, "body_text", nw_message_body(msg));
     bad |= set_string(article, "language", nw_message_language(msg));
+    bad |= set_string(article, "version", nw_message_version(msg));
+    bad |= set_string(article, "located", nw_message_located(msg));
     for (size_t i = 0; i < nw_message_subject_count(msg); i++) {
         json_t *subject = json_object();
         if (!subject || set_string(subject, "name", nw_message_subject(msg, i))) {

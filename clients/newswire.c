@@ -1027,6 +1027,8 @@ const char *nw_message_byline(const nw_message_t *self) { return self->decoded->
 const char *nw_message_description(const nw_message_t *self) { return self->decoded->article.description_text; }
 const char *nw_message_body(const nw_message_t *self) { return self->decoded->article.body_text; }
 const char *nw_message_language(const nw_message_t *self) { return self->decoded->article.language; }
+const char *nw_message_version(const nw_message_t *self) { return self->decoded->article.version; }
+const char *nw_message_located(const nw_message_t *self) { return self->decoded->article.located; }
 const char *nw_message_versioncreated(const nw_message_t *self) { return self->decoded->article.versioncreated; }
 size_t nw_message_subject_count(const nw_message_t *self) { return self->decoded->article.subject_count; }
 

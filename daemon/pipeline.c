@@ -425,6 +425,8 @@ static void pack_article(job_t *job, story_t *story, const nw_article_t *article
         .description_text = article->description,
         .body_text = article->body,
         .language = article->language,
+        .version = article->version,
+        .located = article->located,
         .versioncreated = created,
         .subjects = subjects,
         .subject_codes = codes,

@@ -159,6 +159,10 @@ const char *nw_message_byline(const nw_message_t *self);
 const char *nw_message_description(const nw_message_t *self);
 const char *nw_message_body(const nw_message_t *self);
 const char *nw_message_language(const nw_message_t *self);
+/* The source's version of the story ("3") and where it was filed from ("LISBON"), as
+ * NewsML-G2, NITF and ninjs give them; NULL when the source says nothing. */
+const char *nw_message_version(const nw_message_t *self);
+const char *nw_message_located(const nw_message_t *self);
 const char *nw_message_versioncreated(const nw_message_t *self);
 size_t nw_message_subject_count(const nw_message_t *self);
 const char *nw_message_subject(const nw_message_t *self, size_t index); /* NULL if out of range */

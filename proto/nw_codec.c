@@ -360,7 +360,9 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
         || check_cstr("article.description_text", a->description_text, false, KIND_TEXT,
                       errbuf, errlen)
         || check_cstr("article.body_text", a->body_text, true, KIND_TEXT, errbuf, errlen)
-        || check_cstr("article.language", a->language, false, KIND_SHORT, errbuf, errlen))
+        || check_cstr("article.language", a->language, false, KIND_SHORT, errbuf, errlen)
+        || check_cstr("article.version", a->version, false, KIND_SHORT, errbuf, errlen)
+        || check_cstr("article.located", a->located, false, KIND_SHORT, errbuf, errlen))
         return -1;
     if (a->subject_count > NW_CODEC_MAX_SUBJECTS) {
         set_err(errbuf, errlen, "\"article.subject\" has more than %u entries",
@@ -383,7 +385,8 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
 
     size_t start = out->size;
     size_t entries = 5 + (a->byline != NULL) + (a->description_text != NULL)
-                     + (a->language != NULL) + (a->subject_count > 0);
+                     + (a->language != NULL) + (a->version != NULL) + (a->located != NULL)
+                     + (a->subject_count > 0);
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     /* Key order is part of the test vectors: proto/vectors/make_vectors.py uses it too. */
@@ -395,7 +398,9 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
              || (a->byline && pack_kv(&pk, "byline", a->byline))
              || (a->description_text && pack_kv(&pk, "description_text", a->description_text))
              || pack_kv(&pk, "body_text", a->body_text)
-             || (a->language && pack_kv(&pk, "language", a->language));
+             || (a->language && pack_kv(&pk, "language", a->language))
+             || (a->version && pack_kv(&pk, "version", a->version))
+             || (a->located && pack_kv(&pk, "located", a->located));
     if (!rc && a->subject_count > 0) {
         rc = pack_cstr(&pk, "subject") || msgpack_pack_array(&pk, a->subject_count);
         for (size_t i = 0; !rc && i < a->subject_count; i++) {
@@ -497,7 +502,7 @@ fail:
 enum {
     S_TOPIC, S_EPOCH, S_ID, S_SENT, S_SRC_FILE, S_SRC_FORMAT, S_SRC_ENCODING,
     S_URI, S_TYPE, S_VERSIONCREATED, S_HEADLINE, S_BYLINE, S_DESCRIPTION, S_BODY,
-    S_LANGUAGE, S_COUNT
+    S_LANGUAGE, S_VERSION, S_LOCATED, S_COUNT
 };
 
 typedef struct {
@@ -544,9 +549,13 @@ static const key_spec_t article_keys[] = {
     { "description_text", "article.description_text", T_STR,   false, S_DESCRIPTION,    KIND_TEXT },
     { "body_text",        "article.body_text",        T_STR,   true,  S_BODY,           KIND_TEXT },
     { "language",         "article.language",         T_STR,   false, S_LANGUAGE,       KIND_SHORT },
+    { "version",          "article.version",          T_STR,   false, S_VERSION,        KIND_SHORT },
+    { "located",          "article.located",          T_STR,   false, S_LOCATED,        KIND_SHORT },
     { "subject",          "article.subject",          T_ARRAY, false, -1,               KIND_SHORT },
 };
-enum { K_SUBJECT = 8, K_ARTICLE_COUNT };
+enum { K_SUBJECT = 10, K_ARTICLE_COUNT };
+_Static_assert(sizeof article_keys / sizeof article_keys[0] == K_ARTICLE_COUNT,
+               "K_SUBJECT is the index of subject, the last of article_keys");
 
 static const key_spec_t subject_keys[] = {
     { "name",   "article.subject.name",   T_STR, true,  -1, KIND_SHORT },
@@ -554,7 +563,7 @@ static const key_spec_t subject_keys[] = {
     { "code",   "article.subject.code",   T_STR, false, -1, KIND_SHORT },
 };
 
-#define MAX_KEYS 9
+#define MAX_KEYS 11
 
 static const char *
 type_name(want_t want)
@@ -772,6 +781,8 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     self->article.description_text = copy_view(&cursor, &views[S_DESCRIPTION]);
     self->article.body_text = copy_view(&cursor, &views[S_BODY]);
     self->article.language = copy_view(&cursor, &views[S_LANGUAGE]);
+    self->article.version = copy_view(&cursor, &views[S_VERSION]);
+    self->article.located = copy_view(&cursor, &views[S_LOCATED]);
     for (size_t i = 0; i < subject_count; i++) {
         names[i] = copy_view(&cursor, &subjects[i]);
         if (any_code) {

@@ -40,6 +40,8 @@ typedef struct {
     const char *description_text;  /* optional: standfirst / summary */
     const char *body_text;         /* required */
     const char *language;          /* optional, e.g. "en" */
+    const char *version;           /* optional: the source's version of the story ("3") */
+    const char *located;           /* optional: where it was filed from ("LISBON") */
     const char *versioncreated;    /* required, RFC 3339 UTC, e.g. 2021-05-25T00:00:00.000Z */
     const char *const *subjects;   /* subject names */
     const char *const *subject_codes;    /* beside each name its code ("medtop:04000000"),

@@ -230,7 +230,7 @@ def decode_body(data):
     _field(a, "versioncreated", "article.versioncreated", RFC3339)
     _field(a, "headline", "article.headline", str)
     _field(a, "body_text", "article.body_text", str)
-    for key in ("type", "byline", "description_text", "language"):
+    for key in ("type", "byline", "description_text", "language", "version", "located"):
         _field(a, key, "article." + key, str, required=False)
     subjects = _field(a, "subject", "article.subject", "array", required=False) or []
     if len(subjects) > MAX_SUBJECTS:

@@ -33,7 +33,8 @@ def sha1(text):
 
 
 def article(uri, headline, body, versioncreated="2026-11-24T09:58:12.000Z", type_="text",
-            byline=None, description=None, language=None, subjects=None):
+            byline=None, description=None, language=None, subjects=None, version=None,
+            located=None):
     """The article map in nw_codec_pack_article()'s key order, optional keys omitted."""
     a = {"uri": uri}
     if type_ is not None:
@@ -47,6 +48,10 @@ def article(uri, headline, body, versioncreated="2026-11-24T09:58:12.000Z", type
     a["body_text"] = body
     if language is not None:
         a["language"] = language
+    if version is not None:
+        a["version"] = version
+    if located is not None:
+        a["located"] = located
     if subjects:
         # a name, or (name, scheme, code): an IPTC Media Topic beside its topic name
         a["subject"] = [{"name": s} if isinstance(s, str) else
@@ -176,6 +181,13 @@ def valid_vectors():
                 subjects=[("economy-business-finance", medtop, "medtop:04000000"),
                           ("labour", medtop, "medtop:09000000"), "harbours"]),
         sha1("harbour-cranes"), source=("wire.xml", "newsml-g2")), True)
+
+    v["11-version-located"] = (message(
+        "telecoms", 3,
+        article("urn:newsml:wire.example.org:20240905:mast-sharing", "Operators agree to share masts",
+                "The agreement covers four hundred rural sites.", language="en",
+                version="3", located="LISBON", subjects=["telecoms"]),
+        sha1("mast-sharing"), source=("mast.xml", "nitf")), True)
     return v
 
 
@@ -230,6 +242,12 @@ def bad_vectors():
     m = base()
     m["source"] = {"file": "a.txt", "format": "header", "encoding": 1252}
     b["bad-source-encoding-type"] = (pack(m), '"source.encoding" is not a string')
+    m = base()
+    m["article"]["version"] = 3
+    b["bad-version-not-str"] = (pack(m), '"article.version" is not a string')
+    m = base()
+    m["article"]["located"] = "x" * 4097
+    b["bad-located-too-long"] = (pack(m), '"article.located" longer than 4096 bytes')
     return b
 
 

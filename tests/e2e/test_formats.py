@@ -50,6 +50,7 @@ def test_g2_message_gives_one_article_per_text_item():
         check(a['byline'] == 'Ana Lima, Bo Chen', 'byline %r' % a.get('byline'))
         check(a['versioncreated'] == '2024-09-03T08:00:00.000Z', 'date %r' % a['versioncreated'])
         check(a['language'] == 'en-GB', 'language')
+        check(a.get('version') == '2', 'the item version on the wire: %r' % a.get('version'))
         check('Dock workers' in a['body_text'] and '<' not in a['body_text'], 'body text')
         b = got[ferry][0]['article']
         check(b['headline'] == 'Färjestrejken avblåst' and b['language'] == 'sv', 'second item')
@@ -123,6 +124,9 @@ def test_nitf_and_unknown_markup():
         check(a['headline'] == 'City council approves night buses', 'headline')
         check(a['byline'] == 'Ana Lima, Tom Berg', 'byline %r' % a.get('byline'))
         check(a['description_text'].startswith('Three night routes'), 'abstract')
+        check(a.get('located') == 'TAMPERE, Sept. 5', 'the dateline as located: %r'
+              % a.get('located'))
+        check('version' not in a, 'no version when the source gives none')
         check(a['versioncreated'] == '2024-09-05T16:30:00.000Z', 'date %r' % a['versioncreated'])
         wait_for(lambda: 'rss.xml.reason' in d.rejected(), 'the feed rejected')
         with open(os.path.join(d.state, 'rejected', 'rss.xml.reason')) as f:

@@ -96,6 +96,8 @@ ARTICLE = {"uri": ("article.uri", str, True, "short"), "type": ("article.type", 
            "description_text": ("article.description_text", str, False, "text"),
            "body_text": ("article.body_text", str, True, "text"),
            "language": ("article.language", str, False, "short"),
+           "version": ("article.version", str, False, "short"),
+           "located": ("article.located", str, False, "short"),
            "subject": ("article.subject", list, False, None)}
 SUBJECT = {"name": ("article.subject.name", str, True, "short"),
            "scheme": ("article.subject.scheme", str, False, "short"),

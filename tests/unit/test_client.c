@@ -54,6 +54,7 @@ static void publish_full(const char *frame0, const char *topic, uint64_t seq,
         .byline = byline, .description_text = "A short standfirst.",
         .body_text = "First line of the body.\nSecond line, with \"quotes\" and caf\xc3\xa9.",
         .language = "en", .versioncreated = "2026-01-02T03:04:05.000Z",
+        .version = byline ? "4" : NULL, .located = byline ? "TAMPERE" : NULL,
         .subjects = subjects, .subject_count = byline ? 2 : 0,
     };
     nw_envelope_t env = {
@@ -242,6 +243,8 @@ static void test_accessors(void)
         CHECK_STR(nw_message_body(msg),
                   "First line of the body.\nSecond line, with \"quotes\" and caf\xc3\xa9.");
         CHECK_STR(nw_message_language(msg), "en");
+        CHECK_STR(nw_message_version(msg), "4");
+        CHECK_STR(nw_message_located(msg), "TAMPERE");
         CHECK_STR(nw_message_versioncreated(msg), "2026-01-02T03:04:05.000Z");
         CHECK(nw_message_subject_count(msg) == 2);
         CHECK_STR(nw_message_subject(msg, 0), "Telecoms");
@@ -255,6 +258,7 @@ static void test_accessors(void)
     CHECK(nw_client_recv(client, &msg, WAIT_MS) == NW_RECV_MESSAGE);
     if (msg) {
         CHECK(nw_message_byline(msg) == NULL);
+        CHECK(nw_message_version(msg) == NULL && nw_message_located(msg) == NULL);
         CHECK(nw_message_subject_count(msg) == 0);
         CHECK(nw_message_subject(msg, 0) == NULL);
         nw_message_destroy(&msg);

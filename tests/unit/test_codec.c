@@ -134,6 +134,8 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     CHECK_OPT(m->article.description_text, jstr(art, "description_text"));
     CHECK_STR(m->article.body_text, jstr(art, "body_text"));
     CHECK_OPT(m->article.language, jstr(art, "language"));
+    CHECK_OPT(m->article.version, jstr(art, "version"));
+    CHECK_OPT(m->article.located, jstr(art, "located"));
     json_t *subjects = json_object_get(art, "subject");
     CHECK(m->article.subject_count == json_array_size(subjects));
     bool coded = false;
