@@ -98,7 +98,9 @@ static json_t *message_json(const nw_message_t *msg)
     bad |= set_string(article, "located", nw_message_located(msg));
     for (size_t i = 0; i < nw_message_subject_count(msg); i++) {
         json_t *subject = json_object();
-        if (!subject || set_string(subject, "name", nw_message_subject(msg, i))) {
+        if (!subject || set_string(subject, "name", nw_message_subject(msg, i))
+            || set_string(subject, "scheme", nw_message_subject_scheme(msg, i))
+            || set_string(subject, "code", nw_message_subject_code(msg, i))) {
             json_decref(subject);
             goto fail;
         }

@@ -1039,6 +1039,18 @@ const char *nw_message_subject(const nw_message_t *self, size_t index)
     return self->decoded->article.subjects[index];
 }
 
+const char *nw_message_subject_code(const nw_message_t *self, size_t index)
+{
+    const nw_ninjs_t *a = &self->decoded->article;
+    return index < a->subject_count && a->subject_codes ? a->subject_codes[index] : NULL;
+}
+
+const char *nw_message_subject_scheme(const nw_message_t *self, size_t index)
+{
+    const nw_ninjs_t *a = &self->decoded->article;
+    return index < a->subject_count && a->subject_schemes ? a->subject_schemes[index] : NULL;
+}
+
 uint64_t nw_message_gap_before(const nw_message_t *self) { return self->gap_before; }
 int nw_message_epoch_changed(const nw_message_t *self) { return self->epoch_changed; }
 

@@ -166,6 +166,10 @@ const char *nw_message_located(const nw_message_t *self);
 const char *nw_message_versioncreated(const nw_message_t *self);
 size_t nw_message_subject_count(const nw_message_t *self);
 const char *nw_message_subject(const nw_message_t *self, size_t index); /* NULL if out of range */
+/* The subject's code in a controlled vocabulary ("medtop:13000000", an IPTC Media Topic)
+ * and that vocabulary's URI; NULL when the subject has none or index is out of range. */
+const char *nw_message_subject_code(const nw_message_t *self, size_t index);
+const char *nw_message_subject_scheme(const nw_message_t *self, size_t index);
 
 /* How many messages of this topic were missed right before this one (0: none). */
 uint64_t nw_message_gap_before(const nw_message_t *self);

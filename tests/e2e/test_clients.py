@@ -51,6 +51,10 @@ def test_c_sub_json_lines_and_matching():
         t = [l for l in lines if l['topic'] == 'telecoms'][0]
         check(t['article']['headline'] == 'Plain telecoms' and t['seq'] == 1, 'fields %r' % t)
         check(t['source']['format'] == 'header', 'source %r' % t['source'])
+        # the default rules file telecoms under its IPTC Media Topic, and the JSON says so
+        check(t['article']['subject'] == [{'name': 'telecoms', 'code': 'medtop:13000000',
+                                           'scheme': 'http://cv.iptc.org/newscodes/mediatopic/'}],
+              'subject with its code: %r' % t['article'].get('subject'))
     finally:
         d.cleanup()
 

@@ -49,13 +49,16 @@ static void publish_full(const char *frame0, const char *topic, uint64_t seq,
                          const char *epoch, const char *byline)
 {
     const char *subjects[] = { "Telecoms", "5G networks" };
+    const char *codes[] = { "medtop:13000000", NULL };
+    const char *schemes[] = { "http://cv.iptc.org/newscodes/mediatopic/", NULL };
     nw_ninjs_t article = {
         .uri = "urn:newswire:test:1", .type = "text", .headline = "Fibre reaches the valley",
         .byline = byline, .description_text = "A short standfirst.",
         .body_text = "First line of the body.\nSecond line, with \"quotes\" and caf\xc3\xa9.",
         .language = "en", .versioncreated = "2026-01-02T03:04:05.000Z",
         .version = byline ? "4" : NULL, .located = byline ? "TAMPERE" : NULL,
-        .subjects = subjects, .subject_count = byline ? 2 : 0,
+        .subjects = subjects, .subject_codes = codes, .subject_schemes = schemes,
+        .subject_count = byline ? 2 : 0,
     };
     nw_envelope_t env = {
         .topic = topic, .seq = seq, .epoch = epoch, .id = ID_1,
@@ -248,6 +251,10 @@ static void test_accessors(void)
         CHECK_STR(nw_message_versioncreated(msg), "2026-01-02T03:04:05.000Z");
         CHECK(nw_message_subject_count(msg) == 2);
         CHECK_STR(nw_message_subject(msg, 0), "Telecoms");
+        CHECK_STR(nw_message_subject_code(msg, 0), "medtop:13000000");
+        CHECK_STR(nw_message_subject_scheme(msg, 0), "http://cv.iptc.org/newscodes/mediatopic/");
+        CHECK(nw_message_subject_code(msg, 1) == NULL && nw_message_subject_scheme(msg, 1) == NULL);
+        CHECK(nw_message_subject_code(msg, 2) == NULL);
         CHECK_STR(nw_message_subject(msg, 1), "5G networks");
         CHECK(nw_message_subject(msg, 2) == NULL);
         CHECK(nw_message_gap_before(msg) == 0);    /* joining late is not a gap */
