@@ -223,6 +223,40 @@ def frame0(topic):
     return topic.encode() + b'.'
 
 
+class RawSub:
+    """A SUB socket on one topic that keeps the raw frames (to compare replayed bytes
+    with), known to be subscribed once the daemon's debug log says so."""
+
+    def __init__(self, d, topic, timeout=DEADLINE):
+        self.d, self.topic, self.timeout = d, topic, timeout
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        before = d.log().count(" subscribe '")
+        self.sock.connect(d.endpoint)
+        self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(topic))
+        d.wait_log(" subscribe '", count=before + 1)
+        self.frames = []
+
+    def take(self):
+        while self.sock.poll(0):
+            f = self.sock.recv_multipart()
+            if f[0] == frame0(self.topic):
+                self.frames.append(f)
+        return len(self.frames)
+
+    def wait(self, n, also=None):
+        """Until n frames are in hand; also() runs at every probe (a sampler, say)."""
+        def got():
+            if self.d.proc.poll() is not None:
+                raise AssertionError('newswired exited:\n' + self.d.log())
+            if also:
+                also()
+            return self.take() >= n
+        wait_for(got, '%d live messages (have %d)' % (n, len(self.frames)), self.timeout)
+        return self.frames
+
+
 class Subscriber:
     """A raw SUB socket decoding with msgpack, independent of the project's C code."""
 

@@ -8,36 +8,9 @@ import os, time
 import msgpack
 import zmq
 
-from nwtest import DEADLINE, Daemon, check, frame0, header_article, raw_prefix, run, wait_for
+from nwtest import DEADLINE, Daemon, RawSub, check, frame0, header_article, run
 
 TOPIC = 'telecoms'
-
-
-class RawSub:
-    """A SUB socket that keeps the raw frames, to compare replayed bytes with."""
-
-    def __init__(self, d):
-        self.d = d
-        self.sock = zmq.Context.instance().socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        before = d.log().count(" subscribe '")
-        self.sock.connect(d.endpoint)
-        self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(TOPIC))
-        d.wait_log(" subscribe '", count=before + 1)
-        self.frames = []
-
-    def wait(self, n):
-        def got():
-            while self.sock.poll(0):
-                f = self.sock.recv_multipart()
-                if f[0] == frame0(TOPIC):
-                    self.frames.append(f)
-            if self.d.proc.poll() is not None:
-                raise AssertionError('newswired exited:\n' + self.d.log())
-            return len(self.frames) >= n
-        wait_for(got, '%d live messages (have %d)' % (n, len(self.frames)))
-        return self.frames
 
 
 class Replayer:
@@ -101,7 +74,7 @@ def started(n=0, args=()):
     d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
     d.args += ['--replay', d.replay]
     d.start()
-    live = RawSub(d)
+    live = RawSub(d, TOPIC)
     publish(d, live, n)
     return d, live
 

@@ -17,7 +17,7 @@ import os, re, resource, subprocess, time
 import msgpack
 import zmq
 
-from nwtest import BIN, DEADLINE, Daemon, check, frame0, header_article, raw_prefix, run, wait_for
+from nwtest import BIN, DEADLINE, Daemon, RawSub, check, frame0, header_article, run, wait_for
 
 TOPIC = 'telecoms'
 SANITIZED = os.environ.get('NW_SANITIZE') == 'ON'
@@ -68,34 +68,8 @@ class Watch:
             what, self.rss0 / MIB, self.rss_peak / MIB, self.fds0, self.fds_peak), flush=True)
 
 
-class LiveSub:
-    def __init__(self, d):
-        self.d = d
-        self.sock = zmq.Context.instance().socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        before = d.log().count(" subscribe '")
-        self.sock.connect(d.endpoint)
-        self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(TOPIC))
-        d.wait_log(" subscribe '", count=before + 1)
-        self.frames = []
-
-    def take(self):
-        while self.sock.poll(0):
-            f = self.sock.recv_multipart()
-            if f[0] == frame0(TOPIC):
-                self.frames.append(f)
-        return len(self.frames)
-
-    def wait(self, n, also=None):
-        def got():
-            if self.d.proc.poll() is not None:
-                raise AssertionError('newswired exited:\n' + self.d.log())
-            if also:
-                also()
-            return self.take() >= n
-        wait_for(got, '%d live messages (have %d)' % (n, len(self.frames)), timeout=DEADLINE * 3)
-        return self.frames
+def LiveSub(d):
+    return RawSub(d, TOPIC, timeout=DEADLINE * 3)
 
 
 def body(i, size):
