@@ -8,6 +8,7 @@
  * Also the field setters the parsers share (subjects, authors).
  */
 #include "article.h"
+#include "date.h"
 #include "sha1.h"
 #include "text.h"
 

@@ -73,14 +73,6 @@ void nw_article_destroy(nw_article_t **self_p);   /* and the rest of its chain *
 
 const char *nw_format_name(nw_format_t format);
 
-/* Dates as editors write them: RFC 3339 (offsets converted to UTC), "2021-05-25",
- * "May 25, 2021", "Sep 3, 2024", "25 May 2021", optionally after a weekday
- * ("Tuesday, May 25, 2021"). Dates without a time are midnight UTC.
- * 0 on success with *unix_ms set; -1 when unrecognised. */
-int nw_date_parse(const char *text, int64_t *unix_ms);
-/* The same for a counted string (need not be NUL-terminated). */
-int nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms);
-
 /*
  * Between the article modules only (article.c dispatches to parse_*.c). Each fills a
  * zeroed article from text already sanitized by nw_text_sanitize (valid UTF-8, LF, no
@@ -103,7 +95,7 @@ int nw_article_from_html(nw_article_t *self, const char *text, size_t len,
 /* A further story of the same file, zeroed like the first, linked after the last one;
  * NULL when out of memory. */
 nw_article_t *nw_article_append(nw_article_t *self);
-/* Set versioncreated_ms from a date written as nw_date_parse accepts (a blank one
+/* Set versioncreated_ms from a date written as nw_date_parse (date.h) accepts (a blank one
  * leaves it unset); -1 and the reason "unrecognised date '...'" (the text cut short)
  * when it is not one. */
 int nw_article_set_date(nw_article_t *self, const char *s, size_t n,

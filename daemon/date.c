@@ -5,8 +5,9 @@
  * (days from civil, proleptic Gregorian) rather than with timegm/strptime, so the
  * result depends on neither the locale nor the TZ variable and any thread may call it.
  */
-#include "article.h"
+#include "date.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 /* Longer than any accepted form: lets a multi-megabyte line be refused at once. */

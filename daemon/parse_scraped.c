@@ -15,6 +15,7 @@
  * lines are never significant except as paragraph breaks.
  */
 #include "article.h"
+#include "date.h"
 #include "text.h"
 
 #include <stdio.h>

@@ -5,6 +5,7 @@
  * equivalence, UTF-8 repair counts, and inputs built to be pathological in size.
  */
 #include "article.h"
+#include "date.h"
 #include "check.h"
 
 #include <dirent.h>

@@ -2,7 +2,7 @@
  * test_date: nw_date_parse against values computed independently (date -u +%s), the
  * forms editors write, offsets, calendar edges and the inputs it must refuse.
  */
-#include "article.h"
+#include "date.h"
 #include "check.h"
 
 #include <stdlib.h>
