@@ -59,6 +59,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Jobs the journal may have on libuv's thread pool at once: one group write and one
+ * read-back of ids for a widened dedup window (main sizes the pool from it). */
+#define NW_JOURNAL_POOL_JOBS 2
+
 typedef struct nw_journal nw_journal_t;
 
 typedef struct {

@@ -74,6 +74,28 @@ static unsigned long files_waiting(const daemon_t *d, const nw_pipeline_stats_t 
     return ps->pending + ps->in_flight + ws.backlog;
 }
 
+/* libuv's thread pool serves every module and starts, with UV_THREADPOOL_SIZE threads
+ * (4 when unset), at the first job queued. It is sized here, before any, to the jobs the
+ * modules may have queued at once (file reads and the archive, the journal's group write
+ * and id read-back, replay's cursor reads), so that no job waits for a thread: above
+ * all a group write (and so the live feed) never queues behind replay or file reads, as
+ * it did on libuv's 4 threads with 2 + 1 + 2 + 1 of them busy. A larger size from the
+ * environment is kept. Returns the size. */
+static unsigned long size_thread_pool(const nw_config_t *c)
+{
+    unsigned long want = NW_PIPELINE_POOL_JOBS + NW_JOURNAL_POOL_JOBS +
+                         (c->replay_count ? NW_REPLAY_POOL_JOBS : 0);
+    const char *given = getenv("UV_THREADPOOL_SIZE");
+    unsigned long n = given ? strtoul(given, NULL, 10) : 0;   /* what libuv would take */
+    if (n >= want)
+        return n < 1024 ? n : 1024;   /* libuv's own cap (MAX_THREADPOOL_SIZE) */
+    char text[24];
+    snprintf(text, sizeof text, "%lu", want);
+    if (setenv("UV_THREADPOOL_SIZE", text, 1) != 0)
+        return n ? n : 4;
+    return want;
+}
+
 static int make_dir(const char *path, char *errbuf, size_t errlen)
 {
     if (nw_fs_mkdir_p(path) == 0)
@@ -422,6 +444,10 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     nw_log_set_level((nw_log_level_t) d.config.log_level);
+    unsigned long pool = size_thread_pool(&d.config);
+    nw_info("thread pool: %lu threads (files %d, journal %d, replay %d)", pool,
+            NW_PIPELINE_POOL_JOBS, NW_JOURNAL_POOL_JOBS,
+            d.config.replay_count ? NW_REPLAY_POOL_JOBS : 0);
     /* While descriptors are plenty: a conversion loaded later could fail for want of one. */
     if (nw_text_init(err, sizeof err) != 0)
         nw_warn("%s; such files are read as UTF-8", err);

@@ -52,6 +52,9 @@
 #define FAULT_MIN_MS 100      /* first retry after a descriptor, memory or space fault */
 #define FAULT_MAX_MS 5000
 
+_Static_assert(READS_MAX + ARCHIVES_MAX == NW_PIPELINE_POOL_JOBS,
+               "main sizes the thread pool from NW_PIPELINE_POOL_JOBS");
+
 typedef struct entry entry_t;
 typedef struct job job_t;
 

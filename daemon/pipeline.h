@@ -20,6 +20,10 @@
 #include "publish.h"
 #include "route.h"
 
+/* Jobs the pipeline may have on libuv's thread pool at once: its read hand-offs and its
+ * archive hand-off (main sizes the pool from it). */
+#define NW_PIPELINE_POOL_JOBS 3
+
 typedef struct nw_pipeline nw_pipeline_t;
 
 typedef struct {

@@ -9,9 +9,10 @@
  * freed or draining). A batch holds at most min(credit, 256) + 1 messages and the
  * stream's allowance of the byte budget (always at least one message), copied out of the
  * cursor on the pool into buffers ZeroMQ sends without a copy and gives back through
- * on_released() (see "accounting"). Only MAX_READS reads run at once, fewer than libuv's
- * pool has threads, so the journal's group writes (and so the live feed) always find a
- * thread; a read that must open a segment waits while max_files are open. A request
+ * on_released() (see "accounting"). Only MAX_READS reads run at once; main sizes libuv's
+ * pool to what every module may queue at once (replay's reads included), so the
+ * journal's group writes (and so the live feed) always find a thread however many
+ * streams are reading; a read that must open a segment waits while max_files are open. A request
  * that replaces or cancels a stream whose read is in flight is applied when that read
  * returns: the thread owns the cursor until then.
  * The ROUTER reports vanished peers (ROUTER_MANDATORY) instead of silently dropping, and
@@ -33,7 +34,7 @@
 
 #define BATCH_MAX 256
 #define BATCH_BYTES (4u << 20)
-#define MAX_READS 2                    /* libuv's pool has 4 threads by default */
+#define MAX_READS NW_REPLAY_POOL_JOBS   /* counted in the pool's size (main.c) */
 #define RETRY_MS 10
 #define SWEEP_MS 1000
 #define CREDIT_CAP 1000000             /* accumulated credit; beyond it is ignored */

@@ -4,8 +4,8 @@
  *
  * Requests enter as one MessagePack frame behind the ROUTER identity; each client has at
  * most one stream: a journal cursor read in batches on libuv's thread pool (at most one
- * read in flight per client, and only a few in the whole pool so the journal's own group
- * writes never queue behind replays), then sent from the loop thread without blocking,
+ * read in flight per client, and NW_REPLAY_POOL_JOBS in all, which main counts in the
+ * pool's size so the journal's own group writes never queue behind replays), then sent from the loop thread without blocking,
  * never beyond the credit the client granted.
  * Whatever clients do, replay holds bounded memory and descriptors: every reply read out
  * of the journal is counted from that read until ZeroMQ has written it to the connection
@@ -35,6 +35,9 @@
 #include <uv.h>
 
 #define NW_REPLAY_MAX_STREAMS 256      /* more concurrent streams: "busy" */
+/* Cursor reads on libuv's thread pool at once, whatever the number of streams (main
+ * sizes the pool from it). */
+#define NW_REPLAY_POOL_JOBS 2
 
 typedef struct {
     uint64_t max_bytes;                /* replies held (read, not yet written) in all */
