@@ -10,6 +10,7 @@
 #include "archive.h"
 #include "auth.h"
 #include "config.h"
+#include "feed.h"
 #include "fsutil.h"
 #include "journal.h"
 #include "log.h"
@@ -50,6 +51,7 @@ typedef struct {
     nw_auth_t *auth;              /* NULL without --curve-secret: clear text */
     nw_publish_t *publish;
     nw_replay_t *replay;          /* NULL without --replay */
+    nw_feed_t *feed;
     nw_pipeline_t *pipeline;
     nw_watch_t *watch;
     nw_metrics_t *metrics;        /* NULL without --metrics */
@@ -59,6 +61,7 @@ typedef struct {
     int reserve_fd;               /* lent to sd_notify when descriptors run out */
     unsigned long status_ticks;
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
+    nw_feed_stats_t feed_summary;
     bool handles_ready;       /* the signal and timer handles were initialised */
     bool stopping;
     int exit_code;
@@ -121,9 +124,11 @@ static int notify(daemon_t *d, const char *text)
 static void update_status(daemon_t *d)
 {
     nw_pipeline_stats_t ps;
+    nw_feed_stats_t fs;
     nw_publish_stats_t pub;
     nw_watch_stats_t ws = {0};
     nw_pipeline_stats(d->pipeline, &ps);
+    nw_feed_stats(d->feed, &fs);
     nw_publish_stats(d->publish, &pub);
     const char *problem = "";
     if (d->watch) {
@@ -143,9 +148,9 @@ static void update_status(daemon_t *d)
     int n = snprintf(status, sizeof status,
                      "STATUS=%s%s%s%s%lu published, %lu rejected, %lu duplicates, %s, "
                      "%ld subscriptions, %lu drops",
-                     ps.disk_full ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
+                     fs.journal_failing ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
                      fault, problem, *problem ? "; " : "",
-                     ps.published, ps.rejected, ps.duplicates, pending,
+                     fs.published, ps.rejected, fs.duplicates, pending,
                      pub.subscriptions, pub.dropped);
     if (d->replay && n > 0 && (size_t) n < sizeof status) {
         nw_replay_stats_t rs;
@@ -164,15 +169,18 @@ static void update_status(daemon_t *d)
 static void log_summary(daemon_t *d)
 {
     nw_pipeline_stats_t ps;
+    nw_feed_stats_t fs;
     nw_pipeline_stats(d->pipeline, &ps);
-    unsigned long published = ps.published - d->summary.published;
+    nw_feed_stats(d->feed, &fs);
+    unsigned long published = fs.published - d->feed_summary.published;
     unsigned long rejected = ps.rejected - d->summary.rejected;
-    unsigned long duplicates = ps.duplicates - d->summary.duplicates;
+    unsigned long duplicates = fs.duplicates - d->feed_summary.duplicates;
     if (published || rejected || duplicates)
         nw_info("last minute: %lu published (%lu messages), %lu rejected, %lu duplicates; "
-                "%lu waiting", published, ps.messages - d->summary.messages, rejected,
+                "%lu waiting", published, fs.messages - d->feed_summary.messages, rejected,
                 duplicates, files_waiting(d, &ps));
     d->summary = ps;
+    d->feed_summary = fs;
 }
 
 static void on_status(uv_timer_t *timer)
@@ -216,19 +224,29 @@ static void shutdown_loop(daemon_t *d)
     nw_metrics_destroy(&d->metrics);   /* it reads the modules below */
     nw_watch_destroy(&d->watch);
     nw_pipeline_destroy(&d->pipeline);
+    nw_feed_destroy(&d->feed);
     nw_publish_destroy(&d->publish);
     /* reads still on the thread pool keep the loop running until they return, so the
      * journal (closed after the loop) outlives every replay cursor */
     nw_replay_destroy(&d->replay);
 }
-static void on_drained(void *arg)
+/* Every input is drained, then the feed (which they all submit to). */
+static void on_feed_drained(void *arg)
 {
     daemon_t *d = arg;
     nw_pipeline_stats_t ps;
+    nw_feed_stats_t fs;
     nw_pipeline_stats(d->pipeline, &ps);
+    nw_feed_stats(d->feed, &fs);
     nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
-              "the next start", ps.published, ps.rejected, ps.duplicates, files_waiting(d, &ps));
+              "the next start", fs.published, ps.rejected, fs.duplicates, files_waiting(d, &ps));
     shutdown_loop(d);
+}
+
+static void on_drained(void *arg)
+{
+    daemon_t *d = arg;
+    nw_feed_drain(d->feed, on_feed_drained, d);
 }
 
 static void on_deadline(uv_timer_t *timer)
@@ -268,8 +286,7 @@ static void on_reload(uv_signal_t *handle, int signum)
         return;
     }
     nw_log_set_level((nw_log_level_t) d->config.log_level);
-    /* the pipeline asks with the config's window; the journal must hold as many ids */
-    nw_journal_set_dedup_window(d->journal, d->config.dedup_window_ms);
+    nw_feed_set_dedup_window(d->feed, d->config.dedup_window_ms);
     nw_rules_t *rules = nw_rules_new(d->config.file, err, sizeof err);
     if (!rules)
         nw_err("reload: rules invalid, keeping the old ones: %s", err);
@@ -384,7 +401,10 @@ static int start(daemon_t *d, char *err, size_t errlen)
         if (d->auth)
             nw_replay_set_authorizer(d->replay, nw_auth_allowed, d->auth);
     }
-    d->pipeline = nw_pipeline_new(d->loop, c, d->journal, d->publish, d->rules);
+    d->feed = nw_feed_new(d->loop, (nw_feed_options_t) {.dedup_window_ms = c->dedup_window_ms},
+                          d->journal, nw_publish_publisher(d->publish));
+    if (d->feed)
+        d->pipeline = nw_pipeline_new(d->loop, c, d->feed, d->rules);
     if (!d->pipeline) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -395,7 +415,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
         return -1;
     if (c->metrics) {
         nw_metrics_sources_t sources = {
-            .journal = d->journal, .pipeline = d->pipeline, .publish = d->publish,
+            .journal = d->journal, .feed = d->feed, .pipeline = d->pipeline,
+            .publish = d->publish,
             .replay = d->replay, .watch = d->watch,
         };
         d->metrics = nw_metrics_new(d->loop, c->metrics, &sources, err, errlen);

@@ -163,6 +163,20 @@ static void render_build(text_t *t)
         NW_VERSION, major, minor, patch, label(MHD_get_version(), mhd, sizeof mhd));
 }
 
+static void render_feed(text_t *t, const nw_feed_t *feed)
+{
+    nw_feed_stats_t fs;
+    nw_feed_stats(feed, &fs);
+    one(t, "newswired_articles_published_total", "counter",
+        "Articles published (each as one message per topic).", fs.published);
+    one(t, "newswired_articles_duplicate_total", "counter",
+        "Articles archived unpublished: their id went out within the dedup window.",
+        fs.duplicates);
+    one(t, "newswired_journal_write_failing", "gauge",
+        "1 while journal writes fail (disk full?): no file is taken until one succeeds.",
+        fs.journal_failing);
+}
+
 static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_watch_t *watch)
 {
     nw_pipeline_stats_t ps;
@@ -170,13 +184,8 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
     nw_watch_stats_t ws = {0};
     if (watch)
         nw_watch_stats(watch, &ws);
-    one(t, "newswired_articles_published_total", "counter",
-        "Articles published (each as one message per topic).", ps.published);
     one(t, "newswired_articles_rejected_total", "counter",
         "Files moved to STATE/rejected with their reason.", ps.rejected);
-    one(t, "newswired_articles_duplicate_total", "counter",
-        "Articles archived unpublished: their id went out within the dedup window.",
-        ps.duplicates);
     family(t, "newswired_files_waiting", "gauge",
            "Files in the drop folder not finished yet: found by a scan and held until "
            "the pipeline has room, queued to be read, or being read, published or "
@@ -184,9 +193,6 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
     put(t, "newswired_files_waiting{stage=\"scanned\"} %lu\n", ws.backlog);
     put(t, "newswired_files_waiting{stage=\"queued\"} %lu\n", ps.pending);
     put(t, "newswired_files_waiting{stage=\"in_flight\"} %lu\n", ps.in_flight);
-    one(t, "newswired_journal_write_failing", "gauge",
-        "1 while journal writes fail (disk full?): no file is taken until one succeeds.",
-        ps.disk_full);
     one(t, "newswired_files_retrying", "gauge",
         "1 while files wait for a fault of the machine (no descriptors, no memory, a full "
         "state disk) and are retried; STATUS says which.", ps.file_errno != 0);
@@ -322,6 +328,8 @@ char *nw_metrics_render(const nw_metrics_sources_t *s, size_t *len)
         return NULL;
     t.data[0] = '\0';
     render_build(&t);
+    if (s->feed)
+        render_feed(&t, s->feed);
     if (s->pipeline)
         render_pipeline(&t, s->pipeline, s->watch);
     if (s->publish) {

@@ -19,6 +19,7 @@
 #ifndef NW_METRICS_H
 #define NW_METRICS_H
 
+#include "feed.h"
 #include "journal.h"
 #include "pipeline.h"
 #include "publish.h"
@@ -33,6 +34,7 @@ typedef struct nw_metrics nw_metrics_t;
 /* The modules read at each scrape; they must outlive the metrics (or be NULL). */
 typedef struct {
     nw_journal_t *journal;
+    nw_feed_t *feed;
     nw_pipeline_t *pipeline;
     nw_publish_t *publish;
     nw_replay_t *replay;

@@ -1,6 +1,6 @@
 /*
- * pipeline: moves each reported file through read, parse, journal, publish and archive
- * (see pipeline.h for the stages).
+ * pipeline: moves each reported file through read, parse, the feed and archive (see
+ * pipeline.h for the stages).
  *
  * Reports enter through nw_pipeline_submit() as (subdir, name). The `known` table holds
  * every path between its report and its archiving, so a second report of the same
@@ -23,8 +23,8 @@
  * a file read after it, or a move retried, succeeds.
  *
  * A file may hold several stories (a NewsML-G2 message of several items): its job then
- * carries one story_t each, all journaled in the same commit, published in file order
- * once that commit is durable, and the file is archived once, after all of them.
+ * carries one story_t each, handed to the feed as one submission (one commit, published
+ * in file order once durable), and the file is archived once, after all of them.
  */
 #include "pipeline.h"
 #include "archive.h"
@@ -83,15 +83,14 @@ typedef enum {
 
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
 
-/* One story of the file: its id, packed article, topics and (once journaled) the end
- * of each of its messages in the job's buffer. */
+/* One story of the file: its id, packed article (until the feed has copied it) and
+ * topics. */
 typedef struct {
     char id[41];
     bool duplicate;           /* seen within the dedup window, or earlier in the file */
     msgpack_sbuffer article_mp;
     char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
     size_t topic_count;
-    size_t msg_end[NW_ROUTE_MAX_TOPICS];
 } story_t;
 
 struct job {
@@ -120,9 +119,6 @@ struct job {
     story_t *stories;         /* &one, or story_count of them on the heap */
     size_t story_count;
 
-    /* loop results: one packed message per story and topic, back to back */
-    msgpack_sbuffer messages;
-
     /* archive results */
     int archive_rc;
     int archive_errno;
@@ -133,8 +129,7 @@ struct job {
 struct nw_pipeline {
     uv_loop_t *loop;
     const nw_config_t *config;
-    nw_journal_t *journal;
-    nw_publish_t *publish;
+    nw_feed_t *feed;
     nw_rules_t *rules;
     zhashx_t *known;          /* rel -> entry_t */
     entry_t *pending_head, *pending_tail;
@@ -146,6 +141,7 @@ struct nw_pipeline {
     job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
     unsigned reads, archives; /* hand-offs in flight */
     bool paused;              /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
+    bool journal_failed;      /* since the last durable commit: log the episode once */
     uv_timer_t retry;
     job_t *archive_wait_head, *archive_wait_tail;   /* moves waiting for the retry */
     unsigned fault_ms;        /* the next backoff after a fault of the machine */
@@ -614,7 +610,6 @@ static void job_free(job_t *job)
 {
     nw_rules_unref(&job->rules);
     stories_free(job);
-    msgpack_sbuffer_destroy(&job->messages);
     free(job->source_name);
     free(job->path);
     free(job);
@@ -802,119 +797,91 @@ static void job_defer(nw_pipeline_t *self, job_t *job)
 {
     if (!self->paused) {
         self->paused = true;
-        self->stats.disk_full = true;
+        self->journal_failed = true;
         uv_timer_start(&self->retry, on_retry, RETRY_MS, 0);
     }
     job_finish(self, job, true);
 }
 
+/* The feed made the file's messages durable and published them (or the journal
+ * failed, and none went out). */
 static void on_durable(void *arg, int status)
 {
     job_t *job = arg;
     nw_pipeline_t *self = job->owner;
     char name[1100];
     if (status != 0) {
-        if (!self->stats.disk_full)
+        if (!self->journal_failed)
             nw_err("journal write failed (%s): not taking files until it succeeds; "
                    "they stay in the drop folder", strerror(-status));
         job_defer(self, job);
         return;
     }
-    if (self->stats.disk_full) {
-        self->stats.disk_full = false;
+    if (self->journal_failed) {
+        self->journal_failed = false;
         nw_notice("journal writes succeed again: taking files");
     }
-    size_t start = 0;
     for (size_t k = 0; k < job->story_count; k++) {
         story_t *story = &job->stories[k];
-        if (story->duplicate)
-            continue;
-        for (size_t i = 0; i < story->topic_count; i++) {
-            if (nw_publish_send(self->publish, story->topics[i], job->messages.data + start,
-                                story->msg_end[i] - start) < 0)
-                nw_err("cannot publish on '%s': %s", story->topics[i], zmq_strerror(errno));
-            start = story->msg_end[i];
-        }
-        self->stats.published++;
-        self->stats.messages += story->topic_count;
-        nw_debug("published %s as %s on %zu topic%s (first '%s')",
-                 shown(job, name, sizeof name), story->id, story->topic_count,
-                 story->topic_count == 1 ? "" : "s", story->topics[0]);
+        if (!story->duplicate)
+            nw_debug("published %s as %s on %zu topic%s (first '%s')",
+                     shown(job, name, sizeof name), story->id, story->topic_count,
+                     story->topic_count == 1 ? "" : "s", story->topics[0]);
     }
     start_archive(self, job);
 }
 
-/* Assign seqs, pack the messages and hand them to the journal. */
-/* Assign seqs, pack the messages and hand them to the journal. Every message is
- * packed before any is appended, so a message that cannot be encoded (-2, the file is
- * rejected) leaves no record behind; -1 is the journal's failure (retry later). */
-static int job_journal(nw_pipeline_t *self, job_t *job)
+/* Hand the file's stories to the feed as one submission; they are copied there, so
+ * the packed articles go now. NW_FEED_DUPLICATE, -2 (rejected: job->reason says why),
+ * -1 (the journal's failure: retry later) or 0 (on_durable follows). */
+static int job_feed(nw_pipeline_t *self, job_t *job)
 {
-    int64_t now = now_ms();
-    char sent[NW_CODEC_TIME_LEN], err[200];
-    nw_codec_format_time(now, sent);
-    nw_envelope_t env = {
-        .epoch = nw_journal_epoch(self->journal),
-        .sent = sent,
-        .source_file = job->source_name,
-        .source_format = nw_format_name(job->format),
-        .source_encoding = job->encoding,
-    };
-    /* Seqs are counted here before anything is appended: two stories of the file may
-     * share a topic. At most NW_ARTICLE_MAX_ITEMS * NW_ROUTE_MAX_TOPICS messages. */
-    uint64_t *seqs = calloc(job->story_count * NW_ROUTE_MAX_TOPICS, sizeof *seqs);
-    if (!seqs) {
+    nw_feed_article_t one, *offers = &one;
+    const char *topics[NW_ARTICLE_MAX_ITEMS][NW_ROUTE_MAX_TOPICS];
+    if (job->story_count > 1 && !(offers = calloc(job->story_count, sizeof *offers))) {
         job_reject(job, "%s", "out of memory");
         return -2;
     }
-    int rc = -2;
     for (size_t k = 0; k < job->story_count; k++) {
         story_t *story = &job->stories[k];
-        if (story->duplicate)
-            continue;
-        env.id = story->id;
-        for (size_t i = 0; i < story->topic_count; i++) {
-            uint64_t *seq = &seqs[k * NW_ROUTE_MAX_TOPICS + i];
-            env.topic = story->topics[i];
-            *seq = nw_journal_last_seq(self->journal, env.topic) + 1;
-            for (size_t j = 0; j < k * NW_ROUTE_MAX_TOPICS + i; j++)
-                if (seqs[j] && strcmp(job->stories[j / NW_ROUTE_MAX_TOPICS]
-                                          .topics[j % NW_ROUTE_MAX_TOPICS], env.topic) == 0
-                    && seqs[j] >= *seq)
-                    *seq = seqs[j] + 1;
-            env.seq = *seq;
-            if (nw_codec_pack_message(&env, story->article_mp.data, story->article_mp.size,
-                                      &job->messages, err, sizeof err) != 0) {
-                job_reject(job, "cannot encode: %s", err);
-                goto done;
-            }
-            story->msg_end[i] = job->messages.size;
-        }
-        /* The messages hold the article now. */
+        for (size_t i = 0; i < story->topic_count; i++)
+            topics[k][i] = story->topics[i];
+        offers[k] = (nw_feed_article_t) {
+            .id = story->id,
+            .article = story->article_mp.data,
+            .article_len = story->article_mp.size,
+            .topics = topics[k],
+            .topic_count = story->topic_count,
+        };
+    }
+    nw_feed_source_t source = {
+        .file = job->source_name,
+        .format = nw_format_name(job->format),
+        .encoding = job->encoding,
+    };
+    int rc = nw_feed_submit(self->feed, &source, offers, job->story_count, on_durable, job,
+                            job->reason, sizeof job->reason);
+    if (rc == -2)
+        job->outcome = OUT_REJECT;
+    char name[1100];
+    for (size_t k = 0; k < job->story_count; k++) {
+        story_t *story = &job->stories[k];
+        story->duplicate = offers[k].duplicate;
         msgpack_sbuffer_destroy(&story->article_mp);
         msgpack_sbuffer_init(&story->article_mp);
+        if (!story->duplicate)
+            continue;
+        if (job->story_count == 1)
+            nw_info("duplicate %s: article %s was published within the dedup window; "
+                    "archived, not published again", shown(job, name, sizeof name), story->id);
+        else
+            nw_info("duplicate %s, item %zu: article %s was published within the dedup "
+                    "window or earlier in the file; not published again",
+                    shown(job, name, sizeof name), k + 1, story->id);
     }
-    sbuffer_fit(&job->messages);
-    rc = -1;
-    size_t start = 0;
-    for (size_t k = 0; k < job->story_count; k++) {
-        story_t *story = &job->stories[k];
-        for (size_t i = 0; !story->duplicate && i < story->topic_count; i++) {
-            if (nw_journal_append(self->journal, story->topics[i],
-                                  seqs[k * NW_ROUTE_MAX_TOPICS + i], story->id, now,
-                                  job->messages.data + start, story->msg_end[i] - start) != 0)
-                goto done;
-            start = story->msg_end[i];
-        }
-    }
-    rc = 0;
-done:
-    free(seqs);
-    if (rc != 0)
-        return rc;
-    if (nw_journal_commit(self->journal, on_durable, job) != 0)
-        return -1;
-    return 0;
+    if (offers != &one)
+        free(offers);
+    return rc;
 }
 
 /* A read job reached the head of the flight list: decide its fate. */
@@ -944,38 +911,15 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
     if (job->replaced_bytes)
         nw_notice("%s: %u bytes of invalid %s replaced", shown(job, name, sizeof name),
                   job->replaced_bytes, job->encoding ? job->encoding : "UTF-8");
-    int64_t window = self->config->dedup_window_ms;
-    size_t fresh = 0;
-    for (size_t k = 0; k < job->story_count; k++) {
-        story_t *story = &job->stories[k];
-        story->duplicate = window > 0
-            && nw_journal_seen(self->journal, story->id, now_ms() - window);
-        for (size_t j = 0; j < k && !story->duplicate; j++)
-            story->duplicate = strcmp(job->stories[j].id, story->id) == 0;
-        if (!story->duplicate) {
-            fresh++;
-            continue;
-        }
-        if (job->story_count == 1)
-            nw_info("duplicate %s: article %s was published within the dedup window; "
-                    "archived, not published again", shown(job, name, sizeof name), story->id);
-        else
-            nw_info("duplicate %s, item %zu: article %s was published within the dedup "
-                    "window or earlier in the file; not published again",
-                    shown(job, name, sizeof name), k + 1, story->id);
-        self->stats.duplicates++;
-    }
-    if (fresh == 0) {
-        start_archive(self, job);
-        return;
-    }
     if (self->paused) {
         job_finish(self, job, true);
         return;
     }
     job->stage = STAGE_COMMIT;
-    int rc = job_journal(self, job);
-    if (rc == -2) {
+    int rc = job_feed(self, job);
+    if (rc == NW_FEED_DUPLICATE)
+        start_archive(self, job);
+    else if (rc == -2) {
         nw_warn("rejected %s: %s", shown(job, name, sizeof name), job->reason);
         self->stats.rejected++;
         start_archive(self, job);
@@ -1032,7 +976,6 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->config->max_size;
     job->stories = &job->one;
-    msgpack_sbuffer_init(&job->messages);
     entry->job = job;
     job->prev = self->flight_tail;
     if (self->flight_tail)
@@ -1118,8 +1061,7 @@ static void schedule(nw_pipeline_t *self)
 /* --- life cycle ----------------------------------------------------------------- */
 
 nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
-                               nw_journal_t *journal, nw_publish_t *publish,
-                               nw_rules_t *rules)
+                               nw_feed_t *feed, nw_rules_t *rules)
 {
     nw_pipeline_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -1136,8 +1078,7 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
     zhashx_set_key_hasher(self->known, path_hash);
     self->loop = loop;
     self->config = config;
-    self->journal = journal;
-    self->publish = publish;
+    self->feed = feed;
     self->rules = nw_rules_ref(rules);
     uv_timer_init(loop, &self->retry);
     self->retry.data = self;

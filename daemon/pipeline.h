@@ -1,23 +1,26 @@
 /*
- * pipeline: carries each reported file from the drop folder to its subscribers.
+ * pipeline: the drop folder's input. Carries each reported file to the feed and, once
+ * the feed is done with it, out of the drop folder.
  *
- *   watch report -> pending queue -> [thread pool] open, read, parse, route, pack article
- *     -> [loop] dedup check, seq per topic, journal append, publish
- *     -> [loop] group commit: fsync on the thread pool, bounded delay
+ *   watch report -> pending queue (known paths: a second report of a path in hand is
+ *     folded into the first) -> [thread pool] open, read, parse, route, pack article
+ *     -> [loop] in arrival order: the feed (feed.h: dedup, seq, journal, publish once
+ *        durable) -> its done
  *     -> [thread pool] archive (or reject with a reason)
  *
- * A file leaves the drop folder only after its journal records are durable, so a crash
- * at any instant leaves it there to be processed again (and deduplicated by id). ZeroMQ
- * and the journal are touched only on the loop thread; workers get immutable inputs
- * (path, limits, a reference to the rules) and return their results in the job.
+ * A file leaves the drop folder only after the feed says its messages are durable, so a
+ * crash at any instant leaves it there to be processed again (and deduplicated by id).
+ * A journal failure, or a fault of the machine (no descriptors, no memory, no room for a
+ * move), pauses the pipeline and puts files back in the queue to be retried. The feed
+ * is touched only on the loop thread; workers get immutable inputs (path, limits, a
+ * reference to the rules) and return their results in the job.
  */
 #ifndef NW_PIPELINE_H
 #define NW_PIPELINE_H
 
 #include <uv.h>
 #include "config.h"
-#include "journal.h"
-#include "publish.h"
+#include "feed.h"
 #include "route.h"
 
 /* Jobs the pipeline may have on libuv's thread pool at once: its read hand-offs and its
@@ -26,24 +29,20 @@
 
 typedef struct nw_pipeline nw_pipeline_t;
 
+/* What was published, and left out as duplicates, the feed counts (nw_feed_stats). */
 typedef struct {
-    unsigned long published;   /* articles published (one or more messages each) */
-    unsigned long messages;    /* messages journaled and handed to ZeroMQ */
-    unsigned long rejected;
-    unsigned long duplicates;
+    unsigned long rejected;    /* files moved to rejected/ */
     unsigned long pending;     /* reported, waiting to be read */
     unsigned long in_flight;   /* being read, published or archived */
-    bool disk_full;            /* journal appends failing: not taking files */
     int file_errno;            /* files cannot be opened or moved for a fault of the
                                   machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
                                   wait and are retried; 0 when none */
 } nw_pipeline_stats_t;
 
-/* The pipeline borrows config, journal and publisher (they outlive it) and takes its
- * own reference to rules. */
+/* The pipeline borrows config and feed (they outlive it) and takes its own reference
+ * to rules. */
 nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
-                               nw_journal_t *journal, nw_publish_t *publish,
-                               nw_rules_t *rules);
+                               nw_feed_t *feed, nw_rules_t *rules);
 /* A watch callback: nw_watch_fn-compatible. Returns nonzero once the pending queue is
  * full enough that a scan should hold the rest of its files; resume(arg), set below,
  * is called once it has drained to half that. */

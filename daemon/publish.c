@@ -457,6 +457,19 @@ int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, siz
     return rc;
 }
 
+static int publisher_send(void *self, const char *topic, const void *data, size_t len)
+{
+    int rc = nw_publish_send(self, topic, data, len);
+    if (rc < 0)
+        nw_err("cannot publish on '%s': %s", topic, zmq_strerror(errno));
+    return rc;
+}
+
+nw_publisher_t nw_publish_publisher(nw_publish_t *self)
+{
+    return (nw_publisher_t) {.self = self, .send = publisher_send};
+}
+
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out)
 {
     *out = self->stats;

@@ -59,6 +59,16 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
                              int send_hwm, nw_auth_t *auth, char *errbuf, size_t errlen);
 /* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
+
+/* What the feed (feed.h) needs of a publisher: send one durable message on a topic
+ * (returns as nw_publish_send). nw_publish_publisher() gives this socket's, which logs a
+ * send that fails; a unit test gives a fake. */
+typedef struct {
+    void *self;
+    int (*send)(void *self, const char *topic, const void *data, size_t len);
+} nw_publisher_t;
+nw_publisher_t nw_publish_publisher(nw_publish_t *self);
+
 void nw_publish_stats(const nw_publish_t *self, nw_publish_stats_t *out);
 /* The per-topic counts, in the order the topics were first sent on (at most
  * NW_PUBLISH_TOPICS_MAX; valid until the next send); *other (topic NULL) gets the sum of
