@@ -1,8 +1,11 @@
 /*
  * config: builds an nw_config_t from defaults, a ZPL file and argv (see config.h).
+ * Each setting is one row of `settings` below: its name (flag and key), parsing, field,
+ * default, whether a reload changes it and its help; the defaults, the file's keys,
+ * getopt's tables, --help and the reload are all made from it.
  * The command line is parsed twice: once to find --config, once more after the file
- * so flags win. Reload runs the same two steps into a scratch struct and swaps in
- * only the settings that may change without a restart.
+ * so flags win. Reload runs the same two steps into a scratch struct and copies over
+ * only the settings the table marks reloadable.
  */
 #include "config.h"
 #include "log.h"
@@ -10,87 +13,177 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    OPT_MAX_SIZE = 256, OPT_SEND_HWM, OPT_DEDUP, OPT_COMMIT_DELAY, OPT_NO_SYNC,
-    OPT_SEGMENT_SIZE, OPT_JOURNAL_MAX_SIZE, OPT_JOURNAL_MAX_AGE, OPT_REPLAY,
-    OPT_CURVE_SECRET, OPT_CLIENTS, OPT_INSECURE, OPT_REPLAY_MAX_BYTES, OPT_REPLAY_MAX_FILES,
-    OPT_REPLAY_IDLE, OPT_METRICS,
-};
+/* How a setting's text becomes its field. */
+typedef enum {
+    K_STR,        /* char *: replaced */
+    K_LIST,       /* an endpoint list: repeatable, see add_endpoint */
+    K_NUM,        /* a whole number in [min, max] of the unit written, times scale */
+    K_BOOL,       /* "0", "off", "false": false; anything else: true */
+    K_OFF,        /* present with any value: the bool field is false (--no-sync) */
+    K_LEVEL,      /* a log level name */
+    K_CONFIG,     /* the file to read: found before anything else */
+    K_HELP,
+    K_VERSION,
+} kind_t;
 
-static const struct option long_options[] = {
-    {"config", required_argument, NULL, 'c'},
-    {"drop", required_argument, NULL, 'd'},
-    {"state", required_argument, NULL, 's'},
-    {"publish", required_argument, NULL, 'p'},
-    {"log-level", required_argument, NULL, 'l'},
-    {"max-size", required_argument, NULL, OPT_MAX_SIZE},
-    {"send-hwm", required_argument, NULL, OPT_SEND_HWM},
-    {"dedup-window", required_argument, NULL, OPT_DEDUP},
-    {"commit-delay", required_argument, NULL, OPT_COMMIT_DELAY},
-    {"no-sync", no_argument, NULL, OPT_NO_SYNC},
-    {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
-    {"journal-max-size", required_argument, NULL, OPT_JOURNAL_MAX_SIZE},
-    {"journal-max-age", required_argument, NULL, OPT_JOURNAL_MAX_AGE},
-    {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
-    {"clients", required_argument, NULL, OPT_CLIENTS},
-    {"insecure", no_argument, NULL, OPT_INSECURE},
-    {"replay", required_argument, NULL, OPT_REPLAY},
-    {"replay-max-bytes", required_argument, NULL, OPT_REPLAY_MAX_BYTES},
-    {"replay-max-files", required_argument, NULL, OPT_REPLAY_MAX_FILES},
-    {"replay-idle", required_argument, NULL, OPT_REPLAY_IDLE},
-    {"metrics", required_argument, NULL, OPT_METRICS},
-    {"version", no_argument, NULL, 'V'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+enum { CLI = 1, FILE_KEY = 2 };   /* where a setting may be given */
 
-static const char usage[] =
-    "usage: newswired [--config FILE] [--drop DIR] [--state DIR] [--publish ENDPOINT]...\n"
-    "                 [--log-level LEVEL] [--version] [--help]\n"
-    "\n"
-    "Publishes every article dropped into DIR over ZeroMQ, one topic per subject.\n"
-    "\n"
-    "  -c, --config FILE        ZPL config file; its keys (section \"newswired\") mirror\n"
-    "                           these flags, which override it\n"
-    "  -d, --drop DIR           drop folder (default " NW_DEFAULT_DROP ", created)\n"
-    "  -s, --state DIR          journal, archive and rejected files (default " NW_DEFAULT_STATE ")\n"
-    "  -p, --publish ENDPOINT   XPUB endpoint, tcp:// or ipc://; repeatable\n"
-    "                           (default " NW_DEFAULT_PUBLISH ")\n"
-    "      --replay ENDPOINT    ROUTER endpoint serving journal replays; repeatable\n"
-    "                           (default: none)\n"
-    "      --replay-max-bytes BYTES  replies all replay streams together may hold until\n"
-    "                           ZeroMQ has written them; a stream past its share pauses,\n"
-    "                           new ones are refused as busy (default 33554432)\n"
-    "      --replay-max-files N journal segment files replay may hold open (default 32,\n"
-    "                           at most an eighth of the descriptor limit)\n"
-    "      --replay-idle SECS   drop a replay stream that moves nothing this long, and\n"
-    "                           disconnect a replay peer that answers nothing (default 60)\n"
-    "  -l, --log-level LEVEL    err, warning, notice, info (default) or debug\n"
-    "      --max-size BYTES     reject larger files unread (default 8388608)\n"
-    "      --send-hwm N         messages queued per subscriber before drops (default 10000)\n"
-    "      --dedup-window SECS  an article id seen this recently is archived, not\n"
-    "                           published again (default 86400; 0 re-publishes)\n"
-    "      --commit-delay MS    least time between two journal group writes (default 0)\n"
-    "      --no-sync            never fsync the journal (survives crashes, not power loss)\n"
-    "      --segment-size BYTES journal segment size (default 67108864)\n"
-    "      --journal-max-size BYTES  journal retention by size (default 1073741824)\n"
-    "      --journal-max-age SECS    journal retention by age (default 604800)\n"
-    "      --curve-secret FILE  server certificate (CZMQ zcert, the _secret file): CurveZMQ\n"
-    "                           on every endpoint\n"
-    "      --clients DIR        allowed client public certificates, with their topic grants\n"
-    "      --insecure           allow clear text on endpoints other than loopback and ipc\n"
-    "      --metrics ENDPOINT   serve Prometheus metrics over HTTP at /metrics, e.g.\n"
-    "                           tcp://127.0.0.1:9464 (default: off; never CURVE, so\n"
-    "                           other than loopback only with --insecure)\n"
-    "  -V, --version            print the version and exit\n"
-    "  -h, --help               print this help and exit\n"
-    "\n"
-    "Signals: SIGTERM/SIGINT finish in-flight files and exit; SIGHUP reloads the config.\n";
+/* Every setting, once: its flag and config key (one name for both), where it may be
+ * given, how it is parsed and into which field, its default as an operator would write
+ * it (parsed like one; NULL: none), whether a reload (SIGHUP) changes it, and its help.
+ * --help, the defaults, the file's keys, the flags and the reload are all made from this
+ * table; tests/man/check_man.py holds the man pages and the README to what --help prints. */
+typedef struct {
+    const char *name;
+    char short_name;              /* 0: none */
+    const char *arg;              /* what the value is, for --help; NULL: takes none */
+    unsigned where;
+    kind_t kind;
+    size_t offset, size;          /* the field; K_LIST: the array */
+    size_t count_offset;          /* K_LIST: its count */
+    uint64_t min, max;            /* K_NUM: in the unit written */
+    unsigned scale;               /* K_NUM: to the unit kept (seconds written, ms kept) */
+    const char *def;
+    bool reload;
+    const char *help;
+} setting_t;
+
+#define FIELD(f) offsetof(nw_config_t, f), sizeof(((nw_config_t *) 0)->f)
+#define NUM(f, lo, hi, scale) K_NUM, FIELD(f), 0, lo, hi, scale
+#define PLAIN(kind, f) kind, FIELD(f), 0, 0, 0, 0
+#define LIST(f, n) K_LIST, FIELD(f), offsetof(nw_config_t, n), 0, 0, 0
+#define NONE(kind) kind, 0, 0, 0, 0, 0, 0
+
+static const setting_t settings[] = {
+    {"config", 'c', "FILE", CLI, PLAIN(K_CONFIG, config_file), NULL, false,
+     "ZPL config file; its keys (section \"newswired\") mirror these flags, which "
+     "override it"},
+    {"drop", 'd', "DIR", CLI | FILE_KEY, PLAIN(K_STR, drop_dir), NW_DEFAULT_DROP, false,
+     "drop folder, created when missing"},
+    {"state", 's', "DIR", CLI | FILE_KEY, PLAIN(K_STR, state_dir), NW_DEFAULT_STATE, false,
+     "journal, archive and rejected files"},
+    {"publish", 'p', "ENDPOINT", CLI | FILE_KEY, LIST(publish, publish_count),
+     NW_DEFAULT_PUBLISH, false, "XPUB endpoint, tcp:// or ipc://; repeatable"},
+    {"replay", 0, "ENDPOINT", CLI | FILE_KEY, LIST(replay, replay_count), NULL, false,
+     "ROUTER endpoint serving journal replays; repeatable (default: none)"},
+    {"replay-max-bytes", 0, "BYTES", CLI | FILE_KEY,
+     NUM(replay_max_bytes, 65536, UINT64_MAX, 1), "33554432", false,
+     "replies all replay streams together may hold until ZeroMQ has written them; a "
+     "stream past its share pauses, new ones are refused as busy"},
+    {"replay-max-files", 0, "N", CLI | FILE_KEY, NUM(replay_max_files, 1, 65536, 1), "32",
+     false, "journal segment files replay may hold open, at most an eighth of the "
+     "descriptor limit"},
+    {"replay-idle", 0, "SECS", CLI | FILE_KEY, NUM(replay_idle_ms, 1, 86400, 1000), "60",
+     false, "drop a replay stream that moves nothing this long, and disconnect a replay "
+     "peer that answers nothing"},
+    {"log-level", 'l', "LEVEL", CLI | FILE_KEY, PLAIN(K_LEVEL, log_level), "info", true,
+     "err, warning, notice, info or debug"},
+    {"max-size", 0, "BYTES", CLI | FILE_KEY, NUM(max_size, 1, UINT64_MAX, 1), "8388608",
+     false, "reject larger files unread"},
+    {"send-hwm", 0, "N", CLI | FILE_KEY, NUM(send_hwm, 0, INT32_MAX, 1), "10000", false,
+     "messages queued per subscriber before drops"},
+    {"dedup-window", 0, "SECS", CLI | FILE_KEY,
+     NUM(dedup_window_ms, 0, INT64_MAX / 1000 - 1, 1000), "86400", true,
+     "an article id seen this recently is archived, not published again; 0 re-publishes"},
+    {"commit-delay", 0, "MS", CLI | FILE_KEY, NUM(commit_delay_ms, 0, 59999, 1), "0", false,
+     "least time between two journal group writes"},
+    {"no-sync", 0, NULL, CLI | FILE_KEY, PLAIN(K_OFF, sync), NULL, false,
+     "never fsync the journal (survives crashes, not power loss)"},
+    {"sync", 0, "BOOL", FILE_KEY, PLAIN(K_BOOL, sync), "on", false,
+     "whether the journal is fsynced"},
+    {"segment-size", 0, "BYTES", CLI | FILE_KEY, NUM(segment_size, 4096, UINT64_MAX, 1),
+     "67108864", false, "journal segment size"},
+    {"journal-max-size", 0, "BYTES", CLI | FILE_KEY, NUM(journal_max_size, 1, UINT64_MAX, 1),
+     "1073741824", false, "journal retention by size"},
+    {"journal-max-age", 0, "SECS", CLI | FILE_KEY,
+     NUM(journal_max_age_ms, 1, INT64_MAX / 1000 - 1, 1000), "604800", false,
+     "journal retention by age"},
+    {"curve-secret", 0, "FILE", CLI | FILE_KEY, PLAIN(K_STR, curve_secret), NULL, false,
+     "server certificate (CZMQ zcert, the _secret file): CurveZMQ on every endpoint"},
+    {"clients", 0, "DIR", CLI | FILE_KEY, PLAIN(K_STR, clients_dir), NULL, false,
+     "allowed client public certificates, with their topic grants"},
+    {"insecure", 0, NULL, CLI | FILE_KEY, PLAIN(K_BOOL, insecure), NULL, false,
+     "allow clear text on endpoints other than loopback and ipc"},
+    {"metrics", 0, "ENDPOINT", CLI | FILE_KEY, PLAIN(K_STR, metrics), NULL, false,
+     "serve Prometheus metrics over HTTP at /metrics, e.g. tcp://127.0.0.1:9464 (default: "
+     "off; never CURVE, so other than loopback only with --insecure)"},
+    {"version", 'V', NULL, CLI, NONE(K_VERSION), NULL, false, "print the version and exit"},
+    {"help", 'h', NULL, CLI, NONE(K_HELP), NULL, false, "print this help and exit"},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+/* Reloading copies fields as they are: only plain values may be reloadable. */
+static bool reloadable_kind(kind_t kind)
+{
+    return kind == K_NUM || kind == K_BOOL || kind == K_OFF || kind == K_LEVEL;
+}
+
+#define HELP_COLUMN 27
+#define HELP_WIDTH 88
+
+/* text's words from column col on, wrapped at HELP_WIDTH, continued at column indent. */
+static void print_wrapped(FILE *out, const char *text, size_t col, size_t indent)
+{
+    bool first = true;
+    while (*text) {
+        size_t word = strcspn(text, " ");
+        if (!first && col + 1 + word > HELP_WIDTH) {
+            fprintf(out, "\n%*s", (int) indent, "");
+            col = indent;
+        } else if (!first) {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(text, 1, word, out);
+        col += word;
+        text += word;
+        text += strspn(text, " ");
+        first = false;
+    }
+    fputc('\n', out);
+}
+
+static void print_usage(FILE *out)
+{
+    fputs("usage: newswired [--config FILE] [--drop DIR] [--state DIR] [--publish ENDPOINT]...\n"
+          "                 [--log-level LEVEL] [--version] [--help]\n"
+          "\n"
+          "Publishes every article dropped into DIR over ZeroMQ, one topic per subject.\n"
+          "\n", out);
+    char text[512];
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (!(s->where & CLI))
+            continue;
+        int col = fprintf(out, "  %c%c%s--%s%s%s", s->short_name ? '-' : ' ',
+                          s->short_name ? s->short_name : ' ', s->short_name ? ", " : "  ",
+                          s->name, s->arg ? " " : "", s->arg ? s->arg : "");
+        /* the text at its column, or two spaces after a longer flag */
+        int pad = col < HELP_COLUMN - 1 ? HELP_COLUMN - col : 2;
+        fprintf(out, "%*s", pad, "");
+        if (s->def)
+            snprintf(text, sizeof text, "%s (default %s)", s->help, s->def);
+        else
+            snprintf(text, sizeof text, "%s", s->help);
+        print_wrapped(out, text, (size_t) (col + pad), HELP_COLUMN);
+    }
+    int len = snprintf(text, sizeof text, "Signals: SIGTERM/SIGINT finish in-flight files and "
+                       "exit; SIGHUP reloads the config file:");
+    for (size_t i = 0; i < NSETTINGS && len > 0 && (size_t) len < sizeof text; i++)
+        if (settings[i].reload)
+            len += snprintf(text + len, sizeof text - (size_t) len, " %s,", settings[i].name);
+    if (len > 0 && (size_t) len < sizeof text)
+        snprintf(text + len, sizeof text - (size_t) len, " the rules and the grants change; "
+                 "the other settings need a restart.");
+    fputc('\n', out);
+    print_wrapped(out, text, 0, 0);
+}
 
 static int parse_u64(const char *text, uint64_t *out)
 {
@@ -105,69 +198,45 @@ static int parse_u64(const char *text, uint64_t *out)
     return 0;
 }
 
-static void set_str(char **slot, const char *value)
-{
-    free(*slot);
-    *slot = strdup(value);
-}
-
 static bool parse_bool(const char *value)
 {
     return strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
 }
 
-/* Numeric settings: the range accepted in the unit written, and the scale to the unit
- * kept (seconds written, milliseconds kept). Fields are uint64_t, int64_t or int. */
-static const struct {
-    const char *key;
-    uint64_t min, max;
-    unsigned scale;
-    size_t offset, size;
-} numbers[] = {
-    {"max-size", 1, UINT64_MAX, 1, offsetof(nw_config_t, max_size), sizeof(uint64_t)},
-    {"send-hwm", 0, INT32_MAX, 1, offsetof(nw_config_t, send_hwm), sizeof(int)},
-    {"dedup-window", 0, INT64_MAX / 1000 - 1, 1000, offsetof(nw_config_t, dedup_window_ms),
-     sizeof(int64_t)},
-    {"commit-delay", 0, 59999, 1, offsetof(nw_config_t, commit_delay_ms), sizeof(int64_t)},
-    {"segment-size", 4096, UINT64_MAX, 1, offsetof(nw_config_t, segment_size), sizeof(uint64_t)},
-    {"journal-max-size", 1, UINT64_MAX, 1, offsetof(nw_config_t, journal_max_size),
-     sizeof(uint64_t)},
-    {"journal-max-age", 1, INT64_MAX / 1000 - 1, 1000, offsetof(nw_config_t, journal_max_age_ms),
-     sizeof(int64_t)},
-    {"replay-max-bytes", 65536, UINT64_MAX, 1, offsetof(nw_config_t, replay_max_bytes),
-     sizeof(uint64_t)},
-    {"replay-max-files", 1, 65536, 1, offsetof(nw_config_t, replay_max_files), sizeof(unsigned)},
-    {"replay-idle", 1, 86400, 1000, offsetof(nw_config_t, replay_idle_ms), sizeof(int64_t)},
-};
+static void *field_of(nw_config_t *self, const setting_t *s)
+{
+    return (char *) self + s->offset;
+}
 
-static int apply_number(nw_config_t *self, size_t i, const char *value, char *errbuf,
-                        size_t errlen)
+static int set_number(nw_config_t *self, const setting_t *s, const char *value, char *errbuf,
+                      size_t errlen)
 {
     uint64_t n;
     if (parse_u64(value, &n) != 0) {
-        snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number",
-                 numbers[i].key, value);
+        snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number", s->name,
+                 value);
         return -1;
     }
-    if (n < numbers[i].min || n > numbers[i].max) {
-        snprintf(errbuf, errlen, "%s '%s': out of range", numbers[i].key, value);
+    if (n < s->min || n > s->max) {
+        snprintf(errbuf, errlen, "%s '%s': out of range", s->name, value);
         return -1;
     }
-    n *= numbers[i].scale;
-    char *field = (char *) self + numbers[i].offset;
-    if (numbers[i].size == sizeof(int)) {
+    n *= s->scale;
+    if (s->size == sizeof(int)) {   /* int or unsigned: within range, the same bits */
         int v = (int) n;
-        memcpy(field, &v, sizeof v);
+        memcpy(field_of(self, s), &v, sizeof v);
     } else
-        memcpy(field, &n, sizeof n);   /* within range, int64_t holds the same bits */
+        memcpy(field_of(self, s), &n, sizeof n);   /* uint64_t or int64_t */
     return 0;
 }
 
 /* Endpoint lists: the first endpoint a source gives replaces the list it inherited (the
  * defaults, or the file's list when flags give their own). */
-static int add_endpoint(char **list, size_t *count, bool *reset, const char *what,
-                        const char *value, char *errbuf, size_t errlen)
+static int add_endpoint(nw_config_t *self, const setting_t *s, bool *reset, const char *value,
+                        char *errbuf, size_t errlen)
 {
+    char **list = field_of(self, s);
+    size_t *count = (size_t *) ((char *) self + s->count_offset);
     if (!*reset) {
         for (size_t i = 0; i < *count; i++)
             free(list[i]);
@@ -175,86 +244,81 @@ static int add_endpoint(char **list, size_t *count, bool *reset, const char *wha
         *reset = true;
     }
     if (*count == NW_CONFIG_MAX_ENDPOINTS) {
-        snprintf(errbuf, errlen, "more than %d %s endpoints", NW_CONFIG_MAX_ENDPOINTS, what);
+        snprintf(errbuf, errlen, "more than %d %s endpoints", NW_CONFIG_MAX_ENDPOINTS, s->name);
         return -1;
     }
     list[(*count)++] = strdup(value);
     return 0;
 }
 
-/* One setting by its long name, from the file or a flag. */
-static int apply(nw_config_t *self, const char *key, const char *value, bool reset[2],
+/* One setting's value, from the defaults, the file or a flag. reset: one flag per
+ * setting, for the endpoint lists (see add_endpoint). */
+static int apply(nw_config_t *self, const setting_t *s, const char *value, bool *reset,
                  char *errbuf, size_t errlen)
 {
-    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
-        if (strcmp(key, numbers[i].key) == 0)
-            return apply_number(self, i, value, errbuf, errlen);
-    if (strcmp(key, "drop") == 0)
-        set_str(&self->drop_dir, value);
-    else if (strcmp(key, "state") == 0)
-        set_str(&self->state_dir, value);
-    else if (strcmp(key, "curve-secret") == 0)
-        set_str(&self->curve_secret, value);
-    else if (strcmp(key, "clients") == 0)
-        set_str(&self->clients_dir, value);
-    else if (strcmp(key, "metrics") == 0)
-        set_str(&self->metrics, value);
-    else if (strcmp(key, "insecure") == 0)
-        self->insecure = parse_bool(value);
-    else if (strcmp(key, "publish") == 0)
-        return add_endpoint(self->publish, &self->publish_count, &reset[0], "publish", value,
-                            errbuf, errlen);
-    else if (strcmp(key, "replay") == 0)
-        return add_endpoint(self->replay, &self->replay_count, &reset[1], "replay", value,
-                            errbuf, errlen);
-    else if (strcmp(key, "log-level") == 0) {
+    void *field = field_of(self, s);
+    switch (s->kind) {
+    case K_STR:
+        free(*(char **) field);
+        *(char **) field = strdup(value);
+        return 0;
+    case K_LIST:
+        return add_endpoint(self, s, &reset[s - settings], value, errbuf, errlen);
+    case K_NUM:
+        return set_number(self, s, value, errbuf, errlen);
+    case K_BOOL:
+        *(bool *) field = parse_bool(value);
+        return 0;
+    case K_OFF:
+        *(bool *) field = false;
+        return 0;
+    case K_LEVEL: {
         int level = nw_log_level_parse(value);
         if (level < 0) {
-            snprintf(errbuf, errlen, "log-level '%s': expected err, warning, notice, info or debug", value);
+            snprintf(errbuf, errlen, "log-level '%s': expected err, warning, notice, info or "
+                     "debug", value);
             return -1;
         }
-        self->log_level = level;
-    } else if (strcmp(key, "no-sync") == 0)
-        self->sync = false;
-    else if (strcmp(key, "sync") == 0)
-        self->sync = parse_bool(value);
-    else {
-        snprintf(errbuf, errlen, "unknown setting '%s'", key);
-        return -1;
+        *(int *) field = level;
+        return 0;
     }
-    return 0;
+    default:
+        return 0;   /* K_CONFIG, K_HELP, K_VERSION: answered by apply_argv */
+    }
 }
 
+static const setting_t *find_key(const char *key, unsigned where)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if ((settings[i].where & where) && strcmp(settings[i].name, key) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+/* The defaults, parsed as if written in a file read before any. */
 static void set_defaults(nw_config_t *self)
 {
     memset(self, 0, sizeof *self);
-    self->drop_dir = strdup(NW_DEFAULT_DROP);
-    self->state_dir = strdup(NW_DEFAULT_STATE);
-    self->publish[0] = strdup(NW_DEFAULT_PUBLISH);
-    self->publish_count = 1;
-    self->log_level = NW_LOG_INFO;
-    self->max_size = 8u << 20;
-    self->send_hwm = 10000;
-    self->dedup_window_ms = 86400 * 1000LL;
-    self->commit_delay_ms = 0;
-    self->sync = true;
-    self->segment_size = 64u << 20;
-    self->journal_max_size = 1u << 30;
-    self->journal_max_age_ms = 7 * 86400 * 1000LL;
-    self->replay_max_bytes = 32u << 20;
-    self->replay_max_files = 32;
-    self->replay_idle_ms = 60 * 1000LL;
+    bool reset[NSETTINGS] = {false};
+    char reason[128];
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].def && apply(self, &settings[i], settings[i].def, reset, reason,
+                                     sizeof reason) != 0)
+            nw_err("config: the default of %s: %s", settings[i].name, reason);   /* a bug */
 }
 
 /* Apply the "newswired" section of a loaded file. */
 static int apply_file(nw_config_t *self, zconfig_t *file, char *errbuf, size_t errlen)
 {
     zconfig_t *section = zconfig_locate(file, "newswired");
-    bool publish_reset[2] = {false, false};   /* publish, replay */
+    bool reset[NSETTINGS] = {false};
     for (zconfig_t *item = section ? zconfig_child(section) : NULL; item; item = zconfig_next(item)) {
         char reason[256];
         const char *value = zconfig_value(item);
-        if (apply(self, zconfig_name(item), value ? value : "", publish_reset, reason, sizeof reason) != 0) {
+        const setting_t *s = find_key(zconfig_name(item), FILE_KEY);
+        if (!s)
+            snprintf(reason, sizeof reason, "unknown setting '%s'", zconfig_name(item));
+        if (!s || apply(self, s, value ? value : "", reset, reason, sizeof reason) != 0) {
             snprintf(errbuf, errlen, "%s: newswired/%s", reason, zconfig_name(item));
             return -1;
         }
@@ -262,34 +326,77 @@ static int apply_file(nw_config_t *self, zconfig_t *file, char *errbuf, size_t e
     return 0;
 }
 
+/* getopt's tables, made from the settings once. */
+static struct option long_options[NSETTINGS + 1];
+static char short_options[3 * NSETTINGS + 2];
+static pthread_once_t options_once = PTHREAD_ONCE_INIT;
+
+static void make_options(void)
+{
+    size_t n = 0, k = 0;
+    short_options[k++] = ':';   /* a missing value is ':', not '?' */
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (!(s->where & CLI))
+            continue;
+        /* val: the setting's index past any character, so getopt's answers name it */
+        long_options[n++] = (struct option) {s->name, s->arg ? required_argument : no_argument,
+                                             NULL, 256 + (int) i};
+        if (s->short_name) {
+            short_options[k++] = s->short_name;
+            if (s->arg)
+                short_options[k++] = ':';
+        }
+    }
+}
+
+static const setting_t *setting_of_opt(int opt)
+{
+    if (opt >= 256 && opt < 256 + (int) NSETTINGS)
+        return &settings[opt - 256];
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].short_name && settings[i].short_name == opt)
+            return &settings[i];
+    return NULL;
+}
+
 /* Walk argv; with config_only, just find --config, else apply every flag. */
 static int apply_argv(nw_config_t *self, int argc, char **argv, bool config_only,
                       char *errbuf, size_t errlen)
 {
-    bool publish_reset[2] = {false, false};   /* publish, replay */
+    pthread_once(&options_once, make_options);
+    bool reset[NSETTINGS] = {false};
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:d:s:p:l:Vh", long_options, NULL)) != -1) {
-        const char *key = NULL;
-        switch (opt) {
-        case 'c': if (config_only) set_str(&self->config_file, optarg); continue;
-        case 'h': if (!config_only) { fputs(usage, stdout); return 1; } continue;
-        case 'V': if (!config_only) { printf("newswired %s\n", NW_VERSION); return 1; } continue;
-        case ':':
+    while ((opt = getopt_long(argc, argv, short_options, long_options, NULL)) != -1) {
+        if (opt == ':') {
             snprintf(errbuf, errlen, "option '%s' needs a value", argv[optind - 1]);
             return -1;
-        case '?':
+        }
+        const setting_t *s = setting_of_opt(opt);
+        if (!s) {
             snprintf(errbuf, errlen, "unknown option '%s' (see --help)", argv[optind - 1]);
             return -1;
-        default:
-            for (const struct option *o = long_options; o->name; o++)
-                if (o->val == opt)
-                    key = o->name;
         }
-        if (config_only || !key)
+        if (s->kind == K_CONFIG) {
+            if (config_only) {
+                free(self->config_file);
+                self->config_file = strdup(optarg);
+            }
             continue;
-        if (apply(self, key, optarg ? optarg : "", publish_reset, errbuf, errlen) != 0)
+        }
+        if (config_only)
+            continue;
+        if (s->kind == K_HELP) {
+            print_usage(stdout);
+            return 1;
+        }
+        if (s->kind == K_VERSION) {
+            printf("newswired %s\n", NW_VERSION);
+            return 1;
+        }
+        if (apply(self, s, optarg ? optarg : "", reset, errbuf, errlen) != 0)
             return -1;
     }
     if (optind < argc) {
@@ -339,8 +446,11 @@ int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, siz
         nw_config_release(&fresh);
         return -1;
     }
-    self->log_level = fresh.log_level;
-    self->dedup_window_ms = fresh.dedup_window_ms;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (s->reload && reloadable_kind(s->kind))
+            memcpy(field_of(self, s), field_of(&fresh, s), s->size);
+    }
     zconfig_destroy(&self->file);
     self->file = fresh.file;
     fresh.file = NULL;
@@ -350,16 +460,17 @@ int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, siz
 
 void nw_config_release(nw_config_t *self)
 {
-    free(self->config_file);
-    free(self->drop_dir);
-    free(self->state_dir);
-    free(self->curve_secret);
-    free(self->clients_dir);
-    free(self->metrics);
-    for (size_t i = 0; i < self->publish_count; i++)
-        free(self->publish[i]);
-    for (size_t i = 0; i < self->replay_count; i++)
-        free(self->replay[i]);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (s->kind == K_STR || s->kind == K_CONFIG)
+            free(*(char **) field_of(self, s));
+        else if (s->kind == K_LIST) {
+            char **list = field_of(self, s);
+            size_t count = *(size_t *) ((char *) self + s->count_offset);
+            for (size_t k = 0; k < count; k++)
+                free(list[k]);
+        }
+    }
     zconfig_destroy(&self->file);
     memset(self, 0, sizeof *self);
 }

@@ -2,7 +2,9 @@
  * config: newswired's settings, from built-in defaults, then the config file (CZMQ ZPL
  * via zconfig, keys under "newswired" mirroring the long flags), then the command line,
  * each overriding the one before. A reload (SIGHUP) re-reads the file but keeps what the
- * command line said, so the flags an operator typed stay in force.
+ * command line said, so the flags an operator typed stay in force. Every setting is
+ * one row of the table in config.c (flag, key, default, reloadable, help); a field here
+ * is where the modules read it.
  */
 #ifndef NW_CONFIG_H
 #define NW_CONFIG_H
@@ -50,8 +52,9 @@ typedef struct {
  * config error (reason in errbuf, exit 2). */
 int nw_config_load(nw_config_t *self, int argc, char **argv, char *errbuf, size_t errlen);
 
-/* Re-read the config file for SIGHUP; on success replaces log level, dedup window and
- * self->file (the caller rebuilds rules from it). Command-line values keep priority.
+/* Re-read the config file for SIGHUP; on success replaces the settings config.c's table
+ * marks reloadable (log level, dedup window; --help lists them) and self->file (the
+ * caller rebuilds rules and grants from it). Command-line values keep priority.
  * -1 with the reason when the file is unreadable or invalid; self is then unchanged. */
 int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, size_t errlen);
 

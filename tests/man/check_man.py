@@ -8,6 +8,12 @@ what the code does, so pages and programs cannot drift apart:
   page's OPTIONS section documents is one --help prints;
 - every long option of newswired is a key of newswired.cfg(5) (the config file mirrors
   the flags), except those that only make sense on a command line;
+- every default newswired --help prints (made, like the rest of --help, from the one
+  table of settings in daemon/config.c) is the one newswired(8) and newswired.cfg(5)
+  give for that option and key, and the settings --help says a reload changes are
+  those newswired.cfg(5) says it applies;
+- the README's synopsis (section Configuration) names every option --help prints, and
+  no other;
 - every function and macro of include/newswire.h appears in libnewswire(3);
 - `cmake --install` puts each page in share/man/manN, where man(1) finds it by name.
 
@@ -129,6 +135,88 @@ def check_config_keys():
             fail(f'newswired.cfg.5: newswired {opt} has no key "{opt[2:]}" in SETTINGS')
 
 
+def help_entries(program):
+    """{--long-option: its --help text} (the lines of one option joined) and the text
+    after the option table."""
+    r = subprocess.run([os.path.join(BIN, program), '--help'], capture_output=True, text=True)
+    entries, current, tail = {}, None, []
+    for l in r.stdout.splitlines():
+        m = re.match(r'\s+(?:-\w, )?(--[a-z][a-z0-9-]*)', l)
+        if m:
+            current = m.group(1)
+            entries[current] = re.split(r'\s{2,}', l.strip(), maxsplit=1)[1:]
+        elif current and l.startswith(' ' * 20):
+            entries[current].append(l.strip())
+        elif current and l.strip():
+            current = None
+            tail.append(l.strip())
+        elif tail and l.strip():
+            tail.append(l.strip())
+    return {k: ' '.join(v) for k, v in entries.items()}, ' '.join(tail)
+
+
+def page_entries(text, sect):
+    """{first option or key on a .TP tag line: the entry's text} of one section."""
+    out, lines = {}, section(text, sect).splitlines()
+    for i, l in enumerate(lines[:-1]):
+        if l.strip() not in ('.TP', '.TQ'):
+            continue
+        m = re.search(r'(--[a-z][a-z0-9-]*)|^\.BI? "?([a-z][a-z0-9-]*)(?: = |"|$)', lines[i + 1])
+        if not m:
+            continue
+        body = []
+        for b in lines[i + 2:]:
+            if b.strip() in ('.TP', '.TQ', '.PP') or b.startswith('.SH'):
+                break
+            body.append(re.sub(r'^\.[A-Z]+ ?', '', b).replace('"', ''))
+        out[m.group(1) or m.group(2)] = ' '.join(body)
+    return out
+
+
+def check_defaults_and_reload():
+    helped, tail = help_entries('newswired')
+    man8 = page_entries(roff_text(os.path.join(SRC, 'daemon/newswired.8')), 'OPTIONS')
+    cfg_text = roff_text(os.path.join(SRC, 'daemon/newswired.cfg.5'))
+    cfg5 = page_entries(cfg_text, 'SETTINGS')
+    for opt, text in sorted(helped.items()):
+        m = re.search(r'\(default ([^):;]+)\)', text)
+        if not m:
+            continue
+        default = m.group(1)
+        if default not in man8.get(opt, ''):
+            fail(f'newswired.8: OPTIONS {opt} does not give the default {default} of --help')
+        if opt[2:] not in cfg5 or default not in cfg5[opt[2:]]:
+            fail(f'newswired.cfg.5: SETTINGS {opt[2:]} does not give the default {default} '
+                 f'of --help')
+    keys = {o[2:] for o in helped}
+    m = re.search(r'SIGHUP reloads the config file:(.*?)change;', tail)
+    said = set(re.findall(r'[a-z][a-z0-9-]*', m.group(1))) & keys if m else set()
+    if not said:
+        fail('newswired --help names no setting a reload changes: ' + tail)
+    m = re.search(r'A reload\s.*?applies(.*?)restart', cfg_text, re.S)
+    # the keys it names in bold (the prose around them may use their words too)
+    marked = ' '.join(l for l in m.group(1).splitlines() if l.startswith('.B')) if m else ''
+    page = set(re.findall(r'[a-z][a-z0-9-]*', marked)) & keys
+    if said != page:
+        fail(f'newswired.cfg.5 says a reload applies {sorted(page)}; --help says '
+             f'{sorted(said)}')
+
+
+def check_readme():
+    text = open(os.path.join(SRC, 'README.md'), encoding='utf-8').read()
+    m = re.search(r'^## Configuration\n(.*?)(?=^## )', text, re.M | re.S)
+    block = re.search(r'\n\n((?:    .*\n)+)', m.group(1)) if m else None
+    if not block:
+        fail('README.md: no synopsis in section Configuration')
+        return
+    in_readme = set(re.findall(r'--[a-z][a-z0-9-]*', block.group(1)))
+    helped = {o for o in help_options('newswired') if o.startswith('--')}
+    for opt in sorted(helped - in_readme):
+        fail(f'README.md: the Configuration synopsis lacks {opt} (newswired --help prints it)')
+    for opt in sorted(in_readme - helped):
+        fail(f'README.md: the Configuration synopsis names {opt}, which --help does not print')
+
+
 def check_library():
     header = open(os.path.join(SRC, 'include/newswire.h'), encoding='utf-8').read()
     names = set(re.findall(r'\b(nw_(?:client|message)_[a-z_]+)\s*\(', header))
@@ -176,6 +264,8 @@ for rel in pages:
     check_page(rel, PAGES.get(rel))
 if not sys.argv[3:]:
     check_config_keys()
+    check_defaults_and_reload()
+    check_readme()
     check_library()
     check_installed()
 if failures:

@@ -67,6 +67,49 @@ int main(void)
     CHECK(c.dedup_window_ms == 5000);
     nw_config_release(&c);
 
+    /* a reload changes only what may change without a restart */
+    f = fopen(path, "w");
+    fputs("newswired\n    max-size = 77\n    drop = \"/elsewhere\"\n    dedup-window = 6\n", f);
+    fclose(f);
+    char *plain[] = {"newswired", "--config", path, NULL};
+    CHECK(load(&c, 3, plain, err, sizeof err) == 0);
+    CHECK(c.max_size == 77 && c.dedup_window_ms == 6000);
+    f = fopen(path, "w");
+    fputs("newswired\n    max-size = 99\n    drop = \"/other\"\n    dedup-window = 7\n"
+          "    log-level = debug\n    sync = off\n", f);
+    fclose(f);
+    CHECK(nw_config_reload(&c, 3, plain, err, sizeof err) == 0);
+    CHECK(c.max_size == 77 && c.sync);
+    CHECK_STR(c.drop_dir, "/elsewhere");
+    CHECK(c.dedup_window_ms == 7000 && c.log_level == NW_LOG_DEBUG);
+    nw_config_release(&c);
+
+    /* sync: on by default, off by the file's sync = off or no-sync, or by --no-sync */
+    CHECK(load(&c, 3, plain, err, sizeof err) == 0);
+    CHECK(!c.sync);
+    nw_config_release(&c);
+    f = fopen(path, "w");
+    fputs("newswired\n    no-sync = 1\n    insecure = off\n", f);
+    fclose(f);
+    CHECK(load(&c, 3, plain, err, sizeof err) == 0);
+    CHECK(!c.sync && !c.insecure);
+    nw_config_release(&c);
+    char *flags[] = {"newswired", "--no-sync", "--insecure", "-d", "/d", NULL};
+    CHECK(load(&c, 5, flags, err, sizeof err) == 0);
+    CHECK(!c.sync && c.insecure);
+    CHECK_STR(c.drop_dir, "/d");
+    nw_config_release(&c);
+    /* the flags that pick the file or answer are no keys of it */
+    f = fopen(path, "w");
+    fputs("newswired\n    help = 1\n", f);
+    fclose(f);
+    CHECK(load(&c, 3, plain, err, sizeof err) == -1);
+    CHECK(strstr(err, "unknown setting 'help'") != NULL);
+    nw_config_release(&c);
+    char *file_only[] = {"newswired", "--sync", NULL};
+    CHECK(load(&c, 2, file_only, err, sizeof err) == -1);
+    nw_config_release(&c);
+
     /* an unknown key in the file is named as unknown, whatever its value looks like */
     f = fopen(path, "w");
     fputs("newswired\n    frobnicate = \"yes\"\n", f);
