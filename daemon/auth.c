@@ -24,7 +24,7 @@ struct nw_auth {
     zactor_t *zauth;
     char *clients_dir;
     zhashx_t *clients;           /* Z85 public key -> client_t */
-    zhashx_t *config_grants;     /* key name -> list, from the config's "grants" */
+    zhashx_t *config_grants;     /* key name -> list, from the grants given */
     struct timespec dir_mtime;
 };
 
@@ -171,21 +171,21 @@ fail:
     return NULL;
 }
 
-static zhashx_t *load_config_grants(zconfig_t *config)
+static zhashx_t *load_config_grants(const nw_auth_grant_t *list, size_t count)
 {
     zhashx_t *grants = zhashx_new();
     if (!grants)
         return NULL;
     zhashx_set_destructor(grants, (zhashx_destructor_fn *) zstr_free);
     zhashx_set_duplicator(grants, (zhashx_duplicator_fn *) strdup);
-    zconfig_t *section = config ? zconfig_locate(config, "grants") : NULL;
-    for (zconfig_t *item = section ? zconfig_child(section) : NULL; item; item = zconfig_next(item)) {
-        const char *value = zconfig_value(item);
-        const char *old = zhashx_lookup(grants, zconfig_name(item));
+    for (size_t i = 0; i < count; i++) {
+        const char *name = list[i].name ? list[i].name : "";
+        const char *value = list[i].topics;
+        const char *old = zhashx_lookup(grants, name);
         /* A name listed twice gets both lists. */
         char *joined = zsys_sprintf("%s%s%s", old ? old : "", old ? "," : "", value ? value : "");
         if (joined) {
-            zhashx_update(grants, zconfig_name(item), joined);
+            zhashx_update(grants, name, joined);
             zstr_free(&joined);
         }
     }
@@ -211,9 +211,10 @@ static bool revokes(zhashx_t *prev, zhashx_t *next)
     return false;
 }
 
-int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errlen)
+int nw_auth_reload(nw_auth_t *self, const nw_auth_grant_t *grants_list, size_t count,
+                   char *errbuf, size_t errlen)
 {
-    zhashx_t *grants = load_config_grants(config);
+    zhashx_t *grants = load_config_grants(grants_list, count);
     if (!grants) {
         snprintf(errbuf, errlen, "out of memory");
         return -1;
@@ -264,9 +265,9 @@ static client_t *lookup(nw_auth_t *self, const char *user_id)
     return zhashx_lookup(self->clients, user_id);
 }
 
-nw_auth_t *nw_auth_new(const char *secret_cert, const char *clients_dir, zconfig_t *config,
-                       char *errbuf, size_t errlen)
+nw_auth_t *nw_auth_new(const nw_auth_options_t *options, char *errbuf, size_t errlen)
 {
+    const char *secret_cert = options->secret_cert, *clients_dir = options->clients_dir;
     nw_auth_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(errbuf, errlen, "out of memory");
@@ -299,7 +300,8 @@ nw_auth_t *nw_auth_new(const char *secret_cert, const char *clients_dir, zconfig
     zconfig_destroy(&root);
     self->cert = zcert_new_from(pub_bin, sec_bin);
     self->clients_dir = strdup(clients_dir);
-    if (!self->cert || !self->clients_dir || nw_auth_reload(self, config, errbuf, errlen) < 0)
+    if (!self->cert || !self->clients_dir ||
+        nw_auth_reload(self, options->grants, options->grant_count, errbuf, errlen) < 0)
         goto fail;
     self->zauth = zactor_new(zauth, NULL);
     if (!self->zauth) {

@@ -7,8 +7,8 @@
  * This module reads the same folder itself to know, per public key, the key's name
  * (the certificate's "name" metadata, else its file name) and its grants: the topic
  * prefixes listed in the certificate's "topics" metadata ("telecoms, sport.football";
- * "*" grants everything) plus those of the config's top-level "grants" section, which
- * maps key names to the same lists:
+ * "*" grants everything) plus those given as nw_auth_grant_t, which config.c takes from
+ * the config's top-level "grants" section, mapping key names to the same lists:
  *
  *     grants
  *         alice = "telecoms, sport.football"
@@ -32,17 +32,32 @@
 
 typedef struct nw_auth nw_auth_t;
 
+/* Topics a key name may read beyond its certificate's: a comma-separated list. A name
+ * given twice gets both lists. */
+typedef struct {
+    const char *name;
+    const char *topics;
+} nw_auth_grant_t;
+
+typedef struct {
+    const char *secret_cert;         /* the server's _secret certificate file */
+    const char *clients_dir;         /* the allowed client public certificates */
+    const nw_auth_grant_t *grants;   /* grant_count of them; may be none */
+    size_t grant_count;
+} nw_auth_options_t;
+
 /* Load the server certificate and the client store, start zauth on CZMQ's context.
- * config may be NULL (no "grants" section). NULL on error, reason in errbuf. */
-nw_auth_t *nw_auth_new(const char *secret_cert, const char *clients_dir, zconfig_t *config,
-                       char *errbuf, size_t errlen);
+ * options are read during the call only. NULL on error, reason in errbuf. */
+nw_auth_t *nw_auth_new(const nw_auth_options_t *options, char *errbuf, size_t errlen);
 void nw_auth_destroy(nw_auth_t **self_p);
 
-/* Re-read the client folder and the grants (SIGHUP). On error (-1) the old store stays.
+/* Re-read the client folder and take these grants instead of the ones given before
+ * (SIGHUP). On error (-1) the old store stays.
  * 1 when the new store takes something away (a key gone, a grant narrowed): connections
  * already admitted keep what they were given until they reconnect, so the caller drops
  * them (nw_publish_rebind). 0 otherwise. */
-int nw_auth_reload(nw_auth_t *self, zconfig_t *config, char *errbuf, size_t errlen);
+int nw_auth_reload(nw_auth_t *self, const nw_auth_grant_t *grants, size_t count,
+                   char *errbuf, size_t errlen);
 
 /* Make sock a CURVE server with our certificate; call before bind. */
 int nw_auth_server(nw_auth_t *self, zsock_t *sock, char *errbuf, size_t errlen);

@@ -474,3 +474,133 @@ void nw_config_release(nw_config_t *self)
     zconfig_destroy(&self->file);
     memset(self, 0, sizeof *self);
 }
+
+/* A whole decimal number in [lo, hi], blanks after it allowed; false for anything else. */
+static bool parse_long(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static size_t count_children(zconfig_t *node, const char *name)
+{
+    size_t n = 0;
+    for (zconfig_t *c = zconfig_child(node); c; c = zconfig_next(c))
+        n += !name || strcmp(zconfig_name(c), name) == 0;
+    return n;
+}
+
+/* One subject of the section: threshold, medtop, words (repeatable). */
+static int read_rule(zconfig_t *child, nw_rule_t *rule, char *errbuf, size_t errlen)
+{
+    const char *name = zconfig_name(child);
+    rule->subject = name;
+    rule->threshold = NW_RULES_DEFAULT_THRESHOLD;
+    size_t lists = count_children(child, "words");
+    const char **words = lists ? calloc(lists, sizeof *words) : NULL;
+    if (lists && !words) {
+        snprintf(errbuf, errlen, "rules: out of memory");
+        return -1;
+    }
+    rule->words = words;
+    for (zconfig_t *key = zconfig_child(child); key; key = zconfig_next(key)) {
+        const char *kname = zconfig_name(key);
+        const char *kvalue = zconfig_value(key);
+        if (strcmp(kname, "threshold") == 0) {
+            if (!parse_long(kvalue, 1, NW_RULES_MAX_THRESHOLD, &rule->threshold)) {
+                snprintf(errbuf, errlen, "rules: subject '%s': threshold '%s' is not a "
+                         "number from 1 to %d", name, kvalue ? kvalue : "",
+                         NW_RULES_MAX_THRESHOLD);
+                return -1;
+            }
+        } else if (strcmp(kname, "medtop") == 0)
+            rule->medtop = kvalue ? kvalue : "";
+        else if (strcmp(kname, "words") == 0) {
+            if (kvalue)
+                words[rule->word_lists++] = kvalue;
+        } else {
+            snprintf(errbuf, errlen, "rules: subject '%s': unknown key '%s'", name, kname);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int nw_config_rules(zconfig_t *file, nw_rules_options_t **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    zconfig_t *section = file ? zconfig_locate(file, "rules") : NULL;
+    if (!section)
+        return 0;
+    nw_rules_options_t *opt = calloc(1, sizeof *opt);
+    size_t n = count_children(section, NULL);
+    nw_rule_t *rules = n ? calloc(n, sizeof *rules) : NULL;
+    if (!opt || (n && !rules)) {
+        free(opt);
+        snprintf(errbuf, errlen, "rules: out of memory");
+        return -1;
+    }
+    opt->headline_weight = NW_RULES_DEFAULT_HEADLINE_WEIGHT;
+    opt->rules = rules;
+    bool media_topics_seen = false;
+    for (zconfig_t *child = zconfig_child(section); child; child = zconfig_next(child)) {
+        const char *name = zconfig_name(child);
+        const char *value = zconfig_value(child);
+        if (strcmp(name, "media-topics") == 0) {
+            if (!media_topics_seen)   /* the first one counts */
+                opt->media_topics = value;
+            media_topics_seen = true;
+        }
+        else if (strcmp(name, "headline-weight") == 0) {
+            if (!parse_long(value, 0, NW_RULES_MAX_HEADLINE_WEIGHT, &opt->headline_weight)) {
+                snprintf(errbuf, errlen, "rules: headline-weight '%s' is not a number "
+                         "from 0 to %d", value ? value : "", NW_RULES_MAX_HEADLINE_WEIGHT);
+                goto fail;
+            }
+        } else if (read_rule(child, &rules[opt->count++], errbuf, errlen) != 0)
+            goto fail;
+    }
+    *out = opt;
+    return 0;
+fail:
+    nw_config_rules_free(&opt);
+    return -1;
+}
+
+void nw_config_rules_free(nw_rules_options_t **options_p)
+{
+    nw_rules_options_t *opt = *options_p;
+    if (!opt)
+        return;
+    for (size_t i = 0; i < opt->count; i++)
+        free((void *) opt->rules[i].words);
+    free((void *) opt->rules);
+    free(opt);
+    *options_p = NULL;
+}
+
+int nw_config_grants(zconfig_t *file, nw_auth_grant_t **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    zconfig_t *section = file ? zconfig_locate(file, "grants") : NULL;
+    size_t n = section ? count_children(section, NULL) : 0;
+    if (n == 0)
+        return 0;
+    nw_auth_grant_t *grants = calloc(n, sizeof *grants);
+    if (!grants)
+        return -1;
+    for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item))
+        grants[(*count)++] = (nw_auth_grant_t) {zconfig_name(item), zconfig_value(item)};
+    *out = grants;
+    return 0;
+}

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <czmq.h>
+#include "auth.h"
+#include "route.h"
 
 #define NW_CONFIG_MAX_ENDPOINTS 16
 
@@ -59,5 +61,15 @@ int nw_config_load(nw_config_t *self, int argc, char **argv, char *errbuf, size_
 int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, size_t errlen);
 
 void nw_config_release(nw_config_t *self);
+
+/* The file's "rules" section as route's options (file may be NULL); *out is NULL when
+ * there is no section: the built-in rules. Its strings are the file's, valid while it
+ * is. -1 with the reason when a key is unknown or a number is not one in its range. */
+int nw_config_rules(zconfig_t *file, nw_rules_options_t **out, char *errbuf, size_t errlen);
+void nw_config_rules_free(nw_rules_options_t **options_p);
+
+/* The file's "grants" section as auth's list (*out NULL and *count 0 when there is
+ * none); strings as above. -1 only when out of memory. */
+int nw_config_grants(zconfig_t *file, nw_auth_grant_t **out, size_t *count);
 
 #endif

@@ -99,6 +99,40 @@ static unsigned long size_thread_pool(const nw_config_t *c)
     return want;
 }
 
+/* The rules of the config's file (built-in without a "rules" section). */
+static nw_rules_t *rules_from(const nw_config_t *c, char *err, size_t errlen)
+{
+    nw_rules_options_t *options;
+    if (nw_config_rules(c->file, &options, err, errlen) != 0)
+        return NULL;
+    nw_rules_t *rules = nw_rules_new(options, err, errlen);
+    nw_config_rules_free(&options);
+    return rules;
+}
+
+/* Start auth, or (auth given) reload it, with the grants of the config's file. */
+static int auth_from(const nw_config_t *c, nw_auth_t **auth, char *err, size_t errlen)
+{
+    nw_auth_grant_t *grants;
+    size_t count;
+    if (nw_config_grants(c->file, &grants, &count) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    if (*auth)
+        rc = nw_auth_reload(*auth, grants, count, err, errlen);
+    else {
+        nw_auth_options_t options = {.secret_cert = c->curve_secret,
+                                     .clients_dir = c->clients_dir,
+                                     .grants = grants, .grant_count = count};
+        *auth = nw_auth_new(&options, err, errlen);
+        rc = *auth ? 0 : -1;
+    }
+    free(grants);
+    return rc;
+}
+
 static int make_dir(const char *path, char *errbuf, size_t errlen)
 {
     if (nw_fs_mkdir_p(path) == 0)
@@ -287,7 +321,7 @@ static void on_reload(uv_signal_t *handle, int signum)
     }
     nw_log_set_level((nw_log_level_t) d->config.log_level);
     nw_feed_set_dedup_window(d->feed, d->config.dedup_window_ms);
-    nw_rules_t *rules = nw_rules_new(d->config.file, err, sizeof err);
+    nw_rules_t *rules = rules_from(&d->config, err, sizeof err);
     if (!rules)
         nw_err("reload: rules invalid, keeping the old ones: %s", err);
     else {
@@ -295,7 +329,7 @@ static void on_reload(uv_signal_t *handle, int signum)
         nw_rules_unref(&d->rules);
         d->rules = rules;
     }
-    int revoked = d->auth ? nw_auth_reload(d->auth, d->config.file, err, sizeof err) : 0;
+    int revoked = d->auth ? auth_from(&d->config, &d->auth, err, sizeof err) : 0;
     if (revoked < 0)
         nw_err("reload: client certificates unreadable, keeping the old ones: %s", err);
     else if (revoked > 0 && nw_publish_rebind(d->publish, err, sizeof err) != 0)
@@ -332,7 +366,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
     d->journal = nw_journal_open(d->loop, c->state_dir, &jopt, err, errlen);
     if (!d->journal)
         return -1;
-    d->rules = nw_rules_new(c->file, err, errlen);
+    d->rules = rules_from(c, err, errlen);
     if (!d->rules)
         return -1;
     /* Clear text off this machine only when asked for, never by omission. */
@@ -361,8 +395,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
         return -1;
     }
     if (c->curve_secret) {
-        d->auth = nw_auth_new(c->curve_secret, c->clients_dir, c->file, err, errlen);
-        if (!d->auth)
+        if (auth_from(c, &d->auth, err, errlen) != 0)
             return -1;
     }
     d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, d->auth,

@@ -1,7 +1,8 @@
 /*
  * route: topic names, keyword rules and the routing order (see route.h).
  *
- * Config enters through nw_rules_new, which splits every listed word or phrase into
+ * Rules enter through nw_rules_new as plain options (config.c reads them from the ZPL
+ * file; no options: the built-in rules), which splits every listed word or phrase into
  * lowercase tokens once, sorts the phrases by their first token and indexes each
  * distinct first token in an open-addressing hash table, with a byte filter in front.
  * Articles enter through nw_rules_classify, which walks each field once, 64 bytes at a
@@ -30,10 +31,9 @@
 #endif
 
 #define RULE_MAX_TOKENS 8
-#define RULE_DEFAULT_THRESHOLD 4
-#define RULE_DEFAULT_HEADLINE_WEIGHT 3
-#define RULE_MAX_THRESHOLD 1000000
-#define RULE_MAX_HEADLINE_WEIGHT 100
+#define RULE_DEFAULT_THRESHOLD NW_RULES_DEFAULT_THRESHOLD
+#define RULE_MAX_THRESHOLD NW_RULES_MAX_THRESHOLD
+#define RULE_MAX_HEADLINE_WEIGHT NW_RULES_MAX_HEADLINE_WEIGHT
 #define SCAN_BLOCK 64           /* bytes of text per bit mask */
 #define FILTER_BITS 12          /* 4096 hash classes: 1 in 20 misses probes (default rules) */
 
@@ -76,7 +76,7 @@ struct nw_rules {
     unsigned char filter[1 << FILTER_BITS];     /* 1 for each first token's filter_of */
 };
 
-/* Built-in rules, used when the config has no "rules" section. */
+/* Built-in rules, used without options (the config has no "rules" section). */
 static const struct {
     const char *name;
     const char *medtop;     /* the Media Topic its articles carry as subject code */
@@ -378,74 +378,34 @@ static size_t subject_phrases(const nw_rules_t *self, size_t subject)
     return n;
 }
 
-/* A whole decimal number in [lo, hi]; false for anything else. */
-static bool parse_long(const char *s, long lo, long hi, long *out)
+/* One subject's rule; the subject must end with words. */
+static int add_rule(nw_rules_t *self, const nw_rule_t *rule, char *errbuf, size_t errlen)
 {
-    if (!s || !*s)
-        return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    while (*end == ' ' || *end == '\t')
-        end++;
-    if (errno || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static int load_section(nw_rules_t *self, zconfig_t *section, char *errbuf, size_t errlen)
-{
-    for (zconfig_t *child = zconfig_child(section); child; child = zconfig_next(child)) {
-        const char *name = zconfig_name(child);
-        const char *value = zconfig_value(child);
-        if (streq(name, "media-topics"))
-            continue;   /* the table's path: nw_rules_new reads it */
-        if (streq(name, "headline-weight")) {
-            if (!parse_long(value, 0, RULE_MAX_HEADLINE_WEIGHT, &self->headline_weight)) {
-                snprintf(errbuf, errlen, "rules: headline-weight '%s' is not a number "
-                         "from 0 to %d", value ? value : "", RULE_MAX_HEADLINE_WEIGHT);
-                return -1;
-            }
-            continue;
-        }
-        int subject = add_subject(self, name, errbuf, errlen);
-        if (subject < 0)
+    const char *name = rule->subject ? rule->subject : "";
+    int subject = add_subject(self, name, errbuf, errlen);
+    if (subject < 0)
+        return -1;
+    if (rule->threshold < 1 || rule->threshold > RULE_MAX_THRESHOLD) {
+        snprintf(errbuf, errlen, "rules: subject '%s': threshold %ld is not a number from 1 "
+                 "to %d", name, rule->threshold, RULE_MAX_THRESHOLD);
+        return -1;
+    }
+    self->subjects[subject].threshold = rule->threshold;
+    const char *code = rule->medtop;
+    if (code && (!strchr(code, ':') || strlen(code) >= RULE_CODE_MAX || strchr(code, ' '))) {
+        snprintf(errbuf, errlen, "rules: subject '%s': medtop '%s' is not a code like "
+                 "medtop:20000763", name, code);
+        return -1;
+    }
+    if (code)
+        memcpy(self->subjects[subject].code, code, strlen(code) + 1);
+    for (size_t i = 0; i < rule->word_lists; i++)
+        if (rule->words[i] && add_words(self, (size_t) subject, rule->words[i], errbuf,
+                                        errlen) != 0)
             return -1;
-        for (zconfig_t *key = zconfig_child(child); key; key = zconfig_next(key)) {
-            const char *kname = zconfig_name(key);
-            const char *kvalue = zconfig_value(key);
-            if (streq(kname, "threshold")) {
-                if (!parse_long(kvalue, 1, RULE_MAX_THRESHOLD,
-                                &self->subjects[subject].threshold)) {
-                    snprintf(errbuf, errlen, "rules: subject '%s': threshold '%s' is not a "
-                             "number from 1 to %d", name, kvalue ? kvalue : "",
-                             RULE_MAX_THRESHOLD);
-                    return -1;
-                }
-            }
-            else if (streq(kname, "medtop")) {
-                if (!kvalue || !strchr(kvalue, ':') || strlen(kvalue) >= RULE_CODE_MAX
-                    || strchr(kvalue, ' ')) {
-                    snprintf(errbuf, errlen, "rules: subject '%s': medtop '%s' is not a code "
-                             "like medtop:20000763", name, kvalue ? kvalue : "");
-                    return -1;
-                }
-                memcpy(self->subjects[subject].code, kvalue, strlen(kvalue) + 1);
-            }
-            else if (streq(kname, "words")) {
-                if (kvalue && add_words(self, (size_t) subject, kvalue, errbuf, errlen) != 0)
-                    return -1;
-            }
-            else {
-                snprintf(errbuf, errlen, "rules: subject '%s': unknown key '%s'", name, kname);
-                return -1;
-            }
-        }
-        if (subject_phrases(self, (size_t) subject) == 0) {
-            snprintf(errbuf, errlen, "rules: subject '%s' has no words", name);
-            return -1;
-        }
+    if (subject_phrases(self, (size_t) subject) == 0) {
+        snprintf(errbuf, errlen, "rules: subject '%s' has no words", name);
+        return -1;
     }
     return 0;
 }
@@ -531,7 +491,7 @@ static bool default_table(char *out, size_t len)
     return access(out, R_OK) == 0;
 }
 
-nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
+nw_rules_t *nw_rules_new(const nw_rules_options_t *options, char *errbuf, size_t errlen)
 {
     nw_rules_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -539,11 +499,15 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
         return NULL;
     }
     atomic_init(&self->refs, 1);
-    self->headline_weight = RULE_DEFAULT_HEADLINE_WEIGHT;
-    zconfig_t *section = config ? zconfig_locate(config, "rules") : NULL;
+    self->headline_weight = options ? options->headline_weight : NW_RULES_DEFAULT_HEADLINE_WEIGHT;
+    if (self->headline_weight < 0 || self->headline_weight > RULE_MAX_HEADLINE_WEIGHT) {
+        snprintf(errbuf, errlen, "rules: headline-weight %ld is not a number from 0 to %d",
+                 self->headline_weight, RULE_MAX_HEADLINE_WEIGHT);
+        goto fail;
+    }
     /* The Media Topics table: the path the rules name must load; the installed one is
      * used when it is there. */
-    const char *path = section ? zconfig_get(section, "media-topics", NULL) : NULL;
+    const char *path = options ? options->media_topics : NULL;
     char installed[PATH_MAX];
     if (!path && default_table(installed, sizeof installed))
         path = installed;
@@ -555,17 +519,19 @@ nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen)
             goto fail;
         }
     }
-    if (section) {
-        if (load_section(self, section, errbuf, errlen) != 0)
-            goto fail;
+    if (options) {
+        for (size_t i = 0; i < options->count; i++)
+            if (add_rule(self, &options->rules[i], errbuf, errlen) != 0)
+                goto fail;
     }
     else {
         for (size_t i = 0; i < sizeof default_rules / sizeof default_rules[0]; i++) {
-            int subject = add_subject(self, default_rules[i].name, errbuf, errlen);
-            if (subject < 0 ||
-                add_words(self, (size_t) subject, default_rules[i].words, errbuf, errlen) != 0)
+            nw_rule_t rule = {.subject = default_rules[i].name,
+                              .threshold = RULE_DEFAULT_THRESHOLD,
+                              .words = &default_rules[i].words, .word_lists = 1,
+                              .medtop = default_rules[i].medtop};
+            if (add_rule(self, &rule, errbuf, errlen) != 0)
                 goto fail;
-            snprintf(self->subjects[subject].code, RULE_CODE_MAX, "%s", default_rules[i].medtop);
         }
     }
     if (self->phrase_count)

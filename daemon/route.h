@@ -9,7 +9,8 @@
  * Rules are immutable once built and reference-counted, so worker threads classify with
  * a snapshot while SIGHUP swaps in a new set on the loop thread.
  *
- * Rules come from the top-level "rules" section of the config file (CZMQ ZPL):
+ * Rules are given as a plain nw_rules_options_t; config.c fills it from the top-level
+ * "rules" section of the config file (CZMQ ZPL):
  *
  *     rules
  *         headline-weight = 3          # optional: points for a word in the headline
@@ -44,17 +45,39 @@
 #define NW_ROUTE_H
 
 #include <stddef.h>
-#include <czmq.h>
+#include <stdbool.h>
 #include "article.h"
 #include "nw_topic.h"   /* NW_TOPIC_MAX, nw_topic_normalize: the topic grammar */
 
 #define NW_ROUTE_MAX_TOPICS 16
+#define NW_RULES_DEFAULT_THRESHOLD 4
+#define NW_RULES_MAX_THRESHOLD 1000000
+#define NW_RULES_DEFAULT_HEADLINE_WEIGHT 3
+#define NW_RULES_MAX_HEADLINE_WEIGHT 100
 
 typedef struct nw_rules nw_rules_t;
 
-/* Build rules from the "rules" section of config (NULL or no section: the built-in
- * defaults for telecoms and geopolitics). NULL on a malformed section, reason in errbuf. */
-nw_rules_t *nw_rules_new(zconfig_t *config, char *errbuf, size_t errlen);
+/* One subject's rule. Strings are borrowed for the call to nw_rules_new only. */
+typedef struct {
+    const char *subject;           /* normalized like a topic */
+    long threshold;                /* points needed, 1..NW_RULES_MAX_THRESHOLD */
+    const char *const *words;      /* word_lists comma-separated lists; they add up */
+    size_t word_lists;
+    const char *medtop;            /* its IPTC Media Topic code, or NULL */
+} nw_rule_t;
+
+typedef struct {
+    long headline_weight;          /* 0..NW_RULES_MAX_HEADLINE_WEIGHT */
+    const char *media_topics;      /* the table's path (must load), or NULL: the
+                                      installed one when it is there */
+    const nw_rule_t *rules;        /* count of them; none: keyword routing off */
+    size_t count;
+} nw_rules_options_t;
+
+/* Build rules from options (NULL: the built-in rules for telecoms and geopolitics).
+ * NULL on a bad rule (a subject without words or listed twice, a number out of range, a
+ * code that is not one, a table that does not load), reason in errbuf. */
+nw_rules_t *nw_rules_new(const nw_rules_options_t *options, char *errbuf, size_t errlen);
 nw_rules_t *nw_rules_ref(nw_rules_t *self);     /* another owner; thread-safe */
 void nw_rules_unref(nw_rules_t **self_p);        /* last owner frees; thread-safe */
 size_t nw_rules_count(const nw_rules_t *self);   /* subjects with rules */

@@ -4,6 +4,7 @@
  * flaw: run this under -DNW_SANITIZE=ON). */
 #include "check.h"
 #include "auth.h"
+#include "config.h"
 #include "publish.h"
 
 #include <czmq.h>
@@ -12,6 +13,30 @@
 #include <unistd.h>
 
 static char root[256];
+
+/* auth with the grants of a loaded config file, as newswired takes them (config.c) */
+static nw_auth_t *auth_new(const char *secret, const char *clients, zconfig_t *config,
+                           char *err, size_t errlen)
+{
+    nw_auth_grant_t *grants;
+    size_t count;
+    CHECK(nw_config_grants(config, &grants, &count) == 0);
+    nw_auth_options_t options = {.secret_cert = secret, .clients_dir = clients,
+                                 .grants = grants, .grant_count = count};
+    nw_auth_t *auth = nw_auth_new(&options, err, errlen);
+    free(grants);
+    return auth;
+}
+
+static int auth_reload(nw_auth_t *auth, zconfig_t *config, char *err, size_t errlen)
+{
+    nw_auth_grant_t *grants;
+    size_t count;
+    CHECK(nw_config_grants(config, &grants, &count) == 0);
+    int rc = nw_auth_reload(auth, grants, count, err, errlen);
+    free(grants);
+    return rc;
+}
 
 static void write_file(const char *path, const char *text)
 {
@@ -99,14 +124,14 @@ static void test_store(void)
     zconfig_t *config = zconfig_str_load("grants\n    carol = \"geopolitics\"\n    alice = \"energy\"\n");
 
     /* A public-only certificate is no server certificate. */
-    CHECK(nw_auth_new(pub, clients, config, err, sizeof err) == NULL);
+    CHECK(auth_new(pub, clients, config, err, sizeof err) == NULL);
     CHECK(strstr(err, "secret") != NULL);
-    CHECK(nw_auth_new(secret, NULL, config, err, sizeof err) == NULL);
+    CHECK(auth_new(secret, NULL, config, err, sizeof err) == NULL);
     char missing[320];
     snprintf(missing, sizeof missing, "%s/none", root);
-    CHECK(nw_auth_new(secret, missing, config, err, sizeof err) == NULL);
+    CHECK(auth_new(secret, missing, config, err, sizeof err) == NULL);
 
-    nw_auth_t *auth = nw_auth_new(secret, clients, config, err, sizeof err);
+    nw_auth_t *auth = auth_new(secret, clients, config, err, sizeof err);
     CHECK(auth != NULL);
     if (!auth)
         goto done;
@@ -161,8 +186,8 @@ static void test_store(void)
 
     /* Reload takes the config's new grants. */
     zconfig_t *config2 = zconfig_str_load("grants\n    dave = \"energy\"\n");
-    CHECK(nw_auth_reload(auth, config2, err, sizeof err) == 1);   /* carol lost geopolitics */
-    CHECK(nw_auth_reload(auth, config2, err, sizeof err) == 0);   /* nothing withdrawn */
+    CHECK(auth_reload(auth, config2, err, sizeof err) == 1);   /* carol lost geopolitics */
+    CHECK(auth_reload(auth, config2, err, sizeof err) == 0);   /* nothing withdrawn */
     CHECK(grant(auth, dave, "", out) == 2);
     CHECK(grant(auth, carol, "", out) == 0);
     zconfig_destroy(&config2);
@@ -190,7 +215,7 @@ static void test_churn(void)
     char *key = make_client(clients, "churn", NULL, "telecoms", &pair);
     struct timespec later[2] = {{0, UTIME_OMIT}, {time(NULL) + 10, 0}};
     utimensat(AT_FDCWD, clients, later, 0);
-    nw_auth_t *auth = nw_auth_new(secret, clients, NULL, err, sizeof err);
+    nw_auth_t *auth = auth_new(secret, clients, NULL, err, sizeof err);
     CHECK(auth != NULL);
     if (!auth)
         goto done;

@@ -4,6 +4,7 @@
  * against a slow reference reading of route.h on generated texts full of edge cases
  * (case, separators, clause breaks, UTF-8 punctuation, stray and cut-off bytes). */
 #include "route.h"
+#include "config.h"
 #include "check.h"
 
 #include <pthread.h>
@@ -12,6 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Rules from a loaded config file, as newswired builds them: config.c reads the "rules"
+ * section into route's options (none: the built-in rules). */
+static nw_rules_t *rules_zpl(zconfig_t *config, char *err, size_t errlen)
+{
+    nw_rules_options_t *options;
+    if (nw_config_rules(config, &options, err, errlen) != 0)
+        return NULL;
+    nw_rules_t *rules = nw_rules_new(options, err, errlen);
+    nw_config_rules_free(&options);
+    return rules;
+}
 
 static nw_article_t article(const char *headline, const char *body)
 {
@@ -56,7 +69,7 @@ static void test_custom_rules(void)
     char err[256] = "";
     zconfig_t *config = zconfig_str_load(custom_zpl);
     CHECK(config != NULL);
-    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    nw_rules_t *rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(rules != NULL);
     if (!rules) {
@@ -109,7 +122,7 @@ static void test_custom_rules(void)
     /* headline-weight 0: only the body counts */
     config = zconfig_str_load("rules\n    headline-weight = 0\n    x\n        threshold = 1\n"
                               "        words = \"alpha\"\n");
-    rules = nw_rules_new(config, err, sizeof err);
+    rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(rules != NULL);
     CHECK(classify(rules, "Alpha", "beta", t) == 0);
@@ -119,7 +132,7 @@ static void test_custom_rules(void)
     /* an empty rules section turns keyword routing off */
     config = zconfig_str_load("rules\n");
     CHECK(config && zconfig_locate(config, "rules"));
-    rules = nw_rules_new(config, err, sizeof err);
+    rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(rules != NULL);
     CHECK(nw_rules_count(rules) == 0);
@@ -153,7 +166,7 @@ static void test_malformed(void)
         char err[256] = "";
         zconfig_t *config = zconfig_str_load(table[i].zpl);
         CHECK(config != NULL);
-        nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+        nw_rules_t *rules = rules_zpl(config, err, sizeof err);
         zconfig_destroy(&config);
         CHECK(rules == NULL);
         CHECK(strstr(err, table[i].want) != NULL);
@@ -266,7 +279,7 @@ static void test_default_rules(void)
     CHECK(nw_rules_count(rules) == 2);
     /* a config without a rules section gets the defaults too */
     zconfig_t *config = zconfig_str_load("newswired\n    drop = /tmp\n");
-    nw_rules_t *rules2 = nw_rules_new(config, err, sizeof err);
+    nw_rules_t *rules2 = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(nw_rules_count(rules2) == 2);
     nw_rules_unref(&rules2);
@@ -392,7 +405,7 @@ static void test_large_rules(void)
     char err[256] = "";
     zconfig_t *config = zconfig_str_load(zpl);
     free(zpl);
-    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    nw_rules_t *rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(rules != NULL);
     if (!rules) {
@@ -646,7 +659,7 @@ static void test_against_reference(void)
                                    subjects[s].threshold, subjects[s].words);
         char err[256] = "";
         zconfig_t *config = zconfig_str_load(zpl);
-        nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+        nw_rules_t *rules = rules_zpl(config, err, sizeof err);
         zconfig_destroy(&config);
         CHECK(rules != NULL);
         if (!rules) {
@@ -697,7 +710,7 @@ static void test_media_topics(void)
              "    harbours\n"
              "        words = \"quay, crane\"\n", path);
     zconfig_t *config = zconfig_str_load(zpl);
-    nw_rules_t *rules = nw_rules_new(config, err, sizeof err);
+    nw_rules_t *rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
     CHECK(rules != NULL);
     if (!rules) {
@@ -758,7 +771,7 @@ static void test_media_topics(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         config = zconfig_str_load(bad[i]);
         err[0] = '\0';
-        rules = nw_rules_new(config, err, sizeof err);
+        rules = rules_zpl(config, err, sizeof err);
         zconfig_destroy(&config);
         CHECK(rules == NULL && strncmp(err, "rules: ", 7) == 0);
         printf("bad media topics %zu: %s\n", i, err);
@@ -773,7 +786,7 @@ static void test_media_topics(void)
         close(fd);
         snprintf(zpl, sizeof zpl, "rules\n    media-topics = \"%s\"\n", tmp);
         config = zconfig_str_load(zpl);
-        rules = nw_rules_new(config, err, sizeof err);
+        rules = rules_zpl(config, err, sizeof err);
         zconfig_destroy(&config);
         CHECK(rules == NULL && strstr(err, "listed twice"));
         nw_rules_unref(&rules);
