@@ -1012,44 +1012,69 @@ uint64_t nw_client_duplicates(const nw_client_t *self) { return self->duplicates
 uint64_t nw_client_replayed(const nw_client_t *self) { return self->replayed; }
 uint64_t nw_client_replay_errors(const nw_client_t *self) { return self->replay_errors; }
 
-const char *nw_message_topic(const nw_message_t *self) { return self->decoded->env.topic; }
-uint64_t nw_message_seq(const nw_message_t *self) { return self->decoded->env.seq; }
-const char *nw_message_epoch(const nw_message_t *self) { return self->decoded->env.epoch; }
-const char *nw_message_id(const nw_message_t *self) { return self->decoded->env.id; }
-const char *nw_message_sent(const nw_message_t *self) { return self->decoded->env.sent; }
-const char *nw_message_source_file(const nw_message_t *self) { return self->decoded->env.source_file; }
-const char *nw_message_source_format(const nw_message_t *self) { return self->decoded->env.source_format; }
-const char *nw_message_source_encoding(const nw_message_t *self) { return self->decoded->env.source_encoding; }
-const char *nw_message_uri(const nw_message_t *self) { return self->decoded->article.uri; }
-const char *nw_message_type(const nw_message_t *self) { return self->decoded->article.type; }
-const char *nw_message_headline(const nw_message_t *self) { return self->decoded->article.headline; }
-const char *nw_message_byline(const nw_message_t *self) { return self->decoded->article.byline; }
-const char *nw_message_description(const nw_message_t *self) { return self->decoded->article.description_text; }
-const char *nw_message_body(const nw_message_t *self) { return self->decoded->article.body_text; }
-const char *nw_message_language(const nw_message_t *self) { return self->decoded->article.language; }
-const char *nw_message_version(const nw_message_t *self) { return self->decoded->article.version; }
-const char *nw_message_located(const nw_message_t *self) { return self->decoded->article.located; }
-const char *nw_message_versioncreated(const nw_message_t *self) { return self->decoded->article.versioncreated; }
+/* The field accessors, one per field of proto/nw_fields.h. Each must have been declared
+ * by include/newswire.h with the same type: the build fails otherwise, before the
+ * definitions below would declare it themselves. */
+#define STRING_ACCESSOR_TYPE const char *(*)(const nw_message_t *)
+#define DECLARED_(accessor, type) \
+    _Static_assert(_Generic(&nw_message_##accessor, type: 1, default: 0), \
+                   "nw_message_" #accessor "() is declared in include/newswire.h as " #type);
+#define DECLARED_TEXT(accessor)     DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_SHORT(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_TOPIC(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_HEX32(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_HEX40(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_TIME(accessor)     DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_SEQ(accessor)      DECLARED_(accessor, uint64_t (*)(const nw_message_t *))
+#define DECLARED_VERSION(accessor)
+#define DECLARED_SOURCE(accessor)
+#define DECLARED_ARTICLE(accessor)
+#define DECLARED_SUBJECTS(accessor)
+#define DECLARED(member, key, kind, presence, accessor) DECLARED_##kind(accessor)
+#define DECLARED_SUBJECT(member, key, kind, presence, accessor) \
+    DECLARED_(accessor, const char *(*)(const nw_message_t *, size_t))
+NW_FIELDS_MESSAGE(DECLARED)
+NW_FIELDS_SOURCE(DECLARED)
+NW_FIELDS_ARTICLE(DECLARED)
+NW_FIELDS_SUBJECT(DECLARED_SUBJECT)
+
+#define STRING_ACCESSOR(part, member, accessor) \
+    const char *nw_message_##accessor(const nw_message_t *self) \
+    { return self->decoded->part.member; }
+#define ENV_TEXT(member, accessor)     STRING_ACCESSOR(env, member, accessor)
+#define ENV_SHORT(member, accessor)    STRING_ACCESSOR(env, member, accessor)
+#define ENV_TOPIC(member, accessor)    STRING_ACCESSOR(env, member, accessor)
+#define ENV_HEX32(member, accessor)    STRING_ACCESSOR(env, member, accessor)
+#define ENV_HEX40(member, accessor)    STRING_ACCESSOR(env, member, accessor)
+#define ENV_TIME(member, accessor)     STRING_ACCESSOR(env, member, accessor)
+#define ENV_SEQ(member, accessor) \
+    uint64_t nw_message_##accessor(const nw_message_t *self) \
+    { return self->decoded->env.member; }
+#define ENV_VERSION(member, accessor)
+#define ENV_SOURCE(member, accessor)
+#define ENV_ARTICLE(member, accessor)
+#define ENV_ACCESSOR(member, key, kind, presence, accessor) ENV_##kind(member, accessor)
+#define ARTICLE_TEXT(member, accessor)  STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_SHORT(member, accessor) STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_TOPIC(member, accessor) STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_HEX32(member, accessor) STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_HEX40(member, accessor) STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_TIME(member, accessor)  STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_SUBJECTS(member, accessor)
+#define ARTICLE_ACCESSOR(member, key, kind, presence, accessor) ARTICLE_##kind(member, accessor)
+/* NULL when index is out of range or the subject has no such field. */
+#define SUBJECT_ACCESSOR(member, key, kind, presence, accessor) \
+    const char *nw_message_##accessor(const nw_message_t *self, size_t index) \
+    { \
+        const nw_ninjs_t *a = &self->decoded->article; \
+        return index < a->subject_count && a->member ? a->member[index] : NULL; \
+    }
+
+NW_FIELDS_MESSAGE(ENV_ACCESSOR)
+NW_FIELDS_SOURCE(ENV_ACCESSOR)
+NW_FIELDS_ARTICLE(ARTICLE_ACCESSOR)
+NW_FIELDS_SUBJECT(SUBJECT_ACCESSOR)
 size_t nw_message_subject_count(const nw_message_t *self) { return self->decoded->article.subject_count; }
-
-const char *nw_message_subject(const nw_message_t *self, size_t index)
-{
-    if (index >= self->decoded->article.subject_count)
-        return NULL;
-    return self->decoded->article.subjects[index];
-}
-
-const char *nw_message_subject_code(const nw_message_t *self, size_t index)
-{
-    const nw_ninjs_t *a = &self->decoded->article;
-    return index < a->subject_count && a->subject_codes ? a->subject_codes[index] : NULL;
-}
-
-const char *nw_message_subject_scheme(const nw_message_t *self, size_t index)
-{
-    const nw_ninjs_t *a = &self->decoded->article;
-    return index < a->subject_count && a->subject_schemes ? a->subject_schemes[index] : NULL;
-}
 
 uint64_t nw_message_gap_before(const nw_message_t *self) { return self->gap_before; }
 int nw_message_epoch_changed(const nw_message_t *self) { return self->epoch_changed; }

@@ -17,6 +17,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,20 @@ set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 
 /* ------------------------------------------------------------------ field rules */
 
+/* The kinds of nw_fields.h: first the rules of strings, then what is not a string. */
 typedef enum {
     KIND_TEXT,    /* any length the message allows: description_text, body_text */
     KIND_SHORT,   /* at most NW_CODEC_MAX_FIELD bytes */
     KIND_TOPIC,
     KIND_HEX32,
     KIND_HEX40,
-    KIND_TIME,
-} str_kind_t;
+    KIND_TIME,    /* the last string kind */
+    KIND_VERSION,
+    KIND_SEQ,
+    KIND_SOURCE,
+    KIND_ARTICLE,
+    KIND_SUBJECTS,
+} kind_t;
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
 static bool
@@ -163,7 +170,7 @@ time_valid(const char *s, size_t len)
 /* The checks every string field gets, on both sides of the wire. name is the key's
  * path for the reason ("article.headline"). */
 static int
-check_string(const char *name, const char *s, size_t len, str_kind_t kind,
+check_string(const char *name, const char *s, size_t len, kind_t kind,
              char *errbuf, size_t errlen)
 {
     if (memchr(s, '\0', len)) {
@@ -207,13 +214,16 @@ check_string(const char *name, const char *s, size_t len, str_kind_t kind,
             return -1;
         }
         return 0;
+    default:   /* not a string kind: no string is one */
+        break;
     }
+    set_err(errbuf, errlen, "\"%s\" is not a string field", name);
     return -1;
 }
 
 /* Checks a C string field of the encoder's input; NULL is "missing" when required. */
 static int
-check_cstr(const char *name, const char *s, bool required, str_kind_t kind,
+check_cstr(const char *name, const char *s, bool required, kind_t kind,
            char *errbuf, size_t errlen)
 {
     if (!s) {
@@ -330,6 +340,113 @@ scan_object(scan_t *sc, unsigned depth)
     return SCAN_OK;
 }
 
+/* ------------------------------------------------------------------ field tables */
+
+/* The lists of nw_fields.h as tables the encoder and decoder walk. */
+
+typedef enum { P_REQUIRED, P_OPTIONAL, P_TEXT_DEFAULT } presence_t;
+
+#define DEFAULT_TEXT "text"   /* what a P_TEXT_DEFAULT field packs when NULL */
+
+typedef struct {
+    const char *key;       /* key in its map */
+    const char *path;      /* name in reasons */
+    kind_t kind;
+    presence_t presence;
+    size_t offset;         /* of its member in nw_envelope_t or nw_ninjs_t (strings, SEQ) */
+} field_t;
+
+#define OFFSET_TEXT(type, m)      offsetof(type, m)
+#define OFFSET_SHORT(type, m)     offsetof(type, m)
+#define OFFSET_TOPIC(type, m)     offsetof(type, m)
+#define OFFSET_HEX32(type, m)     offsetof(type, m)
+#define OFFSET_HEX40(type, m)     offsetof(type, m)
+#define OFFSET_TIME(type, m)      offsetof(type, m)
+#define OFFSET_SEQ(type, m)       offsetof(type, m)
+#define OFFSET_VERSION(type, m)   0
+#define OFFSET_SOURCE(type, m)    0
+#define OFFSET_ARTICLE(type, m)   0
+#define OFFSET_SUBJECTS(type, m)  0
+
+#define FIELD(prefix, type, member, key, kind, presence) \
+    { key, prefix key, KIND_##kind, P_##presence, OFFSET_##kind(type, member) },
+#define MESSAGE_FIELD(m, key, kind, presence, accessor) \
+    FIELD("", nw_envelope_t, m, key, kind, presence)
+#define SOURCE_FIELD(m, key, kind, presence, accessor) \
+    FIELD("source.", nw_envelope_t, m, key, kind, presence)
+#define ARTICLE_FIELD(m, key, kind, presence, accessor) \
+    FIELD("article.", nw_ninjs_t, m, key, kind, presence)
+#define SUBJECT_FIELD(m, key, kind, presence, accessor) \
+    FIELD("article.subject.", nw_ninjs_t, m, key, kind, presence)
+
+static const field_t message_fields[] = { NW_FIELDS_MESSAGE(MESSAGE_FIELD) };
+static const field_t source_fields[] = { NW_FIELDS_SOURCE(SOURCE_FIELD) };
+static const field_t article_fields[] = { NW_FIELDS_ARTICLE(ARTICLE_FIELD) };
+static const field_t subject_fields[] = { NW_FIELDS_SUBJECT(SUBJECT_FIELD) };
+
+#define COUNT(a) (sizeof (a) / sizeof (a)[0])
+enum {
+    N_MESSAGE = COUNT(message_fields),
+    N_SOURCE = COUNT(source_fields),
+    N_ARTICLE = COUNT(article_fields),
+    N_SUBJECT = COUNT(subject_fields),
+};
+
+/* What each list may hold, so a line in the wrong list fails the build, not a message. */
+#define IS_STRING(kind) (KIND_##kind <= KIND_TIME)
+#define ASSERT_MESSAGE(m, key, kind, presence, accessor) \
+    _Static_assert(KIND_##kind != KIND_SUBJECTS, "\"" key "\": subjects belong in the article");
+#define ASSERT_STRINGS(m, key, kind, presence, accessor) \
+    _Static_assert(IS_STRING(kind), "\"" key "\": the source and subject maps hold strings");
+#define ASSERT_ARTICLE(m, key, kind, presence, accessor) \
+    _Static_assert(IS_STRING(kind) || KIND_##kind == KIND_SUBJECTS, \
+                   "\"article." key "\": the article holds strings and the subject array");
+#define ASSERT_DEFAULT(m, key, kind, presence, accessor) \
+    _Static_assert(P_##presence != P_TEXT_DEFAULT || IS_STRING(kind), \
+                   "\"" key "\": only a string has a default");
+NW_FIELDS_MESSAGE(ASSERT_MESSAGE)
+NW_FIELDS_MESSAGE(ASSERT_DEFAULT)
+NW_FIELDS_SOURCE(ASSERT_STRINGS)
+NW_FIELDS_SUBJECT(ASSERT_STRINGS)
+NW_FIELDS_ARTICLE(ASSERT_ARTICLE)
+NW_FIELDS_ARTICLE(ASSERT_DEFAULT)
+#define ONE_REQUIRED_ARTICLE(m, key, kind, presence, accessor) \
+    + (KIND_##kind == KIND_ARTICLE && P_##presence == P_REQUIRED)
+#define ONE_VERSION(m, key, kind, presence, accessor) \
+    + (KIND_##kind == KIND_VERSION && P_##presence == P_REQUIRED)
+#define AT_MOST_ONE_SOURCE(m, key, kind, presence, accessor) + (KIND_##kind == KIND_SOURCE)
+#define AT_MOST_ONE_SUBJECTS(m, key, kind, presence, accessor) + (KIND_##kind == KIND_SUBJECTS)
+_Static_assert(0 NW_FIELDS_MESSAGE(ONE_REQUIRED_ARTICLE) == 1, "one required article map");
+_Static_assert(0 NW_FIELDS_MESSAGE(ONE_VERSION) == 1, "one required version");
+_Static_assert(0 NW_FIELDS_MESSAGE(AT_MOST_ONE_SOURCE) <= 1, "one source map at most");
+_Static_assert(0 NW_FIELDS_ARTICLE(AT_MOST_ONE_SUBJECTS) <= 1, "one subject array at most");
+
+static bool
+is_string(kind_t kind)
+{
+    return kind <= KIND_TIME;
+}
+
+static const char *
+str_of(const void *base, const field_t *f)
+{
+    return *(const char *const *) ((const char *) base + f->offset);
+}
+
+/* A string field as the encoder packs it: its default when it has one and is NULL. */
+static const char *
+packed_value(const void *base, const field_t *f)
+{
+    const char *s = str_of(base, f);
+    return !s && f->presence == P_TEXT_DEFAULT ? DEFAULT_TEXT : s;
+}
+
+static const char *const *
+subject_array(const nw_ninjs_t *a, const field_t *f)
+{
+    return *(const char *const *const *) ((const char *) a + f->offset);
+}
+
 /* ------------------------------------------------------------------ encoder */
 
 static int
@@ -344,6 +461,56 @@ pack_kv(msgpack_packer *pk, const char *key, const char *value)
     return pack_cstr(pk, key) || pack_cstr(pk, value) ? -1 : 0;
 }
 
+/* Checks the string fields of base by the rules of fields; with all_optional a missing
+ * required one is left for the caller to judge (the source map). */
+static int
+check_fields(const void *base, const field_t *fields, size_t n, bool all_optional,
+             char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const field_t *f = &fields[i];
+        if (is_string(f->kind)
+            && check_cstr(f->path, packed_value(base, f),
+                          !all_optional && f->presence != P_OPTIONAL, f->kind, errbuf, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* The map of the string fields of base that are set, keys in list order. */
+static int
+pack_strings(msgpack_packer *pk, const void *base, const field_t *fields, size_t n)
+{
+    size_t entries = 0;
+    for (size_t i = 0; i < n; i++)
+        entries += packed_value(base, &fields[i]) != NULL;
+    int rc = msgpack_pack_map(pk, entries);
+    for (size_t i = 0; !rc && i < n; i++) {
+        const char *s = packed_value(base, &fields[i]);
+        rc = s ? pack_kv(pk, fields[i].key, s) : 0;
+    }
+    return rc;
+}
+
+static int
+pack_subjects(msgpack_packer *pk, const nw_ninjs_t *a)
+{
+    int rc = msgpack_pack_array(pk, a->subject_count);
+    for (size_t i = 0; !rc && i < a->subject_count; i++) {
+        const char *values[N_SUBJECT];
+        size_t entries = 0;
+        for (size_t j = 0; j < N_SUBJECT; j++) {
+            const char *const *array = subject_array(a, &subject_fields[j]);
+            values[j] = array ? array[i] : NULL;
+            entries += values[j] != NULL;
+        }
+        rc = msgpack_pack_map(pk, entries);
+        for (size_t j = 0; !rc && j < N_SUBJECT; j++)
+            rc = values[j] ? pack_kv(pk, subject_fields[j].key, values[j]) : 0;
+    }
+    return rc;
+}
+
 int
 nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, size_t errlen)
 {
@@ -351,65 +518,44 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
         set_err(errbuf, errlen, "no article or buffer");
         return -1;
     }
-    const char *type = a->type ? a->type : "text";
-    if (check_cstr("article.uri", a->uri, true, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.type", type, true, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.versioncreated", a->versioncreated, true, KIND_TIME, errbuf, errlen)
-        || check_cstr("article.headline", a->headline, true, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.byline", a->byline, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.description_text", a->description_text, false, KIND_TEXT,
-                      errbuf, errlen)
-        || check_cstr("article.body_text", a->body_text, true, KIND_TEXT, errbuf, errlen)
-        || check_cstr("article.language", a->language, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.version", a->version, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("article.located", a->located, false, KIND_SHORT, errbuf, errlen))
+    if (check_fields(a, article_fields, N_ARTICLE, false, errbuf, errlen))
         return -1;
     if (a->subject_count > NW_CODEC_MAX_SUBJECTS) {
         set_err(errbuf, errlen, "\"article.subject\" has more than %u entries",
                 NW_CODEC_MAX_SUBJECTS);
         return -1;
     }
-    if (a->subject_count > 0 && !a->subjects) {
-        set_err(errbuf, errlen, "missing \"article.subject\"");
-        return -1;
-    }
-    for (size_t i = 0; i < a->subject_count; i++)
-        if (check_cstr("article.subject.name", a->subjects[i], true, KIND_SHORT,
-                       errbuf, errlen)
-            || check_cstr("article.subject.code", a->subject_codes ? a->subject_codes[i] : NULL,
-                          false, KIND_SHORT, errbuf, errlen)
-            || check_cstr("article.subject.scheme",
-                          a->subject_schemes ? a->subject_schemes[i] : NULL, false, KIND_SHORT,
-                          errbuf, errlen))
+    for (size_t j = 0; j < N_SUBJECT; j++)
+        if (a->subject_count > 0 && subject_fields[j].presence != P_OPTIONAL
+            && !subject_array(a, &subject_fields[j])) {
+            set_err(errbuf, errlen, "missing \"article.subject\"");
             return -1;
+        }
+    for (size_t i = 0; i < a->subject_count; i++)
+        for (size_t j = 0; j < N_SUBJECT; j++) {
+            const field_t *f = &subject_fields[j];
+            const char *const *array = subject_array(a, f);
+            if (check_cstr(f->path, array ? array[i] : NULL, f->presence != P_OPTIONAL,
+                           f->kind, errbuf, errlen))
+                return -1;
+        }
 
     size_t start = out->size;
-    size_t entries = 5 + (a->byline != NULL) + (a->description_text != NULL)
-                     + (a->language != NULL) + (a->version != NULL) + (a->located != NULL)
-                     + (a->subject_count > 0);
+    size_t entries = 0;
+    for (size_t i = 0; i < N_ARTICLE; i++)
+        entries += article_fields[i].kind == KIND_SUBJECTS ? a->subject_count > 0
+                   : packed_value(a, &article_fields[i]) != NULL;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    /* Key order is part of the test vectors: proto/vectors/make_vectors.py uses it too. */
-    int rc = msgpack_pack_map(&pk, entries)
-             || pack_kv(&pk, "uri", a->uri)
-             || pack_kv(&pk, "type", type)
-             || pack_kv(&pk, "versioncreated", a->versioncreated)
-             || pack_kv(&pk, "headline", a->headline)
-             || (a->byline && pack_kv(&pk, "byline", a->byline))
-             || (a->description_text && pack_kv(&pk, "description_text", a->description_text))
-             || pack_kv(&pk, "body_text", a->body_text)
-             || (a->language && pack_kv(&pk, "language", a->language))
-             || (a->version && pack_kv(&pk, "version", a->version))
-             || (a->located && pack_kv(&pk, "located", a->located));
-    if (!rc && a->subject_count > 0) {
-        rc = pack_cstr(&pk, "subject") || msgpack_pack_array(&pk, a->subject_count);
-        for (size_t i = 0; !rc && i < a->subject_count; i++) {
-            const char *code = a->subject_codes ? a->subject_codes[i] : NULL;
-            const char *scheme = a->subject_schemes ? a->subject_schemes[i] : NULL;
-            rc = msgpack_pack_map(&pk, 1 + (code != NULL) + (scheme != NULL))
-                 || pack_kv(&pk, "name", a->subjects[i])
-                 || (scheme && pack_kv(&pk, "scheme", scheme))
-                 || (code && pack_kv(&pk, "code", code));
+    /* Key order is part of the test vectors: make_vectors.py reads it from nw_fields.h. */
+    int rc = msgpack_pack_map(&pk, entries);
+    for (size_t i = 0; !rc && i < N_ARTICLE; i++) {
+        const field_t *f = &article_fields[i];
+        if (f->kind == KIND_SUBJECTS)
+            rc = a->subject_count > 0 ? pack_cstr(&pk, f->key) || pack_subjects(&pk, a) : 0;
+        else {
+            const char *s = packed_value(a, f);
+            rc = s ? pack_kv(&pk, f->key, s) : 0;
         }
     }
     if (rc) {
@@ -426,6 +572,24 @@ fail:
     return -1;
 }
 
+/* "file and format": the required keys of fields, for reasons. */
+static void
+required_keys(const field_t *fields, size_t n, char *buf, size_t len)
+{
+    size_t total = 0, done = 0, used = 0;
+    for (size_t i = 0; i < n; i++)
+        total += fields[i].presence == P_REQUIRED;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < len; i++) {
+        if (fields[i].presence != P_REQUIRED)
+            continue;
+        const char *sep = done == 0 ? "" : done + 1 == total ? " and " : ", ";
+        int w = snprintf(buf + used, len - used, "%s%s", sep, fields[i].key);
+        used += w > 0 ? (size_t) w : 0;
+        done++;
+    }
+}
+
 int
 nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t article_len,
                       msgpack_sbuffer *out, char *errbuf, size_t errlen)
@@ -434,28 +598,38 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
         set_err(errbuf, errlen, "no envelope or buffer");
         return -1;
     }
-    if (check_cstr("topic", env->topic, true, KIND_TOPIC, errbuf, errlen)
-        || check_cstr("epoch", env->epoch, true, KIND_HEX32, errbuf, errlen)
-        || check_cstr("id", env->id, true, KIND_HEX40, errbuf, errlen)
-        || check_cstr("sent", env->sent, true, KIND_TIME, errbuf, errlen)
-        || check_cstr("source.file", env->source_file, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("source.format", env->source_format, false, KIND_SHORT, errbuf, errlen)
-        || check_cstr("source.encoding", env->source_encoding, false, KIND_SHORT, errbuf,
-                      errlen))
+    if (check_fields(env, message_fields, N_MESSAGE, false, errbuf, errlen)
+        || check_fields(env, source_fields, N_SOURCE, true, errbuf, errlen))
         return -1;
-    if (env->seq == 0) {
-        set_err(errbuf, errlen, "\"seq\" is 0 (sequences start at 1)");
+    for (size_t i = 0; i < N_MESSAGE; i++)
+        if (message_fields[i].kind == KIND_SEQ
+            && *(const uint64_t *) ((const char *) env + message_fields[i].offset) == 0) {
+            set_err(errbuf, errlen, "\"%s\" is 0 (sequences start at 1)", message_fields[i].path);
+            return -1;
+        }
+    /* The source map goes when any of its required keys is set, and then with all. */
+    bool any_required = false, all_required = true;
+    const field_t *optional = NULL;
+    for (size_t i = 0; i < N_SOURCE; i++) {
+        const char *s = str_of(env, &source_fields[i]);
+        if (source_fields[i].presence == P_REQUIRED) {
+            any_required = any_required || s;
+            all_required = all_required && s;
+        }
+        else if (s && !optional)
+            optional = &source_fields[i];
+    }
+    char needs[128];
+    required_keys(source_fields, N_SOURCE, needs, sizeof needs);
+    if (any_required && !all_required) {
+        set_err(errbuf, errlen, "\"source\" needs both %s", needs);
         return -1;
     }
-    bool has_source = env->source_file || env->source_format;
-    if (has_source && !(env->source_file && env->source_format)) {
-        set_err(errbuf, errlen, "\"source\" needs both file and format");
+    if (optional && !any_required) {
+        set_err(errbuf, errlen, "\"%s\" needs %s", optional->path, needs);
         return -1;
     }
-    if (env->source_encoding && !has_source) {
-        set_err(errbuf, errlen, "\"source.encoding\" needs file and format");
-        return -1;
-    }
+    bool has_source = any_required;
     /* The article must be exactly one map, or the message would not parse. */
     const unsigned char *amp = article_mp;
     scan_t sc = { .p = amp, .len = article_len };
@@ -466,22 +640,40 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
     }
 
     size_t start = out->size;
+    size_t entries = 0;
+    for (size_t i = 0; i < N_MESSAGE; i++) {
+        const field_t *f = &message_fields[i];
+        entries += f->kind == KIND_SOURCE ? has_source
+                   : is_string(f->kind) ? packed_value(env, f) != NULL : 1;
+    }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    int rc = msgpack_pack_map(&pk, has_source ? 8 : 7)
-             || pack_cstr(&pk, "v") || msgpack_pack_uint64(&pk, NW_PROTO_VERSION)
-             || pack_kv(&pk, "topic", env->topic)
-             || pack_cstr(&pk, "seq") || msgpack_pack_uint64(&pk, env->seq)
-             || pack_kv(&pk, "epoch", env->epoch)
-             || pack_kv(&pk, "id", env->id)
-             || pack_kv(&pk, "sent", env->sent);
-    if (!rc && has_source)
-        rc = pack_cstr(&pk, "source") || msgpack_pack_map(&pk, env->source_encoding ? 3 : 2)
-             || pack_kv(&pk, "file", env->source_file)
-             || pack_kv(&pk, "format", env->source_format)
-             || (env->source_encoding && pack_kv(&pk, "encoding", env->source_encoding));
-    if (!rc)
-        rc = pack_cstr(&pk, "article") || msgpack_sbuffer_write(out, article_mp, article_len);
+    int rc = msgpack_pack_map(&pk, entries);
+    for (size_t i = 0; !rc && i < N_MESSAGE; i++) {
+        const field_t *f = &message_fields[i];
+        switch (f->kind) {
+        case KIND_VERSION:
+            rc = pack_cstr(&pk, f->key) || msgpack_pack_uint64(&pk, NW_PROTO_VERSION);
+            break;
+        case KIND_SEQ:
+            rc = pack_cstr(&pk, f->key)
+                 || msgpack_pack_uint64(&pk, *(const uint64_t *) ((const char *) env + f->offset));
+            break;
+        case KIND_SOURCE:
+            if (has_source)
+                rc = pack_cstr(&pk, f->key) || pack_strings(&pk, env, source_fields, N_SOURCE);
+            break;
+        case KIND_ARTICLE:
+            rc = pack_cstr(&pk, f->key) || msgpack_sbuffer_write(out, article_mp, article_len);
+            break;
+        case KIND_SUBJECTS:   /* not in the message map (asserted above) */
+            break;
+        default: {
+            const char *s = packed_value(env, f);
+            rc = s ? pack_kv(&pk, f->key, s) : 0;
+        }
+        }
+    }
     if (rc) {
         set_err(errbuf, errlen, "out of memory packing the message");
         goto fail;
@@ -498,13 +690,7 @@ fail:
 
 /* ------------------------------------------------------------------ decoder */
 
-/* Where each decoded string lands; views into the input until copied. */
-enum {
-    S_TOPIC, S_EPOCH, S_ID, S_SENT, S_SRC_FILE, S_SRC_FORMAT, S_SRC_ENCODING,
-    S_URI, S_TYPE, S_VERSIONCREATED, S_HEADLINE, S_BYLINE, S_DESCRIPTION, S_BODY,
-    S_LANGUAGE, S_VERSION, S_LOCATED, S_COUNT
-};
-
+/* A string as found in the input, until copied. */
 typedef struct {
     const char *p;
     size_t len;
@@ -513,57 +699,16 @@ typedef struct {
 
 typedef enum { T_STR, T_UINT, T_MAP, T_ARRAY } want_t;
 
-typedef struct {
-    const char *key;       /* key in its map */
-    const char *path;      /* name in reasons */
-    want_t want;
-    bool required;
-    int slot;              /* S_* for strings, -1 otherwise */
-    str_kind_t kind;
-} key_spec_t;
-
-static const key_spec_t message_keys[] = {
-    { "v",       "v",       T_UINT, true,  -1,           KIND_SHORT },
-    { "topic",   "topic",   T_STR,  true,  S_TOPIC,      KIND_TOPIC },
-    { "seq",     "seq",     T_UINT, true,  -1,           KIND_SHORT },
-    { "epoch",   "epoch",   T_STR,  true,  S_EPOCH,      KIND_HEX32 },
-    { "id",      "id",      T_STR,  true,  S_ID,         KIND_HEX40 },
-    { "sent",    "sent",    T_STR,  true,  S_SENT,       KIND_TIME },
-    { "source",  "source",  T_MAP,  false, -1,           KIND_SHORT },
-    { "article", "article", T_MAP,  true,  -1,           KIND_SHORT },
-};
-enum { K_V, K_TOPIC, K_SEQ, K_EPOCH, K_ID, K_SENT, K_SOURCE, K_ARTICLE, K_MESSAGE_COUNT };
-
-static const key_spec_t source_keys[] = {
-    { "file",   "source.file",   T_STR, true, S_SRC_FILE,   KIND_SHORT },
-    { "format", "source.format", T_STR, true, S_SRC_FORMAT, KIND_SHORT },
-    { "encoding", "source.encoding", T_STR, false, S_SRC_ENCODING, KIND_SHORT },
-};
-
-static const key_spec_t article_keys[] = {
-    { "uri",              "article.uri",              T_STR,   true,  S_URI,            KIND_SHORT },
-    { "type",             "article.type",             T_STR,   false, S_TYPE,           KIND_SHORT },
-    { "versioncreated",   "article.versioncreated",   T_STR,   true,  S_VERSIONCREATED, KIND_TIME },
-    { "headline",         "article.headline",         T_STR,   true,  S_HEADLINE,       KIND_SHORT },
-    { "byline",           "article.byline",           T_STR,   false, S_BYLINE,         KIND_SHORT },
-    { "description_text", "article.description_text", T_STR,   false, S_DESCRIPTION,    KIND_TEXT },
-    { "body_text",        "article.body_text",        T_STR,   true,  S_BODY,           KIND_TEXT },
-    { "language",         "article.language",         T_STR,   false, S_LANGUAGE,       KIND_SHORT },
-    { "version",          "article.version",          T_STR,   false, S_VERSION,        KIND_SHORT },
-    { "located",          "article.located",          T_STR,   false, S_LOCATED,        KIND_SHORT },
-    { "subject",          "article.subject",          T_ARRAY, false, -1,               KIND_SHORT },
-};
-enum { K_SUBJECT = 10, K_ARTICLE_COUNT };
-_Static_assert(sizeof article_keys / sizeof article_keys[0] == K_ARTICLE_COUNT,
-               "K_SUBJECT is the index of subject, the last of article_keys");
-
-static const key_spec_t subject_keys[] = {
-    { "name",   "article.subject.name",   T_STR, true,  -1, KIND_SHORT },
-    { "scheme", "article.subject.scheme", T_STR, false, -1, KIND_SHORT },
-    { "code",   "article.subject.code",   T_STR, false, -1, KIND_SHORT },
-};
-
-#define MAX_KEYS 11
+static want_t
+want_of(kind_t kind)
+{
+    switch (kind) {
+    case KIND_VERSION: case KIND_SEQ:     return T_UINT;
+    case KIND_SOURCE:  case KIND_ARTICLE: return T_MAP;
+    case KIND_SUBJECTS:                   return T_ARRAY;
+    default:                              return T_STR;
+    }
+}
 
 static const char *
 type_name(want_t want)
@@ -578,57 +723,68 @@ type_name(want_t want)
 }
 
 /* Finds the known keys of map (unknown ones are skipped: forward compatibility) and
- * checks their types and string rules; string values go to views[spec.slot]. */
+ * checks their types and string rules; found[i] and views[i] are fields[i]'s. */
 static int
-read_map(const msgpack_object *map, const key_spec_t *specs, size_t nspecs,
+read_map(const msgpack_object *map, const field_t *fields, size_t n,
          const msgpack_object **found, view_t *views, char *errbuf, size_t errlen)
 {
-    for (size_t i = 0; i < nspecs; i++)
+    for (size_t i = 0; i < n; i++) {
         found[i] = NULL;
+        views[i] = (view_t) { NULL, 0, false };
+    }
     for (uint32_t k = 0; k < map->via.map.size; k++) {
         const msgpack_object *key = &map->via.map.ptr[k].key;
         if (key->type != MSGPACK_OBJECT_STR) {
             set_err(errbuf, errlen, "a map key is not a string");
             return -1;
         }
-        for (size_t i = 0; i < nspecs; i++) {
-            if (strlen(specs[i].key) != key->via.str.size
-                || memcmp(specs[i].key, key->via.str.ptr, key->via.str.size) != 0)
+        for (size_t i = 0; i < n; i++) {
+            if (strlen(fields[i].key) != key->via.str.size
+                || memcmp(fields[i].key, key->via.str.ptr, key->via.str.size) != 0)
                 continue;
             if (found[i]) {
-                set_err(errbuf, errlen, "duplicate key \"%s\"", specs[i].path);
+                set_err(errbuf, errlen, "duplicate key \"%s\"", fields[i].path);
                 return -1;
             }
             found[i] = &map->via.map.ptr[k].val;
         }
     }
-    for (size_t i = 0; i < nspecs; i++) {
-        const key_spec_t *spec = &specs[i];
+    for (size_t i = 0; i < n; i++) {
+        const field_t *f = &fields[i];
         const msgpack_object *val = found[i];
         if (!val) {
-            if (spec->required) {
-                set_err(errbuf, errlen, "missing key \"%s\"", spec->path);
+            if (f->presence == P_REQUIRED) {
+                set_err(errbuf, errlen, "missing key \"%s\"", f->path);
                 return -1;
             }
             continue;
         }
-        msgpack_object_type want = spec->want == T_STR ? MSGPACK_OBJECT_STR
-                                 : spec->want == T_UINT ? MSGPACK_OBJECT_POSITIVE_INTEGER
-                                 : spec->want == T_MAP ? MSGPACK_OBJECT_MAP
+        want_t want = want_of(f->kind);
+        msgpack_object_type type = want == T_STR ? MSGPACK_OBJECT_STR
+                                 : want == T_UINT ? MSGPACK_OBJECT_POSITIVE_INTEGER
+                                 : want == T_MAP ? MSGPACK_OBJECT_MAP
                                  : MSGPACK_OBJECT_ARRAY;
-        if (val->type != want) {
-            set_err(errbuf, errlen, "\"%s\" is not %s", spec->path, type_name(spec->want));
+        if (val->type != type) {
+            set_err(errbuf, errlen, "\"%s\" is not %s", f->path, type_name(want));
             return -1;
         }
-        if (spec->want == T_STR) {
-            if (check_string(spec->path, val->via.str.ptr, val->via.str.size, spec->kind,
+        if (want == T_STR) {
+            if (check_string(f->path, val->via.str.ptr, val->via.str.size, f->kind,
                              errbuf, errlen))
                 return -1;
-            if (spec->slot >= 0)
-                views[spec->slot] = (view_t) { val->via.str.ptr, val->via.str.size, true };
+            views[i] = (view_t) { val->via.str.ptr, val->via.str.size, true };
         }
     }
     return 0;
+}
+
+static size_t
+views_size(const view_t *views, size_t n)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++)
+        size += views[i].present ? views[i].len + 1 : 0;
+    return size;
 }
 
 static const char *
@@ -641,6 +797,15 @@ copy_view(char **cursor, const view_t *view)
     s[view->len] = '\0';
     *cursor += view->len + 1;
     return s;
+}
+
+/* Sets base's string members from their views, copied to *cursor. */
+static void
+copy_fields(char **cursor, void *base, const field_t *fields, size_t n, const view_t *views)
+{
+    for (size_t i = 0; i < n; i++)
+        if (is_string(fields[i].kind))
+            *(const char **) ((char *) base + fields[i].offset) = copy_view(cursor, &views[i]);
 }
 
 nw_codec_message_t *
@@ -703,28 +868,36 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
         }
     }
 
-    view_t views[S_COUNT] = { { NULL, 0, false } };
-    const msgpack_object *found[MAX_KEYS], *afound[MAX_KEYS], *sfound[MAX_KEYS];
-    if (read_map(root, message_keys, K_MESSAGE_COUNT, found, views, errbuf, errlen))
+    const msgpack_object *mfound[N_MESSAGE], *sfound[N_SOURCE], *afound[N_ARTICLE];
+    const msgpack_object *subfound[N_SUBJECT];
+    view_t mviews[N_MESSAGE], sviews[N_SOURCE] = { { NULL, 0, false } }, aviews[N_ARTICLE];
+    if (read_map(root, message_fields, N_MESSAGE, mfound, mviews, errbuf, errlen))
         goto fail;
-    uint64_t seq = found[K_SEQ]->via.u64;
-    if (seq == 0) {
-        set_err(errbuf, errlen, "\"seq\" is 0 (sequences start at 1)");
-        goto fail;
+    const msgpack_object *source = NULL, *article = NULL;
+    for (size_t i = 0; i < N_MESSAGE; i++) {
+        if (message_fields[i].kind == KIND_SEQ && mfound[i] && mfound[i]->via.u64 == 0) {
+            set_err(errbuf, errlen, "\"%s\" is 0 (sequences start at 1)", message_fields[i].path);
+            goto fail;
+        }
+        if (message_fields[i].kind == KIND_SOURCE)
+            source = mfound[i];
+        if (message_fields[i].kind == KIND_ARTICLE)
+            article = mfound[i];   /* required: read_map saw it */
     }
-    if (found[K_SOURCE] && read_map(found[K_SOURCE], source_keys, 3, sfound, views,
-                                    errbuf, errlen))
+    if (source && read_map(source, source_fields, N_SOURCE, sfound, sviews, errbuf, errlen))
         goto fail;
-    if (read_map(found[K_ARTICLE], article_keys, K_ARTICLE_COUNT, afound, views,
-                 errbuf, errlen))
+    if (read_map(article, article_fields, N_ARTICLE, afound, aviews, errbuf, errlen))
         goto fail;
 
-    view_t subjects[NW_CODEC_MAX_SUBJECTS], codes[NW_CODEC_MAX_SUBJECTS];
-    view_t schemes[NW_CODEC_MAX_SUBJECTS];
+    const msgpack_object *subjects = NULL;
+    for (size_t i = 0; i < N_ARTICLE; i++)
+        if (article_fields[i].kind == KIND_SUBJECTS)
+            subjects = afound[i];
+    view_t subviews[NW_CODEC_MAX_SUBJECTS][N_SUBJECT];
     size_t subject_count = 0;
-    bool any_code = false;
-    if (afound[K_SUBJECT]) {
-        const msgpack_object_array *arr = &afound[K_SUBJECT]->via.array;
+    bool any_optional = false;   /* then every subject array is there, else only required ones */
+    if (subjects) {
+        const msgpack_object_array *arr = &subjects->via.array;
         if (arr->size > NW_CODEC_MAX_SUBJECTS) {
             set_err(errbuf, errlen, "\"article.subject\" has more than %u entries",
                     NW_CODEC_MAX_SUBJECTS);
@@ -735,64 +908,47 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
                 set_err(errbuf, errlen, "\"article.subject\" entry is not a map");
                 goto fail;
             }
-            if (read_map(&arr->ptr[i], subject_keys, 3, sfound, views, errbuf, errlen))
+            if (read_map(&arr->ptr[i], subject_fields, N_SUBJECT, subfound, subviews[i],
+                         errbuf, errlen))
                 goto fail;
-            subjects[i] = (view_t) { sfound[0]->via.str.ptr, sfound[0]->via.str.size, true };
-            schemes[i] = sfound[1] ? (view_t) { sfound[1]->via.str.ptr, sfound[1]->via.str.size,
-                                                true } : (view_t) { NULL, 0, false };
-            codes[i] = sfound[2] ? (view_t) { sfound[2]->via.str.ptr, sfound[2]->via.str.size,
-                                              true } : (view_t) { NULL, 0, false };
-            any_code = any_code || sfound[1] || sfound[2];
+            for (size_t j = 0; j < N_SUBJECT; j++)
+                any_optional = any_optional
+                               || (subject_fields[j].presence == P_OPTIONAL && subfound[j]);
         }
         subject_count = arr->size;
     }
 
-    /* One block: the struct, the subject pointers (names, then codes and schemes when
-     * any subject has one), then every string. */
-    size_t arrays = any_code ? 3 : 1;
-    size_t size = sizeof *self + arrays * subject_count * sizeof(char *);
-    for (size_t i = 0; i < S_COUNT; i++)
-        size += views[i].present ? views[i].len + 1 : 0;
+    /* One block: the struct, the subject arrays, then every string. */
+    size_t arrays = 0;
+    for (size_t j = 0; j < N_SUBJECT; j++)
+        arrays += subject_fields[j].presence != P_OPTIONAL || any_optional;
+    size_t size = sizeof *self + arrays * subject_count * sizeof(char *)
+                  + views_size(mviews, N_MESSAGE) + views_size(sviews, N_SOURCE)
+                  + views_size(aviews, N_ARTICLE);
     for (size_t i = 0; i < subject_count; i++)
-        size += subjects[i].len + 1 + (any_code ? codes[i].present + codes[i].len
-                                       + schemes[i].present + schemes[i].len : 0);
+        size += views_size(subviews[i], N_SUBJECT);
     self = calloc(1, size);
     if (!self) {
         set_err(errbuf, errlen, "out of memory");
         goto fail;
     }
-    const char **names = (const char **) (self + 1);
-    const char **code_ptrs = names + subject_count, **scheme_ptrs = code_ptrs + subject_count;
-    char *cursor = (char *) (names + arrays * subject_count);
+    const char **block = (const char **) (self + 1);
+    char *cursor = (char *) (block + arrays * subject_count);
     self->v = NW_PROTO_VERSION;
-    self->env.topic = copy_view(&cursor, &views[S_TOPIC]);
-    self->env.seq = seq;
-    self->env.epoch = copy_view(&cursor, &views[S_EPOCH]);
-    self->env.id = copy_view(&cursor, &views[S_ID]);
-    self->env.sent = copy_view(&cursor, &views[S_SENT]);
-    self->env.source_file = copy_view(&cursor, &views[S_SRC_FILE]);
-    self->env.source_format = copy_view(&cursor, &views[S_SRC_FORMAT]);
-    self->env.source_encoding = copy_view(&cursor, &views[S_SRC_ENCODING]);
-    self->article.uri = copy_view(&cursor, &views[S_URI]);
-    self->article.type = copy_view(&cursor, &views[S_TYPE]);
-    self->article.versioncreated = copy_view(&cursor, &views[S_VERSIONCREATED]);
-    self->article.headline = copy_view(&cursor, &views[S_HEADLINE]);
-    self->article.byline = copy_view(&cursor, &views[S_BYLINE]);
-    self->article.description_text = copy_view(&cursor, &views[S_DESCRIPTION]);
-    self->article.body_text = copy_view(&cursor, &views[S_BODY]);
-    self->article.language = copy_view(&cursor, &views[S_LANGUAGE]);
-    self->article.version = copy_view(&cursor, &views[S_VERSION]);
-    self->article.located = copy_view(&cursor, &views[S_LOCATED]);
-    for (size_t i = 0; i < subject_count; i++) {
-        names[i] = copy_view(&cursor, &subjects[i]);
-        if (any_code) {
-            code_ptrs[i] = copy_view(&cursor, &codes[i]);
-            scheme_ptrs[i] = copy_view(&cursor, &schemes[i]);
-        }
+    for (size_t i = 0; i < N_MESSAGE; i++)
+        if (message_fields[i].kind == KIND_SEQ)
+            *(uint64_t *) ((char *) &self->env + message_fields[i].offset) = mfound[i]->via.u64;
+    copy_fields(&cursor, &self->env, message_fields, N_MESSAGE, mviews);
+    copy_fields(&cursor, &self->env, source_fields, N_SOURCE, sviews);
+    copy_fields(&cursor, &self->article, article_fields, N_ARTICLE, aviews);
+    for (size_t j = 0; j < N_SUBJECT && subject_count > 0; j++) {
+        if (subject_fields[j].presence == P_OPTIONAL && !any_optional)
+            continue;   /* stays NULL */
+        for (size_t i = 0; i < subject_count; i++)
+            block[i] = copy_view(&cursor, &subviews[i][j]);
+        *(const char *const **) ((char *) &self->article + subject_fields[j].offset) = block;
+        block += subject_count;
     }
-    self->article.subjects = subject_count ? names : NULL;
-    self->article.subject_codes = any_code ? code_ptrs : NULL;
-    self->article.subject_schemes = any_code ? scheme_ptrs : NULL;
     self->article.subject_count = subject_count;
     msgpack_unpacked_destroy(&unpacked);
     return self;

@@ -8,6 +8,9 @@
  * (topic, seq, sent, ...) on the loop thread once a seq is assigned; the envelope embeds
  * the already packed article bytes verbatim.
  *
+ * Which fields there are, their keys, rules and order are declared once in nw_fields.h;
+ * the structs below and every table of nw_codec.c are expanded from it.
+ *
  * Decoding treats its input as hostile: sizes, depth and types are checked, and a bad
  * message yields NULL with a reason, never a crash. A decoded message owns all of its
  * strings (one allocation); free it with nw_codec_message_destroy().
@@ -18,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <msgpack.h>
+#include "nw_fields.h"
 #include "nw_topic.h"
 
 #define NW_PROTO_VERSION 1
@@ -30,38 +34,39 @@
 #define NW_CODEC_MAX_OBJECTS   65536u    /* MessagePack objects in one message */
 #define NW_CODEC_MAX_FIELD     4096u     /* bytes of every string but description/body */
 
-/* An IPTC ninjs story as it travels. Strings are UTF-8, NUL-terminated, never
- * containing NUL; optional ones are NULL when absent. */
+/* The structs are expanded from the field lists of nw_fields.h (their comments say what
+ * each field holds): one member per field, in wire order. Strings are UTF-8,
+ * NUL-terminated, never containing NUL; optional ones are NULL when absent. */
+#define NW_CODEC_MEMBER(member, key, kind, presence, accessor) NW_CODEC_MEMBER_##kind(member)
+#define NW_CODEC_MEMBER_TEXT(m)     const char *m;
+#define NW_CODEC_MEMBER_SHORT(m)    const char *m;
+#define NW_CODEC_MEMBER_TOPIC(m)    const char *m;
+#define NW_CODEC_MEMBER_HEX32(m)    const char *m;
+#define NW_CODEC_MEMBER_HEX40(m)    const char *m;
+#define NW_CODEC_MEMBER_TIME(m)     const char *m;
+#define NW_CODEC_MEMBER_SEQ(m)      uint64_t m;
+#define NW_CODEC_MEMBER_VERSION(m)  /* nw_codec_message_t.v */
+#define NW_CODEC_MEMBER_SOURCE(m)   /* NW_FIELDS_SOURCE, flattened into the envelope */
+#define NW_CODEC_MEMBER_ARTICLE(m)  /* nw_codec_message_t.article */
+#define NW_CODEC_MEMBER_SUBJECTS(m) /* NW_FIELDS_SUBJECT, arrays beside subject_count */
+#define NW_CODEC_SUBJECT_MEMBER(member, key, kind, presence, accessor) \
+    const char *const *member;
+
+/* An IPTC ninjs story as it travels: NW_FIELDS_ARTICLE, then one array of subject_count
+ * strings per NW_FIELDS_SUBJECT field ("subjects" the names, "subject_codes" beside
+ * each its code or NULL, "subject_schemes" beside each code its vocabulary URI or NULL;
+ * an optional array may itself be NULL). */
 typedef struct {
-    const char *uri;               /* required */
-    const char *type;              /* "text" */
-    const char *headline;          /* required */
-    const char *byline;            /* optional */
-    const char *description_text;  /* optional: standfirst / summary */
-    const char *body_text;         /* required */
-    const char *language;          /* optional, e.g. "en" */
-    const char *version;           /* optional: the source's version of the story ("3") */
-    const char *located;           /* optional: where it was filed from ("LISBON") */
-    const char *versioncreated;    /* required, RFC 3339 UTC, e.g. 2021-05-25T00:00:00.000Z */
-    const char *const *subjects;   /* subject names */
-    const char *const *subject_codes;    /* beside each name its code ("medtop:04000000"),
-                                            or NULL; the array may be NULL */
-    const char *const *subject_schemes;  /* beside each code its vocabulary URI, or NULL */
+    NW_FIELDS_ARTICLE(NW_CODEC_MEMBER)
+    NW_FIELDS_SUBJECT(NW_CODEC_SUBJECT_MEMBER)
     size_t subject_count;
 } nw_ninjs_t;
 
-/* Everything around the article. */
+/* Everything around the article: NW_FIELDS_MESSAGE's topic, seq, epoch, id, sent,
+ * then NW_FIELDS_SOURCE's source_file, source_format, source_encoding. */
 typedef struct {
-    const char *topic;             /* frame 0 and key "topic" */
-    uint64_t seq;                  /* per topic, from 1 */
-    const char *epoch;             /* journal epoch: changes only when history is lost */
-    const char *id;                /* stable article id */
-    const char *sent;              /* RFC 3339 UTC with milliseconds */
-    const char *source_file;       /* name of the dropped file */
-    const char *source_format;     /* "header", "scraped", "ninjs" */
-    const char *source_encoding;   /* optional: what the file was converted from to UTF-8
-                                      ("UTF-16LE", "UTF-16BE", "windows-1252"); NULL for
-                                      a file in UTF-8 */
+    NW_FIELDS_MESSAGE(NW_CODEC_MEMBER)
+    NW_FIELDS_SOURCE(NW_CODEC_MEMBER)
 } nw_envelope_t;
 
 /* A decoded message. */
