@@ -1,9 +1,11 @@
 /*
  * newswire-sub: print the articles of newswire topics, one JSON object per line (for jq)
  * or as readable text. Messages enter through libnewswire; JSON leaves through jansson
- * so escaping is never hand-written; warnings (gaps, bad messages) go to stderr.
+ * so escaping is never hand-written, with every field of proto/nw_fields.h under its wire
+ * key; warnings (gaps, bad messages) go to stderr.
  */
 #include "newswire.h"
+#include "nw_fields.h"   /* the field lists: which keys the JSON has */
 
 #include <errno.h>
 #include <getopt.h>
@@ -76,42 +78,50 @@ static json_t *message_json(const nw_message_t *msg)
            *subjects = json_array();
     if (!root || !source || !article || !subjects)
         goto fail;
-    /* One statement each: insertion order is the key order of the output. */
+    /* Every field of proto/nw_fields.h by its wire key, in wire order (insertion order is
+     * the key order of the output); source and subject are there even when empty. */
     int bad = 0;
-    bad |= set_string(root, "topic", nw_message_topic(msg));
-    bad |= json_object_set_new(root, "seq", json_integer((json_int_t) nw_message_seq(msg)));
-    bad |= set_string(root, "epoch", nw_message_epoch(msg));
-    bad |= set_string(root, "id", nw_message_id(msg));
-    bad |= set_string(root, "sent", nw_message_sent(msg));
-    bad |= set_string(source, "file", nw_message_source_file(msg));
-    bad |= set_string(source, "format", nw_message_source_format(msg));
-    bad |= set_string(source, "encoding", nw_message_source_encoding(msg));
-    bad |= set_string(article, "uri", nw_message_uri(msg));
-    bad |= set_string(article, "type", nw_message_type(msg));
-    bad |= set_string(article, "versioncreated", nw_message_versioncreated(msg));
-    bad |= set_string(article, "headline", nw_message_headline(msg));
-    bad |= set_string(article, "byline", nw_message_byline(msg));
-    bad |= set_string(article, "description_text", nw_message_description(msg));
-    bad |= set_string(article, "body_text", nw_message_body(msg));
-    bad |= set_string(article, "language", nw_message_language(msg));
-    bad |= set_string(article, "version", nw_message_version(msg));
-    bad |= set_string(article, "located", nw_message_located(msg));
-    for (size_t i = 0; i < nw_message_subject_count(msg); i++) {
-        json_t *subject = json_object();
-        if (!subject || set_string(subject, "name", nw_message_subject(msg, i))
-            || set_string(subject, "scheme", nw_message_subject_scheme(msg, i))
-            || set_string(subject, "code", nw_message_subject_code(msg, i))) {
-            json_decref(subject);
-            goto fail;
-        }
-        json_array_append_new(subjects, subject);
-    }
-    json_object_set_new(article, "subject", subjects);
-    subjects = NULL;
-    json_object_set_new(root, "source", source);
+#define JSON_STRING(obj, key, accessor) bad |= set_string(obj, key, nw_message_##accessor(msg));
+#define ROOT_TEXT(key, accessor)     JSON_STRING(root, key, accessor)
+#define ROOT_SHORT(key, accessor)    JSON_STRING(root, key, accessor)
+#define ROOT_TOPIC(key, accessor)    JSON_STRING(root, key, accessor)
+#define ROOT_HEX32(key, accessor)    JSON_STRING(root, key, accessor)
+#define ROOT_HEX40(key, accessor)    JSON_STRING(root, key, accessor)
+#define ROOT_TIME(key, accessor)     JSON_STRING(root, key, accessor)
+#define ROOT_SEQ(key, accessor) \
+    bad |= json_object_set_new(root, key, json_integer((json_int_t) nw_message_##accessor(msg)));
+#define ROOT_VERSION(key, accessor)
+#define ROOT_SOURCE(key, accessor) \
+    NW_FIELDS_SOURCE(SOURCE_FIELD) \
+    bad |= json_object_set_new(root, key, source); \
     source = NULL;
-    json_object_set_new(root, "article", article);
+#define ROOT_ARTICLE(key, accessor) \
+    NW_FIELDS_ARTICLE(ARTICLE_FIELD) \
+    bad |= json_object_set_new(root, key, article); \
     article = NULL;
+#define ROOT_FIELD(member, key, kind, presence, accessor) ROOT_##kind(key, accessor)
+#define SOURCE_FIELD(member, key, kind, presence, accessor) JSON_STRING(source, key, accessor)
+#define ARTICLE_TEXT(key, accessor)  JSON_STRING(article, key, accessor)
+#define ARTICLE_SHORT(key, accessor) JSON_STRING(article, key, accessor)
+#define ARTICLE_TOPIC(key, accessor) JSON_STRING(article, key, accessor)
+#define ARTICLE_HEX32(key, accessor) JSON_STRING(article, key, accessor)
+#define ARTICLE_HEX40(key, accessor) JSON_STRING(article, key, accessor)
+#define ARTICLE_TIME(key, accessor)  JSON_STRING(article, key, accessor)
+#define ARTICLE_SUBJECTS(key, accessor) \
+    for (size_t i = 0; i < nw_message_subject_count(msg); i++) { \
+        json_t *subject = json_object(); \
+        if (!subject || (0 NW_FIELDS_SUBJECT(SUBJECT_FIELD))) { \
+            json_decref(subject); \
+            goto fail; \
+        } \
+        json_array_append_new(subjects, subject); \
+    } \
+    bad |= json_object_set_new(article, key, subjects); \
+    subjects = NULL;
+#define ARTICLE_FIELD(member, key, kind, presence, accessor) ARTICLE_##kind(key, accessor)
+#define SUBJECT_FIELD(member, key, kind, presence, accessor) \
+    || set_string(subject, key, nw_message_##accessor(msg, i))
+    NW_FIELDS_MESSAGE(ROOT_FIELD)
     if (bad)
         goto fail;
     return root;

@@ -6,14 +6,16 @@ NN-name.mp    one valid body frame (frame 1); NN-name.json  its content as JSON
 bad-name.mp   one invalid body frame;         bad-name.txt  a substring of the reason
                                                             nw_codec_message_decode() gives
 canonical.txt the valid vectors nw_codec_pack_message() must reproduce byte for byte
-              (their keys are in the encoder's order; see proto/nw_codec.c)
+              (their keys are in the encoder's order, which both take from the field
+              lists of proto/nw_fields.h)
 
 replay/       the replay protocol's messages (section 8), for proto/nw_replay.c:
   KIND-name.mp / .json        a valid request, end or error map (KIND: request, end, error)
   bad-KIND-name.mp / .txt     an invalid one and a substring of the reason the parser gives
   canonical.txt               the valid ones nw_replay_*_pack() reproduces byte for byte
 
-With --check it writes nothing and fails when the committed files differ (ctest runs that).
+With --check it writes nothing and fails when the committed files differ, or when a field of
+proto/nw_fields.h is in no canonical vector (ctest proto.vectors_fresh runs that).
 
 Output is deterministic: running this again must leave `git status` clean.
 """
@@ -25,6 +27,10 @@ import sys
 import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import nw_fields  # noqa: E402  (proto/nw_fields.py: the field lists of proto/nw_fields.h)
+
+FIELDS = nw_fields.read()
 EPOCH = "5b0e2c7d9a4f41e6b3c8d2a1f0e97c64"
 
 
@@ -33,41 +39,39 @@ def sha1(text):
 
 
 def article(uri, headline, body, versioncreated="2026-11-24T09:58:12.000Z", type_="text",
-            byline=None, description=None, language=None, subjects=None, version=None,
-            located=None):
-    """The article map in nw_codec_pack_article()'s key order, optional keys omitted."""
-    a = {"uri": uri}
-    if type_ is not None:
-        a["type"] = type_
-    a["versioncreated"] = versioncreated
-    a["headline"] = headline
-    if byline is not None:
-        a["byline"] = byline
-    if description is not None:
-        a["description_text"] = description
-    a["body_text"] = body
-    if language is not None:
-        a["language"] = language
-    if version is not None:
-        a["version"] = version
-    if located is not None:
-        a["located"] = located
-    if subjects:
-        # a name, or (name, scheme, code): an IPTC Media Topic beside its topic name
-        a["subject"] = [{"name": s} if isinstance(s, str) else
-                        {"name": s[0], "scheme": s[1], "code": s[2]} for s in subjects]
+            description=None, subjects=None, **more):
+    """The article map in nw_codec_pack_article()'s key order (proto/nw_fields.h),
+    optional keys omitted. more: other article fields by their wire key (byline=...)."""
+    values = dict(more, uri=uri, headline=headline, body_text=body, versioncreated=versioncreated,
+                  type=type_, description_text=description)
+    unknown = set(values) - set(nw_fields.keys("ARTICLE", FIELDS))
+    if unknown:
+        raise TypeError("not article fields of proto/nw_fields.h: %s" % sorted(unknown))
+    a = {}
+    for key in nw_fields.keys("ARTICLE", FIELDS):
+        if key == "subject":
+            if subjects:
+                # a name, or (name, scheme, code): an IPTC Media Topic beside its topic name
+                a[key] = [subject(*s) if isinstance(s, tuple) else subject(s) for s in subjects]
+        elif values.get(key) is not None:
+            a[key] = values[key]
     return a
 
 
+def subject(name, scheme=None, code=None):
+    """One article.subject map, keys in proto/nw_fields.h's order."""
+    values = {"name": name, "scheme": scheme, "code": code}
+    return {k: values[k] for k in nw_fields.keys("SUBJECT", FIELDS) if values[k] is not None}
+
+
 def message(topic, seq, art, ident, sent="2026-11-24T10:00:00.123Z", source=None):
-    """The message map in nw_codec_pack_message()'s key order."""
-    m = {"v": 1, "topic": topic, "seq": seq, "epoch": EPOCH, "id": ident, "sent": sent}
+    """The message map in nw_codec_pack_message()'s key order (proto/nw_fields.h);
+    source is (file, format) or (file, format, encoding), in that list's order."""
+    values = {"v": 1, "topic": topic, "seq": seq, "epoch": EPOCH, "id": ident, "sent": sent,
+              "article": art}
     if source is not None:
-        m["source"] = {"file": source[0], "format": source[1]}
-        if len(source) > 2:
-            m["source"]["encoding"] = source[2]
-    m["article"] = art
-    return m
+        values["source"] = dict(zip(nw_fields.keys("SOURCE", FIELDS), source))
+    return {k: values[k] for k in nw_fields.keys("MESSAGE", FIELDS) if k in values}
 
 
 def pack(obj):
@@ -383,8 +387,28 @@ def on_disk():
     return names
 
 
+def uncovered():
+    """Fields of proto/nw_fields.h that no canonical valid vector carries: the encoder's
+    byte-for-byte check (test_codec) would never see them packed."""
+    seen = set()
+
+    def walk(m, prefix):
+        for k, v in m.items():
+            seen.add(prefix + k)
+            if isinstance(v, dict) and prefix + k in ("source", "article"):
+                walk(v, prefix + k + ".")
+            if prefix + k == "article.subject":
+                for entry in v:
+                    walk(entry, "article.subject.")
+    for obj, is_canonical in valid_vectors().values():
+        if is_canonical:
+            walk(obj, "")
+    return [f.path for fields in FIELDS.values() for f in fields if f.path not in seen]
+
+
 def check():
-    """--check: the committed vectors are what this script makes (and nothing else)."""
+    """--check: the committed vectors are what this script makes (and nothing else), and
+    every field of proto/nw_fields.h is in a canonical vector."""
     files = all_files()
     present = on_disk()
     stale = sorted(present.symmetric_difference(files))
@@ -395,8 +419,13 @@ def check():
                     stale.append(name)
     for name in stale:
         print("stale: %s" % name)
-    print("%d passed, %d failed" % (len(files) - len(stale), len(stale)))
-    return 1 if stale else 0
+    missing = uncovered()
+    for path in missing:
+        print("uncovered: %s is in proto/nw_fields.h but in no canonical vector" % path)
+    fields = sum(len(f) for f in FIELDS.values())
+    print("%d passed, %d failed" % (len(files) - len(stale) + fields - len(missing),
+                                    len(stale) + len(missing)))
+    return 1 if stale or missing else 0
 
 
 def main():

@@ -136,8 +136,35 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     CHECK_OPT(m->article.language, jstr(art, "language"));
     CHECK_OPT(m->article.version, jstr(art, "version"));
     CHECK_OPT(m->article.located, jstr(art, "located"));
+    /* And every string field of proto/nw_fields.h by its list, so a field added there is
+     * read back from the vectors without a line here. */
+#define JSON_STR(obj, part, member, key) CHECK_OPT(m->part.member, jstr(obj, key));
+#define JSON_TEXT(obj, part, member, key)  JSON_STR(obj, part, member, key)
+#define JSON_SHORT(obj, part, member, key) JSON_STR(obj, part, member, key)
+#define JSON_TOPIC(obj, part, member, key) JSON_STR(obj, part, member, key)
+#define JSON_HEX32(obj, part, member, key) JSON_STR(obj, part, member, key)
+#define JSON_HEX40(obj, part, member, key) JSON_STR(obj, part, member, key)
+#define JSON_TIME(obj, part, member, key)  JSON_STR(obj, part, member, key)
+#define JSON_SEQ(obj, part, member, key) \
+    CHECK(m->part.member == (uint64_t) json_integer_value(json_object_get(obj, key)));
+#define JSON_VERSION(obj, part, member, key)
+#define JSON_SOURCE(obj, part, member, key)
+#define JSON_ARTICLE(obj, part, member, key)
+#define JSON_SUBJECTS(obj, part, member, key)
+#define JSON_ROOT(member, key, kind, presence, accessor) JSON_##kind(root, env, member, key)
+#define JSON_SRC(member, key, kind, presence, accessor) JSON_##kind(src, env, member, key)
+#define JSON_ART(member, key, kind, presence, accessor) JSON_##kind(art, article, member, key)
+    NW_FIELDS_MESSAGE(JSON_ROOT)
+    NW_FIELDS_SOURCE(JSON_SRC)
+    NW_FIELDS_ARTICLE(JSON_ART)
     json_t *subjects = json_object_get(art, "subject");
     CHECK(m->article.subject_count == json_array_size(subjects));
+    for (size_t i = 0; i < m->article.subject_count && i < json_array_size(subjects); i++) {
+        json_t *subject = json_array_get(subjects, i);
+#define JSON_SUBJECT(member, key, kind, presence, accessor) \
+        CHECK_OPT(m->article.member ? m->article.member[i] : NULL, jstr(subject, key));
+        NW_FIELDS_SUBJECT(JSON_SUBJECT)
+    }
     bool coded = false;
     for (size_t i = 0; i < m->article.subject_count && i < json_array_size(subjects); i++) {
         json_t *subject = json_array_get(subjects, i);
