@@ -9,7 +9,9 @@ the lists and need no check; what cannot be expanded is checked here:
   debian/libnewswire0.symbols  each accessor exported
   clients/libnewswire.3        each accessor documented
   proto/newswire-v1.md         a row per message and article key (type and Req. as the
-                               list says), source and subject keys in their row
+                               list says, rows in the list's order, which the spec calls
+                               the reference publisher's), source and subject keys in
+                               their row
   tests/e2e/test_vectors.py    the independent reading has a rule per key, of the same
                                type, kind and presence (its rules stay its own)
   clients/python/newswire_sub.py  the Python sample reads each message, source and
@@ -103,6 +105,11 @@ def check_spec(lists):
         for key in rows:
             result(key in known, "spec `%s`" % key,
                    "proto/newswire-v1.md has a row for a key proto/nw_fields.h lacks")
+        # The spec says the reference publisher writes keys in its tables' order.
+        order = [k for k in rows if k in known]
+        listed = [f.key for f in lists[name] if f.key in rows]
+        result(order == listed, "spec %s order" % name.lower(),
+               "proto/newswire-v1.md's rows go %s, proto/nw_fields.h %s" % (order, listed))
     for name, holder, rows in (("SOURCE", "source", tables["MESSAGE"]),
                                ("SUBJECT", "subject", tables["ARTICLE"])):
         row = rows.get(holder, ("", "", ""))[2]
