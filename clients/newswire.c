@@ -1016,7 +1016,8 @@ uint64_t nw_client_replay_errors(const nw_client_t *self) { return self->replay_
  * by include/newswire.h with the same type: the build fails otherwise, before the
  * definitions below would declare it themselves. */
 #define STRING_ACCESSOR_TYPE const char *(*)(const nw_message_t *)
-#define DECLARED_(accessor, type) \
+#define DECLARED_(accessor, type) DECLARED_AS(accessor, type)   /* type expanded first */
+#define DECLARED_AS(accessor, type) \
     _Static_assert(_Generic(&nw_message_##accessor, type: 1, default: 0), \
                    "nw_message_" #accessor "() is declared in include/newswire.h as " #type);
 #define DECLARED_TEXT(accessor)     DECLARED_(accessor, STRING_ACCESSOR_TYPE)
