@@ -1,6 +1,11 @@
 /*
  * nw_codec: packs and unpacks the newswire v1 message map (proto/newswire-v1.md).
  *
+ * Which keys each map has, their rules and their order come from the lists of
+ * nw_fields.h, as tables (message_fields, source_fields, article_fields,
+ * subject_fields) that the encoder and decoder walk; the code names no field but, in
+ * reasons, the maps and the subject array.
+ *
  * Encoding appends to a caller's msgpack_sbuffer: the article map on its own, then the
  * envelope map that embeds those article bytes verbatim. Every field is checked first
  * with the same rules the decoder applies, so the buffer is untouched on failure.
