@@ -624,14 +624,13 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
         else if (s && !optional)
             optional = &source_fields[i];
     }
-    char needs[128];
-    required_keys(source_fields, N_SOURCE, needs, sizeof needs);
-    if (any_required && !all_required) {
-        set_err(errbuf, errlen, "\"source\" needs both %s", needs);
-        return -1;
-    }
-    if (optional && !any_required) {
-        set_err(errbuf, errlen, "\"%s\" needs %s", optional->path, needs);
+    if ((any_required && !all_required) || (optional && !any_required)) {
+        char needs[128];
+        required_keys(source_fields, N_SOURCE, needs, sizeof needs);
+        if (optional && !any_required)
+            set_err(errbuf, errlen, "\"%s\" needs %s", optional->path, needs);
+        else
+            set_err(errbuf, errlen, "\"source\" needs both %s", needs);
         return -1;
     }
     bool has_source = any_required;
