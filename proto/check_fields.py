@@ -16,6 +16,8 @@ the lists and need no check; what cannot be expanded is checked here:
                                type, kind and presence (its rules stay its own)
   clients/python/newswire_sub.py  the Python sample reads each message, source and
                                article key
+  daemon/*.c                   the publisher sets each member of nw_envelope_t and
+                               nw_ninjs_t (a designated initializer `.member =`)
 (The vectors carrying every field is proto.vectors_fresh's: make_vectors.py --check.)
 """
 import importlib.util
@@ -152,12 +154,31 @@ def check_python_sample(lists):
                    "clients/python/newswire_sub.py never reads \"%s\"" % f.key)
 
 
+def check_daemon(lists):
+    """The publisher sets each member where it fills nw_envelope_t and nw_ninjs_t
+    (designated initializers in daemon/*.c): a field it never sets is never sent."""
+    daemon = os.path.join(ROOT, "daemon")
+    text = ""
+    for name in sorted(os.listdir(daemon)):
+        if name.endswith(".c"):
+            text += read(os.path.join("daemon", name))
+    for name in nw_fields.LISTS:
+        for f in lists[name]:
+            if f.member == "_":
+                continue
+            struct = "nw_ninjs_t" if name in ("ARTICLE", "SUBJECT") else "nw_envelope_t"
+            result(re.search(r"\.%s\s*=[^=]" % f.member, text), f.path,
+                   "no daemon/*.c sets %s .%s: the daemon would never send it"
+                   % (struct, f.member))
+
+
 def main():
     lists = nw_fields.read()
     check_library(lists)
     check_spec(lists)
     check_independent(lists)
     check_python_sample(lists)
+    check_daemon(lists)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

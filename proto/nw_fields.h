@@ -36,9 +36,10 @@
  *   4. use it in a vector of proto/vectors/make_vectors.py and regenerate
  *      (`cmake --build build --target nw_vectors`);
  *   5. have the daemon fill it (daemon/article.h, a parser, the nw_ninjs_t the pipeline
- *      packs).
- * ctest proto.fields_in_step (proto/check_fields.py) fails while any of 2-4 is missing,
- * and proto.vectors_fresh while the vectors are not what the generator makes.
+ *      packs, or the nw_envelope_t daemon/feed.c packs).
+ * ctest proto.fields_in_step (proto/check_fields.py) fails while a place of 2, 3 or 5
+ * lacks it (for 5: no `.slugline =` in daemon/*.c), proto.vectors_fresh while no
+ * canonical vector carries it or the vectors are not what the generator makes.
  */
 #ifndef NW_FIELDS_H
 #define NW_FIELDS_H
