@@ -20,6 +20,7 @@
  */
 #include "newswire.h"
 #include "nw_codec.h"
+#include "nw_epgm.h"
 #include "nw_replay.h"
 #include "nw_topic.h"
 
@@ -269,6 +270,21 @@ fail:
 
 int nw_client_connect(nw_client_t *self, const char *endpoint)
 {
+    /* Multicast: no CURVE on PGM (libzmq would connect in clear text without a word),
+     * and the interface resolved here, never by OpenPGM (see nw_epgm.h). */
+    char resolved[256], reason[300];
+    if (endpoint && nw_epgm_is(endpoint)) {
+        if (self->curve) {
+            client_set_error(self, "cannot connect to '%s': multicast has no CURVE, and this "
+                             "client was given keys", endpoint);
+            return -1;
+        }
+        if (nw_epgm_resolve(endpoint, resolved, sizeof resolved, reason, sizeof reason) != 0) {
+            client_set_error(self, "cannot connect to %s", reason);
+            return -1;
+        }
+        endpoint = resolved;
+    }
     self->connected = 1;         /* even a failed attempt may have left an endpoint */
     if (!endpoint || zmq_connect(self->sock, endpoint) != 0) {
         client_set_error(self, "cannot connect to '%s': %s", endpoint ? endpoint : "(null)",

@@ -69,7 +69,16 @@ static const setting_t settings[] = {
     {"state", 's', "DIR", CLI | FILE_KEY, PLAIN(K_STR, state_dir), NW_DEFAULT_STATE, false,
      "journal, archive and rejected files"},
     {"publish", 'p', "ENDPOINT", CLI | FILE_KEY, LIST(publish, publish_count),
-     NW_DEFAULT_PUBLISH, false, "XPUB endpoint, tcp:// or ipc://; repeatable"},
+     NW_DEFAULT_PUBLISH, false, "XPUB endpoint, tcp:// or ipc://, or a multicast group "
+     "epgm://INTERFACE;GROUP:PORT (needs --insecure); repeatable"},
+    /* below 12 kbit/s PGM cannot send one 1500-byte packet a second and libzmq aborts;
+     * its own default is the floor */
+    {"multicast-rate", 0, "KBITS", CLI | FILE_KEY, NUM(multicast_rate, 100, 10000000, 1),
+     "10000", false, "epgm: the most PGM sends, in kbit/s (100 to 10000000)"},
+    {"multicast-recovery", 0, "MS", CLI | FILE_KEY,
+     NUM(multicast_recovery_ms, 1, 3600000, 1), "10000", false,
+     "epgm: how long PGM keeps what it sent to repair a receiver's loss; older losses are "
+     "fetched by replay"},
     {"replay", 0, "ENDPOINT", CLI | FILE_KEY, LIST(replay, replay_count), NULL, false,
      "ROUTER endpoint serving journal replays; repeatable (default: none)"},
     {"replay-max-bytes", 0, "BYTES", CLI | FILE_KEY,
@@ -109,7 +118,9 @@ static const setting_t settings[] = {
     {"clients", 0, "DIR", CLI | FILE_KEY, PLAIN(K_STR, clients_dir), NULL, false,
      "allowed client public certificates, with their topic grants"},
     {"insecure", 0, NULL, CLI | FILE_KEY, PLAIN(K_BOOL, insecure), NULL, false,
-     "allow clear text on endpoints other than loopback and ipc"},
+     "allow clear text on endpoints other than loopback and ipc; epgm:// needs it (PGM "
+     "has no CURVE: every host on the segment can read it) and is refused with "
+     "--curve-secret"},
     {"metrics", 0, "ENDPOINT", CLI | FILE_KEY, PLAIN(K_STR, metrics), NULL, false,
      "serve Prometheus metrics over HTTP at /metrics, e.g. tcp://127.0.0.1:9464 (default: "
      "off; never CURVE, so other than loopback only with --insecure)"},

@@ -33,6 +33,8 @@ typedef struct {
     int log_level;                     /* nw_log_level_t */
     uint64_t max_size;                 /* bytes; larger files are rejected unread */
     int send_hwm;                      /* messages queued per subscriber */
+    int multicast_rate;                /* epgm endpoints: kbit/s (ZMQ_RATE) */
+    int multicast_recovery_ms;         /* epgm endpoints: repair window (ZMQ_RECOVERY_IVL) */
     int64_t dedup_window_ms;           /* 0: re-publish re-dropped articles */
     int64_t commit_delay_ms;           /* group commit: least time between two writes */
     bool sync;                         /* false: no fsync at all (benchmarks, tmpfs) */

@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "nw_epgm.h"
 #include "pipeline.h"
 #include "publish.h"
 #include "replay.h"
@@ -26,6 +27,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +41,7 @@
 #define STATUS_MS 1000
 #define SUMMARY_MS 60000
 #define STOP_DEADLINE_MS 4500   /* systemd and scripts expect an exit within 5 s */
+#define NW_MULTICAST_WINDOW_MAX (256 << 20)   /* bytes PGM may keep to repair losses */
 
 typedef struct {
     uv_loop_t *loop;
@@ -369,6 +372,27 @@ static int start(daemon_t *d, char *err, size_t errlen)
     d->rules = rules_from(c, err, errlen);
     if (!d->rules)
         return -1;
+    /* Multicast is clear text to every host on the segment, whatever CURVE and the
+     * grants say (libzmq ignores CURVE on PGM without a word): only when asked for, and
+     * never beside CURVE, which would be believed to cover it. */
+    for (size_t i = 0; i < c->publish_count; i++)
+        if (nw_epgm_is(c->publish[i]) && (!c->insecure || c->curve_secret)) {
+            snprintf(err, errlen, "%s is multicast: PGM has no CURVE, so every host on the "
+                     "segment reads every topic in clear text; %s", c->publish[i],
+                     c->curve_secret ? "it cannot be used with --curve-secret (publish it "
+                     "from a daemon without CURVE)" : "give --insecure to publish it");
+            return -1;
+        }
+    /* PGM keeps rate x recovery of what it sent for repairs, allocated as it sends; and
+     * libzmq aborts when OpenPGM refuses a window it cannot size. */
+    uint64_t window = (uint64_t) c->multicast_rate * 1000 / 8 * (uint64_t) c->multicast_recovery_ms / 1000;
+    for (size_t i = 0; i < c->publish_count; i++)
+        if (nw_epgm_is(c->publish[i]) && window > NW_MULTICAST_WINDOW_MAX) {
+            snprintf(err, errlen, "--multicast-rate %d kbit/s for --multicast-recovery %d ms keeps "
+                     "%" PRIu64 " MiB for repairs: at most %d MiB", c->multicast_rate,
+                     c->multicast_recovery_ms, window >> 20, NW_MULTICAST_WINDOW_MAX >> 20);
+            return -1;
+        }
     /* Clear text off this machine only when asked for, never by omission. */
     char *const *eps[2] = {c->publish, c->replay};
     size_t neps[2] = {c->publish_count, c->replay_count};
@@ -398,8 +422,10 @@ static int start(daemon_t *d, char *err, size_t errlen)
         if (auth_from(c, &d->auth, err, errlen) != 0)
             return -1;
     }
-    d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, c->send_hwm, d->auth,
-                                err, errlen);
+    nw_publish_options_t popt = {.send_hwm = c->send_hwm, .multicast_rate = c->multicast_rate,
+                                 .multicast_recovery_ms = c->multicast_recovery_ms};
+    d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, popt, d->auth, err,
+                                errlen);
     if (!d->publish)
         return -1;
     if (c->replay_count > 0) {

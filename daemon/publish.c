@@ -7,6 +7,7 @@
  */
 #include "publish.h"
 #include "log.h"
+#include "nw_epgm.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -314,7 +315,8 @@ static void publish_settle(nw_publish_t *self)
 }
 
 nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
-                             int send_hwm, nw_auth_t *auth, char *errbuf, size_t errlen)
+                             nw_publish_options_t opt, nw_auth_t *auth, char *errbuf,
+                             size_t errlen)
 {
     nw_publish_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -333,7 +335,13 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
         goto fail;
     }
     int one = 1, linger = 1000;
-    zsock_set_sndhwm(self->sock, send_hwm);
+    zsock_set_sndhwm(self->sock, opt.send_hwm);
+    /* PGM's rate and window are fixed when its sender is made: before any bind. */
+    if (opt.multicast_rate > 0)
+        zmq_setsockopt(self->handle, ZMQ_RATE, &opt.multicast_rate, sizeof opt.multicast_rate);
+    if (opt.multicast_recovery_ms > 0)
+        zmq_setsockopt(self->handle, ZMQ_RECOVERY_IVL, &opt.multicast_recovery_ms,
+                       sizeof opt.multicast_recovery_ms);
     zsock_set_maxmsgsize(self->sock, 512);   /* subscriptions only: a topic is < 256 bytes */
     zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &one, sizeof one);
     zmq_setsockopt(self->handle, ZMQ_XPUB_VERBOSER, &one, sizeof one);
@@ -356,12 +364,27 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
         goto fail;
     }
     for (size_t i = 0; i < count; i++) {
-        if (zmq_bind(self->handle, endpoints[i]) != 0) {
+        char resolved[256], reason[300];
+        const char *endpoint = endpoints[i];
+        if (nw_epgm_is(endpoint)) {
+            if (auth) {
+                snprintf(errbuf, errlen, "%s: multicast cannot have CURVE (ZeroMQ would send "
+                         "it in clear text to the whole segment, whatever the grants)", endpoint);
+                goto fail;
+            }
+            if (nw_epgm_resolve(endpoint, resolved, sizeof resolved, reason, sizeof reason) != 0) {
+                snprintf(errbuf, errlen, "cannot bind %s", reason);
+                goto fail;
+            }
+            endpoint = resolved;
+        }
+        if (zmq_bind(self->handle, endpoint) != 0) {
             snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i], zmq_strerror(zmq_errno()));
             goto fail;
         }
         /* A wildcard port is resolved now, so a rebind gets the same one. */
-        self->bound[self->bound_count++] = zsock_last_endpoint(self->sock);
+        self->bound[self->bound_count++] = nw_epgm_is(endpoint) ? strdup(endpoint)
+                                                                : zsock_last_endpoint(self->sock);
     }
     int fd = zsock_fd(self->sock);
     if (uv_poll_init(loop, &self->poll, fd) != 0) {
@@ -490,6 +513,8 @@ int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen)
      * closed by an I/O thread a moment later, so the address may still be taken for a
      * few milliseconds: retry briefly (this runs only when a key was withdrawn). */
     for (size_t i = 0; i < self->bound_count; i++) {
+        if (nw_epgm_is(self->bound[i]))
+            continue;
         int bound = zmq_unbind(self->handle, self->bound[i]) == 0 ? -1 : 0;
         for (int tries = 0; bound == -1 && tries < 200; tries++) {
             if (zmq_bind(self->handle, self->bound[i]) == 0)

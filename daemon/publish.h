@@ -22,6 +22,13 @@
  * subscriber connection (known by its socket: ZMQ_SRCFD and the socket's inode) and
  * forgotten when the connection goes, so the count of subscriptions is what is live.
  * Without auth, subscriptions apply as sent (raw prefixes; subscribers filter).
+ * Multicast (epgm://IFACE;GROUP:PORT, bound as ZeroMQ binds PGM: by connecting a sender
+ * to the group): libzmq subscribes that pipe to everything itself and no subscription
+ * ever comes back over PGM, so every message goes to the group, receivers filter, and
+ * the subscription counts know nothing of multicast receivers. The same NODROP rule
+ * holds: when PGM is behind its rate and the pipe is full, the group misses the message
+ * (counted as a drop) and its receivers repair it by replay. A rebind leaves multicast
+ * endpoints alone: they hold no connection to drop.
  * What leaves is counted per topic as well (nw_publish_topics, read by the metrics).
  * Used only on the loop thread.
  */
@@ -53,10 +60,18 @@ typedef struct {
  * so a flood of topic names costs no memory here (and no series in the metrics). */
 #define NW_PUBLISH_TOPICS_MAX 1000
 
+typedef struct {
+    int send_hwm;                /* messages queued per subscriber (and per multicast group) */
+    int multicast_rate;          /* epgm endpoints: kbit/s PGM may send (ZMQ_RATE); 0: libzmq's */
+    int multicast_recovery_ms;   /* epgm: how long sent data stays repairable (ZMQ_RECOVERY_IVL) */
+} nw_publish_options_t;
+
 /* auth NULL: clear text, subscriptions unchecked. auth is borrowed and must outlive
- * the publisher. */
+ * the publisher. An epgm endpoint is refused with auth (PGM has no CURVE, and grants
+ * cannot narrow a multicast group). */
 nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t count,
-                             int send_hwm, nw_auth_t *auth, char *errbuf, size_t errlen);
+                             nw_publish_options_t opt, nw_auth_t *auth, char *errbuf,
+                             size_t errlen);
 /* 0 sent to all, 1 sent but a full subscriber missed it, -1 error (errno). */
 int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, size_t len);
 

@@ -77,9 +77,13 @@ void nw_client_set_gap_handler(nw_client_t *self, nw_client_gap_fn *fn, void *ar
 int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
                         const char *server_public_key);
 
-/* Connect to a daemon's endpoint ("tcp://host:port", "ipc:///path"); may be called
- * several times. Connecting is asynchronous: -1 means the endpoint itself is unusable
- * (bad syntax, unknown transport), an absent daemon is not an error here.
+/* Connect to a daemon's endpoint ("tcp://host:port", "ipc:///path", or its multicast
+ * group "epgm://interface;group:port"); may be called several times. Connecting is
+ * asynchronous: -1 means the endpoint itself is unusable (bad syntax, unknown
+ * transport; for epgm, an interface that is loopback, missing or without multicast, a
+ * group that is not multicast, or CURVE set: PGM carries none), an absent daemon is not
+ * an error here. The epgm interface (a name or one of its IPv4 addresses) is resolved
+ * here, never through DNS. Multicast carries every topic: subscriptions filter here.
  * Several endpoints are assumed to be the same daemon's (e.g. its tcp and ipc ones):
  * a message arriving on both is delivered once. */
 int nw_client_connect(nw_client_t *self, const char *endpoint);

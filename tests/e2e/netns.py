@@ -144,6 +144,13 @@ class Host:
         if iface == self.iface:
             self.ip('route', 'replace', '224.0.0.0/4', 'dev', iface)
 
+    def joined(self, group, iface=None):
+        """Has the kernel of this host joined multicast group on iface (IGMP membership,
+        as a receiver's socket asked)? From then on the group's packets reach it."""
+        out = self.ip('maddr', 'show', 'dev', iface or self.iface).stdout
+        return any(line.split()[1:2] == [group] for line in out.splitlines()
+                   if line.strip().startswith('inet '))
+
     def link_up(self, iface=None):
         out = self.ip('-o', 'link', 'show', iface or self.iface).stdout
         return ',UP' in out or '<UP' in out
@@ -229,7 +236,9 @@ class Net:
         self.segments += 1
         k = self.segments
         hub = self.host('hub%d' % k)
-        hub.ip('link', 'add', 'br0', 'type', 'bridge')
+        # a plain switch: it floods multicast to every port instead of learning members
+        # from IGMP (with no querier on the segment, what snooping learns is a guess)
+        hub.ip('link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0')
         hub.ip('link', 'set', 'br0', 'up')
         for i, h in enumerate(hosts):
             port, h_if = 'p%d' % i, 'eth%d' % len(h.ifaces)

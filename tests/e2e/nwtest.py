@@ -50,9 +50,12 @@ def wait_for(pred, what, timeout=DEADLINE):
 class Daemon:
     """One newswired process. Its log is kept in memory and in state/../newswired.log."""
 
-    def __init__(self, root=None, args=(), config=None, endpoint=None, env=None, wrap=()):
+    def __init__(self, root=None, args=(), config=None, endpoint=None, env=None, wrap=(),
+                 publish_flag=True):
         """wrap: a command prefix that ends by exec'ing the daemon's command line (so
-        proc is still newswired), e.g. to start it in a namespace of its own."""
+        proc is still newswired), e.g. to start it in a namespace of its own.
+        publish_flag False: no --publish on the command line (the config file's
+        endpoints apply; endpoint is then only what the test connects to)."""
         self.own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix='nw-e2e-')
         self.drop = os.path.join(self.root, 'drop')
@@ -62,6 +65,7 @@ class Daemon:
         self.config = config
         self.env = env or {}
         self.wrap = list(wrap)
+        self.publish_flag = publish_flag
         self.proc = None
         self.log_lines = []
         self.notify = None
@@ -70,7 +74,9 @@ class Daemon:
     def start(self, wait_ready=True):
         os.makedirs(self.root, exist_ok=True)
         cmd = [os.path.join(BIN, 'newswired'), '--drop', self.drop, '--state', self.state,
-               '--publish', self.endpoint, '--log-level', 'debug'] + self.args
+               '--log-level', 'debug'] + self.args
+        if self.publish_flag:
+            cmd[1:1] = ['--publish', self.endpoint]
         if self.config is not None:
             path = os.path.join(self.root, 'newswired.cfg')
             with open(path, 'w') as f:

@@ -223,7 +223,8 @@ static void test_churn(void)
     uv_loop_t loop;
     uv_loop_init(&loop);
     char *endpoints[] = {endpoint};
-    nw_publish_t *pub = nw_publish_new(&loop, endpoints, 1, 1000, auth, err, sizeof err);
+    nw_publish_options_t popt = {.send_hwm = 1000};
+    nw_publish_t *pub = nw_publish_new(&loop, endpoints, 1, popt, auth, err, sizeof err);
     CHECK(pub != NULL);
     if (!pub)
         goto close_loop;

@@ -94,7 +94,8 @@ static void test_topic_cap(void)
     CHECK(mkdtemp(dir) != NULL);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/pub", dir);
     char *endpoints[] = {endpoint};
-    nw_publish_t *pub = nw_publish_new(&loop, endpoints, 1, 10, NULL, err, sizeof err);
+    nw_publish_options_t popt = {.send_hwm = 10};
+    nw_publish_t *pub = nw_publish_new(&loop, endpoints, 1, popt, NULL, err, sizeof err);
     CHECK(pub != NULL);
     if (!pub)
         return;
