@@ -38,7 +38,7 @@
  *   5. have the daemon fill it (daemon/article.h, a parser, the nw_ninjs_t the pipeline
  *      packs, or the nw_envelope_t daemon/feed.c packs).
  * ctest proto.fields_in_step (proto/check_fields.py) fails while a place of 2, 3 or 5
- * lacks it (for 5: no `.slugline =` in daemon/*.c), proto.vectors_fresh while no
+ * lacks it (for 5: no `.slugline =` in any daemon/ .c file), proto.vectors_fresh while no
  * canonical vector carries it or the vectors are not what the generator makes.
  */
 #ifndef NW_FIELDS_H
