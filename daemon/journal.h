@@ -40,9 +40,10 @@
  * bounds, a lost checkpoint whose segment's predecessor is not whole, or a newest
  * segment that is sealed (its successor is gone) mean a published seq may be unknown:
  * a new epoch then starts, in a new segment, with the seqs going on above the highest
- * held (journal.c, recovery_t, says case by case why this is enough). Ids older than the window are forgotten while running
- * (checked at a group write once a minute, or once a window when that is shorter);
- * a reload that widens the window reads the older ids back from the segments.
+ * held (journal_recover.c, recovery_t, says case by case why this is enough). Ids
+ * older than the window are forgotten while running (checked at a group write once a
+ * minute, or once a window when that is shorter); a reload that widens the window reads
+ * the older ids back from the segments.
  *
  * When a write fails (ENOSPC, EIO) the failed batch and everything appended after it
  * are reported failed to their commit callbacks, the segment is truncated back to its
@@ -50,6 +51,11 @@
  * not durable keeps a number.
  *
  * Loop-thread only, except what the thread-pool jobs do inside.
+ *
+ * The parts (journal_internal.h lists them): journal.c (open, append, commit, the group
+ * writer), journal_record.c (the record format above: framing, CRC-32C, each kind
+ * packed and decoded, the segment reader; a new record kind starts there),
+ * journal_recover.c, journal_dedup.c (the window), journal_cursor.c (replay), seen.c.
  */
 #ifndef NW_JOURNAL_H
 #define NW_JOURNAL_H

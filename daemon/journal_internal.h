@@ -1,0 +1,169 @@
+/*
+ * journal_internal: what the journal's parts share (private to daemon/journal*.c).
+ *
+ *   journal.c          open, close, append, commit: the group-commit writer
+ *   journal_record.c   the bytes: framing, CRC-32C, each record kind, the segment reader
+ *   journal_recover.c  reading the segments back at open, deciding whether the epoch holds
+ *   journal_dedup.c    the dedup window over seen: lookups, pruning, reading ids back
+ *   journal_cursor.c   replay cursors over the durable records of one topic
+ *   seen.c             the id set itself, with the undo log a failed write uses
+ *
+ * State lives on the loop thread: each topic's last assigned seq (seqs) and last durable
+ * seq (durable), the ids seen with their times (seen), the list of segments on disk and
+ * two batches: the open one that appends go into and the one being written ("flight").
+ * A write is one job on libuv's thread pool; while it runs the worker alone touches the
+ * current segment's fd and may read the (then frozen) segment list to unlink retired
+ * files. Everything the job changes in memory is applied when it comes back. The small
+ * helpers below are inline: appends call them on the hot path.
+ */
+#ifndef NW_JOURNAL_INTERNAL_H
+#define NW_JOURNAL_INTERNAL_H
+
+#include "journal.h"
+#include "journal_record.h"
+#include "seen.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef struct {
+    nw_journal_commit_fn *fn;
+    void *arg;
+} waiter_t;
+
+typedef struct {
+    msgpack_sbuffer data;       /* framed records */
+    uint64_t records;
+    int64_t newest_ms;
+    zhashx_t *seqs;             /* topic -> last seq appended in this batch */
+    nw_seen_undo_t undo;        /* what its appends did to seen */
+    waiter_t *waiters;
+    size_t nwaiters, waiters_cap;
+} batch_t;
+
+typedef struct {
+    uint64_t num, size, records;    /* size: where its last valid record ends */
+    uint64_t alloc;             /* the file's size: size plus its tail of zeros */
+    int64_t newest_ms;          /* of its messages */
+    int64_t cp_ms;              /* of its checkpoint: its age while it holds no message */
+    zhashx_t *cp;               /* its checkpoint's seqs; NULL when it has none readable */
+    bool sealed;                /* ends with a seal: a later segment was made */
+} segment_t;
+
+/* One group write: filled on the loop thread, run on a worker (or inline at open and
+ * close), results applied on the loop thread by finish(). */
+typedef struct {
+    uv_work_t req;
+    const char *dir;
+    int fd, old_fd;             /* old_fd is closed once a new segment is durable */
+    bool create, sync;
+    bool zero_ahead;            /* keep zeros ahead of the data (only worth it with fsync) */
+    bool zero_failed;           /* out: no room for them: plain appends for a while */
+    uint64_t num, start_len, end_len;
+    uint64_t alloc;             /* in: the file's size; out: its size after the write */
+    uint64_t zero_from;         /* write no zeros while the data ends before this */
+    uint64_t zero_limit;        /* nor beyond this (the segment size), 0: no limit */
+    uint64_t old_len;           /* when rotating: the old segment's data end, to cut it to */
+    msgpack_sbuffer seal;       /* when rotating: the seal written there first */
+    bool old_cut;               /* out: a failed rotation cut the old segment's zeros */
+    msgpack_sbuffer head;       /* the checkpoint starting a segment, or empty */
+    zhashx_t *cp;               /* and its seqs */
+    int64_t cp_ms;              /* and its time */
+    const char *data;
+    size_t len;
+    const segment_t *retire;    /* unlink the first nretire of these after the write */
+    size_t nretire;
+    int err;                    /* errno */
+    bool fsynced;
+} job_t;
+
+struct nw_journal {
+    uv_loop_t *loop;
+    nw_journal_options_t opt;
+    char *dir;
+    char epoch[33];
+    zhashx_t *seqs, *durable;
+    nw_seen_t seen;
+    segment_t *segs;
+    size_t nsegs, segs_cap;
+    int fd;                     /* the last segment, append only */
+    batch_t *open, *flight;
+    job_t job;
+    bool writing, unwinding, closing, wrote;
+    uint64_t last_start;        /* uv_now() when the last write began */
+    uint64_t write_start_ns;    /* uv_hrtime() then: the write's latency */
+    uint64_t writes, write_ns, write_buckets[NW_JOURNAL_LATENCY_BUCKETS];
+    uv_timer_t *timer;
+    uint64_t bytes, records, commits, fsyncs, failures, discarded;
+    uint64_t zero_from;         /* after zeros failed to fit: job_t.zero_from */
+    bool zero_ahead;            /* job_t.zero_ahead */
+    bool failing;              /* the last group write failed: log the next ones quietly */
+    int64_t pruned_ms;          /* wall time seen was last pruned */
+    bool reloading;             /* a read-back of ids for a wider window is running */
+};
+
+/* journal.c: add segment num at the end of the list (0, or -1 out of memory). */
+int nw_journal_push_segment(nw_journal_t *self, uint64_t num);
+
+/* journal_recover.c: list and read every segment (self->dir exists, self->segs is
+ * empty), rebuilding seqs, seen, the epoch and each segment's bookkeeping. *fresh:
+ * a new epoch was made (none was readable, or the seqs cannot be trusted), which starts
+ * in a segment of its own. 0, or -1 with the reason in errbuf. */
+int nw_journal_recover(nw_journal_t *self, bool *fresh, char *errbuf, size_t errlen);
+
+/* journal_dedup.c: forget ids older than the dedup window; unless now_anyway, at most
+ * once a minute (or once a window, when that is shorter). */
+void nw_journal_prune_seen(nw_journal_t *self, bool now_anyway);
+
+static inline int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline void free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* zhashx of string -> malloc'd 64-bit value (seqs as uint64_t, times as int64_t) */
+static inline zhashx_t *map_new(void)
+{
+    zhashx_t *h = zhashx_new();
+    if (h)
+        zhashx_set_destructor(h, free_item);
+    return h;
+}
+
+static inline int map_set(zhashx_t *h, const char *key, uint64_t v)
+{
+    uint64_t *p = zhashx_lookup(h, key);
+    if (!p) {
+        if (!(p = malloc(sizeof *p)))
+            return -1;
+        zhashx_insert(h, key, p);
+    }
+    *p = v;
+    return 0;
+}
+
+static inline uint64_t map_get(zhashx_t *h, const char *key)
+{
+    const uint64_t *p = zhashx_lookup(h, key);
+    return p ? *p : 0;
+}
+
+static inline int map_copy(zhashx_t *dst, zhashx_t *src)
+{
+    zhashx_purge(dst);
+    for (uint64_t *v = zhashx_first(src); v; v = zhashx_next(src))
+        if (map_set(dst, zhashx_cursor(src), *v) != 0)
+            return -1;
+    return 0;
+}
+
+#endif
