@@ -975,7 +975,7 @@ static int frame_offsets(const char *path, off_t *out, int max)
     return n;
 }
 
-/* What recovery may and may not conclude from what it reads (journal.c, recovery_t):
+/* What recovery may and may not conclude from what it reads (journal_recover.c, recovery_t):
  * damage a commit accounts for keeps the epoch; a whole write lost, a damaged last
  * write that is not a cut one, or a lost newest segment start a new epoch whose seqs go
  * on above the highest held, and which lasts. */
