@@ -462,8 +462,10 @@ static int start(daemon_t *d, char *err, size_t errlen)
     }
     d->feed = nw_feed_new(d->loop, (nw_feed_options_t) {.dedup_window_ms = c->dedup_window_ms},
                           d->journal, nw_publish_publisher(d->publish));
+    nw_pipeline_options_t pipeline_opt = {.drop_dir = c->drop_dir, .state_dir = c->state_dir,
+                                          .max_size = c->max_size};
     if (d->feed)
-        d->pipeline = nw_pipeline_new(d->loop, c, d->feed, d->rules);
+        d->pipeline = nw_pipeline_new(d->loop, pipeline_opt, d->feed, d->rules);
     if (!d->pipeline) {
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -128,7 +128,7 @@ struct job {
 
 struct nw_pipeline {
     uv_loop_t *loop;
-    const nw_config_t *config;
+    nw_pipeline_options_t opt;   /* its strings are copies, owned */
     nw_feed_t *feed;
     nw_rules_t *rules;
     zhashx_t *known;          /* rel -> entry_t */
@@ -571,7 +571,7 @@ static int64_t now_ms(void)
 
 static void archive_one(job_t *job)
 {
-    const char *state = job->owner->config->state_dir;
+    const char *state = job->owner->opt.state_dir;
     /* A writer may have renamed a new file over the path since we read it: that one
      * has not been published, so it stays for its own turn. */
     struct stat st;
@@ -962,19 +962,19 @@ static void after_read(uv_work_t *work, int status)
 static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
 {
     job_t *job = calloc(1, sizeof *job);
-    size_t len = strlen(self->config->drop_dir) + strlen(entry->rel) + 2;
+    size_t len = strlen(self->opt.drop_dir) + strlen(entry->rel) + 2;
     if (!job || !(job->path = malloc(len))) {
         free(job);
         nw_err("out of memory; %s stays pending", entry->rel);
         pending_push(self, entry, true);
         return NULL;
     }
-    snprintf(job->path, len, "%s/%s", self->config->drop_dir, entry->rel);
+    snprintf(job->path, len, "%s/%s", self->opt.drop_dir, entry->rel);
     job->owner = self;
     job->entry = entry;
     job->serial = ++self->serial;
     job->rules = nw_rules_ref(self->rules);
-    job->max_size = self->config->max_size;
+    job->max_size = self->opt.max_size;
     job->stories = &job->one;
     entry->job = job;
     job->prev = self->flight_tail;
@@ -1060,14 +1060,20 @@ static void schedule(nw_pipeline_t *self)
 
 /* --- life cycle ----------------------------------------------------------------- */
 
-nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
+nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options,
                                nw_feed_t *feed, nw_rules_t *rules)
 {
     nw_pipeline_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->opt = options;
+    self->opt.drop_dir = strdup(options.drop_dir);
+    self->opt.state_dir = strdup(options.state_dir);
     self->known = zhashx_new();
-    if (!self->known) {
+    if (!self->known || !self->opt.drop_dir || !self->opt.state_dir) {
+        zhashx_destroy(&self->known);
+        free((char *) self->opt.drop_dir);
+        free((char *) self->opt.state_dir);
         free(self);
         return NULL;
     }
@@ -1077,7 +1083,6 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
     zhashx_set_key_destructor(self->known, NULL);
     zhashx_set_key_hasher(self->known, path_hash);
     self->loop = loop;
-    self->config = config;
     self->feed = feed;
     self->rules = nw_rules_ref(rules);
     uv_timer_init(loop, &self->retry);
@@ -1129,6 +1134,8 @@ static void on_handle_closed(uv_handle_t *handle)
         return;
     zhashx_destroy(&self->known);
     nw_rules_unref(&self->rules);
+    free((char *) self->opt.drop_dir);
+    free((char *) self->opt.state_dir);
     free(self);
 }
 

@@ -18,8 +18,8 @@
 #ifndef NW_PIPELINE_H
 #define NW_PIPELINE_H
 
+#include <stdint.h>
 #include <uv.h>
-#include "config.h"
 #include "feed.h"
 #include "route.h"
 
@@ -39,9 +39,15 @@ typedef struct {
                                   wait and are retried; 0 when none */
 } nw_pipeline_stats_t;
 
-/* The pipeline borrows config and feed (they outlive it) and takes its own reference
- * to rules. */
-nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, const nw_config_t *config,
+/* Nothing here changes on a reload: the rules have their setter below. */
+typedef struct {
+    const char *drop_dir;      /* copied */
+    const char *state_dir;     /* copied: archive/ and rejected/ are in it */
+    uint64_t max_size;         /* larger files are rejected unread */
+} nw_pipeline_options_t;
+
+/* The pipeline borrows feed (it outlives it) and takes its own reference to rules. */
+nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options,
                                nw_feed_t *feed, nw_rules_t *rules);
 /* A watch callback: nw_watch_fn-compatible. Returns nonzero once the pending queue is
  * full enough that a scan should hold the rest of its files; resume(arg), set below,
