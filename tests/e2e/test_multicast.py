@@ -110,8 +110,11 @@ def origin(host, args=(), config=None, flag=True):
                         '--metrics', 'tcp://127.0.0.1:9464'] + list(args))
 
 
-def drop(d, name, title, subject='telecoms'):
-    d.drop_text(name + '.txt', header_article(title, Subject=subject))
+def drop(d, name, title, subject='telecoms', body=None):
+    if body is None:
+        d.drop_text(name + '.txt', header_article(title, Subject=subject))
+    else:
+        d.drop_text(name + '.txt', header_article(title, body, Subject=subject))
 
 
 def test_multicast_reaches_every_host_on_the_segment():
@@ -170,7 +173,8 @@ def test_late_joiner_fetches_what_multicast_sent_before_it():
         d = origin(a, ['--insecure']).start()
         for i in range(5):
             drop(d, 'early%d' % i, 'Before the join %d' % i)
-        d.wait_log('published ', count=5)
+        for i in range(5):
+            d.wait_log('published early%d.txt ' % i)
         s = sub(b, '--replay', 'tcp://%s:5557' % a.addr, '--since', '1', '--count', '10',
                 '--timeout', '60', 'telecoms')
         wait_for(lambda: b.joined(GROUP), 'the receiver joined ' + GROUP)
@@ -209,7 +213,8 @@ def test_loss_on_the_link_is_repaired_by_replay():
         b.cut()
         for i in range(5):
             drop(d, 'cut%d' % i, 'During the cut %d' % i)
-        d.wait_log('published ', count=8)
+        for i in range(5):
+            d.wait_log('published cut%d.txt ' % i)
         b.restore()
         drop(d, 'after', 'After the cut')
         got = s.wait(9, d)
@@ -228,19 +233,23 @@ def test_loss_on_the_link_is_repaired_by_replay():
 
 
 def test_a_burst_beyond_the_rate_is_repaired_by_replay():
-    """PGM at 100 kbit/s (the least allowed) behind a queue of one message: a
-    backlog published at once overflows it, the group misses what did not fit (counted
-    and logged like a full subscriber queue, never blocking the daemon), and the receiver
-    fetches it by replay: all of it, in order."""
+    """PGM at 100 kbit/s (the least allowed: 12.5 KB/s, a third of a second for each
+    of these 4 KB articles) behind a queue of one message: a backlog published faster
+    than that (group writes at least 200 ms apart, so most go in one) overflows it, the
+    group misses what did not fit (counted and logged like a full subscriber queue, never
+    blocking the daemon), and the receiver fetches it by replay: all of it, in order."""
     have_pgm()
     net = netns.Net()
     d, s = None, None
     try:
         a, b = net.host('origin'), net.host('sub')
         net.link(a, b)
-        d = origin(a, ['--insecure', '--multicast-rate', '100', '--send-hwm', '1'])
+        d = origin(a, ['--insecure', '--multicast-rate', '100', '--send-hwm', '1',
+                       '--commit-delay', '200'])
+        body = '\n\n'.join('Paragraph %d of a long story, told at length. ' % p * 8
+                             for p in range(10))
         for i in range(10):
-            drop(d, 'burst%d' % i, 'In the burst %d' % i)
+            drop(d, 'burst%d' % i, 'In the burst %d' % i, body=body)
         # the receiver joins before the daemon starts: the backlog goes out in one burst
         s = sub(b, '--replay', 'tcp://%s:5557' % a.addr, '--count', '10', '--timeout', '90',
                 'telecoms')
