@@ -336,10 +336,14 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     }
     int one = 1, linger = 1000;
     zsock_set_sndhwm(self->sock, opt.send_hwm);
-    /* PGM's rate and window are fixed when its sender is made: before any bind. */
-    if (opt.multicast_rate > 0)
+    /* PGM's rate and window are fixed when its sender is made: before any bind (and
+     * only with a multicast endpoint: nothing else reads them). */
+    bool multicast = false;
+    for (size_t i = 0; i < count; i++)
+        multicast |= nw_epgm_is(endpoints[i]);
+    if (multicast && opt.multicast_rate > 0)
         zmq_setsockopt(self->handle, ZMQ_RATE, &opt.multicast_rate, sizeof opt.multicast_rate);
-    if (opt.multicast_recovery_ms > 0)
+    if (multicast && opt.multicast_recovery_ms > 0)
         zmq_setsockopt(self->handle, ZMQ_RECOVERY_IVL, &opt.multicast_recovery_ms,
                        sizeof opt.multicast_recovery_ms);
     zsock_set_maxmsgsize(self->sock, 512);   /* subscriptions only: a topic is < 256 bytes */
