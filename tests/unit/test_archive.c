@@ -1,6 +1,6 @@
 /* test_archive: candidate names, collisions never overwrite, the day folder, rejects
- * with a one-line reason beside them. Runs in a fresh temporary state folder. */
-#include "check.h"
+ * with a one-line reason beside them. Each case runs in a fresh temporary state folder. */
+#include "runner.h"
 #include "archive.h"
 
 #include <errno.h>
@@ -31,7 +31,39 @@ static char *read_file(const char *path)
     return buf;
 }
 
-int main(void)
+static char root[64], state[512], drop[512];
+static const int64_t day_ms = 1621944000000LL;   /* 2021-05-25T12:00:00Z */
+
+static int setup(void)
+{
+    char err[512];
+    snprintf(root, sizeof root, "/tmp/nw-archive-XXXXXX");
+    if (!mkdtemp(root))
+        return -1;
+    snprintf(state, sizeof state, "%s/state", root);
+    snprintf(drop, sizeof drop, "%s/drop", root);
+    mkdir(drop, 0750);
+    CHECK(nw_archive_prepare(state, err, sizeof err) == 0);
+    return 0;
+}
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+}
+TEST_TEARDOWN(teardown)
+
+/* NAME_MAX - 4 'n's and ".txt" */
+static void longest_name(char *longest)
+{
+    memset(longest, 'n', NAME_MAX - 4);
+    memcpy(longest + NAME_MAX - 4, ".txt", 5);
+}
+
+TEST_IMPL(candidate_names)
 {
     char name[NAME_MAX + 1];
     nw_archive_candidate("story.txt", 0, NAME_MAX, name, sizeof name);
@@ -47,8 +79,7 @@ int main(void)
 
     /* names at NAME_MAX: the stem is cut so the number and the extension still fit */
     char longest[NAME_MAX + 1], expect_name[NAME_MAX + 1];
-    memset(longest, 'n', NAME_MAX - 4);
-    memcpy(longest + NAME_MAX - 4, ".txt", 5);
+    longest_name(longest);
     nw_archive_candidate(longest, 0, NAME_MAX, name, sizeof name);
     CHECK_STR(name, longest);
     nw_archive_candidate(longest, 12345, NAME_MAX, name, sizeof name);
@@ -72,17 +103,14 @@ int main(void)
     /* an "extension" longer than 16 bytes is stem */
     nw_archive_candidate("report.averyveryverylongsuffix", 1, NAME_MAX, name, sizeof name);
     CHECK_STR(name, "report.averyveryverylongsuffix-1");
+}
 
-    char root[] = "/tmp/nw-archive-XXXXXX";
-    CHECK(mkdtemp(root) != NULL);
-    char state[512], drop[512], src[600], dest[4096], err[512];
-    snprintf(state, sizeof state, "%s/state", root);
-    snprintf(drop, sizeof drop, "%s/drop", root);
-    mkdir(drop, 0750);
-    CHECK(nw_archive_prepare(state, err, sizeof err) == 0);
-
-    /* 2021-05-25T12:00:00Z: three files of one name land in that day, none overwritten */
-    int64_t day_ms = 1621944000000LL;
+/* One sequence, each step on what the one before left: stores of one name, rejects of
+ * one name, what a crash leaves cleared at the next start, then 12,000 namesakes. */
+TEST_IMPL(store_and_reject)
+{
+    char src[600], dest[4096], err[512];
+    /* three files of one name land in that day, none overwritten */
     const char *want[] = {"story.txt", "story-1.txt", "story-2.txt"};
     for (int i = 0; i < 3; i++) {
         snprintf(src, sizeof src, "%s/story.txt", drop);
@@ -154,7 +182,13 @@ int main(void)
         CHECK_STR(dest, expect);
         CHECK(access(src, F_OK) != 0);
     }
+}
 
+TEST_IMPL(long_names)
+{
+    char dest[4096], err[512], reason[4200];
+    char longest[NAME_MAX + 1];
+    longest_name(longest);
     /* a 255-byte name archives twice: the second copy's name is cut to fit */
     char longsrc[1024];
     snprintf(longsrc, sizeof longsrc, "%s/%s", drop, longest);
@@ -182,14 +216,13 @@ int main(void)
         CHECK_STR(read_file(reason), "no headline\n");
         CHECK(access(longsrc, F_OK) != 0);
     }
+}
 
-    /* a missing source is an error with a reason, not a crash */
+/* a missing source is an error with a reason, not a crash */
+TEST_IMPL(missing_source)
+{
+    char src[600], dest[4096], err[512];
     snprintf(src, sizeof src, "%s/gone.txt", drop);
     CHECK(nw_archive_store(state, src, day_ms, dest, sizeof dest, err, sizeof err) == -1);
     CHECK(strstr(err, "cannot move") != NULL);
-
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-    return CHECK_DONE();
 }

@@ -6,7 +6,7 @@
  */
 #include "article.h"
 #include "date.h"
-#include "check.h"
+#include "runner.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -173,8 +173,7 @@ cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-static void
-test_fixtures(void)
+TEST_IMPL(fixtures)
 {
     const char *root = getenv("NW_FIXTURES");
     char dir[1024];
@@ -223,8 +222,7 @@ parse_ok(const char *data, size_t len)
     return a;
 }
 
-static void
-test_specimen(void)
+TEST_IMPL(specimen)
 {
     const char *shared = getenv("NW_SHARED");
     char path[1024];
@@ -232,7 +230,7 @@ test_specimen(void)
     snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt", shared ? shared : "");
     char *data = shared ? read_file(path, &len) : NULL;
     if (!data) {
-        printf("specimen not found, skipped\n");
+        nw_test_skip("specimen not found (NW_SHARED: %s)", shared ? shared : "unset");
         return;
     }
     nw_article_t *a = parse_ok(data, len);
@@ -262,8 +260,7 @@ test_specimen(void)
     free(data);
 }
 
-static void
-test_ids(void)
+TEST_IMPL(ids)
 {
     const char *lf = "Standfirst line for a test story.\n\nAna Lima\n\nMay 25, 2021\n\n"
                      "Test headline\n\nFirst paragraph.\n\nSecond paragraph.\n";
@@ -299,8 +296,7 @@ test_ids(void)
     nw_article_destroy(&b);
 }
 
-static void
-test_replaced(void)
+TEST_IMPL(replaced)
 {
     /* 0xFF is one invalid byte, E2 82 a truncated sequence: two bytes, one U+FFFD. 0x81,
      * undefined in Windows-1252, keeps the text from being read as that. */
@@ -315,8 +311,7 @@ test_replaced(void)
     nw_article_destroy(&a);
 }
 
-static void
-test_encodings_same_story(void)
+TEST_IMPL(encodings_same_story)
 {
     /* One story saved three ways is one article: the same fields and the same id. */
     const char *utf8 = "Title: Caf\xC3\xA9 \xE2\x80\x9Cnews\xE2\x80\x9D\n\n\xE2\x82\xAC" "5 a cup.\n";
@@ -344,8 +339,7 @@ test_encodings_same_story(void)
     nw_article_destroy(&c);
 }
 
-static void
-test_layout_detection(void)
+TEST_IMPL(layout_detection)
 {
     /* A standfirst that opens like a header key stays scraped. */
     const char *s = "Summary: the regulator has had enough of slow roll-outs.\n\nAna Lima\n\n"
@@ -383,8 +377,7 @@ test_layout_detection(void)
     nw_article_destroy(&a);
 }
 
-static void
-test_authors_and_subjects(void)
+TEST_IMPL(authors_and_subjects)
 {
     nw_article_t a;
     memset(&a, 0, sizeof a);
@@ -413,8 +406,7 @@ test_authors_and_subjects(void)
 }
 
 /* Sizes that would expose quadratic behaviour: the fields must still come out right. */
-static void
-test_large_inputs(void)
+TEST_IMPL(large_inputs)
 {
     const size_t big = 8u << 20;
     const char *top = "Standfirst.\n\nAna Lima\n\nMay 25, 2021\n\nBig headline\n\n";
@@ -483,8 +475,7 @@ parse_err(const char *data, size_t len, char *errbuf)
 
 /* Hostile XML: each refused with a reason or read within the limits, nothing fetched,
  * nothing expanded. */
-static void
-test_hostile_markup(void)
+TEST_IMPL(hostile_markup)
 {
     char errbuf[NW_ARTICLE_ERRLEN];
     /* Billion laughs: ten levels of ten references. */
@@ -645,19 +636,8 @@ test_hostile_markup(void)
     CHECK_STR(errbuf, "item 2: no headline");
 }
 
-int
-main(void)
+TEST_IMPL(format_names)
 {
-    test_fixtures();
-    test_specimen();
-    test_ids();
-    test_replaced();
-    test_encodings_same_story();
-    test_layout_detection();
-    test_authors_and_subjects();
-    test_large_inputs();
-    test_hostile_markup();
     nw_article_destroy(NULL);
     CHECK_STR(nw_format_name(NW_FORMAT_NINJS), "ninjs");
-    return CHECK_DONE();
 }

@@ -2,7 +2,7 @@
  * grants, refresh on folder change), endpoint locality, and the CURVE publisher under
  * subscribers that connect and vanish in a tight loop (libzmq 4.3.4's manual-subscription
  * flaw: run this under -DNW_SANITIZE=ON). */
-#include "check.h"
+#include "runner.h"
 #include "auth.h"
 #include "config.h"
 #include "publish.h"
@@ -74,7 +74,7 @@ static char *make_client(const char *dir, const char *file, const char *name, co
 }
 
 /* Grants and subscriptions in raw form: the topic plus '.', as frame 0 carries it. */
-static void test_raw_form(void)
+TEST_IMPL(raw_form)
 {
     /* terminating and covering are nw_topic's (tests/unit/test_topic.c) */
     const char *g = "telecoms.";
@@ -88,7 +88,7 @@ static void test_raw_form(void)
     CHECK(nw_grant_intersect("", "sport.", 6) != NULL);       /* "*" grants everything */
 }
 
-static void test_endpoints(void)
+TEST_IMPL(endpoints)
 {
     CHECK(nw_auth_endpoint_is_local("ipc:///run/newswire/live"));
     CHECK(nw_auth_endpoint_is_local("tcp://127.0.0.1:5556"));
@@ -109,16 +109,25 @@ static size_t grant(nw_auth_t *auth, const char *key, const char *sub, const cha
     return nw_auth_grant(auth, key, sub, strlen(sub), subbuf, out, NW_AUTH_MAX_GRANTS);
 }
 
-static void test_store(void)
+/* The daemon's certificate (server and server_secret in root) and an empty clients/. */
+static void make_server(void)
 {
-    char clients[300], secret[300], pub[300], err[512];
+    char clients[300], pub[300];
     snprintf(clients, sizeof clients, "%s/clients", root);
-    snprintf(secret, sizeof secret, "%s/server_secret", root);
     snprintf(pub, sizeof pub, "%s/server", root);
     mkdir(clients, 0700);
     zcert_t *server = zcert_new();
     zcert_save(server, pub);
     zcert_destroy(&server);
+}
+
+TEST_IMPL(store)
+{
+    char clients[300], secret[300], pub[300], err[512];
+    snprintf(clients, sizeof clients, "%s/clients", root);
+    snprintf(secret, sizeof secret, "%s/server_secret", root);
+    snprintf(pub, sizeof pub, "%s/server", root);
+    make_server();
 
     char *alice = make_client(clients, "alice", NULL, "telecoms, sport.football, telecoms.5g", NULL);
     char *bob = make_client(clients, "bob.cert", "bob", "Bad Topic,*", NULL);
@@ -210,12 +219,13 @@ done:
  * time, while the publisher sends; the subscription messages of pipes already gone are
  * the case libzmq 4.3.4 mishandles in manual mode. Survival without a sanitizer report
  * is the check, plus a last well-behaved subscriber getting exactly its grant. */
-static void test_churn(void)
+TEST_IMPL(churn)
 {
     char clients[300], secret[300], err[512], endpoint[320];
     snprintf(clients, sizeof clients, "%s/clients", root);
     snprintf(secret, sizeof secret, "%s/server_secret", root);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/pub.sock", root);
+    make_server();
     zcert_t *pair = NULL;
     char *key = make_client(clients, "churn", NULL, "telecoms", &pair);
     struct timespec later[2] = {{0, UTIME_OMIT}, {time(NULL) + 10, 0}};
@@ -308,21 +318,22 @@ done:
     free(key);
 }
 
-int main(void)
+/* Each case: CZMQ set up (without its signal handler) and its own temporary root. */
+static int setup(void)
 {
     zsys_handler_set(NULL);
     zsys_init();
     snprintf(root, sizeof root, "/tmp/nw-test-auth-XXXXXX");
-    if (!mkdtemp(root))
-        return 1;
-    test_raw_form();
-    test_endpoints();
-    test_store();
-    test_churn();
+    return mkdtemp(root) ? 0 : -1;
+}
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot clean %s\n", root);
     zsys_shutdown();
-    return CHECK_DONE();
 }
+TEST_TEARDOWN(teardown)

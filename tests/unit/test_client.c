@@ -4,7 +4,7 @@
  * Every wait is for an event that must come (a subscription message, a published
  * message); the only timeouts are safety nets that fail the test.
  */
-#include "check.h"
+#include "runner.h"
 #include "newswire.h"
 #include "nw_codec.h"
 
@@ -137,7 +137,7 @@ static const char *next(nw_client_t *client, uint64_t *seq, uint64_t *gap)
     return topic;
 }
 
-static void test_names(void)
+TEST_IMPL(names)
 {
     CHECK(nw_client_topic_valid("telecoms"));
     CHECK(nw_client_topic_valid("telecoms.5g"));
@@ -185,7 +185,7 @@ static void test_names(void)
     nw_client_destroy(&client);      /* NULL is fine */
 }
 
-static void test_matching(void)
+TEST_IMPL(matching)
 {
     nw_client_t *tele = client_for("telecoms");
     nw_client_t *all = client_for("");
@@ -222,7 +222,7 @@ static void test_matching(void)
     nw_client_destroy(&all);
 }
 
-static void test_accessors(void)
+TEST_IMPL(accessors)
 {
     nw_client_t *client = client_for("markets");
     publish("markets", 7, EPOCH_A);
@@ -292,7 +292,7 @@ static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
     seen->last = last;
 }
 
-static void test_sequence(void)
+TEST_IMPL(sequence)
 {
     nw_client_t *client = client_for("seq");
     gap_seen_t seen = { 0 };
@@ -363,7 +363,7 @@ static void expect_bad_then_good(nw_client_t *client, const char *what, uint64_t
     CHECK(seq == good_seq);
 }
 
-static void test_hostile(void)
+TEST_IMPL(hostile)
 {
     nw_client_t *client = client_for("");
     uint64_t seq = 1;
@@ -489,7 +489,7 @@ static void test_hostile(void)
 /* nw_client_set_curve: refusals, then a CURVE server (this test's XPUB with a server
  * key; no ZAP handler, so any client key is admitted) reached by a client whose keys
  * come from zcert files; a client without the keys would complete no handshake. */
-static void test_curve(void)
+TEST_IMPL(curve)
 {
     char dir[] = "/tmp/nw-test-client-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -549,26 +549,23 @@ static void test_curve(void)
     rmdir(dir);
 }
 
-int main(void)
+/* Each case: a verbose XPUB bound to a loopback port of its own. */
+static int setup(void)
 {
     pub = zsock_new(ZMQ_XPUB);
     CHECK(pub != NULL);
     if (!pub)
-        return CHECK_DONE();
+        return -1;
     zsock_set_xpub_verbose(pub, 1);   /* pass on every subscription, even repeated ones */
     zsock_set_rcvtimeo(pub, WAIT_MS); /* safety net only: subscriptions must arrive */
     int port = zsock_bind(pub, "tcp://127.0.0.1:*");
     CHECK(port > 0);
-    if (port <= 0)
-        return CHECK_DONE();
-
-    test_names();
-    test_matching();
-    test_accessors();
-    test_sequence();
-    test_hostile();
-    test_curve();
-
-    zsock_destroy(&pub);
-    return CHECK_DONE();
+    return port > 0 ? 0 : -1;
 }
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
+    zsock_destroy(&pub);
+}
+TEST_TEARDOWN(teardown)

@@ -6,7 +6,7 @@
  * messages pile up behind a replay deterministically. Messages are packed by nw_codec,
  * replay requests parsed and replies packed by nw_replay, as the daemon does.
  */
-#include "check.h"
+#include "runner.h"
 #include "newswire.h"
 #include "nw_codec.h"
 #include "nw_replay.h"
@@ -39,8 +39,8 @@ typedef struct {
 
 static zsock_t *pub;
 
-/* The actor thread records its own failures; main checks the count (check.h's counters
- * are not for two threads). */
+/* The actor thread records its own failures; each case's teardown checks the count
+ * (runner.h's counters are not for two threads). */
 static _Atomic int fake_failures;
 #define FAKE_CHECK(cond) do { if (!(cond)) { fake_failures++; \
     fprintf(stderr, "%s:%d: fake daemon check failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
@@ -367,7 +367,7 @@ static void assert_idle(nw_client_t *client)
 
 /* Live skips 3..599 (more than one credit's worth); the journal fills them; 600..602
  * arrive live meanwhile and follow in order. */
-static void test_gap_fill(void)
+TEST_IMPL(gap_fill)
 {
     fake_t fake = { .topics = { { .name = "fill", .epoch = EPOCH_A, .oldest = 1, .head = 602 } } };
     zactor_t *actor = zactor_new(fake_actor, &fake);
@@ -398,7 +398,7 @@ static void test_gap_fill(void)
 
 /* More live messages pile up during a replay than may be held: they are dropped and the
  * journal serves them instead. The fake answers nothing until every live one was read. */
-static void test_held_overflow(void)
+TEST_IMPL(held_overflow)
 {
     fake_t fake = { .topics = { { .name = "flood", .epoch = EPOCH_A, .oldest = 1, .head = 1500 } },
                     .wait_go = 1 };
@@ -433,7 +433,7 @@ static void test_held_overflow(void)
 
 /* The journal no longer holds the start of the gap: what it lacks is reported lost, the
  * rest is still replayed; a refusal ("denied") gives the whole gap up. */
-static void test_errors(void)
+TEST_IMPL(errors)
 {
     fake_t fake = { .topics = {
         { .name = "old", .epoch = EPOCH_A, .oldest = 50, .head = 60 },
@@ -475,7 +475,7 @@ static void test_errors(void)
 
 /* A new epoch while a replay is pending: the replay is cancelled, what was held is
  * dropped, the new epoch starts afresh; the cancelled stream's data is never returned. */
-static void test_epoch_change(void)
+TEST_IMPL(epoch_change)
 {
     fake_t fake = { .topics = { { .name = "ep", .epoch = EPOCH_A, .oldest = 1, .head = 10 } },
                     .wait_go = 1 };
@@ -515,7 +515,7 @@ static void test_epoch_change(void)
 
 /* Late join: since 1 on a topic whose journal head, when the replay starts, is behind
  * the first live message: the hole between them is asked for again. Then last N. */
-static void test_late_join(void)
+TEST_IMPL(late_join)
 {
     fake_t fake = { .topics = {
         { .name = "join", .epoch = EPOCH_A, .oldest = 1, .head = 305, .first_head = 300 },
@@ -554,7 +554,7 @@ static void test_late_join(void)
 }
 
 /* The end of a burst was dropped: no later live message reveals it, the idle probe does. */
-static void test_tail_probe(void)
+TEST_IMPL(tail_probe)
 {
     fake_t fake = { .topics = { { .name = "burst", .epoch = EPOCH_A, .oldest = 1, .head = 20 } } };
     zactor_t *actor = zactor_new(fake_actor, &fake);
@@ -574,7 +574,7 @@ static void test_tail_probe(void)
 
 /* A replay endpoint that never answers must not stall the topic: after 5 s the gap is
  * given up and the held message follows. */
-static void test_silent_daemon(void)
+TEST_IMPL(silent_daemon)
 {
     fake_t fake = { .topics = { { .name = "mute", .epoch = EPOCH_A, .oldest = 1, .head = 3,
                                   .mute = 1 } } };
@@ -602,7 +602,7 @@ static void test_silent_daemon(void)
 }
 
 /* "busy" is not a loss: the client asks again later, backing off, and the gap fills. */
-static void test_busy(void)
+TEST_IMPL(busy)
 {
     fake_t fake = { .topics = { { .name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10,
                                   .busy = 3 } } };
@@ -650,27 +650,24 @@ static void test_busy(void)
     zactor_destroy(&actor);
 }
 
-int main(void)
+/* Each case: an XPUB on a loopback port of its own, and no failure in the fake daemon. */
+static int setup(void)
 {
     pub = zsock_new(ZMQ_XPUB);
     CHECK(pub != NULL);
     if (!pub)
-        return CHECK_DONE();
+        return -1;
     zsock_set_xpub_verbose(pub, 1);
     zsock_set_sndhwm(pub, 0);
     zsock_set_rcvtimeo(pub, WAIT_MS);  /* safety net only: subscriptions must arrive */
     CHECK(zsock_bind(pub, "tcp://127.0.0.1:*") > 0);
+    return 0;
+}
+TEST_SETUP(setup)
 
-    test_gap_fill();
-    test_held_overflow();
-    test_errors();
-    test_epoch_change();
-    test_late_join();
-    test_tail_probe();
-    test_silent_daemon();
-    test_busy();
-
+static void teardown(void)
+{
     zsock_destroy(&pub);
     CHECK(fake_failures == 0);
-    return CHECK_DONE();
 }
+TEST_TEARDOWN(teardown)

@@ -3,7 +3,7 @@
  * $NW_PROTO/vectors (valid NN-*.mp with their .json, invalid bad-*.mp with the reason
  * in bad-*.txt, canonical.txt naming the vectors the encoder must reproduce exactly).
  */
-#include "check.h"
+#include "runner.h"
 #include "nw_codec.h"
 
 #include <dirent.h>
@@ -197,8 +197,7 @@ check_reencode(const char *name, const nw_codec_message_t *m, const void *data, 
     msgpack_sbuffer_destroy(&msg);
 }
 
-static void
-test_valid_vectors(void)
+TEST_IMPL(valid_vectors)
 {
     size_t clen = 0;
     char *canonical = read_file(vectors_dir, "canonical.txt", &clen);
@@ -246,8 +245,7 @@ test_valid_vectors(void)
     free(canonical);
 }
 
-static void
-test_bad_vectors(void)
+TEST_IMPL(bad_vectors)
 {
     char **names;
     size_t n = list_vectors("bad-", ".mp", &names);
@@ -303,8 +301,7 @@ sample_envelope(void)
     };
 }
 
-static void
-test_round_trip(void)
+TEST_IMPL(round_trip)
 {
     char err[256] = "";
     nw_ninjs_t a = sample_article();
@@ -374,8 +371,7 @@ test_round_trip(void)
 }
 
 /* The encoder refuses what the decoder would refuse, and leaves the buffer alone. */
-static void
-test_encoder_rejects(void)
+TEST_IMPL(encoder_rejects)
 {
     char err[256];
     msgpack_sbuffer buf;
@@ -441,8 +437,7 @@ test_encoder_rejects(void)
 }
 
 /* Limits the raw scan enforces before msgpack-c allocates anything. */
-static void
-test_decoder_limits(void)
+TEST_IMPL(decoder_limits)
 {
     char err[256] = "";
     /* array32 of 70000 nils under an unknown key: too many objects */
@@ -489,8 +484,7 @@ test_decoder_limits(void)
     free(buf);
 }
 
-static void
-test_format_time(void)
+TEST_IMPL(format_time)
 {
     char buf[NW_CODEC_TIME_LEN];
     nw_codec_format_time(0, buf);
@@ -509,16 +503,10 @@ test_format_time(void)
     CHECK_STR(buf, "0000-01-01T00:00:00.000Z");
 }
 
-int
-main(void)
+static int setup(void)
 {
     const char *proto = getenv("NW_PROTO");
     snprintf(vectors_dir, sizeof vectors_dir, "%s/vectors", proto ? proto : "proto");
-    test_round_trip();
-    test_encoder_rejects();
-    test_decoder_limits();
-    test_valid_vectors();
-    test_bad_vectors();
-    test_format_time();
-    return CHECK_DONE();
+    return 0;
 }
+TEST_SETUP(setup)

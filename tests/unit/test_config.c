@@ -1,6 +1,6 @@
 /* test_config: built-in defaults, the ZPL file, flags over the file, errors with
  * reasons, and a reload that keeps what the command line said. */
-#include "check.h"
+#include "runner.h"
 #include "config.h"
 #include "log.h"
 
@@ -13,11 +13,10 @@ static int load(nw_config_t *c, int argc, char **argv, char *err, size_t errlen)
     return nw_config_load(c, argc, argv, err, errlen);
 }
 
-int main(void)
+TEST_IMPL(defaults)
 {
     char err[512];
     nw_config_t c;
-
     char *none[] = {"newswired", NULL};
     CHECK(load(&c, 1, none, err, sizeof err) == 0);
     CHECK_STR(c.drop_dir, "./drop");
@@ -28,7 +27,12 @@ int main(void)
     CHECK(c.sync);
     CHECK(c.file == NULL);
     nw_config_release(&c);
+}
 
+TEST_IMPL(file_flags_and_reload)
+{
+    char err[512];
+    nw_config_t c;
     char path[] = "/tmp/nw-config-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -118,8 +122,14 @@ int main(void)
     CHECK(load(&c, 3, with_file, err, sizeof err) == -1);
     CHECK(strstr(err, "unknown setting 'frobnicate'") != NULL);
     nw_config_release(&c);
+    unlink(path);
+}
 
-    /* ranges: seconds kept as milliseconds, limits enforced */
+/* ranges: seconds kept as milliseconds, limits enforced */
+TEST_IMPL(ranges)
+{
+    char err[512];
+    nw_config_t c;
     char *ranges[] = {"newswired", "--journal-max-age", "60", "--send-hwm", "7",
                       "--commit-delay", "5", NULL};
     CHECK(load(&c, 7, ranges, err, sizeof err) == 0);
@@ -129,7 +139,13 @@ int main(void)
     CHECK(load(&c, 3, small_segment, err, sizeof err) == -1);
     CHECK(strstr(err, "out of range") != NULL);
     nw_config_release(&c);
+}
 
+/* a bad command line is refused, naming what is wrong */
+TEST_IMPL(bad_flags)
+{
+    char err[512];
+    nw_config_t c;
     char *bad_level[] = {"newswired", "--log-level", "loud", NULL};
     CHECK(load(&c, 3, bad_level, err, sizeof err) == -1);
     CHECK(strstr(err, "loud") != NULL);
@@ -153,7 +169,4 @@ int main(void)
     CHECK(load(&c, 3, nofile, err, sizeof err) == -1);
     CHECK(strstr(err, "/nonexistent/x.cfg") != NULL);
     nw_config_release(&c);
-
-    unlink(path);
-    return CHECK_DONE();
 }

@@ -3,7 +3,7 @@
  * forms editors write, offsets, calendar edges and the inputs it must refuse.
  */
 #include "date.h"
-#include "check.h"
+#include "runner.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +57,10 @@ static const char *const bad[] = {
     "May 25, 2021 extra", "May 125, 2021", "2021-05-25T12:00:00Z 2021-05-25T12:00:00Z",
 };
 
-int
-main(void)
+TEST_IMPL(good)
 {
-    size_t i;
     int64_t ms;
-    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         ms = 42;
         int rc = nw_date_parse(good[i].text, &ms);
         CHECK(rc == 0 && ms == good[i].ms);
@@ -70,7 +68,12 @@ main(void)
             fprintf(stderr, "  \"%s\": rc %d ms %lld, want %lld\n", good[i].text, rc,
                     (long long) ms, good[i].ms);
     }
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+}
+
+TEST_IMPL(bad)
+{
+    int64_t ms;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ms = 42;
         int rc = nw_date_parse(bad[i], &ms);
         CHECK(rc == -1 && ms == 42);
@@ -78,12 +81,20 @@ main(void)
             fprintf(stderr, "  \"%s\" accepted as %lld\n", bad[i], (long long) ms);
     }
     CHECK(nw_date_parse(NULL, &ms) == -1);
+}
 
-    /* Counted strings need no terminator and stop where told. */
+/* Counted strings need no terminator and stop where told. */
+TEST_IMPL(counted)
+{
+    int64_t ms;
     CHECK(nw_date_parse_n("2021-05-25garbage", 10, &ms) == 0 && ms == 1621900800000LL);
     CHECK(nw_date_parse_n("May 25, 2021", 6, &ms) == -1);
+}
 
-    /* A huge line is refused without being scanned as a date. */
+/* A huge line is refused without being scanned as a date. */
+TEST_IMPL(huge_line)
+{
+    int64_t ms;
     size_t big = 1u << 20;
     char *s = malloc(big);
     CHECK(s != NULL);
@@ -92,5 +103,4 @@ main(void)
         CHECK(nw_date_parse_n(s, big, &ms) == -1);
         free(s);
     }
-    return CHECK_DONE();
 }

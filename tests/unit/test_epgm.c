@@ -3,7 +3,7 @@
  * none of that name, an address not this host's) refused with the reason, never handed
  * to ZeroMQ. Interfaces that work are the e2e test's (test_multicast, in namespaces). */
 #include "nw_epgm.h"
-#include "check.h"
+#include "runner.h"
 
 #include <string.h>
 
@@ -18,7 +18,7 @@ static void refused(const char *endpoint, const char *want)
     CHECK(strstr(err, want) != NULL);
 }
 
-int main(void)
+TEST_IMPL(is_epgm)
 {
     CHECK(nw_epgm_is("epgm://eth0;239.1.2.3:5555"));
     CHECK(nw_epgm_is("pgm://eth0;239.1.2.3:5555"));
@@ -26,7 +26,10 @@ int main(void)
     CHECK(!nw_epgm_is("ipc:///run/x"));
     CHECK(!nw_epgm_is("epgm:/"));
     CHECK(!nw_epgm_is(NULL));
+}
 
+TEST_IMPL(syntax)
+{
     const char *syntax = "expected epgm://INTERFACE;GROUP:PORT";
     refused("epgm://", syntax);
     refused("epgm://eth0", syntax);
@@ -36,7 +39,10 @@ int main(void)
     refused("epgm://eth0;239.1.2.3", syntax);
     refused("epgm://an-interface-name-far-too-long-for-ifnamsiz;239.1.2.3:5555", syntax);
     refused("pgm://eth0;239.1.2.3:5555", "raw pgm:// needs raw sockets; use epgm://");
+}
 
+TEST_IMPL(port)
+{
     const char *port = "the port must be 1 to 65535";
     refused("epgm://eth0;239.1.2.3:", port);
     refused("epgm://eth0;239.1.2.3:0", port);
@@ -45,25 +51,33 @@ int main(void)
     refused("epgm://eth0;239.1.2.3:+80", port);
     refused("epgm://eth0;239.1.2.3:80x", port);
     refused("epgm://eth0;239.1.2.3:99999999999999999999", port);
+}
 
+TEST_IMPL(group)
+{
     const char *group = "the group must be an IPv4 multicast address";
     refused("epgm://eth0;223.255.255.255:5555", group);  /* just below 224.0.0.0/4 */
     refused("epgm://eth0;240.0.0.0:5555", group);        /* just above */
     refused("epgm://eth0;198.18.0.1:5555", group);
     refused("epgm://eth0;news.example:5555", group);     /* never a name: no DNS */
     refused("epgm://eth0;ff08::1:5555", group);
+}
 
-    /* The group and port are checked before the interface: with lo's name and address
-     * (every namespace has lo), the interface is what is refused. */
+/* The group and port are checked before the interface: with lo's name and address
+ * (every namespace has lo), the interface is what is refused. */
+TEST_IMPL(interface)
+{
     refused("epgm://lo;224.0.0.0:1", "interface lo is loopback");
     refused("epgm://lo;239.255.255.255:65535", "interface lo is loopback");
     refused("epgm://127.0.0.1;239.1.2.3:5555", "interface lo is loopback");
     refused("epgm://no-such-if0;239.1.2.3:5555", "no interface no-such-if0");
     refused("epgm://192.0.2.254;239.1.2.3:5555", "192.0.2.254 is not an address of this host");
+}
 
-    /* a reason that does not fit is cut, not overrun */
+/* a reason that does not fit is cut, not overrun */
+TEST_IMPL(reason_cut)
+{
     char out[8], err[16];
     CHECK(nw_epgm_resolve("epgm://lo;239.1.2.3:5555", out, sizeof out, err, sizeof err) == -1);
     CHECK(strlen(err) == sizeof err - 1);
-    return CHECK_DONE();
 }

@@ -6,10 +6,10 @@
  * failed commit, a refused append, an article that cannot be encoded), drain and
  * destroy with a submission in flight.
  */
-#include "check.h"
 #include "feed.h"
 #include "log.h"
 #include "nw_codec.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -140,7 +140,7 @@ static bool wait_seen(const char *id)
 static msgpack_sbuffer packed[16];
 static int npacked;
 
-/* A packed ninjs article (kept until the end of the test program). */
+/* A packed ninjs article (kept until the end of the case). */
 static nw_feed_article_t article(const char *id, const char *const *topics, size_t n)
 {
     msgpack_sbuffer *b = &packed[npacked++ % 16];
@@ -229,7 +229,7 @@ static int64_t now_ms(void)
 
 /* Nothing is sent before its record is durable, and done comes after the sends. Seqs
  * go on per topic across the articles of one submission and across submissions. */
-static void test_order_and_seqs(void)
+TEST_IMPL(order_and_seqs)
 {
     fresh();
     nw_feed_t *feed = new_feed(60000);
@@ -308,7 +308,7 @@ static void test_order_and_seqs(void)
 
 /* The window: inside it an id is left out, outside it goes again (with the next seq);
  * the setter moves it; a repeat within one submission is left out whatever the window. */
-static void test_dedup_window(void)
+TEST_IMPL(dedup_window)
 {
     fresh();
     nw_feed_t *feed = new_feed(60000);
@@ -370,7 +370,7 @@ static void test_dedup_window(void)
 /* A failed commit: nothing of it (nor of what was appended behind it) is published,
  * done says why, the seqs and ids are taken back and handed out again; a submission
  * from inside the failed done is refused (the journal is unwinding) and leaves nothing. */
-static void test_commit_failure(void)
+TEST_IMPL(commit_failure)
 {
     fresh();
     nw_feed_t *feed = new_feed(60000);
@@ -430,7 +430,7 @@ static void test_commit_failure(void)
 /* An article that cannot be encoded leaves no record of the submission's others
  * (everything is packed before anything is appended). (An append the journal refuses
  * is test_commit_failure's submission from inside a failed done.) */
-static void test_refused(void)
+TEST_IMPL(refused)
 {
     fresh();
     nw_feed_t *feed = new_feed(60000);
@@ -465,7 +465,7 @@ static void on_drained(void *arg)
     drained = true;
 }
 
-static void test_drain_destroy(void)
+TEST_IMPL(drain_destroy)
 {
     fresh();
     nw_feed_t *feed = new_feed(60000);
@@ -498,24 +498,28 @@ static void test_drain_destroy(void)
     CHECK(ndone == 1 && nsent == 1);
 }
 
-int main(void)
+/* Each case: its own temporary state folder and loop, both left clean. */
+static int setup(void)
 {
     nw_log_set_level(NW_LOG_ERR);      /* the journal's failure warning is expected here */
     snprintf(state, sizeof state, "%s/test_feed.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(state)) {
         perror("mkdtemp");
-        return 1;
+        return -1;
     }
     uv_loop_init(&loop);
-    test_order_and_seqs();
-    test_dedup_window();
-    test_commit_failure();
-    test_refused();
-    test_drain_destroy();
-    for (int i = 0; i < 16; i++)
+    return 0;
+}
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
+    for (int i = 0; i < 16; i++) {
         msgpack_sbuffer_destroy(&packed[i]);
+        msgpack_sbuffer_init(&packed[i]);   /* a next case in this process reuses it */
+    }
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK(uv_loop_close(&loop) == 0);
     nftw(state, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    return CHECK_DONE();
 }
+TEST_TEARDOWN(teardown)

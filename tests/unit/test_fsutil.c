@@ -1,6 +1,6 @@
 /* test_fsutil: mkdir -p creates what is missing, accepts what exists, and refuses a
  * file standing where a folder should be. */
-#include "check.h"
+#include "runner.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-int main(void)
+TEST_IMPL(mkdir_p)
 {
     char root[] = "/tmp/nw-fsutil-XXXXXX";
     CHECK(mkdtemp(root) != NULL);
@@ -32,5 +32,4 @@ int main(void)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     CHECK(system(cmd) == 0);
-    return CHECK_DONE();
 }

@@ -3,7 +3,7 @@
  * group commit order, reopen (seqs, epoch, dedup window), recovery of torn and
  * corrupted segments, rotation and retirement, write failures, replay cursors.
  */
-#include "check.h"
+#include "runner.h"
 #include "journal.h"
 #include "log.h"
 
@@ -179,7 +179,7 @@ static void fresh(void)
     mkdir(state, 0700);
 }
 
-static void test_crc(void)
+TEST_IMPL(crc)
 {
     CHECK(nw_journal_crc32c(0, "123456789", 9) == 0xE3069283u);
     /* whichever path this CPU takes, against a bit-at-a-time reference, at every
@@ -205,7 +205,7 @@ static void test_crc(void)
     CHECK(nw_journal_crc32c(0, "", 0) == 0);
 }
 
-static void test_commit_and_reopen(void)
+TEST_IMPL(commit_and_reopen)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -292,7 +292,7 @@ static void test_commit_and_reopen(void)
     close_j(&j);
 }
 
-static void test_dedup_window(void)
+TEST_IMPL(dedup_window)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -334,7 +334,7 @@ static void test_dedup_window(void)
     close_j(&j);
 }
 
-static void test_torn_tail(void)
+TEST_IMPL(torn_tail)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -376,7 +376,7 @@ static void test_torn_tail(void)
     close_j(&j);
 }
 
-static void test_flipped_byte(void)
+TEST_IMPL(flipped_byte)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -462,7 +462,7 @@ static bool all_start_with_checkpoint(void)
     return true;
 }
 
-static void test_rotation_retirement(void)
+TEST_IMPL(rotation_retirement)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -554,7 +554,7 @@ static void test_rotation_retirement(void)
     close_j(&j);
 }
 
-static void test_write_failure(void)
+TEST_IMPL(write_failure)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -645,7 +645,7 @@ static int count_seen(nw_journal_t *j, int from, int to, int step, int64_t since
 
 /* The seen-id table through growth, undo of a failed batch and pruning: thousands of
  * ids, so that probes run through clusters and removals have entries to shift back. */
-static void test_seen_table(void)
+TEST_IMPL(seen_table)
 {
     enum { N = 3000 };
     fresh();
@@ -755,12 +755,12 @@ static off_t frames_end(const char *path)
 /* With fsync on, the current segment keeps written zeros ahead of its data so that
  * most commits do not grow the file; they are not damage to recovery, closed segments
  * do not keep them, and a file size limit (as a full disk would) only stops them. */
-static void test_zero_tail(void)
+TEST_IMPL(zero_tail)
 {
     fresh();
     struct statfs fs;
     if (statfs(state, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
-        printf("skip zero-tail test: %s is a tmpfs, where the journal writes no zeros\n", state);
+        nw_test_skip("%s is a tmpfs, where the journal writes no zeros", state);
         return;
     }
     nw_journal_options_t opt = defaults();
@@ -888,11 +888,11 @@ static void test_zero_tail(void)
 }
 
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
-static void test_disk_full(void)
+TEST_IMPL(disk_full)
 {
     fresh();
     if (mount("tmpfs", state, "tmpfs", 0, "size=64k") != 0) {
-        printf("skip disk-full test: cannot mount a tmpfs (%s)\n", strerror(errno));
+        nw_test_skip("cannot mount a tmpfs (%s)", strerror(errno));
         return;
     }
     nw_journal_options_t opt = defaults();
@@ -922,7 +922,7 @@ static void test_disk_full(void)
 
 /* Segments with no readable checkpoint: the epoch is lost, a new one starts in a new
  * segment and holds across the next open; the seqs found are kept. */
-static void test_no_checkpoint(void)
+TEST_IMPL(no_checkpoint)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -979,7 +979,7 @@ static int frame_offsets(const char *path, off_t *out, int max)
  * damage a commit accounts for keeps the epoch; a whole write lost, a damaged last
  * write that is not a cut one, or a lost newest segment start a new epoch whose seqs go
  * on above the highest held, and which lasts. */
-static void test_lost_seqs(void)
+TEST_IMPL(lost_seqs)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -1110,7 +1110,7 @@ static void test_lost_seqs(void)
     close_j(&j);
 }
 
-static void test_cursor(void)
+TEST_IMPL(cursor)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -1152,7 +1152,7 @@ static int open_fds(void)
 
 /* A cursor opens segments as it reaches them, one at a time, gives its file and buffer
  * back when released, and reports a segment retired before it got there as ENOENT. */
-static void test_cursor_lazy(void)
+TEST_IMPL(cursor_lazy)
 {
     fresh();
     nw_journal_options_t opt = defaults();
@@ -1222,31 +1222,24 @@ static void test_cursor_lazy(void)
     close_j(&j);
 }
 
-int main(void)
+/* Each case: its own temporary state folder and loop, both left clean. */
+static int setup(void)
 {
     nw_log_set_level(getenv("NWJ_DEBUG") ? NW_LOG_DEBUG : NW_LOG_ERR);       /* recovery warnings are expected here */
     snprintf(state, sizeof state, "/tmp/nwj-test-XXXXXX");
     if (!mkdtemp(state)) {
         perror("mkdtemp");
-        return 1;
+        return -1;
     }
     uv_loop_init(&loop);
-    test_crc();
-    test_commit_and_reopen();
-    test_dedup_window();
-    test_torn_tail();
-    test_flipped_byte();
-    test_rotation_retirement();
-    test_write_failure();
-    test_seen_table();
-    test_zero_tail();
-    test_disk_full();
-    test_no_checkpoint();
-    test_lost_seqs();
-    test_cursor();
-    test_cursor_lazy();
+    return 0;
+}
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(uv_loop_close(&loop) == 0);
     rm_rf(state);
-    return CHECK_DONE();
 }
+TEST_TEARDOWN(teardown)

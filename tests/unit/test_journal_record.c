@@ -5,9 +5,9 @@
  * bytes could not hold), the segment reader over a real file with damage in it, and
  * seen's undo log and pruning.
  */
-#include "check.h"
 #include "journal.h"
 #include "journal_record.h"
+#include "runner.h"
 #include "seen.h"
 
 #include <errno.h>
@@ -63,7 +63,7 @@ static uint64_t seq_of(const msgpack_object_map *m, const char *topic)
     return 0;
 }
 
-static void test_kinds(void)
+TEST_IMPL(kinds)
 {
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
@@ -167,7 +167,7 @@ static bool message_decodes(int bad)
     return hand_decodes();
 }
 
-static void test_refusals(void)
+TEST_IMPL(refusals)
 {
     msgpack_sbuffer_init(&hand);
     CHECK(message_decodes(0));
@@ -246,7 +246,7 @@ static void test_refusals(void)
 }
 
 /* A segment with damage in it, read through the reader as recovery and cursors do. */
-static void test_reader(void)
+TEST_IMPL(reader)
 {
     char path[] = "/tmp/test_journal_record-XXXXXX";
     int fd = mkstemp(path);
@@ -312,7 +312,7 @@ static void test_reader(void)
     unlink(path);
 }
 
-static void test_seen_undo(void)
+TEST_IMPL(seen_undo)
 {
     nw_seen_t s = {0};
     nw_seen_undo_t u = {0};
@@ -362,13 +362,4 @@ static void test_seen_undo(void)
     nw_seen_undo_free(&u);
     nw_seen_clear(&s);
     CHECK(s.cap == 0 && s.count == 0);
-}
-
-int main(void)
-{
-    test_kinds();
-    test_refusals();
-    test_reader();
-    test_seen_undo();
-    return CHECK_DONE();
 }

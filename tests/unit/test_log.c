@@ -1,9 +1,9 @@
 /* test_log: names are escaped for the log: control characters, backslashes and invalid
  * UTF-8 as \xNN, valid UTF-8 kept, output bounded; level names parse both ways. */
-#include "check.h"
+#include "runner.h"
 #include "log.h"
 
-int main(void)
+TEST_IMPL(escape)
 {
     char out[64];
     CHECK_STR(nw_log_escape("plain.txt", out, sizeof out), "plain.txt");
@@ -18,11 +18,13 @@ int main(void)
     char small[8];
     nw_log_escape("\x01\x02\x03\x04", small, sizeof small);
     CHECK(strlen(small) < sizeof small);
+}
 
+TEST_IMPL(levels)
+{
     CHECK(nw_log_level_parse("debug") == NW_LOG_DEBUG);
     CHECK(nw_log_level_parse("warn") == NW_LOG_WARNING);
     CHECK(nw_log_level_parse("error") == NW_LOG_ERR);
     CHECK(nw_log_level_parse("loud") == -1);
     CHECK_STR(nw_log_level_name(NW_LOG_NOTICE), "notice");
-    return CHECK_DONE();
 }

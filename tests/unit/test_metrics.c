@@ -2,7 +2,7 @@
  * against the libmicrohttpd daemon polled from a libuv loop (answers, 404, 405, a
  * journal's series) torn down without leaks (valgrind runs this), and the cap on
  * per-topic series. */
-#include "check.h"
+#include "runner.h"
 #include "config.h"
 #include "journal.h"
 #include "metrics.h"
@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void test_parse(void)
+TEST_IMPL(parse)
 {
     static const struct {
         const char *endpoint, *host;
@@ -54,7 +54,7 @@ static void test_parse(void)
                                     sizeof err) == -1);
 }
 
-static void test_config(void)
+TEST_IMPL(config)
 {
     char err[300];
     nw_config_t c;
@@ -86,7 +86,7 @@ static void test_config(void)
 
 /* Per-topic counts: the first NW_PUBLISH_TOPICS_MAX topics one by one, the rest in
  * topic="_other", which the metrics show without a seq. */
-static void test_topic_cap(void)
+TEST_IMPL(topic_cap)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -167,7 +167,7 @@ static char *request(uv_loop_t *loop, unsigned port, const char *req)
     return out;
 }
 
-static void test_serve(void)
+TEST_IMPL(serve)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -248,13 +248,15 @@ static void test_serve(void)
     CHECK(system(cmd) == 0);
 }
 
-int main(void)
+static int setup(void)
 {
     zsys_init();
-    test_parse();
-    test_config();
-    test_serve();
-    test_topic_cap();
-    zsys_shutdown();
-    return CHECK_DONE();
+    return 0;
 }
+TEST_SETUP(setup)
+
+static void teardown(void)
+{
+    zsys_shutdown();
+}
+TEST_TEARDOWN(teardown)

@@ -7,7 +7,7 @@
  * parsers would (leaving the buffer untouched).
  */
 #include "nw_replay.h"
-#include "check.h"
+#include "runner.h"
 
 #include <glob.h>
 #include <jansson.h>
@@ -108,7 +108,7 @@ static void check_json(kind_t k, const any_t *got, json_t *want)
     }
 }
 
-static void test_valid_vectors(void)
+TEST_IMPL(valid_vectors)
 {
     char pattern[2100], path[2400];
     size_t clen = 0;
@@ -170,7 +170,7 @@ static void test_valid_vectors(void)
     free(canonical);
 }
 
-static void test_bad_vectors(void)
+TEST_IMPL(bad_vectors)
 {
     char pattern[2100], path[2400];
     snprintf(pattern, sizeof pattern, "%s/bad-*.mp", dir);
@@ -205,7 +205,7 @@ static void test_bad_vectors(void)
 }
 
 /* The packers refuse what the parsers would, and leave the buffer as it was. */
-static void test_pack_refusals(void)
+TEST_IMPL(pack_refusals)
 {
     nw_replay_request_t bad_reqs[] = {
         { .type = 0 },
@@ -241,7 +241,7 @@ static void test_pack_refusals(void)
 }
 
 /* Round trips at the edges the vectors cannot hold (JSON numbers stop at 2^63). */
-static void test_round_trips(void)
+TEST_IMPL(round_trips)
 {
     char why[128];
     nw_replay_request_t req = { .type = NW_REPLAY_REQ_REPLAY, .has_from = true, .from = UINT64_MAX - 1,
@@ -282,13 +282,10 @@ static void test_round_trips(void)
     CHECK(nw_replay_reply_kind("telecoms.", 9) == NW_REPLAY_DATA);
 }
 
-int main(void)
+static int setup(void)
 {
     const char *proto = getenv("NW_PROTO");
     snprintf(dir, sizeof dir, "%s/vectors/replay", proto ? proto : "proto");
-    test_valid_vectors();
-    test_bad_vectors();
-    test_pack_refusals();
-    test_round_trips();
-    return CHECK_DONE();
+    return 0;
 }
+TEST_SETUP(setup)

@@ -5,7 +5,7 @@
  * (case, separators, clause breaks, UTF-8 punctuation, stray and cut-off bytes). */
 #include "route.h"
 #include "config.h"
-#include "check.h"
+#include "runner.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -64,7 +64,7 @@ static size_t classify(nw_rules_t *rules, const char *headline, const char *body
     return nw_rules_classify(rules, &a, topics, NW_ROUTE_MAX_TOPICS);
 }
 
-static void test_custom_rules(void)
+TEST_IMPL(custom_rules)
 {
     char err[256] = "";
     zconfig_t *config = zconfig_str_load(custom_zpl);
@@ -143,7 +143,7 @@ static void test_custom_rules(void)
     nw_rules_unref(&rules);
 }
 
-static void test_malformed(void)
+TEST_IMPL(malformed)
 {
     static const struct { const char *zpl, *want; } table[] = {
         {"rules\n    telecoms\n        threshold = lots\n        words = \"5g\"\n",
@@ -269,7 +269,7 @@ static void specimen_parsed(nw_rules_t *rules)
     nw_article_destroy(&a);
 }
 
-static void test_default_rules(void)
+TEST_IMPL(default_rules)
 {
     char err[256] = "";
     nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
@@ -309,7 +309,7 @@ static void test_default_rules(void)
     nw_rules_unref(&rules);
 }
 
-static void test_route_order(void)
+TEST_IMPL(route_order)
 {
     char err[256] = "";
     nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
@@ -362,7 +362,7 @@ static void *classify_thread(void *arg)
     return (void *) ok;
 }
 
-static void test_refcount(void)
+TEST_IMPL(refcount)
 {
     char err[256] = "";
     nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
@@ -390,7 +390,7 @@ static void test_refcount(void)
 }
 
 /* A rule set too large for the classifier's stack scratch: the same answers. */
-static void test_large_rules(void)
+TEST_IMPL(large_rules)
 {
     size_t cap = 64 * 1024, n = 0;
     char *zpl = malloc(cap);
@@ -633,7 +633,7 @@ static void random_text(char *out, size_t cap)
     snprintf(out + n, cap - n, "%s", tails[rng(sizeof tails / sizeof tails[0])]);
 }
 
-static void test_against_reference(void)
+TEST_IMPL(against_reference)
 {
     static const ref_subject_t subjects[] = {
         {"telecoms", 4, "5G, operator, operators, mobile network, Mobile Networks, wi-fi"},
@@ -693,7 +693,7 @@ static void test_against_reference(void)
 /* IPTC Media Topics: routing from a code (the table first, then a rule naming it), the
  * code and scheme a topic carries, the built-in rules' codes, and a table that does not
  * load. */
-static void test_media_topics(void)
+TEST_IMPL(media_topics)
 {
     const char *proto = getenv("NW_PROTO");
     char path[1024], zpl[2048], err[256] = "";
@@ -792,17 +792,4 @@ static void test_media_topics(void)
         nw_rules_unref(&rules);
         unlink(tmp);
     }
-}
-
-int main(void)
-{
-    test_custom_rules();
-    test_malformed();
-    test_default_rules();
-    test_route_order();
-    test_media_topics();
-    test_refcount();
-    test_large_rules();
-    test_against_reference();
-    return CHECK_DONE();
 }

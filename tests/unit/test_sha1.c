@@ -1,7 +1,7 @@
 /* test_sha1: article ids must not change with the CPU. The accelerated path is checked
  * against FIPS 180 vectors and against CZMQ's zdigest on every length around the block
  * and padding boundaries, split into parts at every place. */
-#include "check.h"
+#include "runner.h"
 #include "sha1.h"
 
 #include <czmq.h>
@@ -24,11 +24,12 @@ static void hex_of(const void *data, size_t len, char out[NW_SHA1_HEX_LEN])
     CHECK(nw_sha1_hex(parts, lens, 1, out) == 0);
 }
 
-int main(void)
+/* FIPS 180's short messages. */
+TEST_IMPL(known_digests)
 {
     printf("sha1: %s path\n", nw_sha1_accelerated() ? "accelerated (SHA extensions)"
                                                     : "portable (zdigest) only");
-    char got[NW_SHA1_HEX_LEN], want[NW_SHA1_HEX_LEN];
+    char got[NW_SHA1_HEX_LEN];
     hex_of("abc", 3, got);
     CHECK_STR(got, "a9993e364706816aba3e25717850c26c9cd0d89d");
     hex_of("", 0, got);
@@ -36,7 +37,12 @@ int main(void)
     const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     hex_of(two, strlen(two), got);
     CHECK_STR(got, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+}
 
+/* Every length across three blocks, whole and cut in parts, against CZMQ's zdigest. */
+TEST_IMPL(every_length_in_parts)
+{
+    char got[NW_SHA1_HEX_LEN], want[NW_SHA1_HEX_LEN];
     size_t max = 3 * 64 + 9;
     unsigned char *data = malloc(max);
     srand(7);
@@ -57,8 +63,13 @@ int main(void)
         }
     }
     CHECK(mismatches == 0);
+    free(data);
+}
 
-    /* A million 'a's (FIPS 180 long message), fed in uneven parts. */
+/* A million 'a's (FIPS 180 long message), fed in uneven parts. */
+TEST_IMPL(million_a)
+{
+    char got[NW_SHA1_HEX_LEN];
     size_t million = 1000000;
     unsigned char *as = malloc(million);
     memset(as, 'a', million);
@@ -67,6 +78,4 @@ int main(void)
     CHECK(nw_sha1_hex(parts, lens, 4, got) == 0);
     CHECK_STR(got, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
     free(as);
-    free(data);
-    return CHECK_DONE();
 }

@@ -2,7 +2,7 @@
  * bulk path copies eight plain ASCII bytes at a time. Each kind of byte it must change
  * is placed at every offset of a printable run, so both the eight-byte path and the
  * byte path meet it at every alignment. */
-#include "check.h"
+#include "runner.h"
 #include "text.h"
 
 #include <errno.h>
@@ -71,7 +71,7 @@ static void decode_case(const char *in, size_t n, const char *want, const char *
 
 #define DECODE(lit, want, enc, replaced) decode_case(lit, sizeof lit - 1, want, enc, replaced)
 
-static void test_decode(void)
+TEST_IMPL(decode)
 {
     /* UTF-8 stays as it is, its BOM dropped; NUL refuses the text */
     DECODE("Caf\xc3\xa9 \xe2\x82\xac", "Caf\xc3\xa9 \xe2\x82\xac", NULL, 0);
@@ -111,8 +111,9 @@ static void test_decode(void)
 
 /* With nw_text_init done at start, converting needs no descriptor: a UTF-16 or
  * Windows-1252 file read while every descriptor is taken is still converted (glibc
- * would otherwise fail the first conversion, and every one after it, for good). */
-static void test_decode_without_descriptors(void)
+ * would otherwise fail the first conversion, and every one after it, for good). Its own
+ * process, as every case has: no conversion ran before it to load iconv. */
+TEST_IMPL(decode_without_descriptors)
 {
     char err[128];
     CHECK(nw_text_init(err, sizeof err) == 0);
@@ -133,9 +134,9 @@ static void test_decode_without_descriptors(void)
     CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
 }
 
-int main(void)
+/* Every special sequence at every offset of a printable run, with every tail after it. */
+TEST_IMPL(sanitize_at_every_offset)
 {
-    test_decode_without_descriptors();   /* first: before any conversion loads iconv */
     char in[128], want[160];
     const char *fill = "The quick brown fox jumps over 13 lazy dogs, again and again!";
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -161,7 +162,11 @@ int main(void)
             }
         }
     }
-    /* A BOM goes; a NUL inside the text becomes a space. */
+}
+
+/* A BOM goes; a NUL inside the text becomes a space. */
+TEST_IMPL(sanitize_bom_and_nul)
+{
     size_t outlen;
     unsigned replaced;
     char *out = nw_text_sanitize("\xef\xbb\xbfHeadline over eight bytes", 28, &outlen, &replaced);
@@ -171,6 +176,4 @@ int main(void)
     CHECK_STR(out, "abcdefgh ijklmnop");
     CHECK(outlen == 17);
     free(out);
-    test_decode();
-    return CHECK_DONE();
 }

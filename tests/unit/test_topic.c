@@ -3,7 +3,7 @@
  * whole-level matching across level boundaries, and NW_TOPIC_MAX at its edge (the
  * longest topic, one byte more) for each of them. */
 #include "nw_topic.h"
-#include "check.h"
+#include "runner.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@ static bool valid(const char *s)
     return nw_topic_valid(s, strlen(s));
 }
 
-static void test_valid(void)
+TEST_IMPL(valid)
 {
     static const char *const good[] = {
         "general", "telecoms", "telecoms.5g", "geopolitics.europe", "geo-politics.eu",
@@ -41,7 +41,7 @@ static void test_valid(void)
     CHECK(!nw_topic_valid(longest, NW_TOPIC_MAX));
 }
 
-static void test_normalize(void)
+TEST_IMPL(normalize)
 {
     static const struct { const char *in, *want; } table[] = {
         {"Telecoms / 5G", "telecoms-5g"},
@@ -95,7 +95,7 @@ static void test_normalize(void)
 /* The edges the old copies disagreed on: a subject that reaches the limit and then
  * ends with separators or '.' (written then taken back by the client library's copy,
  * which needed room for them), and one that crosses it only by a '.' of its own. */
-static void test_normalize_edges(void)
+TEST_IMPL(normalize_edges)
 {
     char in[NW_TOPIC_MAX + 8], out[NW_TOPIC_MAX + 1];
     memset(in, 'a', NW_TOPIC_MAX);
@@ -115,7 +115,7 @@ static void test_normalize_edges(void)
 }
 
 /* Grants and subscriptions in raw form: the topic plus '.', as frame 0 carries it. */
-static void test_terminate(void)
+TEST_IMPL(terminate)
 {
     char out[NW_TOPIC_FRAME_MAX + 1];
     CHECK(nw_topic_terminate("", 0, out) == 0 && strcmp(out, "") == 0);
@@ -131,7 +131,7 @@ static void test_terminate(void)
     CHECK(out[NW_TOPIC_MAX] == '.' && out[NW_TOPIC_FRAME_MAX] == '\0');
 }
 
-static void test_unframe(void)
+TEST_IMPL(unframe)
 {
     char topic[NW_TOPIC_MAX + 1], why[64];
     CHECK(nw_topic_unframe("telecoms.5g.", 12, topic, why, sizeof why) == 0);
@@ -158,7 +158,7 @@ static void test_unframe(void)
     CHECK_STR(why, "topic frame of 257 bytes");
 }
 
-static void test_matches(void)
+TEST_IMPL(matches)
 {
     /* the empty subscription is everything */
     CHECK(nw_topic_matches("", "telecoms"));
@@ -191,15 +191,4 @@ static void test_matches(void)
     CHECK(nw_topic_matches(longest, longest));
     CHECK(nw_topic_matches("mmm", "mmm"));
     CHECK(!nw_topic_matches("mmm", longest));
-}
-
-int main(void)
-{
-    test_valid();
-    test_normalize();
-    test_normalize_edges();
-    test_terminate();
-    test_unframe();
-    test_matches();
-    return CHECK_DONE();
 }
