@@ -207,13 +207,20 @@ static void fake_actor(zsock_t *pipe, void *arg)
     stream_t st = { 0 };
     stats_t stats = { 0 };
     int go = !fake->wait_go;
+    int64_t stats_due = -1;    /* STATS-AFTER-CANCEL: answer at the first cancel, or then */
     for (;;) {
+        if (stats_due >= 0 && (stats.cancels > 0 || zclock_mono() >= stats_due)) {
+            zsock_send(pipe, "iiii8888", stats.requests, stats.cancels, stats.credits, 0,
+                       stats.from[0], stats.to[0], stats.from[1], stats.to[1]);
+            stats_due = -1;
+        }
         int sending = go && st.peer && st.credit > 0;
+        long timeout = sending ? 0 : stats_due >= 0 ? (long) (stats_due - zclock_mono()) : -1;
         zmq_pollitem_t items[2] = {
             { .socket = zsock_resolve(pipe), .events = ZMQ_POLLIN },
             { .socket = zsock_resolve(router), .events = ZMQ_POLLIN },
         };
-        if (zmq_poll(items, go ? 2 : 1, sending ? 0 : -1) < 0)
+        if (zmq_poll(items, go ? 2 : 1, timeout < -1 ? 0 : timeout) < 0)
             break;
         if (items[0].revents & ZMQ_POLLIN) {
             char *cmd = zstr_recv(pipe);
@@ -223,6 +230,8 @@ static void fake_actor(zsock_t *pipe, void *arg)
             if (cmd && strcmp(cmd, "STATS") == 0)
                 zsock_send(pipe, "iiii8888", stats.requests, stats.cancels, stats.credits, 0,
                            stats.from[0], stats.to[0], stats.from[1], stats.to[1]);
+            if (cmd && strcmp(cmd, "STATS-AFTER-CANCEL") == 0)
+                stats_due = zclock_mono() + WAIT_MS;
             zstr_free(&cmd);
             if (term)
                 break;
@@ -267,14 +276,22 @@ typedef struct {
     uint64_t from0, to0, from1, to1;
 } fake_stats_t;
 
-static fake_stats_t fake_stats(zactor_t *actor)
+/* The fake's counts; after_cancel: once it has read a cancel (at most WAIT_MS later),
+ * which the client sends on its own connection, so it can arrive after what the test
+ * has received since. */
+static fake_stats_t fake_stats_when(zactor_t *actor, bool after_cancel)
 {
     fake_stats_t s = { 0 };
     int zero;
-    zstr_send(actor, "STATS");
+    zstr_send(actor, after_cancel ? "STATS-AFTER-CANCEL" : "STATS");
     zsock_recv(actor, "iiii8888", &s.requests, &s.cancels, &s.credits, &zero,
                &s.from0, &s.to0, &s.from1, &s.to1);
     return s;
+}
+
+static fake_stats_t fake_stats(zactor_t *actor)
+{
+    return fake_stats_when(actor, false);
 }
 
 /* ---- the client side ---- */
@@ -506,7 +523,7 @@ TEST_IMPL(epoch_change)
         nw_message_destroy(&msg);
     }
     assert_idle(client);
-    fake_stats_t s = fake_stats(actor);
+    fake_stats_t s = fake_stats_when(actor, true);
     CHECK(s.requests == 1 && s.cancels == 1);
     CHECK(nw_client_gaps(client) == 0);
     nw_client_destroy(&client);
