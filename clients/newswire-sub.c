@@ -36,15 +36,23 @@ static void usage(FILE *out)
         "Usage: newswire-sub [OPTION]... [TOPIC]...\n"
         "Print newswire articles of TOPICs (and the topics below them; none: everything).\n"
         "\n"
-        "  -c, --connect ENDPOINT  daemon endpoint, repeatable (default " DEFAULT_ENDPOINT "),\n"
+        "  -c, --connect ENDPOINT  daemon endpoint (default " DEFAULT_ENDPOINT "),\n"
         "                          or its multicast group epgm://INTERFACE;GROUP:PORT\n"
-        "                          (no CURVE there; give --replay to repair its losses)\n"
+        "                          (no CURVE there; give --replay to repair its losses);\n"
+        "                          repeatable: each is a path of a dual feed (two relays,\n"
+        "                          or two origins fed the same files), each article is\n"
+        "                          printed once from whichever path delivers it first\n"
         "  -f, --format json|text  one JSON object per line (default), or readable text\n"
         "  -n, --count N           exit after N articles\n"
         "  -t, --timeout SECS      give up after SECS seconds in all\n"
         "      --hwm N             receive queue limit in messages (default 1000)\n"
         "  -r, --replay ENDPOINT   daemon replay endpoint: missed articles are fetched from\n"
-        "                          its journal, so each arrives once and in order\n"
+        "                          its journal, so each arrives once and in order; once\n"
+        "                          for every --connect, or once per --connect in their\n"
+        "                          order (each path's gaps filled by its own daemon)\n"
+        "      --dedup-window N    with several --connect: remember the last N article\n"
+        "                          ids to drop one another path delivered (default 10000;\n"
+        "                          0: by (epoch, topic, seq) only)\n"
         "      --since SEQ         with --replay: each TOPIC from seq SEQ on, then live\n"
         "      --last N            with --replay: each TOPIC's newest N, then live\n"
         "      --curve-cert FILE   connect with CurveZMQ as this client (the _secret file\n"
@@ -208,6 +216,7 @@ int main(int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "hwm", required_argument, NULL, 'H' },
         { "replay", required_argument, NULL, 'r' },
+        { "dedup-window", required_argument, NULL, 'D' },
         { "since", required_argument, NULL, 'S' },
         { "last", required_argument, NULL, 'L' },
         { "curve-cert", required_argument, NULL, 'C' },
@@ -221,11 +230,18 @@ int main(int argc, char **argv)
     unsigned long count = 0, timeout = 0, hwm = 0, received = 0;
     int have_count = 0, have_timeout = 0, have_hwm = 0;
     const char *replay = NULL, *curve_cert = NULL, *server_key = NULL;
+    const char **replays = calloc((size_t) argc + 1, sizeof *replays);
+    size_t nreplays = 0;
+    unsigned long dedup_window = 0;
+    int have_dedup_window = 0;
     unsigned long since = 0, last = 0;
     int replaying = 0;
     nw_client_t *client = NULL;
-    if (!endpoints)
+    if (!endpoints || !replays) {
+        free(endpoints);
+        free(replays);
         return EXIT_USAGE;
+    }
     while ((opt = getopt_long(argc, argv, "c:f:n:t:r:h", options, NULL)) != -1) {
         switch (opt) {
         case 'c': endpoints[nendpoints++] = optarg; break;
@@ -254,7 +270,14 @@ int main(int argc, char **argv)
                 goto fail;
             }
             break;
-        case 'r': replay = optarg; break;
+        case 'r': replays[nreplays++] = replay = optarg; break;
+        case 'D': have_dedup_window = 1;
+            if (parse_count(optarg, &dedup_window) || dedup_window > 10000000UL) {
+                fprintf(stderr, "newswire-sub: --dedup-window wants a number of articles, not '%s'\n",
+                        optarg);
+                goto fail;
+            }
+            break;
         case 'C': curve_cert = optarg; break;
         case 'K': server_key = optarg; break;
         case 'S':
@@ -275,6 +298,11 @@ int main(int argc, char **argv)
     }
     if (nendpoints == 0)
         endpoints[nendpoints++] = DEFAULT_ENDPOINT;
+    if (nreplays > 1 && nreplays != nendpoints) {
+        fprintf(stderr, "newswire-sub: give --replay once, or once per --connect (%zu), not %zu "
+                "times\n", nendpoints, nreplays);
+        goto fail;
+    }
     if (!curve_cert != !server_key) {
         fprintf(stderr, "newswire-sub: --curve-cert and --server-key go together\n");
         goto fail;
@@ -308,15 +336,20 @@ int main(int argc, char **argv)
     }
     if (optind == argc)
         nw_client_subscribe(client, "");
-    for (size_t i = 0; i < nendpoints; i++) {
-        if (nw_client_connect(client, endpoints[i]) != 0) {
+    /* The first --connect is the client's own path, every other one a feed of its own
+     * (with the one --replay, or its own). */
+    if (nw_client_connect(client, endpoints[0]) != 0
+        || (nreplays > 0 && nw_client_set_replay(client, replays[0]) != 0)
+        || (have_dedup_window && nw_client_set_dedup_window(client, dedup_window) != 0)) {
+        fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
+        goto fail;
+    }
+    for (size_t i = 1; i < nendpoints; i++) {
+        const char *feed_replay = nreplays == 0 ? NULL : replays[nreplays == 1 ? 0 : i];
+        if (nw_client_add_feed(client, endpoints[i], feed_replay) != 0) {
             fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
             goto fail;
         }
-    }
-    if (replay && nw_client_set_replay(client, replay) != 0) {
-        fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
-        goto fail;
     }
     /* Subscribed and connected first: live articles arriving during the replay are held. */
     for (int i = optind; (since || last) && i < argc; i++) {
@@ -379,5 +412,6 @@ int main(int argc, char **argv)
 fail:
     nw_client_destroy(&client);
     free(endpoints);
+    free(replays);
     return status;
 }

@@ -43,6 +43,13 @@
 
 enum { JOIN_NONE, JOIN_SINCE, JOIN_LAST };
 
+/* What the arbiter has taken already: keys in a set, oldest first in a FIFO that bounds it. */
+typedef struct {
+    zhashx_t *set;               /* key -> "" ; keys owned by the hash */
+    zlistx_t *order;             /* the same keys, oldest first; not owned */
+    size_t max;                  /* 0: nothing kept */
+} dedup_t;
+
 typedef struct {
     char *name;
     char *epoch;                 /* NULL while a late join has not learnt it */
@@ -86,6 +93,16 @@ struct nw_client {
     int64_t busy_until;          /* after "busy": no new stream before then (0: none) */
     int busy_tries;              /* "busy" answers in a row */
     uint64_t replayed, replay_errors;
+    int hwm;                     /* nw_client_set_rcvhwm's, for feeds added later; -1: none */
+    int idle_set;                /* nw_client_set_replay_idle was called: feeds take idle_ms */
+    /* Dual feeds (nw_client_add_feed): this client is path 0 and the arbiter; each feed
+     * is a whole client of its own (SUB, replay DEALER, per-topic tracking and gap
+     * filling) whose messages this one takes once by (epoch, topic, seq) and by id. */
+    nw_client_t *arbiter;        /* set in a feed: whose gaps it reports; NULL in path 0 */
+    nw_client_t **feeds;
+    size_t nfeeds;
+    size_t next_path;            /* where the next round of reading starts (fairness) */
+    dedup_t seen_seq, seen_id;
     char error[256];
 };
 
@@ -128,6 +145,51 @@ static void topic_state_destroy(void **item)
     }
 }
 
+static void string_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void dedup_clear(dedup_t *d)
+{
+    zlistx_destroy(&d->order);
+    zhashx_destroy(&d->set);
+}
+
+static int dedup_has(const dedup_t *d, const char *key)
+{
+    return d->set && zhashx_lookup(d->set, key) != NULL;
+}
+
+/* Remember key, forgetting the oldest beyond max. -1 when out of memory. */
+static int dedup_add(dedup_t *d, const char *key)
+{
+    if (d->max == 0)
+        return 0;
+    if (!d->set) {
+        if (!(d->set = zhashx_new()) || !(d->order = zlistx_new())) {
+            dedup_clear(d);
+            return -1;
+        }
+        zlistx_set_destructor(d->order, string_free);
+    }
+    if (zhashx_lookup(d->set, key))
+        return 0;
+    char *copy = strdup(key);
+    if (!copy || !zlistx_add_end(d->order, copy)) {
+        free(copy);
+        return -1;
+    }
+    zhashx_insert(d->set, key, (void *) "");
+    while (zlistx_size(d->order) > d->max) {
+        char *oldest = zlistx_detach(d->order, NULL);
+        zhashx_delete(d->set, oldest);
+        free(oldest);
+    }
+    return 0;
+}
+
 /* Clear key material; volatile so the store is not optimised away before free(). */
 static void wipe(void *p, size_t n)
 {
@@ -157,6 +219,9 @@ nw_client_t *nw_client_new(void)
     if (!self->subs || !self->topics)
         goto fail;
     zhashx_set_destructor(self->topics, topic_state_destroy);
+    self->hwm = -1;
+    self->seen_id.max = NW_CLIENT_DEDUP_WINDOW;
+    self->seen_seq.max = NW_CLIENT_DEDUP_WINDOW;
     return self;
 fail:
     nw_client_destroy(&self);
@@ -178,6 +243,11 @@ void nw_client_destroy(nw_client_t **self_p)
         zmq_ctx_term(self->ctx);
     zhashx_destroy(&self->subs);
     zhashx_destroy(&self->topics);
+    for (size_t i = 0; i < self->nfeeds; i++)
+        nw_client_destroy(&self->feeds[i]);
+    free(self->feeds);
+    dedup_clear(&self->seen_seq);
+    dedup_clear(&self->seen_id);
     wipe(self->curve_secret, sizeof self->curve_secret);
     free(self);
     *self_p = NULL;
@@ -189,6 +259,10 @@ int nw_client_set_rcvhwm(nw_client_t *self, int hwm)
         client_set_error(self, "cannot set receive high-water mark %d", hwm);
         return -1;
     }
+    self->hwm = hwm;
+    for (size_t i = 0; i < self->nfeeds; i++)
+        if (nw_client_set_rcvhwm(self->feeds[i], hwm) != 0)
+            return -1;
     return 0;
 }
 
@@ -234,7 +308,7 @@ static int apply_curve(nw_client_t *self, void *sock)
 int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
                         const char *server_public_key)
 {
-    if (self->connected || self->replay) {
+    if (self->connected || self->replay || self->nfeeds) {
         client_set_error(self, "CURVE must be set before connecting");
         return -1;
     }
@@ -321,6 +395,11 @@ int nw_client_subscribe(nw_client_t *self, const char *topic)
         return -1;
     }
     zhashx_insert(self->subs, topic, (void *) "");
+    for (size_t i = 0; i < self->nfeeds; i++)
+        if (nw_client_subscribe(self->feeds[i], topic) != 0) {
+            client_set_error(self, "%s", self->feeds[i]->error);
+            return -1;
+        }
     return 0;
 }
 
@@ -333,6 +412,8 @@ int nw_client_unsubscribe(nw_client_t *self, const char *topic)
     char raw[NW_TOPIC_FRAME_MAX + 1];
     zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw, nw_topic_terminate(topic, strlen(topic), raw));
     zhashx_delete(self->subs, topic);
+    for (size_t i = 0; i < self->nfeeds; i++)
+        nw_client_unsubscribe(self->feeds[i], topic);
     return 0;
 }
 
@@ -361,6 +442,54 @@ static topic_state_t *topic_state_new(nw_client_t *self, const char *topic, cons
 }
 
 static int replay_track(nw_client_t *self, topic_state_t *state, nw_message_t *msg);
+
+/* The arbiter's key of one message: (epoch, topic, seq). */
+static void seq_key(char *key, size_t len, const char *epoch, const char *topic, uint64_t seq)
+{
+    snprintf(key, len, "%s/%s/%llu", epoch, topic, (unsigned long long) seq);
+}
+#define SEQ_KEY_MAX (NW_TOPIC_MAX + 96)
+
+/* Seqs first..last of topic in epoch never reached path p: counted and reported by the
+ * client the application holds. With dual feeds, the seqs another path delivered are
+ * no gap; only what no path delivered is (a range longer than the arbiter remembers is
+ * reported whole). Another origin's path has another epoch: its deliveries cannot be
+ * matched by seq, so a gap on one origin is reported even when the other filled it. */
+static void client_gap(nw_client_t *p, const char *topic, const char *epoch, uint64_t first,
+                       uint64_t last)
+{
+    nw_client_t *top = p->arbiter ? p->arbiter : p;
+    if (top->nfeeds == 0 || last - first >= top->seen_seq.max) {
+        top->gaps += last - first + 1;
+        if (top->gap_fn)
+            top->gap_fn(top, topic, epoch, first, last, top->gap_arg);
+        return;
+    }
+    uint64_t run = 0;            /* start of the current run of missing seqs, 0: none */
+    for (uint64_t seq = first;; seq++) {
+        char key[SEQ_KEY_MAX];
+        int missing = 0;
+        if (seq <= last) {
+            seq_key(key, sizeof key, epoch, topic, seq);
+            missing = !dedup_has(&top->seen_seq, key);
+        }
+        if (missing && !run)
+            run = seq;
+        if (!missing && run) {
+            top->gaps += seq - run;
+            if (top->gap_fn)
+                top->gap_fn(top, topic, epoch, run, seq - 1, top->gap_arg);
+            run = 0;
+        }
+        if (seq >= last)
+            break;
+    }
+    if (run) {
+        top->gaps += last - run + 1;
+        if (top->gap_fn)
+            top->gap_fn(top, topic, epoch, run, last, top->gap_arg);
+    }
+}
 
 /* Sequence bookkeeping; READ_SKIP for a duplicate (or a message held for a replay). */
 static int client_track(nw_client_t *self, nw_message_t *msg)
@@ -395,9 +524,7 @@ static int client_track(nw_client_t *self, nw_message_t *msg)
     }
     if (env->seq > state->last + 1) {
         msg->gap_before = env->seq - state->last - 1;
-        self->gaps += msg->gap_before;
-        if (self->gap_fn)
-            self->gap_fn(self, env->topic, env->epoch, state->last + 1, env->seq - 1, self->gap_arg);
+        client_gap(self, env->topic, env->epoch, state->last + 1, env->seq - 1);
     }
     state->last = env->seq;
     return READ_MESSAGE;
@@ -514,10 +641,7 @@ static void replay_lost(nw_client_t *self, topic_state_t *state, uint64_t first,
 {
     if (last < first)
         return;
-    self->gaps += last - first + 1;
-    if (self->gap_fn)
-        self->gap_fn(self, state->name, state->epoch ? state->epoch : "", first, last,
-                     self->gap_arg);
+    client_gap(self, state->name, state->epoch ? state->epoch : "", first, last);
 }
 
 /* The ready queue takes msg as the next of its topic. */
@@ -823,6 +947,9 @@ void nw_client_set_replay_idle(nw_client_t *self, int idle_ms)
 {
     self->idle_ms = idle_ms > 0 ? idle_ms : 0;
     self->probe_due = 0;
+    self->idle_set = 1;
+    for (size_t i = 0; i < self->nfeeds; i++)
+        nw_client_set_replay_idle(self->feeds[i], idle_ms);
 }
 
 int nw_client_set_replay(nw_client_t *self, const char *endpoint)
@@ -888,14 +1015,28 @@ static int client_join(nw_client_t *self, const char *topic, int join, uint64_t 
     return 0;
 }
 
+/* A late join on this client and on each feed with a replay endpoint of its own. */
+static int client_join_all(nw_client_t *self, const char *topic, int join, uint64_t arg)
+{
+    if (client_join(self, topic, join, arg) != 0)
+        return -1;
+    for (size_t i = 0; i < self->nfeeds; i++) {
+        if (self->feeds[i]->replay && client_join(self->feeds[i], topic, join, arg) != 0) {
+            client_set_error(self, "%s", self->feeds[i]->error);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int nw_client_since(nw_client_t *self, const char *topic, uint64_t from_seq)
 {
-    return client_join(self, topic, JOIN_SINCE, from_seq);
+    return client_join_all(self, topic, JOIN_SINCE, from_seq);
 }
 
 int nw_client_last(nw_client_t *self, const char *topic, uint64_t n)
 {
-    return client_join(self, topic, JOIN_LAST, n);
+    return client_join_all(self, topic, JOIN_LAST, n);
 }
 
 
@@ -943,69 +1084,140 @@ static int64_t mono_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* One path's work that needs no waiting: a message ready or read, or a timer that fell
+ * due handled (READ_SKIP); READ_NONE when there is nothing to do until its sockets or
+ * next timer (client_due) say so. */
+static int client_step(nw_client_t *self, nw_message_t **msg)
+{
+    int rc = READ_NONE;
+    if (self->replay) {
+        replay_pump(self);
+        if ((*msg = zlistx_detach(self->ready, NULL)) != NULL)
+            return READ_MESSAGE;
+        rc = client_read(self, self->replay, msg);
+    }
+    if (rc == READ_NONE)
+        rc = client_read(self, self->sock, msg);
+    if (rc != READ_NONE)
+        return rc;
+    int64_t now = mono_ms();
+    if (self->active && self->active_deadline <= now) {
+        replay_timeout(self);
+        return READ_SKIP;
+    }
+    if (self->busy_until && !self->active && self->busy_until <= now)
+        return READ_SKIP;          /* replay_pump asks again */
+    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0
+        && self->probe_due <= now) {
+        replay_probe(self);
+        return READ_SKIP;
+    }
+    return READ_NONE;
+}
+
+/* When this path's next timer falls due (-1: none). */
+static int64_t client_due(const nw_client_t *self)
+{
+    int64_t due = -1;
+    if (self->active)
+        due = self->active_deadline;
+    if (self->busy_until && !self->active && (due < 0 || self->busy_until < due))
+        due = self->busy_until;
+    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0
+        && (due < 0 || self->probe_due < due))
+        due = self->probe_due;
+    return due;
+}
+
+/* Path i: 0 is this client itself, then its feeds. */
+static nw_client_t *client_path(nw_client_t *self, size_t i)
+{
+    return i == 0 ? self : self->feeds[i - 1];
+}
+
+/* Dual feeds: 1 when msg is the first of its (epoch, topic, seq) and, within the window,
+ * of its article id; 0 for one another path (or another origin) delivered; -1 when out
+ * of memory. */
+static int arbiter_take(nw_client_t *self, const nw_message_t *msg)
+{
+    const nw_envelope_t *env = &msg->decoded->env;
+    char key[SEQ_KEY_MAX];
+    seq_key(key, sizeof key, env->epoch, env->topic, env->seq);
+    if (dedup_has(&self->seen_seq, key))
+        return 0;
+    int again = env->id && dedup_has(&self->seen_id, env->id);
+    if (dedup_add(&self->seen_seq, key) != 0
+        || (!again && env->id && dedup_add(&self->seen_id, env->id) != 0)) {
+        client_set_error(self, "out of memory");
+        return -1;
+    }
+    return !again;
+}
+
 int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
 {
     int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+    size_t paths = 1 + self->nfeeds;
     *msg = NULL;
     for (;;) {
-        int rc = READ_NONE;
-        if (self->replay) {
-            replay_pump(self);
-            if ((*msg = zlistx_detach(self->ready, NULL)) != NULL)
-                rc = READ_MESSAGE;
-            else
-                rc = client_read(self, self->replay, msg);
+        int busy = 0;
+        for (size_t k = 0; k < paths; k++) {
+            /* Round robin, so that a busy path never starves the other one. */
+            size_t i = (self->next_path + k) % paths;
+            nw_client_t *path = client_path(self, i);
+            int rc = client_step(path, msg);
+            if (rc == READ_NONE)
+                continue;
+            busy = 1;
+            if (path != self && (rc == READ_BAD || rc == READ_ERROR))
+                client_set_error(self, "%s", path->error);
+            if (rc == READ_MESSAGE && self->nfeeds > 0) {
+                int take = arbiter_take(self, *msg);
+                if (take <= 0) {
+                    nw_message_destroy(msg);
+                    if (take < 0)
+                        return NW_RECV_ERROR;
+                    self->duplicates++;
+                    continue;
+                }
+            }
+            if (rc == READ_MESSAGE) {
+                self->next_path = (i + 1) % paths;
+                self->received++;
+                return NW_RECV_MESSAGE;
+            }
+            if (rc == READ_BAD) {
+                self->next_path = (i + 1) % paths;
+                self->bad++;
+                return NW_RECV_BAD;
+            }
+            if (rc == READ_ERROR)
+                return NW_RECV_ERROR;
         }
-        if (rc == READ_NONE)
-            rc = client_read(self, self->sock, msg);
-        if (rc == READ_MESSAGE) {
-            self->received++;
-            return NW_RECV_MESSAGE;
-        }
-        if (rc == READ_BAD) {
-            self->bad++;
-            return NW_RECV_BAD;
-        }
-        if (rc == READ_ERROR)
-            return NW_RECV_ERROR;
-        if (rc == READ_SKIP)
+        if (busy)
             continue;
         long wait = -1;
+        int64_t now = mono_ms();
         if (deadline >= 0) {
-            wait = (long) (deadline - mono_ms());
+            wait = (long) (deadline - now);
             if (wait <= 0)
                 return NW_RECV_TIMEOUT;
         }
-        if (self->active) {
-            long until = (long) (self->active_deadline - mono_ms());
-            if (until <= 0) {
-                replay_timeout(self);
-                continue;
+        zmq_pollitem_t items[2 * (1 + NW_CLIENT_FEEDS_MAX)];
+        int nitems = 0;
+        for (size_t i = 0; i < paths; i++) {
+            nw_client_t *path = client_path(self, i);
+            int64_t due = client_due(path);
+            if (due >= 0) {
+                long until = due > now ? (long) (due - now) : 0;
+                if (wait < 0 || until < wait)
+                    wait = until;
             }
-            if (wait < 0 || until < wait)
-                wait = until;
+            items[nitems++] = (zmq_pollitem_t) { .socket = path->sock, .events = ZMQ_POLLIN };
+            if (path->replay)
+                items[nitems++] = (zmq_pollitem_t) { .socket = path->replay, .events = ZMQ_POLLIN };
         }
-        if (self->busy_until && !self->active) {
-            long until = (long) (self->busy_until - mono_ms());
-            if (until <= 0)
-                continue;          /* replay_pump asks again */
-            if (wait < 0 || until < wait)
-                wait = until;
-        }
-        if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0) {
-            long until = (long) (self->probe_due - mono_ms());
-            if (until <= 0) {
-                replay_probe(self);
-                continue;
-            }
-            if (wait < 0 || until < wait)
-                wait = until;
-        }
-        zmq_pollitem_t items[2] = {
-            { .socket = self->sock, .events = ZMQ_POLLIN },
-            { .socket = self->replay, .events = ZMQ_POLLIN },
-        };
-        int n = zmq_poll(items, self->replay ? 2 : 1, wait);
+        int n = zmq_poll(items, nitems, wait);
         if (n < 0) {
             client_set_error(self, "%s", zmq_errno() == EINTR ? "interrupted"
                                                               : zmq_strerror(zmq_errno()));
@@ -1016,6 +1228,71 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
     }
 }
 
+/* Another path: a client of its own set up as this one is (keys, queue limit,
+ * subscriptions, replay idle time), whose gaps are this one's to report. */
+int nw_client_add_feed(nw_client_t *self, const char *endpoint, const char *replay_endpoint)
+{
+    if (self->arbiter) {
+        client_set_error(self, "a feed has no feeds of its own");
+        return -1;
+    }
+    if (self->nfeeds >= NW_CLIENT_FEEDS_MAX) {
+        client_set_error(self, "at most %d feeds besides the client's own",
+                         NW_CLIENT_FEEDS_MAX);
+        return -1;
+    }
+    nw_client_t **feeds = realloc(self->feeds, (self->nfeeds + 1) * sizeof *feeds);
+    if (!feeds) {
+        client_set_error(self, "out of memory");
+        return -1;
+    }
+    self->feeds = feeds;
+    nw_client_t *feed = nw_client_new();
+    if (!feed) {
+        client_set_error(self, "cannot create a ZeroMQ socket");
+        return -1;
+    }
+    feed->arbiter = self;
+    if (self->curve) {
+        memcpy(feed->curve_public, self->curve_public, 32);
+        memcpy(feed->curve_secret, self->curve_secret, 32);
+        memcpy(feed->curve_server, self->curve_server, 32);
+        if (apply_curve(feed, feed->sock) != 0)
+            goto fail;
+        feed->curve = 1;
+    }
+    if (self->hwm >= 0 && nw_client_set_rcvhwm(feed, self->hwm) != 0)
+        goto fail;
+    for (void *item = zhashx_first(self->subs); item; item = zhashx_next(self->subs))
+        if (nw_client_subscribe(feed, zhashx_cursor(self->subs)) != 0)
+            goto fail;
+    if (nw_client_connect(feed, endpoint) != 0)
+        goto fail;
+    if (replay_endpoint && nw_client_set_replay(feed, replay_endpoint) != 0)
+        goto fail;
+    if (self->idle_set)
+        nw_client_set_replay_idle(feed, self->idle_ms);
+    self->connected = 1;
+    self->feeds[self->nfeeds++] = feed;
+    return 0;
+fail:
+    client_set_error(self, "%s", feed->error);
+    nw_client_destroy(&feed);
+    return -1;
+}
+
+int nw_client_set_dedup_window(nw_client_t *self, size_t articles)
+{
+    if (articles > NW_CLIENT_DEDUP_WINDOW_MAX) {
+        client_set_error(self, "a dedup window of at most %d articles", NW_CLIENT_DEDUP_WINDOW_MAX);
+        return -1;
+    }
+    self->seen_id.max = articles;
+    self->seen_seq.max = articles > NW_CLIENT_DEDUP_WINDOW ? articles : NW_CLIENT_DEDUP_WINDOW;
+    dedup_clear(&self->seen_id);   /* emptied, so a smaller window holds at once */
+    return 0;
+}
+
 const char *nw_client_error(const nw_client_t *self)
 {
     return self->error;
@@ -1023,7 +1300,7 @@ const char *nw_client_error(const nw_client_t *self)
 
 uint64_t nw_client_received(const nw_client_t *self) { return self->received; }
 uint64_t nw_client_bad(const nw_client_t *self) { return self->bad; }
-uint64_t nw_client_gaps(const nw_client_t *self) { return self->gaps; }
+uint64_t nw_client_gaps(const nw_client_t *self) { return self->gaps; }   /* feeds report here */
 uint64_t nw_client_duplicates(const nw_client_t *self) { return self->duplicates; }
 uint64_t nw_client_replayed(const nw_client_t *self) { return self->replayed; }
 uint64_t nw_client_replay_errors(const nw_client_t *self) { return self->replay_errors; }

@@ -85,7 +85,8 @@ int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
  * an error here. The epgm interface (a name or one of its IPv4 addresses) is resolved
  * here, never through DNS. Multicast carries every topic: subscriptions filter here.
  * Several endpoints are assumed to be the same daemon's (e.g. its tcp and ipc ones):
- * a message arriving on both is delivered once. */
+ * a message arriving on both is delivered once. Another daemon or relay, with its own
+ * replay endpoint, is a feed: nw_client_add_feed(). */
 int nw_client_connect(nw_client_t *self, const char *endpoint);
 
 /* Replay (the daemon's --replay ENDPOINT; one per client, set before receiving).
@@ -103,6 +104,33 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint);
  * journal once for anything newer on its topics. 0 turns this off. */
 #define NW_CLIENT_REPLAY_IDLE_MS 500
 void nw_client_set_replay_idle(nw_client_t *self, int idle_ms);
+
+/* Dual feeds, no single point of failure: another path to the same articles, e.g. a
+ * second relay of the same origin, or a second origin fed the same files. Each feed has
+ * its own live socket on endpoint and, unless replay_endpoint is NULL, its own replay
+ * endpoint that fills that feed's gaps (so replay is asked of a path that is up); the
+ * client itself (nw_client_connect, nw_client_set_replay) is the first path. A message
+ * is returned once per (epoch, topic, seq), from whichever path delivers it first, and,
+ * since two origins have different epochs and seqs, once per article id within the
+ * dedup window; what was dropped counts in nw_client_duplicates(). A gap on one path
+ * is reported (gap handler, nw_client_gaps()) only for seqs no path delivered; across
+ * two origins seqs cannot be matched, so a gap one origin gave up is reported even when
+ * the other delivered those articles. Keys, queue limit, subscriptions and the replay
+ * idle time apply to every feed; call after nw_client_set_curve() and before
+ * nw_client_since()/nw_client_last() (which then join on every path with a replay
+ * endpoint). -1 when an endpoint is unusable (as for nw_client_connect) or there are
+ * NW_CLIENT_FEEDS_MAX feeds already. */
+#define NW_CLIENT_FEEDS_MAX 7
+int nw_client_add_feed(nw_client_t *self, const char *endpoint, const char *replay_endpoint);
+
+/* With feeds: how many recent article ids are remembered to drop the same article from
+ * another path (default NW_CLIENT_DEDUP_WINDOW; 0: none, then only (epoch, topic, seq)
+ * is arbitrated, e.g. for two relays of one origin that may legitimately publish one
+ * article twice under two seqs). (epoch, topic, seq) is remembered for at least
+ * NW_CLIENT_DEDUP_WINDOW messages. -1 above NW_CLIENT_DEDUP_WINDOW_MAX. */
+#define NW_CLIENT_DEDUP_WINDOW 10000
+#define NW_CLIENT_DEDUP_WINDOW_MAX 10000000
+int nw_client_set_dedup_window(nw_client_t *self, size_t articles);
 
 /* Late join (needs nw_client_set_replay): return topic's journaled articles from seq
  * from_seq (since) or its newest n (last) ahead of its live ones. Exactly that topic,
