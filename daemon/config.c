@@ -102,10 +102,10 @@ static const setting_t settings[] = {
      "an article id seen this recently is archived, not published again; 0 re-publishes"},
     {"commit-delay", 0, "MS", CLI | FILE_KEY, NUM(commit_delay_ms, 0, 59999, 1), "0", false,
      "least time between two journal group writes"},
-    {"no-sync", 0, NULL, CLI | FILE_KEY, PLAIN(K_OFF, sync), NULL, false,
-     "never fsync the journal (survives crashes, not power loss)"},
     {"sync", 0, "BOOL", FILE_KEY, PLAIN(K_BOOL, sync), "on", false,
      "whether the journal is fsynced"},
+    {"no-sync", 0, NULL, CLI | FILE_KEY, PLAIN(K_OFF, sync), NULL, false,
+     "never fsync the journal (survives crashes, not power loss)"},
     {"segment-size", 0, "BYTES", CLI | FILE_KEY, NUM(segment_size, 4096, UINT64_MAX, 1),
      "67108864", false, "journal segment size"},
     {"journal-max-size", 0, "BYTES", CLI | FILE_KEY, NUM(journal_max_size, 1, UINT64_MAX, 1),
@@ -449,6 +449,57 @@ int nw_config_load(nw_config_t *self, int argc, char **argv, char *errbuf, size_
     return load_into(self, argc, argv, errbuf, errlen);
 }
 
+static bool same_value(nw_config_t *a, nw_config_t *b, const setting_t *s)
+{
+    switch (s->kind) {
+    case K_STR: {
+        const char *x = *(char **) field_of(a, s), *y = *(char **) field_of(b, s);
+        return x == y || (x && y && strcmp(x, y) == 0);
+    }
+    case K_LIST: {
+        char **x = field_of(a, s), **y = field_of(b, s);
+        size_t n = *(size_t *) ((char *) a + s->count_offset);
+        if (n != *(size_t *) ((char *) b + s->count_offset))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(x[i], y[i]) != 0)
+                return false;
+        return true;
+    }
+    case K_NUM: case K_BOOL: case K_OFF: case K_LEVEL:
+        return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
+    default:
+        return true;
+    }
+}
+
+/* The settings a reload found changed but cannot apply: an operator who edited the
+ * drop folder or a limit and sent SIGHUP learns it did nothing. A field two settings
+ * share (sync, no-sync) is named by the first. */
+static void warn_restart(nw_config_t *running, nw_config_t *fresh)
+{
+    char names[512] = "";
+    size_t len = 0, n = 0;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (s->reload || s->size == 0 || s->kind == K_CONFIG)
+            continue;   /* applied, or no setting (help, version), or from argv only */
+        bool first = true;
+        for (size_t k = 0; k < i && first; k++)
+            first = settings[k].offset != s->offset || settings[k].size == 0;
+        if (!first || same_value(running, fresh, s))
+            continue;
+        n++;
+        if (len < sizeof names)
+            len += (size_t) snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                                     s->name);
+    }
+    if (n)
+        nw_warn("reload: %s changed, but %s only at the next start: the running value%s "
+                "stay%s", names, n > 1 ? "take effect" : "takes effect", n > 1 ? "s" : "",
+                n > 1 ? "" : "s");
+}
+
 int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, size_t errlen)
 {
     nw_config_t fresh;
@@ -457,6 +508,7 @@ int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, siz
         nw_config_release(&fresh);
         return -1;
     }
+    warn_restart(self, &fresh);
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         if (s->reload && reloadable_kind(s->kind))

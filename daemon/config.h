@@ -58,7 +58,9 @@ int nw_config_load(nw_config_t *self, int argc, char **argv, char *errbuf, size_
 
 /* Re-read the config file for SIGHUP; on success replaces the settings config.c's table
  * marks reloadable (log level, dedup window; --help lists them) and self->file (the
- * caller rebuilds rules and grants from it). Command-line values keep priority.
+ * caller rebuilds rules and grants from it). Command-line values keep priority. The
+ * other settings keep their running values; those the file changed are named in a
+ * warning.
  * -1 with the reason when the file is unreadable or invalid; self is then unchanged. */
 int nw_config_reload(nw_config_t *self, int argc, char **argv, char *errbuf, size_t errlen);
 

@@ -18,6 +18,10 @@ With CurveZMQ (the daemon's --curve-secret) both sockets authenticate with a cli
 certificate (newswire-keygen's PATH_secret, CZMQ's zcert text) and the daemon's public
 key (Z85, or its public certificate file).
 
+A live endpoint may be the daemon's multicast group, epgm://INTERFACE;GROUP:PORT (no
+CURVE there): the interface is resolved here, topics are filtered here, and with a replay
+endpoint what PGM lost is fetched like any gap.
+
 As a program it prints one JSON object per article:
     /usr/bin/python3 newswire_sub.py --connect tcp://127.0.0.1:5556 --count 10 telecoms
     /usr/bin/python3 newswire_sub.py --connect ... --replay tcp://127.0.0.1:5557 --since 1 telecoms
@@ -50,6 +54,48 @@ RFC3339 = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
                      r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?Z$")
 MAX_DEPTH, MAX_OBJECTS, MAX_SHORT, MAX_SUBJECTS = 8, 65536, 4096, 64
 LONG_KEYS = ("description_text", "body_text")   # strings bounded only by the message size
+
+
+EPGM_RE = re.compile(r"^epgm://([^;]{1,40});(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$")
+SIOCGIFFLAGS, SIOCGIFADDR, IFF_LOOPBACK, IFF_MULTICAST = 0x8913, 0x8915, 0x8, 0x1000
+
+
+def resolve_epgm(endpoint):
+    """A multicast endpoint epgm://IFACE;GROUP:PORT with IFACE given as its IPv4 address,
+    as the daemon and libnewswire resolve it (proto/nw_epgm.h): OpenPGM would look a name
+    up in DNS first, and libzmq aborts when it cannot make the PGM socket. ValueError with
+    the reason for what PGM could not use."""
+    import fcntl, ipaddress, socket, struct
+    m = EPGM_RE.match(endpoint)
+    if not m:
+        raise ValueError("%s: expected epgm://INTERFACE;GROUP:PORT" % endpoint)
+    iface, group, port = m.groups()
+    try:
+        if not ipaddress.IPv4Address(group).is_multicast:
+            raise ValueError
+    except ValueError:
+        raise ValueError("%s: the group must be an IPv4 multicast address" % endpoint)
+    if not 1 <= int(port) <= 65535:
+        raise ValueError("%s: the port must be 1 to 65535" % endpoint)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _, name in socket.if_nameindex():
+            req = struct.pack("256s", name.encode()[:15])
+            try:
+                addr = socket.inet_ntoa(fcntl.ioctl(probe, SIOCGIFADDR, req)[20:24])
+            except OSError:
+                continue      # no IPv4 address
+            if iface not in (name, addr):
+                continue
+            flags = struct.unpack("H", fcntl.ioctl(probe, SIOCGIFFLAGS, req)[16:18])[0]
+            if flags & IFF_LOOPBACK:
+                raise ValueError("%s: interface %s is loopback" % (endpoint, name))
+            if not flags & IFF_MULTICAST:
+                raise ValueError("%s: interface %s has multicast off" % (endpoint, name))
+            return "epgm://%s;%s:%s" % (addr, group, port)
+    finally:
+        probe.close()
+    raise ValueError("%s: no interface %s with an IPv4 address" % (endpoint, iface))
 
 
 def topic_valid(topic):
@@ -295,6 +341,10 @@ class Subscriber:
         for topic in self.topics:
             self.socket.setsockopt(zmq.SUBSCRIBE, raw_prefix(topic))
         for endpoint in endpoints:
+            if endpoint.startswith(("epgm://", "pgm://")):
+                if curve or endpoint.startswith("pgm://"):
+                    raise ValueError("%s: multicast is epgm:// and has no CURVE" % endpoint)
+                endpoint = resolve_epgm(endpoint)
             self.socket.connect(endpoint)   # raises zmq.ZMQError on a bad endpoint
         self.replay = None
         self.ready = collections.deque()    # messages to return before reading sockets

@@ -15,6 +15,8 @@ import netns
 from nwtest import (BIN, DEADLINE, Daemon, Failure, Skip, check, header_article, run,
                     wait_for)
 
+SOURCE = os.environ.get('NW_SOURCE', os.path.join(os.path.dirname(__file__), '..', '..'))
+PY_SUB = os.path.join(SOURCE, 'clients', 'python', 'newswire_sub.py')
 GROUP = '239.255.18.1'
 PORT = 5555
 
@@ -118,14 +120,17 @@ def drop(d, name, title, subject='telecoms', body=None):
 
 
 def test_multicast_reaches_every_host_on_the_segment():
-    """One segment (a bridge), the daemon and two receivers: newswire-sub and a raw SUB.
+    """One segment (a bridge), the daemon and three receivers: newswire-sub, a raw SUB
+    and the Python sample.
     The daemon's multicast endpoint and rate come from its config file."""
     have_pgm()
     net = netns.Net()
     d, subs = None, []
     try:
-        a, b, c = net.host('origin'), net.host('suba'), net.host('subb')
-        net.segment(a, b, c)
+        # one receiver per host: a host's group membership says that one of its sockets
+        # joined, not which
+        a, b, c, e = net.host('origin'), net.host('suba'), net.host('subb'), net.host('subc')
+        net.segment(a, b, c, e)
         cfg = ('newswired\n    publish = "%s"\n    insecure = 1\n    multicast-rate = 20000\n'
                '    multicast-recovery = 5000\n' % epgm())
         d = origin(a, config=cfg, flag=False).start()
@@ -136,7 +141,12 @@ def test_multicast_reaches_every_host_on_the_segment():
         raw = c.popen([sys.executable, '-c', RAW_SUB, epgm(c.addr)], stdout=subprocess.PIPE,
                       stderr=subprocess.PIPE, text=True)
         subs.append(Lines(raw, decode=lambda l: l.split(' ', 3)))
-        wait_for(lambda: b.joined(GROUP) and c.joined(GROUP), 'both receivers joined ' + GROUP)
+        # and the Python sample beside it, by the interface's name
+        subs.append(Lines(e.popen([sys.executable, PY_SUB, '--connect', epgm(), '--count', '4',
+                                   '--timeout', '60', 'telecoms'], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)))
+        wait_for(lambda: b.joined(GROUP) and c.joined(GROUP) and e.joined(GROUP),
+                 'the three receivers joined ' + GROUP)
         # over PGM nothing tells the daemon who listens: no subscription came back
         check(" subscribe '" not in d.log(), 'no subscription message over PGM')
         for i in range(4):
@@ -151,6 +161,9 @@ def test_multicast_reaches_every_host_on_the_segment():
               'the raw SUB filtered at the receiver: %r' % raw_got)
         check([r[3].strip() for r in raw_got] == ['Multicast %d' % i for i in range(4)],
               'headlines %r' % raw_got)
+        py_got = subs[2].wait(4, d)
+        check(seqs(py_got) == [('telecoms', i) for i in range(1, 5)], 'the Python sample: %r'
+              % seqs(py_got))
         m = scrape(a)
         check(m.get('newswired_replay_messages_total') == 0,
               'all of it came live over multicast, none by replay: %r' %
@@ -341,6 +354,13 @@ def test_refusals():
                       capture_output=True, text=True)
         check(curve.returncode == 1 and 'multicast has no CURVE' in curve.stderr,
               'newswire-sub with keys refuses multicast: %r' % curve)
+        for args, reason in [(['--connect', epgm('lo')], 'interface lo is loopback'),
+                             (['--connect', epgm('eth9')], 'no interface eth9'),
+                             (['--connect', epgm(), '--curve-cert', client + '_secret',
+                               '--server-key', keys], 'has no CURVE')]:
+            r = b.run([sys.executable, PY_SUB] + args + ['--timeout', '1'], capture_output=True,
+                      text=True)
+            check(r.returncode == 1 and reason in r.stderr, 'the Python sample: %r' % r)
     finally:
         net.close()
 
