@@ -42,10 +42,18 @@ def test_out_of_descriptors_files_wait():
 
         pid = d.proc.pid
         soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-        used = open_fds(pid)
-        lowest_free = min(set(range(max(used) + 2)) - used)
-        # Every descriptor below the limit is taken: the next open is EMFILE.
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+        # Every descriptor below the limit is taken: the next open is EMFILE. Counted
+        # again after the limit is set: a descriptor the daemon closed in between
+        # (one it held for a moment while they were counted) would leave a free one
+        # below the limit, and the first file would be opened after all.
+        for attempt in range(100):
+            used = open_fds(pid)
+            lowest_free = min(set(range(max(used) + 2)) - used)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+            if set(range(lowest_free)) <= open_fds(pid):
+                break
+        else:
+            raise Failure('the daemon\'s descriptors never stayed put while counted')
         try:
             for i in range(3):
                 d.drop_text('story%d.txt' % i, header_article('Waited for descriptors %d' % i,
