@@ -657,6 +657,83 @@ class Subscriber:
         return None
 
 
+class DualFeed:
+    """Several paths to the same articles (two relays of one origin, or two origins fed
+    the same files), each a Subscriber of its own with its own replay endpoint; recv()
+    returns each message once per (epoch, topic, seq), from whichever path delivers it
+    first, and once per article id among the last dedup_window (two origins have
+    different epochs and seqs; 0: by seq only). Gaps are each path's own, reported by its
+    on_gap (not matched against what the other path delivered)."""
+
+    def __init__(self, paths, dedup_window=10000):
+        self.paths = list(paths)
+        self.dedup_window = dedup_window
+        self.seen_seq = collections.OrderedDict()
+        self.seen_id = collections.OrderedDict()
+        self.next_path = 0
+        self.duplicates = 0
+
+    @property
+    def bad(self):
+        return sum(p.bad for p in self.paths)
+
+    @property
+    def last_error(self):
+        return " ".join(p.last_error for p in self.paths if p.last_error)
+
+    def close(self):
+        for p in self.paths:
+            p.close()
+
+    def _take(self, msg):
+        key = (msg["epoch"], msg["topic"], msg["seq"])
+        if key in self.seen_seq:
+            return False
+        self.seen_seq[key] = True
+        while len(self.seen_seq) > max(self.dedup_window, 10000):
+            self.seen_seq.popitem(last=False)
+        if self.dedup_window and msg["id"] in self.seen_id:
+            return False
+        if self.dedup_window:
+            self.seen_id[msg["id"]] = True
+            while len(self.seen_id) > self.dedup_window:
+                self.seen_id.popitem(last=False)
+        return True
+
+    def recv(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            busy = False
+            for k in range(len(self.paths)):
+                i = (self.next_path + k) % len(self.paths)
+                msg = self.paths[i].recv(0)     # what each path can do without waiting
+                if msg is None:
+                    continue
+                busy = True
+                if not self._take(msg):
+                    self.duplicates += 1
+                    continue
+                self.next_path = (i + 1) % len(self.paths)
+                return msg
+            if busy:
+                continue
+            now = time.monotonic()
+            wait = None if deadline is None else max(0.0, deadline - now)
+            if wait == 0.0:
+                return None
+            poller = zmq.Poller()
+            for p in self.paths:
+                poller.register(p.socket, zmq.POLLIN)
+                if p.replay is not None:
+                    poller.register(p.replay, zmq.POLLIN)
+                for due in (p.active_deadline if p.active is not None else None,
+                            p.busy_until if p.active is None else None,
+                            p.probe_due if p.active is None and not p.waiting else None):
+                    if due is not None:
+                        wait = max(0.0, due - now) if wait is None else min(wait, max(0.0, due - now))
+            poller.poll(None if wait is None else int(wait * 1000) + 1)
+
+
 def to_json(msg):
     """The JSON line of a message: the wire map without v and the bookkeeping keys."""
     keys = ("topic", "seq", "epoch", "id", "sent", "source", "article")
@@ -690,8 +767,13 @@ def main(argv=None):
     p.add_argument("--count", type=int, metavar="N")
     p.add_argument("--timeout", type=float, metavar="SECS")
     p.add_argument("--hwm", type=int, metavar="N", help="receive queue limit in messages")
-    p.add_argument("--replay", metavar="ENDPOINT",
-                   help="daemon replay endpoint: missed articles come from its journal")
+    p.add_argument("--replay", metavar="ENDPOINT", action="append",
+                   help="daemon replay endpoint: missed articles come from its journal; "
+                        "once for every --connect, or once per --connect in their order")
+    p.add_argument("--dedup-window", type=int, metavar="N", default=10000,
+                   help="with several --connect (a dual feed, each a path): remember the "
+                        "last N article ids to drop one another path delivered (0: by "
+                        "epoch, topic and seq only)")
     join = p.add_mutually_exclusive_group()
     join.add_argument("--since", type=int, metavar="SEQ",
                       help="with --replay: each TOPIC from seq SEQ on, then live")
@@ -715,10 +797,20 @@ def main(argv=None):
     try:
         if (args.since is not None and args.since < 1) or (args.last is not None and args.last < 1):
             raise ValueError("--since and --last want a number from 1")
-        sub = Subscriber(args.connect or [DEFAULT_ENDPOINT], args.topics or [""],
-                         hwm=args.hwm, on_gap=gap, on_bad=bad, replay=args.replay,
-                         since=args.since, last=args.last, curve_cert=args.curve_cert,
-                         server_key=args.server_key)
+        connects = args.connect or [DEFAULT_ENDPOINT]
+        replays = args.replay or []
+        if len(replays) > 1 and len(replays) != len(connects):
+            raise ValueError("give --replay once, or once per --connect (%d), not %d times"
+                             % (len(connects), len(replays)))
+        if args.dedup_window < 0:
+            raise ValueError("--dedup-window wants a number of articles")
+        paths = [Subscriber([c], args.topics or [""], hwm=args.hwm, on_gap=gap, on_bad=bad,
+                            replay=(replays[0] if len(replays) == 1 else replays[i])
+                            if replays else None,
+                            since=args.since, last=args.last, curve_cert=args.curve_cert,
+                            server_key=args.server_key)
+                 for i, c in enumerate(connects)]
+        sub = paths[0] if len(paths) == 1 else DualFeed(paths, args.dedup_window)
     except (ValueError, zmq.ZMQError) as e:
         print("newswire_sub: %s" % e, file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 separate state folders, each article dropped into both) and a subscriber on both paths,
 newswire-sub --connect A --replay RA --connect B --replay RB.
 
-(a) every article exactly once (by id; the two origins have different epochs and seqs),
+(a) every article exactly once, for newswire-sub and the Python sample alike (by id; the two origins have different epochs and seqs),
     while origin A is killed -9 mid-burst, B carries on, A is restarted on its state and
     then B is killed -9 mid-burst: nothing lost, nothing doubled;
 (b) the same run with the dedup by id turned off (--dedup-window 0): duplicates appear,
@@ -11,11 +11,13 @@ newswire-sub --connect A --replay RA --connect B --replay RB.
 Waits are on events: the daemons' log lines (subscriptions, publications, readiness) and
 the lines the subscriber prints, never on sleeps.
 """
-import json, os, subprocess, threading
+import json, os, subprocess, sys, threading
 
 from nwtest import BIN, Daemon, check, header_article, run, wait_for
 
 TOPIC = 'dualfeed'
+SOURCE = os.environ.get('NW_SOURCE', os.path.join(os.path.dirname(__file__), '..', '..'))
+PY_SUB = os.path.join(SOURCE, 'clients', 'python', 'newswire_sub.py')
 BURST = 30
 
 
@@ -40,11 +42,12 @@ def drop_burst(origins, first, n):
 class Sub:
     """newswire-sub on both paths; its JSON lines are collected as they come."""
 
-    def __init__(self, a, b, extra=()):
+    def __init__(self, a, b, extra=(), python=False):
         self.lines = []
         self.lock = threading.Lock()
+        prog = [sys.executable, PY_SUB] if python else [os.path.join(BIN, 'newswire-sub')]
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, 'newswire-sub'), '--connect', a.endpoint, '--replay', a.replay,
+            prog + ['--connect', a.endpoint, '--replay', a.replay,
              '--connect', b.endpoint, '--replay', b.replay, '--timeout', '300'] + list(extra)
             + [TOPIC], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.reader = threading.Thread(target=self.read, daemon=True)
@@ -93,40 +96,50 @@ def check_once(lines, n, who):
 
 def test_two_origins_either_killed():
     a, b = start_origin(), start_origin()
-    sub = None
+    sub = py = None
     try:
         sa, sb = a.log().count(" subscribe '"), b.log().count(" subscribe '")
         sub = Sub(a, b)
         subscribed(a, sa)
         subscribed(b, sb)
+        py = Sub(a, b, python=True)
+        subscribed(a, sa + 1)
+        subscribed(b, sb + 1)
         # Both up.
         drop_burst([a, b], 1, BURST)
         sub.wait(BURST, 'both origins up')
+        py.wait(BURST, 'python: both origins up')
         # A killed -9 mid-burst: what it had not sent, B sends.
         pa = a.log().count(' published d')
         drop_burst([a, b], BURST + 1, BURST)
         a.wait_log(' published d', count=pa + 5, timeout=120)
         a.kill()
         sub.wait(2 * BURST, 'origin A killed')
+        py.wait(2 * BURST, 'python: origin A killed')
         # A back on its state folder (its unpublished files wait in its drop folder),
         # then B killed -9 mid-burst: A carries it.
         start_origin(a)
-        subscribed(a, 0)
+        subscribed(a, 1)                 # both subscribers back
         pb = b.log().count(' published d')
         drop_burst([a, b], 2 * BURST + 1, BURST)
         b.wait_log(' published d', count=pb + 5, timeout=120)
         b.kill()
         sub.wait(3 * BURST, 'origin B killed')
+        py.wait(3 * BURST, 'python: origin B killed')
         # A sentinel after everything: once it is there, any duplicate would be too.
         drop_burst([a], 3 * BURST + 1, 1)
         sub.wait(3 * BURST + 1, 'the sentinel')
+        py.wait(3 * BURST + 1, 'python: the sentinel')
         sub.close()
+        py.close()
         check_once(sub.got(), 3 * BURST + 1, 'dual-feed newswire-sub')
+        check_once(py.got(), 3 * BURST + 1, 'dual-feed newswire_sub.py')
         epochs = {l['epoch'] for l in sub.got()}
         check(len(epochs) >= 2, 'articles came over both origins: epochs %r' % epochs)
     finally:
-        if sub:
-            sub.close()
+        for s in (sub, py):
+            if s:
+                s.close()
         a.cleanup()
         b.cleanup()
 
