@@ -2,7 +2,7 @@
  * feed: dedup, seq, envelope, journal, publish once durable (see feed.h for the path).
  *
  * A submission becomes one record: its messages packed back to back, and beside each
- * its topic and seq. The record waits in the journal's commit queue (its commit callback
+ * its topic and seq; a forwarded message is a record of one, its bytes as given. The record waits in the journal's commit queue (its commit callback
  * holds it) and in the feed's in-flight list, which is only there so that destroy can
  * abandon what is still waiting and drain can tell when nothing is.
  */
@@ -31,6 +31,7 @@ struct record {
     msgpack_sbuffer messages;
     size_t count;                 /* messages */
     size_t articles;              /* articles not left out as duplicates */
+    bool forwarded;               /* nw_feed_forward's: an upstream's message */
     message_t *msgs;              /* count of them, then the topics' bytes */
 };
 
@@ -130,6 +131,8 @@ static void on_durable(void *arg, int status)
         }
         self->stats.published += rec->articles;
         self->stats.messages += rec->count;
+        if (rec->forwarded)
+            self->stats.forwarded += rec->count;
     }
     record_free(rec);
     done(done_arg, status);
@@ -181,6 +184,30 @@ static void sequence(nw_feed_t *self, record_t *rec, const nw_feed_article_t *ar
                     msg->seq = rec->msgs[j].seq + 1;
         }
     }
+}
+
+static int fail_record(nw_feed_t *self, record_t *rec)
+{
+    int saved = errno;
+    self->stats.journal_failing = true;
+    record_free(rec);
+    errno = saved;
+    return -1;
+}
+
+/* The record waits for the commit of everything appended so far, its own included. */
+static int commit_record(nw_feed_t *self, record_t *rec)
+{
+    if (nw_journal_commit(self->journal, on_durable, rec) != 0)
+        return fail_record(self, rec);
+    rec->prev = self->tail;
+    if (self->tail)
+        self->tail->next = rec;
+    else
+        self->head = rec;
+    self->tail = rec;
+    self->stats.in_flight++;
+    return 0;
 }
 
 int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
@@ -255,26 +282,52 @@ int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
         for (size_t i = 0; !a->duplicate && i < a->topic_count; i++, m++) {
             if (nw_journal_append(self->journal, rec->msgs[m].topic, rec->msgs[m].seq, a->id,
                                   now, rec->messages.data + start, rec->msgs[m].end - start) != 0)
-                goto fail;
+                return fail_record(self, rec);
             start = rec->msgs[m].end;
         }
     }
-    if (nw_journal_commit(self->journal, on_durable, rec) != 0)
-        goto fail;
-    rec->prev = self->tail;
-    if (self->tail)
-        self->tail->next = rec;
-    else
-        self->head = rec;
-    self->tail = rec;
-    self->stats.in_flight++;
-    return 0;
-fail:;
-    int saved = errno;
-    self->stats.journal_failing = true;
-    record_free(rec);
-    errno = saved;
-    return -1;
+    return commit_record(self, rec);
+}
+
+int nw_feed_forward(nw_feed_t *self, const char *topic, uint64_t seq, const char *id,
+                    const void *message, size_t len, nw_feed_done_fn *done, void *arg)
+{
+    if (self->draining) {
+        errno = ESHUTDOWN;
+        return -1;
+    }
+    /* No id dedup here: the upstream already left repeats out, and the same article
+     * reaches several topics under one id, each a message of its own. */
+    if (seq != nw_journal_last_seq(self->journal, topic) + 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t topic_len = strlen(topic) + 1;
+    record_t *rec = calloc(1, sizeof *rec);
+    if (rec)
+        rec->msgs = malloc(sizeof *rec->msgs + topic_len);
+    if (!rec || !rec->msgs) {
+        free(rec);
+        errno = ENOMEM;
+        return -1;
+    }
+    msgpack_sbuffer_init(&rec->messages);
+    rec->owner = self;
+    rec->done = done;
+    rec->arg = arg;
+    rec->count = 1;
+    rec->forwarded = true;
+    rec->msgs[0].topic = memcpy(rec->msgs + 1, topic, topic_len);
+    rec->msgs[0].seq = seq;
+    rec->msgs[0].end = len;
+    if (msgpack_sbuffer_write(&rec->messages, message, len) != 0) {
+        record_free(rec);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (nw_journal_append(self->journal, topic, seq, id, now_ms(), message, len) != 0)
+        return fail_record(self, rec);
+    return commit_record(self, rec);
 }
 
 void nw_feed_drain(nw_feed_t *self, void (*drained)(void *arg), void *arg)

@@ -30,15 +30,16 @@
  * Adding an input: make the articles (id, packed ninjs map, topics), call
  * nw_feed_submit() with a source for the envelope, hold what you must keep until done
  * runs, and on a failure retry later (the pipeline pauses and puts the file back).
- * A forwarding input (a relay of another daemon's feed, issue 14) receives messages an
- * upstream already enveloped and sequenced, and must journal them byte for byte: that is
- * a second entry point beside nw_feed_submit (say nw_feed_forward(feed, topic, seq, id,
- * message bytes, done, arg)) that skips the seq and envelope steps and shares the rest
- * of this file as it stands (dedup, journal append, one commit per submission, publish
- * once durable, done, failure unwinding, stats, drain). The journal stores a message's
- * bytes as given (the upstream's epoch and seq inside them) beside the seq it is handed,
- * and takes exactly the topic's last seq + 1: a gap or a new upstream epoch is the
- * relay's to resolve before it calls. Nothing here is specific to the drop folder.
+ * A forwarding input (a relay of another daemon's feed, issue 14: upstream.c) receives
+ * messages an upstream already enveloped and sequenced, and journals them byte for byte
+ * through nw_feed_forward(): no seq, no envelope, and no id dedup (one article reaches
+ * several topics under one id, each a message of its own: the upstream left repeats
+ * out, and a repeat of a seq is the relay's to drop); the rest is shared (journal
+ * append, one commit per call, publish once durable, done, failure unwinding, stats,
+ * drain). The journal stores the bytes as given (the upstream's epoch and seq inside
+ * them) beside the seq it is handed, and takes exactly the topic's last seq + 1: a gap
+ * or a new upstream epoch is the relay's to resolve before it calls. Nothing here is
+ * specific to the drop folder.
  */
 #ifndef NW_FEED_H
 #define NW_FEED_H
@@ -82,6 +83,7 @@ typedef void (nw_feed_done_fn)(void *arg, int status);
 typedef struct {
     unsigned long published;     /* articles published (one or more messages each) */
     unsigned long messages;      /* messages journaled and handed to the publisher */
+    unsigned long forwarded;     /* of them, nw_feed_forward's */
     unsigned long duplicates;    /* articles left out by dedup */
     unsigned long in_flight;     /* submissions waiting for their commit */
     bool journal_failing;        /* the last append or commit failed: until one succeeds */
@@ -109,6 +111,17 @@ int nw_feed_set_dedup_window(nw_feed_t *self, int64_t window_ms);
 int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
                    nw_feed_article_t *articles, size_t count,
                    nw_feed_done_fn *done, void *arg, char *errbuf, size_t errlen);
+
+/* Journal an upstream's message (topic, its seq and id, the body as the upstream sent
+ * it), then publish it once durable, as nw_feed_submit does; id goes into the journal's
+ * seen-id set but is not looked up.
+ *  0: accepted; done(arg, status) runs later on the loop thread, never from inside.
+ *  -1 with errno: EINVAL when seq is not the topic's last seq + 1 (nothing appended);
+ *     else as nw_feed_submit's -1 (ENOMEM, EMSGSIZE, EIO while a failure unwinds,
+ *     ESHUTDOWN once draining): not journaled, no done.
+ * The bytes are copied. */
+int nw_feed_forward(nw_feed_t *self, const char *topic, uint64_t seq, const char *id,
+                    const void *message, size_t len, nw_feed_done_fn *done, void *arg);
 
 /* Take no more submissions; drained(arg) runs once every accepted one has had its done
  * (at once, from inside this call, when none is in flight). */

@@ -4,7 +4,7 @@
  * topic across submissions and across a reopen, the dedup window (inside, outside,
  * changed by the setter, within one submission, after a reopen), failure unwinding (a
  * failed commit, a refused append, an article that cannot be encoded), drain and
- * destroy with a submission in flight.
+ * destroy with a submission in flight; a relay's forwarded messages (nw_feed_forward).
  */
 #include "feed.h"
 #include "log.h"
@@ -36,6 +36,8 @@ typedef struct {
 
 static sent_t sent[64];
 static int nsent;
+static unsigned char last_bytes[4096];   /* the last message sent, as sent */
+static size_t last_len;
 static int fake_rc;         /* what send returns */
 
 static int fake_send(void *self, const char *topic, const void *data, size_t len)
@@ -55,6 +57,9 @@ static int fake_send(void *self, const char *topic, const void *data, size_t len
         s->durable = nw_journal_durable_seq(journal, topic) >= m->env.seq;
     }
     nw_codec_message_destroy(&m);
+    last_len = len < sizeof last_bytes ? len : 0;
+    if (last_len)
+        memcpy(last_bytes, data, len);
     nsent++;
     return fake_rc;
 }
@@ -496,6 +501,93 @@ TEST_IMPL(drain_destroy)
     nw_feed_destroy(&feed);
     close_journal();             /* runs the commit: nothing sent, no done */
     CHECK(ndone == 1 && nsent == 1);
+}
+
+/* A forwarded message (a relay's, issue 14): journaled and sent byte for byte with the
+ * upstream's epoch and seq, never after its commit, done after the send; only the
+ * topic's last seq + 1 is taken; no id dedup (the same article on two topics); replay's
+ * cursor reads the same bytes back; drain refuses more. */
+static void upstream_message(msgpack_sbuffer *out, const char *topic, uint64_t seq,
+                             const char *id)
+{
+    static const char *const t[] = {"news"};
+    nw_feed_article_t a = article(id, t, 1);
+    nw_envelope_t env = {
+        .topic = topic, .seq = seq, .epoch = "0123456789abcdef0123456789abcdef", .id = id,
+        .sent = "2026-12-02T00:45:00.000Z", .source_file = "up.txt", .source_format = "header",
+    };
+    char err[256];
+    msgpack_sbuffer_init(out);
+    CHECK(nw_codec_pack_message(&env, a.article, a.article_len, out, err, sizeof err) == 0);
+}
+
+static int forward(nw_feed_t *feed, const char *topic, uint64_t seq, const char *id,
+                   const msgpack_sbuffer *m, int tag)
+{
+    in_submit = true;
+    int rc = nw_feed_forward(feed, topic, seq, id, m->data, m->size, on_done,
+                             (void *) (intptr_t) tag);
+    in_submit = false;
+    return rc;
+}
+
+TEST_IMPL(forward)
+{
+    fresh();
+    nw_feed_t *feed = new_feed(60000);
+    msgpack_sbuffer n1, s1, n2, n4;
+    upstream_message(&n1, "news", 1, ID(51));
+    upstream_message(&s1, "sport", 1, ID(51));     /* the same article on another topic */
+    upstream_message(&n2, "news", 2, ID(52));
+    upstream_message(&n4, "news", 4, ID(54));
+    CHECK(forward(feed, "news", 1, ID(51), &n1, 1) == 0);
+    CHECK(nsent == 0);                             /* not before the commit */
+    CHECK(forward(feed, "sport", 1, ID(51), &s1, 2) == 0);
+    errno = 0;
+    CHECK(forward(feed, "news", 4, ID(54), &n4, 9) == -1 && errno == EINVAL);   /* a gap */
+    errno = 0;
+    CHECK(forward(feed, "news", 1, ID(51), &n1, 9) == -1 && errno == EINVAL);   /* a repeat */
+    CHECK(wait_done(2));
+    CHECK(nsent == 2 && dones[0].tag == 1 && dones[0].status == 0 && dones[0].sent_before == 1);
+    CHECK(dones[1].tag == 2 && dones[1].sent_before == 2);
+    CHECK(sent[0].durable && sent[0].seq == 1);
+    CHECK_STR(sent[0].topic, "news");
+    CHECK_STR(sent[0].epoch, "0123456789abcdef0123456789abcdef");   /* the upstream's */
+    CHECK(strcmp(sent[0].epoch, nw_journal_epoch(journal)) != 0);
+    CHECK_STR(sent[1].topic, "sport");
+    CHECK(last_len == s1.size && memcmp(last_bytes, s1.data, s1.size) == 0);
+    CHECK(forward(feed, "news", 2, ID(52), &n2, 3) == 0);
+    CHECK(wait_done(3));
+    CHECK(nsent == 3 && sent[2].seq == 2 && sent[2].durable);
+    CHECK(last_len == n2.size && memcmp(last_bytes, n2.data, n2.size) == 0);
+    nw_feed_stats_t fs;
+    nw_feed_stats(feed, &fs);
+    CHECK(fs.forwarded == 3 && fs.messages == 3 && fs.published == 0 && fs.duplicates == 0);
+
+    /* what replay reads back is the upstream's bytes */
+    uint64_t oldest = 0, seq = 0;
+    nw_journal_cursor_t *cur = nw_journal_cursor_new(journal, "news", 1, &oldest);
+    CHECK(cur != NULL && oldest == 1);
+    const void *msg;
+    size_t len;
+    CHECK(cur && nw_journal_cursor_next(cur, &seq, &msg, &len) == 1);
+    CHECK(seq == 1 && len == n1.size && memcmp(msg, n1.data, len) == 0);
+    CHECK(cur && nw_journal_cursor_next(cur, &seq, &msg, &len) == 1);
+    CHECK(seq == 2 && len == n2.size && memcmp(msg, n2.data, len) == 0);
+    CHECK(cur && nw_journal_cursor_next(cur, &seq, &msg, &len) == 0);
+    nw_journal_cursor_destroy(&cur);
+
+    drained = false;
+    nw_feed_drain(feed, on_drained, &drained);
+    CHECK(drained);
+    errno = 0;
+    CHECK(forward(feed, "news", 3, ID(53), &n2, 9) == -1 && errno == ESHUTDOWN);
+    nw_feed_destroy(&feed);
+    close_journal();
+    msgpack_sbuffer_destroy(&n1);
+    msgpack_sbuffer_destroy(&s1);
+    msgpack_sbuffer_destroy(&n2);
+    msgpack_sbuffer_destroy(&n4);
 }
 
 /* Each case: its own temporary state folder and loop, both left clean. */
