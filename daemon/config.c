@@ -124,6 +124,21 @@ static const setting_t settings[] = {
     {"metrics", 0, "ENDPOINT", CLI | FILE_KEY, PLAIN(K_STR, metrics), NULL, false,
      "serve Prometheus metrics over HTTP at /metrics, e.g. tcp://127.0.0.1:9464 (default: "
      "off; never CURVE, so other than loopback only with --insecure)"},
+    {"upstream", 0, "ENDPOINT", CLI | FILE_KEY, PLAIN(K_STR, upstream), NULL, false,
+     "relay: subscribe to this newswired (or relay) live endpoint instead of watching a "
+     "drop folder"},
+    {"upstream-replay", 0, "ENDPOINT", CLI | FILE_KEY, PLAIN(K_STR, upstream_replay), NULL,
+     false, "relay: the upstream's replay endpoint, to fill gaps and start on a running "
+     "feed (without it a gap stops the topic)"},
+    {"upstream-topic", 0, "TOPIC", CLI | FILE_KEY, LIST(upstream_topic, upstream_topic_count),
+     NULL, false, "relay: carry only TOPIC and the topics below it; repeatable (default: "
+     "every topic)"},
+    {"upstream-cert", 0, "FILE", CLI | FILE_KEY, PLAIN(K_STR, upstream_cert), NULL, false,
+     "relay: CurveZMQ to the upstream as this client (the _secret file written by "
+     "newswire-keygen)"},
+    {"upstream-key", 0, "KEY", CLI | FILE_KEY, PLAIN(K_STR, upstream_key), NULL, false,
+     "relay: the upstream's public key: 40 Z85 characters, or the path of its public "
+     "certificate"},
     {"version", 'V', NULL, CLI, NONE(K_VERSION), NULL, false, "print the version and exit"},
     {"help", 'h', NULL, CLI, NONE(K_HELP), NULL, false, "print this help and exit"},
 };
@@ -164,8 +179,12 @@ static void print_usage(FILE *out)
 {
     fputs("usage: newswired [--config FILE] [--drop DIR] [--state DIR] [--publish ENDPOINT]...\n"
           "                 [--log-level LEVEL] [--version] [--help]\n"
+          "       newswired --upstream LIVE [--upstream-replay REPLAY] [--state DIR]\n"
+          "                 [--publish ENDPOINT]... [--replay ENDPOINT]...\n"
           "\n"
-          "Publishes every article dropped into DIR over ZeroMQ, one topic per subject.\n"
+          "Publishes every article dropped into DIR over ZeroMQ, one topic per subject; or,\n"
+          "with --upstream, relays another newswired's feed (journaled, with its epoch, seq\n"
+          "and bytes).\n"
           "\n", out);
     char text[512];
     for (size_t i = 0; i < NSETTINGS; i++) {

@@ -48,6 +48,13 @@ typedef struct {
     char *clients_dir;                 /* allowed client public certificates */
     bool insecure;                     /* allow clear text on non-loopback endpoints */
     char *metrics;                     /* HTTP endpoint of the Prometheus metrics; NULL: off */
+    char *upstream;                    /* relay: the upstream's live endpoint; NULL: the drop
+                                          folder is the input */
+    char *upstream_replay;             /* relay: the upstream's replay endpoint, or NULL */
+    char *upstream_topic[NW_CONFIG_MAX_ENDPOINTS];   /* relay: topics carried; none: all */
+    size_t upstream_topic_count;
+    char *upstream_cert;               /* relay: its client certificate (_secret) for CURVE */
+    char *upstream_key;                /* relay: the upstream's public key or certificate */
     zconfig_t *file;                   /* the loaded file (rules live there), or NULL */
 } nw_config_t;
 

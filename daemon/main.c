@@ -22,6 +22,7 @@
 #include "route.h"
 #include "statelock.h"
 #include "text.h"
+#include "upstream.h"
 #include "watch.h"
 
 #include <czmq.h>
@@ -56,7 +57,8 @@ typedef struct {
     nw_replay_t *replay;          /* NULL without --replay */
     nw_feed_t *feed;
     nw_pipeline_t *pipeline;
-    nw_watch_t *watch;
+    nw_watch_t *watch;            /* NULL with --upstream: no drop folder */
+    nw_upstream_t *upstream;      /* NULL without --upstream */
     nw_metrics_t *metrics;        /* NULL without --metrics */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
@@ -189,6 +191,17 @@ static void update_status(daemon_t *d)
                      fault, problem, *problem ? "; " : "",
                      fs.published, ps.rejected, fs.duplicates, pending,
                      pub.subscriptions, pub.dropped);
+    if (d->upstream && n > 0 && (size_t) n < sizeof status) {
+        nw_upstream_stats_t us;
+        nw_upstream_stats(d->upstream, &us);
+        const char *up = nw_upstream_problem(d->upstream);
+        n += snprintf(status + n, sizeof status - (size_t) n,
+                      "; upstream %s: %lu forwarded, lag %llu, %lu gaps repaired (%lu messages), "
+                      "%lu topics%s%s",
+                      us.connected ? "connected" : "NOT CONNECTED", us.forwarded,
+                      (unsigned long long) us.lag, us.gaps, us.repaired, us.topics,
+                      *up ? "; " : "", up);
+    }
     if (d->replay && n > 0 && (size_t) n < sizeof status) {
         nw_replay_stats_t rs;
         nw_replay_stats(d->replay, &rs);
@@ -260,6 +273,7 @@ static void shutdown_loop(daemon_t *d)
     }
     nw_metrics_destroy(&d->metrics);   /* it reads the modules below */
     nw_watch_destroy(&d->watch);
+    nw_upstream_destroy(&d->upstream);
     nw_pipeline_destroy(&d->pipeline);
     nw_feed_destroy(&d->feed);
     nw_publish_destroy(&d->publish);
@@ -306,6 +320,7 @@ static void on_stop(uv_signal_t *handle, int signum)
     nw_notice("%s: finishing files in flight, then exiting", strsignal(signum));
     sd_notify(0, "STOPPING=1");
     nw_watch_stop(d->watch);
+    nw_upstream_stop(d->upstream);
     uv_timer_start(&d->deadline, on_deadline, STOP_DEADLINE_MS, 0);
     uv_unref((uv_handle_t *) &d->deadline);
     nw_pipeline_drain(d->pipeline, on_drained, d);
@@ -354,7 +369,8 @@ static void on_reload(uv_signal_t *handle, int signum)
 static int start(daemon_t *d, char *err, size_t errlen)
 {
     nw_config_t *c = &d->config;
-    if (make_dir(c->drop_dir, err, errlen) != 0 || make_dir(c->state_dir, err, errlen) != 0 ||
+    if ((!c->upstream && make_dir(c->drop_dir, err, errlen) != 0) ||
+        make_dir(c->state_dir, err, errlen) != 0 ||
         !(d->lock = nw_statelock_new(c->state_dir, err, errlen)) ||
         nw_archive_prepare(c->state_dir, err, errlen) != 0)
         return -1;
@@ -403,6 +419,20 @@ static int start(daemon_t *d, char *err, size_t errlen)
                          "or --insecure for clear text", eps[k][i]);
                 return -1;
             }
+    const char *ups[2] = {c->upstream, c->upstream_replay};
+    for (int k = 0; k < 2 && !c->upstream_cert && !c->insecure; k++)
+        if (ups[k] && !nw_auth_endpoint_is_local(ups[k])) {
+            snprintf(err, errlen, "%s %s is not loopback: give --upstream-cert and "
+                     "--upstream-key, or --insecure for clear text",
+                     k ? "--upstream-replay" : "--upstream", ups[k]);
+            return -1;
+        }
+    if (!c->upstream && (c->upstream_replay || c->upstream_topic_count || c->upstream_cert ||
+                         c->upstream_key)) {
+        snprintf(err, errlen, "--upstream-replay, --upstream-topic, --upstream-cert and "
+                 "--upstream-key need --upstream");
+        return -1;
+    }
     /* The metrics are plain HTTP whatever CURVE does for the ZeroMQ endpoints. */
     char host[256];
     unsigned port;
@@ -470,22 +500,35 @@ static int start(daemon_t *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
-    nw_pipeline_set_resume(d->pipeline, resume_scan, d);
-    if (!d->watch)
-        return -1;
+    if (c->upstream) {
+        /* a relay: the upstream is the input, no drop folder is watched */
+        nw_upstream_options_t uo = {
+            .live = c->upstream, .replay = c->upstream_replay,
+            .topics = c->upstream_topic, .topic_count = c->upstream_topic_count,
+            .cert = c->upstream_cert, .server_key = c->upstream_key,
+            .rcvhwm = c->send_hwm,
+        };
+        d->upstream = nw_upstream_new(d->loop, &uo, d->feed, d->journal, err, errlen);
+        if (!d->upstream)
+            return -1;
+    } else {
+        d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
+        nw_pipeline_set_resume(d->pipeline, resume_scan, d);
+        if (!d->watch)
+            return -1;
+    }
     if (c->metrics) {
         nw_metrics_sources_t sources = {
             .journal = d->journal, .feed = d->feed, .pipeline = d->pipeline,
             .publish = d->publish,
-            .replay = d->replay, .watch = d->watch,
+            .replay = d->replay, .watch = d->watch, .upstream = d->upstream,
         };
         d->metrics = nw_metrics_new(d->loop, c->metrics, &sources, err, errlen);
         if (!d->metrics)
             return -1;
         nw_notice("metrics on %s", nw_metrics_url(d->metrics));
     }
-    if (nw_watch_start(d->watch, err, errlen) != 0)
+    if (d->watch && nw_watch_start(d->watch, err, errlen) != 0)
         return -1;
 
     uv_signal_t *sigs[] = {&d->sigterm, &d->sigint, &d->sighup};
@@ -557,8 +600,12 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < d.config.publish_count; i++)
             snprintf(endpoints + strlen(endpoints), sizeof endpoints - strlen(endpoints),
                      "%s%s", i ? " " : "", d.config.publish[i]);
-        nw_notice("newswired %s: watching %s, publishing on %s, epoch %s", NW_VERSION,
-                  d.config.drop_dir, endpoints, nw_journal_epoch(d.journal));
+        if (d.config.upstream)
+            nw_notice("newswired %s: relaying %s, publishing on %s, epoch %s", NW_VERSION,
+                      d.config.upstream, endpoints, nw_journal_epoch(d.journal));
+        else
+            nw_notice("newswired %s: watching %s, publishing on %s, epoch %s", NW_VERSION,
+                      d.config.drop_dir, endpoints, nw_journal_epoch(d.journal));
         sd_notify(0, "READY=1");
         update_status(&d);
         uv_run(d.loop, UV_RUN_DEFAULT);

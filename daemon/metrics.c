@@ -286,6 +286,49 @@ static void render_replay(text_t *t, const nw_replay_t *replay)
         "Journal segments open for replay (bounded by --replay-max-files).", rs.files_open);
 }
 
+/* A relay's upstream: state, counts, and lag per topic (the first 1000 topics seen). */
+static void render_upstream(text_t *t, nw_upstream_t *upstream)
+{
+    nw_upstream_stats_t us;
+    nw_upstream_stats(upstream, &us);
+    one(t, "newswired_upstream_connected", "gauge",
+        "1 while the relay's SUB has a live, handshaken connection to its upstream.",
+        us.connected);
+    one(t, "newswired_upstream_connects_total", "counter",
+        "Connections to the upstream made (handshakes done).", us.connects);
+    one(t, "newswired_upstream_forwarded_total", "counter",
+        "Upstream messages journaled and published by the relay, live or replayed.",
+        us.forwarded);
+    one(t, "newswired_upstream_gaps_total", "counter",
+        "Gaps in the upstream's live seqs, each filled from its replay before going on.",
+        us.gaps);
+    one(t, "newswired_upstream_repaired_total", "counter",
+        "Messages fetched from the upstream's replay (gaps, catch-up after a restart).",
+        us.repaired);
+    one(t, "newswired_upstream_replay_errors_total", "counter",
+        "Upstream replays refused ($error) or silent, asked again or given up.",
+        us.replay_errors);
+    one(t, "newswired_upstream_dropped_total", "counter",
+        "Upstream messages dropped as malformed.", us.bad);
+    one(t, "newswired_upstream_lag", "gauge",
+        "Seqs seen from the upstream and not yet journaled here, all topics together.", us.lag);
+    one(t, "newswired_upstream_topics_stopped", "gauge",
+        "Topics no longer forwarded: a hole the upstream cannot fill, or a new upstream "
+        "history below what the relay holds (STATUS and the log say which).", us.stopped);
+    nw_upstream_topic_t *topics = malloc(NW_PUBLISH_TOPICS_MAX * sizeof *topics);
+    if (!topics) {
+        t->failed = true;
+        return;
+    }
+    size_t n = nw_upstream_topics(upstream, topics, NW_PUBLISH_TOPICS_MAX);
+    family(t, "newswired_upstream_topic_lag", "gauge",
+           "Per topic: the upstream's newest seq seen minus the relay's newest journaled.");
+    for (size_t i = 0; i < n; i++)
+        put(t, "newswired_upstream_topic_lag{topic=\"%s\"} %" PRIu64 "\n", topics[i].topic,
+            topics[i].head - topics[i].last);
+    free(topics);
+}
+
 static void render_journal(text_t *t, const nw_journal_t *journal)
 {
     nw_journal_stats_t js;
@@ -338,6 +381,8 @@ char *nw_metrics_render(const nw_metrics_sources_t *s, size_t *len)
     }
     if (s->replay)
         render_replay(&t, s->replay);
+    if (s->upstream)
+        render_upstream(&t, s->upstream);
     if (s->journal)
         render_journal(&t, s->journal);
     if (t.failed) {

@@ -24,6 +24,7 @@
 #include "pipeline.h"
 #include "publish.h"
 #include "replay.h"
+#include "upstream.h"
 #include "watch.h"
 
 #include <stddef.h>
@@ -39,6 +40,7 @@ typedef struct {
     nw_publish_t *publish;
     nw_replay_t *replay;
     nw_watch_t *watch;
+    nw_upstream_t *upstream;     /* a relay's input */
 } nw_metrics_sources_t;
 
 /* "tcp://HOST:PORT" with HOST an IPv4 address, a bracketed IPv6 one ("[::1]"), a name

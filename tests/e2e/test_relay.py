@@ -1,0 +1,387 @@
+"""End to end for the relay (issue 14): newswired --upstream LIVE --upstream-replay REPLAY,
+with real daemons on ipc:// endpoints and real subscribers.
+
+- everything the origin publishes arrives through the relay, in order, with the origin's
+  epoch, seq and body byte for byte (raw frames compared with the origin's);
+- a late joiner replays from the relay with the origin stopped;
+- the relay killed -9 mid-burst and restarted: it fills what it missed from the origin's
+  replay, and a gap-filling subscriber (newswire-sub --replay) on the relay loses nothing;
+- the origin restarted: the relay reconnects and catches up;
+- --upstream-topic carries only the topics named;
+- a chain origin -> relay -> relay;
+- CURVE on both hops with different keys; the relay's grants are enforced at the relay.
+
+Waits are on events (log lines, STATUS, received messages), never on sleeps.
+"""
+import json, os, re, signal, subprocess, sys
+
+import msgpack
+import zmq
+
+from nwtest import BIN, DEADLINE, Daemon, check, frame0, header_article, raw_prefix, run, wait_for
+
+
+def origin(extra=()):
+    d = Daemon(args=list(extra))
+    d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
+    d.args += ['--replay', d.replay]
+    return d
+
+
+def relay(up, extra=(), root=None):
+    """A relay of up (a Daemon with .endpoint and .replay)."""
+    d = Daemon(root=root, args=['--upstream', up.endpoint, '--upstream-replay', up.replay] + list(extra))
+    d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
+    d.args += ['--replay', d.replay]
+    return d
+
+
+class Raw:
+    """A SUB keeping raw frames of every topic, subscribed once the daemon logged it."""
+
+    def __init__(self, d, topics=('',), curve=None):
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve:
+            pub, sec, server = curve
+            self.sock.curve_publickey, self.sock.curve_secretkey = pub, sec
+            self.sock.curve_serverkey = server
+        self.d = d
+        before = d.log().count(" subscribe '")
+        self.sock.connect(d.endpoint)
+        for t in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, raw_prefix(t))
+        if not curve:
+            d.wait_log(" subscribe '", count=before + len(topics))
+        self.frames = []
+
+    def wait(self, n, timeout=DEADLINE):
+        def got():
+            while self.sock.poll(0):
+                self.frames.append(self.sock.recv_multipart())
+            return len(self.frames) >= n
+        wait_for(got, '%d messages (have %d)' % (n, len(self.frames)), timeout)
+        return self.frames
+
+    def close(self):
+        self.sock.close(0)
+
+
+def publish(d, n, topic='general', start=1, wait=True):
+    before = d.log().count('debug   published ')
+    for i in range(start, start + n):
+        d.drop_text('%s-%05d.txt' % (topic, i),
+                    header_article('Story %d on %s' % (i, topic), Subject=topic))
+    if wait:
+        d.wait_log('debug   published ', count=before + n, timeout=120)
+
+
+def status(d):
+    d.read_notify()
+    s = [n for n in d.notes if n.startswith('STATUS=')]
+    return s[-1] if s else ''
+
+
+def forwarded(r):
+    m = re.search(r'upstream [A-Z ]*[a-z]*: (\d+) forwarded', status(r))
+    return int(m.group(1)) if m else -1
+
+
+def wait_forwarded(r, n):
+    """Until the relay's STATUS says n forwarded; more fails at once."""
+    def done():
+        f = forwarded(r)
+        check(f <= n, 'the relay forwarded %d, more than %d: %r' % (f, n, status(r)))
+        return f == n
+    wait_for(done, 'relay STATUS with %d forwarded' % n, 60)
+
+
+def decode(frames):
+    return [msgpack.unpackb(f[1], raw=False) for f in frames]
+
+
+def test_relay_forwards_byte_for_byte():
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")                 # the relay's SUB reached the origin
+        at_origin = Raw(o)
+        at_relay = Raw(r)
+        publish(o, 30, 'general')
+        publish(o, 20, 'sport.football')
+        want = at_origin.wait(50)
+        got = at_relay.wait(50)
+        check(got == want, 'the relay sends the origin\'s frames byte for byte, in order')
+        msgs = decode(got)
+        check(len({m['epoch'] for m in msgs}) == 1, 'one epoch')
+        for t, n in (('general', 30), ('sport.football', 20)):
+            seqs = [m['seq'] for m in msgs if m['topic'] == t]
+            check(seqs == list(range(1, n + 1)), '%s: seqs 1..%d: %r' % (t, n, seqs))
+        wait_forwarded(r, 50)
+        check('upstream connected' in status(r), 'STATUS says connected: %r' % status(r))
+        check('lag 0' in status(r), 'no lag: %r' % status(r))
+        check(not os.path.exists(r.drop), 'no drop folder made or watched at the relay')
+        at_origin.close()
+        at_relay.close()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_late_joiner_replays_from_relay_without_origin():
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        publish(o, 40, 'general')
+        wait_forwarded(r, 40)
+        o.stop()
+        res = subprocess.run([os.path.join(BIN, 'newswire-sub'), '--connect', r.endpoint,
+                              '--replay', r.replay, '--since', '1', '--count', '40',
+                              '--timeout', '60', 'general'], capture_output=True, text=True,
+                             timeout=90)
+        check(res.returncode == 0, 'newswire-sub: %s %s' % (res.returncode, res.stderr[-1000:]))
+        lines = [json.loads(l) for l in res.stdout.splitlines()]
+        check([l['seq'] for l in lines] == list(range(1, 41)), 'seqs 1..40 from the relay')
+        check(lines[-1]['article']['headline'] == 'Story 40 on general', 'the last story')
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_relay_starts_on_a_running_feed():
+    """A relay started after the origin published fills from seq 1 (the origin's replay)
+    before it forwards the next live message."""
+    o = origin().start()
+    r = None
+    try:
+        publish(o, 25, 'general')
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        at_relay = Raw(r)
+        publish(o, 5, 'general', start=26)
+        seqs = [m['seq'] for m in decode(at_relay.wait(30))]
+        check(seqs == list(range(1, 31)), 'the relay sends 1..30 in order: %r' % seqs)
+        check('gaps repaired' in status(r), status(r))
+        at_relay.close()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def run_sub(d, topic, count, timeout=90):
+    return subprocess.Popen([os.path.join(BIN, 'newswire-sub'), '--connect', d.endpoint,
+                             '--replay', d.replay, '--since', '1', '--count', str(count),
+                             '--timeout', str(timeout), topic],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(p, n, who):
+    out, err = p.communicate(timeout=150)
+    check(p.returncode == 0, '%s exit %s: %s' % (who, p.returncode, err[-2000:]))
+    seqs = [json.loads(l)['seq'] for l in out.splitlines()]
+    check(seqs == list(range(1, n + 1)), '%s: 1..%d once, in order (%d lines, first wrong at %r)'
+          % (who, n, len(seqs), next((i for i, s in enumerate(seqs) if s != i + 1), None)))
+    check('missed' not in err, '%s: nothing missed: %r' % (who, err[-500:]))
+
+
+def test_relay_kill9_mid_burst_loses_nothing():
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        sub = run_sub(r, 'general', 300)
+        r.wait_log(" subscribe '")
+        publish(o, 100, 'general', wait=False)
+        wait_for(lambda: ' forwarded' in status(r) and ' 0 forwarded' not in status(r),
+                 'the relay forwarding')
+        r.proc.send_signal(signal.SIGKILL)          # mid-burst
+        r.proc.wait()
+        r.close_notify()
+        publish(o, 100, 'general', start=101)       # while the relay is down
+        r.start()
+        r.wait_log('upstream: connected')
+        publish(o, 100, 'general', start=201)       # after: reveals the gap
+        finish(sub, 300, 'newswire-sub on the relay')
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_origin_restart_relay_catches_up():
+    """Files dropped while the origin is down go out as it starts, before or after the
+    relay's SUB is back: the relay asks the origin's replay for what passed while it was
+    away as soon as it reconnects, with nothing published after them to reveal a gap."""
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        sub = run_sub(r, 'general', 60)
+        r.wait_log(" subscribe '")
+        publish(o, 30, 'general')
+        o.stop()
+        r.wait_log('upstream: disconnected')
+        publish(o, 30, 'general', start=31, wait=False)   # waits in the drop folder
+        o.start()
+        finish(sub, 60, 'newswire-sub on the relay across an origin restart')
+        r.wait_log('upstream: connected', count=2)
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_topic_filter():
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o, ['--upstream-topic', 'sport']).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe 'sport.'")
+        at_relay = Raw(r)
+        publish(o, 5, 'general')
+        publish(o, 5, 'sport.football')
+        publish(o, 5, 'sportx')
+        publish(o, 5, 'sport')
+        publish(o, 1, 'sport', start=6)
+        msgs = decode(at_relay.wait(11))
+        wait_forwarded(r, 11)
+        check(sorted({m['topic'] for m in msgs}) == ['sport', 'sport.football'],
+              'only sport and below: %r' % sorted({m['topic'] for m in msgs}))
+        check(len(msgs) == 11 and not at_relay.sock.poll(200), 'nothing else')
+        at_relay.close()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_chain_of_two_relays():
+    o = origin().start()
+    r1 = r2 = None
+    try:
+        r1 = relay(o).start()
+        r1.wait_log('upstream: connected')
+        r2 = relay(r1).start()
+        r2.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        r1.wait_log(" subscribe ''")
+        at_origin = Raw(o)
+        at_edge = Raw(r2)
+        publish(o, 40, 'general')
+        check(at_edge.wait(40) == at_origin.wait(40), 'the edge sends the origin\'s bytes')
+        r1.stop()                                     # the regional relay restarts
+        publish(o, 10, 'general', start=41)
+        r1.start()
+        publish(o, 10, 'general', start=51)
+        seqs = [m['seq'] for m in decode(at_edge.wait(60))]
+        check(seqs == list(range(1, 61)), 'the edge: 1..60 in order: %r' % seqs)
+        at_origin.close()
+        at_edge.close()
+    finally:
+        for d in (r2, r1, o):
+            if d:
+                d.cleanup()
+
+
+def keygen(folder, name, topics=None):
+    os.makedirs(folder, exist_ok=True)
+    cmd = [os.path.join(BIN, 'newswire-keygen')] + (['--topics', topics] if topics else []) + \
+          [os.path.join(folder, name)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    cert = {}
+    for line in open(os.path.join(folder, name + '_secret')):
+        line = line.strip()
+        for k in ('public-key', 'secret-key'):
+            if line.startswith(k):
+                cert[k] = line.split('=', 1)[1].strip().strip('"')
+    return os.path.join(folder, name), os.path.join(folder, name + '_secret'), cert
+
+
+def test_curve_both_hops():
+    o = origin()
+    keys = os.path.join(o.root, 'keys')
+    o_pub, o_sec, o_cert = keygen(os.path.join(keys, 'origin'), 'origin')
+    r_pub, r_sec, r_cert = keygen(os.path.join(keys, 'relay'), 'relay')
+    # the origin admits the relay's key; the relay admits one reader granted sport only
+    relay_as_client_pub, relay_as_client_sec, _ = keygen(os.path.join(keys, 'relay-client'), 'up', '*')
+    o_clients = os.path.join(keys, 'origin-clients')
+    os.makedirs(o_clients)
+    os.link(relay_as_client_pub, os.path.join(o_clients, 'relay'))
+    r_clients = os.path.join(keys, 'relay-clients')
+    os.makedirs(r_clients)
+    reader_pub, reader_sec, reader = keygen(os.path.join(keys, 'reader'), 'reader', 'sport')
+    os.link(reader_pub, os.path.join(r_clients, 'reader'))
+    o.args += ['--curve-secret', o_sec, '--clients', o_clients]
+    o.start()
+    r = None
+    try:
+        r = relay(o, ['--upstream-cert', relay_as_client_sec, '--upstream-key', o_pub,
+                      '--curve-secret', r_sec, '--clients', r_clients]).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")               # the relay's SUB, granted everything
+        wait_for(lambda: 'upstream connected' in status(r), 'STATUS connected')
+        before = r.log().count(' subscribe ')
+        sub = Raw(r, curve=(reader['public-key'].encode(), reader['secret-key'].encode(),
+                            r_cert['public-key'].encode()))
+        r.wait_log(' subscribe ', count=before + 1)
+        publish(o, 5, 'general')
+        publish(o, 5, 'sport')
+        wait_forwarded(r, 10)
+        msgs = decode(sub.wait(5))
+        check([m['topic'] for m in msgs] == ['sport'] * 5 and not sub.sock.poll(300),
+              'the reader gets its grant only, through the relay: %r' % [m['topic'] for m in msgs])
+        sub.close()
+        # a relay with a key the origin does not admit gets nothing and says so
+        bad = relay(o, ['--upstream-cert', r_sec, '--upstream-key', o_pub],
+                    root=os.path.join(o.root, 'bad-relay'))
+        bad.start()
+        try:
+            publish(o, 1, 'general', start=6)
+            wait_for(lambda: 'NOT CONNECTED' in status(bad) and 'connected: 0' not in status(bad),
+                     'the refused relay reports NOT CONNECTED')
+            check(' 0 forwarded' in status(bad), 'nothing forwarded: %r' % status(bad))
+        finally:
+            bad.cleanup()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_relay_options_refused():
+    d = Daemon(args=['--upstream-replay', 'ipc:///nonexistent/x'])
+    try:
+        d.start(wait_ready=False)
+        rc = d.proc.wait(20)
+        check(rc == 1 and 'need --upstream' in d.log(), 'refused: %s %s' % (rc, d.log()))
+    finally:
+        d.cleanup()
+    d = Daemon(args=['--upstream', 'tcp://198.18.0.1:5556'])
+    try:
+        d.start(wait_ready=False)
+        rc = d.proc.wait(20)
+        check(rc == 1 and 'is not loopback' in d.log(), 'clear text refused: %s %s' % (rc, d.log()))
+    finally:
+        d.cleanup()
+
+
+if __name__ == '__main__':
+    run([test_relay_forwards_byte_for_byte, test_late_joiner_replays_from_relay_without_origin,
+         test_relay_starts_on_a_running_feed, test_relay_kill9_mid_burst_loses_nothing,
+         test_origin_restart_relay_catches_up, test_topic_filter, test_chain_of_two_relays,
+         test_curve_both_hops, test_relay_options_refused])
