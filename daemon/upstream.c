@@ -403,6 +403,12 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
             return;
         if (end.head > t->head)
             t->head = end.head;
+        uint64_t last = nw_journal_last_seq(self->journal, t->name);
+        if (end.head < last)   /* what it published is durable there: it lost history */
+            stop_topic(self, t, "the upstream's newest seq is %llu, below the %llu this relay "
+                       "holds: it lost its history (a new epoch starting again below); move "
+                       "this relay's journal aside and restart it to follow",
+                       (unsigned long long) end.head, (unsigned long long) last);
         self->backoff_ms = 0;
         end_stream(self, false);
         return;

@@ -17,7 +17,7 @@
  * topic seen is asked for anything newer, so the end of a burst or what passed while
  * disconnected is not left missing. One replay stream at a time, topics in a FIFO.
  *
- * Epochs (proto/newswire-v1.md section 11): a message of another epoch whose seq goes
+ * Epochs (proto/newswire-v1.md section 10): a message of another epoch whose seq goes
  * on above L is journaled like any other, so an upstream's new history that goes on
  * above the old one (what the reference publisher does while it holds anything) is
  * followed and served exactly as the upstream serves it. A message of a new epoch at or

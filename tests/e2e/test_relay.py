@@ -9,11 +9,15 @@ with real daemons on ipc:// endpoints and real subscribers.
 - the origin restarted: the relay reconnects and catches up;
 - --upstream-topic carries only the topics named;
 - a chain origin -> relay -> relay;
-- CURVE on both hops with different keys; the relay's grants are enforced at the relay.
+- CURVE on both hops with different keys; the relay's grants are enforced at the relay;
+- the same keys in the config file;
+- an upstream epoch change going on above is followed (the relay replays what the origin
+  does, old epoch then new); one starting again below stops the topic, and a relay with
+  its journal moved aside carries the new history.
 
 Waits are on events (log lines, STATUS, received messages), never on sleeps.
 """
-import json, os, re, signal, subprocess, sys
+import json, os, re, shutil, signal, subprocess, sys
 
 import msgpack
 import zmq
@@ -363,6 +367,140 @@ def test_curve_both_hops():
         o.cleanup()
 
 
+def test_relay_from_config_file():
+    """The same keys in the config file: upstream, upstream-replay, upstream-topic
+    (repeatable)."""
+    o = origin().start()
+    r = None
+    try:
+        r = Daemon(config='newswired\n    upstream = "%s"\n    upstream-replay = "%s"\n'
+                          '    upstream-topic = "sport"\n    upstream-topic = "telecoms"\n'
+                   % (o.endpoint, o.replay))
+        r.replay = 'ipc://' + os.path.join(r.root, 'replay.sock')
+        r.args += ['--replay', r.replay]
+        r.start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe 'telecoms.'")
+        publish(o, 3, 'general')
+        publish(o, 3, 'sport')
+        publish(o, 3, 'telecoms')
+        at_relay = run_sub(r, 'telecoms', 3)
+        finish(at_relay, 3, 'newswire-sub --since 1 on the relay')
+        wait_forwarded(r, 6)
+        check('4 topic filters' not in r.log() and '2 topic filters' in r.log(), r.log()[-2000:])
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def replay_frames(endpoint, topic, first=1):
+    """Every data reply of a replay of topic from first, up to $end (raw frames)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    sock.send(msgpack.packb({'v': 1, 'type': 'replay', 'topic': topic, 'from': first,
+                             'credit': 1000}))
+    out = []
+    try:
+        while True:
+            check(sock.poll(int(DEADLINE * 1000)), 'a replay reply from %s' % endpoint)
+            f = sock.recv_multipart()
+            check(f[0] != b'$error', 'replay error: %r' % f)
+            if f[0] == b'$end':
+                return out
+            out.append(f)
+    finally:
+        sock.close(0)
+
+
+def segments(d):
+    folder = os.path.join(d.state, 'journal')
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith('.nwj'))
+
+
+def test_epoch_change_followed():
+    """The origin loses its newest segment (the one before is sealed to it): a new epoch
+    going on above the seqs it still holds (proto 6.1). A relay started then carries
+    both histories as the origin serves them: replay from the relay is the origin's
+    replay byte for byte, old epoch then new; and the next live one goes on in it."""
+    o = origin(['--segment-size', '4096']).start()
+    r = None
+    try:
+        sub = Raw(o)
+        for i in range(1, 21):                        # one group write, so one record, each
+            publish(o, 1, 'general', start=i)
+            sub.wait(i)
+        sub.close()
+        check(len(segments(o)) >= 3, 'several segments: %r' % segments(o))
+        o.stop()
+        os.remove(segments(o)[-1])
+        o.start()
+        o.wait_log('new epoch')
+        publish(o, 2, 'general', start=21)
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        at_relay = Raw(r)
+        publish(o, 1, 'general', start=23)
+        want = replay_frames(o.replay, 'general')
+        msgs = decode(want)
+        epochs = [m['epoch'] for m in msgs]
+        check(len(set(epochs)) == 2, 'the origin serves two epochs: %r' % sorted(set(epochs)))
+        got = at_relay.wait(len(want))
+        check(got == want, 'the relay sent the origin\'s history, old epoch then new, in order')
+        check(replay_frames(r.replay, 'general') == want, 'the relay replays what the origin does')
+        r.wait_log('follows the upstream\'s epoch %s' % epochs[-1])
+        publish(o, 1, 'general', start=24)
+        last = decode(at_relay.wait(len(want) + 1))[-1]
+        check((last['epoch'], last['seq']) == (epochs[-1], msgs[-1]['seq'] + 1),
+              'live goes on in the new epoch: %r' % ((last['epoch'], last['seq']),))
+        at_relay.close()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_epoch_restart_below_stops_topic():
+    """The origin loses its whole journal: its new epoch starts again at seq 1, below the
+    seqs the relay holds. The relay forwards nothing of it (no (epoch, topic, seq) out of
+    order, no history mixed under one seq), says so in STATUS and the log; with its
+    journal moved aside and restarted it carries the new history from seq 1."""
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        publish(o, 10, 'general')
+        wait_forwarded(r, 10)
+        o.stop()
+        shutil.rmtree(os.path.join(o.state, 'journal'))
+        o.start()
+        r.wait_log('upstream: connected', count=2)
+        at_relay = Raw(r)
+        publish(o, 3, 'general', start=11)
+        r.wait_log('upstream: topic general stopped')
+        wait_for(lambda: 'UPSTREAM TOPIC general STOPPED' in status(r), 'STATUS says so')
+        check(forwarded(r) == 10 and not at_relay.sock.poll(300), 'nothing of it forwarded')
+        at_relay.close()
+        check(r.stop()[0] == 0, 'the relay stops cleanly')
+        shutil.move(os.path.join(r.state, 'journal'), os.path.join(r.state, 'journal.old'))
+        r.start()
+        r.wait_log('upstream: connected')
+        at_relay = Raw(r)
+        publish(o, 1, 'general', start=14)
+        msgs = decode(at_relay.wait(4))
+        check([m['seq'] for m in msgs] == [1, 2, 3, 4] and len({m['epoch'] for m in msgs}) == 1,
+              'the new history from seq 1: %r' % [(m['epoch'], m['seq']) for m in msgs])
+        at_relay.close()
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
 def test_relay_options_refused():
     d = Daemon(args=['--upstream-replay', 'ipc:///nonexistent/x'])
     try:
@@ -384,4 +522,5 @@ if __name__ == '__main__':
     run([test_relay_forwards_byte_for_byte, test_late_joiner_replays_from_relay_without_origin,
          test_relay_starts_on_a_running_feed, test_relay_kill9_mid_burst_loses_nothing,
          test_origin_restart_relay_catches_up, test_topic_filter, test_chain_of_two_relays,
-         test_curve_both_hops, test_relay_options_refused])
+         test_curve_both_hops, test_relay_from_config_file, test_epoch_change_followed,
+         test_epoch_restart_below_stops_topic, test_relay_options_refused])
