@@ -501,6 +501,50 @@ def test_epoch_restart_below_stops_topic():
         o.cleanup()
 
 
+def scrape(d):
+    import urllib.request
+    url = re.search(r'metrics on (http://\S+)', d.log()).group(1)
+    text = urllib.request.urlopen(url, timeout=DEADLINE).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith('#'):
+            name, value = line.rsplit(' ', 1)
+            out[name] = float(value)
+    return out
+
+
+def test_relay_metrics():
+    """The metrics endpoint says what STATUS says: connected, forwarded, gaps repaired,
+    lag summed and per topic."""
+    o = origin().start()
+    r = None
+    try:
+        publish(o, 12, 'general')                   # before the relay: fetched by replay
+        r = relay(o, ['--metrics', 'tcp://127.0.0.1:0']).start()
+        r.wait_log('metrics on ')
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        publish(o, 3, 'general', start=13)
+        wait_forwarded(r, 15)
+        m = scrape(r)
+        check(m.get('newswired_upstream_connected') == 1, 'connected: %r' % m)
+        check(m.get('newswired_upstream_forwarded_total') == 15, 'forwarded 15: %r' % m)
+        # the stream asks up to the upstream's head, which may take the held ones too
+        check(m.get('newswired_upstream_gaps_total') == 1 and
+              12 <= m.get('newswired_upstream_repaired_total', 0) <= 15,
+              'one gap of 12 repaired: %r' % m)
+        check(m.get('newswired_upstream_lag') == 0 and
+              m.get('newswired_upstream_topic_lag{topic="general"}') == 0, 'no lag: %r' % m)
+        check(m.get('newswired_topic_seq{topic="general"}') == 15, 'seq 15 journaled here')
+        o.stop()
+        r.wait_log('upstream: disconnected')
+        check(scrape(r).get('newswired_upstream_connected') == 0, 'disconnected')
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
 def test_relay_options_refused():
     d = Daemon(args=['--upstream-replay', 'ipc:///nonexistent/x'])
     try:
@@ -523,4 +567,4 @@ if __name__ == '__main__':
          test_relay_starts_on_a_running_feed, test_relay_kill9_mid_burst_loses_nothing,
          test_origin_restart_relay_catches_up, test_topic_filter, test_chain_of_two_relays,
          test_curve_both_hops, test_relay_from_config_file, test_epoch_change_followed,
-         test_epoch_restart_below_stops_topic, test_relay_options_refused])
+         test_epoch_restart_below_stops_topic, test_relay_metrics, test_relay_options_refused])
