@@ -350,15 +350,33 @@ def test_curve_both_hops():
         check([m['topic'] for m in msgs] == ['sport'] * 5 and not sub.sock.poll(300),
               'the reader gets its grant only, through the relay: %r' % [m['topic'] for m in msgs])
         sub.close()
+        # and at the relay's replay endpoint: its own journal, its own grants
+        for topic, want in (('sport', b'sport.'), ('general', b'$error')):
+            dealer = zmq.Context.instance().socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.curve_publickey = reader['public-key'].encode()
+            dealer.curve_secretkey = reader['secret-key'].encode()
+            dealer.curve_serverkey = r_cert['public-key'].encode()
+            dealer.connect(r.replay)
+            dealer.send(msgpack.packb({'v': 1, 'type': 'replay', 'topic': topic, 'from': 1,
+                                       'credit': 10}))
+            check(dealer.poll(int(DEADLINE * 1000)), 'a replay reply for %s' % topic)
+            f = dealer.recv_multipart()
+            check(f[0] == want, 'replay of %s at the relay: %r' % (topic, f[:1]))
+            if want == b'$error':
+                check(msgpack.unpackb(f[1])['code'] == 'denied', 'denied: %r' % f)
+            dealer.close(0)
         # a relay with a key the origin does not admit gets nothing and says so
         bad = relay(o, ['--upstream-cert', r_sec, '--upstream-key', o_pub],
                     root=os.path.join(o.root, 'bad-relay'))
         bad.start()
         try:
+            # the good relay getting it shows it went out while the refused one was there
             publish(o, 1, 'general', start=6)
-            wait_for(lambda: 'NOT CONNECTED' in status(bad) and 'connected: 0' not in status(bad),
+            wait_forwarded(r, 11)
+            wait_for(lambda: forwarded(bad) == 0 and 'upstream NOT CONNECTED' in status(bad),
                      'the refused relay reports NOT CONNECTED')
-            check(' 0 forwarded' in status(bad), 'nothing forwarded: %r' % status(bad))
+            check('upstream: connected' not in bad.log(), 'no handshake: %s' % bad.log()[-1000:])
         finally:
             bad.cleanup()
     finally:
