@@ -25,7 +25,8 @@ typedef enum {
     K_LIST,       /* an endpoint list: repeatable, see add_endpoint */
     K_NUM,        /* a whole number in [min, max] of the unit written, times scale */
     K_BOOL,       /* "0", "off", "false": false; anything else: true */
-    K_OFF,        /* present with any value: the bool field is false (--no-sync) */
+    K_OFF,        /* present with any value: the field is 0 / false (--no-sync) */
+    K_SYNC,       /* nw_sync_mode_t: "early", or a K_BOOL word for on or off */
     K_LEVEL,      /* a log level name */
     K_CONFIG,     /* the file to read: found before anything else */
     K_HELP,
@@ -102,10 +103,12 @@ static const setting_t settings[] = {
      "an article id seen this recently is archived, not published again; 0 re-publishes"},
     {"commit-delay", 0, "MS", CLI | FILE_KEY, NUM(commit_delay_ms, 0, 59999, 1), "0", false,
      "least time between two journal group writes"},
-    {"sync", 0, "BOOL", FILE_KEY, PLAIN(K_BOOL, sync), "on", false,
-     "whether the journal is fsynced"},
+    {"sync", 0, "MODE", CLI | FILE_KEY, PLAIN(K_SYNC, sync), "on", false,
+     "--sync=on: publish once the journal is fsynced; --sync=early: publish once it "
+     "is written, archive once fsynced (after a power loss, a new epoch); --sync=off: "
+     "never fsync"},
     {"no-sync", 0, NULL, CLI | FILE_KEY, PLAIN(K_OFF, sync), NULL, false,
-     "never fsync the journal (survives crashes, not power loss)"},
+     "never fsync the journal (survives crashes, not power loss): --sync=off"},
     {"segment-size", 0, "BYTES", CLI | FILE_KEY, NUM(segment_size, 4096, UINT64_MAX, 1),
      "67108864", false, "journal segment size"},
     {"journal-max-size", 0, "BYTES", CLI | FILE_KEY, NUM(journal_max_size, 1, UINT64_MAX, 1),
@@ -300,8 +303,23 @@ static int apply(nw_config_t *self, const setting_t *s, const char *value, bool 
         *(bool *) field = parse_bool(value);
         return 0;
     case K_OFF:
-        *(bool *) field = false;
+        memset(field, 0, s->size);
         return 0;
+    case K_SYNC: {
+        static const char *const words[] = {"off", "0", "false", "no",
+                                            "on", "1", "true", "yes"};
+        if (strcmp(value, "early") == 0) {
+            *(int *) field = NW_SYNC_EARLY;
+            return 0;
+        }
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (strcmp(value, words[i]) == 0) {
+                *(int *) field = i < 4 ? NW_SYNC_OFF : NW_SYNC_ON;
+                return 0;
+            }
+        snprintf(errbuf, errlen, "sync '%s': expected on, off or early", value);
+        return -1;
+    }
     case K_LEVEL: {
         int level = nw_log_level_parse(value);
         if (level < 0) {
@@ -485,7 +503,7 @@ static bool same_value(nw_config_t *a, nw_config_t *b, const setting_t *s)
                 return false;
         return true;
     }
-    case K_NUM: case K_BOOL: case K_OFF: case K_LEVEL:
+    case K_NUM: case K_BOOL: case K_OFF: case K_LEVEL: case K_SYNC:
         return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
     default:
         return true;

@@ -22,6 +22,9 @@
 #define NW_DEFAULT_STATE    "./state"
 #define NW_DEFAULT_PUBLISH  "tcp://127.0.0.1:5556"
 
+/* How the journal is synced (--sync): see journal.h, early publish. */
+typedef enum { NW_SYNC_OFF = 0, NW_SYNC_ON = 1, NW_SYNC_EARLY = 2 } nw_sync_mode_t;
+
 typedef struct {
     char *config_file;                 /* NULL: none */
     char *drop_dir;
@@ -37,7 +40,8 @@ typedef struct {
     int multicast_recovery_ms;         /* epgm endpoints: repair window (ZMQ_RECOVERY_IVL) */
     int64_t dedup_window_ms;           /* 0: re-publish re-dropped articles */
     int64_t commit_delay_ms;           /* group commit: least time between two writes */
-    bool sync;                         /* false: no fsync at all (benchmarks, tmpfs) */
+    int sync;                          /* nw_sync_mode_t: off (no fsync at all:
+                                          benchmarks, tmpfs), on, early */
     uint64_t segment_size;             /* journal segment rotation size */
     uint64_t journal_max_size;         /* journal retention by size */
     int64_t journal_max_age_ms;        /* journal retention by age */

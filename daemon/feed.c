@@ -1,5 +1,6 @@
 /*
- * feed: dedup, seq, envelope, journal, publish once durable (see feed.h for the path).
+ * feed: dedup, seq, envelope, journal, publish once durable, or once written in early
+ * mode (see feed.h for the path).
  *
  * A submission becomes one record: its messages packed back to back, and beside each
  * its topic and seq; a forwarded message is a record of one, its bytes as given. The record waits in the journal's commit queue (its commit callback
@@ -32,6 +33,7 @@ struct record {
     size_t count;                 /* messages */
     size_t articles;              /* articles not left out as duplicates */
     bool forwarded;               /* nw_feed_forward's: an upstream's message */
+    bool published;               /* handed to the publisher (at written, or durable) */
     message_t *msgs;              /* count of them, then the topics' bytes */
 };
 
@@ -104,8 +106,39 @@ static void maybe_drained(nw_feed_t *self)
     }
 }
 
-/* Publish only now: a message that went out before its record was durable could be
- * lost by a crash while a subscriber already holds its seq. */
+/* Publish: by default once the record is durable (the journal calls written just before
+ * durable); in early mode once its write(2) returned. A message that went out before its
+ * record was written could be lost by a crash of the process while a subscriber already
+ * holds its seq; one that went out before its fdatasync can be lost by a power loss,
+ * which the journal answers with a new epoch (journal.h, early publish). */
+static void publish_record(nw_feed_t *self, record_t *rec)
+{
+    if (rec->published)
+        return;
+    rec->published = true;
+    size_t start = 0;
+    for (size_t i = 0; i < rec->count; i++) {
+        /* a send that fails is the publisher's to log: the record is durable (or soon)
+         * and replay serves it, so the article counts as published all the same */
+        self->publisher.send(self->publisher.self, rec->msgs[i].topic,
+                             rec->messages.data + start, rec->msgs[i].end - start);
+        start = rec->msgs[i].end;
+    }
+    self->stats.published += rec->articles;
+    self->stats.messages += rec->count;
+    if (rec->forwarded)
+        self->stats.forwarded += rec->count;
+}
+
+static void on_written(void *arg, int status)
+{
+    record_t *rec = arg;
+    if (rec->owner && status == 0)
+        publish_record(rec->owner, rec);
+}
+
+/* done runs only now, in every mode: the input lets go (the file is archived) once the
+ * record is on disk, so a power loss leaves the file to be submitted again. */
 static void on_durable(void *arg, int status)
 {
     record_t *rec = arg;
@@ -121,18 +154,7 @@ static void on_durable(void *arg, int status)
         self->stats.journal_failing = true;
     else {
         self->stats.journal_failing = false;
-        size_t start = 0;
-        for (size_t i = 0; i < rec->count; i++) {
-            /* a send that fails is the publisher's to log: the record is durable and
-             * replay serves it, so the article counts as published all the same */
-            self->publisher.send(self->publisher.self, rec->msgs[i].topic,
-                                 rec->messages.data + start, rec->msgs[i].end - start);
-            start = rec->msgs[i].end;
-        }
-        self->stats.published += rec->articles;
-        self->stats.messages += rec->count;
-        if (rec->forwarded)
-            self->stats.forwarded += rec->count;
+        publish_record(self, rec);
     }
     record_free(rec);
     done(done_arg, status);
@@ -198,7 +220,7 @@ static int fail_record(nw_feed_t *self, record_t *rec)
 /* The record waits for the commit of everything appended so far, its own included. */
 static int commit_record(nw_feed_t *self, record_t *rec)
 {
-    if (nw_journal_commit(self->journal, on_durable, rec) != 0)
+    if (nw_journal_commit_early(self->journal, on_written, on_durable, rec) != 0)
         return fail_record(self, rec);
     rec->prev = self->tail;
     if (self->tail)

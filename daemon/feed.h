@@ -4,19 +4,23 @@
  *   nw_feed_submit(articles) -> dedup by id (the journal's seen-id set, within the dedup
  *     window, and within the submission) -> the next seq of each topic -> envelope
  *     (epoch, seq, sent, source) around each packed article -> journal append
- *     -> [journal] group commit -> once durable: publish each message, in order
+ *     -> [journal] group commit -> once durable (early mode: once its write(2)
+ *        returned, see journal.h): publish each message, in order
  *     -> done(arg, 0), which lets the input let go of what it holds (the drop folder's
  *        pipeline archives the file then)
  *
  * An input hands over whole units (a file's stories): all of a submission's messages go
  * into one commit, are published in submission order once that commit is durable, and
  * done runs once, after them. Seqs are assigned at submission, so they follow the order
- * inputs submit in. Nothing is published before its journal record is durable, so a
+ * inputs submit in. Nothing is published before its journal record is durable (early
+ * mode: written, in the page cache), and done never runs before it is durable, so a
  * crash at any instant leaves the input holding what it submitted (the file in the drop
  * folder), to be submitted again and found by id.
  *
  * When the journal cannot take a submission (an append fails) or its commit fails, no
- * message of it is published. A failed commit takes its seqs and ids back (the journal
+ * message of it is published (early mode: unless its write(2) returned before the
+ * fdatasync failed; the journal keeps those seqs spent and the next start makes a new
+ * epoch). A failed commit takes its seqs and ids back (the journal
  * returns every topic to its last durable seq: see journal.h), so the same seqs are
  * handed out again on the next submission and no published seq is ever used twice. A
  * failed append (out of memory, a message past the journal's 32 MiB) cannot take back
@@ -77,7 +81,8 @@ typedef struct {
 } nw_feed_source_t;
 
 /* status: 0 once every message is durable and handed to the publisher; else a negative
- * errno: the journal write failed and nothing of the submission was published. */
+ * errno: the journal write failed and nothing of the submission was published (early
+ * mode: or it was, and its seqs stay spent; the input submits it again all the same). */
 typedef void (nw_feed_done_fn)(void *arg, int status);
 
 typedef struct {

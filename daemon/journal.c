@@ -125,7 +125,7 @@ static int write_zeros(job_t *job, int fd, uint64_t end)
     return 0;
 }
 
-static int sync_dir(const char *dir)
+int nw_journal_sync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -135,6 +135,29 @@ static int sync_dir(const char *dir)
     close(fd);
     errno = e;
     return rc;
+}
+
+/* Early mode: the write(2) returned, the records are in the page cache; the loop may
+ * publish them now (on_async), while this thread goes on to the fdatasync. */
+static void early_written(job_t *job)
+{
+    if (!job->early)
+        return;
+    atomic_store(&job->written, true);
+    uv_async_send(job->async);
+#ifdef NW_TEST_HOOKS
+    /* Test builds: NW_TEST_SYNC_GATE names a FIFO; each early fdatasync waits for one
+     * byte from it, so that a test can hold the write between published and durable. */
+    const char *gate = getenv("NW_TEST_SYNC_GATE");
+    if (gate && *gate) {
+        int g = open(gate, O_RDONLY | O_CLOEXEC);
+        char c;
+        while (g >= 0 && read(g, &c, 1) < 0 && errno == EINTR)
+            ;
+        if (g >= 0)
+            close(g);
+    }
+#endif
 }
 
 /* Blocking: the write, its fsync, and the retirements. */
@@ -154,8 +177,8 @@ static void run_job(job_t *job)
     if (pwrite_all(fd, job->head.data, job->head.size, job->start_len) != 0 ||
         pwrite_all(fd, job->data, job->len, job->start_len + job->head.size) != 0 ||
         write_zeros(job, fd, end) != 0 ||
-        (job->sync && fdatasync(fd) != 0) ||
-        (job->create && job->sync && sync_dir(job->dir) != 0)) {
+        (early_written(job), job->sync && fdatasync(fd) != 0) ||
+        (job->create && job->sync && nw_journal_sync_dir(job->dir) != 0)) {
         job->err = errno ? errno : EIO;
         if (job->create) {
             close(fd);
@@ -255,6 +278,10 @@ static void seal(nw_journal_t *self, bool sync)
     job->zero_limit = self->opt.segment_size;
     job->seal.size = 0;
     job->old_cut = false;
+    job->early = self->opt.early && sync && self->async;
+    job->async = self->async;
+    atomic_store(&job->written, false);
+    self->told_written = false;
     if (job->len == 0)
         return;
     /* a batch starting a segment follows a checkpoint of the seqs as they stand before
@@ -323,6 +350,26 @@ static void record_latency(nw_journal_t *self, uint64_t ns)
     self->write_buckets[i]++;
     self->writes++;
     self->write_ns += ns;
+}
+
+/* Each waiter's written callback, once per write: in early mode when the worker says
+ * the write(2) returned, otherwise (and when that word comes late) just before the
+ * waiters hear it is durable. */
+static void tell_written(nw_journal_t *self, waiter_t *w, size_t n)
+{
+    if (self->told_written)
+        return;
+    self->told_written = true;
+    for (size_t i = 0; i < n; i++)
+        if (w[i].written)
+            w[i].written(w[i].arg, 0);
+}
+
+static void on_async(uv_async_t *async)
+{
+    nw_journal_t *self = async->data;
+    if (self->writing && atomic_load(&self->job.written))
+        tell_written(self, self->flight->waiters, self->flight->nwaiters);
 }
 
 /* Apply a finished write (loop thread) and tell its waiters. */
@@ -402,14 +449,28 @@ static void finish(nw_journal_t *self)
         nw_seen_undo(&self->seen, &o->undo);
         nw_seen_undo(&self->seen, &b->undo);
         batch_clear(o);
-        batch_clear(b);
         map_copy(self->seqs, self->durable);
+        if (self->told_written) {
+            /* early: its messages went out, so their seqs stay spent (this run hands
+             * out none of them again) and the marker makes the next start begin a new
+             * epoch, since the journal no longer holds what subscribers saw */
+            for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
+                map_set(self->seqs, zhashx_cursor(b->seqs), *v);
+            if (!self->early_lost && nw_journal_boot_mark(self, "lost") != 0)
+                nw_err("journal: cannot mark the journal as having lost published "
+                       "records: %s", strerror(errno));
+            self->early_lost = true;
+        }
+        batch_clear(b);
     } else {
         batch_clear(b);
     }
     zhashx_destroy(&job->cp);
     job->head.size = 0;
 
+    /* a success tells written first, if the worker's async has not yet */
+    if (err == 0)
+        tell_written(self, first, nfirst);
     self->unwinding = err != 0;
     for (size_t i = 0; i < nfirst; i++)
         first[i].fn(first[i].arg, -err);
@@ -486,6 +547,13 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     }
     /* in memory an fdatasync commits nothing, and the zeros would only take up room */
     self->zero_ahead = self->opt.sync && fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
+    /* every start reads the marker, whatever the mode: an early run followed by a
+     * default one must still start a new epoch after a power loss */
+    nw_journal_boot_id(self->boot_id, sizeof self->boot_id);
+    if (nw_journal_boot_check(self, self->boot_why, sizeof self->boot_why) != 0) {
+        snprintf(errbuf, errlen, "cannot read %s/early.run: %s", self->dir, strerror(errno));
+        goto fail;
+    }
     bool fresh;     /* a new epoch: it starts in a segment of its own */
     if (nw_journal_recover(self, &fresh, errbuf, errlen) != 0)
         goto fail;
@@ -542,6 +610,26 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         job->head.size = 0;
         self->bytes += job->end_len;
     }
+    /* The new epoch (if any) is durable now: the old marker has done its work. An early
+     * run marks this boot before anything can be published. */
+    if (self->opt.early && self->opt.sync) {
+        if (!(self->async = malloc(sizeof *self->async)) ||
+            uv_async_init(loop, self->async, on_async) != 0) {
+            free(self->async);
+            self->async = NULL;
+            goto nomem;
+        }
+        self->async->data = self;
+        uv_unref((uv_handle_t *) self->async);     /* a write in flight keeps the loop */
+        if (nw_journal_boot_mark(self, self->boot_id) != 0) {
+            snprintf(errbuf, errlen, "cannot write %s/early.run: %s", self->dir,
+                     strerror(errno));
+            goto fail;
+        }
+    } else if (nw_journal_boot_clear(self) != 0) {
+        snprintf(errbuf, errlen, "cannot remove %s/early.run: %s", self->dir, strerror(errno));
+        goto fail;
+    }
     nw_info("journal: %zu segments, %" PRIu64 " records, %zu topics, epoch %s%s",
             self->nsegs, self->records, zhashx_size(self->seqs), self->epoch,
             self->discarded ? " (some records discarded, see above)" : "");
@@ -571,6 +659,7 @@ void nw_journal_close(nw_journal_t **self_p)
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
         seal(self, true);
+        self->job.early = false;       /* nothing is published from here */
         run_job(&self->job);
         self->writing = true;
         finish(self);
@@ -581,6 +670,14 @@ void nw_journal_close(nw_journal_t **self_p)
         ftruncate(self->fd, (off_t) cur->size) != 0)
         nw_warn("journal: cannot cut the zeros off segment " NW_JSEG_FMT ": %s", cur->num,
                 strerror(errno));
+    /* a clean stop of an early run: everything is durable now (the last write was
+     * waited for and the rest flushed with fsync above), unless a write failed */
+    if (self->async && !self->early_lost && self->failures == 0 &&
+        nw_journal_boot_clear(self) != 0)
+        nw_warn("journal: cannot remove %s/early.run: %s (the next start on another boot "
+                "makes a new epoch)", self->dir, strerror(errno));
+    if (self->async)
+        uv_close((uv_handle_t *) self->async, free_handle);
     if (self->timer) {
         uv_timer_stop(self->timer);
         uv_close((uv_handle_t *) self->timer, free_handle);
@@ -658,6 +755,12 @@ nomem:
 
 int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg)
 {
+    return nw_journal_commit_early(self, NULL, fn, arg);
+}
+
+int nw_journal_commit_early(nw_journal_t *self, nw_journal_commit_fn *written,
+                            nw_journal_commit_fn *fn, void *arg)
+{
     /* nothing appended since the write in flight was sealed: that write covers it all */
     batch_t *o = self->open;
     batch_t *b = self->writing && o->data.size == 0 && o->nwaiters == 0 ? self->flight : o;
@@ -671,7 +774,7 @@ int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg)
         b->waiters = w;
         b->waiters_cap = cap;
     }
-    b->waiters[b->nwaiters++] = (waiter_t) {fn, arg};
+    b->waiters[b->nwaiters++] = (waiter_t) {fn, written, arg};
     if (b == o)
         maybe_start(self);
     return 0;

@@ -50,6 +50,14 @@
  * last durable length and seqs return to their last durable values: nothing that was
  * not durable keeps a number.
  *
+ * Early publish (options.early, --sync=early): commit waiters may also ask to hear when
+ * their write(2) returned, before the fdatasync (nw_journal_commit_early). A power loss
+ * can then take records whose seqs subscribers saw; so an early run keeps a marker
+ * naming its boot (journal_boot.c) from open to a clean close, and an open that finds
+ * one naming another boot (or saying a write failed after its records went out) starts
+ * a new epoch. In the default mode nothing goes out before it is durable, so a power
+ * loss takes nothing a subscriber saw and no marker is needed.
+ *
  * Loop-thread only, except what the thread-pool jobs do inside.
  *
  * The parts (journal_internal.h lists them): journal.c (open, append, commit, the group
@@ -73,6 +81,8 @@ typedef struct nw_journal nw_journal_t;
 
 typedef struct {
     bool sync;                   /* false: write, never fsync (benchmarks, tmpfs) */
+    bool early;                  /* with sync: tell written callbacks once the write(2)
+                                    returned, before its fdatasync (--sync=early) */
     int64_t commit_delay_ms;     /* least time between the starts of two group writes */
     uint64_t segment_size;       /* rotate a segment once it is this large; 0: never */
     uint64_t max_size;           /* retire oldest segments beyond this total; 0: no limit */
@@ -121,6 +131,13 @@ typedef void (nw_journal_commit_fn)(void *arg, int status);
  * failed; callbacks run in the order they were registered, never from inside this
  * call. 0 or -1 (out of memory). */
 int nw_journal_commit(nw_journal_t *self, nw_journal_commit_fn *fn, void *arg);
+/* The same, and written(arg, 0) runs first, once: in early mode (options.early) as soon
+ * as the group write's write(2) returned (in the page cache: a crash of the process
+ * cannot lose it, a power loss can), otherwise just before fn(arg, 0). When the write
+ * fails, written may have run (early) or not: fn(arg, -errno) runs either way. After a
+ * failure following written, the seqs stay spent and the next open starts a new epoch. */
+int nw_journal_commit_early(nw_journal_t *self, nw_journal_commit_fn *written,
+                            nw_journal_commit_fn *fn, void *arg);
 
 /* Group writes by duration, from the start on the loop to the end back on it (waiting
  * for a pool thread, write, fdatasync): the upper bounds in microseconds of all but the

@@ -25,11 +25,13 @@
 
 #include <czmq.h>
 #include <msgpack.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
 typedef struct {
     nw_journal_commit_fn *fn;
+    nw_journal_commit_fn *written;     /* or NULL: see nw_journal_commit_early */
     void *arg;
 } waiter_t;
 
@@ -77,6 +79,9 @@ typedef struct {
     size_t nretire;
     int err;                    /* errno */
     bool fsynced;
+    bool early;                 /* tell the loop (async) once the write(2) returned */
+    atomic_bool written;        /* out, early: it did, the fdatasync is next */
+    uv_async_t *async;          /* how it tells */
 } job_t;
 
 struct nw_journal {
@@ -102,7 +107,23 @@ struct nw_journal {
     bool failing;              /* the last group write failed: log the next ones quietly */
     int64_t pruned_ms;          /* wall time seen was last pruned */
     bool reloading;             /* a read-back of ids for a wider window is running */
+    uv_async_t *async;          /* early: the worker's "written" reaches the loop */
+    bool told_written;          /* early: the flight batch's written callbacks ran */
+    bool early_lost;            /* early: a write failed after its records went out */
+    char boot_id[64];           /* early: this boot's id (journal_boot.c) */
+    char boot_why[200];          /* recovery: why the marker asks for a new epoch, or "" */
 };
+
+/* journal.c: fsync a folder (a file made or removed in it). */
+int nw_journal_sync_dir(const char *dir);
+/* journal_boot.c: the early run's marker (STATE/journal/early.run). boot_id: this
+ * boot's, or "unknown". check: why the last run's marker asks for a new epoch in why
+ * ("" when it does not, or there is none); -1 with errno when it cannot be read. mark:
+ * write what (a boot id, or "lost") durably; clear: remove it durably. */
+void nw_journal_boot_id(char *out, size_t len);
+int nw_journal_boot_check(nw_journal_t *self, char *why, size_t len);
+int nw_journal_boot_mark(nw_journal_t *self, const char *what);
+int nw_journal_boot_clear(nw_journal_t *self);
 
 /* journal.c: add segment num at the end of the list (0, or -1 out of memory). */
 int nw_journal_push_segment(nw_journal_t *self, uint64_t num);

@@ -408,6 +408,8 @@ int nw_journal_recover(nw_journal_t *self, bool *fresh, char *errbuf, size_t err
         snprintf(lost, sizeof lost, "bytes %" PRIu64 " to %" PRIu64 " of " NW_JSEG_FMT " are "
                  "damaged and nothing after them tells what they held", rv.pending[0].a,
                  rv.pending[0].b, rv.pending[0].seg);
+    else if (had_epoch && self->boot_why[0])
+        snprintf(lost, sizeof lost, "%s", self->boot_why);
     free(rv.pending);
     rv.pending = NULL;
     if (!had_epoch || lost[0]) {

@@ -375,7 +375,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
         nw_archive_prepare(c->state_dir, err, errlen) != 0)
         return -1;
     nw_journal_options_t jopt = {
-        .sync = c->sync,
+        .sync = c->sync != NW_SYNC_OFF,
+        .early = c->sync == NW_SYNC_EARLY,
         .commit_delay_ms = c->commit_delay_ms,
         .segment_size = c->segment_size,
         .max_size = c->journal_max_size,
