@@ -110,8 +110,8 @@ TEST_IMPL(file_flags_and_reload)
     CHECK(load(&c, 3, plain, err, sizeof err) == -1);
     CHECK(strstr(err, "unknown setting 'help'") != NULL);
     nw_config_release(&c);
-    char *file_only[] = {"newswired", "--sync", NULL};
-    CHECK(load(&c, 2, file_only, err, sizeof err) == -1);
+    char *no_mode[] = {"newswired", "--sync", NULL};      /* --sync takes a MODE */
+    CHECK(load(&c, 2, no_mode, err, sizeof err) == -1);
     nw_config_release(&c);
 
     /* an unknown key in the file is named as unknown, whatever its value looks like */
@@ -126,6 +126,45 @@ TEST_IMPL(file_flags_and_reload)
 }
 
 /* ranges: seconds kept as milliseconds, limits enforced */
+/* --sync=MODE and the file's sync = MODE: on, off, early; anything else is an error */
+TEST_IMPL(sync_modes)
+{
+    char err[512];
+    nw_config_t c;
+    char *def[] = {"newswired", NULL};
+    CHECK(load(&c, 1, def, err, sizeof err) == 0);
+    CHECK(c.sync == NW_SYNC_ON);
+    nw_config_release(&c);
+    char *early[] = {"newswired", "--sync=early", NULL};
+    CHECK(load(&c, 2, early, err, sizeof err) == 0);
+    CHECK(c.sync == NW_SYNC_EARLY);
+    nw_config_release(&c);
+    char *off[] = {"newswired", "--sync", "off", NULL};
+    CHECK(load(&c, 3, off, err, sizeof err) == 0);
+    CHECK(c.sync == NW_SYNC_OFF);
+    nw_config_release(&c);
+    char *typo[] = {"newswired", "--sync=eraly", NULL};
+    CHECK(load(&c, 2, typo, err, sizeof err) == -1);
+    CHECK(strstr(err, "sync 'eraly': expected on, off or early") != NULL);
+    nw_config_release(&c);
+
+    char path[] = "/tmp/nw-config-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("newswired\n    sync = early\n", f);
+    fclose(f);
+    char *file[] = {"newswired", "--config", path, NULL};
+    CHECK(load(&c, 3, file, err, sizeof err) == 0);
+    CHECK(c.sync == NW_SYNC_EARLY);
+    nw_config_release(&c);
+    char *file_then_flag[] = {"newswired", "--config", path, "--no-sync", NULL};
+    CHECK(load(&c, 4, file_then_flag, err, sizeof err) == 0);
+    CHECK(c.sync == NW_SYNC_OFF);
+    nw_config_release(&c);
+    unlink(path);
+}
+
 TEST_IMPL(ranges)
 {
     char err[512];
