@@ -670,10 +670,10 @@ void nw_journal_close(nw_journal_t **self_p)
         ftruncate(self->fd, (off_t) cur->size) != 0)
         nw_warn("journal: cannot cut the zeros off segment " NW_JSEG_FMT ": %s", cur->num,
                 strerror(errno));
-    /* a clean stop of an early run: everything is durable now (the last write was
-     * waited for and the rest flushed with fsync above), unless a write failed */
-    if (self->async && !self->early_lost && self->failures == 0 &&
-        nw_journal_boot_clear(self) != 0)
+    /* a clean stop of an early run: everything published is durable now (the last
+     * write was waited for and the rest flushed with fsync above), unless a write
+     * failed after its records went out (early_lost: the marker says "lost") */
+    if (self->async && !self->early_lost && nw_journal_boot_clear(self) != 0)
         nw_warn("journal: cannot remove %s/early.run: %s (the next start on another boot "
                 "makes a new epoch)", self->dir, strerror(errno));
     if (self->async)
