@@ -82,7 +82,9 @@ typedef struct {
 
 /* status: 0 once every message is durable and handed to the publisher; else a negative
  * errno: the journal write failed and nothing of the submission was published (early
- * mode: or it was, and its seqs stay spent; the input submits it again all the same). */
+ * mode: or it was, and its seqs stay spent; the input submits it again all the same).
+ * done may submit again (after a failure that is refused with EIO: the journal is still
+ * unwinding, so retry from a timer, as the pipeline does); it must not destroy the feed. */
 typedef void (nw_feed_done_fn)(void *arg, int status);
 
 typedef struct {
