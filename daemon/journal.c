@@ -711,6 +711,13 @@ uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic)
     return map_get(self->seqs, topic);
 }
 
+void nw_journal_topics(nw_journal_t *self, void (*fn)(void *arg, const char *topic,
+                                                      uint64_t last), void *arg)
+{
+    for (uint64_t *v = zhashx_first(self->seqs); v; v = zhashx_next(self->seqs))
+        fn(arg, zhashx_cursor(self->seqs), *v);
+}
+
 uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic)
 {
     return map_get(self->durable, topic);

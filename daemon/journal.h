@@ -107,6 +107,10 @@ const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
 uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
 /* Last seq on topic whose record is durable (what replay can serve); 0 when none. */
 uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic);
+/* Calls fn once for every topic the journal holds a seq for, with its last seq (a relay
+ * restarting learns from it what to catch up on). fn must not append. */
+void nw_journal_topics(nw_journal_t *self, void (*fn)(void *arg, const char *topic,
+                                                      uint64_t last), void *arg);
 
 /* Change how far back the seen-id set reaches (a reload). Narrower: ids beyond it are
  * forgotten at once. Wider: the ids between the old and the new horizon are read back

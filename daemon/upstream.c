@@ -2,7 +2,8 @@
  * upstream: the relay's SUB and replay DEALER to another newswired (see upstream.h).
  *
  * Each topic has a state: the epoch of the relay's last record on it (read from the
- * journal once, when the topic is first seen after a start), the highest seq seen from
+ * journal once, when the topic is first seen after a start: the journal's topics at
+ * start, then those live traffic brings), the highest seq seen from
  * the upstream, and, while a replay is wanted or running, the live messages held behind
  * it (bounded: past HOLD_MAX they are dropped and the stream asked to reach them, the
  * upstream's journal has them). The journal's last seq is the only "where am I": what
@@ -504,6 +505,14 @@ static void drain_sub(nw_upstream_t *self)
     drain_dealer(self);   /* the sends above may have consumed the DEALER's edge */
 }
 
+static void know_topic(void *arg, const char *topic, uint64_t last)
+{
+    nw_upstream_t *self = arg;
+    (void) last;
+    if (carried(self, topic))
+        topic_get(self, topic);
+}
+
 /* Every topic seen is asked for anything past the relay's last seq. */
 static void probe_all(nw_upstream_t *self)
 {
@@ -726,6 +735,11 @@ nw_upstream_t *nw_upstream_new(uv_loop_t *loop, const nw_upstream_options_t *o,
     self->tick.data = self;
     self->open_handles++;
     uv_timer_start(&self->tick, on_tick, TICK_MS, TICK_MS);
+    /* The topics journaled before a restart are known at once, so the first handshake
+     * asks the upstream for what passed while the relay was down. Learnt only from
+     * live traffic, a burst that ended during the restart was never caught up (a
+     * relay killed mid-burst on a loaded machine restarted after the burst's end). */
+    nw_journal_topics(journal, know_topic, self);
     memset(sec, 0, sizeof sec);
     nw_info("upstream: %s%s%s, %s, %zu topic filters", o->live,
             o->replay ? ", replay " : "", o->replay ? o->replay : " (no replay)",

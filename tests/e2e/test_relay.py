@@ -198,6 +198,40 @@ def finish(p, n, who):
     check('missed' not in err, '%s: nothing missed: %r' % (who, err[-500:]))
 
 
+def test_relay_restart_catches_up_without_new_traffic():
+    """What the origin published while the relay was down reaches the relay's subscribers
+    even when nothing new follows the restart: the relay knows its topics from its
+    journal, not only from live traffic (run-all at load 15 failed the test below when
+    the burst after the restart went out before the relay's subscription was in place)."""
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        sub = run_sub(r, 'general', 61)
+        r.wait_log(" subscribe '")
+        publish(o, 30, 'general')
+        wait_for(lambda: forwarded(r) == 30, 'the relay forwarded 30')
+        r.proc.send_signal(signal.SIGKILL)
+        r.proc.wait()
+        r.close_notify()
+        publish(o, 30, 'general', start=31)        # while the relay is down; nothing after
+        r.start()
+        # The relay catches up with no live message to show it the gap (its count starts
+        # again at 0 with the process) ...
+        wait_for(lambda: forwarded(r) == 30, 'the relay forwarding 31..60 (%r)' % status(r),
+                 timeout=60)
+        # ... and one more article shows the subscriber, which may have reconnected only
+        # after those went out, its own gap: the relay's replay fills it.
+        publish(o, 1, 'general', start=61)
+        finish(sub, 61, 'newswire-sub on the relay')
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
 def test_relay_kill9_mid_burst_loses_nothing():
     o = origin().start()
     r = None
@@ -582,7 +616,8 @@ def test_relay_options_refused():
 
 if __name__ == '__main__':
     run([test_relay_forwards_byte_for_byte, test_late_joiner_replays_from_relay_without_origin,
-         test_relay_starts_on_a_running_feed, test_relay_kill9_mid_burst_loses_nothing,
+         test_relay_starts_on_a_running_feed, test_relay_restart_catches_up_without_new_traffic,
+         test_relay_kill9_mid_burst_loses_nothing,
          test_origin_restart_relay_catches_up, test_topic_filter, test_chain_of_two_relays,
          test_curve_both_hops, test_relay_from_config_file, test_epoch_change_followed,
          test_epoch_restart_below_stops_topic, test_relay_metrics, test_relay_options_refused])
