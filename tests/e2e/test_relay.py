@@ -17,7 +17,7 @@ with real daemons on ipc:// endpoints and real subscribers.
 
 Waits are on events (log lines, STATUS, received messages), never on sleeps.
 """
-import json, os, re, shutil, signal, subprocess, sys
+import contextlib, json, os, re, shutil, signal, subprocess, sys
 
 import msgpack
 import zmq
@@ -70,6 +70,22 @@ class Raw:
 
     def close(self):
         self.sock.close(0)
+
+
+@contextlib.contextmanager
+def origin_and_relay():
+    """An origin and a relay of it, connected and subscribed; both cleaned up after."""
+    o = origin().start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        yield o, r
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
 
 
 def publish(d, n, topic='general', start=1, wait=True):
@@ -137,12 +153,7 @@ def test_relay_forwards_byte_for_byte():
 
 
 def test_late_joiner_replays_from_relay_without_origin():
-    o = origin().start()
-    r = None
-    try:
-        r = relay(o).start()
-        r.wait_log('upstream: connected')
-        o.wait_log(" subscribe ''")
+    with origin_and_relay() as (o, r):
         publish(o, 40, 'general')
         wait_forwarded(r, 40)
         o.stop()
@@ -154,10 +165,6 @@ def test_late_joiner_replays_from_relay_without_origin():
         lines = [json.loads(l) for l in res.stdout.splitlines()]
         check([l['seq'] for l in lines] == list(range(1, 41)), 'seqs 1..40 from the relay')
         check(lines[-1]['article']['headline'] == 'Story 40 on general', 'the last story')
-    finally:
-        if r:
-            r.cleanup()
-        o.cleanup()
 
 
 def test_relay_starts_on_a_running_feed():
@@ -203,12 +210,7 @@ def test_relay_restart_catches_up_without_new_traffic():
     even when nothing new follows the restart: the relay knows its topics from its
     journal, not only from live traffic (run-all at load 15 failed the test below when
     the burst after the restart went out before the relay's subscription was in place)."""
-    o = origin().start()
-    r = None
-    try:
-        r = relay(o).start()
-        r.wait_log('upstream: connected')
-        o.wait_log(" subscribe ''")
+    with origin_and_relay() as (o, r):
         sub = run_sub(r, 'general', 61)
         r.wait_log(" subscribe '")
         publish(o, 30, 'general')
@@ -226,19 +228,10 @@ def test_relay_restart_catches_up_without_new_traffic():
         # after those went out, its own gap: the relay's replay fills it.
         publish(o, 1, 'general', start=61)
         finish(sub, 61, 'newswire-sub on the relay')
-    finally:
-        if r:
-            r.cleanup()
-        o.cleanup()
 
 
 def test_relay_kill9_mid_burst_loses_nothing():
-    o = origin().start()
-    r = None
-    try:
-        r = relay(o).start()
-        r.wait_log('upstream: connected')
-        o.wait_log(" subscribe ''")
+    with origin_and_relay() as (o, r):
         sub = run_sub(r, 'general', 300)
         r.wait_log(" subscribe '")
         publish(o, 100, 'general', wait=False)
@@ -252,22 +245,13 @@ def test_relay_kill9_mid_burst_loses_nothing():
         r.wait_log('upstream: connected')
         publish(o, 100, 'general', start=201)       # after: reveals the gap
         finish(sub, 300, 'newswire-sub on the relay')
-    finally:
-        if r:
-            r.cleanup()
-        o.cleanup()
 
 
 def test_origin_restart_relay_catches_up():
     """Files dropped while the origin is down go out as it starts, before or after the
     relay's SUB is back: the relay asks the origin's replay for what passed while it was
     away as soon as it reconnects, with nothing published after them to reveal a gap."""
-    o = origin().start()
-    r = None
-    try:
-        r = relay(o).start()
-        r.wait_log('upstream: connected')
-        o.wait_log(" subscribe ''")
+    with origin_and_relay() as (o, r):
         sub = run_sub(r, 'general', 60)
         r.wait_log(" subscribe '")
         publish(o, 30, 'general')
@@ -277,10 +261,6 @@ def test_origin_restart_relay_catches_up():
         o.start()
         finish(sub, 60, 'newswire-sub on the relay across an origin restart')
         r.wait_log('upstream: connected', count=2)
-    finally:
-        if r:
-            r.cleanup()
-        o.cleanup()
 
 
 def test_topic_filter():
@@ -519,12 +499,7 @@ def test_epoch_restart_below_stops_topic():
     seqs the relay holds. The relay forwards nothing of it (no (epoch, topic, seq) out of
     order, no history mixed under one seq), says so in STATUS and the log; with its
     journal moved aside and restarted it carries the new history from seq 1."""
-    o = origin().start()
-    r = None
-    try:
-        r = relay(o).start()
-        r.wait_log('upstream: connected')
-        o.wait_log(" subscribe ''")
+    with origin_and_relay() as (o, r):
         publish(o, 10, 'general')
         wait_forwarded(r, 10)
         o.stop()
@@ -547,10 +522,6 @@ def test_epoch_restart_below_stops_topic():
         check([m['seq'] for m in msgs] == [1, 2, 3, 4] and len({m['epoch'] for m in msgs}) == 1,
               'the new history from seq 1: %r' % [(m['epoch'], m['seq']) for m in msgs])
         at_relay.close()
-    finally:
-        if r:
-            r.cleanup()
-        o.cleanup()
 
 
 def scrape(d):
