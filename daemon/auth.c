@@ -265,9 +265,9 @@ static client_t *lookup(nw_auth_t *self, const char *user_id)
     return zhashx_lookup(self->clients, user_id);
 }
 
-nw_auth_t *nw_auth_new(const nw_auth_options_t *options, char *errbuf, size_t errlen)
+nw_auth_t *nw_auth_new(nw_auth_options_t options, char *errbuf, size_t errlen)
 {
-    const char *secret_cert = options->secret_cert, *clients_dir = options->clients_dir;
+    const char *secret_cert = options.secret_cert, *clients_dir = options.clients_dir;
     nw_auth_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(errbuf, errlen, "out of memory");
@@ -301,7 +301,7 @@ nw_auth_t *nw_auth_new(const nw_auth_options_t *options, char *errbuf, size_t er
     self->cert = zcert_new_from(pub_bin, sec_bin);
     self->clients_dir = strdup(clients_dir);
     if (!self->cert || !self->clients_dir ||
-        nw_auth_reload(self, options->grants, options->grant_count, errbuf, errlen) < 0)
+        nw_auth_reload(self, options.grants, options.grant_count, errbuf, errlen) < 0)
         goto fail;
     self->zauth = zactor_new(zauth, NULL);
     if (!self->zauth) {

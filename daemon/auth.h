@@ -47,8 +47,8 @@ typedef struct {
 } nw_auth_options_t;
 
 /* Load the server certificate and the client store, start zauth on CZMQ's context.
- * options are read during the call only. NULL on error, reason in errbuf. */
-nw_auth_t *nw_auth_new(const nw_auth_options_t *options, char *errbuf, size_t errlen);
+ * What options point to is read during the call only. NULL on error, reason in errbuf. */
+nw_auth_t *nw_auth_new(nw_auth_options_t options, char *errbuf, size_t errlen);
 void nw_auth_destroy(nw_auth_t **self_p);
 
 /* Re-read the client folder and take these grants instead of the ones given before

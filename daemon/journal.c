@@ -519,7 +519,7 @@ static void maybe_start(nw_journal_t *self)
 /* ---------------------------------------------------------------- open and recovery */
 
 nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
-                              const nw_journal_options_t *options,
+                              nw_journal_options_t options,
                               char *errbuf, size_t errlen)
 {
     nw_journal_t *self = calloc(1, sizeof *self);
@@ -527,7 +527,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         goto nomem;
     self->fd = -1;
     self->loop = loop;
-    self->opt = *options;
+    self->opt = options;
     self->pruned_ms = wall_ms();
     msgpack_sbuffer_init(&self->job.head);
     msgpack_sbuffer_init(&self->job.seal);

@@ -92,9 +92,10 @@ typedef struct {
 
 /* Open (creating STATE/journal if needed) and recover. NULL with the reason. When the
  * current segment would not start with a checkpoint (new journal, new epoch) one is
- * written before returning, so the epoch outlives a restart with nothing published. */
+ * written before returning, so the epoch outlives a restart with nothing published.
+ * options are kept as given; a reload changes only the dedup window (its setter below). */
 nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
-                              const nw_journal_options_t *options,
+                              nw_journal_options_t options,
                               char *errbuf, size_t errlen);
 /* Flush what is appended (blocking: call after the loop has drained), close, free.
  * A write still in flight is waited for by running the loop; callbacks still pending

@@ -131,7 +131,7 @@ static int auth_from(const nw_config_t *c, nw_auth_t **auth, char *err, size_t e
         nw_auth_options_t options = {.secret_cert = c->curve_secret,
                                      .clients_dir = c->clients_dir,
                                      .grants = grants, .grant_count = count};
-        *auth = nw_auth_new(&options, err, errlen);
+        *auth = nw_auth_new(options, err, errlen);
         rc = *auth ? 0 : -1;
     }
     free(grants);
@@ -383,7 +383,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
         .max_age_ms = c->journal_max_age_ms,
         .dedup_window_ms = c->dedup_window_ms,
     };
-    d->journal = nw_journal_open(d->loop, c->state_dir, &jopt, err, errlen);
+    d->journal = nw_journal_open(d->loop, c->state_dir, jopt, err, errlen);
     if (!d->journal)
         return -1;
     d->rules = rules_from(c, err, errlen);
@@ -485,7 +485,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
             nw_info("replay: at most %u segment files open (an eighth of the limit of %llu "
                     "descriptors)", ropt.max_files, (unsigned long long) nofile.rlim_cur);
         }
-        d->replay = nw_replay_new(d->loop, d->journal, router, &ropt, err, errlen);
+        d->replay = nw_replay_new(d->loop, d->journal, router, ropt, err, errlen);
         if (!d->replay)
             return -1;
         if (d->auth)
@@ -509,7 +509,7 @@ static int start(daemon_t *d, char *err, size_t errlen)
             .cert = c->upstream_cert, .server_key = c->upstream_key,
             .rcvhwm = c->send_hwm,
         };
-        d->upstream = nw_upstream_new(d->loop, &uo, d->feed, d->journal, err, errlen);
+        d->upstream = nw_upstream_new(d->loop, uo, d->feed, d->journal, err, errlen);
         if (!d->upstream)
             return -1;
     } else {

@@ -1008,14 +1008,14 @@ zsock_t *nw_replay_socket_new(int send_hwm, int64_t idle_ms, char *errbuf, size_
 }
 
 nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *router,
-                           const nw_replay_options_t *options, char *errbuf, size_t errlen)
+                           nw_replay_options_t options, char *errbuf, size_t errlen)
 {
     nw_replay_t *self = calloc(1, sizeof *self);
     if (!self || !(self->clients = zhashx_new()) || !(self->budget = calloc(1, sizeof *self->budget))) {
         snprintf(errbuf, errlen, "out of memory");
         goto fail;
     }
-    self->opt = *options;
+    self->opt = options;
     if (self->opt.max_files < 1)
         self->opt.max_files = 1;
     if (self->opt.idle_ms < 1)

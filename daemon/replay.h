@@ -51,9 +51,10 @@ typedef struct nw_replay nw_replay_t;
  * peers reported instead of blocking); the caller may add security, then binds it. */
 zsock_t *nw_replay_socket_new(int send_hwm, int64_t idle_ms, char *errbuf, size_t errlen);
 
-/* Takes ownership of the bound router (also on failure). NULL with the reason. */
+/* Takes ownership of the bound router (also on failure). NULL with the reason. options
+ * are kept as given (a reload changes none of them). */
 nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *router,
-                           const nw_replay_options_t *options, char *errbuf, size_t errlen);
+                           nw_replay_options_t options, char *errbuf, size_t errlen);
 
 /* allowed(arg, user_id, topic) is asked for every replay request; user_id is the request
  * frame's ZAP "User-Id" (NULL without one). false: a "denied" error. */

@@ -75,6 +75,9 @@ typedef struct {
 } nw_rules_options_t;
 
 /* Build rules from options (NULL: the built-in rules for telecoms and geopolitics).
+ * The one constructor taking its options by pointer: NULL is how the built-in rules are
+ * asked for (a zeroed struct means keyword routing off). Read during the call only; a
+ * reload builds new rules (nw_pipeline_set_rules).
  * NULL on a bad rule (a subject without words or listed twice, a number out of range, a
  * code that is not one, a table that does not load), reason in errbuf. */
 nw_rules_t *nw_rules_new(const nw_rules_options_t *options, char *errbuf, size_t errlen);

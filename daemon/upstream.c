@@ -633,10 +633,11 @@ static int start_poll(nw_upstream_t *self, uv_poll_t *poll, zsock_t *sock, uv_po
     return uv_poll_start(poll, UV_READABLE, cb);
 }
 
-nw_upstream_t *nw_upstream_new(uv_loop_t *loop, const nw_upstream_options_t *o,
+nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
                                nw_feed_t *feed, nw_journal_t *journal,
                                char *errbuf, size_t errlen)
 {
+    const nw_upstream_options_t *o = &options;
     nw_upstream_t *self = calloc(1, sizeof *self);
     char pub[41], sec[41], server[41];
     if (!self)

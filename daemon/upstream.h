@@ -82,8 +82,9 @@ typedef struct {
 } nw_upstream_stats_t;
 
 /* Connects (asynchronously: an absent upstream is not an error). NULL with the reason
- * (a bad endpoint, an unusable certificate or key). feed and journal are borrowed. */
-nw_upstream_t *nw_upstream_new(uv_loop_t *loop, const nw_upstream_options_t *options,
+ * (a bad endpoint, an unusable certificate or key). feed and journal are borrowed; what
+ * options point to is copied or read during the call (a reload changes none of it). */
+nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
                                nw_feed_t *feed, nw_journal_t *journal,
                                char *errbuf, size_t errlen);
 void nw_upstream_stats(const nw_upstream_t *self, nw_upstream_stats_t *out);

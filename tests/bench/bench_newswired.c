@@ -464,7 +464,7 @@ static double time_journal(const char *dir, bool sync, unsigned group, unsigned 
     uv_loop_init(&loop);
     nw_journal_options_t jo = { .sync = sync, .segment_size = 64u << 20,
                                 .dedup_window_ms = 86400000 };
-    nw_journal_t *j = nw_journal_open(&loop, dir, &jo, err, sizeof err);
+    nw_journal_t *j = nw_journal_open(&loop, dir, jo, err, sizeof err);
     double elapsed = -1;
     if (!j) {
         fprintf(stderr, "bench_newswired: journal: %s\n", err);

@@ -231,7 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .max_size = 1 << 30, .max_age_ms = 0, .dedup_window_ms = INT64_MAX / 4,
     };
     char err[256];
-    nw_journal_t *j = nw_journal_open(&loop, state, &opt, err, sizeof err);
+    nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
     if (!j) {
         uv_run(&loop, UV_RUN_NOWAIT);
         return 0;
@@ -254,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nw_journal_close(&j);       /* writes the append synchronously */
     uv_run(&loop, UV_RUN_NOWAIT);
 
-    j = nw_journal_open(&loop, state, &opt, err, sizeof err);
+    j = nw_journal_open(&loop, state, opt, err, sizeof err);
     if (!j)
         abort();
     if (strcmp(epoch, nw_journal_epoch(j)) != 0 ||

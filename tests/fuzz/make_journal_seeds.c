@@ -155,7 +155,7 @@ static int write_journal(const char *state)
     nw_journal_options_t opt = {.sync = false, .segment_size = 1200,
                                 .dedup_window_ms = 365LL * 86400000};
     char err[256];
-    nw_journal_t *j = nw_journal_open(&loop, state, &opt, err, sizeof err);
+    nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
     if (!j)
         return fail(err, state);
     static const char *topics[] = {"a", "telecoms", "world"};
@@ -184,7 +184,7 @@ static int write_journal(const char *state)
     nw_journal_close(&j);
     uv_run(&loop, UV_RUN_DEFAULT);
     /* and once more as the daemon's restart reads it */
-    if (status == 0 && !(j = nw_journal_open(&loop, state, &opt, err, sizeof err)))
+    if (status == 0 && !(j = nw_journal_open(&loop, state, opt, err, sizeof err)))
         return fail(err, state);
     nw_journal_close(&j);
     uv_run(&loop, UV_RUN_DEFAULT);

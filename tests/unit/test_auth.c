@@ -28,7 +28,7 @@ static nw_auth_t *auth_new(const char *secret, const char *clients, zconfig_t *c
     CHECK(nw_config_grants(config, &grants, &count) == 0);
     nw_auth_options_t options = {.secret_cert = secret, .clients_dir = clients,
                                  .grants = grants, .grant_count = count};
-    nw_auth_t *auth = nw_auth_new(&options, err, errlen);
+    nw_auth_t *auth = nw_auth_new(options, err, errlen);
     free(grants);
     return auth;
 }

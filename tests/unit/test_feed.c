@@ -192,7 +192,7 @@ static void open_journal(void)
 {
     char err[256] = "";
     nw_journal_options_t o = jopt();
-    journal = nw_journal_open(&loop, state, &o, err, sizeof err);
+    journal = nw_journal_open(&loop, state, o, err, sizeof err);
     if (!journal)
         fprintf(stderr, "journal open failed: %s\n", err);
     CHECK(journal != NULL);

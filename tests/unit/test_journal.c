@@ -99,7 +99,7 @@ static nw_journal_options_t defaults(void)
 static nw_journal_t *open_j(const nw_journal_options_t *opt)
 {
     char err[256] = "";
-    nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
+    nw_journal_t *j = nw_journal_open(&loop, state, *opt, err, sizeof err);
     if (!j)
         fprintf(stderr, "open failed: %s\n", err);
     CHECK(j != NULL);

@@ -174,7 +174,7 @@ TEST_IMPL(serve)
     char dir[] = "/tmp/nw-metrics-XXXXXX", err[300];
     CHECK(mkdtemp(dir) != NULL);
     nw_journal_options_t jopt = {.sync = false, .segment_size = 1 << 20};
-    nw_journal_t *journal = nw_journal_open(&loop, dir, &jopt, err, sizeof err);
+    nw_journal_t *journal = nw_journal_open(&loop, dir, jopt, err, sizeof err);
     CHECK(journal != NULL);
     nw_metrics_sources_t sources = {.journal = journal};
 
