@@ -47,6 +47,10 @@ typedef struct topic {
     size_t nheld;
     uint64_t need_to;            /* a stream must reach at least this (0: up to the head) */
     bool queued;                 /* in the FIFO or the active stream */
+    bool verify;                 /* the next stream asks for the relay's last seq alone */
+    uint64_t confirmed;          /* a seq the upstream's replay showed it holds in epoch
+                                    (0: none since the last (re)connection) */
+    char next_epoch[33];         /* the new epoch that made verify asked */
     bool stopped;
     char reason[256];
 } topic_t;
@@ -66,6 +70,11 @@ struct nw_upstream {
     zhashx_t *topics;            /* name -> topic_t */
     zlistx_t *waiting;           /* topic_t wanting a stream, FIFO; not owned */
     topic_t *active;
+    bool active_verify;          /* the active stream asks for active_from alone */
+    bool active_restart;         /* take() wants the active stream asked again */
+    uint64_t active_from;
+    uint64_t prev_seq;           /* the active stream's last data reply, and its epoch */
+    char prev_epoch[33];
     unsigned active_used;
     int64_t active_deadline;
     int64_t retry_at;            /* no new stream before (after busy or silence) */
@@ -231,6 +240,26 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
         hold_or_take(self, t, data, len);   /* queued now: held behind the stream */
         goto out;
     }
+    if (*t->epoch && last > 0 && strcmp(m->env.epoch, t->epoch) != 0 && t->confirmed != last &&
+        !(replayed && self->prev_seq == last && strcmp(self->prev_epoch, t->epoch) == 0)) {
+        /* A new epoch at the next seq goes on above the relay's history only if the
+         * upstream still holds the relay's last seq as the relay does. One that started
+         * again lower, whose seqs up to here passed while the relay was away, holds
+         * another record there: taking this one would splice two histories (and the
+         * new epoch's lower seqs would never be sent). So that seq is asked for first. */
+        nw_info("upstream: %s: epoch %s at seq %llu: asking the upstream for seq %llu, "
+                "which this relay holds of epoch %s, before following it", t->name,
+                m->env.epoch, (unsigned long long) seq, (unsigned long long) last, t->epoch);
+        t->verify = true;
+        snprintf(t->next_epoch, sizeof t->next_epoch, "%s", m->env.epoch);
+        if (replayed)
+            self->active_restart = true;
+        else {
+            want_stream(self, t, seq);
+            hold_or_take(self, t, data, len);   /* queued now: held behind the stream */
+        }
+        goto out;
+    }
     if (nw_feed_forward(self->feed, t->name, seq, m->env.id, data, len, on_forwarded, self) != 0) {
         /* not journaled: the next message finds the gap and fetches this one */
         if (errno != ESHUTDOWN)
@@ -247,6 +276,34 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
     self->stats.forwarded++;
     if (replayed)
         self->stats.repaired++;
+out:
+    if (replayed) {
+        self->prev_seq = seq;
+        snprintf(self->prev_epoch, sizeof self->prev_epoch, "%s", m->env.epoch);
+    }
+    nw_codec_message_destroy(&m);
+}
+
+/* The one data reply of a stream asking for the relay's last seq alone (t->verify). */
+static void verify_reply(nw_upstream_t *self, topic_t *t, const void *data, size_t len)
+{
+    char err[200];
+    nw_codec_message_t *m = nw_codec_message_decode(data, len, err, sizeof err);
+    uint64_t last = nw_journal_last_seq(self->journal, t->name);
+    if (!m || strcmp(m->env.topic, t->name) != 0 || m->env.seq != self->active_from ||
+        self->active_from != last)
+        goto out;   /* a late reply of the stream this one replaced */
+    if (strcmp(m->env.epoch, t->epoch) != 0)
+        read_epoch(self, t);   /* the record t->epoch came from may have been put back */
+    if (strcmp(m->env.epoch, t->epoch) == 0) {
+        t->confirmed = last;
+        nw_info("upstream: %s: the upstream holds seq %llu of epoch %s as this relay does",
+                t->name, (unsigned long long) last, t->epoch);
+    } else
+        stop_topic(self, t, "the upstream's seq %llu is of epoch %s, this relay's of epoch "
+                   "%s: the upstream's new epoch started again at or below what this relay "
+                   "holds (while the relay was away); move this relay's journal aside and "
+                   "restart it to follow", (unsigned long long) last, m->env.epoch, t->epoch);
 out:
     nw_codec_message_destroy(&m);
 }
@@ -317,9 +374,13 @@ static void start_stream(nw_upstream_t *self)
         start_stream(self);
         return;
     }
+    uint64_t last = nw_journal_last_seq(self->journal, t->name);
+    if (last == 0)
+        t->verify = false;
     nw_replay_request_t req = {.type = NW_REPLAY_REQ_REPLAY, .has_from = true,
-                               .from = nw_journal_last_seq(self->journal, t->name) + 1,
-                               .credit = CREDIT};
+                               .from = t->verify ? last : last + 1,
+                               .has_to = t->verify, .to = last,
+                               .credit = t->verify ? 1 : CREDIT};
     snprintf(req.topic, sizeof req.topic, "%s", t->name);
     if (send_request(self, &req) != 0) {
         /* the DEALER's queue is full (upstream away): asked again at a tick */
@@ -328,6 +389,11 @@ static void start_stream(nw_upstream_t *self)
         return;
     }
     self->active = t;
+    self->active_verify = t->verify;
+    self->active_restart = false;
+    self->active_from = req.from;
+    self->prev_seq = 0;
+    *self->prev_epoch = 0;
     self->active_used = 0;
     self->active_deadline = mono_ms() + STREAM_SILENT_MS;
     self->stats.replays++;
@@ -347,10 +413,13 @@ static void end_stream(nw_upstream_t *self, bool again)
 {
     topic_t *t = self->active;
     self->active = NULL;
+    self->active_verify = self->active_restart = false;
     t->queued = false;
     uint64_t need = t->need_to;
     t->need_to = 0;
-    bool short_end = need && nw_journal_last_seq(self->journal, t->name) < need && !t->stopped;
+    /* asked again (busy, silent, or first the relay's last seq): the caller backs off */
+    bool short_end = !again && need && nw_journal_last_seq(self->journal, t->name) < need &&
+                     !t->stopped;
     if (short_end)
         backoff(self);
     if (again || short_end) {
@@ -384,7 +453,17 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
             strcmp(topic, t->name) != 0)
             return;   /* a cancelled stream's late reply */
         self->active_deadline = mono_ms() + STREAM_SILENT_MS;
+        if (self->active_verify) {
+            verify_reply(self, t, d1, l1);
+            return;   /* its $end follows */
+        }
         take(self, t, d1, l1, true);
+        if (self->active_restart) {   /* asked again, for the relay's last seq first */
+            nw_replay_request_t cancel = {.type = NW_REPLAY_REQ_CANCEL};
+            send_request(self, &cancel);
+            end_stream(self, true);
+            return;
+        }
         if (++self->active_used >= CREDIT / 2) {
             nw_replay_request_t credit = {.type = NW_REPLAY_REQ_CREDIT, .credit = self->active_used};
             self->active_used = 0;
@@ -400,7 +479,8 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
     case NW_REPLAY_END: {
         nw_replay_end_t end;
         if (!t || nw_replay_end_parse(d1, l1, &end, err, sizeof err) != 0 ||
-            strcmp(end.topic, t->name) != 0)
+            strcmp(end.topic, t->name) != 0 ||
+            (self->active_verify && end.from != self->active_from))
             return;
         if (end.head > t->head)
             t->head = end.head;
@@ -411,6 +491,17 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
                        "this relay's journal aside and restart it to follow",
                        (unsigned long long) end.head, (unsigned long long) last);
         self->backoff_ms = 0;
+        if (self->active_verify) {
+            t->verify = false;
+            if (t->confirmed != last)
+                stop_topic(self, t, "the upstream sends epoch %s after seq %llu but no longer "
+                           "holds seq %llu of epoch %s that this relay holds: its new epoch "
+                           "may have started again below; move this relay's journal aside "
+                           "and restart it to follow", t->next_epoch, (unsigned long long) last,
+                           (unsigned long long) last, t->epoch);
+            end_stream(self, !t->stopped);   /* then from the next seq */
+            return;
+        }
         end_stream(self, false);
         return;
     }
@@ -546,6 +637,9 @@ static void drain_monitor(nw_upstream_t *self)
         } else if (event == ZMQ_EVENT_DISCONNECTED && self->handshakes > 0) {
             self->handshakes--;
             self->stats.disconnects++;
+            /* what the upstream showed it holds may not hold after it restarts */
+            for (topic_t *t = zhashx_first(self->topics); t; t = zhashx_next(self->topics))
+                t->confirmed = 0;
             nw_warn("upstream: disconnected from %s, reconnecting", self->live);
         }
         self->stats.connected = self->handshakes > 0;

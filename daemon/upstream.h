@@ -20,11 +20,17 @@
  * Epochs (proto/newswire-v1.md section 10): a message of another epoch whose seq goes
  * on above L is journaled like any other, so an upstream's new history that goes on
  * above the old one (what the reference publisher does while it holds anything) is
- * followed and served exactly as the upstream serves it. A message of a new epoch at or
- * below L cannot be held beside what the relay already holds under those seqs: the
- * topic is stopped (nothing more of it forwarded) and STATUS and the log say so; the
- * operator moves the relay's journal aside and restarts it, and it fills the topic
- * again from the upstream. The same stops a topic whose missing seqs the upstream no
+ * followed and served exactly as the upstream serves it. Seq L + 1 of another epoch
+ * alone does not show that: a new epoch that started again lower, whose seqs up to
+ * L + 1 passed while the relay was away, looks the same. So unless the record before it
+ * in the same replay stream was L as the relay holds it, the upstream is first asked
+ * for seq L alone: the relay's epoch there, followed; another (or none), stopped. A
+ * message of a new epoch at or below L cannot be held beside what the relay already
+ * holds under those seqs: the topic is stopped (nothing more of it forwarded) and
+ * STATUS and the log say so; the operator moves the relay's journal aside and restarts
+ * it, and it fills the topic again from the upstream (the journal keeps one seq line
+ * per topic: holding the new epoch's seqs beside the old would take a per-topic restart
+ * record in its format, its recovery, cursor and retention). The same stops a topic whose missing seqs the upstream no
  * longer holds (retention, or no --upstream-replay to ask): the journal takes only the
  * next seq, so a relay never carries on past a hole it could not fill.
  *

@@ -12,8 +12,12 @@ with real daemons on ipc:// endpoints and real subscribers.
 - CURVE on both hops with different keys; the relay's grants are enforced at the relay;
 - the same keys in the config file;
 - an upstream epoch change going on above is followed (the relay replays what the origin
-  does, old epoch then new); one starting again below stops the topic, and a relay with
-  its journal moved aside carries the new history.
+  does, old epoch then new), also right above the seq a relay holds, the new epoch's
+  first message coming live or after the relay was away (the relay checks first that the
+  origin still serves its last seq as it holds it); one starting again below stops the
+  topic, seen live or after the relay was away (then the new epoch's seqs past the
+  relay's would otherwise be spliced onto its old history), and a relay with its journal
+  moved aside carries the new history.
 
 Waits are on events (log lines, STATUS, received messages), never on sleeps.
 """
@@ -524,6 +528,95 @@ def test_epoch_restart_below_stops_topic():
         at_relay.close()
 
 
+def test_epoch_restart_below_while_relay_away_stops_topic():
+    """As above, but the relay is down while the origin starts again and publishes past
+    the seq the relay holds: at its return the next seq (11) is there to fetch, in the
+    new epoch. Taken as the next record, it would splice two histories (the relay's 1..10
+    of the old epoch, then 11 of the new one: a replay from the relay no longer what the
+    origin serves, and 1..10 of the new epoch never sent). The relay first asks the
+    origin for seq 10 as it holds it; the origin's 10 is of the new epoch, so the topic
+    stops and nothing of the new epoch goes out."""
+    with origin_and_relay() as (o, r):
+        publish(o, 10, 'general')
+        wait_forwarded(r, 10)
+        old = replay_frames(r.replay, 'general')
+        check(r.stop()[0] == 0, 'the relay stops cleanly')
+        o.stop()
+        shutil.rmtree(os.path.join(o.state, 'journal'))
+        o.start()
+        publish(o, 12, 'general', start=11)         # the new epoch's 1..12
+        r.start()
+        at_relay = Raw(r)
+        r.wait_log('upstream: topic general stopped')
+        wait_for(lambda: 'UPSTREAM TOPIC general STOPPED' in status(r), 'STATUS says so')
+        check(forwarded(r) == 0 and not at_relay.sock.poll(300), 'nothing of it forwarded')
+        check(replay_frames(r.replay, 'general') == old, 'the relay still serves 1..10 as before')
+        at_relay.close()
+
+
+def epoch_change_right_above(away):
+    """The origin's new epoch goes on right above the seq the relay holds: the relay
+    holds 1..k, the whole of the origin's first segment; k + 1, published while the
+    relay was down, opened the second segment, which the origin then lost. The new
+    epoch's first message (k + 1) comes live (away False) or from the origin's replay
+    when the relay returns (away True); either way the relay first checks that the
+    origin still serves seq k as the relay holds it, then follows: a replay from the
+    relay is the origin's byte for byte."""
+    o = origin(['--segment-size', '4096']).start()
+    r = None
+    try:
+        r = relay(o).start()
+        r.wait_log('upstream: connected')
+        o.wait_log(" subscribe ''")
+        at_relay = Raw(r)
+        k = 0
+        # one record per group write until the segment is past its size (its file is
+        # allocated to 4096 bytes, then grows): the next write opens another
+        while os.path.getsize(segments(o)[-1]) <= 4096:
+            k += 1
+            publish(o, 1, 'general', start=k)
+            at_relay.wait(k)                         # journaled at the relay, then sent
+        at_relay.close()
+        check(len(segments(o)) == 1, 'one segment holds 1..%d' % k)
+        check(r.stop()[0] == 0, 'the relay stops cleanly')
+        publish(o, 1, 'general', start=k + 1)
+        check(len(segments(o)) == 2, 'seq %d opened the second segment' % (k + 1))
+        o.stop()
+        os.remove(segments(o)[-1])
+        o.start()
+        o.wait_log('new epoch')
+        if not away:
+            r.start()
+            r.wait_log('upstream: connected')
+            o.wait_log(" subscribe ''")
+        publish(o, 3, 'general', start=k + 2)        # the new epoch's k+1, k+2, k+3
+        want = replay_frames(o.replay, 'general')
+        msgs = decode(want)
+        epochs = [m['epoch'] for m in msgs]
+        check(len(set(epochs)) == 2 and [m['seq'] for m in msgs] == list(range(1, k + 4)) and
+              next(m['seq'] for m in msgs if m['epoch'] == epochs[-1]) == k + 1,
+              'the origin serves 1..%d, its new epoch from %d: %r'
+              % (k + 3, k + 1, [(m['epoch'][:6], m['seq']) for m in msgs]))
+        if away:
+            r.start()
+        r.wait_log('follows the upstream\'s epoch %s from seq %d' % (epochs[-1], k + 1))
+        wait_forwarded(r, 3)
+        check(replay_frames(r.replay, 'general') == want, 'the relay replays what the origin does')
+        check('STOPPED' not in status(r), status(r))
+    finally:
+        if r:
+            r.cleanup()
+        o.cleanup()
+
+
+def test_epoch_change_right_above_followed_live():
+    epoch_change_right_above(False)
+
+
+def test_epoch_change_right_above_followed_after_restart():
+    epoch_change_right_above(True)
+
+
 def scrape(d):
     import urllib.request
     url = re.search(r'metrics on (http://\S+)', d.log()).group(1)
@@ -591,4 +684,7 @@ if __name__ == '__main__':
          test_relay_kill9_mid_burst_loses_nothing,
          test_origin_restart_relay_catches_up, test_topic_filter, test_chain_of_two_relays,
          test_curve_both_hops, test_relay_from_config_file, test_epoch_change_followed,
-         test_epoch_restart_below_stops_topic, test_relay_metrics, test_relay_options_refused])
+         test_epoch_restart_below_stops_topic,
+         test_epoch_restart_below_while_relay_away_stops_topic,
+         test_epoch_change_right_above_followed_live,
+         test_epoch_change_right_above_followed_after_restart, test_relay_metrics, test_relay_options_refused])
