@@ -78,6 +78,7 @@ struct nw_client {
     uint8_t curve_public[32], curve_secret[32], curve_server[32];
     /* Replay mode (replay != NULL). */
     void *replay;                /* DEALER */
+    void *monitor;               /* PAIR: the SUB's handshakes (replay mode only) */
     zlistx_t *waiting;           /* topic_state_t wanting a stream, FIFO; not owned */
     zlistx_t *ready;             /* nw_message_t to return before reading sockets */
     topic_state_t *active;       /* the topic of the active stream, NULL when none */
@@ -233,6 +234,10 @@ void nw_client_destroy(nw_client_t **self_p)
     nw_client_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    if (self->monitor) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->monitor);
+    }
     if (self->sock)
         zmq_close(self->sock);
     if (self->replay)
@@ -972,10 +977,27 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint)
                          endpoint ? endpoint : "(null)", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    /* What the publisher sent while the live socket was away (a restart, a link cut)
+     * has no later message to reveal it when nothing follows; so each handshake arms
+     * the probe, as live traffic does. */
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://nw-client-monitor-%p", (void *) self);
+    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0
+        || !(self->monitor = zmq_socket(self->ctx, ZMQ_PAIR))
+        || zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger) != 0
+        || zmq_connect(self->monitor, mon) != 0) {
+        client_set_error(self, "cannot monitor the live socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
     zlistx_set_destructor(self->ready, message_free);
     self->idle_ms = NW_CLIENT_REPLAY_IDLE_MS;
     return 0;
 fail:
+    if (self->monitor) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->monitor);
+    }
+    self->monitor = NULL;
     if (self->replay)
         zmq_close(self->replay);
     self->replay = NULL;
@@ -1087,10 +1109,37 @@ static int64_t mono_ms(void)
 /* One path's work that needs no waiting: a message ready or read, or a timer that fell
  * due handled (READ_SKIP); READ_NONE when there is nothing to do until its sockets or
  * next timer (client_due) say so. */
+/* Each handshake of the live socket (the first, or one after a reconnection) arms the
+ * probe: the subscription it carries takes effect at the publisher only after it. */
+static void client_monitor(nw_client_t *self)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, self->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {   /* the endpoint frame */
+            zmq_msg_init(&ev);
+            more = zmq_msg_recv(&ev, self->monitor, 0) >= 0 && zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && self->idle_ms > 0)
+            self->probe_due = mono_ms() + self->idle_ms;
+    }
+}
+
 static int client_step(nw_client_t *self, nw_message_t **msg)
 {
     int rc = READ_NONE;
     if (self->replay) {
+        client_monitor(self);
         replay_pump(self);
         if ((*msg = zlistx_detach(self->ready, NULL)) != NULL)
             return READ_MESSAGE;
@@ -1203,7 +1252,7 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
             if (wait <= 0)
                 return NW_RECV_TIMEOUT;
         }
-        zmq_pollitem_t items[2 * (1 + NW_CLIENT_FEEDS_MAX)];
+        zmq_pollitem_t items[3 * (1 + NW_CLIENT_FEEDS_MAX)];
         int nitems = 0;
         for (size_t i = 0; i < paths; i++) {
             nw_client_t *path = client_path(self, i);
@@ -1216,6 +1265,8 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
             items[nitems++] = (zmq_pollitem_t) { .socket = path->sock, .events = ZMQ_POLLIN };
             if (path->replay)
                 items[nitems++] = (zmq_pollitem_t) { .socket = path->replay, .events = ZMQ_POLLIN };
+            if (path->monitor)
+                items[nitems++] = (zmq_pollitem_t) { .socket = path->monitor, .events = ZMQ_POLLIN };
         }
         int n = zmq_poll(items, nitems, wait);
         if (n < 0) {

@@ -101,7 +101,9 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint);
 
 /* A gap at the end of a burst has no later message to reveal it; so after live traffic
  * followed by idle_ms of quiet (default NW_CLIENT_REPLAY_IDLE_MS) the client asks the
- * journal once for anything newer on its topics. 0 turns this off. */
+ * journal once for anything newer on its topics. So it does idle_ms after each
+ * handshake of the live socket: what went out while it was away (the publisher
+ * restarted, a link was cut) is fetched even when nothing follows. 0 turns both off. */
 #define NW_CLIENT_REPLAY_IDLE_MS 500
 void nw_client_set_replay_idle(nw_client_t *self, int idle_ms);
 

@@ -41,6 +41,7 @@ import time
 
 import msgpack
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 MAX_MESSAGE = 16 * 1024 * 1024 + 64 * 1024
@@ -355,7 +356,12 @@ class Subscriber:
         # live traffic and replay_idle seconds of quiet, ask the journal for anything newer.
         self.replay_idle = replay_idle
         self.probe_due = None
+        self.monitor = None
         if replay is not None:
+            # What went out while the live socket was away (a restart, a link cut) has
+            # no later message to reveal it when nothing follows: each handshake arms the
+            # probe too, as live traffic does.
+            self.monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
             self.replay = self._context.socket(zmq.DEALER)
             self.replay.setsockopt(zmq.LINGER, 0)
             self.replay.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
@@ -374,6 +380,9 @@ class Subscriber:
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._curve
 
     def close(self):
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close(0)
         self.socket.close()
         if self.replay is not None:
             self.replay.close()
@@ -391,8 +400,10 @@ class Subscriber:
         poller.register(self.socket, zmq.POLLIN)
         if self.replay is not None:
             poller.register(self.replay, zmq.POLLIN)
+            poller.register(self.monitor, zmq.POLLIN)
         while True:
             if self.replay is not None:
+                self._handshakes()
                 self._pump()
                 if self.ready:
                     self.received += 1
@@ -427,6 +438,8 @@ class Subscriber:
             if not events:
                 if deadline is None or time.monotonic() >= deadline:
                     return None
+                continue
+            if self.monitor in events and len(events) == 1:
                 continue
             from_replay = self.replay in events
             frames = (self.replay if from_replay else self.socket).recv_multipart()
@@ -495,6 +508,14 @@ class Subscriber:
         if self.on_gap:
             self.on_gap(t.name, t.epoch or "", first, last)
         t.last = last
+
+    def _handshakes(self):
+        """Each handshake of the live socket arms the probe: the subscription it carries
+        takes effect at the publisher only after it."""
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED and self.replay_idle:
+                self.probe_due = time.monotonic() + self.replay_idle
 
     def _probe(self):
         self.probe_due = None
@@ -726,6 +747,7 @@ class DualFeed:
                 poller.register(p.socket, zmq.POLLIN)
                 if p.replay is not None:
                     poller.register(p.replay, zmq.POLLIN)
+                    poller.register(p.monitor, zmq.POLLIN)
                 for due in (p.active_deadline if p.active is not None else None,
                             p.busy_until if p.active is None else None,
                             p.probe_due if p.active is None and not p.waiting else None):

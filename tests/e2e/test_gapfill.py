@@ -6,13 +6,16 @@
 (b) overflow: the daemon queues at most 10 messages per subscriber (--send-hwm 10), the
     client's receive queue holds 1 and it does not read while 500 articles are published;
     what the daemon dropped comes back through replay, in order, once.
+(c) away: a subscriber stopped (SIGSTOP) while the daemon restarts and publishes 30 more
+    reconnects only after they went out, with nothing following them: it still gets
+    them (its reconnection arms the replay probe), C and Python.
 
 Waits are on events (subscriptions and publications in the daemon's log, processes
 exiting), never on sleeps.
 """
-import json, os, signal, subprocess, sys
+import json, os, select, signal, subprocess, sys, time
 
-from nwtest import BIN, Daemon, check, header_article, run
+from nwtest import BIN, DEADLINE, Daemon, Failure, check, header_article, run
 
 SOURCE = os.environ.get('NW_SOURCE', os.path.join(os.path.dirname(__file__), '..', '..'))
 PY_SUB = os.path.join(SOURCE, 'clients', 'python', 'newswire_sub.py')
@@ -35,12 +38,12 @@ def start_daemon(extra=()):
     return d.start()
 
 
-def publish(d, n, body_bytes=0):
+def publish(d, n, body_bytes=0, first=1):
     """Drop n distinct articles on TOPIC and wait until the daemon logged them published
     (a watching subscriber would itself lose messages to a small --send-hwm)."""
     filler = ('Padding so that the socket buffers fill up. ' * (body_bytes // 45 + 1))[:body_bytes]
     before = d.log().count(' published a')
-    for i in range(1, n + 1):
+    for i in range(first, first + n):
         d.drop_text('a%04d.txt' % i, header_article(
             'Story number %d of the run' % i,
             body='Paragraph one of story %d.\n\n%s' % (i, filler), Subject=TOPIC))
@@ -135,9 +138,61 @@ def test_paused_subscriber_recovers_python():
         d.cleanup()
 
 
+def read_lines(p, n, timeout=DEADLINE):
+    """The first n lines a subscriber printed (it flushes each), or Failure."""
+    lines, buf, end = [], b'', time.monotonic() + timeout
+    while len(lines) < n:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
+            raise Failure('%d of %d lines within %ss' % (len(lines), n, timeout))
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            raise Failure('the subscriber exited after %d of %d lines: %s'
+                          % (len(lines), n, p.stderr.read()[-2000:]))
+        buf += chunk
+        *done, buf = buf.split(b'\n')
+        lines += done
+    return lines, buf
+
+
+def away_while_restarted(cmd, who):
+    d = start_daemon()
+    p = None
+    try:
+        publish(d, 30)
+        # Late join of 1..30 by replay only: no live message has armed the idle probe.
+        p = subprocess.Popen(cmd + ['--connect', d.endpoint, '--replay', d.replay, '--since', '1',
+                                    '--count', '60', '--timeout', '120', TOPIC],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines, rest = read_lines(p, 30)
+        p.send_signal(signal.SIGSTOP)     # away: it cannot reconnect until continued
+        d.stop()
+        d.start()
+        publish(d, 30, first=31)          # out before it is back, and nothing after
+        p.send_signal(signal.SIGCONT)
+        out, errs = p.communicate(timeout=150)
+        check(p.returncode == 0, '%s exit %s: %s' % (who, p.returncode, errs.decode()[-2000:]))
+        check_lines(b'\n'.join(lines + [rest + out]).decode(), 60, who)
+    finally:
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.communicate()
+        d.cleanup()
+
+
+def test_away_while_restarted_c():
+    away_while_restarted([os.path.join(BIN, 'newswire-sub')], 'newswire-sub')
+
+
+def test_away_while_restarted_python():
+    away_while_restarted([sys.executable, PY_SUB], 'newswire_sub.py')
+
+
 if __name__ == '__main__':
     if not daemon_has_replay():
         print('skip: newswired --help has no --replay (the daemon side of replay is not built yet)')
         sys.exit(77)
     run([test_late_join_since_1, test_paused_subscriber_recovers_c,
-         test_paused_subscriber_recovers_python])
+         test_paused_subscriber_recovers_python, test_away_while_restarted_c,
+         test_away_while_restarted_python])
