@@ -150,9 +150,10 @@ static void on_durable(void *arg, int status)
     unlink_record(self, rec);
     nw_feed_done_fn *done = rec->done;
     void *done_arg = rec->arg;
-    if (status != 0)
+    if (status != 0) {
         self->stats.journal_failing = true;
-    else {
+        self->stats.journal_errno = -status;
+    } else {
         self->stats.journal_failing = false;
         publish_record(self, rec);
     }
@@ -211,6 +212,9 @@ static void sequence(nw_feed_t *self, record_t *rec, const nw_feed_article_t *ar
 static int fail_record(nw_feed_t *self, record_t *rec)
 {
     int saved = errno;
+    /* an append refused while a failed commit unwinds (EIO) keeps the commit's reason */
+    if (!self->stats.journal_failing)
+        self->stats.journal_errno = saved;
     self->stats.journal_failing = true;
     record_free(rec);
     errno = saved;

@@ -94,6 +94,7 @@ typedef struct {
     unsigned long duplicates;    /* articles left out by dedup */
     unsigned long in_flight;     /* submissions waiting for their commit */
     bool journal_failing;        /* the last append or commit failed: until one succeeds */
+    int journal_errno;           /* and why (EIO, ENOSPC, ...), for STATUS */
 } nw_feed_stats_t;
 
 /* NULL when out of memory. journal and publisher must outlive the feed. */

@@ -138,26 +138,45 @@ int nw_journal_sync_dir(const char *dir)
 }
 
 /* Early mode: the write(2) returned, the records are in the page cache; the loop may
- * publish them now (on_async), while this thread goes on to the fdatasync. */
-static void early_written(job_t *job)
+ * publish them now (on_async), while this thread goes on to the fdatasync. Returns 0, or
+ * (test builds only) an errno the fdatasync is to fail with. */
+static int early_written(job_t *job)
 {
     if (!job->early)
-        return;
+        return 0;
     atomic_store(&job->written, true);
     uv_async_send(job->async);
 #ifdef NW_TEST_HOOKS
     /* Test builds: NW_TEST_SYNC_GATE names a FIFO; each early fdatasync waits for one
-     * byte from it, so that a test can hold the write between published and durable. */
+     * byte from it, so that a test can hold the write between published and durable.
+     * The byte 'E' makes that fdatasync fail with EIO and 'S' with ENOSPC (a disk that
+     * fails its writeback, a thin volume out of room), after the messages went out. */
     const char *gate = getenv("NW_TEST_SYNC_GATE");
     if (gate && *gate) {
         int g = open(gate, O_RDONLY | O_CLOEXEC);
-        char c;
+        char c = 0;
         while (g >= 0 && read(g, &c, 1) < 0 && errno == EINTR)
             ;
         if (g >= 0)
             close(g);
+        if (c == 'E' || c == 'S')
+            return c == 'E' ? EIO : ENOSPC;
     }
 #endif
+    return 0;
+}
+
+/* The write's fdatasync (none with sync off), early mode's word to the loop before it. */
+static int sync_data(job_t *job, int fd)
+{
+    int fail = early_written(job);
+    if (!job->sync)
+        return 0;
+    if (fail) {
+        errno = fail;
+        return -1;
+    }
+    return fdatasync(fd);
 }
 
 /* Blocking: the write, its fsync, and the retirements. */
@@ -177,7 +196,7 @@ static void run_job(job_t *job)
     if (pwrite_all(fd, job->head.data, job->head.size, job->start_len) != 0 ||
         pwrite_all(fd, job->data, job->len, job->start_len + job->head.size) != 0 ||
         write_zeros(job, fd, end) != 0 ||
-        (early_written(job), job->sync && fdatasync(fd) != 0) ||
+        sync_data(job, fd) != 0 ||
         (job->create && job->sync && nw_journal_sync_dir(job->dir) != 0)) {
         job->err = errno ? errno : EIO;
         if (job->create) {

@@ -174,7 +174,11 @@ static void update_status(daemon_t *d)
         nw_watch_stats(d->watch, &ws);
         problem = nw_watch_problem(d->watch);
     }
-    char status[768], fault[160] = "";
+    char status[768], fault[160] = "", journal[128] = "";
+    /* why, since a failing disk (EIO) wants another remedy than a full one (ENOSPC) */
+    if (fs.journal_failing)
+        snprintf(journal, sizeof journal, "JOURNAL WRITES FAILING (%s): not taking files; ",
+                 strerror(fs.journal_errno));
     if (ps.file_errno)
         snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
                  "retrying; ", strerror(ps.file_errno));
@@ -187,7 +191,7 @@ static void update_status(daemon_t *d)
     int n = snprintf(status, sizeof status,
                      "STATUS=%s%s%s%s%lu published, %lu rejected, %lu duplicates, %s, "
                      "%ld subscriptions, %lu drops",
-                     fs.journal_failing ? "JOURNAL WRITES FAILING (disk full?): not taking files; " : "",
+                     journal,
                      fault, problem, *problem ? "; " : "",
                      fs.published, ps.rejected, fs.duplicates, pending,
                      pub.subscriptions, pub.dropped);

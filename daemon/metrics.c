@@ -173,7 +173,7 @@ static void render_feed(text_t *t, const nw_feed_t *feed)
         "Articles archived unpublished: their id went out within the dedup window.",
         fs.duplicates);
     one(t, "newswired_journal_write_failing", "gauge",
-        "1 while journal writes fail (disk full?): no file is taken until one succeeds.",
+        "1 while journal writes fail (disk full or failing): no file is taken until one succeeds.",
         fs.journal_failing);
 }
 

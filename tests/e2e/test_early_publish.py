@@ -8,13 +8,18 @@ NW_TEST_BOOT_ID_FILE stands in for /proc/sys/kernel/random/boot_id, so that a te
 stage "the machine rebooted". A power loss is simulated by killing the daemon and
 cutting the journal's newest segment back to before the last records subscribers saw,
 with the lost articles' files put back into the drop folder (where a real power loss
-leaves them, since they are archived only once durable).
+leaves them, since they are archived only once durable). A failing disk is simulated
+through the same gate: the byte 'E' (EIO) or 'S' (ENOSPC) makes the fdatasync it releases
+fail, after its messages went out.
 """
 import os
+
+import msgpack
 
 from nwtest import Daemon, Subscriber, check, header_article, run, wait_for
 from test_journal_recovery import read_segment, segments
 from test_journal_no_reuse import Seen
+from test_replay import Replayer
 
 
 def boot_file(d, boot):
@@ -168,7 +173,107 @@ def test_kill_on_the_same_boot_keeps_the_epoch():
         d.cleanup()
 
 
+def release(gate, byte=b'x'):
+    """Let the fdatasync held at the gate go ('x'), or make it fail ('E': EIO, 'S':
+    ENOSPC). Opening blocks until the daemon's worker waits on the gate."""
+    with open(gate, 'wb') as g:
+        g.write(byte)
+
+
+def last_status(d):
+    d.read_notify()
+    status = [n for n in d.notes if n.startswith('STATUS=')]
+    return status[-1] if status else ''
+
+
+def test_fdatasync_failing_after_early_publish():
+    """An article went out, then its fdatasync failed (EIO, then ENOSPC on the retry):
+    its file stays in the drop folder and is published again once a write succeeds,
+    each time under a new seq of the same epoch (the spent ones are never used again),
+    the failure is in the log and in STATUS with its reason, and the next start makes
+    a new epoch (proto/newswire-v1.md 6.2)."""
+    d = Daemon()
+    seen = Seen()
+    try:
+        os.makedirs(d.root, exist_ok=True)
+        gate = os.path.join(d.root, 'sync-gate')
+        os.mkfifo(gate)
+        early(d, 'boot-a', gate)
+        d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
+        d.args += ['--replay', d.replay]
+        d.start()
+        sub = Subscriber(d, [''])
+        drop(d, 'doomed', 'politics')
+        first = sub.wait(1)[0]
+        check(first['seq'] == 1, 'published before its fdatasync: %r' % first)
+        release(gate, b'E')
+        d.wait_log('journal write failed (Input/output error)')
+        wait_for(lambda: 'JOURNAL WRITES FAILING (Input/output error)' in last_status(d),
+                 'STATUS saying why the journal fails: %r' % last_status(d))
+        check(d.drop_files() == ['doomed.txt'] and d.archived() == [],
+              'the file of the article that was not made durable stays in the drop folder '
+              '(drop %r, archive %r)' % (d.drop_files(), d.archived()))
+        # the pipeline retries the file: published again at once, under the next seq
+        again = sub.wait(2)[1]
+        check(again['id'] == first['id'] and again['epoch'] == first['epoch'] and
+              again['seq'] == 2, 'the retry goes out under a new seq of the same epoch: '
+              '%r then %r' % ((first['epoch'], first['seq']), (again['epoch'], again['seq'])))
+        check('FAILING' in last_status(d) and d.archived() == [],
+              'still failing, nothing archived, until a write is durable: %r' % last_status(d))
+        release(gate, b'S')
+        wait_for(lambda: 'JOURNAL WRITES FAILING (No space left on device)' in last_status(d),
+                 'STATUS with the new reason: %r' % last_status(d))
+        third = sub.wait(3)[2]
+        check(third['id'] == first['id'] and third['seq'] == 3, 'the second retry: %r' % third)
+        drop(d, 'behind', 'politics')       # waits behind the held write
+        release(gate)
+        wait_for(lambda: d.archived() != [] and 'doomed.txt' not in d.drop_files(),
+                 'the file archived once its record is durable')
+        fourth = sub.wait(4)[3]
+        check(fourth['id'] != first['id'] and fourth['seq'] == 4,
+              'the next article takes the next seq, none of the spent ones: %r' % fourth)
+        release(gate)
+        wait_for(lambda: d.drop_files() == [] and len(d.archived()) == 2, 'both archived')
+        d.wait_log('journal writes succeed again')
+        wait_for(lambda: 'FAILING' not in last_status(d), 'STATUS without the failure')
+        seen.add(sub.messages)
+        check(len(sub.messages) == 4, 'nothing else was sent: %r' % sub.messages[4:])
+        # replay serves what the journal holds: the spent seqs are skipped, as a damaged
+        # record is (6.1), and what it serves is what went out live
+        r = Replayer(d)
+        r.send(type='replay', topic='politics', **{'from': 1}, credit=100)
+        data, end = r.collect()
+        got = [msgpack.unpackb(f[1], raw=False) for f in data]
+        check([m['seq'] for m in got] == [3, 4] and got == sub.messages[2:] and
+              end['head'] == 4, 'replay from 1: seqs %r, end %r' % ([m['seq'] for m in got], end))
+        r.send(type='replay', topic='politics', **{'from': 1, 'to': 2}, credit=100)
+        data, end = r.collect()
+        check(data == [] and end['last'] == 0, 'only spent seqs: nothing, end %r' % end)
+        r.close()
+        sub.close()
+        check(d.stop()[0] == 0, 'clean exit')
+        check(open(os.path.join(d.state, 'journal', 'early.run')).read().strip() == 'lost',
+              'the marker says records went out that a write then lost')
+        # the next start cannot tell which spent seqs subscribers hold: a new epoch
+        early(d, 'boot-a')
+        d.start()
+        d.wait_log('fdatasync failed after its messages were published early')
+        sub = Subscriber(d, [''])
+        drop(d, 'after', 'politics')
+        m = sub.wait(1)[0]
+        check(m['epoch'] != first['epoch'] and m['seq'] == 5,
+              'a new epoch, seqs above the highest held: %r' % ((m['epoch'], m['seq']),))
+        seen.add(sub.messages)
+        sub.close()
+        check(d.stop()[0] == 0, 'clean exit')
+        check(not os.path.exists(os.path.join(d.state, 'journal', 'early.run')),
+              'a clean stop with nothing lost removes the marker')
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
     run([test_published_before_durable_archived_after,
          test_lost_tail_on_another_boot_starts_a_new_epoch,
-         test_kill_on_the_same_boot_keeps_the_epoch])
+         test_kill_on_the_same_boot_keeps_the_epoch,
+         test_fdatasync_failing_after_early_publish])

@@ -417,6 +417,7 @@ TEST_IMPL(commit_failure)
     nw_feed_stats_t fs;
     nw_feed_stats(feed, &fs);
     CHECK(fs.journal_failing && fs.published == 1 && fs.in_flight == 0);
+    CHECK(fs.journal_errno == EFBIG);         /* why, for STATUS */
 
     /* retried: not duplicates (their ids were taken back), the same seqs, published */
     nw_feed_article_t b2 = article(ID(22), t, 1);
