@@ -67,6 +67,7 @@ typedef struct {
     unsigned long status_ticks;
     nw_pipeline_stats_t summary;   /* counters at the last summary line */
     nw_feed_stats_t feed_summary;
+    nw_upstream_stats_t upstream_summary;
     bool handles_ready;       /* the signal and timer handles were initialised */
     bool stopping;
     int exit_code;
@@ -188,24 +189,29 @@ static void update_status(daemon_t *d)
         snprintf(pending, sizeof pending, "pending unknown (%lu in hand)", files_waiting(d, &ps));
     else
         snprintf(pending, sizeof pending, "%lu pending", files_waiting(d, &ps));
-    int n = snprintf(status, sizeof status,
+    int n;
+    if (d->upstream) {
+        /* A relay takes no files: what it carries is what it forwarded (journaled and
+         * sent), and its problems are the upstream's. */
+        nw_upstream_stats_t us;
+        nw_upstream_stats(d->upstream, &us);
+        const char *up = nw_upstream_problem(d->upstream);
+        n = snprintf(status, sizeof status,
+                     "STATUS=%s%s%supstream %s: %lu forwarded, lag %llu, %lu gaps repaired "
+                     "(%lu messages), %lu topics; %ld subscriptions, %lu drops",
+                     fs.journal_failing ? "JOURNAL WRITES FAILING (disk full?): not "
+                                          "forwarding; " : "",
+                     up, *up ? "; " : "", us.connected ? "connected" : "NOT CONNECTED",
+                     fs.forwarded, (unsigned long long) us.lag, us.gaps, us.repaired,
+                     us.topics, pub.subscriptions, pub.dropped);
+    } else
+        n = snprintf(status, sizeof status,
                      "STATUS=%s%s%s%s%lu published, %lu rejected, %lu duplicates, %s, "
                      "%ld subscriptions, %lu drops",
                      journal,
                      fault, problem, *problem ? "; " : "",
                      fs.published, ps.rejected, fs.duplicates, pending,
                      pub.subscriptions, pub.dropped);
-    if (d->upstream && n > 0 && (size_t) n < sizeof status) {
-        nw_upstream_stats_t us;
-        nw_upstream_stats(d->upstream, &us);
-        const char *up = nw_upstream_problem(d->upstream);
-        n += snprintf(status + n, sizeof status - (size_t) n,
-                      "; upstream %s: %lu forwarded, lag %llu, %lu gaps repaired (%lu messages), "
-                      "%lu topics%s%s",
-                      us.connected ? "connected" : "NOT CONNECTED", us.forwarded,
-                      (unsigned long long) us.lag, us.gaps, us.repaired, us.topics,
-                      *up ? "; " : "", up);
-    }
     if (d->replay && n > 0 && (size_t) n < sizeof status) {
         nw_replay_stats_t rs;
         nw_replay_stats(d->replay, &rs);
@@ -229,7 +235,15 @@ static void log_summary(daemon_t *d)
     unsigned long published = fs.published - d->feed_summary.published;
     unsigned long rejected = ps.rejected - d->summary.rejected;
     unsigned long duplicates = fs.duplicates - d->feed_summary.duplicates;
-    if (published || rejected || duplicates)
+    if (d->upstream) {
+        nw_upstream_stats_t us;
+        nw_upstream_stats(d->upstream, &us);
+        unsigned long forwarded = fs.forwarded - d->feed_summary.forwarded;
+        if (forwarded)
+            nw_info("last minute: %lu forwarded (%lu fetched by replay); lag %llu", forwarded,
+                    us.repaired - d->upstream_summary.repaired, (unsigned long long) us.lag);
+        d->upstream_summary = us;
+    } else if (published || rejected || duplicates)
         nw_info("last minute: %lu published (%lu messages), %lu rejected, %lu duplicates; "
                 "%lu waiting", published, fs.messages - d->feed_summary.messages, rejected,
                 duplicates, files_waiting(d, &ps));
@@ -293,8 +307,12 @@ static void on_feed_drained(void *arg)
     nw_feed_stats_t fs;
     nw_pipeline_stats(d->pipeline, &ps);
     nw_feed_stats(d->feed, &fs);
-    nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
-              "the next start", fs.published, ps.rejected, fs.duplicates, files_waiting(d, &ps));
+    if (d->upstream)
+        nw_notice("stopped: %lu forwarded", fs.forwarded);
+    else
+        nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
+                  "the next start", fs.published, ps.rejected, fs.duplicates,
+                  files_waiting(d, &ps));
     shutdown_loop(d);
 }
 

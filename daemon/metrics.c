@@ -305,6 +305,10 @@ static void render_upstream(text_t *t, nw_upstream_t *upstream)
     one(t, "newswired_upstream_repaired_total", "counter",
         "Messages fetched from the upstream's replay (gaps, catch-up after a restart).",
         us.repaired);
+    one(t, "newswired_upstream_replays_total", "counter",
+        "Replay streams asked of the upstream, one at a time: gap fills, and a probe per "
+        "topic seen at each connection and after half a second of quiet following live "
+        "traffic (answered at once when nothing is newer).", us.replays);
     one(t, "newswired_upstream_replay_errors_total", "counter",
         "Upstream replays refused ($error) or silent, asked again or given up.",
         us.replay_errors);

@@ -184,9 +184,11 @@ static void stop_topic(nw_upstream_t *self, topic_t *t, const char *fmt, ...)
 
 static void on_forwarded(void *arg, int status)
 {
-    (void) arg;
+    nw_upstream_t *self = arg;   /* the feed is drained before the upstream is destroyed */
+    if (status == 0)
+        self->stats.forwarded++;
     /* the journal put the topic's seq back: the next message shows the gap and fills it */
-    if (status != 0)
+    else
         nw_warn("upstream: a forwarded message was not journaled (%s); it is fetched again",
                 strerror(-status));
 }
@@ -273,7 +275,6 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
                       t->name, m->env.epoch, (unsigned long long) seq, t->epoch);
         snprintf(t->epoch, sizeof t->epoch, "%s", m->env.epoch);
     }
-    self->stats.forwarded++;
     if (replayed)
         self->stats.repaired++;
 out:

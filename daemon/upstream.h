@@ -75,7 +75,7 @@ typedef struct {
     bool connected;                  /* the SUB has a live, handshaken connection */
     unsigned long connects, disconnects;
     unsigned long received;          /* live messages taken off the SUB */
-    unsigned long forwarded;         /* messages handed to the feed (live and replayed) */
+    unsigned long forwarded;         /* messages journaled and sent (live and replayed) */
     unsigned long repeats;           /* dropped: at or below what the relay holds */
     unsigned long filtered;          /* dropped: outside --upstream-topic */
     unsigned long bad;               /* dropped: malformed */

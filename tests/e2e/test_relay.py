@@ -145,9 +145,13 @@ def test_relay_forwards_byte_for_byte():
             seqs = [m['seq'] for m in msgs if m['topic'] == t]
             check(seqs == list(range(1, n + 1)), '%s: seqs 1..%d: %r' % (t, n, seqs))
         wait_forwarded(r, 50)
-        check('upstream connected' in status(r), 'STATUS says connected: %r' % status(r))
-        check('lag 0' in status(r), 'no lag: %r' % status(r))
+        check(status(r).startswith('STATUS=upstream connected: 50 forwarded, lag 0, '),
+              'STATUS says what the relay forwarded, connected, no lag: %r' % status(r))
+        check(not re.search(r'published|rejected|pending', status(r)),
+              'nothing of a drop folder in a relay\'s STATUS: %r' % status(r))
         check(not os.path.exists(r.drop), 'no drop folder made or watched at the relay')
+        r.stop()
+        check('stopped: 50 forwarded' in r.log(), 'the stop line says what it forwarded')
         at_origin.close()
         at_relay.close()
     finally:
@@ -649,6 +653,8 @@ def test_relay_metrics():
         check(m.get('newswired_upstream_gaps_total') == 1 and
               12 <= m.get('newswired_upstream_repaired_total', 0) <= 15,
               'one gap of 12 repaired: %r' % m)
+        # at least the gap fill; then a probe at the connection and after the traffic
+        check(m.get('newswired_upstream_replays_total', 0) >= 1, 'replays asked: %r' % m)
         check(m.get('newswired_upstream_lag') == 0 and
               m.get('newswired_upstream_topic_lag{topic="general"}') == 0, 'no lag: %r' % m)
         check(m.get('newswired_topic_seq{topic="general"}') == 15, 'seq 15 journaled here')
