@@ -562,8 +562,9 @@ def epoch_change_right_above(away):
     """The origin's new epoch goes on right above the seq the relay holds: the relay
     holds 1..k, the whole of the origin's first segment; k + 1, published while the
     relay was down, opened the second segment, which the origin then lost. The new
-    epoch's first message (k + 1) comes live (away False) or from the origin's replay
-    when the relay returns (away True); either way the relay first checks that the
+    epoch's first message (k + 1) goes out while the relay is up (away False: it comes
+    live, or by the probe of the relay's new connection if that runs later) or before
+    it returns (away True: by its replay); either way the relay first checks that the
     origin still serves seq k as the relay holds it, then follows: a replay from the
     relay is the origin's byte for byte."""
     o = origin(['--segment-size', '4096']).start()
