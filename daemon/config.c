@@ -61,6 +61,8 @@ typedef struct {
 #define LIST(f, n) K_LIST, FIELD(f), offsetof(nw_config_t, n), 0, 0, 0
 #define NONE(kind) kind, 0, 0, 0, 0, 0, 0
 
+/* One row a setting, each help text on its own lines: laid out by hand. */
+/* clang-format off */
 static const setting_t settings[] = {
     {"config", 'c', "FILE", CLI, PLAIN(K_CONFIG, config_file), NULL, false,
      "ZPL config file; its keys (section \"newswired\") mirror these flags, which "
@@ -145,6 +147,7 @@ static const setting_t settings[] = {
     {"version", 'V', NULL, CLI, NONE(K_VERSION), NULL, false, "print the version and exit"},
     {"help", 'h', NULL, CLI, NONE(K_HELP), NULL, false, "print this help and exit"},
 };
+/* clang-format on */
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
 /* Reloading copies fields as they are: only plain values may be reloadable. */

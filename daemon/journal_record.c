@@ -35,7 +35,8 @@ static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 #define CRC_HW 1
 static bool crc_hw;
 
-__attribute__((target("sse4.2")))
+static uint32_t crc_sse42(uint32_t crc, const uint8_t *p, size_t len)
+    __attribute__((target("sse4.2")));
 static uint32_t crc_sse42(uint32_t crc, const uint8_t *p, size_t len)
 {
     uint64_t c = crc;
@@ -254,6 +255,8 @@ static bool msgpack_plausible(const uint8_t *p, size_t len)
             pending += b & 0x0f;
         else if ((b & 0xe0) == 0xa0)
             skip = b & 0x1f;
+        /* a table of MessagePack's type bytes, one row a kind */
+        /* clang-format off */
         else switch (b) {
             case 0xc4: case 0xd9: lenbytes = 1; kind = 1; break;
             case 0xc5: case 0xda: lenbytes = 2; kind = 1; break;
@@ -276,6 +279,7 @@ static bool msgpack_plausible(const uint8_t *p, size_t len)
             case 0xdf: lenbytes = 4; kind = 4; break;
             default: return false;      /* 0xc1 is never used */
         }
+        /* clang-format on */
         if ((size_t) lenbytes > len - pos)
             return false;
         for (int i = 0; i < lenbytes; i++)

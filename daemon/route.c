@@ -629,13 +629,17 @@ static const slot_t *lookup(const nw_rules_t *self, const unsigned char *p, size
     }
 }
 
+/* Written among the specifiers (static ALWAYS_INLINE void f): clang-format would join an
+ * attribute on a line of its own to the first line of the definition. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* Scores the phrases that start with the token at start (len bytes, key head and
  * hash) and go on from there, unless hits holds them for this field (bit) already.
  * The filter turns most tokens away before the index is probed. */
-__attribute__((always_inline))
-static inline void match_token(const nw_rules_t *self, const unsigned char *start, size_t len,
-                               uint64_t head, uint64_t hash, const unsigned char *end,
-                               unsigned char *hits, unsigned char bit, long points, long *score)
+static ALWAYS_INLINE void match_token(const nw_rules_t *self, const unsigned char *start,
+                                      size_t len, uint64_t head, uint64_t hash,
+                                      const unsigned char *end, unsigned char *hits,
+                                      unsigned char bit, long points, long *score)
 {
     if (!self->filter[filter_of(hash)])
         return;
@@ -716,11 +720,10 @@ static const uint64_t low_bytes[9] = {
 /* A token of ASCII letters and digits: its key from 8-byte loads (lowercase is |0x20
  * for letters and digits alike), as token_key would give it. p has 8 bytes readable
  * past the token; real is where the token is in the text. */
-__attribute__((always_inline))
-static inline void ascii_token(const nw_rules_t *self, const unsigned char *p,
-                               const unsigned char *real, size_t len,
-                               const unsigned char *end, unsigned char *hits,
-                               unsigned char bit, long points, long *score)
+static ALWAYS_INLINE void ascii_token(const nw_rules_t *self, const unsigned char *p,
+                                      const unsigned char *real, size_t len,
+                                      const unsigned char *end, unsigned char *hits,
+                                      unsigned char bit, long points, long *score)
 {
     uint64_t head = load_le64(p) | 0x20 * ONES, h;
     if (len <= 8) {
@@ -762,11 +765,11 @@ static const unsigned char *byte_path(const nw_rules_t *self, const unsigned cha
 /* The runs in todo, none of them touching the block's last byte; with_high: some
  * of the block's bytes are from 0x80 (high), so a run may need the byte path. Inlined
  * twice, so the pure ASCII case tests nothing for them. */
-__attribute__((always_inline))
-static inline void scan_runs(const nw_rules_t *self, uint64_t todo, bool with_high,
-                             uint64_t high, const unsigned char *blk,
-                             const unsigned char *real, const unsigned char *end,
-                             unsigned char *hits, unsigned char bit, long points, long *score)
+static ALWAYS_INLINE void scan_runs(const nw_rules_t *self, uint64_t todo, bool with_high,
+                                    uint64_t high, const unsigned char *blk,
+                                    const unsigned char *real, const unsigned char *end,
+                                    unsigned char *hits, unsigned char bit, long points,
+                                    long *score)
 {
     while (todo) {
         /* adding its lowest bit to the lowest run of ones carries to the bit past it */

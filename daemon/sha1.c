@@ -23,7 +23,8 @@ typedef struct {
     size_t fill;
 } state_t;
 
-__attribute__((target("sha,sse4.1,ssse3")))
+static void blocks_x86(uint32_t h[5], const unsigned char *data, size_t count)
+    __attribute__((target("sha,sse4.1,ssse3")));
 static void blocks_x86(uint32_t h[5], const unsigned char *data, size_t count)
 {
     const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);

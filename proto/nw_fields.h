@@ -44,6 +44,9 @@
 #ifndef NW_FIELDS_H
 #define NW_FIELDS_H
 
+/* The lists are tables laid out by hand, in columns: clang-format leaves them alone. */
+/* clang-format off */
+
 /* The message map (section 4.1). */
 #define NW_FIELDS_MESSAGE(X) \
     X(_,       "v",       VERSION, REQUIRED, _)     /* the protocol version */ \
@@ -85,5 +88,7 @@
     X(subjects,        "name",   SHORT, REQUIRED, subject)        /* the topic name */ \
     X(subject_schemes, "scheme", SHORT, OPTIONAL, subject_scheme) /* a vocabulary's URI */ \
     X(subject_codes,   "code",   SHORT, OPTIONAL, subject_code)   /* "medtop:04000000" */
+
+/* clang-format on */
 
 #endif

@@ -55,6 +55,10 @@
 #define STAGE_ARTICLES 2000
 #define GROUP 64              /* the pipeline's MAX_JOBS: articles per group commit */
 
+/* Named, since clang-format lays out char (*p)[41] as if it were a call. */
+typedef char hex_id_t[41];
+typedef char topic_list_t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
+
 typedef struct {
     unsigned n, backlog, size, namesakes;
     double rate, seconds;
@@ -457,7 +461,7 @@ static void stage(const char *what, double seconds, unsigned n)
 
 /* Journal append+commit of msgs in groups of group, fdatasync or not. */
 static double time_journal(const char *dir, bool sync, unsigned group, unsigned n,
-                           const msgpack_sbuffer *msgs, char (*ids)[41])
+                           const msgpack_sbuffer *msgs, hex_id_t *ids)
 {
     uv_loop_t loop;
     char err[256];
@@ -497,12 +501,12 @@ static int run_stages(const options_t *o)
 {
     const unsigned n = STAGE_ARTICLES;
     char root[256], dir[512], path[PATH_MAX], err[256];
-    char (*ids)[41] = calloc(n, sizeof *ids);
+    hex_id_t *ids = calloc(n, sizeof *ids);
     char **data = calloc(n, sizeof *data);
     size_t *lens = calloc(n, sizeof *lens);
     nw_article_t **arts = calloc(n, sizeof *arts);
     msgpack_sbuffer *amp = calloc(n, sizeof *amp), *msgs = calloc(n, sizeof *msgs);
-    char (*topics)[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1] = calloc(n, sizeof *topics);
+    topic_list_t *topics = calloc(n, sizeof *topics);
     size_t *ntopics = calloc(n, sizeof *ntopics);
     nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
     int rc = -1;

@@ -207,11 +207,14 @@ TEST_IMPL(bad_vectors)
 /* The packers refuse what the parsers would, and leave the buffer as it was. */
 TEST_IMPL(pack_refusals)
 {
+    /* one request a row */
+    /* clang-format off */
     nw_replay_request_t bad_reqs[] = {
         { .type = 0 },
         { .type = NW_REPLAY_REQ_CREDIT, .credit = 0 },
         { .type = NW_REPLAY_REQ_CREDIT, .credit = NW_REPLAY_MAX_CREDIT + 1 },
-        { .type = NW_REPLAY_REQ_REPLAY, .topic = "Telecoms", .has_from = true, .from = 1, .credit = 1 },
+        { .type = NW_REPLAY_REQ_REPLAY, .topic = "Telecoms", .has_from = true, .from = 1,
+          .credit = 1 },
         { .type = NW_REPLAY_REQ_REPLAY, .topic = "", .has_from = true, .from = 1, .credit = 1 },
         { .type = NW_REPLAY_REQ_REPLAY, .topic = "t", .credit = 1 },
         { .type = NW_REPLAY_REQ_REPLAY, .topic = "t", .has_from = true, .has_last = true,
@@ -220,6 +223,7 @@ TEST_IMPL(pack_refusals)
         { .type = NW_REPLAY_REQ_REPLAY, .topic = "t", .has_from = true, .from = 5,
           .has_to = true, .to = 4, .credit = 1 },
     };
+    /* clang-format on */
     char why[128];
     for (size_t i = 0; i < sizeof bad_reqs / sizeof bad_reqs[0]; i++) {
         msgpack_sbuffer sb;
