@@ -3,7 +3,9 @@
  * messages appended on the loop thread, each framed into the open batch
  * (journal_record.c) with its topic's next seq and its id noted in seen (seen.c, with
  * undo); commit requests. Out: one write (+ fdatasync) of a batch at a time on libuv's
- * thread pool, segments rotated, sealed and retired there, and each commit callback
+ * thread pool (early mode: the write on the loop and the fdatasync alone on the pool,
+ * while the segment's tail of zeros has room: "early writes" below), segments rotated,
+ * sealed and retired there, and each commit callback
  * told, on the loop thread, once what it covers is durable or failed (a failure undoes
  * seqs and seen). Recovery at open is journal_recover.c, the dedup window
  * journal_dedup.c, replay's cursors journal_cursor.c; what they share with this file is
@@ -137,20 +139,14 @@ int nw_journal_sync_dir(const char *dir)
     return rc;
 }
 
-/* Early mode: the write(2) returned, the records are in the page cache; the loop may
- * publish them now (on_async), while this thread goes on to the fdatasync. Returns 0, or
- * (test builds only) an errno the fdatasync is to fail with. */
-static int early_written(job_t *job)
+/* Test builds: NW_TEST_SYNC_GATE names a FIFO; each early fdatasync waits for one byte
+ * from it, so that a test can hold the write between published and durable. The byte
+ * 'E' makes that fdatasync fail with EIO and 'S' with ENOSPC (a disk that fails its
+ * writeback, a thin volume out of room), after the messages went out. Returns that
+ * errno, or 0 (always 0 in other builds). */
+static int test_gate(void)
 {
-    if (!job->early)
-        return 0;
-    atomic_store(&job->written, true);
-    uv_async_send(job->async);
 #ifdef NW_TEST_HOOKS
-    /* Test builds: NW_TEST_SYNC_GATE names a FIFO; each early fdatasync waits for one
-     * byte from it, so that a test can hold the write between published and durable.
-     * The byte 'E' makes that fdatasync fail with EIO and 'S' with ENOSPC (a disk that
-     * fails its writeback, a thin volume out of room), after the messages went out. */
     const char *gate = getenv("NW_TEST_SYNC_GATE");
     if (gate && *gate) {
         int g = open(gate, O_RDONLY | O_CLOEXEC);
@@ -164,6 +160,18 @@ static int early_written(job_t *job)
     }
 #endif
     return 0;
+}
+
+/* Early mode: the write(2) returned, the records are in the page cache; the loop may
+ * publish them now (on_async), while this thread goes on to the fdatasync. Returns 0, or
+ * (test builds only) an errno the fdatasync is to fail with. */
+static int early_written(job_t *job)
+{
+    if (!job->early)
+        return 0;
+    atomic_store(&job->written, true);
+    uv_async_send(job->async);
+    return test_gate();
 }
 
 /* The write's fdatasync (none with sync off), early mode's word to the loop before it. */
@@ -356,6 +364,8 @@ static void seal(nw_journal_t *self, bool sync)
 
 
 static void maybe_start(nw_journal_t *self);
+static void start_job(nw_journal_t *self);
+static uint64_t ew_records(const nw_journal_t *self);
 
 /* The duration of a group write, for the latency histogram (nw_journal_stats). */
 static void record_latency(nw_journal_t *self, uint64_t ns)
@@ -384,11 +394,17 @@ static void tell_written(nw_journal_t *self, waiter_t *w, size_t n)
             w[i].written(w[i].arg, 0);
 }
 
+static void ew_try(nw_journal_t *self);
+
 static void on_async(uv_async_t *async)
 {
     nw_journal_t *self = async->data;
     if (self->writing && atomic_load(&self->job.written))
         tell_written(self, self->flight->waiters, self->flight->nwaiters);
+    if (self->ew_kick) {
+        self->ew_kick = false;
+        ew_try(self);
+    }
 }
 
 /* Apply a finished write (loop thread) and tell its waiters. */
@@ -523,8 +539,23 @@ static void maybe_start(nw_journal_t *self)
             uv_timer_start(self->timer, on_timer, self->last_start + delay - now, 0);
         return;
     }
+    if (self->async) {
+        /* early: decided on the loop's next turn (ew_try), never inside an append's or
+         * a commit's call, whose callbacks must not run from there */
+        if (!self->ew_kick) {
+            self->ew_kick = true;
+            uv_async_send(self->async);
+        }
+        return;
+    }
+    start_job(self);
+}
+
+/* The group write of the open batch as one job on the pool (write, fdatasync). */
+static void start_job(nw_journal_t *self)
+{
     self->wrote = true;
-    self->last_start = now;
+    self->last_start = uv_now(self->loop);
     self->write_start_ns = uv_hrtime();
     seal(self, self->opt.sync);
     self->writing = true;
@@ -533,6 +564,256 @@ static void maybe_start(nw_journal_t *self)
         self->job.err = EAGAIN;     /* cannot happen with both callbacks given */
         finish(self);
     }
+}
+
+/* ---------------------------------------------------------------- early writes
+ *
+ * Early mode would otherwise write a batch only once the fdatasync before it is done,
+ * so its messages would wait for that one to go out. Instead, while the current segment
+ * has room in its tail of zeros, the loop itself writes the open batch there (a write(2)
+ * into the page cache), publishes it at once and leaves only the fdatasync to the pool;
+ * batches written while one runs wait for the next, which covers them all. Every change
+ * to the file is made on the loop (writes here, the cut after a failure in ew_fail), so
+ * the fdatasync on the pool never races one. A batch that needs what only a job does
+ * (a new segment, more zeros, segments retired) waits for these to be durable and goes
+ * as a job (start_job). */
+
+/* Whether the open batch, len bytes with its commit record, can be written by the loop. */
+static bool ew_fits(nw_journal_t *self, uint64_t len)
+{
+    segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    if (!cur || self->fd < 0 || !self->zero_ahead || self->writing || self->closing ||
+        self->unwinding || self->ew_write_err)
+        return false;
+    if (!self->ew_n)
+        self->ew_end = cur->size;
+    if ((self->opt.segment_size && self->ew_end >= self->opt.segment_size) ||
+        self->ew_end + len + ZERO_LOW > cur->alloc)
+        return false;
+    /* the oldest segment due for retirement (as seal() decides it) */
+    if (self->nsegs > 1) {
+        const segment_t *s = &self->segs[0];
+        int64_t newest = s->records ? s->newest_ms : s->cp_ms;
+        if ((self->opt.max_size &&
+             self->bytes + (self->ew_end - cur->size) + len > self->opt.max_size) ||
+            (self->opt.max_age_ms && newest < wall_ms() - self->opt.max_age_ms))
+            return false;
+    }
+    return true;
+}
+
+static void ew_sync_work(uv_work_t *req)
+{
+    nw_journal_t *self = req->data;
+    int fail = test_gate();
+    self->ew_err = fail ? fail : fdatasync(self->fd) != 0 ? (errno ? errno : EIO) : 0;
+}
+
+static void ew_sync_done(uv_work_t *req, int status);
+
+static void ew_sync_start(nw_journal_t *self)
+{
+    self->ew_covered = self->ew_n;
+    self->ew_syncing = true;
+    self->ew_start_ns = uv_hrtime();
+    self->ew_req.data = self;
+    if (uv_queue_work(self->loop, &self->ew_req, ew_sync_work, ew_sync_done) != 0) {
+        self->ew_err = EAGAIN;      /* cannot happen with both callbacks given */
+        ew_sync_done(&self->ew_req, 0);
+    }
+}
+
+static batch_t *ew_batch(nw_journal_t *self)
+{
+    return self->ew_nspare ? self->ew_spare[--self->ew_nspare] : batch_new();
+}
+
+static void ew_recycle(nw_journal_t *self, batch_t *b)
+{
+    batch_clear(b);
+    free(b->waiters);
+    b->waiters = NULL;
+    b->nwaiters = b->waiters_cap = 0;
+    if (self->ew_nspare < self->ew_cap)
+        self->ew_spare[self->ew_nspare++] = b;
+    else
+        batch_destroy(&b);
+}
+
+/* Everything written since the last fdatasync that succeeded went out and is lost: cut
+ * the segment back to its durable end, keep those seqs spent, fail them and the open
+ * batch (nothing of which went out), as finish() does for a job. */
+static void ew_fail(nw_journal_t *self, int err)
+{
+    segment_t *cur = &self->segs[self->nsegs - 1];
+    self->failures++;
+    nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
+           "journal: writing " NW_JSEG_FMT " failed (%s): %" PRIu64 " records dropped",
+           cur->num, strerror(err), self->open->records + ew_records(self));
+    self->failing = true;
+    if (ftruncate(self->fd, (off_t) cur->size) != 0) {
+        struct stat st;
+        if (fstat(self->fd, &st) == 0)
+            cur->alloc = (uint64_t) st.st_size;
+        nw_warn("journal: cannot truncate segment " NW_JSEG_FMT " back to %" PRIu64 ": %s",
+                cur->num, cur->size, strerror(errno));
+    } else {
+        cur->alloc = cur->size;
+    }
+    self->ew_end = cur->size;
+    self->ew_write_err = 0;
+    batch_t *o = self->open;
+    nw_seen_undo(&self->seen, &o->undo);
+    for (size_t i = self->ew_n; i-- > 0;)
+        nw_seen_undo(&self->seen, &self->ew[i]->undo);
+    map_copy(self->seqs, self->durable);
+    for (size_t i = 0; i < self->ew_n; i++)
+        for (uint64_t *v = zhashx_first(self->ew[i]->seqs); v; v = zhashx_next(self->ew[i]->seqs))
+            map_set(self->seqs, zhashx_cursor(self->ew[i]->seqs), *v);
+    if (self->ew_n && !self->early_lost && nw_journal_boot_mark(self, "lost") != 0)
+        nw_err("journal: cannot mark the journal as having lost published records: %s",
+               strerror(errno));
+    self->early_lost = self->early_lost || self->ew_n;
+    size_t n = self->ew_n;
+    batch_t **failed = self->ew;
+    self->ew = NULL;
+    self->ew_n = self->ew_covered = 0;
+    waiter_t *then = o->waiters;
+    size_t nthen = o->nwaiters;
+    o->waiters = NULL;
+    o->nwaiters = o->waiters_cap = 0;
+    batch_clear(o);
+    self->unwinding = true;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < failed[i]->nwaiters; k++)
+            failed[i]->waiters[k].fn(failed[i]->waiters[k].arg, -err);
+    for (size_t k = 0; k < nthen; k++)
+        then[k].fn(then[k].arg, -err);
+    self->unwinding = false;
+    free(then);
+    for (size_t i = 0; i < n; i++)
+        ew_recycle(self, failed[i]);
+    self->ew = failed;      /* the array itself is kept */
+    maybe_start(self);
+}
+
+static uint64_t ew_records(const nw_journal_t *self)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < self->ew_n; i++)
+        n += self->ew[i]->records;
+    return n;
+}
+
+/* The fdatasync is done: what it covered is durable (or, failed, lost). */
+static void ew_sync_done(uv_work_t *req, int status)
+{
+    (void) status;      /* only uv_cancel() makes it nonzero, and nothing cancels */
+    nw_journal_t *self = req->data;
+    self->ew_syncing = false;
+    record_latency(self, uv_hrtime() - self->ew_start_ns);
+    int err = self->ew_err ? self->ew_err : self->ew_write_err;
+    if (err) {
+        ew_fail(self, err);
+        return;
+    }
+    segment_t *cur = &self->segs[self->nsegs - 1];
+    size_t n = self->ew_covered;
+    for (size_t i = 0; i < n; i++) {
+        batch_t *b = self->ew[i];
+        self->bytes += b->end_len - cur->size;
+        cur->size = b->end_len;
+        cur->records += b->records;
+        if (b->newest_ms > cur->newest_ms)
+            cur->newest_ms = b->newest_ms;
+        self->records += b->records;
+        self->commits++;
+        for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
+            map_set(self->durable, zhashx_cursor(b->seqs), *v);
+    }
+    self->fsyncs++;
+    self->failing = false;
+    nw_journal_prune_seen(self, false);
+    /* the callbacks cannot reach self->ew: appends and commits go to the open batch, and
+     * what they start waits for on_async */
+    for (size_t i = 0; i < n; i++)
+        for (size_t w = 0; w < self->ew[i]->nwaiters; w++)
+            self->ew[i]->waiters[w].fn(self->ew[i]->waiters[w].arg, 0);
+    for (size_t i = 0; i < n; i++)
+        ew_recycle(self, self->ew[i]);
+    self->ew_n -= n;
+    memmove(self->ew, self->ew + n, self->ew_n * sizeof *self->ew);
+    self->ew_covered = 0;
+    if (self->ew_n)
+        ew_sync_start(self);
+    else
+        maybe_start(self);
+}
+
+/* The loop writes the open batch into the tail, publishes it, and has it synced. 0, or
+ * -1 when it must go as a job instead (nothing was changed then). */
+static int ew_write(nw_journal_t *self)
+{
+    batch_t *b = self->open;
+    self->ew_commit.size = 0;
+    if (!self->ew_n)
+        self->ew_end = self->segs[self->nsegs - 1].size;
+    if (nw_jrec_pack_commit(&self->ew_commit, self->ew_end, b->seqs, self->epoch) != 0 ||
+        !ew_fits(self, b->data.size + self->ew_commit.size))
+        return -1;
+    if (self->ew_n == self->ew_cap) {
+        size_t cap = self->ew_cap ? 2 * self->ew_cap : 16;
+        batch_t **a = realloc(self->ew, cap * sizeof *a), **sp;
+        if (!a)
+            return -1;
+        self->ew = a;
+        if (!(sp = realloc(self->ew_spare, cap * sizeof *sp)))
+            return -1;
+        self->ew_spare = sp;
+        self->ew_cap = cap;
+    }
+    batch_t *next = ew_batch(self);
+    if (!next)
+        return -1;
+    self->wrote = true;
+    self->last_start = uv_now(self->loop);
+    self->open = next;
+    self->ew[self->ew_n++] = b;
+    b->end_len = self->ew_end + b->data.size + self->ew_commit.size;
+    if (pwrite_all(self->fd, b->data.data, b->data.size, self->ew_end) != 0 ||
+        pwrite_all(self->fd, self->ew_commit.data, self->ew_commit.size,
+                   self->ew_end + b->data.size) != 0) {
+        /* nothing of this batch went out; those before it did */
+        int err = errno ? errno : EIO;
+        self->ew_n--;
+        self->open = b;
+        ew_recycle(self, next);
+        if (self->ew_syncing) {
+            self->ew_write_err = err;       /* all of them fail once it ends */
+            return 0;
+        }
+        ew_fail(self, err);
+        return 0;
+    }
+    self->ew_end = b->end_len;
+    for (size_t i = 0; i < b->nwaiters; i++)
+        if (b->waiters[i].written)
+            b->waiters[i].written(b->waiters[i].arg, 0);
+    if (!self->ew_syncing)
+        ew_sync_start(self);
+    return 0;
+}
+
+static void ew_try(nw_journal_t *self)
+{
+    batch_t *b = self->open;
+    if (self->writing || self->closing || (b->data.size == 0 && b->nwaiters == 0))
+        return;
+    if (ew_write(self) == 0)
+        return;
+    if (self->ew_n || self->ew_syncing)
+        return;     /* ew_sync_done comes back here once they are durable */
+    start_job(self);
 }
 
 /* ---------------------------------------------------------------- open and recovery */
@@ -550,6 +831,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     self->pruned_ms = wall_ms();
     msgpack_sbuffer_init(&self->job.head);
     msgpack_sbuffer_init(&self->job.seal);
+    msgpack_sbuffer_init(&self->ew_commit);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
         !(self->durable = map_new()) ||
@@ -673,7 +955,7 @@ void nw_journal_close(nw_journal_t **self_p)
     *self_p = NULL;
     self->closing = true;
     /* normally nothing is in flight: the caller waited for its commits */
-    while (self->writing || self->reloading)
+    while (self->writing || self->reloading || self->ew_syncing)
         uv_run(self->loop, UV_RUN_ONCE);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
@@ -708,6 +990,13 @@ void nw_journal_close(nw_journal_t **self_p)
     free(self->segs);
     batch_destroy(&self->open);
     batch_destroy(&self->flight);
+    for (size_t i = 0; i < self->ew_n; i++)      /* none: they were waited for */
+        batch_destroy(&self->ew[i]);
+    for (size_t i = 0; i < self->ew_nspare; i++)
+        batch_destroy(&self->ew_spare[i]);
+    free(self->ew);
+    free(self->ew_spare);
+    msgpack_sbuffer_destroy(&self->ew_commit);
     msgpack_sbuffer_destroy(&self->job.head);
     msgpack_sbuffer_destroy(&self->job.seal);
     zhashx_destroy(&self->job.cp);

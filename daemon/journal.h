@@ -51,7 +51,12 @@
  * not durable keeps a number.
  *
  * Early publish (options.early, --sync=early): commit waiters may also ask to hear when
- * their write(2) returned, before the fdatasync (nw_journal_commit_early). A power loss
+ * their write(2) returned, before the fdatasync (nw_journal_commit_early). While the
+ * current segment has room in its tail of zeros, a batch is then written by the loop
+ * thread itself and told at once, and only the fdatasync goes to the pool: a write never
+ * waits for the fdatasync before it, which covers what was written when it began (the
+ * next covers the rest). When one fails, what was written since the last durable one
+ * fails with it: the segment is cut back to its durable end. A power loss
  * can then take records whose seqs subscribers saw; so an early run keeps a marker
  * naming its boot (journal_boot.c) from open to a clean close, and an open that finds
  * one naming another boot (or saying a write failed after its records went out) starts

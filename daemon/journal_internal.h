@@ -43,6 +43,7 @@ typedef struct {
     nw_seen_undo_t undo;        /* what its appends did to seen */
     waiter_t *waiters;
     size_t nwaiters, waiters_cap;
+    uint64_t end_len;           /* early, written by the loop: where its commit ends */
 } batch_t;
 
 typedef struct {
@@ -110,6 +111,18 @@ struct nw_journal {
     uv_async_t *async;          /* early: the worker's "written" reaches the loop */
     bool told_written;          /* early: the flight batch's written callbacks ran */
     bool early_lost;            /* early: a write failed after its records went out */
+    /* early, pipelined (journal.c, "early writes"): batches the loop wrote into the
+     * current segment's tail of zeros and published, oldest first, not yet durable; the
+     * fdatasync in flight covers the first ew_covered of them */
+    batch_t **ew, **ew_spare;
+    size_t ew_n, ew_cap, ew_nspare, ew_covered;
+    bool ew_syncing, ew_kick;   /* an fdatasync of them in flight; on_async to decide */
+    int ew_err;                 /* that fdatasync's errno (set by the worker) */
+    int ew_write_err;           /* a write of the loop's failed meanwhile: fail them all */
+    uint64_t ew_end;            /* where the data written ends (the segment's size if none) */
+    uint64_t ew_start_ns;
+    uv_work_t ew_req;
+    msgpack_sbuffer ew_commit;  /* the commit record of the batch being written */
     char boot_id[64];           /* early: this boot's id (journal_boot.c) */
     char boot_why[200];          /* recovery: why the marker asks for a new epoch, or "" */
 };

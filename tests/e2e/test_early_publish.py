@@ -12,6 +12,7 @@ leaves them, since they are archived only once durable). A failing disk is simul
 through the same gate: the byte 'E' (EIO) or 'S' (ENOSPC) makes the fdatasync it releases
 fail, after its messages went out.
 """
+import errno
 import os
 
 import msgpack
@@ -272,8 +273,89 @@ def test_fdatasync_failing_after_early_publish():
         d.cleanup()
 
 
+def release_all(d, gate, until):
+    """Let every fdatasync reaching the gate go until until() holds (how many there will
+    be depends on how the files are batched). A FIFO opened for writing without a
+    reader fails with ENXIO: the daemon is not waiting on it yet."""
+    def step():
+        if until():
+            return True
+        try:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            return False
+        try:
+            os.write(fd, b'x')
+        finally:
+            os.close(fd)
+        return until()
+    wait_for(step, 'the held fdatasyncs done')
+
+
+def test_written_while_an_fdatasync_runs():
+    """A write does not wait for the fdatasync before it: with one held, the next
+    articles go out all the same, each file archived once its own is durable; when the
+    held one then fails, everything written since the last durable one is lost and its
+    seqs spent (6.2), and those files go out again under new seqs."""
+    d = Daemon()
+    seen = Seen()
+    try:
+        os.makedirs(d.root, exist_ok=True)
+        gate = os.path.join(d.root, 'sync-gate')
+        os.mkfifo(gate)
+        early(d, 'boot-a', gate)
+        d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
+        d.args += ['--replay', d.replay]
+        d.start()
+        sub = Subscriber(d, [''])
+        drop(d, 'first', 'economy')
+        sub.wait(1)
+        release(gate)
+        wait_for(lambda: d.drop_files() == [], 'the first file archived')
+        drop(d, 'held', 'economy')
+        sub.wait(2)                         # its fdatasync waits on the gate
+        drop(d, 'next', 'economy')
+        m = sub.wait(3, what='an article written while the fdatasync before it is held')[2]
+        check(m['seq'] == 3 and sorted(d.drop_files()) == ['held.txt', 'next.txt'],
+              'both went out, neither is archived yet: seq %r, drop %r'
+              % (m['seq'], d.drop_files()))
+        release(gate)
+        wait_for(lambda: d.drop_files() == ['next.txt'], 'the held one archived, alone')
+        release(gate)
+        wait_for(lambda: d.drop_files() == [], 'the next one archived once its own is durable')
+        # the held fdatasync fails: the write after it is lost with it
+        drop(d, 'lost-1', 'economy')
+        sub.wait(4)
+        drop(d, 'lost-2', 'economy')
+        sub.wait(5)
+        release(gate, b'E')
+        d.wait_log('journal write failed (Input/output error)')
+        release_all(d, gate, lambda: d.drop_files() == [])
+        msgs = sub.wait(7, what='the two lost articles sent again')
+        seen.add(msgs)
+        ids = [m['id'] for m in msgs]
+        check(sorted(ids[5:]) == sorted(ids[3:5]) and [m['seq'] for m in msgs] == list(range(1, 8)),
+              'sent again under seqs 6 and 7: %r' % [(m['seq'], m['id'][:8]) for m in msgs])
+        check(len(d.archived()) == 5, 'every file archived once: %r' % d.archived())
+        r = Replayer(d)
+        r.send(type='replay', topic='economy', **{'from': 1}, credit=100)
+        data, end = r.collect()
+        r.close()
+        got = [msgpack.unpackb(f[1], raw=False) for f in data]
+        check([m['seq'] for m in got] == [1, 2, 3, 6, 7] and got == msgs[:3] + msgs[5:],
+              'the journal holds what went out but the lost write: %r'
+              % [m['seq'] for m in got])
+        sub.close()
+        check(d.stop()[0] == 0, 'clean exit')
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
     run([test_published_before_durable_archived_after,
          test_lost_tail_on_another_boot_starts_a_new_epoch,
          test_kill_on_the_same_boot_keeps_the_epoch,
-         test_fdatasync_failing_after_early_publish])
+         test_fdatasync_failing_after_early_publish,
+         test_written_while_an_fdatasync_runs])
