@@ -178,8 +178,8 @@ static void update_status(daemon_t *d)
     char status[768], fault[160] = "", journal[128] = "";
     /* why, since a failing disk (EIO) wants another remedy than a full one (ENOSPC) */
     if (fs.journal_failing)
-        snprintf(journal, sizeof journal, "JOURNAL WRITES FAILING (%s): not taking files; ",
-                 strerror(fs.journal_errno));
+        snprintf(journal, sizeof journal, "JOURNAL WRITES FAILING (%s): not %s; ",
+                 strerror(fs.journal_errno), d->upstream ? "forwarding" : "taking files");
     if (ps.file_errno)
         snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
                  "retrying; ", strerror(ps.file_errno));
@@ -199,9 +199,7 @@ static void update_status(daemon_t *d)
         n = snprintf(status, sizeof status,
                      "STATUS=%s%s%supstream %s: %lu forwarded, lag %llu, %lu gaps repaired "
                      "(%lu messages), %lu topics; %ld subscriptions, %lu drops",
-                     fs.journal_failing ? "JOURNAL WRITES FAILING (disk full?): not "
-                                          "forwarding; " : "",
-                     up, *up ? "; " : "", us.connected ? "connected" : "NOT CONNECTED",
+                     journal, up, *up ? "; " : "", us.connected ? "connected" : "NOT CONNECTED",
                      fs.forwarded, (unsigned long long) us.lag, us.gaps, us.repaired,
                      us.topics, pub.subscriptions, pub.dropped);
     } else
