@@ -23,16 +23,17 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-        "Usage: newswire-drop [--subject S] [--drop DIR] FILE...\n"
-        "Deliver article FILEs atomically into a newswired drop folder (\"-\": stdin,\n"
-        "named stdin-TIME.txt). An existing file is never replaced: NAME becomes NAME-1...\n"
-        "\n"
-        "  -s, --subject S  deliver into DIR/<S as a topic name>/ (created if missing),\n"
-        "                   which routes the article to that topic\n"
-        "  -d, --drop DIR   the drop folder (default ./drop); it must exist\n"
-        "  -h, --help       this text\n"
-        "\n"
-        "Prints each delivered path. Exit status: 0 all delivered, 1 some failed, 2 bad usage.\n");
+            "Usage: newswire-drop [--subject S] [--drop DIR] FILE...\n"
+            "Deliver article FILEs atomically into a newswired drop folder (\"-\": stdin,\n"
+            "named stdin-TIME.txt). An existing file is never replaced: NAME becomes NAME-1...\n"
+            "\n"
+            "  -s, --subject S  deliver into DIR/<S as a topic name>/ (created if missing),\n"
+            "                   which routes the article to that topic\n"
+            "  -d, --drop DIR   the drop folder (default ./drop); it must exist\n"
+            "  -h, --help       this text\n"
+            "\n"
+            "Prints each delivered path. Exit status: 0 all delivered, 1 some failed, 2 bad "
+            "usage.\n");
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -115,7 +116,7 @@ static int deliver(const char *file, const char *dir, mode_t mode)
         char copy[PATH_MAX];
         snprintf(copy, sizeof copy, "%s", file);
         const char *base = basename(copy);
-        while (*base == '.')     /* the daemon ignores hidden names */
+        while (*base == '.') /* the daemon ignores hidden names */
             base++;
         if (!*base || strlen(base) > NAME_MAX - 24) {
             fprintf(stderr, "newswire-drop: %s: unusable file name\n", file);
@@ -162,7 +163,7 @@ static int deliver(const char *file, const char *dir, mode_t mode)
     step = "rename";
     if (place(dirfd, strrchr(tmp, '/') + 1, name, final, sizeof final) != 0)
         goto fail;
-    tmp[0] = '\0';               /* renamed: nothing to clean up */
+    tmp[0] = '\0'; /* renamed: nothing to clean up */
     step = "sync drop folder";
     if (fsync(dirfd) != 0)
         goto fail;
@@ -199,8 +200,8 @@ static int subject_dir(const char *drop, mode_t drop_mode, const char *subject, 
         fprintf(stderr, "newswire-drop: path too long\n");
         return -1;
     }
-    mode_t mask = umask(0);     /* single-threaded: no one else creates files meanwhile */
-    int made = mkdir(out, drop_mode & 0777);   /* a setgid DIR passes its bit on itself */
+    mode_t mask = umask(0); /* single-threaded: no one else creates files meanwhile */
+    int made = mkdir(out, drop_mode & 0777); /* a setgid DIR passes its bit on itself */
     int saved = errno;
     umask(mask);
     errno = saved;
@@ -220,10 +221,10 @@ static int subject_dir(const char *drop, mode_t drop_mode, const char *subject, 
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        { "subject", required_argument, NULL, 's' },
-        { "drop", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"subject", required_argument, NULL, 's'},
+        {"drop", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *drop = "./drop", *subject = NULL;
     int opt;

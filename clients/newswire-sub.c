@@ -5,7 +5,7 @@
  * key; warnings (gaps, bad messages) go to stderr.
  */
 #include "newswire.h"
-#include "nw_fields.h"   /* the field lists: which keys the JSON has */
+#include "nw_fields.h" /* the field lists: which keys the JSON has */
 
 #include <errno.h>
 #include <getopt.h>
@@ -32,7 +32,8 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "Usage: newswire-sub [OPTION]... [TOPIC]...\n"
         "Print newswire articles of TOPICs (and the topics below them; none: everything).\n"
         "\n"
@@ -92,12 +93,12 @@ static json_t *message_json(const nw_message_t *msg)
      * the key order of the output); source and subject are there even when empty. */
     int bad = 0;
 #define JSON_STRING(obj, key, accessor) bad |= set_string(obj, key, nw_message_##accessor(msg));
-#define ROOT_TEXT(key, accessor)     JSON_STRING(root, key, accessor)
-#define ROOT_SHORT(key, accessor)    JSON_STRING(root, key, accessor)
-#define ROOT_TOPIC(key, accessor)    JSON_STRING(root, key, accessor)
-#define ROOT_HEX32(key, accessor)    JSON_STRING(root, key, accessor)
-#define ROOT_HEX40(key, accessor)    JSON_STRING(root, key, accessor)
-#define ROOT_TIME(key, accessor)     JSON_STRING(root, key, accessor)
+#define ROOT_TEXT(key, accessor) JSON_STRING(root, key, accessor)
+#define ROOT_SHORT(key, accessor) JSON_STRING(root, key, accessor)
+#define ROOT_TOPIC(key, accessor) JSON_STRING(root, key, accessor)
+#define ROOT_HEX32(key, accessor) JSON_STRING(root, key, accessor)
+#define ROOT_HEX40(key, accessor) JSON_STRING(root, key, accessor)
+#define ROOT_TIME(key, accessor) JSON_STRING(root, key, accessor)
 #define ROOT_SEQ(key, accessor) \
     bad |= json_object_set_new(root, key, json_integer((json_int_t) nw_message_##accessor(msg)));
 #define ROOT_VERSION(key, accessor)
@@ -111,12 +112,12 @@ static json_t *message_json(const nw_message_t *msg)
     article = NULL;
 #define ROOT_FIELD(member, key, kind, presence, accessor) ROOT_##kind(key, accessor)
 #define SOURCE_FIELD(member, key, kind, presence, accessor) JSON_STRING(source, key, accessor)
-#define ARTICLE_TEXT(key, accessor)  JSON_STRING(article, key, accessor)
+#define ARTICLE_TEXT(key, accessor) JSON_STRING(article, key, accessor)
 #define ARTICLE_SHORT(key, accessor) JSON_STRING(article, key, accessor)
 #define ARTICLE_TOPIC(key, accessor) JSON_STRING(article, key, accessor)
 #define ARTICLE_HEX32(key, accessor) JSON_STRING(article, key, accessor)
 #define ARTICLE_HEX40(key, accessor) JSON_STRING(article, key, accessor)
-#define ARTICLE_TIME(key, accessor)  JSON_STRING(article, key, accessor)
+#define ARTICLE_TIME(key, accessor) JSON_STRING(article, key, accessor)
 #define ARTICLE_SUBJECTS(key, accessor) \
     for (size_t i = 0; i < nw_message_subject_count(msg); i++) { \
         json_t *subject = json_object(); \
@@ -191,13 +192,15 @@ static int parse_count(const char *s, unsigned long *out)
     return 0;
 }
 
-static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
-                   uint64_t first, uint64_t last, void *arg)
+static void on_gap(nw_client_t *client, const char *topic, const char *epoch, uint64_t first,
+                   uint64_t last, void *arg)
 {
     const int *replaying = arg;
-    fprintf(stderr, "newswire-sub: warning: %s missed %" PRIu64 " article%s (seq %" PRIu64
-            "..%" PRIu64 ", epoch %s)%s%s\n", topic, last - first + 1, last == first ? "" : "s",
-            first, last, epoch, *replaying ? ": " : "", *replaying ? nw_client_error(client) : "");
+    fprintf(stderr,
+            "newswire-sub: warning: %s missed %" PRIu64 " article%s (seq %" PRIu64 "..%" PRIu64
+            ", epoch %s)%s%s\n",
+            topic, last - first + 1, last == first ? "" : "s", first, last, epoch,
+            *replaying ? ": " : "", *replaying ? nw_client_error(client) : "");
 }
 
 static int64_t now_ms(void)
@@ -210,19 +213,19 @@ static int64_t now_ms(void)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        { "connect", required_argument, NULL, 'c' },
-        { "format", required_argument, NULL, 'f' },
-        { "count", required_argument, NULL, 'n' },
-        { "timeout", required_argument, NULL, 't' },
-        { "hwm", required_argument, NULL, 'H' },
-        { "replay", required_argument, NULL, 'r' },
-        { "dedup-window", required_argument, NULL, 'D' },
-        { "since", required_argument, NULL, 'S' },
-        { "last", required_argument, NULL, 'L' },
-        { "curve-cert", required_argument, NULL, 'C' },
-        { "server-key", required_argument, NULL, 'K' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"connect", required_argument, NULL, 'c'},
+        {"format", required_argument, NULL, 'f'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},
+        {"hwm", required_argument, NULL, 'H'},
+        {"replay", required_argument, NULL, 'r'},
+        {"dedup-window", required_argument, NULL, 'D'},
+        {"since", required_argument, NULL, 'S'},
+        {"last", required_argument, NULL, 'L'},
+        {"curve-cert", required_argument, NULL, 'C'},
+        {"server-key", required_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char **endpoints = calloc((size_t) argc + 1, sizeof *endpoints);
     size_t nendpoints = 0;
@@ -247,33 +250,40 @@ int main(int argc, char **argv)
         case 'c': endpoints[nendpoints++] = optarg; break;
         case 'f':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "text") != 0) {
-                fprintf(stderr, "newswire-sub: --format must be json or text, not '%s'\n", optarg);
+                fprintf(stderr, "newswire-sub: --format must be json or text, not '%s'\n",
+                        optarg);
                 goto fail;
             }
             text = strcmp(optarg, "text") == 0;
             break;
-        case 'n': have_count = 1;
+        case 'n':
+            have_count = 1;
             if (parse_count(optarg, &count) || count == 0) {
-                fprintf(stderr, "newswire-sub: --count wants a positive number, not '%s'\n", optarg);
+                fprintf(stderr, "newswire-sub: --count wants a positive number, not '%s'\n",
+                        optarg);
                 goto fail;
             }
             break;
-        case 't': have_timeout = 1;
+        case 't':
+            have_timeout = 1;
             if (parse_count(optarg, &timeout) || timeout > 86400UL * 365) {
                 fprintf(stderr, "newswire-sub: --timeout wants seconds, not '%s'\n", optarg);
                 goto fail;
             }
             break;
-        case 'H': have_hwm = 1;
+        case 'H':
+            have_hwm = 1;
             if (parse_count(optarg, &hwm) || hwm > 10000000UL) {
                 fprintf(stderr, "newswire-sub: --hwm wants a number, not '%s'\n", optarg);
                 goto fail;
             }
             break;
         case 'r': replays[nreplays++] = replay = optarg; break;
-        case 'D': have_dedup_window = 1;
+        case 'D':
+            have_dedup_window = 1;
             if (parse_count(optarg, &dedup_window) || dedup_window > 10000000UL) {
-                fprintf(stderr, "newswire-sub: --dedup-window wants a number of articles, not '%s'\n",
+                fprintf(stderr,
+                        "newswire-sub: --dedup-window wants a number of articles, not '%s'\n",
                         optarg);
                 goto fail;
             }
@@ -288,19 +298,25 @@ int main(int argc, char **argv)
             break;
         case 'L':
             if (parse_count(optarg, &last) || last == 0) {
-                fprintf(stderr, "newswire-sub: --last wants a positive number, not '%s'\n", optarg);
+                fprintf(stderr, "newswire-sub: --last wants a positive number, not '%s'\n",
+                        optarg);
                 goto fail;
             }
             break;
-        case 'h': usage(stdout); status = 0; goto fail;
+        case 'h':
+            usage(stdout);
+            status = 0;
+            goto fail;
         default: usage(stderr); goto fail;
         }
     }
     if (nendpoints == 0)
         endpoints[nendpoints++] = DEFAULT_ENDPOINT;
     if (nreplays > 1 && nreplays != nendpoints) {
-        fprintf(stderr, "newswire-sub: give --replay once, or once per --connect (%zu), not %zu "
-                "times\n", nendpoints, nreplays);
+        fprintf(stderr,
+                "newswire-sub: give --replay once, or once per --connect (%zu), not %zu "
+                "times\n",
+                nendpoints, nreplays);
         goto fail;
     }
     if (!curve_cert != !server_key) {
@@ -338,9 +354,9 @@ int main(int argc, char **argv)
         nw_client_subscribe(client, "");
     /* The first --connect is the client's own path, every other one a feed of its own
      * (with the one --replay, or its own). */
-    if (nw_client_connect(client, endpoints[0]) != 0
-        || (nreplays > 0 && nw_client_set_replay(client, replays[0]) != 0)
-        || (have_dedup_window && nw_client_set_dedup_window(client, dedup_window) != 0)) {
+    if (nw_client_connect(client, endpoints[0]) != 0 ||
+        (nreplays > 0 && nw_client_set_replay(client, replays[0]) != 0) ||
+        (have_dedup_window && nw_client_set_dedup_window(client, dedup_window) != 0)) {
         fprintf(stderr, "newswire-sub: %s\n", nw_client_error(client));
         goto fail;
     }
@@ -361,7 +377,7 @@ int main(int argc, char **argv)
     }
 
     /* No SA_RESTART: the signal must interrupt the wait inside ZeroMQ. */
-    struct sigaction sa = { .sa_handler = on_signal };
+    struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -380,13 +396,15 @@ int main(int argc, char **argv)
         int rc = nw_client_recv(client, &msg, wait);
         if (rc == NW_RECV_MESSAGE) {
             if (nw_message_epoch_changed(msg))
-                fprintf(stderr, "newswire-sub: warning: %s restarted with epoch %s at seq %" PRIu64
-                        "; articles before it may be lost\n", nw_message_topic(msg),
-                        nw_message_epoch(msg), nw_message_seq(msg));
+                fprintf(stderr,
+                        "newswire-sub: warning: %s restarted with epoch %s at seq %" PRIu64
+                        "; articles before it may be lost\n",
+                        nw_message_topic(msg), nw_message_epoch(msg), nw_message_seq(msg));
             if (text)
                 print_text(msg);
             else if (print_json(msg) != 0) {
-                fprintf(stderr, "newswire-sub: warning: %s #%" PRIu64 " is not valid UTF-8, skipped\n",
+                fprintf(stderr,
+                        "newswire-sub: warning: %s #%" PRIu64 " is not valid UTF-8, skipped\n",
                         nw_message_topic(msg), nw_message_seq(msg));
                 status = EXIT_BADMSG;
             }
@@ -405,8 +423,8 @@ int main(int argc, char **argv)
         }
     }
     if (!interrupted && have_count && received < count) {
-        fprintf(stderr, "newswire-sub: timed out after %lu s with %lu of %lu articles\n",
-                timeout, received, count);
+        fprintf(stderr, "newswire-sub: timed out after %lu s with %lu of %lu articles\n", timeout,
+                received, count);
         status = EXIT_TIMEOUT;
     }
 fail:

@@ -34,75 +34,75 @@
 #include <time.h>
 #include <zmq.h>
 
-#define REPLAY_CREDIT 256          /* initial credit; half of it is granted again as used */
-#define REPLAY_HOLD_MAX 1024       /* live messages held per topic during a replay */
-#define REPLAY_TIMEOUT_MS 5000     /* a stream silent this long is given up (daemon gone) */
-#define REPLAY_BUSY_FIRST_MS 100   /* "busy": asked again after this, doubling each time */
+#define REPLAY_CREDIT 256        /* initial credit; half of it is granted again as used */
+#define REPLAY_HOLD_MAX 1024     /* live messages held per topic during a replay */
+#define REPLAY_TIMEOUT_MS 5000   /* a stream silent this long is given up (daemon gone) */
+#define REPLAY_BUSY_FIRST_MS 100 /* "busy": asked again after this, doubling each time */
 #define REPLAY_BUSY_MAX_MS 2000
-#define REPLAY_BUSY_TRIES 6        /* then the gap is given up (about 5 s in all) */
+#define REPLAY_BUSY_TRIES 6 /* then the gap is given up (about 5 s in all) */
 
 enum { JOIN_NONE, JOIN_SINCE, JOIN_LAST };
 
 /* What the arbiter has taken already: keys in a set, oldest first in a FIFO that bounds it. */
 typedef struct {
-    zhashx_t *set;               /* key -> "" ; keys owned by the hash */
-    zlistx_t *order;             /* the same keys, oldest first; not owned */
-    size_t max;                  /* 0: nothing kept */
+    zhashx_t *set;   /* key -> "" ; keys owned by the hash */
+    zlistx_t *order; /* the same keys, oldest first; not owned */
+    size_t max;      /* 0: nothing kept */
 } dedup_t;
 
 typedef struct {
     char *name;
-    char *epoch;                 /* NULL while a late join has not learnt it */
-    uint64_t last;               /* highest seq seen (replay mode: delivered) in epoch */
+    char *epoch;   /* NULL while a late join has not learnt it */
+    uint64_t last; /* highest seq seen (replay mode: delivered) in epoch */
     /* Replay mode only. */
-    zlistx_t *held;              /* live nw_message_t waiting behind a replay, arrival order */
-    uint64_t need_to;            /* the replay must reach this seq; 0: up to the head */
-    int queued;                  /* waiting in the FIFO or the active stream */
-    int join;                    /* JOIN_: the next stream is a late join */
-    uint64_t join_arg;           /* since: first seq; last: how many */
-    int from_known;              /* last is meaningful before the epoch is known (since) */
-    uint64_t lost;               /* given up just before the next one returned: its gap_before */
+    zlistx_t *held;    /* live nw_message_t waiting behind a replay, arrival order */
+    uint64_t need_to;  /* the replay must reach this seq; 0: up to the head */
+    int queued;        /* waiting in the FIFO or the active stream */
+    int join;          /* JOIN_: the next stream is a late join */
+    uint64_t join_arg; /* since: first seq; last: how many */
+    int from_known;    /* last is meaningful before the epoch is known (since) */
+    uint64_t lost;     /* given up just before the next one returned: its gap_before */
 } topic_state_t;
 
 struct nw_client {
-    void *ctx;                   /* private, so the application's ZeroMQ use is untouched */
+    void *ctx; /* private, so the application's ZeroMQ use is untouched */
     void *sock;
-    zhashx_t *subs;              /* subscribed topic -> itself; keys owned by the hash */
-    zhashx_t *topics;            /* topic -> topic_state_t */
+    zhashx_t *subs;   /* subscribed topic -> itself; keys owned by the hash */
+    zhashx_t *topics; /* topic -> topic_state_t */
     nw_client_gap_fn *gap_fn;
     void *gap_arg;
     uint64_t received, bad, gaps, duplicates;
-    int connected;               /* the SUB has an endpoint: too late for CURVE */
+    int connected; /* the SUB has an endpoint: too late for CURVE */
     /* CURVE (nw_client_set_curve): applied to each socket before it connects. */
     int curve;
     uint8_t curve_public[32], curve_secret[32], curve_server[32];
     /* Replay mode (replay != NULL). */
-    void *replay;                /* DEALER */
-    void *monitor;               /* PAIR: the SUB's handshakes (replay mode only) */
-    zlistx_t *waiting;           /* topic_state_t wanting a stream, FIFO; not owned */
-    zlistx_t *ready;             /* nw_message_t to return before reading sockets */
-    topic_state_t *active;       /* the topic of the active stream, NULL when none */
-    uint64_t active_from;        /* its request's first seq (0 for "last": unknown) */
-    uint64_t active_base;        /* active->last when it started: did it progress? */
-    int active_join;             /* it is a late join */
-    int active_join_kind;        /* its JOIN_ and argument, to ask again after "busy" */
+    void *replay;          /* DEALER */
+    void *monitor;         /* PAIR: the SUB's handshakes (replay mode only) */
+    zlistx_t *waiting;     /* topic_state_t wanting a stream, FIFO; not owned */
+    zlistx_t *ready;       /* nw_message_t to return before reading sockets */
+    topic_state_t *active; /* the topic of the active stream, NULL when none */
+    uint64_t active_from;  /* its request's first seq (0 for "last": unknown) */
+    uint64_t active_base;  /* active->last when it started: did it progress? */
+    int active_join;       /* it is a late join */
+    int active_join_kind;  /* its JOIN_ and argument, to ask again after "busy" */
     uint64_t active_join_arg;
-    unsigned active_used;        /* data received since credit was last granted */
-    int idle_ms;                 /* quiet time after live traffic that triggers a probe */
-    int64_t probe_due;           /* when the probe is due (0: none armed) */
-    int64_t active_deadline;     /* the active stream is given up if silent until then */
-    int64_t busy_until;          /* after "busy": no new stream before then (0: none) */
-    int busy_tries;              /* "busy" answers in a row */
+    unsigned active_used;    /* data received since credit was last granted */
+    int idle_ms;             /* quiet time after live traffic that triggers a probe */
+    int64_t probe_due;       /* when the probe is due (0: none armed) */
+    int64_t active_deadline; /* the active stream is given up if silent until then */
+    int64_t busy_until;      /* after "busy": no new stream before then (0: none) */
+    int busy_tries;          /* "busy" answers in a row */
     uint64_t replayed, replay_errors;
-    int hwm;                     /* nw_client_set_rcvhwm's, for feeds added later; -1: none */
-    int idle_set;                /* nw_client_set_replay_idle was called: feeds take idle_ms */
+    int hwm;      /* nw_client_set_rcvhwm's, for feeds added later; -1: none */
+    int idle_set; /* nw_client_set_replay_idle was called: feeds take idle_ms */
     /* Dual feeds (nw_client_add_feed): this client is path 0 and the arbiter; each feed
      * is a whole client of its own (SUB, replay DEALER, per-topic tracking and gap
      * filling) whose messages this one takes once by (epoch, topic, seq) and by id. */
-    nw_client_t *arbiter;        /* set in a feed: whose gaps it reports; NULL in path 0 */
+    nw_client_t *arbiter; /* set in a feed: whose gaps it reports; NULL in path 0 */
     nw_client_t **feeds;
     size_t nfeeds;
-    size_t next_path;            /* where the next round of reading starts (fairness) */
+    size_t next_path; /* where the next round of reading starts (fairness) */
     dedup_t seen_seq, seen_id;
     char error[256];
 };
@@ -212,8 +212,8 @@ nw_client_t *nw_client_new(void)
         goto fail;
     int linger = 0;
     int64_t maxmsg = NW_CLIENT_MAXMSGSIZE;
-    if (zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0
-        || zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0)
+    if (zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0)
         goto fail;
     self->subs = zhashx_new();
     self->topics = zhashx_new();
@@ -291,8 +291,10 @@ static int load_cert(nw_client_t *self, const char *path, uint8_t *public_key, u
     else if (!pub || strlen(pub) != 40 || !zmq_z85_decode(public_key, pub))
         client_set_error(self, "certificate '%s' has no valid curve/public-key", path);
     else if (secret && (!sec || strlen(sec) != 40 || !zmq_z85_decode(secret, sec)))
-        client_set_error(self, "certificate '%s' has no valid curve/secret-key (use the "
-                         "_secret file)", path);
+        client_set_error(self,
+                         "certificate '%s' has no valid curve/secret-key (use the "
+                         "_secret file)",
+                         path);
     else
         rc = 0;
     zconfig_destroy(&root);
@@ -301,9 +303,9 @@ static int load_cert(nw_client_t *self, const char *path, uint8_t *public_key, u
 
 static int apply_curve(nw_client_t *self, void *sock)
 {
-    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, self->curve_server, 32) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, self->curve_public, 32) != 0
-        || zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, self->curve_secret, 32) != 0) {
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, self->curve_server, 32) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, self->curve_public, 32) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, self->curve_secret, 32) != 0) {
         client_set_error(self, "cannot set CURVE keys: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
@@ -332,10 +334,12 @@ int nw_client_set_curve(nw_client_t *self, const char *client_cert_path,
     if (stat(server_public_key, &st) == 0) {
         if (load_cert(self, server_public_key, self->curve_server, NULL) != 0)
             goto fail;
-    } else if (strlen(server_public_key) != 40
-               || !zmq_z85_decode(self->curve_server, server_public_key)) {
-        client_set_error(self, "server key '%s' is neither a 40-character Z85 key nor a "
-                         "certificate file", server_public_key);
+    } else if (strlen(server_public_key) != 40 ||
+               !zmq_z85_decode(self->curve_server, server_public_key)) {
+        client_set_error(self,
+                         "server key '%s' is neither a 40-character Z85 key nor a "
+                         "certificate file",
+                         server_public_key);
         goto fail;
     }
     if (apply_curve(self, self->sock) != 0)
@@ -354,8 +358,10 @@ int nw_client_connect(nw_client_t *self, const char *endpoint)
     char resolved[256], reason[300];
     if (endpoint && nw_epgm_is(endpoint)) {
         if (self->curve) {
-            client_set_error(self, "cannot connect to '%s': multicast has no CURVE, and this "
-                             "client was given keys", endpoint);
+            client_set_error(self,
+                             "cannot connect to '%s': multicast has no CURVE, and this "
+                             "client was given keys",
+                             endpoint);
             return -1;
         }
         if (nw_epgm_resolve(endpoint, resolved, sizeof resolved, reason, sizeof reason) != 0) {
@@ -364,7 +370,7 @@ int nw_client_connect(nw_client_t *self, const char *endpoint)
         }
         endpoint = resolved;
     }
-    self->connected = 1;         /* even a failed attempt may have left an endpoint */
+    self->connected = 1; /* even a failed attempt may have left an endpoint */
     if (!endpoint || zmq_connect(self->sock, endpoint) != 0) {
         client_set_error(self, "cannot connect to '%s': %s", endpoint ? endpoint : "(null)",
                          zmq_strerror(zmq_errno()));
@@ -393,9 +399,10 @@ int nw_client_subscribe(nw_client_t *self, const char *topic)
         return -1;
     }
     if (zhashx_lookup(self->subs, topic))
-        return 0;                /* ZeroMQ counts subscriptions; keep one per topic */
+        return 0; /* ZeroMQ counts subscriptions; keep one per topic */
     char raw[NW_TOPIC_FRAME_MAX + 1];
-    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, raw, nw_topic_terminate(topic, strlen(topic), raw)) != 0) {
+    if (zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, raw,
+                       nw_topic_terminate(topic, strlen(topic), raw)) != 0) {
         client_set_error(self, "cannot subscribe to '%s': %s", topic, zmq_strerror(zmq_errno()));
         return -1;
     }
@@ -415,7 +422,8 @@ int nw_client_unsubscribe(nw_client_t *self, const char *topic)
         return -1;
     }
     char raw[NW_TOPIC_FRAME_MAX + 1];
-    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw, nw_topic_terminate(topic, strlen(topic), raw));
+    zmq_setsockopt(self->sock, ZMQ_UNSUBSCRIBE, raw,
+                   nw_topic_terminate(topic, strlen(topic), raw));
     zhashx_delete(self->subs, topic);
     for (size_t i = 0; i < self->nfeeds; i++)
         nw_client_unsubscribe(self->feeds[i], topic);
@@ -435,8 +443,8 @@ static int client_matches(nw_client_t *self, const char *topic)
 static topic_state_t *topic_state_new(nw_client_t *self, const char *topic, const char *epoch)
 {
     topic_state_t *state = calloc(1, sizeof *state);
-    if (!state || !(state->name = strdup(topic)) || (epoch && !(state->epoch = strdup(epoch)))
-        || !(state->held = zlistx_new())) {
+    if (!state || !(state->name = strdup(topic)) || (epoch && !(state->epoch = strdup(epoch))) ||
+        !(state->held = zlistx_new())) {
         topic_state_destroy((void **) &state);
         client_set_error(self, "out of memory");
         return NULL;
@@ -470,7 +478,7 @@ static void client_gap(nw_client_t *p, const char *topic, const char *epoch, uin
             top->gap_fn(top, topic, epoch, first, last, top->gap_arg);
         return;
     }
-    uint64_t run = 0;            /* start of the current run of missing seqs, 0: none */
+    uint64_t run = 0; /* start of the current run of missing seqs, 0: none */
     for (uint64_t seq = first;; seq++) {
         char key[SEQ_KEY_MAX];
         int missing = 0;
@@ -539,8 +547,8 @@ static int client_track(nw_client_t *self, nw_message_t *msg)
 static int client_decode(nw_client_t *self, zmq_msg_t *frames, int live, nw_message_t **out)
 {
     char topic[NW_TOPIC_MAX + 1], why[64];
-    if (nw_topic_unframe(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), topic,
-                         why, sizeof why) != 0) {
+    if (nw_topic_unframe(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), topic, why,
+                         sizeof why) != 0) {
         client_set_error(self, "%s", why);
         return READ_BAD;
     }
@@ -591,7 +599,7 @@ static int client_accept(nw_client_t *self, zmq_msg_t *frames, nw_message_t **ou
         self->probe_due = mono_ms() + self->idle_ms;
     rc = client_track(self, msg);
     if (rc == READ_HELD)
-        return READ_SKIP;          /* msg belongs to the topic's held list now */
+        return READ_SKIP; /* msg belongs to the topic's held list now */
     if (rc != READ_MESSAGE) {
         nw_message_destroy(&msg);
         return rc;
@@ -616,9 +624,14 @@ static int replay_send(nw_client_t *self, msgpack_sbuffer *buf)
 static int replay_request(nw_client_t *self, nw_replay_type_t type, const topic_state_t *state,
                           uint64_t from, uint64_t to, uint64_t last_n, unsigned credit)
 {
-    nw_replay_request_t req = { .type = type, .credit = credit, .has_to = to > 0, .to = to,
-                                .has_last = last_n > 0, .last = last_n,
-                                .has_from = last_n == 0, .from = from };
+    nw_replay_request_t req = {.type = type,
+                               .credit = credit,
+                               .has_to = to > 0,
+                               .to = to,
+                               .has_last = last_n > 0,
+                               .last = last_n,
+                               .has_from = last_n == 0,
+                               .from = from};
     if (type == NW_REPLAY_REQ_REPLAY)
         snprintf(req.topic, sizeof req.topic, "%s", state->name);
     msgpack_sbuffer buf;
@@ -733,7 +746,8 @@ static void replay_pump(nw_client_t *self)
         else if (state->join == JOIN_LAST)
             from = 0, to = 0, last_n = state->join_arg;
         state->join = JOIN_NONE;
-        if (replay_request(self, NW_REPLAY_REQ_REPLAY, state, from, to, last_n, REPLAY_CREDIT) != 0) {
+        if (replay_request(self, NW_REPLAY_REQ_REPLAY, state, from, to, last_n, REPLAY_CREDIT) !=
+            0) {
             replay_settle(self, state, 0);
             continue;
         }
@@ -832,8 +846,8 @@ static int replay_control(nw_client_t *self, int is_error, const void *data, siz
 
     topic_state_t *state = self->active;
     /* A cancelled stream's last words, or a stranger's: not ours to act on. */
-    if (!state || strcmp(topic, state->name) != 0
-        || (!is_error && self->active_from && from != self->active_from))
+    if (!state || strcmp(topic, state->name) != 0 ||
+        (!is_error && self->active_from && from != self->active_from))
         return READ_SKIP;
     self->active = NULL;
     int progress = state->last > self->active_base || self->active_join;
@@ -889,10 +903,10 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
         replay_request(self, NW_REPLAY_REQ_CREDIT, NULL, 0, 0, 0, REPLAY_CREDIT / 2);
         self->active_used = 0;
     }
-    if (!state || strcmp(env->topic, state->name) != 0
-        || (state->epoch && strcmp(env->epoch, state->epoch) != 0)
-        || (state->epoch && env->seq <= state->last)) {
-        nw_message_destroy(&msg);  /* a cancelled stream's, an old epoch's, or a duplicate */
+    if (!state || strcmp(env->topic, state->name) != 0 ||
+        (state->epoch && strcmp(env->epoch, state->epoch) != 0) ||
+        (state->epoch && env->seq <= state->last)) {
+        nw_message_destroy(&msg); /* a cancelled stream's, an old epoch's, or a duplicate */
         return READ_SKIP;
     }
     if (!state->epoch) {
@@ -901,7 +915,7 @@ static int replay_reply(nw_client_t *self, zmq_msg_t *frames, nw_message_t **out
             client_set_error(self, "out of memory");
             return READ_ERROR;
         }
-        if (self->active_from == 0)      /* "last N": the first one starts the topic */
+        if (self->active_from == 0) /* "last N": the first one starts the topic */
             state->last = env->seq - 1;
     }
     if (env->seq > state->last + 1) {
@@ -968,11 +982,11 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint)
     self->replay = zmq_socket(self->ctx, ZMQ_DEALER);
     self->waiting = zlistx_new();
     self->ready = zlistx_new();
-    if (!self->replay || !self->waiting || !self->ready
-        || zmq_setsockopt(self->replay, ZMQ_LINGER, &linger, sizeof linger) != 0
-        || zmq_setsockopt(self->replay, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0
-        || (self->curve && apply_curve(self, self->replay) != 0)
-        || !endpoint || zmq_connect(self->replay, endpoint) != 0) {
+    if (!self->replay || !self->waiting || !self->ready ||
+        zmq_setsockopt(self->replay, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(self->replay, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0 ||
+        (self->curve && apply_curve(self, self->replay) != 0) || !endpoint ||
+        zmq_connect(self->replay, endpoint) != 0) {
         client_set_error(self, "cannot connect replay to '%s': %s",
                          endpoint ? endpoint : "(null)", zmq_strerror(zmq_errno()));
         goto fail;
@@ -982,10 +996,10 @@ int nw_client_set_replay(nw_client_t *self, const char *endpoint)
      * the probe, as live traffic does. */
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://nw-client-monitor-%p", (void *) self);
-    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0
-        || !(self->monitor = zmq_socket(self->ctx, ZMQ_PAIR))
-        || zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger) != 0
-        || zmq_connect(self->monitor, mon) != 0) {
+    if (zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0 ||
+        !(self->monitor = zmq_socket(self->ctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(self->monitor, mon) != 0) {
         client_set_error(self, "cannot monitor the live socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
@@ -1061,7 +1075,6 @@ int nw_client_last(nw_client_t *self, const char *topic, uint64_t n)
     return client_join_all(self, topic, JOIN_LAST, n);
 }
 
-
 /* Read one whole multipart message without waiting, from the SUB (live) or the DEALER. */
 static int client_read(nw_client_t *self, void *sock, nw_message_t **out)
 {
@@ -1081,7 +1094,7 @@ static int client_read(nw_client_t *self, void *sock, nw_message_t **out)
         }
         more = zmq_msg_more(&part);
         if (parts < 2)
-            frames[parts] = part;   /* moved: closed below */
+            frames[parts] = part; /* moved: closed below */
         else
             zmq_msg_close(&part);
         parts++;
@@ -1125,7 +1138,7 @@ static void client_monitor(nw_client_t *self)
             memcpy(&event, zmq_msg_data(&ev), 2);
         int more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
-        while (more) {   /* the endpoint frame */
+        while (more) { /* the endpoint frame */
             zmq_msg_init(&ev);
             more = zmq_msg_recv(&ev, self->monitor, 0) >= 0 && zmq_msg_more(&ev);
             zmq_msg_close(&ev);
@@ -1155,9 +1168,9 @@ static int client_step(nw_client_t *self, nw_message_t **msg)
         return READ_SKIP;
     }
     if (self->busy_until && !self->active && self->busy_until <= now)
-        return READ_SKIP;          /* replay_pump asks again */
-    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0
-        && self->probe_due <= now) {
+        return READ_SKIP; /* replay_pump asks again */
+    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0 &&
+        self->probe_due <= now) {
         replay_probe(self);
         return READ_SKIP;
     }
@@ -1172,8 +1185,8 @@ static int64_t client_due(const nw_client_t *self)
         due = self->active_deadline;
     if (self->busy_until && !self->active && (due < 0 || self->busy_until < due))
         due = self->busy_until;
-    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0
-        && (due < 0 || self->probe_due < due))
+    if (self->probe_due && !self->active && zlistx_size(self->waiting) == 0 &&
+        (due < 0 || self->probe_due < due))
         due = self->probe_due;
     return due;
 }
@@ -1195,8 +1208,8 @@ static int arbiter_take(nw_client_t *self, const nw_message_t *msg)
     if (dedup_has(&self->seen_seq, key))
         return 0;
     int again = env->id && dedup_has(&self->seen_id, env->id);
-    if (dedup_add(&self->seen_seq, key) != 0
-        || (!again && env->id && dedup_add(&self->seen_id, env->id) != 0)) {
+    if (dedup_add(&self->seen_seq, key) != 0 ||
+        (!again && env->id && dedup_add(&self->seen_id, env->id) != 0)) {
         client_set_error(self, "out of memory");
         return -1;
     }
@@ -1262,16 +1275,17 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms)
                 if (wait < 0 || until < wait)
                     wait = until;
             }
-            items[nitems++] = (zmq_pollitem_t) { .socket = path->sock, .events = ZMQ_POLLIN };
+            items[nitems++] = (zmq_pollitem_t) {.socket = path->sock, .events = ZMQ_POLLIN};
             if (path->replay)
-                items[nitems++] = (zmq_pollitem_t) { .socket = path->replay, .events = ZMQ_POLLIN };
+                items[nitems++] = (zmq_pollitem_t) {.socket = path->replay, .events = ZMQ_POLLIN};
             if (path->monitor)
-                items[nitems++] = (zmq_pollitem_t) { .socket = path->monitor, .events = ZMQ_POLLIN };
+                items[nitems++] = (zmq_pollitem_t) {.socket = path->monitor,
+                                                    .events = ZMQ_POLLIN};
         }
         int n = zmq_poll(items, nitems, wait);
         if (n < 0) {
-            client_set_error(self, "%s", zmq_errno() == EINTR ? "interrupted"
-                                                              : zmq_strerror(zmq_errno()));
+            client_set_error(self, "%s",
+                             zmq_errno() == EINTR ? "interrupted" : zmq_strerror(zmq_errno()));
             return NW_RECV_ERROR;
         }
         if (n == 0 && deadline >= 0 && mono_ms() >= deadline)
@@ -1288,8 +1302,7 @@ int nw_client_add_feed(nw_client_t *self, const char *endpoint, const char *repl
         return -1;
     }
     if (self->nfeeds >= NW_CLIENT_FEEDS_MAX) {
-        client_set_error(self, "at most %d feeds besides the client's own",
-                         NW_CLIENT_FEEDS_MAX);
+        client_set_error(self, "at most %d feeds besides the client's own", NW_CLIENT_FEEDS_MAX);
         return -1;
     }
     nw_client_t **feeds = realloc(self->feeds, (self->nfeeds + 1) * sizeof *feeds);
@@ -1335,12 +1348,13 @@ fail:
 int nw_client_set_dedup_window(nw_client_t *self, size_t articles)
 {
     if (articles > NW_CLIENT_DEDUP_WINDOW_MAX) {
-        client_set_error(self, "a dedup window of at most %d articles", NW_CLIENT_DEDUP_WINDOW_MAX);
+        client_set_error(self, "a dedup window of at most %d articles",
+                         NW_CLIENT_DEDUP_WINDOW_MAX);
         return -1;
     }
     self->seen_id.max = articles;
     self->seen_seq.max = articles > NW_CLIENT_DEDUP_WINDOW ? articles : NW_CLIENT_DEDUP_WINDOW;
-    dedup_clear(&self->seen_id);   /* emptied, so a smaller window holds at once */
+    dedup_clear(&self->seen_id); /* emptied, so a smaller window holds at once */
     return 0;
 }
 
@@ -1349,35 +1363,53 @@ const char *nw_client_error(const nw_client_t *self)
     return self->error;
 }
 
-uint64_t nw_client_received(const nw_client_t *self) { return self->received; }
-uint64_t nw_client_bad(const nw_client_t *self) { return self->bad; }
-uint64_t nw_client_gaps(const nw_client_t *self) { return self->gaps; }   /* feeds report here */
-uint64_t nw_client_duplicates(const nw_client_t *self) { return self->duplicates; }
-uint64_t nw_client_replayed(const nw_client_t *self) { return self->replayed; }
-uint64_t nw_client_replay_errors(const nw_client_t *self) { return self->replay_errors; }
+uint64_t nw_client_received(const nw_client_t *self)
+{
+    return self->received;
+}
+uint64_t nw_client_bad(const nw_client_t *self)
+{
+    return self->bad;
+}
+uint64_t nw_client_gaps(const nw_client_t *self)
+{
+    return self->gaps;
+} /* feeds report here */
+uint64_t nw_client_duplicates(const nw_client_t *self)
+{
+    return self->duplicates;
+}
+uint64_t nw_client_replayed(const nw_client_t *self)
+{
+    return self->replayed;
+}
+uint64_t nw_client_replay_errors(const nw_client_t *self)
+{
+    return self->replay_errors;
+}
 
 /* The field accessors, one per field of proto/nw_fields.h. Each must have been declared
  * by include/newswire.h with the same type: the build fails otherwise, before the
  * definitions below would declare it themselves. */
-#define STRING_ACCESSOR_TYPE const char *(*)(const nw_message_t *)
-#define DECLARED_(accessor, type) DECLARED_AS(accessor, type)   /* type expanded first */
+#define STRING_ACCESSOR_TYPE const char *(*) (const nw_message_t *)
+#define DECLARED_(accessor, type) DECLARED_AS(accessor, type) /* type expanded first */
 #define DECLARED_AS(accessor, type) \
-    _Static_assert(_Generic(&nw_message_##accessor, type: 1, default: 0), \
+    _Static_assert(_Generic(&nw_message_##accessor, type : 1, default : 0), \
                    "nw_message_" #accessor "() is declared in include/newswire.h as " #type);
-#define DECLARED_TEXT(accessor)     DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_SHORT(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_TOPIC(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_HEX32(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_HEX40(accessor)    DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_TIME(accessor)     DECLARED_(accessor, STRING_ACCESSOR_TYPE)
-#define DECLARED_SEQ(accessor)      DECLARED_(accessor, uint64_t (*)(const nw_message_t *))
+#define DECLARED_TEXT(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_SHORT(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_TOPIC(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_HEX32(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_HEX40(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_TIME(accessor) DECLARED_(accessor, STRING_ACCESSOR_TYPE)
+#define DECLARED_SEQ(accessor) DECLARED_(accessor, uint64_t (*)(const nw_message_t *))
 #define DECLARED_VERSION(accessor)
 #define DECLARED_SOURCE(accessor)
 #define DECLARED_ARTICLE(accessor)
 #define DECLARED_SUBJECTS(accessor)
 #define DECLARED(member, key, kind, presence, accessor) DECLARED_##kind(accessor)
 #define DECLARED_SUBJECT(member, key, kind, presence, accessor) \
-    DECLARED_(accessor, const char *(*)(const nw_message_t *, size_t))
+    DECLARED_(accessor, const char *(*) (const nw_message_t *, size_t))
 NW_FIELDS_MESSAGE(DECLARED)
 NW_FIELDS_SOURCE(DECLARED)
 NW_FIELDS_ARTICLE(DECLARED)
@@ -1385,26 +1417,30 @@ NW_FIELDS_SUBJECT(DECLARED_SUBJECT)
 
 #define STRING_ACCESSOR(part, member, accessor) \
     const char *nw_message_##accessor(const nw_message_t *self) \
-    { return self->decoded->part.member; }
-#define ENV_TEXT(member, accessor)     STRING_ACCESSOR(env, member, accessor)
-#define ENV_SHORT(member, accessor)    STRING_ACCESSOR(env, member, accessor)
-#define ENV_TOPIC(member, accessor)    STRING_ACCESSOR(env, member, accessor)
-#define ENV_HEX32(member, accessor)    STRING_ACCESSOR(env, member, accessor)
-#define ENV_HEX40(member, accessor)    STRING_ACCESSOR(env, member, accessor)
-#define ENV_TIME(member, accessor)     STRING_ACCESSOR(env, member, accessor)
+    { \
+        return self->decoded->part.member; \
+    }
+#define ENV_TEXT(member, accessor) STRING_ACCESSOR(env, member, accessor)
+#define ENV_SHORT(member, accessor) STRING_ACCESSOR(env, member, accessor)
+#define ENV_TOPIC(member, accessor) STRING_ACCESSOR(env, member, accessor)
+#define ENV_HEX32(member, accessor) STRING_ACCESSOR(env, member, accessor)
+#define ENV_HEX40(member, accessor) STRING_ACCESSOR(env, member, accessor)
+#define ENV_TIME(member, accessor) STRING_ACCESSOR(env, member, accessor)
 #define ENV_SEQ(member, accessor) \
     uint64_t nw_message_##accessor(const nw_message_t *self) \
-    { return self->decoded->env.member; }
+    { \
+        return self->decoded->env.member; \
+    }
 #define ENV_VERSION(member, accessor)
 #define ENV_SOURCE(member, accessor)
 #define ENV_ARTICLE(member, accessor)
 #define ENV_ACCESSOR(member, key, kind, presence, accessor) ENV_##kind(member, accessor)
-#define ARTICLE_TEXT(member, accessor)  STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_TEXT(member, accessor) STRING_ACCESSOR(article, member, accessor)
 #define ARTICLE_SHORT(member, accessor) STRING_ACCESSOR(article, member, accessor)
 #define ARTICLE_TOPIC(member, accessor) STRING_ACCESSOR(article, member, accessor)
 #define ARTICLE_HEX32(member, accessor) STRING_ACCESSOR(article, member, accessor)
 #define ARTICLE_HEX40(member, accessor) STRING_ACCESSOR(article, member, accessor)
-#define ARTICLE_TIME(member, accessor)  STRING_ACCESSOR(article, member, accessor)
+#define ARTICLE_TIME(member, accessor) STRING_ACCESSOR(article, member, accessor)
 #define ARTICLE_SUBJECTS(member, accessor)
 #define ARTICLE_ACCESSOR(member, key, kind, presence, accessor) ARTICLE_##kind(member, accessor)
 /* NULL when index is out of range or the subject has no such field. */
@@ -1419,10 +1455,19 @@ NW_FIELDS_MESSAGE(ENV_ACCESSOR)
 NW_FIELDS_SOURCE(ENV_ACCESSOR)
 NW_FIELDS_ARTICLE(ARTICLE_ACCESSOR)
 NW_FIELDS_SUBJECT(SUBJECT_ACCESSOR)
-size_t nw_message_subject_count(const nw_message_t *self) { return self->decoded->article.subject_count; }
+size_t nw_message_subject_count(const nw_message_t *self)
+{
+    return self->decoded->article.subject_count;
+}
 
-uint64_t nw_message_gap_before(const nw_message_t *self) { return self->gap_before; }
-int nw_message_epoch_changed(const nw_message_t *self) { return self->epoch_changed; }
+uint64_t nw_message_gap_before(const nw_message_t *self)
+{
+    return self->gap_before;
+}
+int nw_message_epoch_changed(const nw_message_t *self)
+{
+    return self->epoch_changed;
+}
 
 void nw_message_destroy(nw_message_t **self_p)
 {

@@ -17,10 +17,10 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <limits.h>
-#include <stdbool.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_TRIES 16          /* names found free and then taken by someone else */
-#define MAX_EXT 16            /* a longer "extension" is part of the stem */
+#define MAX_TRIES 16 /* names found free and then taken by someone else */
+#define MAX_EXT 16   /* a longer "extension" is part of the stem */
 #define REASON_SUFFIX ".reason"
 #define HINTS 64
 
@@ -52,7 +52,7 @@ static uint64_t hint_key(const char *dir, const char *base)
     h = (h ^ '/') * 0x100000001b3u;
     for (const unsigned char *p = (const unsigned char *) base; *p; p++)
         h = (h ^ *p) * 0x100000001b3u;
-    return h | 1;   /* 0 marks an empty slot */
+    return h | 1; /* 0 marks an empty slot */
 }
 
 static unsigned long long hint_get(uint64_t key)
@@ -71,8 +71,8 @@ static void hint_set(uint64_t key, unsigned long long next)
     pthread_mutex_unlock(&hints_lock);
 }
 
-void nw_archive_candidate(const char *base, unsigned long long n, size_t limit,
-                          char *out, size_t outlen)
+void nw_archive_candidate(const char *base, unsigned long long n, size_t limit, char *out,
+                          size_t outlen)
 {
     size_t len = strlen(base);
     if (limit > NAME_MAX)
@@ -117,7 +117,8 @@ int nw_archive_prepare(const char *state_dir, char *errbuf, size_t errlen)
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        bool tmp = e->d_name[0] == '.' && len > 11 && strcmp(e->d_name + len - 11, ".reason.tmp") == 0;
+        bool tmp = e->d_name[0] == '.' && len > 11 &&
+                   strcmp(e->d_name + len - 11, ".reason.tmp") == 0;
         bool reason = !tmp && len > 7 && strcmp(e->d_name + len - 7, ".reason") == 0;
         if (reason) {
             char subject[NAME_MAX + 1];
@@ -154,7 +155,7 @@ static int move_by_copy(const char *src, const char *dest)
     while ((n = read(in, buf, sizeof buf)) > 0) {
         errno = 0;
         if (write(out, buf, (size_t) n) != n) {
-            err = errno ? errno : ENOSPC;     /* a short write: the disk is full */
+            err = errno ? errno : ENOSPC; /* a short write: the disk is full */
             break;
         }
     }
@@ -180,7 +181,7 @@ static int move_file(const char *src, const char *dest)
 {
     if (renameat2(AT_FDCWD, src, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
         return 0;
-    if (errno == EXDEV || errno == EINVAL)   /* EINVAL: fs without RENAME_NOREPLACE */
+    if (errno == EXDEV || errno == EINVAL) /* EINVAL: fs without RENAME_NOREPLACE */
         return move_by_copy(src, dest);
     return -1;
 }
@@ -188,8 +189,8 @@ static int move_file(const char *src, const char *dest)
 /* What a move into dir under base's candidate names needs. */
 typedef struct {
     const char *src, *dir, *base;
-    const char *reason_tmp;   /* a reject: the finished reason to link beside the file */
-    size_t limit;             /* the longest name: NAME_MAX, less ".reason" for a reject */
+    const char *reason_tmp; /* a reject: the finished reason to link beside the file */
+    size_t limit;           /* the longest name: NAME_MAX, less ".reason" for a reject */
     char *dest;
     size_t destlen;
 } move_t;
@@ -262,12 +263,12 @@ static int try_name(const move_t *m, unsigned long long n)
  * number the name's last namesake left as a hint, else one found by free_after. A move
  * costs a constant number of attempts while names repeat, O(log n) looks the first
  * time a name with n namesakes is seen. */
-static int move_into(const char *src, const char *dir, const char *base,
-                     const char *reason_tmp, char *dest, size_t destlen,
-                     char *errbuf, size_t errlen)
+static int move_into(const char *src, const char *dir, const char *base, const char *reason_tmp,
+                     char *dest, size_t destlen, char *errbuf, size_t errlen)
 {
-    move_t m = { src, dir, base, reason_tmp,
-                 reason_tmp ? NAME_MAX - strlen(REASON_SUFFIX) : NAME_MAX, dest, destlen };
+    move_t m = {
+        src,  dir,    base, reason_tmp, reason_tmp ? NAME_MAX - strlen(REASON_SUFFIX) : NAME_MAX,
+        dest, destlen};
     uint64_t key = hint_key(dir, base);
     unsigned long long n = 0;
     for (int tries = 0; tries < MAX_TRIES; tries++) {
@@ -290,7 +291,7 @@ static int move_into(const char *src, const char *dir, const char *base,
 fail:;
     int saved = errno;
     snprintf(errbuf, errlen, "cannot move to %s: %s", dest, strerror(saved));
-    errno = saved;   /* the caller tells a missing folder (ENOENT) from the rest */
+    errno = saved; /* the caller tells a missing folder (ENOENT) from the rest */
     return -1;
 }
 
@@ -300,8 +301,8 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
-                     char *dest, size_t destlen, char *errbuf, size_t errlen)
+int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, char *dest,
+                     size_t destlen, char *errbuf, size_t errlen)
 {
     time_t secs = (time_t) (now_ms / 1000);
     struct tm tm;
@@ -324,8 +325,8 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
     return move_into(src, dir, base_name(src), NULL, dest, destlen, errbuf, errlen);
 }
 
-int nw_archive_reject(const char *state_dir, const char *src, const char *reason,
-                      char *dest, size_t destlen, char *errbuf, size_t errlen)
+int nw_archive_reject(const char *state_dir, const char *src, const char *reason, char *dest,
+                      size_t destlen, char *errbuf, size_t errlen)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/rejected", state_dir);

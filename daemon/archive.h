@@ -18,18 +18,18 @@
 /* Move src (an absolute or cwd-relative path) to the archive under its base name.
  * dest receives the path it got. 0, or -1 with the reason (and errno: the caller tells
  * a full disk or a lack of descriptors, worth a retry, from the rest). */
-int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms,
-                     char *dest, size_t destlen, char *errbuf, size_t errlen);
+int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, char *dest,
+                     size_t destlen, char *errbuf, size_t errlen);
 
 /* Move src to STATE/rejected/ and write the reason (one line) beside it. */
-int nw_archive_reject(const char *state_dir, const char *src, const char *reason,
-                      char *dest, size_t destlen, char *errbuf, size_t errlen);
+int nw_archive_reject(const char *state_dir, const char *src, const char *reason, char *dest,
+                      size_t destlen, char *errbuf, size_t errlen);
 
 /* Candidate name number n for base, at most limit bytes (and NAME_MAX): n == 0 is base
  * itself, else "stem-n.ext"; a stem too long is cut (not inside a UTF-8 sequence), an
  * extension longer than 16 bytes counts as stem. */
-void nw_archive_candidate(const char *base, unsigned long long n, size_t limit,
-                          char *out, size_t outlen);
+void nw_archive_candidate(const char *base, unsigned long long n, size_t limit, char *out,
+                          size_t outlen);
 
 /* Create STATE/archive and STATE/rejected. 0 or -1 with the reason. */
 int nw_archive_prepare(const char *state_dir, char *errbuf, size_t errlen);

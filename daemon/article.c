@@ -17,28 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *
-nw_format_name(nw_format_t format)
+const char *nw_format_name(nw_format_t format)
 {
     switch (format) {
-    case NW_FORMAT_HEADER:
-        return "header";
-    case NW_FORMAT_SCRAPED:
-        return "scraped";
-    case NW_FORMAT_NINJS:
-        return "ninjs";
-    case NW_FORMAT_NEWSML_G2:
-        return "newsml-g2";
-    case NW_FORMAT_NITF:
-        return "nitf";
-    case NW_FORMAT_HTML:
-        return "html";
+    case NW_FORMAT_HEADER: return "header";
+    case NW_FORMAT_SCRAPED: return "scraped";
+    case NW_FORMAT_NINJS: return "ninjs";
+    case NW_FORMAT_NEWSML_G2: return "newsml-g2";
+    case NW_FORMAT_NITF: return "nitf";
+    case NW_FORMAT_HTML: return "html";
     }
     return "unknown";
 }
 
-static void
-destroy_one(nw_article_t *self)
+static void destroy_one(nw_article_t *self)
 {
     free(self->uri);
     free(self->headline);
@@ -60,8 +52,7 @@ destroy_one(nw_article_t *self)
     free(self);
 }
 
-void
-nw_article_destroy(nw_article_t **self_p)
+void nw_article_destroy(nw_article_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
@@ -73,8 +64,7 @@ nw_article_destroy(nw_article_t **self_p)
     }
 }
 
-nw_article_t *
-nw_article_append(nw_article_t *self)
+nw_article_t *nw_article_append(nw_article_t *self)
 {
     nw_article_t *last = self;
     while (last->next)
@@ -90,14 +80,12 @@ nw_article_append(nw_article_t *self)
     return more;
 }
 
-int
-nw_article_add_subject(nw_article_t *self, const char *s, size_t n)
+int nw_article_add_subject(nw_article_t *self, const char *s, size_t n)
 {
     return nw_article_add_coded_subject(self, s, n, NULL);
 }
 
-int
-nw_article_add_coded_subject(nw_article_t *self, const char *s, size_t n, const char *code)
+int nw_article_add_coded_subject(nw_article_t *self, const char *s, size_t n, const char *code)
 {
     if (self->subject_count >= NW_ARTICLE_MAX_SUBJECTS)
         return 0;
@@ -107,8 +95,7 @@ nw_article_add_coded_subject(nw_article_t *self, const char *s, size_t n, const 
         goto oom;
     if (!subject) {
         free(coded);
-        return nw_text_is_blank(s, n) && (!code || nw_text_is_blank(code, strlen(code)))
-            ? 0 : -1;
+        return nw_text_is_blank(s, n) && (!code || nw_text_is_blank(code, strlen(code))) ? 0 : -1;
     }
     size_t i;
     for (i = 0; i < self->subject_count; i++) {
@@ -120,11 +107,11 @@ nw_article_add_coded_subject(nw_article_t *self, const char *s, size_t n, const 
             return 0;
         }
     }
-    if (!self->subjects
-        && !(self->subjects = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subjects)))
+    if (!self->subjects &&
+        !(self->subjects = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subjects)))
         goto oom;
-    if (coded && !self->subject_codes
-        && !(self->subject_codes = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subject_codes)))
+    if (coded && !self->subject_codes &&
+        !(self->subject_codes = calloc(NW_ARTICLE_MAX_SUBJECTS, sizeof *self->subject_codes)))
         goto oom;
     if (self->subject_codes)
         self->subject_codes[self->subject_count] = coded;
@@ -138,8 +125,7 @@ oom:
 }
 
 /* Length of the author separator at s[i], or 0. */
-static size_t
-author_separator(const char *s, size_t n, size_t i, bool split_and)
+static size_t author_separator(const char *s, size_t n, size_t i, bool split_and)
 {
     if (s[i] == ',' || s[i] == ';')
         return 1;
@@ -152,16 +138,14 @@ author_separator(const char *s, size_t n, size_t i, bool split_and)
     return 0;
 }
 
-static void
-put_author(nw_text_buf_t *buf, const char *s, size_t n, bool split_and)
+static void put_author(nw_text_buf_t *buf, const char *s, size_t n, bool split_and)
 {
     nw_text_trim(&s, &n);
     /* "By A and B", "A, and B": the words that introduce a name are not part of it. */
     if (nw_text_istarts(s, n, "by ") || (split_and && nw_text_istarts(s, n, "and "))) {
         s += 3;
         n -= 3;
-    }
-    else if (split_and && nw_text_istarts(s, n, "& ")) {
+    } else if (split_and && nw_text_istarts(s, n, "& ")) {
         s += 2;
         n -= 2;
     }
@@ -173,10 +157,9 @@ put_author(nw_text_buf_t *buf, const char *s, size_t n, bool split_and)
     nw_text_put_oneline(buf, s, n);
 }
 
-int
-nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_and)
+int nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_and)
 {
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     if (self->byline)
         nw_text_buf_append(&buf, self->byline, strlen(self->byline));
     size_t i = 0, start = 0;
@@ -186,8 +169,7 @@ nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_a
             put_author(&buf, s + start, i - start, split_and);
             i += k;
             start = i;
-        }
-        else
+        } else
             i++;
     }
     put_author(&buf, s + start, n - start, split_and);
@@ -205,8 +187,7 @@ nw_article_add_authors(nw_article_t *self, const char *s, size_t n, bool split_a
 /* Lower-case hex SHA-1 of the story: of its uri when it has one (the publisher's own
  * identity), else of what a reader sees, so the same story dropped twice, whatever its
  * line endings or BOM, gets the same id. */
-static int
-compute_id(nw_article_t *self)
+static int compute_id(nw_article_t *self)
 {
     if (self->uri) {
         const void *parts[] = {self->uri};
@@ -218,8 +199,7 @@ compute_id(nw_article_t *self)
     return nw_sha1_hex(parts, lens, 3, self->id);
 }
 
-static bool
-first_nonblank_is(const char *text, size_t len, char c)
+static bool first_nonblank_is(const char *text, size_t len, char c)
 {
     size_t i;
     for (i = 0; i < len; i++) {
@@ -234,8 +214,7 @@ first_nonblank_is(const char *text, size_t len, char c)
  * DOCTYPE (internal subset included), the root element's name without its prefix.
  * false when the text does not open with markup. *doctype_html is set when a DOCTYPE
  * names html. Only the prolog is scanned, never the whole text. */
-static bool
-markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype_html)
+static bool markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype_html)
 {
     size_t i = 0;
     *doctype_html = false;
@@ -244,26 +223,24 @@ markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype
         while (i < len && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n'))
             i++;
         if (i >= len || t[i] != '<')
-            return true;    /* markup, then text: not a document we know */
+            return true; /* markup, then text: not a document we know */
         if (nw_text_istarts(t + i, len - i, "<?")) {
             const char *end = memmem(t + i, len - i, "?>", 2);
             if (!end)
                 return true;
             i = (size_t) (end - t) + 2;
-        }
-        else if (nw_text_istarts(t + i, len - i, "<!--")) {
+        } else if (nw_text_istarts(t + i, len - i, "<!--")) {
             const char *end = memmem(t + i, len - i, "-->", 3);
             if (!end)
                 return true;
             i = (size_t) (end - t) + 3;
-        }
-        else if (nw_text_istarts(t + i, len - i, "<!doctype")) {
+        } else if (nw_text_istarts(t + i, len - i, "<!doctype")) {
             size_t j = i + 9;
             while (j < len && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n'))
                 j++;
-            *doctype_html = nw_text_istarts(t + j, len - j, "html")
-                && (j + 4 == len || !((t[j + 4] >= 'a' && t[j + 4] <= 'z')
-                                      || (t[j + 4] >= 'A' && t[j + 4] <= 'Z')));
+            *doctype_html = nw_text_istarts(t + j, len - j, "html") &&
+                            (j + 4 == len || !((t[j + 4] >= 'a' && t[j + 4] <= 'z') ||
+                                               (t[j + 4] >= 'A' && t[j + 4] <= 'Z')));
             int brackets = 0;
             while (j < len && (t[j] != '>' || brackets > 0)) {
                 brackets += t[j] == '[';
@@ -271,12 +248,11 @@ markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype
                 j++;
             }
             i = j + 1;
-        }
-        else {
+        } else {
             size_t j = i + 1, n = 0, start = j;
             char c = j < len ? t[j] : ' ';
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'))
-                return false;   /* "< 5 ms", "<3": prose, not a tag */
+                return false; /* "< 5 ms", "<3": prose, not a tag */
             while (j < len && !strchr(" \t\n/>", t[j])) {
                 if (t[j] == ':')
                     start = j + 1;
@@ -292,9 +268,8 @@ markup_root(const char *t, size_t len, char *root, size_t rootlen, bool *doctype
     }
 }
 
-int
-nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
-                 nw_article_t **out, char *errbuf, size_t errlen)
+int nw_article_parse(const char *data, size_t len, int64_t mtime_ms, nw_article_t **out,
+                     char *errbuf, size_t errlen)
 {
     char *text = NULL;
     nw_article_t *self = NULL;
@@ -318,39 +293,33 @@ nw_article_parse(const char *data, size_t len, int64_t mtime_ms,
     int rc;
     char root[64];
     bool doctype_html;
-    if (first_nonblank_is(text, textlen, '<')
-        && markup_root(text, textlen, root, sizeof root, &doctype_html)) {
+    if (first_nonblank_is(text, textlen, '<') &&
+        markup_root(text, textlen, root, sizeof root, &doctype_html)) {
         /* Markup taken for text would go out with a tag for a headline. */
-        if (!doctype_html && (strcmp(root, "newsMessage") == 0
-                              || strcmp(root, "newsItem") == 0)) {
+        if (!doctype_html &&
+            (strcmp(root, "newsMessage") == 0 || strcmp(root, "newsItem") == 0)) {
             self->format = NW_FORMAT_NEWSML_G2;
             rc = nw_article_from_newsml(self, text, textlen, errbuf, errlen);
-        }
-        else if (!doctype_html && strcmp(root, "nitf") == 0) {
+        } else if (!doctype_html && strcmp(root, "nitf") == 0) {
             self->format = NW_FORMAT_NITF;
             rc = nw_article_from_nitf(self, text, textlen, errbuf, errlen);
-        }
-        else if (doctype_html || nw_text_ieq(root, strlen(root), "html")) {
+        } else if (doctype_html || nw_text_ieq(root, strlen(root), "html")) {
             self->format = NW_FORMAT_HTML;
             rc = nw_article_from_html(self, text, textlen, errbuf, errlen);
-        }
-        else {
+        } else {
             if (root[0])
                 snprintf(errbuf, errlen, "unknown layout: XML with root element <%s>", root);
             else
                 snprintf(errbuf, errlen, "unknown layout: markup without a root element");
             goto fail;
         }
-    }
-    else if (first_nonblank_is(text, textlen, '{')) {
+    } else if (first_nonblank_is(text, textlen, '{')) {
         self->format = NW_FORMAT_NINJS;
         rc = nw_article_from_ninjs(self, text, textlen, errbuf, errlen);
-    }
-    else if (nw_article_looks_like_header(text, textlen)) {
+    } else if (nw_article_looks_like_header(text, textlen)) {
         self->format = NW_FORMAT_HEADER;
         rc = nw_article_from_header(self, text, textlen, errbuf, errlen);
-    }
-    else {
+    } else {
         self->format = NW_FORMAT_SCRAPED;
         rc = nw_article_from_scraped(self, text, textlen, errbuf, errlen);
     }
@@ -388,9 +357,7 @@ fail:
     return -1;
 }
 
-int
-nw_article_set_date(nw_article_t *self, const char *s, size_t n,
-                    char *errbuf, size_t errlen)
+int nw_article_set_date(nw_article_t *self, const char *s, size_t n, char *errbuf, size_t errlen)
 {
     nw_text_trim(&s, &n);
     /* An empty "Date:" says as little as a missing one: the mtime will stand in. */

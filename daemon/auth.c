@@ -23,8 +23,8 @@ struct nw_auth {
     zcert_t *cert;
     zactor_t *zauth;
     char *clients_dir;
-    zhashx_t *clients;           /* Z85 public key -> client_t */
-    zhashx_t *config_grants;     /* key name -> list, from the grants given */
+    zhashx_t *clients;       /* Z85 public key -> client_t */
+    zhashx_t *config_grants; /* key name -> list, from the grants given */
     struct timespec dir_mtime;
 };
 
@@ -67,7 +67,8 @@ static void add_grants(client_t *c, const char *list)
 {
     char *copy = strdup(list ? list : "");
     char *save = NULL;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ' || *tok == '\t')
             tok++;
         size_t len = strlen(tok);
@@ -245,7 +246,8 @@ static void refresh(nw_auth_t *self)
         return;
     struct timespec mtime;
     char err[512];
-    zhashx_t *clients = load_clients(self->clients_dir, self->config_grants, &mtime, err, sizeof err);
+    zhashx_t *clients = load_clients(self->clients_dir, self->config_grants, &mtime, err,
+                                     sizeof err);
     if (!clients) {
         nw_warn("client certificates changed but cannot be read, keeping the old set: %s", err);
         self->dir_mtime = st.st_mtim;
@@ -290,11 +292,13 @@ nw_auth_t *nw_auth_new(nw_auth_options_t options, char *errbuf, size_t errlen)
     const char *pub = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;
     const char *sec = root ? zconfig_get(root, "curve/secret-key", NULL) : NULL;
     byte pub_bin[32], sec_bin[32];
-    if (!pub || !sec || strlen(pub) != 40 || strlen(sec) != 40 ||
-        !zmq_z85_decode(pub_bin, pub) || !zmq_z85_decode(sec_bin, sec)) {
+    if (!pub || !sec || strlen(pub) != 40 || strlen(sec) != 40 || !zmq_z85_decode(pub_bin, pub) ||
+        !zmq_z85_decode(sec_bin, sec)) {
         zconfig_destroy(&root);
-        snprintf(errbuf, errlen, "server certificate %s: no public and secret key (use the "
-                 "_secret file)", secret_cert);
+        snprintf(errbuf, errlen,
+                 "server certificate %s: no public and secret key (use the "
+                 "_secret file)",
+                 secret_cert);
         goto fail;
     }
     zconfig_destroy(&root);
@@ -336,7 +340,8 @@ int nw_auth_server(nw_auth_t *self, zsock_t *sock, char *errbuf, size_t errlen)
     zsock_set_curve_server(sock, 1);
     zsock_set_zap_domain(sock, "newswire");
     if (zsock_curve_server(sock) != 1) {
-        snprintf(errbuf, errlen, "cannot make the socket a CURVE server: %s", zmq_strerror(zmq_errno()));
+        snprintf(errbuf, errlen, "cannot make the socket a CURVE server: %s",
+                 zmq_strerror(zmq_errno()));
         return -1;
     }
     return 0;
@@ -359,7 +364,7 @@ size_t nw_auth_grant(nw_auth_t *self, const char *user_id, const char *sub, size
     size_t n = 0;
     for (size_t i = 0; i < c->count && n < max; i++) {
         const char *r = nw_grant_intersect(c->grants[i], subbuf, len);
-        if (r == subbuf) {       /* inside one grant: nothing else can add to it */
+        if (r == subbuf) { /* inside one grant: nothing else can add to it */
             out[0] = subbuf;
             return 1;
         }

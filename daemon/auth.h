@@ -23,10 +23,10 @@
 #ifndef NW_AUTH_H
 #define NW_AUTH_H
 
+#include "nw_topic.h"
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <czmq.h>
-#include "nw_topic.h"
 
 #define NW_AUTH_MAX_GRANTS 64
 
@@ -40,9 +40,9 @@ typedef struct {
 } nw_auth_grant_t;
 
 typedef struct {
-    const char *secret_cert;         /* the server's _secret certificate file */
-    const char *clients_dir;         /* the allowed client public certificates */
-    const nw_auth_grant_t *grants;   /* grant_count of them; may be none */
+    const char *secret_cert;       /* the server's _secret certificate file */
+    const char *clients_dir;       /* the allowed client public certificates */
+    const nw_auth_grant_t *grants; /* grant_count of them; may be none */
     size_t grant_count;
 } nw_auth_options_t;
 
@@ -56,8 +56,8 @@ void nw_auth_destroy(nw_auth_t **self_p);
  * 1 when the new store takes something away (a key gone, a grant narrowed): connections
  * already admitted keep what they were given until they reconnect, so the caller drops
  * them (nw_publish_rebind). 0 otherwise. */
-int nw_auth_reload(nw_auth_t *self, const nw_auth_grant_t *grants, size_t count,
-                   char *errbuf, size_t errlen);
+int nw_auth_reload(nw_auth_t *self, const nw_auth_grant_t *grants, size_t count, char *errbuf,
+                   size_t errlen);
 
 /* Make sock a CURVE server with our certificate; call before bind. */
 int nw_auth_server(nw_auth_t *self, zsock_t *sock, char *errbuf, size_t errlen);

@@ -21,19 +21,19 @@
 
 /* How a setting's text becomes its field. */
 typedef enum {
-    K_STR,        /* char *: replaced */
-    K_LIST,       /* an endpoint list: repeatable, see add_endpoint */
-    K_NUM,        /* a whole number in [min, max] of the unit written, times scale */
-    K_BOOL,       /* "0", "off", "false": false; anything else: true */
-    K_OFF,        /* present with any value: the field is 0 / false (--no-sync) */
-    K_SYNC,       /* nw_sync_mode_t: "early", or a K_BOOL word for on or off */
-    K_LEVEL,      /* a log level name */
-    K_CONFIG,     /* the file to read: found before anything else */
+    K_STR,    /* char *: replaced */
+    K_LIST,   /* an endpoint list: repeatable, see add_endpoint */
+    K_NUM,    /* a whole number in [min, max] of the unit written, times scale */
+    K_BOOL,   /* "0", "off", "false": false; anything else: true */
+    K_OFF,    /* present with any value: the field is 0 / false (--no-sync) */
+    K_SYNC,   /* nw_sync_mode_t: "early", or a K_BOOL word for on or off */
+    K_LEVEL,  /* a log level name */
+    K_CONFIG, /* the file to read: found before anything else */
     K_HELP,
     K_VERSION,
 } kind_t;
 
-enum { CLI = 1, FILE_KEY = 2 };   /* where a setting may be given */
+enum { CLI = 1, FILE_KEY = 2 }; /* where a setting may be given */
 
 /* Every setting, once: its flag and config key (one name for both), where it may be
  * given, how it is parsed and into which field, its default as an operator would write
@@ -42,14 +42,14 @@ enum { CLI = 1, FILE_KEY = 2 };   /* where a setting may be given */
  * table; tests/man/check_man.py holds the man pages and the README to what --help prints. */
 typedef struct {
     const char *name;
-    char short_name;              /* 0: none */
-    const char *arg;              /* what the value is, for --help; NULL: takes none */
+    char short_name; /* 0: none */
+    const char *arg; /* what the value is, for --help; NULL: takes none */
     unsigned where;
     kind_t kind;
-    size_t offset, size;          /* the field; K_LIST: the array */
-    size_t count_offset;          /* K_LIST: its count */
-    uint64_t min, max;            /* K_NUM: in the unit written */
-    unsigned scale;               /* K_NUM: to the unit kept (seconds written, ms kept) */
+    size_t offset, size; /* the field; K_LIST: the array */
+    size_t count_offset; /* K_LIST: its count */
+    uint64_t min, max;   /* K_NUM: in the unit written */
+    unsigned scale;      /* K_NUM: to the unit kept (seconds written, ms kept) */
     const char *def;
     bool reload;
     const char *help;
@@ -191,7 +191,8 @@ static void print_usage(FILE *out)
           "Publishes every article dropped into DIR over ZeroMQ, one topic per subject; or,\n"
           "with --upstream, relays another newswired's feed (journaled, with its epoch, seq\n"
           "and bytes).\n"
-          "\n", out);
+          "\n",
+          out);
     char text[512];
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
@@ -209,13 +210,15 @@ static void print_usage(FILE *out)
             snprintf(text, sizeof text, "%s", s->help);
         print_wrapped(out, text, (size_t) (col + pad), HELP_COLUMN);
     }
-    int len = snprintf(text, sizeof text, "Signals: SIGTERM/SIGINT finish in-flight files and "
+    int len = snprintf(text, sizeof text,
+                       "Signals: SIGTERM/SIGINT finish in-flight files and "
                        "exit; SIGHUP reloads the config file:");
     for (size_t i = 0; i < NSETTINGS && len > 0 && (size_t) len < sizeof text; i++)
         if (settings[i].reload)
             len += snprintf(text + len, sizeof text - (size_t) len, " %s,", settings[i].name);
     if (len > 0 && (size_t) len < sizeof text)
-        snprintf(text + len, sizeof text - (size_t) len, " the rules and the grants change; "
+        snprintf(text + len, sizeof text - (size_t) len,
+                 " the rules and the grants change; "
                  "the other settings need a restart.");
     fputc('\n', out);
     print_wrapped(out, text, 0, 0);
@@ -249,8 +252,7 @@ static int set_number(nw_config_t *self, const setting_t *s, const char *value, 
 {
     uint64_t n;
     if (parse_u64(value, &n) != 0) {
-        snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number", s->name,
-                 value);
+        snprintf(errbuf, errlen, "%s '%s': expected a non-negative whole number", s->name, value);
         return -1;
     }
     if (n < s->min || n > s->max) {
@@ -258,11 +260,11 @@ static int set_number(nw_config_t *self, const setting_t *s, const char *value, 
         return -1;
     }
     n *= s->scale;
-    if (s->size == sizeof(int)) {   /* int or unsigned: within range, the same bits */
+    if (s->size == sizeof(int)) { /* int or unsigned: within range, the same bits */
         int v = (int) n;
         memcpy(field_of(self, s), &v, sizeof v);
     } else
-        memcpy(field_of(self, s), &n, sizeof n);   /* uint64_t or int64_t */
+        memcpy(field_of(self, s), &n, sizeof n); /* uint64_t or int64_t */
     return 0;
 }
 
@@ -298,19 +300,12 @@ static int apply(nw_config_t *self, const setting_t *s, const char *value, bool 
         free(*(char **) field);
         *(char **) field = strdup(value);
         return 0;
-    case K_LIST:
-        return add_endpoint(self, s, &reset[s - settings], value, errbuf, errlen);
-    case K_NUM:
-        return set_number(self, s, value, errbuf, errlen);
-    case K_BOOL:
-        *(bool *) field = parse_bool(value);
-        return 0;
-    case K_OFF:
-        memset(field, 0, s->size);
-        return 0;
+    case K_LIST: return add_endpoint(self, s, &reset[s - settings], value, errbuf, errlen);
+    case K_NUM: return set_number(self, s, value, errbuf, errlen);
+    case K_BOOL: *(bool *) field = parse_bool(value); return 0;
+    case K_OFF: memset(field, 0, s->size); return 0;
     case K_SYNC: {
-        static const char *const words[] = {"off", "0", "false", "no",
-                                            "on", "1", "true", "yes"};
+        static const char *const words[] = {"off", "0", "false", "no", "on", "1", "true", "yes"};
         if (strcmp(value, "early") == 0) {
             *(int *) field = NW_SYNC_EARLY;
             return 0;
@@ -326,15 +321,16 @@ static int apply(nw_config_t *self, const setting_t *s, const char *value, bool 
     case K_LEVEL: {
         int level = nw_log_level_parse(value);
         if (level < 0) {
-            snprintf(errbuf, errlen, "log-level '%s': expected err, warning, notice, info or "
-                     "debug", value);
+            snprintf(errbuf, errlen,
+                     "log-level '%s': expected err, warning, notice, info or "
+                     "debug",
+                     value);
             return -1;
         }
         *(int *) field = level;
         return 0;
     }
-    default:
-        return 0;   /* K_CONFIG, K_HELP, K_VERSION: answered by apply_argv */
+    default: return 0; /* K_CONFIG, K_HELP, K_VERSION: answered by apply_argv */
     }
 }
 
@@ -353,9 +349,9 @@ static void set_defaults(nw_config_t *self)
     bool reset[NSETTINGS] = {false};
     char reason[128];
     for (size_t i = 0; i < NSETTINGS; i++)
-        if (settings[i].def && apply(self, &settings[i], settings[i].def, reset, reason,
-                                     sizeof reason) != 0)
-            nw_err("config: the default of %s: %s", settings[i].name, reason);   /* a bug */
+        if (settings[i].def &&
+            apply(self, &settings[i], settings[i].def, reset, reason, sizeof reason) != 0)
+            nw_err("config: the default of %s: %s", settings[i].name, reason); /* a bug */
 }
 
 /* Apply the "newswired" section of a loaded file. */
@@ -363,7 +359,8 @@ static int apply_file(nw_config_t *self, zconfig_t *file, char *errbuf, size_t e
 {
     zconfig_t *section = zconfig_locate(file, "newswired");
     bool reset[NSETTINGS] = {false};
-    for (zconfig_t *item = section ? zconfig_child(section) : NULL; item; item = zconfig_next(item)) {
+    for (zconfig_t *item = section ? zconfig_child(section) : NULL; item;
+         item = zconfig_next(item)) {
         char reason[256];
         const char *value = zconfig_value(item);
         const setting_t *s = find_key(zconfig_name(item), FILE_KEY);
@@ -385,7 +382,7 @@ static pthread_once_t options_once = PTHREAD_ONCE_INIT;
 static void make_options(void)
 {
     size_t n = 0, k = 0;
-    short_options[k++] = ':';   /* a missing value is ':', not '?' */
+    short_options[k++] = ':'; /* a missing value is ':', not '?' */
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         if (!(s->where & CLI))
@@ -412,8 +409,8 @@ static const setting_t *setting_of_opt(int opt)
 }
 
 /* Walk argv; with config_only, just find --config, else apply every flag. */
-static int apply_argv(nw_config_t *self, int argc, char **argv, bool config_only,
-                      char *errbuf, size_t errlen)
+static int apply_argv(nw_config_t *self, int argc, char **argv, bool config_only, char *errbuf,
+                      size_t errlen)
 {
     pthread_once(&options_once, make_options);
     bool reset[NSETTINGS] = {false};
@@ -506,10 +503,12 @@ static bool same_value(nw_config_t *a, nw_config_t *b, const setting_t *s)
                 return false;
         return true;
     }
-    case K_NUM: case K_BOOL: case K_OFF: case K_LEVEL: case K_SYNC:
-        return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
-    default:
-        return true;
+    case K_NUM:
+    case K_BOOL:
+    case K_OFF:
+    case K_LEVEL:
+    case K_SYNC: return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
+    default: return true;
     }
 }
 
@@ -523,7 +522,7 @@ static void warn_restart(nw_config_t *running, nw_config_t *fresh)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         if (s->reload || s->size == 0 || s->kind == K_CONFIG)
-            continue;   /* applied, or no setting (help, version), or from argv only */
+            continue; /* applied, or no setting (help, version), or from argv only */
         bool first = true;
         for (size_t k = 0; k < i && first; k++)
             first = settings[k].offset != s->offset || settings[k].size == 0;
@@ -536,7 +535,8 @@ static void warn_restart(nw_config_t *running, nw_config_t *fresh)
     }
     if (n)
         nw_warn("reload: %s changed, but %s only at the next start: the running value%s "
-                "stay%s", names, n > 1 ? "take effect" : "takes effect", n > 1 ? "s" : "",
+                "stay%s",
+                names, n > 1 ? "take effect" : "takes effect", n > 1 ? "s" : "",
                 n > 1 ? "" : "s");
 }
 
@@ -620,9 +620,10 @@ static int read_rule(zconfig_t *child, nw_rule_t *rule, char *errbuf, size_t err
         const char *kvalue = zconfig_value(key);
         if (strcmp(kname, "threshold") == 0) {
             if (!parse_long(kvalue, 1, NW_RULES_MAX_THRESHOLD, &rule->threshold)) {
-                snprintf(errbuf, errlen, "rules: subject '%s': threshold '%s' is not a "
-                         "number from 1 to %d", name, kvalue ? kvalue : "",
-                         NW_RULES_MAX_THRESHOLD);
+                snprintf(errbuf, errlen,
+                         "rules: subject '%s': threshold '%s' is not a "
+                         "number from 1 to %d",
+                         name, kvalue ? kvalue : "", NW_RULES_MAX_THRESHOLD);
                 return -1;
             }
         } else if (strcmp(kname, "medtop") == 0)
@@ -659,14 +660,15 @@ int nw_config_rules(zconfig_t *file, nw_rules_options_t **out, char *errbuf, siz
         const char *name = zconfig_name(child);
         const char *value = zconfig_value(child);
         if (strcmp(name, "media-topics") == 0) {
-            if (!media_topics_seen)   /* the first one counts */
+            if (!media_topics_seen) /* the first one counts */
                 opt->media_topics = value;
             media_topics_seen = true;
-        }
-        else if (strcmp(name, "headline-weight") == 0) {
+        } else if (strcmp(name, "headline-weight") == 0) {
             if (!parse_long(value, 0, NW_RULES_MAX_HEADLINE_WEIGHT, &opt->headline_weight)) {
-                snprintf(errbuf, errlen, "rules: headline-weight '%s' is not a number "
-                         "from 0 to %d", value ? value : "", NW_RULES_MAX_HEADLINE_WEIGHT);
+                snprintf(errbuf, errlen,
+                         "rules: headline-weight '%s' is not a number "
+                         "from 0 to %d",
+                         value ? value : "", NW_RULES_MAX_HEADLINE_WEIGHT);
                 goto fail;
             }
         } else if (read_rule(child, &rules[opt->count++], errbuf, errlen) != 0)

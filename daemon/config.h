@@ -9,57 +9,57 @@
 #ifndef NW_CONFIG_H
 #define NW_CONFIG_H
 
+#include "auth.h"
+#include "route.h"
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <czmq.h>
-#include "auth.h"
-#include "route.h"
 
 #define NW_CONFIG_MAX_ENDPOINTS 16
 
-#define NW_DEFAULT_DROP     "./drop"
-#define NW_DEFAULT_STATE    "./state"
-#define NW_DEFAULT_PUBLISH  "tcp://127.0.0.1:5556"
+#define NW_DEFAULT_DROP "./drop"
+#define NW_DEFAULT_STATE "./state"
+#define NW_DEFAULT_PUBLISH "tcp://127.0.0.1:5556"
 
 /* How the journal is synced (--sync): see journal.h, early publish. */
 typedef enum { NW_SYNC_OFF = 0, NW_SYNC_ON = 1, NW_SYNC_EARLY = 2 } nw_sync_mode_t;
 
 typedef struct {
-    char *config_file;                 /* NULL: none */
+    char *config_file; /* NULL: none */
     char *drop_dir;
     char *state_dir;
     char *publish[NW_CONFIG_MAX_ENDPOINTS];
     size_t publish_count;
-    char *replay[NW_CONFIG_MAX_ENDPOINTS];   /* ROUTER endpoints for replay; none by default */
+    char *replay[NW_CONFIG_MAX_ENDPOINTS]; /* ROUTER endpoints for replay; none by default */
     size_t replay_count;
-    int log_level;                     /* nw_log_level_t */
-    uint64_t max_size;                 /* bytes; larger files are rejected unread */
-    int send_hwm;                      /* messages queued per subscriber */
-    int multicast_rate;                /* epgm endpoints: kbit/s (ZMQ_RATE) */
-    int multicast_recovery_ms;         /* epgm endpoints: repair window (ZMQ_RECOVERY_IVL) */
-    int64_t dedup_window_ms;           /* 0: re-publish re-dropped articles */
-    int64_t commit_delay_ms;           /* group commit: least time between two writes */
-    int sync;                          /* nw_sync_mode_t: off (no fsync at all:
-                                          benchmarks, tmpfs), on, early */
-    uint64_t segment_size;             /* journal segment rotation size */
-    uint64_t journal_max_size;         /* journal retention by size */
-    int64_t journal_max_age_ms;        /* journal retention by age */
-    uint64_t replay_max_bytes;         /* replies replay may hold in all */
-    unsigned replay_max_files;         /* segment files replay may hold open in all */
-    int64_t replay_idle_ms;            /* a replay stream that moves nothing this long goes */
-    char *curve_secret;                /* server certificate: CURVE on every endpoint; NULL: off */
-    char *clients_dir;                 /* allowed client public certificates */
-    bool insecure;                     /* allow clear text on non-loopback endpoints */
-    char *metrics;                     /* HTTP endpoint of the Prometheus metrics; NULL: off */
-    char *upstream;                    /* relay: the upstream's live endpoint; NULL: the drop
-                                          folder is the input */
-    char *upstream_replay;             /* relay: the upstream's replay endpoint, or NULL */
-    char *upstream_topic[NW_CONFIG_MAX_ENDPOINTS];   /* relay: topics carried; none: all */
+    int log_level;              /* nw_log_level_t */
+    uint64_t max_size;          /* bytes; larger files are rejected unread */
+    int send_hwm;               /* messages queued per subscriber */
+    int multicast_rate;         /* epgm endpoints: kbit/s (ZMQ_RATE) */
+    int multicast_recovery_ms;  /* epgm endpoints: repair window (ZMQ_RECOVERY_IVL) */
+    int64_t dedup_window_ms;    /* 0: re-publish re-dropped articles */
+    int64_t commit_delay_ms;    /* group commit: least time between two writes */
+    int sync;                   /* nw_sync_mode_t: off (no fsync at all:
+                                   benchmarks, tmpfs), on, early */
+    uint64_t segment_size;      /* journal segment rotation size */
+    uint64_t journal_max_size;  /* journal retention by size */
+    int64_t journal_max_age_ms; /* journal retention by age */
+    uint64_t replay_max_bytes;  /* replies replay may hold in all */
+    unsigned replay_max_files;  /* segment files replay may hold open in all */
+    int64_t replay_idle_ms;     /* a replay stream that moves nothing this long goes */
+    char *curve_secret;         /* server certificate: CURVE on every endpoint; NULL: off */
+    char *clients_dir;          /* allowed client public certificates */
+    bool insecure;              /* allow clear text on non-loopback endpoints */
+    char *metrics;              /* HTTP endpoint of the Prometheus metrics; NULL: off */
+    char *upstream;             /* relay: the upstream's live endpoint; NULL: the drop
+                                   folder is the input */
+    char *upstream_replay;      /* relay: the upstream's replay endpoint, or NULL */
+    char *upstream_topic[NW_CONFIG_MAX_ENDPOINTS]; /* relay: topics carried; none: all */
     size_t upstream_topic_count;
-    char *upstream_cert;               /* relay: its client certificate (_secret) for CURVE */
-    char *upstream_key;                /* relay: the upstream's public key or certificate */
-    zconfig_t *file;                   /* the loaded file (rules live there), or NULL */
+    char *upstream_cert; /* relay: its client certificate (_secret) for CURVE */
+    char *upstream_key;  /* relay: the upstream's public key or certificate */
+    zconfig_t *file;     /* the loaded file (rules live there), or NULL */
 } nw_config_t;
 
 /* Parse argv over the defaults and the config file named by --config.

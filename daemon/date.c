@@ -20,35 +20,31 @@ typedef struct {
 } cursor_t;
 
 static const char *const month_names[12] = {
-    "january", "february", "march", "april", "may", "june", "july",
-    "august", "september", "october", "november", "december",
+    "january", "february", "march",     "april",   "may",      "june",
+    "july",    "august",   "september", "october", "november", "december",
 };
 static const char *const weekday_names[7] = {
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 };
 
-static char
-lower(char c)
+static char lower(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char) (c - 'A' + 'a') : c;
 }
 
-static bool
-is_digit(char c)
+static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
-static bool
-is_alpha(char c)
+static bool is_alpha(char c)
 {
     c = lower(c);
     return c >= 'a' && c <= 'z';
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t
-days_from_civil(int64_t y, unsigned m, unsigned d)
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -58,17 +54,15 @@ days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t) doe - 719468;
 }
 
-static unsigned
-days_in_month(int y, unsigned m)
+static unsigned days_in_month(int y, unsigned m)
 {
-    static const unsigned days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    static const unsigned days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     return m == 2 && leap ? 29 : days[m - 1];
 }
 
 /* width_min..width_max digits, not followed by another digit, into *out. */
-static bool
-take_number(cursor_t *c, size_t width_min, size_t width_max, int *out)
+static bool take_number(cursor_t *c, size_t width_min, size_t width_max, int *out)
 {
     size_t k = 0;
     int v = 0;
@@ -83,8 +77,7 @@ take_number(cursor_t *c, size_t width_min, size_t width_max, int *out)
     return true;
 }
 
-static bool
-take_char(cursor_t *c, char ch)
+static bool take_char(cursor_t *c, char ch)
 {
     if (c->i < c->n && lower(c->s[c->i]) == ch) {
         c->i++;
@@ -93,8 +86,7 @@ take_char(cursor_t *c, char ch)
     return false;
 }
 
-static void
-skip_spaces(cursor_t *c)
+static void skip_spaces(cursor_t *c)
 {
     while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\t'))
         c->i++;
@@ -102,8 +94,7 @@ skip_spaces(cursor_t *c)
 
 /* A word of letters; matches a name in full or its first three letters ("Sep" also as
  * "Sept"). Returns the index in names, or -1. */
-static int
-take_name(cursor_t *c, const char *const *names, int count)
+static int take_name(cursor_t *c, const char *const *names, int count)
 {
     size_t k = 0;
     while (c->i + k < c->n && is_alpha(c->s[c->i + k]))
@@ -120,24 +111,22 @@ take_name(cursor_t *c, const char *const *names, int count)
             ;
         if (j == k && (k == 3 || k == full || (k == 4 && i == 8))) {
             c->i += k;
-            take_char(c, '.');      /* "Sep. 3" */
+            take_char(c, '.'); /* "Sep. 3" */
             return i;
         }
     }
     return -1;
 }
 
-static bool
-valid_date(int y, int m, int d)
+static bool valid_date(int y, int m, int d)
 {
-    return y >= 1 && y <= 9999 && m >= 1 && m <= 12 && d >= 1
-        && (unsigned) d <= days_in_month(y, (unsigned) m);
+    return y >= 1 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 &&
+           (unsigned) d <= days_in_month(y, (unsigned) m);
 }
 
 /* "T12:34:56(.frac)?(Z|+hh:mm|-hh:mm)" after an ISO date; *secs gets the time of day
  * minus the offset. */
-static bool
-take_time(cursor_t *c, int64_t *secs, int *ms)
+static bool take_time(cursor_t *c, int64_t *secs, int *ms)
 {
     int hh, mm, ss = 0, oh = 0, om = 0;
     if (!take_number(c, 2, 2, &hh) || !take_char(c, ':') || !take_number(c, 2, 2, &mm))
@@ -174,16 +163,15 @@ take_time(cursor_t *c, int64_t *secs, int *ms)
     else if (take_char(c, '-'))
         sign = -1;
     else if (c->i == c->n)
-        sign = 0;   /* no zone: taken as UTC, which is what feeds without one mean */
+        sign = 0; /* no zone: taken as UTC, which is what feeds without one mean */
     else
         return false;
     if (sign) {
         int hhmm;
-        if (take_number(c, 4, 4, &hhmm)) {     /* +0530, as some feeds write it */
+        if (take_number(c, 4, 4, &hhmm)) { /* +0530, as some feeds write it */
             oh = hhmm / 100;
             om = hhmm % 100;
-        }
-        else if (!take_number(c, 2, 2, &oh) || !take_char(c, ':') || !take_number(c, 2, 2, &om))
+        } else if (!take_number(c, 2, 2, &oh) || !take_char(c, ':') || !take_number(c, 2, 2, &om))
             return false;
         if (oh > 23 || om > 59)
             return false;
@@ -192,8 +180,7 @@ take_time(cursor_t *c, int64_t *secs, int *ms)
     return true;
 }
 
-int
-nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms)
+int nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms)
 {
     while (len && (*text == ' ' || *text == '\t')) {
         text++;
@@ -204,27 +191,25 @@ nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms)
     if (len == 0 || len > DATE_MAX_LEN)
         return -1;
 
-    cursor_t c = { text, len, 0 };
+    cursor_t c = {text, len, 0};
     int y = 0, m = 0, d = 0, ms = 0;
     int64_t secs = 0;
 
     if (is_digit(text[0]) && len >= 10 && text[4] == '-') {
         /* ISO: 2021-05-25 or RFC 3339 */
-        if (!take_number(&c, 4, 4, &y) || !take_char(&c, '-') || !take_number(&c, 2, 2, &m)
-            || !take_char(&c, '-') || !take_number(&c, 2, 2, &d))
+        if (!take_number(&c, 4, 4, &y) || !take_char(&c, '-') || !take_number(&c, 2, 2, &m) ||
+            !take_char(&c, '-') || !take_number(&c, 2, 2, &d))
             return -1;
         if (c.i < c.n && !(take_char(&c, 't') || take_char(&c, ' ')))
             return -1;
         if (c.i < c.n && !take_time(&c, &secs, &ms))
             return -1;
-    }
-    else {
+    } else {
         cursor_t save = c;
         if (take_name(&c, weekday_names, 7) >= 0) {
             take_char(&c, ',');
             skip_spaces(&c);
-        }
-        else
+        } else
             c = save;
         int month = take_name(&c, month_names, 12);
         if (month >= 0) {
@@ -233,8 +218,7 @@ nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms)
             if (!take_number(&c, 1, 2, &d))
                 return -1;
             take_char(&c, ',');
-        }
-        else {
+        } else {
             /* 25 May 2021 */
             if (!take_number(&c, 1, 2, &d))
                 return -1;
@@ -254,8 +238,7 @@ nw_date_parse_n(const char *text, size_t len, int64_t *unix_ms)
     return 0;
 }
 
-int
-nw_date_parse(const char *text, int64_t *unix_ms)
+int nw_date_parse(const char *text, int64_t *unix_ms)
 {
     if (!text)
         return -1;

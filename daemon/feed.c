@@ -3,9 +3,10 @@
  * mode (see feed.h for the path).
  *
  * A submission becomes one record: its messages packed back to back, and beside each
- * its topic and seq; a forwarded message is a record of one, its bytes as given. The record waits in the journal's commit queue (its commit callback
- * holds it) and in the feed's in-flight list, which is only there so that destroy can
- * abandon what is still waiting and drain can tell when nothing is.
+ * its topic and seq; a forwarded message is a record of one, its bytes as given. The record waits
+ * in the journal's commit queue (its commit callback holds it) and in the feed's in-flight list,
+ * which is only there so that destroy can abandon what is still waiting and drain can tell when
+ * nothing is.
  */
 #include "feed.h"
 #include "log.h"
@@ -19,22 +20,22 @@
 typedef struct record record_t;
 
 typedef struct {
-    const char *topic;            /* in the record's own copy */
+    const char *topic; /* in the record's own copy */
     uint64_t seq;
-    size_t end;                   /* where the message ends in messages */
+    size_t end; /* where the message ends in messages */
 } message_t;
 
 struct record {
-    nw_feed_t *owner;             /* NULL once the feed is destroyed: abandoned */
-    record_t *next, *prev;        /* in flight, oldest first */
+    nw_feed_t *owner;      /* NULL once the feed is destroyed: abandoned */
+    record_t *next, *prev; /* in flight, oldest first */
     nw_feed_done_fn *done;
     void *arg;
     msgpack_sbuffer messages;
-    size_t count;                 /* messages */
-    size_t articles;              /* articles not left out as duplicates */
-    bool forwarded;               /* nw_feed_forward's: an upstream's message */
-    bool published;               /* handed to the publisher (at written, or durable) */
-    message_t *msgs;              /* count of them, then the topics' bytes */
+    size_t count;    /* messages */
+    size_t articles; /* articles not left out as duplicates */
+    bool forwarded;  /* nw_feed_forward's: an upstream's message */
+    bool published;  /* handed to the publisher (at written, or durable) */
+    message_t *msgs; /* count of them, then the topics' bytes */
 };
 
 struct nw_feed {
@@ -120,8 +121,8 @@ static void publish_record(nw_feed_t *self, record_t *rec)
     for (size_t i = 0; i < rec->count; i++) {
         /* a send that fails is the publisher's to log: the record is durable (or soon)
          * and replay serves it, so the article counts as published all the same */
-        self->publisher.send(self->publisher.self, rec->msgs[i].topic,
-                             rec->messages.data + start, rec->msgs[i].end - start);
+        self->publisher.send(self->publisher.self, rec->msgs[i].topic, rec->messages.data + start,
+                             rec->msgs[i].end - start);
         start = rec->msgs[i].end;
     }
     self->stats.published += rec->articles;
@@ -163,8 +164,8 @@ static void on_durable(void *arg, int status)
 }
 
 /* Mark duplicates; the number of messages the rest make, and their topics' bytes. */
-static size_t dedup(nw_feed_t *self, nw_feed_article_t *articles, size_t count,
-                    size_t *messages, size_t *topic_bytes)
+static size_t dedup(nw_feed_t *self, nw_feed_article_t *articles, size_t count, size_t *messages,
+                    size_t *topic_bytes)
 {
     int64_t window = self->options.dedup_window_ms;
     size_t fresh = 0;
@@ -236,9 +237,8 @@ static int commit_record(nw_feed_t *self, record_t *rec)
     return 0;
 }
 
-int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
-                   nw_feed_article_t *articles, size_t count,
-                   nw_feed_done_fn *done, void *arg, char *errbuf, size_t errlen)
+int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source, nw_feed_article_t *articles,
+                   size_t count, nw_feed_done_fn *done, void *arg, char *errbuf, size_t errlen)
 {
     if (self->draining) {
         errno = ESHUTDOWN;
@@ -285,8 +285,8 @@ int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
         for (size_t i = 0; i < a->topic_count; i++, m++) {
             env.topic = rec->msgs[m].topic;
             env.seq = rec->msgs[m].seq;
-            if (nw_codec_pack_message(&env, a->article, a->article_len, &rec->messages,
-                                      err, sizeof err) != 0) {
+            if (nw_codec_pack_message(&env, a->article, a->article_len, &rec->messages, err,
+                                      sizeof err) != 0) {
                 snprintf(errbuf, errlen, "cannot encode: %s", err);
                 record_free(rec);
                 return -2;
@@ -306,8 +306,8 @@ int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
     for (size_t k = 0; k < count; k++) {
         const nw_feed_article_t *a = &articles[k];
         for (size_t i = 0; !a->duplicate && i < a->topic_count; i++, m++) {
-            if (nw_journal_append(self->journal, rec->msgs[m].topic, rec->msgs[m].seq, a->id,
-                                  now, rec->messages.data + start, rec->msgs[m].end - start) != 0)
+            if (nw_journal_append(self->journal, rec->msgs[m].topic, rec->msgs[m].seq, a->id, now,
+                                  rec->messages.data + start, rec->msgs[m].end - start) != 0)
                 return fail_record(self, rec);
             start = rec->msgs[m].end;
         }

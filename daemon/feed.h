@@ -48,36 +48,36 @@
 #ifndef NW_FEED_H
 #define NW_FEED_H
 
+#include "journal.h"
+#include "publish.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include "journal.h"
-#include "publish.h"
 
 typedef struct nw_feed nw_feed_t;
 
 typedef struct {
-    int64_t dedup_window_ms;     /* an id journaled this recently is not sent again; 0:
-                                    only repeats within one submission are left out */
+    int64_t dedup_window_ms; /* an id journaled this recently is not sent again; 0:
+                                only repeats within one submission are left out */
 } nw_feed_options_t;
 
 /* One article offered to the feed. */
 typedef struct {
-    const char *id;                  /* stable article id (dedup key, journaled) */
-    const void *article;             /* its packed ninjs map (nw_codec_pack_article) */
+    const char *id;      /* stable article id (dedup key, journaled) */
+    const void *article; /* its packed ninjs map (nw_codec_pack_article) */
     size_t article_len;
-    const char *const *topics;       /* valid topics, distinct; one message each */
-    size_t topic_count;              /* at least 1 */
-    bool duplicate;                  /* out: left out, its id seen within the window
-                                        or earlier in the same submission */
+    const char *const *topics; /* valid topics, distinct; one message each */
+    size_t topic_count;        /* at least 1 */
+    bool duplicate;            /* out: left out, its id seen within the window
+                                  or earlier in the same submission */
 } nw_feed_article_t;
 
 /* The envelope's source fields, the same for every article of a submission. */
 typedef struct {
-    const char *file;                /* source.file: valid UTF-8 */
-    const char *format;              /* source.format */
-    const char *encoding;            /* source.encoding, or NULL for UTF-8 */
+    const char *file;     /* source.file: valid UTF-8 */
+    const char *format;   /* source.format */
+    const char *encoding; /* source.encoding, or NULL for UTF-8 */
 } nw_feed_source_t;
 
 /* status: 0 once every message is durable and handed to the publisher; else a negative
@@ -85,16 +85,16 @@ typedef struct {
  * mode: or it was, and its seqs stay spent; the input submits it again all the same).
  * done may submit again (after a failure that is refused with EIO: the journal is still
  * unwinding, so retry from a timer, as the pipeline does); it must not destroy the feed. */
-typedef void (nw_feed_done_fn)(void *arg, int status);
+typedef void(nw_feed_done_fn)(void *arg, int status);
 
 typedef struct {
-    unsigned long published;     /* articles published (one or more messages each) */
-    unsigned long messages;      /* messages journaled and handed to the publisher */
-    unsigned long forwarded;     /* of them, nw_feed_forward's */
-    unsigned long duplicates;    /* articles left out by dedup */
-    unsigned long in_flight;     /* submissions waiting for their commit */
-    bool journal_failing;        /* the last append or commit failed: until one succeeds */
-    int journal_errno;           /* and why (EIO, ENOSPC, ...), for STATUS */
+    unsigned long published;  /* articles published (one or more messages each) */
+    unsigned long messages;   /* messages journaled and handed to the publisher */
+    unsigned long forwarded;  /* of them, nw_feed_forward's */
+    unsigned long duplicates; /* articles left out by dedup */
+    unsigned long in_flight;  /* submissions waiting for their commit */
+    bool journal_failing;     /* the last append or commit failed: until one succeeds */
+    int journal_errno;        /* and why (EIO, ENOSPC, ...), for STATUS */
 } nw_feed_stats_t;
 
 /* NULL when out of memory. journal and publisher must outlive the feed. */
@@ -116,9 +116,8 @@ int nw_feed_set_dedup_window(nw_feed_t *self, int64_t window_ms);
  *  -2: an article cannot be encoded (or no memory to sequence them); the reason is in
  *     errbuf; nothing was appended, no done.
  * The articles' bytes and topics are copied: they need not outlive the call. */
-int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source,
-                   nw_feed_article_t *articles, size_t count,
-                   nw_feed_done_fn *done, void *arg, char *errbuf, size_t errlen);
+int nw_feed_submit(nw_feed_t *self, const nw_feed_source_t *source, nw_feed_article_t *articles,
+                   size_t count, nw_feed_done_fn *done, void *arg, char *errbuf, size_t errlen);
 
 /* Journal an upstream's message (topic, its seq and id, the body as the upstream sent
  * it), then publish it once durable, as nw_feed_submit does; id goes into the journal's

@@ -11,8 +11,8 @@
  * journal_dedup.c, replay's cursors journal_cursor.c; what they share with this file is
  * journal_internal.h.
  */
-#include "journal_internal.h"
 #include "fsutil.h"
+#include "journal_internal.h"
 #include "log.h"
 
 #include <errno.h>
@@ -27,8 +27,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#define ZERO_STEP (1u << 20)       /* zeros written ahead of the data at a time */
-#define ZERO_LOW (256u << 10)      /* and written again once less than this is left */
+#define ZERO_STEP (1u << 20)  /* zeros written ahead of the data at a time */
+#define ZERO_LOW (256u << 10) /* and written again once less than this is left */
 
 /* ---------------------------------------------------------------- batches and segments */
 
@@ -120,7 +120,7 @@ static int write_zeros(job_t *job, int fd, uint64_t end)
         job->zero_failed = true;
         struct stat st;
         if (ftruncate(fd, (off_t) job->alloc) != 0 && fstat(fd, &st) == 0)
-            job->alloc = (uint64_t) st.st_size;     /* zeros left behind are still a tail */
+            job->alloc = (uint64_t) st.st_size; /* zeros left behind are still a tail */
         return 0;
     }
     job->alloc = to;
@@ -203,8 +203,7 @@ static void run_job(job_t *job)
     uint64_t end = job->start_len + job->head.size + job->len;
     if (pwrite_all(fd, job->head.data, job->head.size, job->start_len) != 0 ||
         pwrite_all(fd, job->data, job->len, job->start_len + job->head.size) != 0 ||
-        write_zeros(job, fd, end) != 0 ||
-        sync_data(job, fd) != 0 ||
+        write_zeros(job, fd, end) != 0 || sync_data(job, fd) != 0 ||
         (job->create && job->sync && nw_journal_sync_dir(job->dir) != 0)) {
         job->err = errno ? errno : EIO;
         if (job->create) {
@@ -215,8 +214,8 @@ static void run_job(job_t *job)
             struct stat st;
             if (fstat(fd, &st) == 0)
                 job->end_len = job->alloc = (uint64_t) st.st_size;
-            nw_warn("journal: cannot truncate %s back to %" PRIu64 ": %s", path,
-                    job->start_len, strerror(errno));
+            nw_warn("journal: cannot truncate %s back to %" PRIu64 ": %s", path, job->start_len,
+                    strerror(errno));
         } else {
             job->alloc = job->start_len;
         }
@@ -272,8 +271,8 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
 {
     if (reserve_segment(self) != 0)
         return -1;
-    self->segs[self->nsegs++] = (segment_t) {.num = num, .newest_ms = INT64_MIN,
-                                             .cp_ms = INT64_MIN};
+    self->segs[self->nsegs++] = (segment_t) {
+        .num = num, .newest_ms = INT64_MIN, .cp_ms = INT64_MIN};
     return 0;
 }
 
@@ -318,7 +317,7 @@ static void seal(nw_journal_t *self, bool sync)
         job->err = ENOMEM;
         return;
     }
-    cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;    /* segs may have moved */
+    cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL; /* segs may have moved */
     if (rotate) {
         job->create = true;
         job->num = cur ? cur->num + 1 : 1;
@@ -361,7 +360,6 @@ static void seal(nw_journal_t *self, bool sync)
     }
     job->retire = self->segs;
 }
-
 
 static void maybe_start(nw_journal_t *self);
 static void start_job(nw_journal_t *self);
@@ -421,7 +419,7 @@ static void finish(nw_journal_t *self)
     int err = job->err;
     if (err == 0 && job->end_len > job->start_len) {
         if (job->create) {
-            nw_journal_push_segment(self, job->num);       /* reserved by seal(): cannot fail */
+            nw_journal_push_segment(self, job->num); /* reserved by seal(): cannot fail */
             self->fd = job->fd;
         }
         segment_t *cur = &self->segs[self->nsegs - 1];
@@ -493,7 +491,8 @@ static void finish(nw_journal_t *self)
                 map_set(self->seqs, zhashx_cursor(b->seqs), *v);
             if (!self->early_lost && nw_journal_boot_mark(self, "lost") != 0)
                 nw_err("journal: cannot mark the journal as having lost published "
-                       "records: %s", strerror(errno));
+                       "records: %s",
+                       strerror(errno));
             self->early_lost = true;
         }
         batch_clear(b);
@@ -519,7 +518,7 @@ static void finish(nw_journal_t *self)
 
 static void on_written(uv_work_t *req, int status)
 {
-    (void) status;      /* only uv_cancel() makes it nonzero, and nothing cancels */
+    (void) status; /* only uv_cancel() makes it nonzero, and nothing cancels */
     finish(req->data);
 }
 
@@ -561,7 +560,7 @@ static void start_job(nw_journal_t *self)
     self->writing = true;
     self->job.req.data = self;
     if (uv_queue_work(self->loop, &self->job.req, work_cb, on_written) != 0) {
-        self->job.err = EAGAIN;     /* cannot happen with both callbacks given */
+        self->job.err = EAGAIN; /* cannot happen with both callbacks given */
         finish(self);
     }
 }
@@ -618,7 +617,7 @@ static void ew_sync_start(nw_journal_t *self)
     self->ew_start_ns = uv_hrtime();
     self->ew_req.data = self;
     if (uv_queue_work(self->loop, &self->ew_req, ew_sync_work, ew_sync_done) != 0) {
-        self->ew_err = EAGAIN;      /* cannot happen with both callbacks given */
+        self->ew_err = EAGAIN; /* cannot happen with both callbacks given */
         ew_sync_done(&self->ew_req, 0);
     }
 }
@@ -648,8 +647,8 @@ static void ew_fail(nw_journal_t *self, int err)
     segment_t *cur = &self->segs[self->nsegs - 1];
     self->failures++;
     nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
-           "journal: writing " NW_JSEG_FMT " failed (%s): %" PRIu64 " records dropped",
-           cur->num, strerror(err), self->open->records + ew_records(self));
+           "journal: writing " NW_JSEG_FMT " failed (%s): %" PRIu64 " records dropped", cur->num,
+           strerror(err), self->open->records + ew_records(self));
     self->failing = true;
     if (ftruncate(self->fd, (off_t) cur->size) != 0) {
         struct stat st;
@@ -693,7 +692,7 @@ static void ew_fail(nw_journal_t *self, int err)
     free(then);
     for (size_t i = 0; i < n; i++)
         ew_recycle(self, failed[i]);
-    self->ew = failed;      /* the array itself is kept */
+    self->ew = failed; /* the array itself is kept */
     maybe_start(self);
 }
 
@@ -708,7 +707,7 @@ static uint64_t ew_records(const nw_journal_t *self)
 /* The fdatasync is done: what it covered is durable (or, failed, lost). */
 static void ew_sync_done(uv_work_t *req, int status)
 {
-    (void) status;      /* only uv_cancel() makes it nonzero, and nothing cancels */
+    (void) status; /* only uv_cancel() makes it nonzero, and nothing cancels */
     nw_journal_t *self = req->data;
     self->ew_syncing = false;
     record_latency(self, uv_hrtime() - self->ew_start_ns);
@@ -789,7 +788,7 @@ static int ew_write(nw_journal_t *self)
         self->open = b;
         ew_recycle(self, next);
         if (self->ew_syncing) {
-            self->ew_write_err = err;       /* all of them fail once it ends */
+            self->ew_write_err = err; /* all of them fail once it ends */
             return 0;
         }
         ew_fail(self, err);
@@ -812,15 +811,14 @@ static void ew_try(nw_journal_t *self)
     if (ew_write(self) == 0)
         return;
     if (self->ew_n || self->ew_syncing)
-        return;     /* ew_sync_done comes back here once they are durable */
+        return; /* ew_sync_done comes back here once they are durable */
     start_job(self);
 }
 
 /* ---------------------------------------------------------------- open and recovery */
 
 nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
-                              nw_journal_options_t options,
-                              char *errbuf, size_t errlen)
+                              nw_journal_options_t options, char *errbuf, size_t errlen)
 {
     nw_journal_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -834,9 +832,8 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     msgpack_sbuffer_init(&self->ew_commit);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
-        !(self->durable = map_new()) ||
-        !(self->open = batch_new()) || !(self->flight = batch_new()) ||
-        !(self->timer = malloc(sizeof *self->timer)))
+        !(self->durable = map_new()) || !(self->open = batch_new()) ||
+        !(self->flight = batch_new()) || !(self->timer = malloc(sizeof *self->timer)))
         goto nomem;
     snprintf(self->dir, dirlen, "%s/journal", state_dir);
     uv_timer_init(loop, self->timer);
@@ -855,7 +852,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         snprintf(errbuf, errlen, "cannot read %s/early.run: %s", self->dir, strerror(errno));
         goto fail;
     }
-    bool fresh;     /* a new epoch: it starts in a segment of its own */
+    bool fresh; /* a new epoch: it starts in a segment of its own */
     if (nw_journal_recover(self, &fresh, errbuf, errlen) != 0)
         goto fail;
     segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
@@ -921,18 +918,17 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
             goto nomem;
         }
         self->async->data = self;
-        uv_unref((uv_handle_t *) self->async);     /* a write in flight keeps the loop */
+        uv_unref((uv_handle_t *) self->async); /* a write in flight keeps the loop */
         if (nw_journal_boot_mark(self, self->boot_id) != 0) {
-            snprintf(errbuf, errlen, "cannot write %s/early.run: %s", self->dir,
-                     strerror(errno));
+            snprintf(errbuf, errlen, "cannot write %s/early.run: %s", self->dir, strerror(errno));
             goto fail;
         }
     } else if (nw_journal_boot_clear(self) != 0) {
         snprintf(errbuf, errlen, "cannot remove %s/early.run: %s", self->dir, strerror(errno));
         goto fail;
     }
-    nw_info("journal: %zu segments, %" PRIu64 " records, %zu topics, epoch %s%s",
-            self->nsegs, self->records, zhashx_size(self->seqs), self->epoch,
+    nw_info("journal: %zu segments, %" PRIu64 " records, %zu topics, epoch %s%s", self->nsegs,
+            self->records, zhashx_size(self->seqs), self->epoch,
             self->discarded ? " (some records discarded, see above)" : "");
     return self;
 nomem:
@@ -960,7 +956,7 @@ void nw_journal_close(nw_journal_t **self_p)
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
         seal(self, true);
-        self->job.early = false;       /* nothing is published from here */
+        self->job.early = false; /* nothing is published from here */
         run_job(&self->job);
         self->writing = true;
         finish(self);
@@ -976,7 +972,8 @@ void nw_journal_close(nw_journal_t **self_p)
      * failed after its records went out (early_lost: the marker says "lost") */
     if (self->async && !self->early_lost && nw_journal_boot_clear(self) != 0)
         nw_warn("journal: cannot remove %s/early.run: %s (the next start on another boot "
-                "makes a new epoch)", self->dir, strerror(errno));
+                "makes a new epoch)",
+                self->dir, strerror(errno));
     if (self->async)
         uv_close((uv_handle_t *) self->async, free_handle);
     if (self->timer) {
@@ -990,7 +987,7 @@ void nw_journal_close(nw_journal_t **self_p)
     free(self->segs);
     batch_destroy(&self->open);
     batch_destroy(&self->flight);
-    for (size_t i = 0; i < self->ew_n; i++)      /* none: they were waited for */
+    for (size_t i = 0; i < self->ew_n; i++) /* none: they were waited for */
         batch_destroy(&self->ew[i]);
     for (size_t i = 0; i < self->ew_nspare; i++)
         batch_destroy(&self->ew_spare[i]);
@@ -1019,8 +1016,8 @@ uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic)
     return map_get(self->seqs, topic);
 }
 
-void nw_journal_topics(nw_journal_t *self, void (*fn)(void *arg, const char *topic,
-                                                      uint64_t last), void *arg)
+void nw_journal_topics(nw_journal_t *self,
+                       void (*fn)(void *arg, const char *topic, uint64_t last), void *arg)
 {
     for (uint64_t *v = zhashx_first(self->seqs); v; v = zhashx_next(self->seqs))
         fn(arg, zhashx_cursor(self->seqs), *v);
@@ -1031,8 +1028,8 @@ uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic)
     return map_get(self->durable, topic);
 }
 
-int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
-                      const char *id, int64_t time_ms, const void *msg, size_t len)
+int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq, const char *id,
+                      int64_t time_ms, const void *msg, size_t len)
 {
     if (self->unwinding || self->closing) {
         errno = EIO;
@@ -1049,7 +1046,7 @@ int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
     nw_seen_key(id, strlen(id), key);
     size_t old = b->data.size;
     if (nw_jrec_pack_message(&b->data, topic, seq, id, time_ms, msg, len) != 0)
-        return -1;      /* errno: ENOMEM or EMSGSIZE */
+        return -1; /* errno: ENOMEM or EMSGSIZE */
     /* seq - 1 is always a right value to go back to: it is where the topic stood */
     if (map_set(self->seqs, topic, seq) != 0 || map_set(b->seqs, topic, seq) != 0 ||
         nw_seen_set_undoable(&self->seen, &b->undo, key, time_ms) != 0) {

@@ -14,9 +14,9 @@
  * topics at and the offset the write began at; a seal is written once the next segment
  * is durable, before anything in it is published. The epoch is made once, when no
  * journal exists, and changes only when recovery cannot tell that its seqs are above
- * everything ever published (see recovery below). A batch that finds the current segment at segment_size starts
- * the next one; retirement (oldest first, never the current segment) is decided at
- * each group write, so an idle journal retires nothing until it writes again. A
+ * everything ever published (see recovery below). A batch that finds the current segment at
+ * segment_size starts the next one; retirement (oldest first, never the current segment) is
+ * decided at each group write, so an idle journal retires nothing until it writes again. A
  * segment's age is its newest message's time_ms (its checkpoint's time while it holds
  * none).
  *
@@ -85,14 +85,14 @@
 typedef struct nw_journal nw_journal_t;
 
 typedef struct {
-    bool sync;                   /* false: write, never fsync (benchmarks, tmpfs) */
-    bool early;                  /* with sync: tell written callbacks once the write(2)
-                                    returned, before its fdatasync (--sync=early) */
-    int64_t commit_delay_ms;     /* least time between the starts of two group writes */
-    uint64_t segment_size;       /* rotate a segment once it is this large; 0: never */
-    uint64_t max_size;           /* retire oldest segments beyond this total; 0: no limit */
-    int64_t max_age_ms;          /* retire segments whose newest record is older; 0: never */
-    int64_t dedup_window_ms;     /* how far back the seen-id set reaches */
+    bool sync;               /* false: write, never fsync (benchmarks, tmpfs) */
+    bool early;              /* with sync: tell written callbacks once the write(2)
+                                returned, before its fdatasync (--sync=early) */
+    int64_t commit_delay_ms; /* least time between the starts of two group writes */
+    uint64_t segment_size;   /* rotate a segment once it is this large; 0: never */
+    uint64_t max_size;       /* retire oldest segments beyond this total; 0: no limit */
+    int64_t max_age_ms;      /* retire segments whose newest record is older; 0: never */
+    int64_t dedup_window_ms; /* how far back the seen-id set reaches */
 } nw_journal_options_t;
 
 /* Open (creating STATE/journal if needed) and recover. NULL with the reason. When the
@@ -100,23 +100,22 @@ typedef struct {
  * written before returning, so the epoch outlives a restart with nothing published.
  * options are kept as given; a reload changes only the dedup window (its setter below). */
 nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
-                              nw_journal_options_t options,
-                              char *errbuf, size_t errlen);
+                              nw_journal_options_t options, char *errbuf, size_t errlen);
 /* Flush what is appended (blocking: call after the loop has drained), close, free.
  * A write still in flight is waited for by running the loop; callbacks still pending
  * run from here. The loop must run once more afterwards (as uv_loop_close's usual
  * drain does) so that the journal's timer handle is closed and freed. */
 void nw_journal_close(nw_journal_t **self_p);
 
-const char *nw_journal_epoch(const nw_journal_t *self);   /* 32 hex digits */
+const char *nw_journal_epoch(const nw_journal_t *self); /* 32 hex digits */
 /* Last seq assigned on topic (appended, maybe not yet durable); 0 when none. */
 uint64_t nw_journal_last_seq(const nw_journal_t *self, const char *topic);
 /* Last seq on topic whose record is durable (what replay can serve); 0 when none. */
 uint64_t nw_journal_durable_seq(const nw_journal_t *self, const char *topic);
 /* Calls fn once for every topic the journal holds a seq for, with its last seq (a relay
  * restarting learns from it what to catch up on). fn must not append. */
-void nw_journal_topics(nw_journal_t *self, void (*fn)(void *arg, const char *topic,
-                                                      uint64_t last), void *arg);
+void nw_journal_topics(nw_journal_t *self,
+                       void (*fn)(void *arg, const char *topic, uint64_t last), void *arg);
 
 /* Change how far back the seen-id set reaches (a reload). Narrower: ids beyond it are
  * forgotten at once. Wider: the ids between the old and the new horizon are read back
@@ -132,11 +131,11 @@ bool nw_journal_seen(const nw_journal_t *self, const char *id, int64_t since_ms)
  * copied. 0, or -1 with errno (EINVAL for a wrong seq, EMSGSIZE beyond 32 MiB, EIO
  * while a failure is being unwound, i.e. from inside a failed commit's callback, or
  * once closing, ENOMEM). */
-int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq,
-                      const char *id, int64_t time_ms, const void *msg, size_t len);
+int nw_journal_append(nw_journal_t *self, const char *topic, uint64_t seq, const char *id,
+                      int64_t time_ms, const void *msg, size_t len);
 
 /* status: 0 when durable, else a negative errno (the records were dropped). */
-typedef void (nw_journal_commit_fn)(void *arg, int status);
+typedef void(nw_journal_commit_fn)(void *arg, int status);
 /* fn(arg, status) runs on the loop thread once all appended so far is durable or
  * failed; callbacks run in the order they were registered, never from inside this
  * call. 0 or -1 (out of memory). */
@@ -153,17 +152,19 @@ int nw_journal_commit_early(nw_journal_t *self, nw_journal_commit_fn *written,
  * for a pool thread, write, fdatasync): the upper bounds in microseconds of all but the
  * last bucket, which counts the slower ones. */
 #define NW_JOURNAL_LATENCY_BOUNDS_US \
-    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000}
+    { \
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000 \
+    }
 #define NW_JOURNAL_LATENCY_BUCKETS 13
 
 typedef struct {
-    uint64_t segments, bytes, records;     /* on disk now */
-    uint64_t commits, fsyncs, failures;    /* group writes, fsyncs, failed writes */
-    uint64_t discarded;                    /* records dropped by recovery (bad CRC) */
+    uint64_t segments, bytes, records;  /* on disk now */
+    uint64_t commits, fsyncs, failures; /* group writes, fsyncs, failed writes */
+    uint64_t discarded;                 /* records dropped by recovery (bad CRC) */
     uint64_t topics;
-    uint64_t writes;                       /* group writes ended, failed or not */
-    uint64_t write_ns;                     /* their durations added up */
-    uint64_t write_buckets[NW_JOURNAL_LATENCY_BUCKETS];   /* not cumulative */
+    uint64_t writes;                                    /* group writes ended, failed or not */
+    uint64_t write_ns;                                  /* their durations added up */
+    uint64_t write_buckets[NW_JOURNAL_LATENCY_BUCKETS]; /* not cumulative */
 } nw_journal_stats_t;
 void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);
 
@@ -187,8 +188,8 @@ nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic
  * 1 when one was read, 0 at the end of what was durable at opening, -1 with errno on
  * an I/O error (ENOENT: the next segment was retired before the cursor reached it; its
  * records are no longer held). Damaged records are skipped, as recovery does. */
-int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
-                           const void **msg, size_t *len);
+int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq, const void **msg,
+                           size_t *len);
 /* Give back the read buffer and, with close_file, the open segment file; the next
  * nw_journal_cursor_next() opens the segment again by name and goes on where it was
  * (so a released cursor can meet ENOENT). The last *msg is invalid afterwards. */

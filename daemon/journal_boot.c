@@ -15,8 +15,8 @@
  * Test builds (NW_TEST_HOOKS) read the boot id from the file NW_TEST_BOOT_ID_FILE
  * names when it is set, so that the e2e tests can stage "another boot".
  */
-#include "journal_internal.h"
 #include "fsutil.h"
+#include "journal_internal.h"
 #include "log.h"
 
 #include <errno.h>
@@ -55,7 +55,8 @@ void nw_journal_boot_id(char *out, size_t len)
 #endif
     if (read_line(path, out, len) != 0 || !out[0]) {
         nw_warn("journal: cannot read the boot id from %s (%s): any unclean stop of an "
-                "early run will start a new epoch", path, strerror(errno));
+                "early run will start a new epoch",
+                path, strerror(errno));
         snprintf(out, len, "unknown");
     }
 }
@@ -75,7 +76,8 @@ int nw_journal_boot_check(nw_journal_t *self, char *why, size_t len)
     if (strcmp(was, "lost") == 0)
         snprintf(why, len, "an fdatasync failed after its messages were published early");
     else if (strcmp(was, self->boot_id) != 0 || strcmp(was, "unknown") == 0)
-        snprintf(why, len, "an early-publish run stopped uncleanly in boot %.40s (this is "
+        snprintf(why, len,
+                 "an early-publish run stopped uncleanly in boot %.40s (this is "
                  "boot %.40s)",
                  was, self->boot_id);
     return 0;

@@ -23,12 +23,12 @@ struct nw_journal_cursor {
     size_t topic_len;
     uint64_t from;
     char *dir;
-    uint64_t *nums;         /* the segments to read, oldest first */
-    uint64_t *ends;         /* how much of each was durable at opening */
+    uint64_t *nums; /* the segments to read, oldest first */
+    uint64_t *ends; /* how much of each was durable at opening */
     size_t n, i;
-    int fd;                 /* segment i, or -1 */
+    int fd; /* segment i, or -1 */
     nw_jrec_reader_t r;
-    uint64_t off;           /* in segment i */
+    uint64_t off; /* in segment i */
     msgpack_unpacked up;
 };
 
@@ -88,8 +88,8 @@ nw_journal_cursor_t *nw_journal_cursor_new(nw_journal_t *self, const char *topic
     return c;
 }
 
-int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
-                           const void **msg, size_t *len)
+int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq, const void **msg,
+                           size_t *len)
 {
     /* scans whole segments from the start one: cost is the segment's size, not the
      * number of records wanted */
@@ -98,7 +98,7 @@ int nw_journal_cursor_next(nw_journal_cursor_t *self, uint64_t *seq,
             char path[PATH_MAX];
             nw_jrec_segment_path(self->dir, self->nums[self->i], path, sizeof path);
             if ((self->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-                return -1;   /* errno: ENOENT when retention retired it meanwhile */
+                return -1; /* errno: ENOENT when retention retired it meanwhile */
             nw_jrec_reader_reset(&self->r, self->fd, self->ends[self->i]);
         }
         nw_jrec_frame_t f;

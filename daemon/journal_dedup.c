@@ -133,7 +133,8 @@ static void reload_done(uv_work_t *req, int status)
                 rl->window_ms / 1000, strerror(err));
     else
         nw_notice("journal: dedup window widened to %" PRId64 " s: %zu ids read back from "
-                  "%zu segments", rl->window_ms / 1000, added, rl->n);
+                  "%zu segments",
+                  rl->window_ms / 1000, added, rl->n);
     int64_t done_for = rl->window_ms;
     free(rl->nums);
     free(rl->sizes);
@@ -188,13 +189,14 @@ int nw_journal_set_dedup_window(nw_journal_t *self, int64_t window_ms)
     if (window_ms == old)
         return 0;
     self->opt.dedup_window_ms = window_ms;
-    if (window_ms < old) {      /* forget at once what the narrower window no longer wants */
+    if (window_ms < old) { /* forget at once what the narrower window no longer wants */
         nw_journal_prune_seen(self, true);
         return 0;
     }
-    if (self->reloading)        /* reload_done() starts another for the wider window */
+    if (self->reloading) /* reload_done() starts another for the wider window */
         return 0;
     nw_notice("journal: dedup window widened from %" PRId64 " to %" PRId64 " s: reading "
-              "older ids back from the journal", old / 1000, window_ms / 1000);
+              "older ids back from the journal",
+              old / 1000, window_ms / 1000);
     return start_reload(self);
 }

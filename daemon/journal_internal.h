@@ -31,28 +31,28 @@
 
 typedef struct {
     nw_journal_commit_fn *fn;
-    nw_journal_commit_fn *written;     /* or NULL: see nw_journal_commit_early */
+    nw_journal_commit_fn *written; /* or NULL: see nw_journal_commit_early */
     void *arg;
 } waiter_t;
 
 typedef struct {
-    msgpack_sbuffer data;       /* framed records */
+    msgpack_sbuffer data; /* framed records */
     uint64_t records;
     int64_t newest_ms;
-    zhashx_t *seqs;             /* topic -> last seq appended in this batch */
-    nw_seen_undo_t undo;        /* what its appends did to seen */
+    zhashx_t *seqs;      /* topic -> last seq appended in this batch */
+    nw_seen_undo_t undo; /* what its appends did to seen */
     waiter_t *waiters;
     size_t nwaiters, waiters_cap;
-    uint64_t end_len;           /* early, written by the loop: where its commit ends */
+    uint64_t end_len; /* early, written by the loop: where its commit ends */
 } batch_t;
 
 typedef struct {
-    uint64_t num, size, records;    /* size: where its last valid record ends */
-    uint64_t alloc;             /* the file's size: size plus its tail of zeros */
-    int64_t newest_ms;          /* of its messages */
-    int64_t cp_ms;              /* of its checkpoint: its age while it holds no message */
-    zhashx_t *cp;               /* its checkpoint's seqs; NULL when it has none readable */
-    bool sealed;                /* ends with a seal: a later segment was made */
+    uint64_t num, size, records; /* size: where its last valid record ends */
+    uint64_t alloc;              /* the file's size: size plus its tail of zeros */
+    int64_t newest_ms;           /* of its messages */
+    int64_t cp_ms;               /* of its checkpoint: its age while it holds no message */
+    zhashx_t *cp;                /* its checkpoint's seqs; NULL when it has none readable */
+    bool sealed;                 /* ends with a seal: a later segment was made */
 } segment_t;
 
 /* One group write: filled on the loop thread, run on a worker (or inline at open and
@@ -60,29 +60,29 @@ typedef struct {
 typedef struct {
     uv_work_t req;
     const char *dir;
-    int fd, old_fd;             /* old_fd is closed once a new segment is durable */
+    int fd, old_fd; /* old_fd is closed once a new segment is durable */
     bool create, sync;
-    bool zero_ahead;            /* keep zeros ahead of the data (only worth it with fsync) */
-    bool zero_failed;           /* out: no room for them: plain appends for a while */
+    bool zero_ahead;  /* keep zeros ahead of the data (only worth it with fsync) */
+    bool zero_failed; /* out: no room for them: plain appends for a while */
     uint64_t num, start_len, end_len;
-    uint64_t alloc;             /* in: the file's size; out: its size after the write */
-    uint64_t zero_from;         /* write no zeros while the data ends before this */
-    uint64_t zero_limit;        /* nor beyond this (the segment size), 0: no limit */
-    uint64_t old_len;           /* when rotating: the old segment's data end, to cut it to */
-    msgpack_sbuffer seal;       /* when rotating: the seal written there first */
-    bool old_cut;               /* out: a failed rotation cut the old segment's zeros */
-    msgpack_sbuffer head;       /* the checkpoint starting a segment, or empty */
-    zhashx_t *cp;               /* and its seqs */
-    int64_t cp_ms;              /* and its time */
+    uint64_t alloc;       /* in: the file's size; out: its size after the write */
+    uint64_t zero_from;   /* write no zeros while the data ends before this */
+    uint64_t zero_limit;  /* nor beyond this (the segment size), 0: no limit */
+    uint64_t old_len;     /* when rotating: the old segment's data end, to cut it to */
+    msgpack_sbuffer seal; /* when rotating: the seal written there first */
+    bool old_cut;         /* out: a failed rotation cut the old segment's zeros */
+    msgpack_sbuffer head; /* the checkpoint starting a segment, or empty */
+    zhashx_t *cp;         /* and its seqs */
+    int64_t cp_ms;        /* and its time */
     const char *data;
     size_t len;
-    const segment_t *retire;    /* unlink the first nretire of these after the write */
+    const segment_t *retire; /* unlink the first nretire of these after the write */
     size_t nretire;
-    int err;                    /* errno */
+    int err; /* errno */
     bool fsynced;
-    bool early;                 /* tell the loop (async) once the write(2) returned */
-    atomic_bool written;        /* out, early: it did, the fdatasync is next */
-    uv_async_t *async;          /* how it tells */
+    bool early;          /* tell the loop (async) once the write(2) returned */
+    atomic_bool written; /* out, early: it did, the fdatasync is next */
+    uv_async_t *async;   /* how it tells */
 } job_t;
 
 struct nw_journal {
@@ -94,37 +94,37 @@ struct nw_journal {
     nw_seen_t seen;
     segment_t *segs;
     size_t nsegs, segs_cap;
-    int fd;                     /* the last segment, append only */
+    int fd; /* the last segment, append only */
     batch_t *open, *flight;
     job_t job;
     bool writing, unwinding, closing, wrote;
-    uint64_t last_start;        /* uv_now() when the last write began */
-    uint64_t write_start_ns;    /* uv_hrtime() then: the write's latency */
+    uint64_t last_start;     /* uv_now() when the last write began */
+    uint64_t write_start_ns; /* uv_hrtime() then: the write's latency */
     uint64_t writes, write_ns, write_buckets[NW_JOURNAL_LATENCY_BUCKETS];
     uv_timer_t *timer;
     uint64_t bytes, records, commits, fsyncs, failures, discarded;
-    uint64_t zero_from;         /* after zeros failed to fit: job_t.zero_from */
-    bool zero_ahead;            /* job_t.zero_ahead */
-    bool failing;              /* the last group write failed: log the next ones quietly */
-    int64_t pruned_ms;          /* wall time seen was last pruned */
-    bool reloading;             /* a read-back of ids for a wider window is running */
-    uv_async_t *async;          /* early: the worker's "written" reaches the loop */
-    bool told_written;          /* early: the flight batch's written callbacks ran */
-    bool early_lost;            /* early: a write failed after its records went out */
+    uint64_t zero_from; /* after zeros failed to fit: job_t.zero_from */
+    bool zero_ahead;    /* job_t.zero_ahead */
+    bool failing;       /* the last group write failed: log the next ones quietly */
+    int64_t pruned_ms;  /* wall time seen was last pruned */
+    bool reloading;     /* a read-back of ids for a wider window is running */
+    uv_async_t *async;  /* early: the worker's "written" reaches the loop */
+    bool told_written;  /* early: the flight batch's written callbacks ran */
+    bool early_lost;    /* early: a write failed after its records went out */
     /* early, pipelined (journal.c, "early writes"): batches the loop wrote into the
      * current segment's tail of zeros and published, oldest first, not yet durable; the
      * fdatasync in flight covers the first ew_covered of them */
     batch_t **ew, **ew_spare;
     size_t ew_n, ew_cap, ew_nspare, ew_covered;
-    bool ew_syncing, ew_kick;   /* an fdatasync of them in flight; on_async to decide */
-    int ew_err;                 /* that fdatasync's errno (set by the worker) */
-    int ew_write_err;           /* a write of the loop's failed meanwhile: fail them all */
-    uint64_t ew_end;            /* where the data written ends (the segment's size if none) */
+    bool ew_syncing, ew_kick; /* an fdatasync of them in flight; on_async to decide */
+    int ew_err;               /* that fdatasync's errno (set by the worker) */
+    int ew_write_err;         /* a write of the loop's failed meanwhile: fail them all */
+    uint64_t ew_end;          /* where the data written ends (the segment's size if none) */
     uint64_t ew_start_ns;
     uv_work_t ew_req;
-    msgpack_sbuffer ew_commit;  /* the commit record of the batch being written */
-    char boot_id[64];           /* early: this boot's id (journal_boot.c) */
-    char boot_why[200];          /* recovery: why the marker asks for a new epoch, or "" */
+    msgpack_sbuffer ew_commit; /* the commit record of the batch being written */
+    char boot_id[64];          /* early: this boot's id (journal_boot.c) */
+    char boot_why[200];        /* recovery: why the marker asks for a new epoch, or "" */
 };
 
 /* journal.c: fsync a folder (a file made or removed in it). */

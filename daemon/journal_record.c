@@ -8,8 +8,8 @@
  * left, MessagePack counts against the bytes that could hold them, before msgpack-c
  * allocates anything (fuzz_journal calls these directly).
  */
-#include "journal.h"
 #include "journal_record.h"
+#include "journal.h"
 #include "log.h"
 
 #include <errno.h>
@@ -29,7 +29,7 @@ static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(NW_JOURNAL_PORTABLE_CRC)   /* test_journal_portable tests the tables */
+    !defined(NW_JOURNAL_PORTABLE_CRC) /* test_journal_portable tests the tables */
 #include <cpuid.h>
 #include <nmmintrin.h>
 #define CRC_HW 1
@@ -56,7 +56,7 @@ static void crc_init(void)
 {
 #ifdef CRC_HW
     unsigned eax, ebx, ecx, edx;
-    crc_hw = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 20 & 1);   /* SSE4.2 */
+    crc_hw = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 20 & 1); /* SSE4.2 */
 #endif
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
@@ -66,7 +66,8 @@ static void crc_init(void)
     }
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
-            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^
+                              crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
 uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len)
@@ -82,8 +83,8 @@ uint32_t nw_journal_crc32c(uint32_t crc, const void *data, size_t len)
         uint32_t lo = crc ^ ((uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
                              (uint32_t) p[3] << 24);
         crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-              crc_table[3][p[4]] ^ crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
+              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
+              crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
         p += 8;
         len -= 8;
     }
@@ -158,8 +159,7 @@ int nw_jrec_pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     int rc = nw_jrec_frame_begin(sb, &payload) || msgpack_pack_array(&pk, 4) ||
              msgpack_pack_uint8(&pk, NW_JREC_CHECKPOINT) || pack_str(&pk, epoch) ||
-             msgpack_pack_int64(&pk, time_ms) ||
-             msgpack_pack_map(&pk, zhashx_size(seqs));
+             msgpack_pack_int64(&pk, time_ms) || msgpack_pack_map(&pk, zhashx_size(seqs));
     for (uint64_t *v = zhashx_first(seqs); v && !rc; v = zhashx_next(seqs))
         rc = pack_str(&pk, zhashx_cursor(seqs)) || msgpack_pack_uint64(&pk, *v);
     if (rc || nw_jrec_frame_end(sb, payload) != 0) {
@@ -171,16 +171,16 @@ int nw_jrec_pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time
 }
 
 /* Every append packs one (on the loop thread, so the CRC's speed matters). */
-int nw_jrec_pack_message(msgpack_sbuffer *sb, const char *topic, uint64_t seq,
-                         const char *id, int64_t time_ms, const void *msg, size_t len)
+int nw_jrec_pack_message(msgpack_sbuffer *sb, const char *topic, uint64_t seq, const char *id,
+                         int64_t time_ms, const void *msg, size_t len)
 {
     size_t old = sb->size, payload;
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     if (nw_jrec_frame_begin(sb, &payload) || msgpack_pack_array(&pk, 6) ||
         msgpack_pack_uint8(&pk, NW_JREC_MESSAGE) || pack_str(&pk, topic) ||
-        msgpack_pack_uint64(&pk, seq) || pack_str(&pk, id) ||
-        msgpack_pack_int64(&pk, time_ms) || msgpack_pack_bin_with_body(&pk, msg, len)) {
+        msgpack_pack_uint64(&pk, seq) || pack_str(&pk, id) || msgpack_pack_int64(&pk, time_ms) ||
+        msgpack_pack_bin_with_body(&pk, msg, len)) {
         sb->size = old;
         errno = ENOMEM;
         return -1;
@@ -246,7 +246,7 @@ static bool msgpack_plausible(const uint8_t *p, size_t len)
         uint8_t b = p[pos++];
         pending--;
         uint64_t skip = 0, n = 0;
-        int lenbytes = 0, kind = 0;     /* kind: 0 fixed, 1 bytes, 2 ext, 3 array, 4 map */
+        int lenbytes = 0, kind = 0; /* kind: 0 fixed, 1 bytes, 2 ext, 3 array, 4 map */
         if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
             ;
         else if ((b & 0xf0) == 0x80)
@@ -428,14 +428,14 @@ const uint8_t *nw_jrec_reader_at(nw_jrec_reader_t *r, uint64_t off, size_t n)
     r->base = off;
     r->len = got;
     if (got < n) {
-        errno = 0;      /* the file shrank under us: treat as its end */
+        errno = 0; /* the file shrank under us: treat as its end */
         return NULL;
     }
     return r->buf;
 }
 
-int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off,
-                       nw_jrec_frame_t *f, uint64_t *bad, uint64_t *garbage)
+int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off, nw_jrec_frame_t *f,
+                       uint64_t *bad, uint64_t *garbage)
 {
     *garbage = UINT64_MAX;
     for (;;) {
@@ -447,7 +447,7 @@ int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off,
         if (get_le32(h) == NW_JREC_MAGIC && len <= NW_JREC_MAX &&
             !(p = nw_jrec_reader_at(r, *off + NW_JREC_HEADER, len)) && errno)
             return NW_JREC_FRAME_ERR;
-        if (!p) {       /* no magic, absurd length, or runs past the end */
+        if (!p) { /* no magic, absurd length, or runs past the end */
             if (*garbage == UINT64_MAX)
                 *garbage = *off;
             (*off)++;
@@ -457,7 +457,8 @@ int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off,
             (*bad)++;
             if (name)
                 nw_warn("journal: %s offset %" PRIu64 ": record of %" PRIu32
-                        " bytes fails its CRC, skipped", name, *off, len);
+                        " bytes fails its CRC, skipped",
+                        name, *off, len);
             /* skip it whole if a record (or the end) follows, else hunt for the next */
             uint64_t end = *off + NW_JREC_HEADER + len;
             const uint8_t *next = nw_jrec_reader_at(r, end, 4);
@@ -473,4 +474,3 @@ int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off,
         return NW_JREC_FRAME_OK;
     }
 }
-

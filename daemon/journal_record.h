@@ -33,26 +33,26 @@
 
 /* A payload's first item. */
 enum {
-    NW_JREC_CHECKPOINT,     /* [0, epoch, time_ms, {topic: seq}]: first in every segment */
-    NW_JREC_MESSAGE,        /* [1, topic, seq, id, time_ms, message bytes] */
-    NW_JREC_COMMIT,         /* [2, start offset, {topic: seq}, epoch]: ends a group write */
-    NW_JREC_SEAL,           /* [3, next segment, epoch]: ends a full segment */
+    NW_JREC_CHECKPOINT, /* [0, epoch, time_ms, {topic: seq}]: first in every segment */
+    NW_JREC_MESSAGE,    /* [1, topic, seq, id, time_ms, message bytes] */
+    NW_JREC_COMMIT,     /* [2, start offset, {topic: seq}, epoch]: ends a group write */
+    NW_JREC_SEAL,       /* [3, next segment, epoch]: ends a full segment */
     NW_JREC_KINDS
 };
 
 typedef struct {
-    int type;                              /* NW_JREC_* */
-    const char *epoch;                     /* checkpoint, commit, seal: 32 hex digits,
-                                              not terminated */
-    const msgpack_object_map *seqs;        /* checkpoint, commit: topic -> seq (names
-                                              without NUL, values unsigned) */
-    const char *topic, *id, *msg;          /* message: not terminated; topic and id hold
-                                              no NUL */
+    int type;                       /* NW_JREC_* */
+    const char *epoch;              /* checkpoint, commit, seal: 32 hex digits,
+                                       not terminated */
+    const msgpack_object_map *seqs; /* checkpoint, commit: topic -> seq (names
+                                       without NUL, values unsigned) */
+    const char *topic, *id, *msg;   /* message: not terminated; topic and id hold
+                                       no NUL */
     size_t topic_len, id_len, msg_len;
-    uint64_t seq;                          /* message: above 0 */
-    uint64_t start;                        /* commit: where its group write began */
-    uint64_t next;                         /* seal: the segment that follows */
-    int64_t time_ms;                       /* checkpoint, message */
+    uint64_t seq;    /* message: above 0 */
+    uint64_t start;  /* commit: where its group write began */
+    uint64_t next;   /* seal: the segment that follows */
+    int64_t time_ms; /* checkpoint, message */
 } nw_jrec_t;
 
 /* CRC-32C (Castagnoli) is nw_journal_crc32c() in journal.h: the tests use it too. */
@@ -69,10 +69,9 @@ int nw_jrec_frame_end(msgpack_sbuffer *sb, size_t payload);
  * never zero: a record of ours that ends in zeros was cut short, not damaged. */
 int nw_jrec_pack_checkpoint(msgpack_sbuffer *sb, const char *epoch, int64_t time_ms,
                             zhashx_t *seqs);
-int nw_jrec_pack_message(msgpack_sbuffer *sb, const char *topic, uint64_t seq,
-                         const char *id, int64_t time_ms, const void *msg, size_t len);
-int nw_jrec_pack_commit(msgpack_sbuffer *sb, uint64_t start, zhashx_t *seqs,
-                        const char *epoch);
+int nw_jrec_pack_message(msgpack_sbuffer *sb, const char *topic, uint64_t seq, const char *id,
+                         int64_t time_ms, const void *msg, size_t len);
+int nw_jrec_pack_commit(msgpack_sbuffer *sb, uint64_t start, zhashx_t *seqs, const char *epoch);
 int nw_jrec_pack_seal(msgpack_sbuffer *sb, uint64_t next, const char *epoch);
 
 /* Decode a payload (the bytes after a header) and check its shape: true with *r
@@ -87,7 +86,7 @@ typedef struct {
     uint64_t size;
     uint8_t *buf;
     size_t cap;
-    uint64_t base;      /* buf holds file bytes [base, base + len) */
+    uint64_t base; /* buf holds file bytes [base, base + len) */
     size_t len;
 } nw_jrec_reader_t;
 
@@ -97,9 +96,9 @@ void nw_jrec_reader_reset(nw_jrec_reader_t *r, int fd, uint64_t size);
 const uint8_t *nw_jrec_reader_at(nw_jrec_reader_t *r, uint64_t off, size_t n);
 
 typedef struct {
-    uint64_t off;       /* of the header */
+    uint64_t off; /* of the header */
     uint32_t len;
-    const uint8_t *payload;     /* valid until the reader is used again */
+    const uint8_t *payload; /* valid until the reader is used again */
 } nw_jrec_frame_t;
 
 enum { NW_JREC_FRAME_OK, NW_JREC_FRAME_END, NW_JREC_FRAME_ERR };
@@ -108,8 +107,8 @@ enum { NW_JREC_FRAME_OK, NW_JREC_FRAME_END, NW_JREC_FRAME_ERR };
  * plausible length that fail their CRC are counted in *bad (and logged when name is
  * set); *garbage gets the offset where skipped garbage began, UINT64_MAX if none.
  * NW_JREC_FRAME_ERR with errno when a read fails. */
-int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off,
-                       nw_jrec_frame_t *f, uint64_t *bad, uint64_t *garbage);
+int nw_jrec_next_frame(nw_jrec_reader_t *r, const char *name, uint64_t *off, nw_jrec_frame_t *f,
+                       uint64_t *bad, uint64_t *garbage);
 
 /* Whether the first `have` bytes at h could start a record header (the magic, as far as
  * they reach); when they are a whole header (have >= NW_JREC_HEADER), the payload

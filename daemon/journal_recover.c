@@ -77,19 +77,19 @@ static int list_segments(nw_journal_t *self)
  * predecessor, a missing newest segment: the one before it was sealed) means the seqs
  * may lag behind what subscribers saw: nw_journal_open() then starts a new epoch. */
 typedef struct {
-    uint64_t seg, a, b;         /* bytes [a, b) of segment number seg were skipped */
-    bool whole;                 /* as one record whose header was read */
+    uint64_t seg, a, b; /* bytes [a, b) of segment number seg were skipped */
+    bool whole;         /* as one record whose header was read */
 } skipped_t;
 
 typedef struct {
-    bool complete;              /* the seqs so far bound every one published up to here,
-                                   but for what pending holds */
-    bool derivable;             /* the current segment's checkpoint adds nothing to them */
-    uint64_t prev;              /* number of the segment read before, 0 none */
-    uint64_t commit_seg;        /* number of the last segment a commit was read in */
+    bool complete;       /* the seqs so far bound every one published up to here,
+                            but for what pending holds */
+    bool derivable;      /* the current segment's checkpoint adds nothing to them */
+    uint64_t prev;       /* number of the segment read before, 0 none */
+    uint64_t commit_seg; /* number of the last segment a commit was read in */
     skipped_t *pending;
     size_t npending, cap;
-    char why[160];              /* why complete went false */
+    char why[160]; /* why complete went false */
 } recovery_t;
 
 static int skipped_add(recovery_t *rv, uint64_t seg, uint64_t a, uint64_t b, bool whole)
@@ -140,8 +140,8 @@ static int apply(nw_journal_t *self, segment_t *seg, const nw_jrec_t *r, bool fi
         }
         for (size_t i = 0; r->type == NW_JREC_COMMIT && i < r->seqs->size; i++) {
             const msgpack_object_kv *kv = &r->seqs->ptr[i];
-            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size,
-                        kv->val.via.u64) != 0)
+            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size, kv->val.via.u64) !=
+                0)
                 return -1;
         }
         return 0;
@@ -157,8 +157,8 @@ static int apply(nw_journal_t *self, segment_t *seg, const nw_jrec_t *r, bool fi
             seg->cp_ms = r->time_ms;
         for (size_t i = 0; i < r->seqs->size; i++) {
             const msgpack_object_kv *kv = &r->seqs->ptr[i];
-            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size,
-                        kv->val.via.u64) != 0 ||
+            if (max_seq(self->seqs, kv->key.via.str.ptr, kv->key.via.str.size, kv->val.via.u64) !=
+                    0 ||
                 (first && max_seq(seg->cp, kv->key.via.str.ptr, kv->key.via.str.size,
                                   kv->val.via.u64) != 0))
                 return -1;
@@ -176,7 +176,9 @@ static int apply(nw_journal_t *self, segment_t *seg, const nw_jrec_t *r, bool fi
     int64_t t = 0;
     nw_seen_key(r->id, r->id_len, key);
     return (!nw_seen_get(&self->seen, key, &t) || t < r->time_ms) &&
-           nw_seen_set(&self->seen, key, r->time_ms) != 0 ? -1 : 0;
+                   nw_seen_set(&self->seen, key, r->time_ms) != 0
+               ? -1
+               : 0;
 }
 
 /* 1 when bytes [from, r->size) are all zero (a preallocated tail), 0 when not, -1 when
@@ -185,7 +187,7 @@ static int zero_tail(nw_jrec_reader_t *r, uint64_t from)
 {
     while (from < r->size) {
         size_t n = r->size - from < NW_JREC_READ_CHUNK ? (size_t) (r->size - from)
-                                                        : NW_JREC_READ_CHUNK;
+                                                       : NW_JREC_READ_CHUNK;
         const uint8_t *p = nw_jrec_reader_at(r, from, n);
         if (!p)
             return errno ? -1 : 0;
@@ -210,7 +212,7 @@ static int tail_shape(nw_jrec_reader_t *r, uint64_t from, uint64_t *nonzero)
     *nonzero = from;
     for (uint64_t off = from; off < r->size;) {
         size_t n = r->size - off < NW_JREC_READ_CHUNK ? (size_t) (r->size - off)
-                                                       : NW_JREC_READ_CHUNK;
+                                                      : NW_JREC_READ_CHUNK;
         const uint8_t *p = nw_jrec_reader_at(r, off, n);
         if (!p)
             return errno ? -1 : TAIL_DAMAGE;
@@ -222,8 +224,7 @@ static int tail_shape(nw_jrec_reader_t *r, uint64_t from, uint64_t *nonzero)
         off += n;
     }
     uint8_t h[NW_JREC_HEADER] = {0};
-    size_t have = *nonzero - from < NW_JREC_HEADER ? (size_t) (*nonzero - from)
-                                                   : NW_JREC_HEADER;
+    size_t have = *nonzero - from < NW_JREC_HEADER ? (size_t) (*nonzero - from) : NW_JREC_HEADER;
     const uint8_t *p = nw_jrec_reader_at(r, from, have);
     if (!p)
         return errno ? -1 : TAIL_DAMAGE;
@@ -268,8 +269,8 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, nw_jre
     while ((rc = nw_jrec_next_frame(r, name, &off, &f, &self->discarded, &garbage)) ==
            NW_JREC_FRAME_OK) {
         if (garbage != UINT64_MAX)
-            nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage skipped",
-                    name, garbage, f.off - garbage);
+            nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage skipped", name,
+                    garbage, f.off - garbage);
         if (f.off > good_end) {
             /* looking back may move the reader's window: read the payload again */
             if (skipped_add(rv, seg->num, good_end, f.off, one_record(r, good_end, f.off)) != 0)
@@ -325,8 +326,8 @@ static int recover_segment(nw_journal_t *self, segment_t *seg, bool last, nw_jre
         seg->alloc = good_end;
     } else if (!zeros) {
         /* kept as it is: it may be all that says a seq was taken (see recovery_t) */
-        nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage at the end",
-                name, good_end, nonzero - good_end);
+        nw_warn("journal: %s offset %" PRIu64 ": %" PRIu64 " bytes of garbage at the end", name,
+                good_end, nonzero - good_end);
         if (skipped_add(rv, seg->num, good_end, nonzero, one_record(r, good_end, nonzero)) != 0)
             goto nomem;
         if (last && nonzero < r->size && ftruncate(fd, (off_t) nonzero) != 0) {
@@ -379,18 +380,21 @@ int nw_journal_recover(nw_journal_t *self, bool *fresh, char *errbuf, size_t err
         bool contiguous = rv.prev && seg->num == rv.prev + 1;
         if (rv.prev && !contiguous && seg->num == rv.prev + 2)
             nw_warn("journal: segment " NW_JSEG_FMT " is missing: its messages cannot be "
-                    "replayed", rv.prev + 1);
+                    "replayed",
+                    rv.prev + 1);
         else if (rv.prev && !contiguous)
             nw_warn("journal: segments " NW_JSEG_FMT " to " NW_JSEG_FMT " are missing: their "
-                    "messages cannot be replayed", rv.prev + 1, seg->num - 1);
+                    "messages cannot be replayed",
+                    rv.prev + 1, seg->num - 1);
         rv.derivable = rv.complete && rv.npending == 0 && contiguous;
         if (recover_segment(self, seg, i + 1 == self->nsegs, &r, &up, &rv, errbuf, errlen) != 0)
             goto done;
         if (!seg->cp && !rv.derivable && rv.complete) {
             rv.complete = false;
-            snprintf(rv.why, sizeof rv.why, "the checkpoint of " NW_JSEG_FMT " is unreadable "
-                     "and the segment before it is %s", seg->num,
-                     contiguous ? "damaged" : "gone");
+            snprintf(rv.why, sizeof rv.why,
+                     "the checkpoint of " NW_JSEG_FMT " is unreadable "
+                     "and the segment before it is %s",
+                     seg->num, contiguous ? "damaged" : "gone");
         }
         rv.prev = seg->num;
     }
@@ -400,14 +404,16 @@ int nw_journal_recover(nw_journal_t *self, bool *fresh, char *errbuf, size_t err
     /* can the seqs be trusted to be above everything published? (see recovery_t) */
     char lost[200] = "";
     if (had_epoch && last->sealed)
-        snprintf(lost, sizeof lost, "segment " NW_JSEG_FMT " is missing (" NW_JSEG_FMT
-                 " was sealed to it)", last->num + 1, last->num);
+        snprintf(lost, sizeof lost,
+                 "segment " NW_JSEG_FMT " is missing (" NW_JSEG_FMT " was sealed to it)",
+                 last->num + 1, last->num);
     else if (had_epoch && !rv.complete)
         snprintf(lost, sizeof lost, "%s", rv.why);
     else if (had_epoch && rv.npending)
-        snprintf(lost, sizeof lost, "bytes %" PRIu64 " to %" PRIu64 " of " NW_JSEG_FMT " are "
-                 "damaged and nothing after them tells what they held", rv.pending[0].a,
-                 rv.pending[0].b, rv.pending[0].seg);
+        snprintf(lost, sizeof lost,
+                 "bytes %" PRIu64 " to %" PRIu64 " of " NW_JSEG_FMT " are "
+                 "damaged and nothing after them tells what they held",
+                 rv.pending[0].a, rv.pending[0].b, rv.pending[0].seg);
     else if (had_epoch && self->boot_why[0])
         snprintf(lost, sizeof lost, "%s", self->boot_why);
     free(rv.pending);
@@ -424,7 +430,8 @@ int nw_journal_recover(nw_journal_t *self, bool *fresh, char *errbuf, size_t err
                     self->nsegs, self->dir, self->epoch);
         else
             nw_warn("journal: cannot tell the last seqs published: %s; new epoch %s, seqs "
-                    "go on above the highest still held", lost, self->epoch);
+                    "go on above the highest still held",
+                    lost, self->epoch);
     }
     *fresh = !had_epoch || lost[0];
     rc = 0;

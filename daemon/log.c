@@ -10,14 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/time.h>
+#include <time.h>
 
 static atomic_int log_level = NW_LOG_INFO;
 static bool log_journal;
 
 static const char *const level_names[] = {
-    [NW_LOG_ERR] = "err", [NW_LOG_WARNING] = "warning", [NW_LOG_NOTICE] = "notice",
+    [NW_LOG_ERR] = "err",   [NW_LOG_WARNING] = "warning", [NW_LOG_NOTICE] = "notice",
     [NW_LOG_INFO] = "info", [NW_LOG_DEBUG] = "debug",
 };
 
@@ -28,8 +28,14 @@ void nw_log_init(void)
     log_journal = stream && *stream;
 }
 
-void nw_log_set_level(nw_log_level_t level) { atomic_store(&log_level, (int) level); }
-nw_log_level_t nw_log_get_level(void) { return (nw_log_level_t) atomic_load(&log_level); }
+void nw_log_set_level(nw_log_level_t level)
+{
+    atomic_store(&log_level, (int) level);
+}
+nw_log_level_t nw_log_get_level(void)
+{
+    return (nw_log_level_t) atomic_load(&log_level);
+}
 
 int nw_log_level_parse(const char *name)
 {

@@ -18,7 +18,7 @@ typedef enum {
     NW_LOG_DEBUG = 7,
 } nw_log_level_t;
 
-void nw_log_init(void);                          /* reads JOURNAL_STREAM */
+void nw_log_init(void); /* reads JOURNAL_STREAM */
 void nw_log_set_level(nw_log_level_t level);
 nw_log_level_t nw_log_get_level(void);
 /* "err", "warning", "notice", "info", "debug"; -1 when unknown */
@@ -38,10 +38,10 @@ const char *nw_log_escape(const char *name, char *out, size_t outlen);
         if ((int) (level) <= (int) nw_log_get_level()) \
             nw_log((level), __VA_ARGS__); \
     } while (0)
-#define nw_err(...)     NW_LOG_AT(NW_LOG_ERR, __VA_ARGS__)
-#define nw_warn(...)    NW_LOG_AT(NW_LOG_WARNING, __VA_ARGS__)
-#define nw_notice(...)  NW_LOG_AT(NW_LOG_NOTICE, __VA_ARGS__)
-#define nw_info(...)    NW_LOG_AT(NW_LOG_INFO, __VA_ARGS__)
-#define nw_debug(...)   NW_LOG_AT(NW_LOG_DEBUG, __VA_ARGS__)
+#define nw_err(...) NW_LOG_AT(NW_LOG_ERR, __VA_ARGS__)
+#define nw_warn(...) NW_LOG_AT(NW_LOG_WARNING, __VA_ARGS__)
+#define nw_notice(...) NW_LOG_AT(NW_LOG_NOTICE, __VA_ARGS__)
+#define nw_info(...) NW_LOG_AT(NW_LOG_INFO, __VA_ARGS__)
+#define nw_debug(...) NW_LOG_AT(NW_LOG_DEBUG, __VA_ARGS__)
 
 #endif

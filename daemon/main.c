@@ -3,9 +3,9 @@
  *
  * Start-up order matters: the state folder is locked before anything in it is touched
  * (a second daemon on it exits 1), the journal is recovered before anything is
- * published (seqs come from it), the sockets are bound before READY=1, and the watcher starts last so
- * the backlog scan feeds a pipeline that can already publish. Signals are libuv's:
- * CZMQ's own SIGINT/SIGTERM handler is switched off before CZMQ initialises.
+ * published (seqs come from it), the sockets are bound before READY=1, and the watcher starts
+ * last so the backlog scan feeds a pipeline that can already publish. Signals are libuv's: CZMQ's
+ * own SIGINT/SIGTERM handler is switched off before CZMQ initialises.
  */
 #include "archive.h"
 #include "auth.h"
@@ -41,34 +41,34 @@
 
 #define STATUS_MS 1000
 #define SUMMARY_MS 60000
-#define STOP_DEADLINE_MS 4500   /* systemd and scripts expect an exit within 5 s */
-#define NW_MULTICAST_WINDOW_MAX (256 << 20)   /* bytes PGM may keep to repair losses */
+#define STOP_DEADLINE_MS 4500               /* systemd and scripts expect an exit within 5 s */
+#define NW_MULTICAST_WINDOW_MAX (256 << 20) /* bytes PGM may keep to repair losses */
 
 typedef struct {
     uv_loop_t *loop;
     int argc;
     char **argv;
     nw_config_t config;
-    nw_statelock_t *lock;         /* STATE/lock, held until exit */
+    nw_statelock_t *lock; /* STATE/lock, held until exit */
     nw_journal_t *journal;
     nw_rules_t *rules;
-    nw_auth_t *auth;              /* NULL without --curve-secret: clear text */
+    nw_auth_t *auth; /* NULL without --curve-secret: clear text */
     nw_publish_t *publish;
-    nw_replay_t *replay;          /* NULL without --replay */
+    nw_replay_t *replay; /* NULL without --replay */
     nw_feed_t *feed;
     nw_pipeline_t *pipeline;
-    nw_watch_t *watch;            /* NULL with --upstream: no drop folder */
-    nw_upstream_t *upstream;      /* NULL without --upstream */
-    nw_metrics_t *metrics;        /* NULL without --metrics */
+    nw_watch_t *watch;       /* NULL with --upstream: no drop folder */
+    nw_upstream_t *upstream; /* NULL without --upstream */
+    nw_metrics_t *metrics;   /* NULL without --metrics */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer, watchdog_timer, deadline;
     char last_status[768];
-    int reserve_fd;               /* lent to sd_notify when descriptors run out */
+    int reserve_fd; /* lent to sd_notify when descriptors run out */
     unsigned long status_ticks;
-    nw_pipeline_stats_t summary;   /* counters at the last summary line */
+    nw_pipeline_stats_t summary; /* counters at the last summary line */
     nw_feed_stats_t feed_summary;
     nw_upstream_stats_t upstream_summary;
-    bool handles_ready;       /* the signal and timer handles were initialised */
+    bool handles_ready; /* the signal and timer handles were initialised */
     bool stopping;
     int exit_code;
 } daemon_t;
@@ -95,9 +95,9 @@ static unsigned long size_thread_pool(const nw_config_t *c)
     unsigned long want = NW_PIPELINE_POOL_JOBS + NW_JOURNAL_POOL_JOBS +
                          (c->replay_count ? NW_REPLAY_POOL_JOBS : 0);
     const char *given = getenv("UV_THREADPOOL_SIZE");
-    unsigned long n = given ? strtoul(given, NULL, 10) : 0;   /* what libuv would take */
+    unsigned long n = given ? strtoul(given, NULL, 10) : 0; /* what libuv would take */
     if (n >= want)
-        return n < 1024 ? n : 1024;   /* libuv's own cap (MAX_THREADPOOL_SIZE) */
+        return n < 1024 ? n : 1024; /* libuv's own cap (MAX_THREADPOOL_SIZE) */
     char text[24];
     snprintf(text, sizeof text, "%lu", want);
     if (setenv("UV_THREADPOOL_SIZE", text, 1) != 0)
@@ -131,7 +131,8 @@ static int auth_from(const nw_config_t *c, nw_auth_t **auth, char *err, size_t e
     else {
         nw_auth_options_t options = {.secret_cert = c->curve_secret,
                                      .clients_dir = c->clients_dir,
-                                     .grants = grants, .grant_count = count};
+                                     .grants = grants,
+                                     .grant_count = count};
         *auth = nw_auth_new(options, err, errlen);
         rc = *auth ? 0 : -1;
     }
@@ -181,8 +182,10 @@ static void update_status(daemon_t *d)
         snprintf(journal, sizeof journal, "JOURNAL WRITES FAILING (%s): not %s; ",
                  strerror(fs.journal_errno), d->upstream ? "forwarding" : "taking files");
     if (ps.file_errno)
-        snprintf(fault, sizeof fault, "FILES WAITING: cannot open or move files (%s), "
-                 "retrying; ", strerror(ps.file_errno));
+        snprintf(fault, sizeof fault,
+                 "FILES WAITING: cannot open or move files (%s), "
+                 "retrying; ",
+                 strerror(ps.file_errno));
     /* Files in a missing drop folder cannot be counted: never claim "0 pending". */
     char pending[64];
     if (ws.drop_missing)
@@ -200,16 +203,14 @@ static void update_status(daemon_t *d)
                      "STATUS=%s%s%supstream %s: %lu forwarded, lag %llu, %lu gaps repaired "
                      "(%lu messages), %lu topics; %ld subscriptions, %lu drops",
                      journal, up, *up ? "; " : "", us.connected ? "connected" : "NOT CONNECTED",
-                     fs.forwarded, (unsigned long long) us.lag, us.gaps, us.repaired,
-                     us.topics, pub.subscriptions, pub.dropped);
+                     fs.forwarded, (unsigned long long) us.lag, us.gaps, us.repaired, us.topics,
+                     pub.subscriptions, pub.dropped);
     } else
         n = snprintf(status, sizeof status,
                      "STATUS=%s%s%s%s%lu published, %lu rejected, %lu duplicates, %s, "
                      "%ld subscriptions, %lu drops",
-                     journal,
-                     fault, problem, *problem ? "; " : "",
-                     fs.published, ps.rejected, fs.duplicates, pending,
-                     pub.subscriptions, pub.dropped);
+                     journal, fault, problem, *problem ? "; " : "", fs.published, ps.rejected,
+                     fs.duplicates, pending, pub.subscriptions, pub.dropped);
     if (d->replay && n > 0 && (size_t) n < sizeof status) {
         nw_replay_stats_t rs;
         nw_replay_stats(d->replay, &rs);
@@ -243,8 +244,9 @@ static void log_summary(daemon_t *d)
         d->upstream_summary = us;
     } else if (published || rejected || duplicates)
         nw_info("last minute: %lu published (%lu messages), %lu rejected, %lu duplicates; "
-                "%lu waiting", published, fs.messages - d->feed_summary.messages, rejected,
-                duplicates, files_waiting(d, &ps));
+                "%lu waiting",
+                published, fs.messages - d->feed_summary.messages, rejected, duplicates,
+                files_waiting(d, &ps));
     d->summary = ps;
     d->feed_summary = fs;
 }
@@ -287,7 +289,7 @@ static void shutdown_loop(daemon_t *d)
         close_handle((uv_handle_t *) &d->watchdog_timer);
         close_handle((uv_handle_t *) &d->deadline);
     }
-    nw_metrics_destroy(&d->metrics);   /* it reads the modules below */
+    nw_metrics_destroy(&d->metrics); /* it reads the modules below */
     nw_watch_destroy(&d->watch);
     nw_upstream_destroy(&d->upstream);
     nw_pipeline_destroy(&d->pipeline);
@@ -309,8 +311,8 @@ static void on_feed_drained(void *arg)
         nw_notice("stopped: %lu forwarded", fs.forwarded);
     else
         nw_notice("stopped: %lu published, %lu rejected, %lu duplicates; %lu files left for "
-                  "the next start", fs.published, ps.rejected, fs.duplicates,
-                  files_waiting(d, &ps));
+                  "the next start",
+                  fs.published, ps.rejected, fs.duplicates, files_waiting(d, &ps));
     shutdown_loop(d);
 }
 
@@ -372,7 +374,8 @@ static void on_reload(uv_signal_t *handle, int signum)
         nw_err("reload: client certificates unreadable, keeping the old ones: %s", err);
     else if (revoked > 0 && nw_publish_rebind(d->publish, err, sizeof err) != 0)
         nw_err("reload: a key or grant was withdrawn but live connections could not be "
-               "dropped: %s", err);
+               "dropped: %s",
+               err);
     else if (revoked > 0)
         nw_notice("reload: a key or grant was withdrawn: live subscribers were disconnected "
                   "and are admitted afresh as they reconnect");
@@ -414,20 +417,26 @@ static int start(daemon_t *d, char *err, size_t errlen)
      * never beside CURVE, which would be believed to cover it. */
     for (size_t i = 0; i < c->publish_count; i++)
         if (nw_epgm_is(c->publish[i]) && (!c->insecure || c->curve_secret)) {
-            snprintf(err, errlen, "%s is multicast: PGM has no CURVE, so every host on the "
-                     "segment reads every topic in clear text; %s", c->publish[i],
+            snprintf(err, errlen,
+                     "%s is multicast: PGM has no CURVE, so every host on the "
+                     "segment reads every topic in clear text; %s",
+                     c->publish[i],
                      c->curve_secret ? "it cannot be used with --curve-secret (publish it "
-                     "from a daemon without CURVE)" : "give --insecure to publish it");
+                                       "from a daemon without CURVE)"
+                                     : "give --insecure to publish it");
             return -1;
         }
     /* PGM keeps rate x recovery of what it sent for repairs, allocated as it sends; and
      * libzmq aborts when OpenPGM refuses a window it cannot size. */
-    uint64_t window = (uint64_t) c->multicast_rate * 1000 / 8 * (uint64_t) c->multicast_recovery_ms / 1000;
+    uint64_t window = (uint64_t) c->multicast_rate * 1000 / 8 *
+                      (uint64_t) c->multicast_recovery_ms / 1000;
     for (size_t i = 0; i < c->publish_count; i++)
         if (nw_epgm_is(c->publish[i]) && window > NW_MULTICAST_WINDOW_MAX) {
-            snprintf(err, errlen, "--multicast-rate %d kbit/s for --multicast-recovery %d ms keeps "
-                     "%" PRIu64 " MiB for repairs: at most %d MiB", c->multicast_rate,
-                     c->multicast_recovery_ms, window >> 20, NW_MULTICAST_WINDOW_MAX >> 20);
+            snprintf(err, errlen,
+                     "--multicast-rate %d kbit/s for --multicast-recovery %d ms keeps "
+                     "%" PRIu64 " MiB for repairs: at most %d MiB",
+                     c->multicast_rate, c->multicast_recovery_ms, window >> 20,
+                     NW_MULTICAST_WINDOW_MAX >> 20);
             return -1;
         }
     /* Clear text off this machine only when asked for, never by omission. */
@@ -436,33 +445,39 @@ static int start(daemon_t *d, char *err, size_t errlen)
     for (int k = 0; k < 2 && !c->curve_secret && !c->insecure; k++)
         for (size_t i = 0; i < neps[k]; i++)
             if (!nw_auth_endpoint_is_local(eps[k][i])) {
-                snprintf(err, errlen, "%s is not loopback: give --curve-secret and --clients, "
-                         "or --insecure for clear text", eps[k][i]);
+                snprintf(err, errlen,
+                         "%s is not loopback: give --curve-secret and --clients, "
+                         "or --insecure for clear text",
+                         eps[k][i]);
                 return -1;
             }
     const char *ups[2] = {c->upstream, c->upstream_replay};
     for (int k = 0; k < 2 && !c->upstream_cert && !c->insecure; k++)
         if (ups[k] && !nw_auth_endpoint_is_local(ups[k])) {
-            snprintf(err, errlen, "%s %s is not loopback: give --upstream-cert and "
+            snprintf(err, errlen,
+                     "%s %s is not loopback: give --upstream-cert and "
                      "--upstream-key, or --insecure for clear text",
                      k ? "--upstream-replay" : "--upstream", ups[k]);
             return -1;
         }
-    if (!c->upstream && (c->upstream_replay || c->upstream_topic_count || c->upstream_cert ||
-                         c->upstream_key)) {
-        snprintf(err, errlen, "--upstream-replay, --upstream-topic, --upstream-cert and "
+    if (!c->upstream &&
+        (c->upstream_replay || c->upstream_topic_count || c->upstream_cert || c->upstream_key)) {
+        snprintf(err, errlen,
+                 "--upstream-replay, --upstream-topic, --upstream-cert and "
                  "--upstream-key need --upstream");
         return -1;
     }
     /* The metrics are plain HTTP whatever CURVE does for the ZeroMQ endpoints. */
     char host[256];
     unsigned port;
-    if (c->metrics && nw_metrics_parse_endpoint(c->metrics, host, sizeof host, &port, err,
-                                                errlen) != 0)
+    if (c->metrics &&
+        nw_metrics_parse_endpoint(c->metrics, host, sizeof host, &port, err, errlen) != 0)
         return -1;
     if (c->metrics && !c->insecure && !nw_auth_endpoint_is_local(c->metrics)) {
-        snprintf(err, errlen, "--metrics %s is not loopback: the metrics are clear-text "
-                 "HTTP; give --insecure to serve them beyond this machine", c->metrics);
+        snprintf(err, errlen,
+                 "--metrics %s is not loopback: the metrics are clear-text "
+                 "HTTP; give --insecure to serve them beyond this machine",
+                 c->metrics);
         return -1;
     }
     if (c->clients_dir && !c->curve_secret) {
@@ -473,7 +488,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
         if (auth_from(c, &d->auth, err, errlen) != 0)
             return -1;
     }
-    nw_publish_options_t popt = {.send_hwm = c->send_hwm, .multicast_rate = c->multicast_rate,
+    nw_publish_options_t popt = {.send_hwm = c->send_hwm,
+                                 .multicast_rate = c->multicast_rate,
                                  .multicast_recovery_ms = c->multicast_recovery_ms};
     d->publish = nw_publish_new(d->loop, c->publish, c->publish_count, popt, d->auth, err,
                                 errlen);
@@ -489,7 +505,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
         }
         for (size_t i = 0; i < c->replay_count; i++)
             if (zsock_bind(router, "%s", c->replay[i]) < 0) {
-                snprintf(err, errlen, "cannot bind %s: %s", c->replay[i], zmq_strerror(zmq_errno()));
+                snprintf(err, errlen, "cannot bind %s: %s", c->replay[i],
+                         zmq_strerror(zmq_errno()));
                 zsock_destroy(&router);
                 return -1;
             }
@@ -503,7 +520,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
             ropt.max_files > nofile.rlim_cur / 8) {
             ropt.max_files = nofile.rlim_cur / 8 ? (unsigned) (nofile.rlim_cur / 8) : 1;
             nw_info("replay: at most %u segment files open (an eighth of the limit of %llu "
-                    "descriptors)", ropt.max_files, (unsigned long long) nofile.rlim_cur);
+                    "descriptors)",
+                    ropt.max_files, (unsigned long long) nofile.rlim_cur);
         }
         d->replay = nw_replay_new(d->loop, d->journal, router, ropt, err, errlen);
         if (!d->replay)
@@ -513,8 +531,8 @@ static int start(daemon_t *d, char *err, size_t errlen)
     }
     d->feed = nw_feed_new(d->loop, (nw_feed_options_t) {.dedup_window_ms = c->dedup_window_ms},
                           d->journal, nw_publish_publisher(d->publish));
-    nw_pipeline_options_t pipeline_opt = {.drop_dir = c->drop_dir, .state_dir = c->state_dir,
-                                          .max_size = c->max_size};
+    nw_pipeline_options_t pipeline_opt = {
+        .drop_dir = c->drop_dir, .state_dir = c->state_dir, .max_size = c->max_size};
     if (d->feed)
         d->pipeline = nw_pipeline_new(d->loop, pipeline_opt, d->feed, d->rules);
     if (!d->pipeline) {
@@ -524,25 +542,33 @@ static int start(daemon_t *d, char *err, size_t errlen)
     if (c->upstream) {
         /* a relay: the upstream is the input, no drop folder is watched */
         nw_upstream_options_t uo = {
-            .live = c->upstream, .replay = c->upstream_replay,
-            .topics = c->upstream_topic, .topic_count = c->upstream_topic_count,
-            .cert = c->upstream_cert, .server_key = c->upstream_key,
+            .live = c->upstream,
+            .replay = c->upstream_replay,
+            .topics = c->upstream_topic,
+            .topic_count = c->upstream_topic_count,
+            .cert = c->upstream_cert,
+            .server_key = c->upstream_key,
             .rcvhwm = c->send_hwm,
         };
         d->upstream = nw_upstream_new(d->loop, uo, d->feed, d->journal, err, errlen);
         if (!d->upstream)
             return -1;
     } else {
-        d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err, errlen);
+        d->watch = nw_watch_new(d->loop, c->drop_dir, nw_pipeline_submit, d->pipeline, err,
+                                errlen);
         nw_pipeline_set_resume(d->pipeline, resume_scan, d);
         if (!d->watch)
             return -1;
     }
     if (c->metrics) {
         nw_metrics_sources_t sources = {
-            .journal = d->journal, .feed = d->feed, .pipeline = d->pipeline,
+            .journal = d->journal,
+            .feed = d->feed,
+            .pipeline = d->pipeline,
             .publish = d->publish,
-            .replay = d->replay, .watch = d->watch, .upstream = d->upstream,
+            .replay = d->replay,
+            .watch = d->watch,
+            .upstream = d->upstream,
         };
         d->metrics = nw_metrics_new(d->loop, c->metrics, &sources, err, errlen);
         if (!d->metrics)
@@ -619,8 +645,8 @@ int main(int argc, char **argv)
     } else {
         char endpoints[1024] = "";
         for (size_t i = 0; i < d.config.publish_count; i++)
-            snprintf(endpoints + strlen(endpoints), sizeof endpoints - strlen(endpoints),
-                     "%s%s", i ? " " : "", d.config.publish[i]);
+            snprintf(endpoints + strlen(endpoints), sizeof endpoints - strlen(endpoints), "%s%s",
+                     i ? " " : "", d.config.publish[i]);
         if (d.config.upstream)
             nw_notice("newswired %s: relaying %s, publishing on %s, epoch %s", NW_VERSION,
                       d.config.upstream, endpoints, nw_journal_epoch(d.journal));
@@ -632,7 +658,7 @@ int main(int argc, char **argv)
         uv_run(d.loop, UV_RUN_DEFAULT);
     }
     nw_journal_close(&d.journal);
-    uv_run(d.loop, UV_RUN_DEFAULT);   /* the journal's handles finish closing */
+    uv_run(d.loop, UV_RUN_DEFAULT); /* the journal's handles finish closing */
     nw_statelock_destroy(&d.lock);
     nw_rules_unref(&d.rules);
     nw_auth_destroy(&d.auth);

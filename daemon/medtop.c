@@ -30,8 +30,7 @@ struct nw_medtop {
     size_t scheme_count;
 };
 
-void
-nw_medtop_destroy(nw_medtop_t **self_p)
+void nw_medtop_destroy(nw_medtop_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
@@ -44,8 +43,7 @@ nw_medtop_destroy(nw_medtop_t **self_p)
     *self_p = NULL;
 }
 
-nw_medtop_t *
-nw_medtop_load(const char *path, char *errbuf, size_t errlen)
+nw_medtop_t *nw_medtop_load(const char *path, char *errbuf, size_t errlen)
 {
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -56,27 +54,32 @@ nw_medtop_load(const char *path, char *errbuf, size_t errlen)
     }
     json_t *topics = json_object_get(root, "topics"), *schemes = json_object_get(root, "schemes");
     if (!json_is_array(topics) || (schemes && !json_is_object(schemes))) {
-        snprintf(errbuf, errlen, "media topics %s: wants a \"topics\" array and a \"schemes\" "
-                 "object", path);
+        snprintf(errbuf, errlen,
+                 "media topics %s: wants a \"topics\" array and a \"schemes\" "
+                 "object",
+                 path);
         goto fail;
     }
     self = calloc(1, sizeof *self);
     size_t n = json_array_size(topics), ns = json_object_size(schemes);
-    if (!self || !(self->entries = calloc(n ? n : 1, sizeof *self->entries))
-        || !(self->schemes = calloc(ns ? ns : 1, sizeof *self->schemes))) {
+    if (!self || !(self->entries = calloc(n ? n : 1, sizeof *self->entries)) ||
+        !(self->schemes = calloc(ns ? ns : 1, sizeof *self->schemes))) {
         snprintf(errbuf, errlen, "media topics: out of memory");
         goto fail;
     }
     size_t i;
     json_t *el;
-    json_array_foreach(topics, i, el) {
+    json_array_foreach(topics, i, el)
+    {
         const char *code = json_string_value(json_object_get(el, "code"));
         const char *topic = json_string_value(json_object_get(el, "topic"));
         entry_t *e = &self->entries[self->count];
-        if (!code || !topic || strlen(code) >= CODE_MAX || !strchr(code, ':')
-            || nw_topic_normalize(topic, e->topic, sizeof e->topic) != 0) {
-            snprintf(errbuf, errlen, "media topics %s: entry %zu needs a \"code\" (prefix:id) "
-                     "and a \"topic\" that is a topic name", path, i + 1);
+        if (!code || !topic || strlen(code) >= CODE_MAX || !strchr(code, ':') ||
+            nw_topic_normalize(topic, e->topic, sizeof e->topic) != 0) {
+            snprintf(errbuf, errlen,
+                     "media topics %s: entry %zu needs a \"code\" (prefix:id) "
+                     "and a \"topic\" that is a topic name",
+                     path, i + 1);
             goto fail;
         }
         if (nw_medtop_topic(self, code)) {
@@ -88,10 +91,12 @@ nw_medtop_load(const char *path, char *errbuf, size_t errlen)
     }
     const char *key;
     json_t *value;
-    json_object_foreach(schemes, key, value) {
+    json_object_foreach(schemes, key, value)
+    {
         scheme_t *s = &self->schemes[self->scheme_count];
         if (!json_is_string(value) || strlen(key) >= CODE_MAX) {
-            snprintf(errbuf, errlen, "media topics %s: scheme '%s' is not a URI string", path, key);
+            snprintf(errbuf, errlen, "media topics %s: scheme '%s' is not a URI string", path,
+                     key);
             goto fail;
         }
         memcpy(s->prefix, key, strlen(key) + 1);
@@ -110,14 +115,12 @@ fail:
     return NULL;
 }
 
-size_t
-nw_medtop_count(const nw_medtop_t *self)
+size_t nw_medtop_count(const nw_medtop_t *self)
 {
     return self ? self->count : 0;
 }
 
-const char *
-nw_medtop_topic(const nw_medtop_t *self, const char *code)
+const char *nw_medtop_topic(const nw_medtop_t *self, const char *code)
 {
     for (size_t i = 0; self && code && i < self->count; i++)
         if (strcmp(self->entries[i].code, code) == 0)
@@ -125,8 +128,7 @@ nw_medtop_topic(const nw_medtop_t *self, const char *code)
     return NULL;
 }
 
-const char *
-nw_medtop_code(const nw_medtop_t *self, const char *topic)
+const char *nw_medtop_code(const nw_medtop_t *self, const char *topic)
 {
     for (size_t i = 0; self && topic && i < self->count; i++)
         if (strcmp(self->entries[i].topic, topic) == 0)
@@ -134,13 +136,12 @@ nw_medtop_code(const nw_medtop_t *self, const char *topic)
     return NULL;
 }
 
-const char *
-nw_medtop_scheme(const nw_medtop_t *self, const char *code)
+const char *nw_medtop_scheme(const nw_medtop_t *self, const char *code)
 {
     const char *colon = code ? strchr(code, ':') : NULL;
     for (size_t i = 0; self && colon && i < self->scheme_count; i++)
-        if (strlen(self->schemes[i].prefix) == (size_t) (colon - code)
-            && strncmp(self->schemes[i].prefix, code, (size_t) (colon - code)) == 0)
+        if (strlen(self->schemes[i].prefix) == (size_t) (colon - code) &&
+            strncmp(self->schemes[i].prefix, code, (size_t) (colon - code)) == 0)
             return self->schemes[i].uri;
     return NULL;
 }

@@ -19,8 +19,8 @@ void nw_medtop_destroy(nw_medtop_t **self_p);
 size_t nw_medtop_count(const nw_medtop_t *self);
 
 /* Lookups; self may be NULL (no table: NULL). */
-const char *nw_medtop_topic(const nw_medtop_t *self, const char *code);   /* code -> topic */
-const char *nw_medtop_code(const nw_medtop_t *self, const char *topic);   /* topic -> code */
+const char *nw_medtop_topic(const nw_medtop_t *self, const char *code); /* code -> topic */
+const char *nw_medtop_code(const nw_medtop_t *self, const char *topic); /* topic -> code */
 /* The vocabulary URI of the code's prefix ("medtop:04000000" -> its scheme). */
 const char *nw_medtop_scheme(const nw_medtop_t *self, const char *code);
 

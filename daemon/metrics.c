@@ -28,20 +28,20 @@
 
 struct nw_metrics {
     struct MHD_Daemon *mhd;
-    uv_poll_t poll;              /* MHD's epoll descriptor */
-    uv_timer_t timer;            /* MHD_get_timeout */
+    uv_poll_t poll;   /* MHD's epoll descriptor */
+    uv_timer_t timer; /* MHD_get_timeout */
     int open_handles;
     nw_metrics_sources_t sources;
     char url[300];
-    char start_error[256];       /* what MHD said while starting */
+    char start_error[256]; /* what MHD said while starting */
     bool starting;
     uint64_t last_log_ms;
 };
 
 /* ---------------------------------------------------------------- the endpoint */
 
-int nw_metrics_parse_endpoint(const char *endpoint, char *host, size_t hostlen,
-                              unsigned *port, char *errbuf, size_t errlen)
+int nw_metrics_parse_endpoint(const char *endpoint, char *host, size_t hostlen, unsigned *port,
+                              char *errbuf, size_t errlen)
 {
     if (strncmp(endpoint, "tcp://", 6) != 0) {
         snprintf(errbuf, errlen, "metrics endpoint '%s': expected tcp://HOST:PORT", endpoint);
@@ -77,8 +77,8 @@ int nw_metrics_parse_endpoint(const char *endpoint, char *host, size_t hostlen,
     errno = 0;
     unsigned long n = strtoul(p, &end, 10);
     if (!*p || *end || errno || n > 65535 || *p == '-' || *p == '+') {
-        snprintf(errbuf, errlen, "metrics endpoint '%s': port '%s' is not 0 to 65535",
-                 endpoint, p);
+        snprintf(errbuf, errlen, "metrics endpoint '%s': port '%s' is not 0 to 65535", endpoint,
+                 p);
         return -1;
     }
     if (len == 1 && *h == '*')
@@ -173,7 +173,8 @@ static void render_feed(text_t *t, const nw_feed_t *feed)
         "Articles archived unpublished: their id went out within the dedup window.",
         fs.duplicates);
     one(t, "newswired_journal_write_failing", "gauge",
-        "1 while journal writes fail (disk full or failing): no file is taken until one succeeds.",
+        "1 while journal writes fail (disk full or failing): no file is taken until one "
+        "succeeds.",
         fs.journal_failing);
 }
 
@@ -195,7 +196,8 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
     put(t, "newswired_files_waiting{stage=\"in_flight\"} %lu\n", ps.in_flight);
     one(t, "newswired_files_retrying", "gauge",
         "1 while files wait for a fault of the machine (no descriptors, no memory, a full "
-        "state disk) and are retried; STATUS says which.", ps.file_errno != 0);
+        "state disk) and are retried; STATUS says which.",
+        ps.file_errno != 0);
     if (!watch)
         return;
     one(t, "newswired_watch_overflows_total", "counter",
@@ -253,7 +255,8 @@ static void render_publish(text_t *t, const nw_publish_t *publish)
         pub.subscriptions > 0 ? (uint64_t) pub.subscriptions : 0);
     one(t, "newswired_subscriber_queue_full_total", "counter",
         "Times a subscriber's queue was found full (--send-hwm): it misses messages from "
-        "then until it has read its queue down, and sees the gap in seqs.", pub.dropped);
+        "then until it has read its queue down, and sees the gap in seqs.",
+        pub.dropped);
     one(t, "newswired_subscriptions_denied_total", "counter",
         "Subscriptions refused or narrowed by the CURVE grants.", pub.denied);
 }
@@ -265,20 +268,18 @@ static void render_replay(text_t *t, const nw_replay_t *replay)
     one(t, "newswired_replay_streams_active", "gauge", "Replay streams being served.",
         rs.streams_active);
     one(t, "newswired_replay_streams_total", "counter", "Replay streams started.", rs.streams);
-    one(t, "newswired_replay_messages_total", "counter", "Messages sent by replay.",
-        rs.messages);
+    one(t, "newswired_replay_messages_total", "counter", "Messages sent by replay.", rs.messages);
     one(t, "newswired_replay_bytes_total", "counter",
         "Body bytes of the messages sent by replay.", rs.bytes);
-    one(t, "newswired_replay_errors_total", "counter",
-        "Replay requests answered with an error.", rs.errors);
+    one(t, "newswired_replay_errors_total", "counter", "Replay requests answered with an error.",
+        rs.errors);
     one(t, "newswired_replay_refused_total", "counter",
         "New replay streams refused as busy (the replay budget was spent).", rs.refused);
     one(t, "newswired_replay_pauses_total", "counter",
         "Times a replay stream was paused for holding more than its share.", rs.pauses);
-    one(t, "newswired_replay_idle_dropped_total", "counter",
-        "Replay streams dropped for idling.", rs.idle_dropped);
-    one(t, "newswired_replay_streams_paused", "gauge", "Replay streams paused now.",
-        rs.paused);
+    one(t, "newswired_replay_idle_dropped_total", "counter", "Replay streams dropped for idling.",
+        rs.idle_dropped);
+    one(t, "newswired_replay_streams_paused", "gauge", "Replay streams paused now.", rs.paused);
     one(t, "newswired_replay_held_bytes", "gauge",
         "Replies read from the journal and not yet sent (bounded by --replay-max-bytes).",
         rs.bytes_held);
@@ -308,7 +309,8 @@ static void render_upstream(text_t *t, nw_upstream_t *upstream)
     one(t, "newswired_upstream_replays_total", "counter",
         "Replay streams asked of the upstream, one at a time: gap fills, and a probe per "
         "topic seen at each connection and after half a second of quiet following live "
-        "traffic (answered at once when nothing is newer).", us.replays);
+        "traffic (answered at once when nothing is newer).",
+        us.replays);
     one(t, "newswired_upstream_replay_errors_total", "counter",
         "Upstream replays refused ($error) or silent, asked again or given up.",
         us.replay_errors);
@@ -318,7 +320,8 @@ static void render_upstream(text_t *t, nw_upstream_t *upstream)
         "Seqs seen from the upstream and not yet journaled here, all topics together.", us.lag);
     one(t, "newswired_upstream_topics_stopped", "gauge",
         "Topics no longer forwarded: a hole the upstream cannot fill, or a new upstream "
-        "history below what the relay holds (STATUS and the log say which).", us.stopped);
+        "history below what the relay holds (STATUS and the log say which).",
+        us.stopped);
     nw_upstream_topic_t *topics = malloc(NW_PUBLISH_TOPICS_MAX * sizeof *topics);
     if (!topics) {
         t->failed = true;
@@ -346,8 +349,7 @@ static void render_journal(text_t *t, const nw_journal_t *journal)
     one(t, "newswired_journal_bytes", "gauge", "Bytes of journal records on disk.", js.bytes);
     one(t, "newswired_journal_segments", "gauge", "Journal segment files.", js.segments);
     one(t, "newswired_journal_records", "gauge", "Records in the journal.", js.records);
-    one(t, "newswired_journal_topics", "gauge", "Topics with a seq in the journal.",
-        js.topics);
+    one(t, "newswired_journal_topics", "gauge", "Topics with a seq in the journal.", js.topics);
     one(t, "newswired_journal_fsyncs_total", "counter", "fdatasync calls of group writes.",
         js.fsyncs);
     one(t, "newswired_journal_write_failures_total", "counter",
@@ -407,7 +409,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, cha
     if (!r) {
         if (owned)
             free(body);
-        return MHD_NO;          /* MHD closes the connection */
+        return MHD_NO; /* MHD closes the connection */
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                             status == MHD_HTTP_OK ? CONTENT_TYPE : "text/plain; charset=utf-8");
@@ -468,8 +470,8 @@ static void on_timer(uv_timer_t *timer);
 
 static unsigned connections(nw_metrics_t *self)
 {
-    const union MHD_DaemonInfo *i =
-        MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(self->mhd,
+                                                        MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return i ? i->num_connections : 0;
 }
 
@@ -504,8 +506,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 }
 
 nw_metrics_t *nw_metrics_new(uv_loop_t *loop, const char *endpoint,
-                             const nw_metrics_sources_t *sources,
-                             char *errbuf, size_t errlen)
+                             const nw_metrics_sources_t *sources, char *errbuf, size_t errlen)
 {
     char host[256];
     unsigned port;
@@ -531,12 +532,10 @@ nw_metrics_t *nw_metrics_new(uv_loop_t *loop, const char *endpoint,
         flags |= MHD_USE_IPv6;
     self->starting = true;
     self->mhd = MHD_start_daemon(flags, (uint16_t) port, NULL, NULL, on_request, self,
-                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                 MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+                                 MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) REQUEST_MEMORY,
-                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, self,
-                                 MHD_OPTION_END);
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, self, MHD_OPTION_END);
     self->starting = false;
     freeaddrinfo(ai);
     if (!self->mhd) {

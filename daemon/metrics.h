@@ -40,20 +40,19 @@ typedef struct {
     nw_publish_t *publish;
     nw_replay_t *replay;
     nw_watch_t *watch;
-    nw_upstream_t *upstream;     /* a relay's input */
+    nw_upstream_t *upstream; /* a relay's input */
 } nw_metrics_sources_t;
 
 /* "tcp://HOST:PORT" with HOST an IPv4 address, a bracketed IPv6 one ("[::1]"), a name
  * ("localhost") or "*" (every address), PORT 0 to 65535 (0: the kernel picks one).
  * Writes HOST without brackets ("" for "*"); 0, or -1 with the reason. */
-int nw_metrics_parse_endpoint(const char *endpoint, char *host, size_t hostlen,
-                              unsigned *port, char *errbuf, size_t errlen);
+int nw_metrics_parse_endpoint(const char *endpoint, char *host, size_t hostlen, unsigned *port,
+                              char *errbuf, size_t errlen);
 
 /* Bind endpoint and serve. Whether the endpoint may be bound in clear text at all is the
  * caller's decision (main.c: loopback, or --insecure). NULL with the reason. */
 nw_metrics_t *nw_metrics_new(uv_loop_t *loop, const char *endpoint,
-                             const nw_metrics_sources_t *sources,
-                             char *errbuf, size_t errlen);
+                             const nw_metrics_sources_t *sources, char *errbuf, size_t errlen);
 
 /* Where it listens, as "http://127.0.0.1:9464/metrics" (a port 0 resolved). */
 const char *nw_metrics_url(const nw_metrics_t *self);

@@ -35,24 +35,22 @@ static const struct {
     const char *name;
     header_key_t key;
 } known_keys[] = {
-    { "title", KEY_TITLE },     { "headline", KEY_TITLE },
-    { "author", KEY_AUTHOR },   { "byline", KEY_AUTHOR },
-    { "date", KEY_DATE },       { "subject", KEY_SUBJECT },
-    { "summary", KEY_SUMMARY }, { "language", KEY_LANGUAGE },
-    { "uri", KEY_URI },         { "id", KEY_URI },
+    {"title", KEY_TITLE},     {"headline", KEY_TITLE},    {"author", KEY_AUTHOR},
+    {"byline", KEY_AUTHOR},   {"date", KEY_DATE},         {"subject", KEY_SUBJECT},
+    {"summary", KEY_SUMMARY}, {"language", KEY_LANGUAGE}, {"uri", KEY_URI},
+    {"id", KEY_URI},
 };
 
-static bool
-key_char(char c)
+static bool key_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-        || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
 }
 
 /* Split "Key: value" (the colon right after a one-word key, then a blank or the end of
  * the line). false when the line has another shape. */
-static bool
-split_line(const char *line, size_t n, size_t *keylen, const char **value, size_t *valuelen)
+static bool split_line(const char *line, size_t n, size_t *keylen, const char **value,
+                       size_t *valuelen)
 {
     size_t k = 0;
     while (k < n && k <= KEY_MAX && key_char(line[k]))
@@ -68,8 +66,7 @@ split_line(const char *line, size_t n, size_t *keylen, const char **value, size_
     return true;
 }
 
-static header_key_t
-lookup(const char *key, size_t n)
+static header_key_t lookup(const char *key, size_t n)
 {
     size_t i;
     for (i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++)
@@ -84,8 +81,7 @@ lookup(const char *key, size_t n)
  * rule keeps a scraped standfirst that happens to open with "Summary: ..." (a one-line
  * block) out of this layout.
  */
-bool
-nw_article_looks_like_header(const char *text, size_t len)
+bool nw_article_looks_like_header(const char *text, size_t len)
 {
     size_t pos = 0, linelen, keylen, valuelen, lines = 0, known = 0;
     const char *line, *value;
@@ -111,8 +107,7 @@ nw_article_looks_like_header(const char *text, size_t len)
     return title || known >= 2;
 }
 
-static int
-split_subjects(nw_article_t *self, const char *s, size_t n)
+static int split_subjects(nw_article_t *self, const char *s, size_t n)
 {
     size_t start = 0, i;
     for (i = 0; i <= n; i++)
@@ -125,21 +120,19 @@ split_subjects(nw_article_t *self, const char *s, size_t n)
 }
 
 /* Replace *field by the value as one line (NULL if blank). */
-static int
-set_field(char **field, const char *s, size_t n)
+static int set_field(char **field, const char *s, size_t n)
 {
     free(*field);
     *field = nw_text_oneline(s, n);
     return *field || nw_text_is_blank(s, n) ? 0 : -1;
 }
 
-int
-nw_article_from_header(nw_article_t *self, const char *text, size_t len,
-                       char *errbuf, size_t errlen)
+int nw_article_from_header(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                           size_t errlen)
 {
     size_t pos = 0, linelen, keylen, valuelen;
     const char *line, *value;
-    nw_text_para_t body = { 0 };
+    nw_text_para_t body = {0};
     bool in_block = false, oom = false;
     int rc = 0;
 
@@ -153,30 +146,17 @@ nw_article_from_header(nw_article_t *self, const char *text, size_t len,
         if (!split_line(line, linelen, &keylen, &value, &valuelen))
             continue;
         switch (lookup(line, keylen)) {
-        case KEY_TITLE:
-            rc = set_field(&self->headline, value, valuelen);
-            break;
-        case KEY_AUTHOR:
-            rc = nw_article_add_authors(self, value, valuelen, false);
-            break;
+        case KEY_TITLE: rc = set_field(&self->headline, value, valuelen); break;
+        case KEY_AUTHOR: rc = nw_article_add_authors(self, value, valuelen, false); break;
         case KEY_DATE:
             if (nw_article_set_date(self, value, valuelen, errbuf, errlen) != 0)
                 goto fail;
             break;
-        case KEY_SUBJECT:
-            rc = split_subjects(self, value, valuelen);
-            break;
-        case KEY_SUMMARY:
-            rc = set_field(&self->description, value, valuelen);
-            break;
-        case KEY_LANGUAGE:
-            rc = set_field(&self->language, value, valuelen);
-            break;
-        case KEY_URI:
-            rc = set_field(&self->uri, value, valuelen);
-            break;
-        case KEY_UNKNOWN:
-            break;
+        case KEY_SUBJECT: rc = split_subjects(self, value, valuelen); break;
+        case KEY_SUMMARY: rc = set_field(&self->description, value, valuelen); break;
+        case KEY_LANGUAGE: rc = set_field(&self->language, value, valuelen); break;
+        case KEY_URI: rc = set_field(&self->uri, value, valuelen); break;
+        case KEY_UNKNOWN: break;
         }
         if (rc != 0) {
             snprintf(errbuf, errlen, "out of memory");

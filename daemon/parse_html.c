@@ -34,19 +34,17 @@ typedef struct {
     char *errbuf;
     size_t errlen;
     bool failed;
-    json_t *graph;        /* the @graph (or array) the story came from, for @id lookups */
+    json_t *graph; /* the @graph (or array) the story came from, for @id lookups */
 } ctx_t;
 
-static void
-oom(ctx_t *ctx)
+static void oom(ctx_t *ctx)
 {
     if (!ctx->failed)
         snprintf(ctx->errbuf, ctx->errlen, "out of memory");
     ctx->failed = true;
 }
 
-static void
-set_str(ctx_t *ctx, char **field, const char *s)
+static void set_str(ctx_t *ctx, char **field, const char *s)
 {
     bool failed;
     if (*field || !s)
@@ -58,26 +56,25 @@ set_str(ctx_t *ctx, char **field, const char *s)
 
 /* --- JSON-LD ---------------------------------------------------------------------- */
 
-static bool
-type_is_article(json_t *type)
+static bool type_is_article(json_t *type)
 {
     static const char *const types[] = {
-        "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle", "OpinionNewsArticle",
-        "ReviewNewsArticle", "BackgroundNewsArticle", "AskPublicNewsArticle", "Article",
-        "BlogPosting", "LiveBlogPosting",
+        "NewsArticle",          "ReportageNewsArticle",
+        "AnalysisNewsArticle",  "OpinionNewsArticle",
+        "ReviewNewsArticle",    "BackgroundNewsArticle",
+        "AskPublicNewsArticle", "Article",
+        "BlogPosting",          "LiveBlogPosting",
     };
     size_t i, k;
     if (json_is_array(type)) {
         json_t *t;
-        json_array_foreach(type, k, t)
-            if (type_is_article(t))
-                return true;
+        json_array_foreach(type, k, t) if (type_is_article(t)) return true;
         return false;
     }
     const char *s = json_string_value(type);
     if (!s)
         return false;
-    const char *tail = strrchr(s, '/');   /* "https://schema.org/NewsArticle" */
+    const char *tail = strrchr(s, '/'); /* "https://schema.org/NewsArticle" */
     if (tail)
         s = tail + 1;
     for (i = 0; i < sizeof types / sizeof types[0]; i++)
@@ -88,20 +85,19 @@ type_is_article(json_t *type)
 
 /* The first article object in a JSON-LD value (object, array, @graph), NewsArticle
  * kinds before plain Article ones. *graph gets the list it was found in. */
-static json_t *
-find_story(json_t *v, json_t **graph, int depth)
+static json_t *find_story(json_t *v, json_t **graph, int depth)
 {
     size_t i;
     json_t *el, *hit;
     if (depth > 4)
         return NULL;
     if (json_is_array(v)) {
-        json_array_foreach(v, i, el)
-            if ((hit = find_story(el, graph, depth + 1))) {
-                if (!*graph)
-                    *graph = v;
-                return hit;
-            }
+        json_array_foreach(v, i, el) if ((hit = find_story(el, graph, depth + 1)))
+        {
+            if (!*graph)
+                *graph = v;
+            return hit;
+        }
         return NULL;
     }
     if (!json_is_object(v))
@@ -116,29 +112,25 @@ find_story(json_t *v, json_t **graph, int depth)
     return NULL;
 }
 
-static const char *
-jstr(json_t *obj, const char *key)
+static const char *jstr(json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
 }
 
 /* A node of the graph by its @id (authors are often references). */
-static json_t *
-resolve(ctx_t *ctx, json_t *v)
+static json_t *resolve(ctx_t *ctx, json_t *v)
 {
     const char *id = jstr(v, "@id");
     size_t i;
     json_t *el;
     if (!id || jstr(v, "name") || !json_is_array(ctx->graph))
         return v;
-    json_array_foreach(ctx->graph, i, el)
-        if (el != v && json_is_object(el) && jstr(el, "@id") && strcmp(jstr(el, "@id"), id) == 0)
-            return el;
+    json_array_foreach(ctx->graph, i, el) if (el != v && json_is_object(el) && jstr(el, "@id") &&
+                                              strcmp(jstr(el, "@id"), id) == 0) return el;
     return v;
 }
 
-static void
-add_ld_author(ctx_t *ctx, nw_article_t *self, json_t *v)
+static void add_ld_author(ctx_t *ctx, nw_article_t *self, json_t *v)
 {
     const char *name = json_is_string(v) ? json_string_value(v) : jstr(resolve(ctx, v), "name");
     bool failed;
@@ -148,8 +140,7 @@ add_ld_author(ctx_t *ctx, nw_article_t *self, json_t *v)
     free(clean);
 }
 
-static void
-add_subject(ctx_t *ctx, nw_article_t *self, const char *s)
+static void add_subject(ctx_t *ctx, nw_article_t *self, const char *s)
 {
     bool failed;
     char *clean = nw_xml_oneline_str(s, &failed);
@@ -158,8 +149,7 @@ add_subject(ctx_t *ctx, nw_article_t *self, const char *s)
     free(clean);
 }
 
-static void
-set_date(ctx_t *ctx, nw_article_t *self, const char *s)
+static void set_date(ctx_t *ctx, nw_article_t *self, const char *s)
 {
     if (!s || self->versioncreated_ms != INT64_MIN || ctx->failed)
         return;
@@ -167,8 +157,7 @@ set_date(ctx_t *ctx, nw_article_t *self, const char *s)
         ctx->failed = true;
 }
 
-static void
-read_story(ctx_t *ctx, nw_article_t *self, json_t *story)
+static void read_story(ctx_t *ctx, nw_article_t *self, json_t *story)
 {
     size_t i;
     json_t *el;
@@ -181,13 +170,11 @@ read_story(ctx_t *ctx, nw_article_t *self, json_t *story)
     set_str(ctx, &self->headline, jstr(story, "name"));
     json_t *author = json_object_get(story, "author");
     if (json_is_array(author)) {
-        json_array_foreach(author, i, el)
-            add_ld_author(ctx, self, el);
-    }
-    else if (author)
+        json_array_foreach(author, i, el) add_ld_author(ctx, self, el);
+    } else if (author)
         add_ld_author(ctx, self, author);
     if (!self->description && jstr(story, "description")) {
-        nw_text_buf_t buf = { 0 };
+        nw_text_buf_t buf = {0};
         bool failed;
         nw_text_buf_append(&buf, jstr(story, "description"), strlen(jstr(story, "description")));
         self->description = nw_xml_paragraphs_take(&buf, &failed);
@@ -195,20 +182,18 @@ read_story(ctx_t *ctx, nw_article_t *self, json_t *story)
             oom(ctx);
     }
     json_t *lang = json_object_get(story, "inLanguage");
-    set_str(ctx, &self->language, json_is_string(lang) ? json_string_value(lang)
-                                                       : jstr(lang, "alternateName"));
+    set_str(ctx, &self->language,
+            json_is_string(lang) ? json_string_value(lang) : jstr(lang, "alternateName"));
     json_t *section = json_object_get(story, "articleSection");
     if (json_is_array(section)) {
-        json_array_foreach(section, i, el)
-            add_subject(ctx, self, json_string_value(el));
-    }
-    else
+        json_array_foreach(section, i, el) add_subject(ctx, self, json_string_value(el));
+    } else
         add_subject(ctx, self, json_string_value(section));
     set_date(ctx, self, jstr(story, "dateModified"));
     set_date(ctx, self, jstr(story, "datePublished"));
     s = jstr(story, "articleBody");
     if (s && !self->body) {
-        nw_text_buf_t buf = { 0 };
+        nw_text_buf_t buf = {0};
         bool failed;
         nw_text_buf_append(&buf, s, strlen(s));
         self->body = nw_xml_paragraphs_take(&buf, &failed);
@@ -218,14 +203,14 @@ read_story(ctx_t *ctx, nw_article_t *self, json_t *story)
 }
 
 /* The text of a script element (JSON-LD is not markup: libxml2 keeps it as text). */
-static char *
-script_text(const xmlNode *n)
+static char *script_text(const xmlNode *n)
 {
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     const xmlNode *c;
     for (c = n->children; c; c = c->next)
         if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) && c->content)
-            nw_text_buf_append(&buf, (const char *) c->content, strlen((const char *) c->content));
+            nw_text_buf_append(&buf, (const char *) c->content,
+                               strlen((const char *) c->content));
     if (buf.failed || !buf.len) {
         nw_text_buf_free(&buf);
         return NULL;
@@ -234,8 +219,7 @@ script_text(const xmlNode *n)
 }
 
 /* Every ld+json script under n, in document order, until one holds the story. */
-static json_t *
-find_ld(const xmlNode *n, json_t **root, json_t **graph, int depth)
+static json_t *find_ld(const xmlNode *n, json_t **root, json_t **graph, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -254,7 +238,7 @@ find_ld(const xmlNode *n, json_t **root, json_t **graph, int depth)
                 *root = v;
                 return story;
             }
-            json_decref(v);   /* not valid JSON, or no article in it: the page decides */
+            json_decref(v); /* not valid JSON, or no article in it: the page decides */
             continue;
         }
         json_t *story = find_ld(c, root, graph, depth + 1);
@@ -277,14 +261,12 @@ typedef struct {
     size_t section_count;
 } meta_t;
 
-static bool
-starts_with_url(const char *s)
+static bool starts_with_url(const char *s)
 {
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
-static void
-read_meta_element(meta_t *m, const xmlNode *n)
+static void read_meta_element(meta_t *m, const xmlNode *n)
 {
     const char *prop = nw_xml_attr(n, "property"), *name = nw_xml_attr(n, "name");
     const char *content = nw_xml_attr(n, "content");
@@ -307,19 +289,16 @@ read_meta_element(meta_t *m, const xmlNode *n)
         /* Often a profile URL rather than a name: only names make a byline. */
         if (!starts_with_url(content) && m->author_count < 8)
             m->authors[m->author_count++] = content;
-    }
-    else if (strcasecmp(key, "article:section") == 0) {
+    } else if (strcasecmp(key, "article:section") == 0) {
         if (m->section_count < 8)
             m->sections[m->section_count++] = content;
-    }
-    else if (name && strcasecmp(name, "description") == 0)
+    } else if (name && strcasecmp(name, "description") == 0)
         m->meta_description = m->meta_description ? m->meta_description : content;
     else if (name && strcasecmp(name, "author") == 0)
         m->meta_author = m->meta_author ? m->meta_author : content;
 }
 
-static void
-read_meta(meta_t *m, const xmlNode *n, int depth)
+static void read_meta(meta_t *m, const xmlNode *n, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -333,8 +312,7 @@ read_meta(meta_t *m, const xmlNode *n, int depth)
             const char *rel = nw_xml_attr(c, "rel");
             if (rel && strcasecmp(rel, "canonical") == 0 && !m->canonical)
                 m->canonical = nw_xml_attr(c, "href");
-        }
-        else if (nw_xml_is(c, "title") && !m->title_node)
+        } else if (nw_xml_is(c, "title") && !m->title_node)
             m->title_node = c;
         else if (nw_xml_is(c, "h1") && !m->h1_node)
             m->h1_node = c;
@@ -348,18 +326,18 @@ read_meta(meta_t *m, const xmlNode *n, int depth)
 /* Class and id words that mark page furniture ("related-stories", "ad-slot",
  * "comments"): whole words, or words starting with the longer stems. */
 static const char *const furniture_words[] = {
-    "ad", "ads", "nav", "menu", "share", "social", "promo", "sidebar", "footer", "header",
-    "masthead", "breadcrumb", "breadcrumbs", "cookie", "banner", "tags", "widget", "popup",
-    "modal", "paywall", "byline", "meta", "toolbar", "pagination", "outbrain", "taboola",
+    "ad",      "ads",     "nav",        "menu",     "share",      "social",      "promo",
+    "sidebar", "footer",  "header",     "masthead", "breadcrumb", "breadcrumbs", "cookie",
+    "banner",  "tags",    "widget",     "popup",    "modal",      "paywall",     "byline",
+    "meta",    "toolbar", "pagination", "outbrain", "taboola",
 };
 static const char *const furniture_stems[] = {
-    "advert", "sponsor", "related", "comment", "newsletter", "subscri", "recommend",
-    "trending", "popular", "most-read", "mostread", "more-stories", "read-more", "readmore",
-    "signup", "sign-up", "disqus", "teaser",
+    "advert",    "sponsor",  "related", "comment",   "newsletter", "subscri",
+    "recommend", "trending", "popular", "most-read", "mostread",   "more-stories",
+    "read-more", "readmore", "signup",  "sign-up",   "disqus",     "teaser",
 };
 
-static bool
-word_is_furniture(const char *w, size_t n)
+static bool word_is_furniture(const char *w, size_t n)
 {
     size_t i;
     for (i = 0; i < sizeof furniture_words / sizeof furniture_words[0]; i++)
@@ -375,8 +353,7 @@ word_is_furniture(const char *w, size_t n)
 
 /* Words of a class or id: split on blanks, '-' and '_' (but stems may span a hyphen:
  * "more-stories" is tried on the whole class name too). */
-static bool
-names_furniture(const char *s)
+static bool names_furniture(const char *s)
 {
     if (!s)
         return false;
@@ -401,13 +378,12 @@ names_furniture(const char *s)
     return false;
 }
 
-static bool
-is_furniture(const xmlNode *n, void *arg)
+static bool is_furniture(const xmlNode *n, void *arg)
 {
     static const char *const elements[] = {
-        "nav", "aside", "form", "button", "select", "input", "textarea", "figure", "iframe",
-        "svg", "canvas", "video", "audio", "object", "embed", "header", "footer", "menu",
-        "h1", "time", "address",
+        "nav",    "aside",  "form",   "button", "select", "input", "textarea",
+        "figure", "iframe", "svg",    "canvas", "video",  "audio", "object",
+        "embed",  "header", "footer", "menu",   "h1",     "time",  "address",
     };
     static const char *const roles[] = {
         "navigation", "complementary", "banner", "contentinfo", "search", "menu", "dialog",
@@ -430,8 +406,8 @@ is_furniture(const xmlNode *n, void *arg)
     if (names_furniture(nw_xml_attr(n, "class")) || names_furniture(nw_xml_attr(n, "id")))
         return true;
     /* A block that says only "Advertisement" is a slot, whatever its class. */
-    if (n->children && !n->children->next && n->children->type == XML_TEXT_NODE
-        && n->children->content) {
+    if (n->children && !n->children->next && n->children->type == XML_TEXT_NODE &&
+        n->children->content) {
         const char *t = (const char *) n->children->content;
         size_t len = strlen(t);
         nw_text_trim(&t, &len);
@@ -444,8 +420,7 @@ is_furniture(const xmlNode *n, void *arg)
 
 /* The element that holds the story: itemprop=articleBody, the <article> with the most
  * paragraph text, <main>, role=main, else <body>. */
-static size_t
-paragraph_bytes(const xmlNode *n, int depth)
+static size_t paragraph_bytes(const xmlNode *n, int depth)
 {
     size_t total = 0;
     const xmlNode *c;
@@ -459,8 +434,7 @@ paragraph_bytes(const xmlNode *n, int depth)
             char *s = nw_xml_oneline(c, &failed);
             total += s ? strlen(s) : 0;
             free(s);
-        }
-        else
+        } else
             total += paragraph_bytes(c, depth + 1);
     }
     return total;
@@ -471,8 +445,7 @@ typedef struct {
     size_t article_bytes;
 } candidates_t;
 
-static void
-find_candidates(candidates_t *k, const xmlNode *n, int depth)
+static void find_candidates(candidates_t *k, const xmlNode *n, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -497,23 +470,23 @@ find_candidates(candidates_t *k, const xmlNode *n, int depth)
     }
 }
 
-static char *
-main_text(const xmlNode *root, bool *failed)
+static char *main_text(const xmlNode *root, bool *failed)
 {
-    candidates_t k = { 0 };
+    candidates_t k = {0};
     find_candidates(&k, root, 0);
-    const xmlNode *from = k.itemprop ? k.itemprop : k.article ? k.article
-                        : k.main ? k.main : nw_xml_child(root, "body");
+    const xmlNode *from = k.itemprop  ? k.itemprop
+                          : k.article ? k.article
+                          : k.main    ? k.main
+                                      : nw_xml_child(root, "body");
     if (!from)
         from = root;
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     nw_xml_put_paragraphs_if(&buf, from, is_furniture, NULL);
     return nw_xml_paragraphs_take(&buf, failed);
 }
 
 /* og:locale "en_GB" as a BCP 47 tag "en-GB". */
-static void
-set_locale(ctx_t *ctx, nw_article_t *self, const char *locale)
+static void set_locale(ctx_t *ctx, nw_article_t *self, const char *locale)
 {
     if (!locale || self->language || strlen(locale) > 32)
         return;
@@ -525,11 +498,10 @@ set_locale(ctx_t *ctx, nw_article_t *self, const char *locale)
     set_str(ctx, &self->language, tag);
 }
 
-int
-nw_article_from_html(nw_article_t *self, const char *text, size_t len,
-                     char *errbuf, size_t errlen)
+int nw_article_from_html(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                         size_t errlen)
 {
-    ctx_t ctx = { errbuf, errlen, false, NULL };
+    ctx_t ctx = {errbuf, errlen, false, NULL};
     json_t *ld = NULL;
     bool failed;
     size_t i;
@@ -537,7 +509,7 @@ nw_article_from_html(nw_article_t *self, const char *text, size_t len,
     if (!doc)
         return -1;
     const xmlNode *root = xmlDocGetRootElement(doc);
-    meta_t m = { 0 };
+    meta_t m = {0};
     read_meta(&m, root, 0);
 
     /* The canonical link is the page's own word on its address. */
@@ -547,11 +519,11 @@ nw_article_from_html(nw_article_t *self, const char *text, size_t len,
         read_story(&ctx, self, story);
     set_str(&ctx, &self->uri, m.og_url);
     set_str(&ctx, &self->headline, m.og_title);
-    if (!self->headline && m.title_node && !(self->headline = nw_xml_oneline(m.title_node, &failed))
-        && failed)
+    if (!self->headline && m.title_node &&
+        !(self->headline = nw_xml_oneline(m.title_node, &failed)) && failed)
         oom(&ctx);
-    if (!self->headline && m.h1_node && !(self->headline = nw_xml_oneline(m.h1_node, &failed))
-        && failed)
+    if (!self->headline && m.h1_node && !(self->headline = nw_xml_oneline(m.h1_node, &failed)) &&
+        failed)
         oom(&ctx);
     if (!self->byline) {
         for (i = 0; i < m.author_count; i++) {
@@ -570,7 +542,7 @@ nw_article_from_html(nw_article_t *self, const char *text, size_t len,
     if (!self->description) {
         const char *d = m.og_description ? m.og_description : m.meta_description;
         if (d) {
-            nw_text_buf_t buf = { 0 };
+            nw_text_buf_t buf = {0};
             nw_text_buf_append(&buf, d, strlen(d));
             self->description = nw_xml_paragraphs_take(&buf, &failed);
             if (failed)

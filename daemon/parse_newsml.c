@@ -27,16 +27,14 @@ typedef struct {
     bool failed;
 } ctx_t;
 
-static void
-oom(ctx_t *ctx)
+static void oom(ctx_t *ctx)
 {
     if (!ctx->failed)
         snprintf(ctx->errbuf, ctx->errlen, "out of memory");
     ctx->failed = true;
 }
 
-static void
-set_oneline(ctx_t *ctx, char **field, const xmlNode *n)
+static void set_oneline(ctx_t *ctx, char **field, const xmlNode *n)
 {
     bool failed;
     if (*field || !n)
@@ -46,8 +44,7 @@ set_oneline(ctx_t *ctx, char **field, const xmlNode *n)
         oom(ctx);
 }
 
-static void
-set_attr(ctx_t *ctx, char **field, const char *value)
+static void set_attr(ctx_t *ctx, char **field, const char *value)
 {
     bool failed;
     if (*field || !value)
@@ -58,8 +55,7 @@ set_attr(ctx_t *ctx, char **field, const char *value)
 }
 
 /* Whether a role or class qcode/uri names `want` ("ninat:text", ".../ninature/text"). */
-static bool
-code_is(const char *code, const char *want)
+static bool code_is(const char *code, const char *want)
 {
     if (!code)
         return false;
@@ -69,8 +65,7 @@ code_is(const char *code, const char *want)
     return tail && strcmp(tail + 1, want) == 0;
 }
 
-static bool
-is_text_item(const xmlNode *item)
+static bool is_text_item(const xmlNode *item)
 {
     const xmlNode *cls = nw_xml_child(nw_xml_child(item, "itemMeta"), "itemClass");
     if (!cls)
@@ -83,8 +78,7 @@ is_text_item(const xmlNode *item)
 
 /* Of the repeatable elements (headline, description), the one whose role is `role`
  * or that has none; else the first. */
-static const xmlNode *
-pick(const xmlNode *meta, const char *local, const char *role)
+static const xmlNode *pick(const xmlNode *meta, const char *local, const char *role)
 {
     const xmlNode *n, *first = nw_xml_child(meta, local);
     for (n = first; n; n = nw_xml_next(n, local)) {
@@ -95,8 +89,7 @@ pick(const xmlNode *meta, const char *local, const char *role)
     return first;
 }
 
-static void
-read_date(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
+static void read_date(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
 {
     const xmlNode *meta = nw_xml_child(item, "itemMeta");
     const xmlNode *n = nw_xml_child(meta, "versionCreated");
@@ -113,8 +106,7 @@ read_date(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
     free(s);
 }
 
-static void
-read_authors(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
+static void read_authors(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
 {
     bool failed;
     char *s = nw_xml_oneline(nw_xml_child(meta, "by"), &failed);
@@ -135,17 +127,16 @@ read_authors(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
     }
 }
 
-static void
-read_subjects(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
+static void read_subjects(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
 {
     const xmlNode *n;
     for (n = nw_xml_child(meta, "subject"); n && !ctx->failed; n = nw_xml_next(n, "subject")) {
         bool failed, failed2;
         char *name = nw_xml_oneline(nw_xml_child(n, "name"), &failed);
         char *code = nw_xml_oneline_str(nw_xml_attr(n, "qcode"), &failed2);
-        if (failed || failed2
-            || nw_article_add_coded_subject(story, name ? name : "", name ? strlen(name) : 0,
-                                            code) != 0)
+        if (failed || failed2 ||
+            nw_article_add_coded_subject(story, name ? name : "", name ? strlen(name) : 0,
+                                         code) != 0)
             oom(ctx);
         free(name);
         free(code);
@@ -153,11 +144,10 @@ read_subjects(ctx_t *ctx, nw_article_t *story, const xmlNode *meta)
 }
 
 /* The body: the first inline XHTML, NITF or plain text content. */
-static void
-read_body(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
+static void read_body(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
 {
     const xmlNode *set = nw_xml_child(item, "contentSet"), *n;
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     bool failed;
     for (n = nw_xml_child(set, NULL); n && !buf.len; n = nw_xml_next(n, NULL)) {
         if (nw_xml_is(n, "inlineXML")) {
@@ -168,13 +158,11 @@ read_body(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
                 nw_xml_put_paragraphs(&buf, nw_xml_child(doc, "body"), NULL);
             else
                 nw_xml_put_paragraphs(&buf, n, NULL);
-        }
-        else if (nw_xml_is(n, "inlineData")) {
+        } else if (nw_xml_is(n, "inlineData")) {
             /* Plain text: its own line breaks are the paragraphs. */
             const xmlNode *t;
             for (t = n->children; t; t = t->next)
-                if ((t->type == XML_TEXT_NODE || t->type == XML_CDATA_SECTION_NODE)
-                    && t->content)
+                if ((t->type == XML_TEXT_NODE || t->type == XML_CDATA_SECTION_NODE) && t->content)
                     nw_text_buf_append(&buf, (const char *) t->content,
                                        strlen((const char *) t->content));
         }
@@ -184,8 +172,7 @@ read_body(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
         oom(ctx);
 }
 
-static void
-read_item(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
+static void read_item(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
 {
     const xmlNode *meta = nw_xml_child(item, "contentMeta");
     set_attr(ctx, &story->uri, nw_xml_attr(item, "guid"));
@@ -194,7 +181,7 @@ read_item(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
     set_oneline(ctx, &story->headline, nw_xml_child(nw_xml_child(item, "itemMeta"), "title"));
     read_authors(ctx, story, meta);
     if (!story->description) {
-        nw_text_buf_t buf = { 0 };
+        nw_text_buf_t buf = {0};
         bool failed;
         nw_xml_put_paragraphs(&buf, pick(meta, "description", "summary"), NULL);
         story->description = nw_xml_paragraphs_take(&buf, &failed);
@@ -209,11 +196,10 @@ read_item(ctx_t *ctx, nw_article_t *story, const xmlNode *item)
         read_body(ctx, story, item);
 }
 
-int
-nw_article_from_newsml(nw_article_t *self, const char *text, size_t len,
-                       char *errbuf, size_t errlen)
+int nw_article_from_newsml(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                           size_t errlen)
 {
-    ctx_t ctx = { errbuf, errlen, false };
+    ctx_t ctx = {errbuf, errlen, false};
     xmlDoc *doc = nw_xml_read(text, len, false, errbuf, errlen);
     if (!doc)
         return -1;

@@ -20,19 +20,17 @@
 typedef struct {
     char *errbuf;
     size_t errlen;
-    bool failed;        /* a reason is in errbuf */
+    bool failed; /* a reason is in errbuf */
 } ctx_t;
 
-static void
-type_error(ctx_t *ctx, const char *name, const char *want)
+static void type_error(ctx_t *ctx, const char *name, const char *want)
 {
     if (!ctx->failed)
         snprintf(ctx->errbuf, ctx->errlen, "ninjs: '%s' is not %s", name, want);
     ctx->failed = true;
 }
 
-static void
-oom_error(ctx_t *ctx)
+static void oom_error(ctx_t *ctx)
 {
     if (!ctx->failed)
         snprintf(ctx->errbuf, ctx->errlen, "out of memory");
@@ -40,8 +38,7 @@ oom_error(ctx_t *ctx)
 }
 
 /* The string member `name` of obj, NULL when absent or null; a type error otherwise. */
-static const char *
-get_string(ctx_t *ctx, json_t *obj, const char *name, size_t *n)
+static const char *get_string(ctx_t *ctx, json_t *obj, const char *name, size_t *n)
 {
     json_t *v = json_object_get(obj, name);
     if (!v || json_is_null(v))
@@ -55,8 +52,7 @@ get_string(ctx_t *ctx, json_t *obj, const char *name, size_t *n)
 }
 
 /* The array member `name` of obj, NULL when absent or null; a type error otherwise. */
-static json_t *
-get_array(ctx_t *ctx, json_t *obj, const char *name)
+static json_t *get_array(ctx_t *ctx, json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
     if (!v || json_is_null(v))
@@ -69,9 +65,8 @@ get_array(ctx_t *ctx, json_t *obj, const char *name)
 }
 
 /* The string `member` of element i of an array of objects (such as headlines[i].value). */
-static const char *
-get_element_string(ctx_t *ctx, json_t *array, size_t i, const char *array_name,
-                   const char *member, size_t *n)
+static const char *get_element_string(ctx_t *ctx, json_t *array, size_t i, const char *array_name,
+                                      const char *member, size_t *n)
 {
     json_t *el = json_array_get(array, i);
     if (!json_is_object(el)) {
@@ -82,8 +77,7 @@ get_element_string(ctx_t *ctx, json_t *array, size_t i, const char *array_name,
 }
 
 /* Sanitized copy of a JSON string, as one line or as paragraphs; NULL when blank. */
-static char *
-normalize(ctx_t *ctx, const char *s, size_t n, bool paragraphs)
+static char *normalize(ctx_t *ctx, const char *s, size_t n, bool paragraphs)
 {
     size_t clean_len;
     unsigned replaced;
@@ -97,11 +91,10 @@ normalize(ctx_t *ctx, const char *s, size_t n, bool paragraphs)
     char *out;
     bool oom = false;
     if (paragraphs) {
-        nw_text_para_t para = { 0 };
+        nw_text_para_t para = {0};
         nw_text_para_text(&para, clean, clean_len);
         out = nw_text_para_take(&para, &oom);
-    }
-    else {
+    } else {
         out = nw_text_oneline(clean, clean_len);
         oom = !out && !nw_text_is_blank(clean, clean_len);
     }
@@ -111,8 +104,7 @@ normalize(ctx_t *ctx, const char *s, size_t n, bool paragraphs)
     return out;
 }
 
-static void
-set_field(ctx_t *ctx, char **field, const char *s, size_t n, bool paragraphs)
+static void set_field(ctx_t *ctx, char **field, const char *s, size_t n, bool paragraphs)
 {
     if (!s || *field)
         return;
@@ -121,8 +113,8 @@ set_field(ctx_t *ctx, char **field, const char *s, size_t n, bool paragraphs)
 
 /* The element of a 2.x array whose `key` is `want` ("role": "main", "contenttype":
  * "text/plain"), or whose key is absent; else the first. SIZE_MAX when empty. */
-static size_t
-pick(ctx_t *ctx, json_t *array, const char *array_name, const char *key, const char *want)
+static size_t pick(ctx_t *ctx, json_t *array, const char *array_name, const char *key,
+                   const char *want)
 {
     size_t i, n, first = SIZE_MAX;
     for (i = 0; i < json_array_size(array); i++) {
@@ -143,9 +135,8 @@ pick(ctx_t *ctx, json_t *array, const char *array_name, const char *key, const c
 }
 
 /* An ns field from a 2.x array (headlines, descriptions, bodies). */
-static void
-set_from_array(ctx_t *ctx, json_t *root, const char *array_name, const char *key,
-               const char *want, char **field, bool paragraphs)
+static void set_from_array(ctx_t *ctx, json_t *root, const char *array_name, const char *key,
+                           const char *want, char **field, bool paragraphs)
 {
     json_t *array = get_array(ctx, root, array_name);
     if (!array || *field)
@@ -158,8 +149,7 @@ set_from_array(ctx_t *ctx, json_t *root, const char *array_name, const char *key
         *field = normalize(ctx, s, n, paragraphs);
 }
 
-static void
-add_authors(ctx_t *ctx, nw_article_t *self, const char *s, size_t n, bool split_and)
+static void add_authors(ctx_t *ctx, nw_article_t *self, const char *s, size_t n, bool split_and)
 {
     char *clean = normalize(ctx, s, n, false);
     if (clean && nw_article_add_authors(self, clean, strlen(clean), split_and) != 0)
@@ -167,8 +157,7 @@ add_authors(ctx_t *ctx, nw_article_t *self, const char *s, size_t n, bool split_
     free(clean);
 }
 
-static void
-read_bylines(ctx_t *ctx, nw_article_t *self, json_t *root)
+static void read_bylines(ctx_t *ctx, nw_article_t *self, json_t *root)
 {
     size_t n = 0, i;
     const char *s = get_string(ctx, root, "byline", &n);
@@ -189,8 +178,7 @@ read_bylines(ctx_t *ctx, nw_article_t *self, json_t *root)
         add_authors(ctx, self, s, n, true);
 }
 
-static void
-read_subjects(ctx_t *ctx, nw_article_t *self, json_t *root, const char *array_name)
+static void read_subjects(ctx_t *ctx, nw_article_t *self, json_t *root, const char *array_name)
 {
     json_t *array = get_array(ctx, root, array_name);
     size_t i, n = 0;
@@ -200,23 +188,21 @@ read_subjects(ctx_t *ctx, nw_article_t *self, json_t *root, const char *array_na
         size_t cn = 0;
         const char *s = get_element_string(ctx, array, i, array_name, "name", &n);
         const char *c = ctx->failed ? NULL
-                      : get_element_string(ctx, array, i, array_name, "code", &cn);
+                                    : get_element_string(ctx, array, i, array_name, "code", &cn);
         /* A code (an IPTC Media Topic, say) is kept beside the name; alone it names. */
         char *clean = s ? normalize(ctx, s, n, false) : NULL;
         char *code = c ? normalize(ctx, c, cn, false) : NULL;
-        if ((clean || code)
-            && nw_article_add_coded_subject(self, clean ? clean : "", clean ? strlen(clean) : 0,
-                                            code) != 0)
+        if ((clean || code) && nw_article_add_coded_subject(self, clean ? clean : "",
+                                                            clean ? strlen(clean) : 0, code) != 0)
             oom_error(ctx);
         free(clean);
         free(code);
     }
 }
 
-static void
-read_date(ctx_t *ctx, nw_article_t *self, json_t *root)
+static void read_date(ctx_t *ctx, nw_article_t *self, json_t *root)
 {
-    static const char *const names[] = { "versioncreated", "firstcreated" };
+    static const char *const names[] = {"versioncreated", "firstcreated"};
     size_t i, n = 0;
     for (i = 0; i < 2 && !ctx->failed; i++) {
         const char *s = get_string(ctx, root, names[i], &n);
@@ -228,11 +214,10 @@ read_date(ctx_t *ctx, nw_article_t *self, json_t *root)
     }
 }
 
-int
-nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len,
-                      char *errbuf, size_t errlen)
+int nw_article_from_ninjs(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                          size_t errlen)
 {
-    ctx_t ctx = { errbuf, errlen, false };
+    ctx_t ctx = {errbuf, errlen, false};
     json_error_t error;
     size_t n = 0;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);

@@ -21,10 +21,9 @@
 #include <string.h>
 
 /* In body.content: media objects (their captions are not the story's text). */
-static const char *const body_skip[] = { "media", "byline", "dateline", NULL };
+static const char *const body_skip[] = {"media", "byline", "dateline", NULL};
 
-void
-nw_nitf_put_body(nw_text_buf_t *buf, const xmlNode *nitf)
+void nw_nitf_put_body(nw_text_buf_t *buf, const xmlNode *nitf)
 {
     const xmlNode *content = nw_xml_child(nw_xml_child(nitf, "body"), "body.content");
     nw_xml_put_paragraphs(buf, content, body_skip);
@@ -32,8 +31,7 @@ nw_nitf_put_body(nw_text_buf_t *buf, const xmlNode *nitf)
 
 /* ISO 8601 basic ("20240903T080000+0200", "20240903T0800Z", "20240903") as RFC 3339,
  * for nw_date_parse; false when s has another shape. */
-static bool
-basic_to_rfc3339(const char *s, char *out, size_t outlen)
+static bool basic_to_rfc3339(const char *s, char *out, size_t outlen)
 {
     size_t n = strspn(s, "0123456789");
     if (n != 8)
@@ -52,8 +50,8 @@ basic_to_rfc3339(const char *s, char *out, size_t outlen)
     char z[8];
     if (strcmp(zone, "Z") == 0 || *zone == '\0')
         snprintf(z, sizeof z, "Z");
-    else if ((zone[0] == '+' || zone[0] == '-') && strspn(zone + 1, "0123456789") == 4
-             && zone[5] == '\0')
+    else if ((zone[0] == '+' || zone[0] == '-') && strspn(zone + 1, "0123456789") == 4 &&
+             zone[5] == '\0')
         snprintf(z, sizeof z, "%c%.2s:%.2s", zone[0], zone + 1, zone + 3);
     else
         return false;
@@ -62,10 +60,9 @@ basic_to_rfc3339(const char *s, char *out, size_t outlen)
     return true;
 }
 
-static int
-read_date(nw_article_t *self, const xmlNode *docdata, char *errbuf, size_t errlen)
+static int read_date(nw_article_t *self, const xmlNode *docdata, char *errbuf, size_t errlen)
 {
-    static const char *const names[] = { "date.issue", "date.release" };
+    static const char *const names[] = {"date.issue", "date.release"};
     size_t i;
     for (i = 0; i < 2; i++) {
         const char *norm = nw_xml_attr(nw_xml_child(docdata, names[i]), "norm");
@@ -79,8 +76,7 @@ read_date(nw_article_t *self, const xmlNode *docdata, char *errbuf, size_t errle
     return 0;
 }
 
-static int
-read_subjects(nw_article_t *self, const xmlNode *head)
+static int read_subjects(nw_article_t *self, const xmlNode *head)
 {
     const xmlNode *n, *tobject = nw_xml_child(head, "tobject");
     bool failed = false;
@@ -98,9 +94,9 @@ read_subjects(nw_article_t *self, const xmlNode *head)
         else
             code[0] = '\0';
         char *clean = nw_xml_oneline_str(name, &failed);
-        if (!failed && (clean || code[0])
-            && nw_article_add_coded_subject(self, clean ? clean : "", clean ? strlen(clean) : 0,
-                                            code[0] ? code : NULL) != 0)
+        if (!failed && (clean || code[0]) &&
+            nw_article_add_coded_subject(self, clean ? clean : "", clean ? strlen(clean) : 0,
+                                         code[0] ? code : NULL) != 0)
             failed = true;
         free(clean);
     }
@@ -116,8 +112,7 @@ read_subjects(nw_article_t *self, const xmlNode *head)
 
 /* The byline's people when it names them, else its text ("By Ana Lima"); the title
  * (byttl, "Staff Writer") is not a name. */
-static int
-read_byline(nw_article_t *self, const xmlNode *bodyhead)
+static int read_byline(nw_article_t *self, const xmlNode *bodyhead)
 {
     const xmlNode *by, *p;
     bool failed = false;
@@ -132,7 +127,7 @@ read_byline(nw_article_t *self, const xmlNode *bodyhead)
         }
         if (people || failed)
             continue;
-        nw_text_buf_t buf = { 0 };
+        nw_text_buf_t buf = {0};
         const xmlNode *c;
         for (c = by->children; c; c = c->next) {
             if (c->type == XML_TEXT_NODE && c->content)
@@ -157,9 +152,8 @@ read_byline(nw_article_t *self, const xmlNode *bodyhead)
     return failed ? -1 : 0;
 }
 
-int
-nw_article_from_nitf(nw_article_t *self, const char *text, size_t len,
-                     char *errbuf, size_t errlen)
+int nw_article_from_nitf(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                         size_t errlen)
 {
     bool failed = false, f;
     xmlDoc *doc = nw_xml_read(text, len, false, errbuf, errlen);
@@ -170,8 +164,7 @@ nw_article_from_nitf(nw_article_t *self, const char *text, size_t len,
     const xmlNode *bodyhead = nw_xml_child(body, "body.head");
     const xmlNode *docdata = nw_xml_child(head, "docdata");
 
-    self->uri = nw_xml_oneline_str(nw_xml_attr(nw_xml_child(docdata, "doc-id"), "id-string"),
-                                   &f);
+    self->uri = nw_xml_oneline_str(nw_xml_attr(nw_xml_child(docdata, "doc-id"), "id-string"), &f);
     failed |= f;
     const xmlNode *hedline = nw_xml_child(bodyhead, "hedline");
     self->headline = nw_xml_oneline(nw_xml_child(hedline, "hl1"), &f);
@@ -182,7 +175,7 @@ nw_article_from_nitf(nw_article_t *self, const char *text, size_t len,
     }
     if (read_byline(self, bodyhead) != 0)
         failed = true;
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     nw_xml_put_paragraphs(&buf, nw_xml_child(bodyhead, "abstract"), NULL);
     self->description = nw_xml_paragraphs_take(&buf, &f);
     failed |= f;

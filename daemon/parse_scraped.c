@@ -30,20 +30,24 @@
 #define NAME_MAX_WORDS 12
 
 typedef struct {
-    const char *s;      /* trimmed */
+    const char *s; /* trimmed */
     size_t n;
-    size_t next;        /* offset of the line after it */
+    size_t next; /* offset of the line after it */
 } line_t;
 
 static const char *const about_markers[] = {
-    "About the Author(s)", "About the Author", "About the Authors",
+    "About the Author(s)",
+    "About the Author",
+    "About the Authors",
 };
 static const char *const trailer_markers[] = {
-    "You May Also Like", "You Might Also Like", "Related Articles", "Related Stories",
+    "You May Also Like",
+    "You Might Also Like",
+    "Related Articles",
+    "Related Stories",
 };
 
-static bool
-is_marker(const char *s, size_t n, const char *const *markers, size_t count)
+static bool is_marker(const char *s, size_t n, const char *const *markers, size_t count)
 {
     size_t i;
     for (i = 0; i < count; i++)
@@ -52,27 +56,23 @@ is_marker(const char *s, size_t n, const char *const *markers, size_t count)
     return false;
 }
 
-static bool
-is_about(const char *s, size_t n)
+static bool is_about(const char *s, size_t n)
 {
     return is_marker(s, n, about_markers, sizeof about_markers / sizeof about_markers[0]);
 }
 
-static bool
-is_trailer(const char *s, size_t n)
+static bool is_trailer(const char *s, size_t n)
 {
     return is_marker(s, n, trailer_markers, sizeof trailer_markers / sizeof trailer_markers[0]);
 }
 
-static bool
-is_digit(char c)
+static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
 /* "2 Min Read", "5 min read", "3 minutes", "10-minute read" */
-static bool
-is_read_time(const char *s, size_t n)
+static bool is_read_time(const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n && i < 4 && is_digit(s[i]))
@@ -82,7 +82,8 @@ is_read_time(const char *s, size_t n)
     while (i < n && (s[i] == ' ' || s[i] == '-'))
         i++;
     static const char *const units[] = {
-        "minutes read", "minute read", "mins read", "min read", "minutes", "minute", "mins", "min",
+        "minutes read", "minute read", "mins read", "min read",
+        "minutes",      "minute",      "mins",      "min",
     };
     size_t k;
     for (k = 0; k < sizeof units / sizeof units[0]; k++)
@@ -93,8 +94,7 @@ is_read_time(const char *s, size_t n)
 
 /* Could this line be a list of people's names? Short, no digits, no link, and not
  * ending like a sentence. */
-static bool
-is_name_like(const char *s, size_t n, size_t max_words)
+static bool is_name_like(const char *s, size_t n, size_t max_words)
 {
     if (n == 0 || n > NAME_MAX_BYTES)
         return false;
@@ -106,13 +106,12 @@ is_name_like(const char *s, size_t n, size_t max_words)
             words++;
     }
     char last = s[n - 1];
-    return words <= max_words && last != '.' && last != '!' && last != '?' && last != ':'
-        && last != ';';
+    return words <= max_words && last != '.' && last != '!' && last != '?' && last != ':' &&
+           last != ';';
 }
 
 /* "Follow him @handle", "Follow her on X @handle" */
-static bool
-is_follow(const char *s, size_t n)
+static bool is_follow(const char *s, size_t n)
 {
     if (!nw_text_istarts(s, n, "follow "))
         return false;
@@ -124,8 +123,7 @@ is_follow(const char *s, size_t n)
 }
 
 /* Up to HEAD_LINES non-blank lines from the top, trimmed. */
-static size_t
-read_head(const char *text, size_t len, line_t *head)
+static size_t read_head(const char *text, size_t len, line_t *head)
 {
     size_t pos = 0, count = 0, n;
     const char *s;
@@ -146,10 +144,9 @@ read_head(const char *text, size_t len, line_t *head)
  * block gives author_bio (names and "Follow" lines dropped, and a name taken as the
  * byline when the top had none); a trailer marker ends everything.
  */
-static int
-read_body(nw_article_t *self, const char *text, size_t len, size_t from)
+static int read_body(nw_article_t *self, const char *text, size_t len, size_t from)
 {
-    nw_text_para_t body = { 0 }, bio = { 0 };
+    nw_text_para_t body = {0}, bio = {0};
     size_t pos = from, n;
     const char *s;
     bool in_about = false, expect_name = false, oom = false;
@@ -195,16 +192,15 @@ fail:
     return -1;
 }
 
-int
-nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
-                        char *errbuf, size_t errlen)
+int nw_article_from_scraped(nw_article_t *self, const char *text, size_t len, char *errbuf,
+                            size_t errlen)
 {
     line_t head[HEAD_LINES];
     size_t count = read_head(text, len, head);
     size_t i, date = count, headline;
 
     if (count == 0)
-        return 0;   /* article.c reports "no headline" */
+        return 0; /* article.c reports "no headline" */
     for (i = 0; i < count && i < HEAD_DATE_LINES; i++)
         if (nw_date_parse_n(head[i].s, head[i].n, &self->versioncreated_ms) == 0) {
             date = i;
@@ -215,13 +211,13 @@ nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
         /* Above the date: the standfirst, then the author lines (names, read from the
          * date upwards). A lone line is whichever it looks like. */
         size_t first_author = date;
-        while (first_author > 1 && is_name_like(head[first_author - 1].s,
-                                                head[first_author - 1].n, NAME_MAX_WORDS))
+        while (first_author > 1 &&
+               is_name_like(head[first_author - 1].s, head[first_author - 1].n, NAME_MAX_WORDS))
             first_author--;
         if (date == 1 && is_name_like(head[0].s, head[0].n, NAME_MAX_WORDS))
             first_author = 0;
         if (first_author > 0) {
-            nw_text_buf_t buf = { 0 };
+            nw_text_buf_t buf = {0};
             for (i = 0; i < first_author; i++) {
                 if (i)
                     nw_text_buf_putc(&buf, ' ');
@@ -237,8 +233,7 @@ nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
         headline = date + 1;
         if (headline < count && is_read_time(head[headline].s, head[headline].n))
             headline++;
-    }
-    else {
+    } else {
         /* No date line: plain text, or a scrape that lost its top. Take the first line
          * after a read time (if any) as the headline, else the first line. */
         headline = 0;
@@ -249,7 +244,7 @@ nw_article_from_scraped(nw_article_t *self, const char *text, size_t len,
             }
     }
     if (headline >= count)
-        return 0;   /* article.c reports "no headline" */
+        return 0; /* article.c reports "no headline" */
     self->headline = nw_text_oneline(head[headline].s, head[headline].n);
     if (!self->headline || read_body(self, text, len, head[headline].next) != 0)
         goto fail;

@@ -43,13 +43,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_JOBS 256          /* files read, waiting for commit or being archived */
-#define RETRY_MS 1000         /* after a journal failure (disk full) */
-#define BATCH_MAX 32          /* files per thread-pool hand-off */
-#define READS_MAX 2           /* read hand-offs in flight at once */
-#define ARCHIVES_MAX 1        /* archive hand-offs in flight at once */
-#define PENDING_HIGH 1024     /* a scan holds the rest of its files beyond this */
-#define FAULT_MIN_MS 100      /* first retry after a descriptor, memory or space fault */
+#define MAX_JOBS 256      /* files read, waiting for commit or being archived */
+#define RETRY_MS 1000     /* after a journal failure (disk full) */
+#define BATCH_MAX 32      /* files per thread-pool hand-off */
+#define READS_MAX 2       /* read hand-offs in flight at once */
+#define ARCHIVES_MAX 1    /* archive hand-offs in flight at once */
+#define PENDING_HIGH 1024 /* a scan holds the rest of its files beyond this */
+#define FAULT_MIN_MS 100  /* first retry after a descriptor, memory or space fault */
 #define FAULT_MAX_MS 5000
 
 _Static_assert(READS_MAX + ARCHIVES_MAX == NW_PIPELINE_POOL_JOBS,
@@ -61,11 +61,11 @@ typedef struct job job_t;
 /* A reported path, from report to archive. Owned by the `known` table. One allocation
  * with the path inline: a backlog of 100,000 files is 100,000 of these. */
 struct entry {
-    entry_t *next;            /* pending queue link */
-    job_t *job;               /* set while in flight */
-    bool again;               /* reported again while in flight */
-    unsigned short subdir_len;/* 0: the drop folder itself, else rel's "subdir/" part */
-    char rel[];               /* "name" or "subdir/name": the table's key */
+    entry_t *next;             /* pending queue link */
+    job_t *job;                /* set while in flight */
+    bool again;                /* reported again while in flight */
+    unsigned short subdir_len; /* 0: the drop folder itself, else rel's "subdir/" part */
+    char rel[];                /* "name" or "subdir/name": the table's key */
 };
 
 static const char *entry_name(const entry_t *entry)
@@ -73,12 +73,11 @@ static const char *entry_name(const entry_t *entry)
     return entry->rel + (entry->subdir_len ? entry->subdir_len + 1 : 0);
 }
 
-
 typedef enum {
-    OUT_PUBLISH,              /* parsed: journal and publish */
-    OUT_REJECT,               /* move to rejected/ with reason */
-    OUT_SKIP,                 /* gone, a directory, or still open for writing: let go */
-    OUT_DEFER,                /* the machine's fault (no descriptors, no memory): retry */
+    OUT_PUBLISH, /* parsed: journal and publish */
+    OUT_REJECT,  /* move to rejected/ with reason */
+    OUT_SKIP,    /* gone, a directory, or still open for writing: let go */
+    OUT_DEFER,   /* the machine's fault (no descriptors, no memory): retry */
 } outcome_t;
 
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
@@ -87,7 +86,7 @@ typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
  * topics. */
 typedef struct {
     char id[41];
-    bool duplicate;           /* seen within the dedup window, or earlier in the file */
+    bool duplicate; /* seen within the dedup window, or earlier in the file */
     msgpack_sbuffer article_mp;
     char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
     size_t topic_count;
@@ -96,61 +95,61 @@ typedef struct {
 struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
-    job_t *next, *prev;       /* flight list, in submission order */
-    job_t *archive_next;      /* archive queue, or archive_wait */
+    job_t *next, *prev;  /* flight list, in submission order */
+    job_t *archive_next; /* archive queue, or archive_wait */
     stage_t stage;
-    unsigned long serial;     /* job_new's count: tells reads begun after a fault */
-    bool archive_deferred;    /* its move failed for a fault of the machine: retried */
-    char *path;               /* drop_dir/rel */
-    nw_rules_t *rules;        /* a snapshot for the worker */
+    unsigned long serial;  /* job_new's count: tells reads begun after a fault */
+    bool archive_deferred; /* its move failed for a fault of the machine: retried */
+    char *path;            /* drop_dir/rel */
+    nw_rules_t *rules;     /* a snapshot for the worker */
     uint64_t max_size;
 
     /* worker results */
     outcome_t outcome;
-    char reason[NW_ARTICLE_ERRLEN];   /* OUT_REJECT's, or OUT_DEFER's fault */
-    int fault_errno;                  /* OUT_DEFER: the errno */
+    char reason[NW_ARTICLE_ERRLEN]; /* OUT_REJECT's, or OUT_DEFER's fault */
+    int fault_errno;                /* OUT_DEFER: the errno */
     dev_t dev;
     ino_t ino;
-    char *source_name;        /* the file's name made valid UTF-8 for the wire */
+    char *source_name; /* the file's name made valid UTF-8 for the wire */
     nw_format_t format;
-    const char *encoding;     /* the article's: a static string, or NULL for UTF-8 */
+    const char *encoding; /* the article's: a static string, or NULL for UTF-8 */
     unsigned replaced_bytes;
-    story_t one;              /* the usual file: one story, no allocation */
-    story_t *stories;         /* &one, or story_count of them on the heap */
+    story_t one;      /* the usual file: one story, no allocation */
+    story_t *stories; /* &one, or story_count of them on the heap */
     size_t story_count;
 
     /* archive results */
     int archive_rc;
     int archive_errno;
-    bool replaced;            /* the path now names another file: not moved */
+    bool replaced; /* the path now names another file: not moved */
     char archive_err[512];
 };
 
 struct nw_pipeline {
     uv_loop_t *loop;
-    nw_pipeline_options_t opt;   /* its strings are copies, owned */
+    nw_pipeline_options_t opt; /* its strings are copies, owned */
     nw_feed_t *feed;
     nw_rules_t *rules;
-    zhashx_t *known;          /* rel -> entry_t */
+    zhashx_t *known; /* rel -> entry_t */
     entry_t *pending_head, *pending_tail;
-    entry_t *retry_tail;      /* last entry put back while paused, or NULL */
+    entry_t *retry_tail;                /* last entry put back while paused, or NULL */
     job_t *flight_head, *flight_tail;   /* every job, oldest first */
-    job_t *read_head;         /* the oldest job not yet dispatched: it and every job
-                                 after it are reading or ready (dispatch is in order) */
-    unsigned jobs;            /* allocated jobs (all stages) */
-    job_t *archive_head, *archive_tail;   /* waiting for an archive hand-off */
-    unsigned reads, archives; /* hand-offs in flight */
-    bool paused;              /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
-    bool journal_failed;      /* since the last durable commit: log the episode once */
+    job_t *read_head;                   /* the oldest job not yet dispatched: it and every job
+                                           after it are reading or ready (dispatch is in order) */
+    unsigned jobs;                      /* allocated jobs (all stages) */
+    job_t *archive_head, *archive_tail; /* waiting for an archive hand-off */
+    unsigned reads, archives;           /* hand-offs in flight */
+    bool paused;         /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
+    bool journal_failed; /* since the last durable commit: log the episode once */
     uv_timer_t retry;
-    job_t *archive_wait_head, *archive_wait_tail;   /* moves waiting for the retry */
-    unsigned fault_ms;        /* the next backoff after a fault of the machine */
-    unsigned moves_deferred;  /* jobs whose move failed for a fault and is not yet done */
-    unsigned long serial, fault_serial;   /* jobs made; the last made at the fault */
-    uv_check_t check;         /* once per loop turn: hand off what gathered */
+    job_t *archive_wait_head, *archive_wait_tail; /* moves waiting for the retry */
+    unsigned fault_ms;       /* the next backoff after a fault of the machine */
+    unsigned moves_deferred; /* jobs whose move failed for a fault and is not yet done */
+    unsigned long serial, fault_serial; /* jobs made; the last made at the fault */
+    uv_check_t check;                   /* once per loop turn: hand off what gathered */
     int open_handles;
-    bool advancing;           /* flight_advance is on the stack */
-    bool held;                /* told a scan to hold: call resume below PENDING_HIGH / 2 */
+    bool advancing; /* flight_advance is on the stack */
+    bool held;      /* told a scan to hold: call resume below PENDING_HIGH / 2 */
     void (*resume)(void *arg);
     void *resume_arg;
     bool draining;
@@ -240,7 +239,7 @@ static void submit_one(nw_pipeline_t *self, const char *subdir, const char *name
     int n = *subdir ? snprintf(rel, sizeof rel, "%s/%s", subdir, name)
                     : snprintf(rel, sizeof rel, "%s", name);
     if (n < 0 || (size_t) n >= sizeof rel)
-        return;   /* NAME_MAX bounds real names; nothing longer can exist */
+        return; /* NAME_MAX bounds real names; nothing longer can exist */
     entry_t *entry = zhashx_lookup(self->known, rel);
     if (entry) {
         if (entry->job)
@@ -295,7 +294,7 @@ static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outle
     if (!buf)
         return -1;
     for (;;) {
-        if (len == cap) {   /* grew since fstat: keep reading up to the cap */
+        if (len == cap) { /* grew since fstat: keep reading up to the cap */
             if (cap > max) {
                 free(buf);
                 errno = EFBIG;
@@ -320,7 +319,7 @@ static int read_all(int fd, size_t size, uint64_t max, char **out, size_t *outle
             break;
         len += (size_t) n;
         if (len < cap)
-            break;   /* a regular file reads short only at its end: spare the read of 0 */
+            break; /* a regular file reads short only at its end: spare the read of 0 */
     }
     *out = buf;
     *outlen = len;
@@ -432,7 +431,7 @@ static void pack_article(job_t *job, story_t *story, const nw_article_t *article
         .subject_schemes = schemes,
         .subject_count = story->topic_count,
     };
-    char err[200];   /* leaves room for the prefix in job->reason */
+    char err[200]; /* leaves room for the prefix in job->reason */
     if (nw_codec_pack_article(&ninjs, &story->article_mp, err, sizeof err) != 0)
         job_reject(job, "cannot encode: %s", err);
     free(own);
@@ -483,21 +482,22 @@ static void read_one(job_t *job)
     job->dev = st.st_dev;
     job->ino = st.st_ino;
     if (S_ISDIR(st.st_mode))
-        goto done;   /* a subfolder: the watcher's business, not an article */
+        goto done; /* a subfolder: the watcher's business, not an article */
     if (!S_ISREG(st.st_mode)) {
-        job_reject(job, "%s", S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)"
-                              : "not a regular file (a device or socket)");
+        job_reject(job, "%s",
+                   S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)"
+                                        : "not a regular file (a device or socket)");
         goto done;
     }
     if ((uint64_t) st.st_size > job->max_size) {
         char size[64];
-        snprintf(size, sizeof size, "%lld bytes, more than max-size %llu",
-                 (long long) st.st_size, (unsigned long long) job->max_size);
+        snprintf(size, sizeof size, "%lld bytes, more than max-size %llu", (long long) st.st_size,
+                 (unsigned long long) job->max_size);
         job_reject(job, "too large: %s", size);
         goto done;
     }
     if (open_for_writing(fd))
-        goto done;   /* its IN_CLOSE_WRITE will report it again */
+        goto done; /* its IN_CLOSE_WRITE will report it again */
     if (read_all(fd, (size_t) st.st_size, job->max_size, &data, &len) != 0) {
         if (errno == EFBIG)
             job_reject(job, "%s", "too large: grew past max-size while being read");
@@ -505,7 +505,7 @@ static void read_one(job_t *job)
             job_fail(job, "cannot read: %s", errno);
         goto done;
     }
-    close(fd);   /* ends the lease before the parsing */
+    close(fd); /* ends the lease before the parsing */
     fd = -1;
     int64_t mtime_ms = (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     char err[NW_ARTICLE_ERRLEN];
@@ -518,15 +518,14 @@ static void read_one(job_t *job)
     size_t namelen;
     unsigned replaced;
     const char *name = entry_name(job->entry);
-    job->source_name = nw_text_sanitize(name, strlen(name), &namelen,
-                                        &replaced);
+    job->source_name = nw_text_sanitize(name, strlen(name), &namelen, &replaced);
     if (!job->source_name) {
         job_reject(job, "%s", "out of memory");
         goto done;
     }
     for (char *c = job->source_name; *c; c++)
         if (*c == '\n' || *c == '\t')
-            *c = ' ';   /* the only controls sanitize keeps: a name is one line */
+            *c = ' '; /* the only controls sanitize keeps: a name is one line */
     job->format = article->format;
     job->replaced_bytes = article->replaced_bytes;
     size_t count = 0;
@@ -543,12 +542,12 @@ static void read_one(job_t *job)
     snprintf(subdir, sizeof subdir, "%.*s", (int) job->entry->subdir_len, job->entry->rel);
     job->outcome = OUT_PUBLISH;
     story_t *story = job->stories;
-    for (const nw_article_t *a = article; a && job->outcome == OUT_PUBLISH; a = a->next, story++) {
+    for (const nw_article_t *a = article; a && job->outcome == OUT_PUBLISH;
+         a = a->next, story++) {
         msgpack_sbuffer_init(&story->article_mp);
         memcpy(story->id, a->id, sizeof story->id);
-        story->topic_count = nw_route_topics(job->rules,
-                                             job->entry->subdir_len ? subdir : NULL, a,
-                                             story->topics);
+        story->topic_count = nw_route_topics(job->rules, job->entry->subdir_len ? subdir : NULL,
+                                             a, story->topics);
         pack_article(job, story, a);
     }
     if (job->outcome != OUT_PUBLISH)
@@ -658,8 +657,8 @@ static void on_retry(uv_timer_t *timer);
 static void fault_begin(nw_pipeline_t *self, int err, const char *name, const char *why)
 {
     if (!self->stats.file_errno)
-        nw_warn("%s: %s; files wait in the drop folder and are retried until this passes",
-                name, why);
+        nw_warn("%s: %s; files wait in the drop folder and are retried until this passes", name,
+                why);
     else
         nw_debug("%s: %s; retried later", name, why);
     self->stats.file_errno = err;
@@ -712,7 +711,7 @@ static void after_archive(uv_work_t *work, int status)
             fault_begin(self, job->archive_errno, shown(job, name, sizeof name),
                         job->archive_err);
             archive_wait_push(self, job);
-            continue;   /* still in flight: moved when the retry comes */
+            continue; /* still in flight: moved when the retry comes */
         } else if (job->archive_rc != 0)
             nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name),
                    job->archive_err);
@@ -813,7 +812,8 @@ static void on_durable(void *arg, int status)
     if (status != 0) {
         if (!self->journal_failed)
             nw_err("journal write failed (%s): not taking files until it succeeds; "
-                   "they stay in the drop folder", strerror(-status));
+                   "they stay in the drop folder",
+                   strerror(-status));
         job_defer(self, job);
         return;
     }
@@ -873,7 +873,8 @@ static int job_feed(nw_pipeline_t *self, job_t *job)
             continue;
         if (job->story_count == 1)
             nw_info("duplicate %s: article %s was published within the dedup window; "
-                    "archived, not published again", shown(job, name, sizeof name), story->id);
+                    "archived, not published again",
+                    shown(job, name, sizeof name), story->id);
         else
             nw_info("duplicate %s, item %zu: article %s was published within the dedup "
                     "window or earlier in the file; not published again",
@@ -1047,7 +1048,7 @@ static void on_check(uv_check_t *check)
     pump(self);
     if (self->held && self->stats.pending <= PENDING_HIGH / 2 && !self->draining) {
         self->held = false;
-        self->resume(self->resume_arg);   /* may submit: handed off on the next turn */
+        self->resume(self->resume_arg); /* may submit: handed off on the next turn */
     }
 }
 
@@ -1060,8 +1061,8 @@ static void schedule(nw_pipeline_t *self)
 
 /* --- life cycle ----------------------------------------------------------------- */
 
-nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options,
-                               nw_feed_t *feed, nw_rules_t *rules)
+nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, nw_feed_t *feed,
+                               nw_rules_t *rules)
 {
     nw_pipeline_t *self = calloc(1, sizeof *self);
     if (!self)

@@ -18,10 +18,10 @@
 #ifndef NW_PIPELINE_H
 #define NW_PIPELINE_H
 
-#include <stdint.h>
-#include <uv.h>
 #include "feed.h"
 #include "route.h"
+#include <stdint.h>
+#include <uv.h>
 
 /* Jobs the pipeline may have on libuv's thread pool at once: its read hand-offs and its
  * archive hand-off (main sizes the pool from it). */
@@ -31,24 +31,24 @@ typedef struct nw_pipeline nw_pipeline_t;
 
 /* What was published, and left out as duplicates, the feed counts (nw_feed_stats). */
 typedef struct {
-    unsigned long rejected;    /* files moved to rejected/ */
-    unsigned long pending;     /* reported, waiting to be read */
-    unsigned long in_flight;   /* being read, published or archived */
-    int file_errno;            /* files cannot be opened or moved for a fault of the
-                                  machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
-                                  wait and are retried; 0 when none */
+    unsigned long rejected;  /* files moved to rejected/ */
+    unsigned long pending;   /* reported, waiting to be read */
+    unsigned long in_flight; /* being read, published or archived */
+    int file_errno;          /* files cannot be opened or moved for a fault of the
+                                machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
+                                wait and are retried; 0 when none */
 } nw_pipeline_stats_t;
 
 /* Nothing here changes on a reload: the rules have their setter below. */
 typedef struct {
-    const char *drop_dir;      /* copied */
-    const char *state_dir;     /* copied: archive/ and rejected/ are in it */
-    uint64_t max_size;         /* larger files are rejected unread */
+    const char *drop_dir;  /* copied */
+    const char *state_dir; /* copied: archive/ and rejected/ are in it */
+    uint64_t max_size;     /* larger files are rejected unread */
 } nw_pipeline_options_t;
 
 /* The pipeline borrows feed (it outlives it) and takes its own reference to rules. */
-nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options,
-                               nw_feed_t *feed, nw_rules_t *rules);
+nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, nw_feed_t *feed,
+                               nw_rules_t *rules);
 /* A watch callback: nw_watch_fn-compatible. Returns nonzero once the pending queue is
  * full enough that a scan should hold the rest of its files; resume(arg), set below,
  * is called once it has drained to half that. */

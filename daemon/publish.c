@@ -19,39 +19,39 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SWEEP_MS 1000                  /* connections looked at again (manual mode) */
+#define SWEEP_MS 1000 /* connections looked at again (manual mode) */
 
 /* Manual mode: what was applied for one subscriber connection. A connection is known by
  * its socket descriptor (ZMQ_SRCFD of its subscription messages) together with that
  * socket's inode: descriptors are reused as soon as a connection closes, socket inodes
  * are not, so (fd, inode) is this connection and no later one. */
 typedef struct {
-    char key[600];               /* its key in conns */
-    int fd;                      /* -1: a transport without one (keyed by key alone) */
+    char key[600]; /* its key in conns */
+    int fd;        /* -1: a transport without one (keyed by key alone) */
     dev_t dev;
     ino_t ino;
-    zhashx_t *prefixes;          /* applied raw prefix -> how many of this connection's
-                                    subscriptions asked for it (size_t) */
+    zhashx_t *prefixes; /* applied raw prefix -> how many of this connection's
+                           subscriptions asked for it (size_t) */
 } conn_t;
 
 struct nw_publish {
     zsock_t *sock;
-    void *handle;                /* the libzmq socket under sock */
+    void *handle; /* the libzmq socket under sock */
     uv_poll_t poll;
     nw_publish_stats_t stats;
     uint64_t last_drop_log_ms;
-    uv_check_t check;            /* end of the loop turn: drain after this turn's sends */
-    int open_handles;            /* poll, check and sweep, until all are closed */
-    nw_auth_t *auth;             /* NULL: no CURVE, automatic subscriptions */
-    zhashx_t *conns;             /* "fd:dev:ino" -> conn_t (XPUB_MANUAL only) */
-    uv_timer_t sweep;            /* manual mode: finds connections that went away */
-    bool sweep_due;              /* a pipe went away: sweep at the end of this drain */
-    char **bound;                /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
+    uv_check_t check; /* end of the loop turn: drain after this turn's sends */
+    int open_handles; /* poll, check and sweep, until all are closed */
+    nw_auth_t *auth;  /* NULL: no CURVE, automatic subscriptions */
+    zhashx_t *conns;  /* "fd:dev:ino" -> conn_t (XPUB_MANUAL only) */
+    uv_timer_t sweep; /* manual mode: finds connections that went away */
+    bool sweep_due;   /* a pipe went away: sweep at the end of this drain */
+    char **bound;     /* the endpoints as bound (ZMQ_LAST_ENDPOINT) */
     size_t bound_count;
-    nw_publish_topic_t *topics;  /* per-topic counts, in the order first sent on */
+    nw_publish_topic_t *topics; /* per-topic counts, in the order first sent on */
     size_t topic_count, topic_cap;
-    zhashx_t *topic_index;       /* topic -> its index in topics, plus 1 */
-    nw_publish_topic_t other;    /* every topic beyond NW_PUBLISH_TOPICS_MAX */
+    zhashx_t *topic_index;    /* topic -> its index in topics, plus 1 */
+    nw_publish_topic_t other; /* every topic beyond NW_PUBLISH_TOPICS_MAX */
 };
 
 static void free_topics(nw_publish_t *self)
@@ -117,8 +117,7 @@ static void free_conn(void **item)
 /* The connection a subscription message came from; created when create is set. NULL
  * when it is gone already (its descriptor closed or reused): nothing to apply then,
  * libzmq has dropped its pipe or is about to. */
-static conn_t *conn_of(nw_publish_t *self, const zmq_msg_t *msg, const char *user_id,
-                       bool create)
+static conn_t *conn_of(nw_publish_t *self, const zmq_msg_t *msg, const char *user_id, bool create)
 {
     char key[600];
     struct stat st = {0};
@@ -194,9 +193,10 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
         return;
     }
     const char *name = nw_auth_key_name(self->auth, user_id);
-    char subbuf[520];            /* a subscription is < 512 bytes (ZMQ_MAXMSGSIZE) */
+    char subbuf[520]; /* a subscription is < 512 bytes (ZMQ_MAXMSGSIZE) */
     const char *allowed[NW_AUTH_MAX_GRANTS];
-    size_t n = nw_auth_grant(self->auth, user_id, sub, sublen, subbuf, allowed, NW_AUTH_MAX_GRANTS);
+    size_t n = nw_auth_grant(self->auth, user_id, sub, sublen, subbuf, allowed,
+                             NW_AUTH_MAX_GRANTS);
     if (n == 0) {
         if (subscribe) {
             self->stats.denied++;
@@ -236,13 +236,14 @@ static void apply_manual(nw_publish_t *self, const zmq_msg_t *msg, bool subscrib
                  nw_log_escape(allowed[i], one, sizeof one));
     }
     if (zhashx_size(conn->prefixes) == 0)
-        zhashx_delete(self->conns, conn->key);   /* frees conn */
+        zhashx_delete(self->conns, conn->key); /* frees conn */
     if (subscribe && (n != 1 || strcmp(allowed[0], subbuf) != 0)) {
         self->stats.denied++;
         nw_info("subscription '%s' from key %s narrowed to its grants: %s", shown,
                 name ? name : user_id, list);
     }
-    nw_debug("key %s: %s %s", name ? name : user_id, subscribe ? "subscribe" : "unsubscribe", list);
+    nw_debug("key %s: %s %s", name ? name : user_id, subscribe ? "subscribe" : "unsubscribe",
+             list);
 }
 
 /* Read every pending subscription message; needed after any socket operation because
@@ -277,8 +278,9 @@ static void publish_drain(nw_publish_t *self)
                 self->stats.subscribes++;
             else
                 self->stats.unsubscribes++;
-            if (self->auth)   /* before any other receive: it applies to the last pipe */
-                apply_manual(self, &msg, data[0] == 1, (const char *) data + 1, (size_t) n - 1, shown);
+            if (self->auth) /* before any other receive: it applies to the last pipe */
+                apply_manual(self, &msg, data[0] == 1, (const char *) data + 1, (size_t) n - 1,
+                             shown);
             else
                 self->stats.subscriptions += data[0] == 1 ? 1 : -1;
             nw_debug("%s '%s' (%ld active)", data[0] ? "subscribe" : "unsubscribe", shown,
@@ -346,7 +348,7 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
     if (multicast && opt.multicast_recovery_ms > 0)
         zmq_setsockopt(self->handle, ZMQ_RECOVERY_IVL, &opt.multicast_recovery_ms,
                        sizeof opt.multicast_recovery_ms);
-    zsock_set_maxmsgsize(self->sock, 512);   /* subscriptions only: a topic is < 256 bytes */
+    zsock_set_maxmsgsize(self->sock, 512); /* subscriptions only: a topic is < 256 bytes */
     zmq_setsockopt(self->handle, ZMQ_XPUB_NODROP, &one, sizeof one);
     zmq_setsockopt(self->handle, ZMQ_XPUB_VERBOSER, &one, sizeof one);
     zmq_setsockopt(self->handle, ZMQ_LINGER, &linger, sizeof linger);
@@ -372,18 +374,22 @@ nw_publish_t *nw_publish_new(uv_loop_t *loop, char *const *endpoints, size_t cou
         const char *endpoint = endpoints[i];
         if (nw_epgm_is(endpoint)) {
             if (auth) {
-                snprintf(errbuf, errlen, "%s: multicast cannot have CURVE (ZeroMQ would send "
-                         "it in clear text to the whole segment, whatever the grants)", endpoint);
+                snprintf(errbuf, errlen,
+                         "%s: multicast cannot have CURVE (ZeroMQ would send "
+                         "it in clear text to the whole segment, whatever the grants)",
+                         endpoint);
                 goto fail;
             }
-            if (nw_epgm_resolve(endpoint, resolved, sizeof resolved, reason, sizeof reason) != 0) {
+            if (nw_epgm_resolve(endpoint, resolved, sizeof resolved, reason, sizeof reason) !=
+                0) {
                 snprintf(errbuf, errlen, "cannot bind %s", reason);
                 goto fail;
             }
             endpoint = resolved;
         }
         if (zmq_bind(self->handle, endpoint) != 0) {
-            snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i], zmq_strerror(zmq_errno()));
+            snprintf(errbuf, errlen, "cannot bind %s: %s", endpoints[i],
+                     zmq_strerror(zmq_errno()));
             goto fail;
         }
         /* A wildcard port is resolved now, so a rebind gets the same one. */
@@ -468,8 +474,8 @@ int nw_publish_send(nw_publish_t *self, const char *topic, const void *data, siz
             uint64_t now = uv_now(self->poll.loop);
             if (now - self->last_drop_log_ms >= 1000) {
                 nw_warn("a subscriber's queue is full: it missed a message on '%s' (%lu "
-                        "missed since start; subscribers recover them by seq)", topic,
-                        self->stats.dropped);
+                        "missed since start; subscribers recover them by seq)",
+                        topic, self->stats.dropped);
                 self->last_drop_log_ms = now;
             }
         }
@@ -524,12 +530,13 @@ int nw_publish_rebind(nw_publish_t *self, char *errbuf, size_t errlen)
             if (zmq_bind(self->handle, self->bound[i]) == 0)
                 bound = 1;
             else if (zmq_errno() == EADDRINUSE)
-                nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+                nanosleep(&(struct timespec) {0, 5 * 1000 * 1000}, NULL);
             else
                 break;
         }
         if (bound != 1) {
-            snprintf(errbuf, errlen, "cannot rebind %s: %s", self->bound[i], zmq_strerror(zmq_errno()));
+            snprintf(errbuf, errlen, "cannot rebind %s: %s", self->bound[i],
+                     zmq_strerror(zmq_errno()));
             rc = -1;
         }
     }

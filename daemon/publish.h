@@ -35,20 +35,20 @@
 #ifndef NW_PUBLISH_H
 #define NW_PUBLISH_H
 
+#include "auth.h"
 #include <stddef.h>
 #include <uv.h>
-#include "auth.h"
 
 typedef struct nw_publish nw_publish_t;
 
 typedef struct {
-    unsigned long sent;          /* messages handed to ZeroMQ */
-    unsigned long dropped;       /* times a full subscriber queue refused a message */
-    unsigned long subscribes;    /* subscription messages seen */
+    unsigned long sent;       /* messages handed to ZeroMQ */
+    unsigned long dropped;    /* times a full subscriber queue refused a message */
+    unsigned long subscribes; /* subscription messages seen */
     unsigned long unsubscribes;
-    unsigned long denied;        /* subscriptions refused or narrowed by the grants */
-    long subscriptions;          /* subscriptions now active (all subscribers; with auth,
-                                    distinct applied prefixes per live connection) */
+    unsigned long denied; /* subscriptions refused or narrowed by the grants */
+    long subscriptions;   /* subscriptions now active (all subscribers; with auth,
+                             distinct applied prefixes per live connection) */
 } nw_publish_stats_t;
 
 /* Messages and body bytes handed to ZeroMQ on one topic since start. */
@@ -61,9 +61,9 @@ typedef struct {
 #define NW_PUBLISH_TOPICS_MAX 1000
 
 typedef struct {
-    int send_hwm;                /* messages queued per subscriber (and per multicast group) */
-    int multicast_rate;          /* epgm endpoints: kbit/s PGM may send (ZMQ_RATE); 0: libzmq's */
-    int multicast_recovery_ms;   /* epgm: how long sent data stays repairable (ZMQ_RECOVERY_IVL) */
+    int send_hwm;              /* messages queued per subscriber (and per multicast group) */
+    int multicast_rate;        /* epgm endpoints: kbit/s PGM may send (ZMQ_RATE); 0: libzmq's */
+    int multicast_recovery_ms; /* epgm: how long sent data stays repairable (ZMQ_RECOVERY_IVL) */
 } nw_publish_options_t;
 
 /* auth NULL: clear text, subscriptions unchecked. auth is borrowed and must outlive

@@ -34,49 +34,50 @@
 
 #define BATCH_MAX 256
 #define BATCH_BYTES (4u << 20)
-#define MAX_READS NW_REPLAY_POOL_JOBS   /* counted in the pool's size (main.c) */
+#define MAX_READS NW_REPLAY_POOL_JOBS /* counted in the pool's size (main.c) */
 #define RETRY_MS 10
 #define SWEEP_MS 1000
-#define CREDIT_CAP 1000000             /* accumulated credit; beyond it is ignored */
-#define HELD_OVERHEAD 128              /* counted per held reply beyond its bytes: our
-                                          header, ZeroMQ's content and pipe slot */
+#define CREDIT_CAP 1000000 /* accumulated credit; beyond it is ignored */
+#define HELD_OVERHEAD \
+    128 /* counted per held reply beyond its bytes: our \
+           header, ZeroMQ's content and pipe slot */
 #define BUSY_LOG_MS 60000
 #define SHARE_MIN_STREAMS 16
-#define TRIM_AFTER (1u << 20)          /* held at least this since the last trim */
+#define TRIM_AFTER (1u << 20) /* held at least this since the last trim */
 
 typedef struct budget budget_t;
 typedef struct account account_t;
 
 typedef struct {
     uint64_t seq;
-    zmq_msg_t msg;                     /* over a held_t, see hold() */
+    zmq_msg_t msg; /* over a held_t, see hold() */
 } item_t;
 
 typedef struct client client_t;
 struct client {
     nw_replay_t *owner;
-    char key[2 * 256 + 1];             /* identity, hex: the clients table key */
+    char key[2 * 256 + 1]; /* identity, hex: the clients table key */
     unsigned char id[256];
     size_t id_len;
-    account_t *account;                /* bytes its replies hold */
-    bool streaming;                    /* has a stream (else draining, see free_stream) */
+    account_t *account; /* bytes its replies hold */
+    bool streaming;     /* has a stream (else draining, see free_stream) */
     bool draining, paused;
-    size_t seen_bytes;                 /* account bytes at the last sweep: progress */
+    size_t seen_bytes; /* account bytes at the last sweep: progress */
     /* the stream */
     char topic[NW_TOPIC_MAX + 1];
-    char frame0[NW_TOPIC_FRAME_MAX + 1];  /* topic + ".": data replies match the live feed */
+    char frame0[NW_TOPIC_FRAME_MAX + 1]; /* topic + ".": data replies match the live feed */
     size_t frame0_len;
     uint64_t from, to, head, last_sent;
     uint64_t credit;
     nw_journal_cursor_t *cursor;
-    bool file;                         /* counted in owner->files */
+    bool file; /* counted in owner->files */
     uint64_t idle_since;
     /* reads */
     uv_work_t work;
     bool in_flight, queued, blocked;
     client_t *next_queued;
     size_t want, allow;
-    item_t *batch;                     /* want of them: + 1 is a look-ahead, see work_read */
+    item_t *batch; /* want of them: + 1 is a look-ahead, see work_read */
     size_t batch_n, batch_pos;
     bool done, io_error, end_pending;
     int io_errno;
@@ -95,16 +96,16 @@ struct nw_replay {
     void *handle;
     uv_poll_t poll;
     uv_timer_t retry, sweep;
-    uv_async_t released;               /* ZeroMQ let go of held replies */
+    uv_async_t released; /* ZeroMQ let go of held replies */
     budget_t *budget;
     zhashx_t *clients;                 /* key -> client_t */
     client_t *queue_head, *queue_tail; /* waiting for a read slot */
     int reads;
-    unsigned files;                    /* segment files open (or about to be) for reads */
+    unsigned files; /* segment files open (or about to be) for reads */
     unsigned paused, draining;
-    bool starting, restart;            /* start_reads is running / must run again */
+    bool starting, restart; /* start_reads is running / must run again */
     uint64_t busy_logged;
-    size_t held_peak;                  /* most held at a sweep since the last trim */
+    size_t held_peak; /* most held at a sweep since the last trim */
     nw_replay_allowed_fn *allowed;
     void *allowed_arg;
     nw_replay_stats_t stats;
@@ -140,7 +141,7 @@ static int send_map(nw_replay_t *self, const void *id, size_t id_len, const char
 static void send_error(nw_replay_t *self, const void *id, size_t id_len, const char *topic,
                        const char *code, const char *reason, uint64_t oldest)
 {
-    nw_replay_error_t error = { .has_oldest = oldest != 0, .oldest = oldest };
+    nw_replay_error_t error = {.has_oldest = oldest != 0, .oldest = oldest};
     snprintf(error.topic, sizeof error.topic, "%s", topic);
     snprintf(error.code, sizeof error.code, "%s", code);
     snprintf(error.reason, sizeof error.reason, "%s", reason);
@@ -157,8 +158,9 @@ static void send_error(nw_replay_t *self, const void *id, size_t id_len, const c
 
 static int send_end(client_t *c)
 {
-    nw_replay_end_t end = { .from = c->from, .last = c->last_sent,
-                            .head = c->head > c->last_sent ? c->head : c->last_sent };
+    nw_replay_end_t end = {.from = c->from,
+                           .last = c->last_sent,
+                           .head = c->head > c->last_sent ? c->head : c->last_sent};
     memcpy(end.topic, c->topic, sizeof end.topic);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -176,16 +178,16 @@ static int send_end(client_t *c)
  * they outlive the client and the replay itself (messages may still be queued when
  * either goes): both are reference counted, freed by whoever lets go last. */
 struct budget {
-    atomic_size_t bytes;               /* held by every client */
-    atomic_int refs;                   /* the replay + every account */
-    atomic_bool wake;                  /* the loop wants to hear of releases */
-    pthread_mutex_t lock;              /* guards async */
-    uv_async_t *async;                 /* NULL once the replay is closing */
+    atomic_size_t bytes;  /* held by every client */
+    atomic_int refs;      /* the replay + every account */
+    atomic_bool wake;     /* the loop wants to hear of releases */
+    pthread_mutex_t lock; /* guards async */
+    uv_async_t *async;    /* NULL once the replay is closing */
 };
 
 struct account {
-    atomic_size_t bytes;               /* held by this client */
-    atomic_int refs;                   /* its client + its held messages */
+    atomic_size_t bytes; /* held by this client */
+    atomic_int refs;     /* its client + its held messages */
     budget_t *budget;
 };
 
@@ -276,7 +278,7 @@ static void free_stream(client_t *c);
 static void free_batch(client_t *c)
 {
     for (size_t i = c->batch_pos; i < c->batch_n; i++)
-        zmq_msg_close(&c->batch[i].msg);   /* on_released gives the bytes back */
+        zmq_msg_close(&c->batch[i].msg); /* on_released gives the bytes back */
     c->batch_n = c->batch_pos = 0;
     free(c->batch);
     c->batch = NULL;
@@ -337,7 +339,7 @@ static size_t share(const nw_replay_t *self)
 {
     unsigned long n = self->stats.streams_active ? self->stats.streams_active : 1;
     if (n < SHARE_MIN_STREAMS)
-        n = SHARE_MIN_STREAMS;   /* the first streams to come do not take it all */
+        n = SHARE_MIN_STREAMS; /* the first streams to come do not take it all */
     return self->opt.max_bytes / n;
 }
 
@@ -451,7 +453,7 @@ static void free_stream(client_t *c)
         self->draining--;
         set_wake(self);
     }
-    zhashx_delete(self->clients, c->key);   /* the destructor frees c */
+    zhashx_delete(self->clients, c->key); /* the destructor frees c */
 }
 
 static void client_free(void **item)
@@ -491,7 +493,7 @@ static void pump(client_t *c)
     c->blocked = false;
     while (c->batch_pos < c->batch_n && c->credit > 0) {
         item_t *it = &c->batch[c->batch_pos];
-        size_t len = zmq_msg_size(&it->msg);     /* the send empties the message */
+        size_t len = zmq_msg_size(&it->msg); /* the send empties the message */
         if (send_held(self, c, &it->msg) != 0)
             goto unsent;
         c->batch_pos++;
@@ -503,14 +505,15 @@ static void pump(client_t *c)
     c->idle_since = uv_now(self->loop);
     if (c->batch_pos < c->batch_n) {
         release_cursor(c);
-        return;   /* the look-ahead waits for credit */
+        return; /* the look-ahead waits for credit */
     }
     free_batch(c);
     if (c->io_error) {
         if (c->io_errno == ENOENT) {
             uint64_t oldest = nw_journal_oldest_seq(self->journal, c->topic);
             send_error(self, c->id, c->id_len, c->topic, "retention",
-                       "retired from the journal while the stream was reading", oldest ? oldest : c->head + 1);
+                       "retired from the journal while the stream was reading",
+                       oldest ? oldest : c->head + 1);
         } else {
             char why[128];
             snprintf(why, sizeof why, "the journal could not be read: %s", strerror(c->io_errno));
@@ -603,7 +606,7 @@ static void after_read(uv_work_t *req, int status)
             start_stream(c, &pending, has_user ? user : NULL);
         else if (self->closing) {
             account_unref(c->account);
-            free(c);   /* already out of the table */
+            free(c); /* already out of the table */
         } else
             free_stream(c);
         if (self->closing && self->reads == 0 && self->closes_pending == 0)
@@ -617,7 +620,7 @@ static void after_read(uv_work_t *req, int status)
         self->held_peak = held;
     pump(c);
     start_reads(self);
-    drain(self);   /* the sends may have consumed ZMQ_FD's edge */
+    drain(self); /* the sends may have consumed ZMQ_FD's edge */
 }
 
 /* Start reads for queued streams while slots are free. Frees of streams on the way can
@@ -648,7 +651,7 @@ static void start_some(nw_replay_t *self)
         }
         unqueue(c);
         c->allow = allowance(c);
-        if (c->allow == 0 && wait_for_room(c))   /* others took the room meanwhile */
+        if (c->allow == 0 && wait_for_room(c)) /* others took the room meanwhile */
             continue;
         c->allow = c->allow ? c->allow : allowance(c);
         c->want = (c->credit < BATCH_MAX ? (size_t) c->credit : BATCH_MAX) + 1;
@@ -659,7 +662,7 @@ static void start_some(nw_replay_t *self)
             continue;
         }
         c->work.data = c;
-        if (!c->file) {   /* the read may open one */
+        if (!c->file) { /* the read may open one */
             c->file = true;
             self->files++;
         }
@@ -707,7 +710,9 @@ static void start_stream(client_t *c, const nw_replay_request_t *req, const char
         send_error(self, c->id, c->id_len, req->topic, "unknown-topic", "nothing published", 0);
         goto fail;
     }
-    uint64_t from = req->has_from ? req->from : c->head >= req->last ? c->head - req->last + 1 : 1;
+    uint64_t from = req->has_from          ? req->from
+                    : c->head >= req->last ? c->head - req->last + 1
+                                           : 1;
     c->from = from;
     if (from > c->head || from > c->to) {
         c->done = true;
@@ -720,20 +725,20 @@ static void start_stream(client_t *c, const nw_replay_request_t *req, const char
         send_error(self, c->id, c->id_len, req->topic, "busy", "out of memory", 0);
         goto fail;
     }
-    if (!c->cursor) {   /* nothing durable yet */
+    if (!c->cursor) { /* nothing durable yet */
         c->done = true;
         pump(c);
         return;
     }
     if (oldest == 0 || from < oldest) {
-        if (req->has_last && !oldest) {   /* none of the newest N is held */
+        if (req->has_last && !oldest) { /* none of the newest N is held */
             drop_cursor(c);
             c->done = true;
             pump(c);
             return;
         }
         if (req->has_last) {
-            c->from = oldest;   /* "the newest N" is whatever is held of them */
+            c->from = oldest; /* "the newest N" is whatever is held of them */
         } else {
             /* nothing held at all: the next message to come is the oldest */
             send_error(self, c->id, c->id_len, req->topic, "retention",
@@ -769,8 +774,8 @@ static void refuse(nw_replay_t *self, const void *id, size_t id_len, const char 
     if (!self->busy_logged || now - self->busy_logged >= BUSY_LOG_MS) {
         self->busy_logged = now;
         nw_warn("replay: refusing new streams as busy: %s (%lu streams, %zu bytes held; "
-                "--replay-max-bytes %" PRIu64 ")", why, self->stats.streams_active,
-                budget_bytes(self), self->opt.max_bytes);
+                "--replay-max-bytes %" PRIu64 ")",
+                why, self->stats.streams_active, budget_bytes(self), self->opt.max_bytes);
     }
     send_error(self, id, id_len, topic, "busy", why, 0);
 }
@@ -788,7 +793,8 @@ static void handle_request(nw_replay_t *self, zmq_msg_t *id, zmq_msg_t *body, si
                    "a request is exactly one frame", 0);
         return;
     }
-    if (nw_replay_request_parse(zmq_msg_data(body), zmq_msg_size(body), &req, err, sizeof err) != 0) {
+    if (nw_replay_request_parse(zmq_msg_data(body), zmq_msg_size(body), &req, err, sizeof err) !=
+        0) {
         send_error(self, zmq_msg_data(id), id_len, req.topic, "bad-request", err, 0);
         return;
     }
@@ -797,8 +803,10 @@ static void handle_request(nw_replay_t *self, zmq_msg_t *id, zmq_msg_t *body, si
     client_t *c = zhashx_lookup(self->clients, key);
     if (req.type == NW_REPLAY_REQ_CREDIT) {
         /* credit for a stream that already ended is a race, not an error */
-        uint64_t *credit = !c || !c->streaming ? NULL : c->has_pending ? &c->pending.credit
-                           : c->cancelled ? NULL : &c->credit;
+        uint64_t *credit = !c || !c->streaming ? NULL
+                           : c->has_pending    ? &c->pending.credit
+                           : c->cancelled      ? NULL
+                                               : &c->credit;
         if (!credit)
             return;
         *credit = *credit + req.credit > CREDIT_CAP ? CREDIT_CAP : *credit + req.credit;
@@ -837,7 +845,8 @@ static void handle_request(nw_replay_t *self, zmq_msg_t *id, zmq_msg_t *body, si
     } else {
         const char *why = zhashx_size(self->clients) >= NW_REPLAY_MAX_STREAMS ? "too many streams"
                           : budget_bytes(self) >= self->opt.max_bytes
-                          ? "the replay memory budget is in use" : NULL;
+                              ? "the replay memory budget is in use"
+                              : NULL;
         if (why) {
             refuse(self, zmq_msg_data(id), id_len, req.topic, why);
             return;
@@ -866,7 +875,8 @@ static void drain(nw_replay_t *self)
     while (!self->closing) {
         int events = 0;
         size_t size = sizeof events;
-        if (zmq_getsockopt(self->handle, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
+        if (zmq_getsockopt(self->handle, ZMQ_EVENTS, &events, &size) != 0 ||
+            !(events & ZMQ_POLLIN))
             return;
         zmq_msg_t parts[2], extra;
         size_t frames = 0;
@@ -939,13 +949,16 @@ static void sweep_one(client_t *c)
         free_stream(c);
         return;
     }
-    if (c->streaming && !c->in_flight && !c->queued && now - c->idle_since >= (uint64_t) self->opt.idle_ms) {
-        nw_debug("replay: dropping a stream on '%s' idle for %" PRId64 " ms", c->topic, self->opt.idle_ms);
+    if (c->streaming && !c->in_flight && !c->queued &&
+        now - c->idle_since >= (uint64_t) self->opt.idle_ms) {
+        nw_debug("replay: dropping a stream on '%s' idle for %" PRId64 " ms", c->topic,
+                 self->opt.idle_ms);
         self->stats.idle_dropped++;
         /* paused with nothing of its own held: others' replies filled the budget, not
          * this client's; it may ask again later */
         if (c->paused && held == 0)
-            send_error(self, c->id, c->id_len, c->topic, "busy", "the replay memory budget is in use", 0);
+            send_error(self, c->id, c->id_len, c->topic, "busy",
+                       "the replay memory budget is in use", 0);
         free_stream(c);
     }
 }
@@ -1011,7 +1024,8 @@ nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *rout
                            nw_replay_options_t options, char *errbuf, size_t errlen)
 {
     nw_replay_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->clients = zhashx_new()) || !(self->budget = calloc(1, sizeof *self->budget))) {
+    if (!self || !(self->clients = zhashx_new()) ||
+        !(self->budget = calloc(1, sizeof *self->budget))) {
         snprintf(errbuf, errlen, "out of memory");
         goto fail;
     }

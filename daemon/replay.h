@@ -5,18 +5,17 @@
  * Requests enter as one MessagePack frame behind the ROUTER identity; each client has at
  * most one stream: a journal cursor read in batches on libuv's thread pool (at most one
  * read in flight per client, and NW_REPLAY_POOL_JOBS in all, which main counts in the
- * pool's size so the journal's own group writes never queue behind replays), then sent from the loop thread without blocking,
- * never beyond the credit the client granted.
- * Whatever clients do, replay holds bounded memory and descriptors: every reply read out
- * of the journal is counted from that read until ZeroMQ has written it to the connection
- * or dropped it with the connection; all streams together hold at most max_bytes (plus
- * one record per read in flight), each at most its share (max_bytes split between the
- * streams), and a stream past it is paused, reading nothing more until ZeroMQ takes
- * what it holds; a new stream that finds the budget spent is refused as "busy". A cursor
- * holds at most one segment file, only while its stream is moving, and all cursors
- * together at most max_files. A stream that moves nothing for idle_ms is dropped, and
- * ZMTP heartbeats disconnect a peer that answers nothing for as long.
- * Replies leave as [topic + ".", body] data (byte for byte as on the live endpoint),
+ * pool's size so the journal's own group writes never queue behind replays), then sent from the
+ * loop thread without blocking, never beyond the credit the client granted. Whatever clients do,
+ * replay holds bounded memory and descriptors: every reply read out of the journal is counted
+ * from that read until ZeroMQ has written it to the connection or dropped it with the connection;
+ * all streams together hold at most max_bytes (plus one record per read in flight), each at most
+ * its share (max_bytes split between the streams), and a stream past it is paused, reading
+ * nothing more until ZeroMQ takes what it holds; a new stream that finds the budget spent is
+ * refused as "busy". A cursor holds at most one segment file, only while its stream is moving,
+ * and all cursors together at most max_files. A stream that moves nothing for idle_ms is dropped,
+ * and ZMTP heartbeats disconnect a peer that answers nothing for as long. Replies leave as [topic
+ * + ".", body] data (byte for byte as on the live endpoint),
  * ["$end", map] or ["$error", map]; proto/nw_replay parses the requests and packs the
  * maps, as the client library does the other way round.
  * Loop-thread only, except the cursor reads inside the thread-pool jobs and the release
@@ -26,7 +25,7 @@
 #define NW_REPLAY_H
 
 #include "journal.h"
-#include "nw_replay.h"   /* the messages: requests, $end, $error (proto/) */
+#include "nw_replay.h" /* the messages: requests, $end, $error (proto/) */
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -34,15 +33,15 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define NW_REPLAY_MAX_STREAMS 256      /* more concurrent streams: "busy" */
+#define NW_REPLAY_MAX_STREAMS 256 /* more concurrent streams: "busy" */
 /* Cursor reads on libuv's thread pool at once, whatever the number of streams (main
  * sizes the pool from it). */
 #define NW_REPLAY_POOL_JOBS 2
 
 typedef struct {
-    uint64_t max_bytes;                /* replies held (read, not yet written) in all */
-    unsigned max_files;                /* segment files open for replay in all */
-    int64_t idle_ms;                   /* a stream that moves nothing this long is dropped */
+    uint64_t max_bytes; /* replies held (read, not yet written) in all */
+    unsigned max_files; /* segment files open for replay in all */
+    int64_t idle_ms;    /* a stream that moves nothing this long is dropped */
 } nw_replay_options_t;
 
 typedef struct nw_replay nw_replay_t;
@@ -58,21 +57,21 @@ nw_replay_t *nw_replay_new(uv_loop_t *loop, nw_journal_t *journal, zsock_t *rout
 
 /* allowed(arg, user_id, topic) is asked for every replay request; user_id is the request
  * frame's ZAP "User-Id" (NULL without one). false: a "denied" error. */
-typedef bool (nw_replay_allowed_fn)(void *arg, const char *user_id, const char *topic);
+typedef bool(nw_replay_allowed_fn)(void *arg, const char *user_id, const char *topic);
 void nw_replay_set_authorizer(nw_replay_t *self, nw_replay_allowed_fn *allowed, void *arg);
 
 typedef struct {
-    unsigned long streams_active;      /* now */
-    unsigned long streams;             /* started since start */
-    unsigned long messages;            /* data messages sent */
-    unsigned long bytes;               /* their bodies' bytes */
-    unsigned long errors;              /* error replies sent */
-    unsigned long refused;             /* new streams refused as busy */
-    unsigned long pauses;              /* times a stream was paused past its share */
-    unsigned long idle_dropped;        /* streams dropped for idling */
-    size_t bytes_held;                 /* now: replies read and not yet written */
-    unsigned files_open;               /* now: segment files open for replay */
-    unsigned paused;                   /* now: streams paused */
+    unsigned long streams_active; /* now */
+    unsigned long streams;        /* started since start */
+    unsigned long messages;       /* data messages sent */
+    unsigned long bytes;          /* their bodies' bytes */
+    unsigned long errors;         /* error replies sent */
+    unsigned long refused;        /* new streams refused as busy */
+    unsigned long pauses;         /* times a stream was paused past its share */
+    unsigned long idle_dropped;   /* streams dropped for idling */
+    size_t bytes_held;            /* now: replies read and not yet written */
+    unsigned files_open;          /* now: segment files open for replay */
+    unsigned paused;              /* now: streams paused */
 } nw_replay_stats_t;
 void nw_replay_stats(const nw_replay_t *self, nw_replay_stats_t *out);
 

@@ -34,15 +34,15 @@
 #define RULE_DEFAULT_THRESHOLD NW_RULES_DEFAULT_THRESHOLD
 #define RULE_MAX_THRESHOLD NW_RULES_MAX_THRESHOLD
 #define RULE_MAX_HEADLINE_WEIGHT NW_RULES_MAX_HEADLINE_WEIGHT
-#define SCAN_BLOCK 64           /* bytes of text per bit mask */
-#define FILTER_BITS 12          /* 4096 hash classes: 1 in 20 misses probes (default rules) */
+#define SCAN_BLOCK 64  /* bytes of text per bit mask */
+#define FILTER_BITS 12 /* 4096 hash classes: 1 in 20 misses probes (default rules) */
 
 enum { HIT_HEADLINE = 1, HIT_BODY = 2 };
 
 typedef struct {
-    char *text;         /* lowercase tokens joined by one space */
-    size_t first_len;   /* length of the first token in text */
-    size_t subject;     /* index into subjects */
+    char *text;       /* lowercase tokens joined by one space */
+    size_t first_len; /* length of the first token in text */
+    size_t subject;   /* index into subjects */
 } phrase_t;
 
 #define RULE_CODE_MAX 64
@@ -50,36 +50,36 @@ typedef struct {
 typedef struct {
     char name[NW_TOPIC_MAX + 1];
     long threshold;
-    char code[RULE_CODE_MAX];   /* its IPTC Media Topic ("medtop:13000000"), or "" */
+    char code[RULE_CODE_MAX]; /* its IPTC Media Topic ("medtop:13000000"), or "" */
 } subject_t;
 
 /* The phrases that start with one token: phrases[first .. first + count). */
 typedef struct {
-    uint64_t head;      /* the first 8 bytes of the first token, as in token_t */
-    uint32_t len;       /* its length; 0: an empty slot */
+    uint64_t head; /* the first 8 bytes of the first token, as in token_t */
+    uint32_t len;  /* its length; 0: an empty slot */
     uint32_t first;
     uint32_t count;
 } slot_t;
 
 struct nw_rules {
     atomic_size_t refs;
-    nw_medtop_t *medtop;        /* the Media Topics table, or NULL */
+    nw_medtop_t *medtop; /* the Media Topics table, or NULL */
     long headline_weight;
     subject_t *subjects;
     size_t subject_count;
-    phrase_t *phrases;  /* sorted by first token */
+    phrase_t *phrases; /* sorted by first token */
     size_t phrase_count;
     size_t phrase_cap;
-    slot_t *index;      /* open addressing, linear probing, at most half full */
-    size_t index_mask;  /* slots - 1; slots is a power of two */
-    unsigned index_shift;       /* 64 - log2(slots) */
-    unsigned char filter[1 << FILTER_BITS];     /* 1 for each first token's filter_of */
+    slot_t *index;        /* open addressing, linear probing, at most half full */
+    size_t index_mask;    /* slots - 1; slots is a power of two */
+    unsigned index_shift; /* 64 - log2(slots) */
+    unsigned char filter[1 << FILTER_BITS]; /* 1 for each first token's filter_of */
 };
 
 /* Built-in rules, used without options (the config has no "rules" section). */
 static const struct {
     const char *name;
-    const char *medtop;     /* the Media Topic its articles carry as subject code */
+    const char *medtop; /* the Media Topic its articles carry as subject code */
     const char *words;
 } default_rules[] = {
     {"telecoms", "medtop:13000000",
@@ -114,14 +114,14 @@ static const struct {
  */
 
 typedef struct {
-    const unsigned char *p;     /* the next byte to read */
-    const unsigned char *end;   /* the NUL, which stops every byte loop below */
+    const unsigned char *p;   /* the next byte to read */
+    const unsigned char *end; /* the NUL, which stops every byte loop below */
 } tokenizer_t;
 
 typedef struct {
     const char *p;
     size_t len;
-    bool brk;           /* the gap before this token holds a clause break */
+    bool brk; /* the gap before this token holds a clause break */
 } token_t;
 
 /* What each byte is to the tokenizer: W an ASCII letter or digit, w a byte of another
@@ -129,21 +129,21 @@ typedef struct {
  * gap end a phrase), U the lead byte of a multibyte character that may be punctuation
  * (see sep_len_utf8), E the end. */
 static const char byte_class[] =
-    "ESSSSSSSSSNSSSSS"      /* 0x00: NUL, controls, \n */
-    "SSSSSSSSSSSSSSSS"      /* 0x10: controls */
-    "SBBSSSSSBBSSBSSS"      /* 0x20:   ! " # $ % & ' ( ) * + , - . / */
-    "WWWWWWWWWWBBBSBB"      /* 0x30: 0-9 : ; < = > ? */
-    "SWWWWWWWWWWWWWWW"      /* 0x40: @ A-O */
-    "WWWWWWWWWWWBSBSS"      /* 0x50: P-Z [ \ ] ^ _ */
-    "SWWWWWWWWWWWWWWW"      /* 0x60: ` a-o */
-    "WWWWWWWWWWWBSBSS"      /* 0x70: p-z { | } ~ DEL */
-    "wwwwwwwwwwwwwwww"      /* 0x80: continuation bytes */
+    "ESSSSSSSSSNSSSSS" /* 0x00: NUL, controls, \n */
+    "SSSSSSSSSSSSSSSS" /* 0x10: controls */
+    "SBBSSSSSBBSSBSSS" /* 0x20:   ! " # $ % & ' ( ) * + , - . / */
+    "WWWWWWWWWWBBBSBB" /* 0x30: 0-9 : ; < = > ? */
+    "SWWWWWWWWWWWWWWW" /* 0x40: @ A-O */
+    "WWWWWWWWWWWBSBSS" /* 0x50: P-Z [ \ ] ^ _ */
+    "SWWWWWWWWWWWWWWW" /* 0x60: ` a-o */
+    "WWWWWWWWWWWBSBSS" /* 0x70: p-z { | } ~ DEL */
+    "wwwwwwwwwwwwwwww" /* 0x80: continuation bytes */
     "wwwwwwwwwwwwwwww"
     "wwwwwwwwwwwwwwww"
     "wwwwwwwwwwwwwwww"
-    "wwUwwwwwwwwwwwww"      /* 0xC0: C2 starts U+0080..U+00BF */
+    "wwUwwwwwwwwwwwww" /* 0xC0: C2 starts U+0080..U+00BF */
     "wwwwwwwwwwwwwwww"
-    "wwUUwwwwwwwwwwwU"      /* 0xE0: E2 U+2000.., E3 U+3000.., EF U+F000.. */
+    "wwUUwwwwwwwwwwwU" /* 0xE0: E2 U+2000.., E3 U+3000.., EF U+F000.. */
     "wwwwwwwwwwwwwwww";
 _Static_assert(sizeof byte_class == 257, "one class per byte");
 
@@ -243,8 +243,7 @@ static bool next_token(tokenizer_t *tz, token_t *tok)
             if (len == 0)
                 break;
             s += len - 1;
-        }
-        else if (k != 'N')
+        } else if (k != 'N')
             break;
     }
     if (!*s) {
@@ -299,7 +298,7 @@ static int add_subject(nw_rules_t *self, const char *name, char *errbuf, size_t 
     }
     self->subjects = grown;
     subject_t *subject = &self->subjects[self->subject_count];
-    memset(subject, 0, sizeof *subject);   /* no code until the rule names one */
+    memset(subject, 0, sizeof *subject); /* no code until the rule names one */
     memcpy(subject->name, topic, strlen(topic) + 1);
     subject->threshold = RULE_DEFAULT_THRESHOLD;
     return (int) self->subject_count++;
@@ -310,7 +309,7 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
 {
     token_t tok;
     size_t ntok = 0, first_len = 0, o = 0;
-    char *item_z = strndup(item, len);    /* the tokenizer stops at a NUL */
+    char *item_z = strndup(item, len); /* the tokenizer stops at a NUL */
     char *text = malloc(len + 1);
     if (!text || !item_z) {
         snprintf(errbuf, errlen, "rules: out of memory");
@@ -332,7 +331,7 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
             first_len = o;
     }
     free(item_z);
-    if (ntok == 0) {            /* "a,,b" or a stray comma: nothing to match */
+    if (ntok == 0) { /* "a,,b" or a stray comma: nothing to match */
         free(text);
         return 0;
     }
@@ -356,8 +355,8 @@ fail:
     return -1;
 }
 
-static int add_words(nw_rules_t *self, size_t subject, const char *list,
-                     char *errbuf, size_t errlen)
+static int add_words(nw_rules_t *self, size_t subject, const char *list, char *errbuf,
+                     size_t errlen)
 {
     while (*list) {
         size_t len = strcspn(list, ",");
@@ -386,22 +385,26 @@ static int add_rule(nw_rules_t *self, const nw_rule_t *rule, char *errbuf, size_
     if (subject < 0)
         return -1;
     if (rule->threshold < 1 || rule->threshold > RULE_MAX_THRESHOLD) {
-        snprintf(errbuf, errlen, "rules: subject '%s': threshold %ld is not a number from 1 "
-                 "to %d", name, rule->threshold, RULE_MAX_THRESHOLD);
+        snprintf(errbuf, errlen,
+                 "rules: subject '%s': threshold %ld is not a number from 1 "
+                 "to %d",
+                 name, rule->threshold, RULE_MAX_THRESHOLD);
         return -1;
     }
     self->subjects[subject].threshold = rule->threshold;
     const char *code = rule->medtop;
     if (code && (!strchr(code, ':') || strlen(code) >= RULE_CODE_MAX || strchr(code, ' '))) {
-        snprintf(errbuf, errlen, "rules: subject '%s': medtop '%s' is not a code like "
-                 "medtop:20000763", name, code);
+        snprintf(errbuf, errlen,
+                 "rules: subject '%s': medtop '%s' is not a code like "
+                 "medtop:20000763",
+                 name, code);
         return -1;
     }
     if (code)
         memcpy(self->subjects[subject].code, code, strlen(code) + 1);
     for (size_t i = 0; i < rule->word_lists; i++)
-        if (rule->words[i] && add_words(self, (size_t) subject, rule->words[i], errbuf,
-                                        errlen) != 0)
+        if (rule->words[i] &&
+            add_words(self, (size_t) subject, rule->words[i], errbuf, errlen) != 0)
             return -1;
     if (subject_phrases(self, (size_t) subject) == 0) {
         snprintf(errbuf, errlen, "rules: subject '%s' has no words", name);
@@ -482,8 +485,8 @@ static bool default_table(char *out, size_t len)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            if (snprintf(out, len, "%s/../share/newswire/medtop.json", exe) < (int) len
-                && access(out, R_OK) == 0)
+            if (snprintf(out, len, "%s/../share/newswire/medtop.json", exe) < (int) len &&
+                access(out, R_OK) == 0)
                 return true;
         }
     }
@@ -523,12 +526,12 @@ nw_rules_t *nw_rules_new(const nw_rules_options_t *options, char *errbuf, size_t
         for (size_t i = 0; i < options->count; i++)
             if (add_rule(self, &options->rules[i], errbuf, errlen) != 0)
                 goto fail;
-    }
-    else {
+    } else {
         for (size_t i = 0; i < sizeof default_rules / sizeof default_rules[0]; i++) {
             nw_rule_t rule = {.subject = default_rules[i].name,
                               .threshold = RULE_DEFAULT_THRESHOLD,
-                              .words = &default_rules[i].words, .word_lists = 1,
+                              .words = &default_rules[i].words,
+                              .word_lists = 1,
                               .medtop = default_rules[i].medtop};
             if (add_rule(self, &rule, errbuf, errlen) != 0)
                 goto fail;
@@ -621,8 +624,8 @@ static const slot_t *lookup(const nw_rules_t *self, const unsigned char *p, size
     for (size_t at = slot_of(self, hash);; at = (at + 1) & self->index_mask) {
         const slot_t *slot = &self->index[at];
         if (slot->head == head && slot->len == len &&
-            (len <= 8 || token_eq((const char *) p + 8, self->phrases[slot->first].text + 8,
-                                  len - 8)))
+            (len <= 8 ||
+             token_eq((const char *) p + 8, self->phrases[slot->first].text + 8, len - 8)))
             return slot;
         if (!slot->len)
             return slot;
@@ -683,8 +686,8 @@ static uint64_t block_bits(const unsigned char *p, uint64_t *high)
 static uint64_t not_alnum(uint64_t w)
 {
     uint64_t x = w & ~HIGHS, l = x | 0x20 * ONES;
-    uint64_t alpha = (l + 0x1f * ONES) & ~(l + 0x05 * ONES);     /* 0x61 <= l <= 0x7a */
-    uint64_t digit = (x + 0x50 * ONES) & ~(x + 0x46 * ONES);     /* 0x30 <= x <= 0x39 */
+    uint64_t alpha = (l + 0x1f * ONES) & ~(l + 0x05 * ONES); /* 0x61 <= l <= 0x7a */
+    uint64_t digit = (x + 0x50 * ONES) & ~(x + 0x46 * ONES); /* 0x30 <= x <= 0x39 */
     return (~(alpha | digit) | w) & HIGHS;
 }
 
@@ -713,7 +716,8 @@ static uint64_t block_bits(const unsigned char *p, uint64_t *high)
 
 /* low_bytes[n]: a mask of the n low bytes. */
 static const uint64_t low_bytes[9] = {
-    0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff,
+    0,          0xff,         0xffff,         0xffffff,
+    0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff,
     UINT64_MAX,
 };
 
@@ -729,8 +733,7 @@ static ALWAYS_INLINE void ascii_token(const nw_rules_t *self, const unsigned cha
     if (len <= 8) {
         head &= low_bytes[len];
         h = token_hash_step(0, head);
-    }
-    else {
+    } else {
         size_t off = 8;
         h = token_hash_step(0, head);
         for (; len - off > 8; off += 8)
@@ -753,8 +756,8 @@ static const unsigned char *byte_path(const nw_rules_t *self, const unsigned cha
         if (stop && (const unsigned char *) tok.p >= stop)
             break;
         uint64_t head = 0, h = token_key(tok.p, tok.len, &head);
-        match_token(self, (const unsigned char *) tok.p, tok.len, head, h, end, hits, bit,
-                    points, score);
+        match_token(self, (const unsigned char *) tok.p, tok.len, head, h, end, hits, bit, points,
+                    score);
         real = tz.p;
         if (!stop)
             return real;
@@ -790,13 +793,13 @@ static ALWAYS_INLINE void scan_runs(const nw_rules_t *self, uint64_t todo, bool 
  * letters and digits is one token, a run with bytes from 0x80 goes to the byte path.
  * A run that reaches the last byte may go on: the next block starts with it. */
 static size_t scan_block(const nw_rules_t *self, const unsigned char *blk,
-                         const unsigned char *real, const unsigned char *end,
-                         unsigned char *hits, unsigned char bit, long points, long *score)
+                         const unsigned char *real, const unsigned char *end, unsigned char *hits,
+                         unsigned char bit, long points, long *score)
 {
     uint64_t high, runs = block_bits(blk, &high);
     size_t next = SCAN_BLOCK;
     if (runs >> 63) {
-        if (!~runs)             /* one run of 64 bytes or more */
+        if (!~runs) /* one run of 64 bytes or more */
             return (size_t) (byte_path(self, real, NULL, end, hits, bit, points, score) - real);
         next = (size_t) (64 - __builtin_clzll(~runs));
         runs &= (UINT64_C(1) << next) - 1;
@@ -845,7 +848,7 @@ size_t nw_rules_classify(const nw_rules_t *rules, const nw_article_t *article,
     size_t need = rules->subject_count * (sizeof(long) + sizeof(size_t)) + rules->phrase_count;
     unsigned char *scratch = need <= sizeof local.bytes ? local.bytes : malloc(need);
     if (!scratch)
-        return 0;               /* no memory: the caller falls back to "general" */
+        return 0; /* no memory: the caller falls back to "general" */
     memset(scratch, 0, need);
     long *score = (long *) (void *) scratch;
     size_t *order = (size_t *) (void *) (score + rules->subject_count);
@@ -889,8 +892,8 @@ static const char *code_topic(const nw_rules_t *rules, const char *code)
     return topic;
 }
 
-const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
-                          const char *topic, const char **scheme)
+const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article, const char *topic,
+                          const char **scheme)
 {
     const char *code = NULL;
     char norm[NW_TOPIC_MAX + 1];
@@ -899,9 +902,9 @@ const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
          i++) {
         const char *c = article->subject_codes[i];
         const char *t = code_topic(rules, c);
-        if (c && ((t && strcmp(t, topic) == 0)
-                  || (!t && nw_topic_normalize(article->subjects[i], norm, sizeof norm) == 0
-                      && strcmp(norm, topic) == 0)))
+        if (c && ((t && strcmp(t, topic) == 0) ||
+                  (!t && nw_topic_normalize(article->subjects[i], norm, sizeof norm) == 0 &&
+                   strcmp(norm, topic) == 0)))
             code = c;
     }
     for (size_t i = 0; rules && !code && i < rules->subject_count; i++)
@@ -914,8 +917,7 @@ const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
 }
 
 size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
-                       const nw_article_t *article,
-                       char topics[][NW_TOPIC_MAX + 1])
+                       const nw_article_t *article, char topics[][NW_TOPIC_MAX + 1])
 {
     if (subfolder && nw_topic_normalize(subfolder, topics[0], NW_TOPIC_MAX + 1) == 0)
         return 1;

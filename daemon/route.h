@@ -44,10 +44,10 @@
 #ifndef NW_ROUTE_H
 #define NW_ROUTE_H
 
-#include <stddef.h>
-#include <stdbool.h>
 #include "article.h"
-#include "nw_topic.h"   /* NW_TOPIC_MAX, nw_topic_normalize: the topic grammar */
+#include "nw_topic.h" /* NW_TOPIC_MAX, nw_topic_normalize: the topic grammar */
+#include <stdbool.h>
+#include <stddef.h>
 
 #define NW_ROUTE_MAX_TOPICS 16
 #define NW_RULES_DEFAULT_THRESHOLD 4
@@ -59,18 +59,18 @@ typedef struct nw_rules nw_rules_t;
 
 /* One subject's rule. Strings are borrowed for the call to nw_rules_new only. */
 typedef struct {
-    const char *subject;           /* normalized like a topic */
-    long threshold;                /* points needed, 1..NW_RULES_MAX_THRESHOLD */
-    const char *const *words;      /* word_lists comma-separated lists; they add up */
+    const char *subject;      /* normalized like a topic */
+    long threshold;           /* points needed, 1..NW_RULES_MAX_THRESHOLD */
+    const char *const *words; /* word_lists comma-separated lists; they add up */
     size_t word_lists;
-    const char *medtop;            /* its IPTC Media Topic code, or NULL */
+    const char *medtop; /* its IPTC Media Topic code, or NULL */
 } nw_rule_t;
 
 typedef struct {
-    long headline_weight;          /* 0..NW_RULES_MAX_HEADLINE_WEIGHT */
-    const char *media_topics;      /* the table's path (must load), or NULL: the
-                                      installed one when it is there */
-    const nw_rule_t *rules;        /* count of them; none: keyword routing off */
+    long headline_weight;     /* 0..NW_RULES_MAX_HEADLINE_WEIGHT */
+    const char *media_topics; /* the table's path (must load), or NULL: the
+                                 installed one when it is there */
+    const nw_rule_t *rules;   /* count of them; none: keyword routing off */
     size_t count;
 } nw_rules_options_t;
 
@@ -81,22 +81,21 @@ typedef struct {
  * NULL on a bad rule (a subject without words or listed twice, a number out of range, a
  * code that is not one, a table that does not load), reason in errbuf. */
 nw_rules_t *nw_rules_new(const nw_rules_options_t *options, char *errbuf, size_t errlen);
-nw_rules_t *nw_rules_ref(nw_rules_t *self);     /* another owner; thread-safe */
-void nw_rules_unref(nw_rules_t **self_p);        /* last owner frees; thread-safe */
-size_t nw_rules_count(const nw_rules_t *self);   /* subjects with rules */
+nw_rules_t *nw_rules_ref(nw_rules_t *self);    /* another owner; thread-safe */
+void nw_rules_unref(nw_rules_t **self_p);      /* last owner frees; thread-safe */
+size_t nw_rules_count(const nw_rules_t *self); /* subjects with rules */
 
 /* Topics for an article. subfolder is the drop subfolder's name or NULL. Fills topics
  * (each NW_TOPIC_MAX+1 bytes) with up to NW_ROUTE_MAX_TOPICS distinct names, returns
  * how many (always >= 1). */
 size_t nw_route_topics(const nw_rules_t *rules, const char *subfolder,
-                       const nw_article_t *article,
-                       char topics[][NW_TOPIC_MAX + 1]);
+                       const nw_article_t *article, char topics[][NW_TOPIC_MAX + 1]);
 
 /* The code a published topic carries in the article's subject list, or NULL: the
  * article's own code that routed to it, else its rule's medtop, else the table's code
  * for the topic. *scheme gets the code's vocabulary URI from the table, or NULL. */
-const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article,
-                          const char *topic, const char **scheme);
+const char *nw_route_code(const nw_rules_t *rules, const nw_article_t *article, const char *topic,
+                          const char **scheme);
 
 /* Keyword score of an article for each subject rule, for tests and logs: the subjects
  * at or above their threshold are written like nw_route_topics. */

@@ -21,7 +21,7 @@
  * is a fresh mmap on top of it (bench_newswired --backlog 100000: peak RSS 41 MB with
  * one block, 31 MB in pages, 37 MB with the zhashx). */
 #define SEEN_MIN 1024u
-#define SEEN_PAGE 512u          /* slots: 14 KiB, well below malloc's mmap threshold */
+#define SEEN_PAGE 512u /* slots: 14 KiB, well below malloc's mmap threshold */
 
 void nw_seen_key(const char *id, size_t len, uint32_t key[5])
 {
@@ -43,7 +43,7 @@ void nw_seen_key(const char *id, size_t len, uint32_t key[5])
             zdigest_update(d, (const byte *) id, len);
             memcpy(raw, zdigest_data(d), sizeof raw);
             zdigest_destroy(&d);
-        } else {        /* no memory for a digest: a weaker key still works, just worse */
+        } else { /* no memory for a digest: a weaker key still works, just worse */
             memset(raw, 0, sizeof raw);
             for (size_t i = 0; i < len; i++)
                 raw[i % 20] = (uint8_t) (raw[i % 20] * 31 + (uint8_t) id[i]);
@@ -154,7 +154,7 @@ static void seen_remove_at(nw_seen_t *s, size_t i)
             i = j;
         }
     }
-    memset(seen_at(s, i), 0, sizeof (nw_seen_slot_t));
+    memset(seen_at(s, i), 0, sizeof(nw_seen_slot_t));
     s->count--;
 }
 
@@ -181,7 +181,7 @@ void nw_seen_prune(nw_seen_t *s, int64_t since)
     while (cap > SEEN_MIN && s->count * 8 < cap)
         cap /= 2;
     if (cap < s->cap && s->count * 4 <= cap * 3)
-        seen_resize(s, cap);        /* no memory: keep the larger table */
+        seen_resize(s, cap); /* no memory: keep the larger table */
 }
 
 /* ---------------------------------------------------------------- the undo log */
@@ -217,7 +217,7 @@ void nw_seen_undo(nw_seen_t *s, nw_seen_undo_t *u)
 {
     for (size_t i = u->n; i-- > 0;) {
         if (u->entries[i].had)
-            nw_seen_set(s, u->entries[i].key, u->entries[i].prev);  /* no memory: newer */
+            nw_seen_set(s, u->entries[i].key, u->entries[i].prev); /* no memory: newer */
         else
             nw_seen_delete(s, u->entries[i].key);
     }

@@ -16,14 +16,14 @@
 #include <stdint.h>
 
 typedef struct {
-    uint32_t key[5];            /* SHA-1 bytes: uniform, so key[0] is the hash */
-    uint32_t lo, hi;            /* max(time, 0) + 1; 0: the slot is empty */
+    uint32_t key[5]; /* SHA-1 bytes: uniform, so key[0] is the hash */
+    uint32_t lo, hi; /* max(time, 0) + 1; 0: the slot is empty */
 } nw_seen_slot_t;
 
 /* Zeroed is empty; nw_seen_clear() gives its memory back. */
 typedef struct {
     nw_seen_slot_t **pages;
-    size_t cap, count;          /* cap: 0 or a power of two */
+    size_t cap, count; /* cap: 0 or a power of two */
 } nw_seen_t;
 
 /* Ids are lowercase hex SHA-1s (article.c): their bytes are the key; anything else is
@@ -43,9 +43,9 @@ void nw_seen_clear(nw_seen_t *s);
 typedef struct {
     struct nw_seen_undo_entry {
         uint32_t key[5];
-        int64_t prev;           /* its time before */
-        bool had;               /* whether it was there at all */
-    } *entries;
+        int64_t prev; /* its time before */
+        bool had;     /* whether it was there at all */
+    } * entries;
     size_t n, cap;
 } nw_seen_undo_t;
 

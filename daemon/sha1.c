@@ -44,7 +44,7 @@ static void blocks_x86(uint32_t h[5], const unsigned char *data, size_t count)
             }
             e = g == 0 ? _mm_add_epi32(e0, w[0]) : _mm_sha1nexte_epu32(prev, w[g & 3]);
             prev = abcd;
-            switch (g / 5) {   /* the round function is an immediate operand */
+            switch (g / 5) { /* the round function is an immediate operand */
             case 0: abcd = _mm_sha1rnds4_epu32(abcd, e, 0); break;
             case 1: abcd = _mm_sha1rnds4_epu32(abcd, e, 1); break;
             case 2: abcd = _mm_sha1rnds4_epu32(abcd, e, 2); break;
@@ -103,7 +103,7 @@ static void hash_x86(const void *const *parts, const size_t *lens, size_t count,
 bool nw_sha1_accelerated(void)
 {
 #ifdef NW_SHA1_X86
-    static atomic_int have = -1;   /* pool threads may race here: same answer */
+    static atomic_int have = -1; /* pool threads may race here: same answer */
     int known = atomic_load_explicit(&have, memory_order_relaxed);
     if (known < 0) {
         unsigned a, b, c, d;

@@ -48,11 +48,15 @@ nw_statelock_t *nw_statelock_new(const char *state_dir, char *errbuf, size_t err
         if (errno == EWOULDBLOCK) {
             long pid = holder_pid(fd);
             if (pid)
-                snprintf(errbuf, errlen, "state folder %s is in use by another newswired "
-                         "(pid %ld holds %s)", state_dir, pid, path);
+                snprintf(errbuf, errlen,
+                         "state folder %s is in use by another newswired "
+                         "(pid %ld holds %s)",
+                         state_dir, pid, path);
             else
-                snprintf(errbuf, errlen, "state folder %s is in use by another newswired "
-                         "(%s is locked; its pid is not written yet)", state_dir, path);
+                snprintf(errbuf, errlen,
+                         "state folder %s is in use by another newswired "
+                         "(%s is locked; its pid is not written yet)",
+                         state_dir, path);
         } else {
             snprintf(errbuf, errlen, "cannot lock %s: %s", path, strerror(errno));
         }
@@ -82,6 +86,6 @@ void nw_statelock_destroy(nw_statelock_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
-    close(self->fd);    /* releases the flock */
+    close(self->fd); /* releases the flock */
     free(self);
 }

@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void
-nw_text_buf_append(nw_text_buf_t *self, const char *s, size_t n)
+void nw_text_buf_append(nw_text_buf_t *self, const char *s, size_t n)
 {
     if (self->failed)
         return;
@@ -42,14 +41,12 @@ nw_text_buf_append(nw_text_buf_t *self, const char *s, size_t n)
     self->data[self->len] = '\0';
 }
 
-void
-nw_text_buf_putc(nw_text_buf_t *self, char c)
+void nw_text_buf_putc(nw_text_buf_t *self, char c)
 {
     nw_text_buf_append(self, &c, 1);
 }
 
-char *
-nw_text_buf_take(nw_text_buf_t *self)
+char *nw_text_buf_take(nw_text_buf_t *self)
 {
     if (self->failed) {
         nw_text_buf_free(self);
@@ -72,8 +69,7 @@ nw_text_buf_take(nw_text_buf_t *self)
     return out;
 }
 
-void
-nw_text_buf_free(nw_text_buf_t *self)
+void nw_text_buf_free(nw_text_buf_t *self)
 {
     free(self->data);
     memset(self, 0, sizeof *self);
@@ -81,8 +77,7 @@ nw_text_buf_free(nw_text_buf_t *self)
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid; *bad gets the
  * length of the maximal invalid subpart to replace by one U+FFFD (Unicode 3.9). */
-static size_t
-utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
+static size_t utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
 {
     unsigned char c = s[0];
     size_t need;
@@ -97,16 +92,14 @@ utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
         if (c == 0xE0)
             lo = 0xA0;
         else if (c == 0xED)
-            hi = 0x9F;      /* no surrogates */
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
+            hi = 0x9F; /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
         need = 3;
         if (c == 0xF0)
             lo = 0x90;
         else if (c == 0xF4)
-            hi = 0x8F;      /* nothing above U+10FFFF */
-    }
-    else {
+            hi = 0x8F; /* nothing above U+10FFFF */
+    } else {
         *bad = 1;
         return 0;
     }
@@ -122,15 +115,13 @@ utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
     return need + 1;
 }
 
-size_t
-nw_text_utf8_len(const char *s, size_t n)
+size_t nw_text_utf8_len(const char *s, size_t n)
 {
     size_t bad;
     return n ? utf8_seq((const unsigned char *) s, n, &bad) : 0;
 }
 
-char *
-nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced)
+char *nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replaced)
 {
     const unsigned char *s = (const unsigned char *) data;
     size_t i = 0, o = 0;
@@ -176,8 +167,7 @@ nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replace
             memcpy(out + o, s + i, n);
             o += n;
             i += n;
-        }
-        else {
+        } else {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;
             i += bad;
@@ -195,15 +185,14 @@ nw_text_sanitize(const char *data, size_t len, size_t *outlen, unsigned *replace
     return out;
 }
 
-int
-nw_text_init(char *errbuf, size_t errlen)
+int nw_text_init(char *errbuf, size_t errlen)
 {
     static const char *const from[] = {"UTF-16LE", "UTF-16BE", "WINDOWS-1252"};
     static iconv_t kept[3];
     for (size_t i = 0; i < 3; i++) {
         if (kept[i] && kept[i] != (iconv_t) -1)
             continue;
-        kept[i] = iconv_open("UTF-8", from[i]);   /* never closed: it keeps the module */
+        kept[i] = iconv_open("UTF-8", from[i]); /* never closed: it keeps the module */
         if (kept[i] == (iconv_t) -1) {
             snprintf(errbuf, errlen, "iconv cannot convert %s to UTF-8: %s", from[i],
                      strerror(errno));
@@ -217,9 +206,8 @@ nw_text_init(char *errbuf, size_t errlen)
  * With unit (the code unit size: 2 for UTF-16) what iconv cannot convert becomes one
  * U+FFFD per unit and is counted in *bad; without, the text is not of that encoding.
  * 0; -1 not of that encoding (or iconv does not know it); -2 out of memory. */
-static int
-iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **out,
-           size_t *outlen, unsigned *bad)
+static int iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **out,
+                      size_t *outlen, unsigned *bad)
 {
     /* At most 3 UTF-8 bytes for each input byte (U+FFFD for a 2-byte unit, a BMP
      * character for a UTF-16 unit or a Windows-1252 byte). */
@@ -245,7 +233,7 @@ iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **o
             rc = -1;
             break;
         }
-        size_t skip = inleft < unit ? inleft : unit;   /* EINVAL: a unit cut at the end */
+        size_t skip = inleft < unit ? inleft : unit; /* EINVAL: a unit cut at the end */
         in += skip;
         inleft -= skip;
         memcpy(o, "\xEF\xBF\xBD", 3);
@@ -269,8 +257,7 @@ iconv_utf8(const char *from, const char *data, size_t len, size_t unit, char **o
 /* data with every byte of invalid UTF-8 converted from Windows-1252 by iconv, valid
  * UTF-8 copied: a new string in *out. 0; -1 when a byte is undefined in Windows-1252
  * (or iconv lacks it); -2 out of memory. */
-static int
-cp1252_repair(const char *data, size_t len, char **out, size_t *outlen)
+static int cp1252_repair(const char *data, size_t len, char **out, size_t *outlen)
 {
     if (len > (SIZE_MAX - 1) / 3)
         return -2;
@@ -289,7 +276,7 @@ cp1252_repair(const char *data, size_t len, char **out, size_t *outlen)
             continue;
         }
         char *in = (char *) data + i;
-        size_t inleft = 1, oleft = 3;   /* one byte is at most 3 bytes of UTF-8 */
+        size_t inleft = 1, oleft = 3; /* one byte is at most 3 bytes of UTF-8 */
         if (iconv(cd, &in, &inleft, &o, &oleft) == (size_t) -1)
             rc = -1;
         i++;
@@ -305,9 +292,8 @@ cp1252_repair(const char *data, size_t len, char **out, size_t *outlen)
     return 0;
 }
 
-char *
-nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
-               const char **encoding, char *errbuf, size_t errlen)
+char *nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
+                     const char **encoding, char *errbuf, size_t errlen)
 {
     const unsigned char *s = (const unsigned char *) data;
     char *decoded = NULL, *text = NULL;
@@ -319,7 +305,7 @@ nw_text_decode(const char *data, size_t len, size_t *outlen, unsigned *replaced,
         int rc = iconv_utf8(name, data + 2, len - 2, 2, &decoded, &dlen, &bad);
         if (rc == -2)
             goto oom;
-        if (rc == 0) {   /* else iconv lacks UTF-16: the NUL bytes refuse it below */
+        if (rc == 0) { /* else iconv lacks UTF-16: the NUL bytes refuse it below */
             *encoding = name;
             data = decoded;
             len = dlen;
@@ -366,9 +352,7 @@ oom:
     return NULL;
 }
 
-bool
-nw_text_next_line(const char *s, size_t len, size_t *pos,
-                  const char **line, size_t *linelen)
+bool nw_text_next_line(const char *s, size_t len, size_t *pos, const char **line, size_t *linelen)
 {
     if (*pos >= len)
         return false;
@@ -382,8 +366,7 @@ nw_text_next_line(const char *s, size_t len, size_t *pos,
 }
 
 /* Bytes of white space at s (0 if none): ASCII blanks or U+00A0. */
-static size_t
-space_at(const char *s, size_t n)
+static size_t space_at(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
@@ -395,8 +378,7 @@ space_at(const char *s, size_t n)
 }
 
 /* Bytes of white space ending at s[n-1] (0 if none). */
-static size_t
-space_before(const char *s, size_t n)
+static size_t space_before(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
@@ -408,8 +390,7 @@ space_before(const char *s, size_t n)
     return 0;
 }
 
-void
-nw_text_trim(const char **s, size_t *n)
+void nw_text_trim(const char **s, size_t *n)
 {
     size_t k;
     while ((k = space_at(*s, *n)) > 0) {
@@ -420,15 +401,13 @@ nw_text_trim(const char **s, size_t *n)
         *n -= k;
 }
 
-bool
-nw_text_is_blank(const char *s, size_t n)
+bool nw_text_is_blank(const char *s, size_t n)
 {
     nw_text_trim(&s, &n);
     return n == 0;
 }
 
-void
-nw_text_put_oneline(nw_text_buf_t *self, const char *s, size_t n)
+void nw_text_put_oneline(nw_text_buf_t *self, const char *s, size_t n)
 {
     nw_text_trim(&s, &n);
     size_t i = 0, run = 0;
@@ -441,18 +420,16 @@ nw_text_put_oneline(nw_text_buf_t *self, const char *s, size_t n)
                 i += k;
             nw_text_buf_putc(self, ' ');
             run = i;
-        }
-        else
+        } else
             i++;
     }
     if (n > run)
         nw_text_buf_append(self, s + run, n - run);
 }
 
-char *
-nw_text_oneline(const char *s, size_t n)
+char *nw_text_oneline(const char *s, size_t n)
 {
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     nw_text_put_oneline(&buf, s, n);
     if (buf.failed || buf.len == 0) {
         nw_text_buf_free(&buf);
@@ -461,20 +438,17 @@ nw_text_oneline(const char *s, size_t n)
     return nw_text_buf_take(&buf);
 }
 
-static char
-lower(char c)
+static char lower(char c)
 {
     return c >= 'A' && c <= 'Z' ? (char) (c - 'A' + 'a') : c;
 }
 
-bool
-nw_text_ieq(const char *s, size_t n, const char *lit)
+bool nw_text_ieq(const char *s, size_t n, const char *lit)
 {
     return strlen(lit) == n && nw_text_istarts(s, n, lit);
 }
 
-bool
-nw_text_istarts(const char *s, size_t n, const char *lit)
+bool nw_text_istarts(const char *s, size_t n, const char *lit)
 {
     size_t i;
     for (i = 0; lit[i]; i++)
@@ -483,8 +457,7 @@ nw_text_istarts(const char *s, size_t n, const char *lit)
     return true;
 }
 
-void
-nw_text_para_line(nw_text_para_t *self, const char *line, size_t n)
+void nw_text_para_line(nw_text_para_t *self, const char *line, size_t n)
 {
     size_t k;
     while ((k = space_before(line, n)) > 0)
@@ -499,15 +472,13 @@ nw_text_para_line(nw_text_para_t *self, const char *line, size_t n)
     self->pending_blank = false;
 }
 
-void
-nw_text_para_break(nw_text_para_t *self)
+void nw_text_para_break(nw_text_para_t *self)
 {
     if (self->buf.len > 0)
         self->pending_blank = true;
 }
 
-void
-nw_text_para_text(nw_text_para_t *self, const char *s, size_t n)
+void nw_text_para_text(nw_text_para_t *self, const char *s, size_t n)
 {
     size_t pos = 0, linelen;
     const char *line;
@@ -515,8 +486,7 @@ nw_text_para_text(nw_text_para_t *self, const char *s, size_t n)
         nw_text_para_line(self, line, linelen);
 }
 
-char *
-nw_text_para_take(nw_text_para_t *self, bool *oom)
+char *nw_text_para_take(nw_text_para_t *self, bool *oom)
 {
     *oom = self->buf.failed;
     if (self->buf.failed || self->buf.len == 0) {

@@ -62,8 +62,8 @@ size_t nw_text_utf8_len(const char *s, size_t n);
 
 /* Iterate the lines of s[0..len): *pos is the cursor (start at 0). Sets *line and
  * *linelen (without the LF); false at the end. */
-bool nw_text_next_line(const char *s, size_t len, size_t *pos,
-                       const char **line, size_t *linelen);
+bool nw_text_next_line(const char *s, size_t len, size_t *pos, const char **line,
+                       size_t *linelen);
 
 /* Narrow s/n to its content without leading and trailing white space (ASCII blanks
  * and U+00A0). */

@@ -25,12 +25,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define HOLD_MAX 4096            /* live messages held per topic behind a replay */
-#define CREDIT 256               /* a stream's first credit; half is granted again as used */
-#define STREAM_SILENT_MS 5000    /* a stream silent this long is given up, asked again */
-#define BUSY_FIRST_MS 100        /* after "busy" or a silent stream, doubling */
+#define HOLD_MAX 4096         /* live messages held per topic behind a replay */
+#define CREDIT 256            /* a stream's first credit; half is granted again as used */
+#define STREAM_SILENT_MS 5000 /* a stream silent this long is given up, asked again */
+#define BUSY_FIRST_MS 100     /* after "busy" or a silent stream, doubling */
 #define BUSY_MAX_MS 2000
-#define IDLE_PROBE_MS 500        /* quiet after live traffic: ask for anything newer */
+#define IDLE_PROBE_MS 500 /* quiet after live traffic: ask for anything newer */
 #define TICK_MS 100
 
 typedef struct held {
@@ -41,16 +41,16 @@ typedef struct held {
 
 typedef struct topic {
     char *name;
-    char epoch[33];              /* of the relay's last record ("" none or unreadable) */
+    char epoch[33]; /* of the relay's last record ("" none or unreadable) */
     uint64_t head;
     held_t *held, *held_tail;
     size_t nheld;
-    uint64_t need_to;            /* a stream must reach at least this (0: up to the head) */
-    bool queued;                 /* in the FIFO or the active stream */
-    bool verify;                 /* the next stream asks for the relay's last seq alone */
-    uint64_t confirmed;          /* a seq the upstream's replay showed it holds in epoch
-                                    (0: none since the last (re)connection) */
-    char next_epoch[33];         /* the new epoch that made verify asked */
+    uint64_t need_to;    /* a stream must reach at least this (0: up to the head) */
+    bool queued;         /* in the FIFO or the active stream */
+    bool verify;         /* the next stream asks for the relay's last seq alone */
+    uint64_t confirmed;  /* a seq the upstream's replay showed it holds in epoch
+                            (0: none since the last (re)connection) */
+    char next_epoch[33]; /* the new epoch that made verify asked */
     bool stopped;
     char reason[256];
 } topic_t;
@@ -67,19 +67,19 @@ struct nw_upstream {
     uv_poll_t sub_poll, dealer_poll, monitor_poll;
     uv_timer_t tick;
     int open_handles;
-    zhashx_t *topics;            /* name -> topic_t */
-    zlistx_t *waiting;           /* topic_t wanting a stream, FIFO; not owned */
+    zhashx_t *topics;  /* name -> topic_t */
+    zlistx_t *waiting; /* topic_t wanting a stream, FIFO; not owned */
     topic_t *active;
-    bool active_verify;          /* the active stream asks for active_from alone */
-    bool active_restart;         /* take() wants the active stream asked again */
+    bool active_verify;  /* the active stream asks for active_from alone */
+    bool active_restart; /* take() wants the active stream asked again */
     uint64_t active_from;
-    uint64_t prev_seq;           /* the active stream's last data reply, and its epoch */
+    uint64_t prev_seq; /* the active stream's last data reply, and its epoch */
     char prev_epoch[33];
     unsigned active_used;
     int64_t active_deadline;
-    int64_t retry_at;            /* no new stream before (after busy or silence) */
+    int64_t retry_at; /* no new stream before (after busy or silence) */
     int64_t backoff_ms;
-    int64_t last_live;           /* when live traffic last came; 0: probed since */
+    int64_t last_live; /* when live traffic last came; 0: probed since */
     int handshakes;
     char problem[300];
     bool stopping;
@@ -176,15 +176,14 @@ static void stop_topic(nw_upstream_t *self, topic_t *t, const char *fmt, ...)
     t->held = t->held_tail = NULL;
     t->nheld = 0;
     if (!*self->problem)
-        snprintf(self->problem, sizeof self->problem, "UPSTREAM TOPIC %s STOPPED: %s",
-                 t->name, t->reason);
-    nw_err("upstream: topic %s stopped, nothing more of it is forwarded: %s", t->name,
-           t->reason);
+        snprintf(self->problem, sizeof self->problem, "UPSTREAM TOPIC %s STOPPED: %s", t->name,
+                 t->reason);
+    nw_err("upstream: topic %s stopped, nothing more of it is forwarded: %s", t->name, t->reason);
 }
 
 static void on_forwarded(void *arg, int status)
 {
-    nw_upstream_t *self = arg;   /* the feed is drained before the upstream is destroyed */
+    nw_upstream_t *self = arg; /* the feed is drained before the upstream is destroyed */
     if (status == 0)
         self->stats.forwarded++;
     /* the journal put the topic's seq back: the next message shows the gap and fills it */
@@ -205,7 +204,8 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
     nw_codec_message_t *m = nw_codec_message_decode(data, len, err, sizeof err);
     if (!m || strcmp(m->env.topic, t->name) != 0) {
         self->stats.bad++;
-        nw_warn("upstream: a message on %s dropped: %s", t->name, m ? "topic differs from frame 0" : err);
+        nw_warn("upstream: a message on %s dropped: %s", t->name,
+                m ? "topic differs from frame 0" : err);
         nw_codec_message_destroy(&m);
         return;
     }
@@ -216,30 +216,36 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
         goto out;
     if (seq <= last) {
         if (*t->epoch && strcmp(m->env.epoch, t->epoch) != 0 && !replayed)
-            stop_topic(self, t, "the upstream's new epoch %s starts again at seq %llu, at or "
+            stop_topic(self, t,
+                       "the upstream's new epoch %s starts again at seq %llu, at or "
                        "below the %llu this relay holds of epoch %s: move this relay's "
-                       "journal aside and restart it to follow", m->env.epoch,
-                       (unsigned long long) seq, (unsigned long long) last, t->epoch);
+                       "journal aside and restart it to follow",
+                       m->env.epoch, (unsigned long long) seq, (unsigned long long) last,
+                       t->epoch);
         else
             self->stats.repeats++;
         goto out;
     }
     if (seq > last + 1) {
         if (replayed) {
-            stop_topic(self, t, "the upstream's replay skips seqs %llu..%llu: it no longer "
-                       "holds them", (unsigned long long) last + 1, (unsigned long long) seq - 1);
+            stop_topic(self, t,
+                       "the upstream's replay skips seqs %llu..%llu: it no longer "
+                       "holds them",
+                       (unsigned long long) last + 1, (unsigned long long) seq - 1);
             goto out;
         }
         if (!self->replay_ep) {
-            stop_topic(self, t, "seqs %llu..%llu missed and no --upstream-replay to fetch "
-                       "them", (unsigned long long) last + 1, (unsigned long long) seq - 1);
+            stop_topic(self, t,
+                       "seqs %llu..%llu missed and no --upstream-replay to fetch "
+                       "them",
+                       (unsigned long long) last + 1, (unsigned long long) seq - 1);
             goto out;
         }
         self->stats.gaps++;
         nw_info("upstream: %s seqs %llu..%llu missing: fetching them from %s", t->name,
                 (unsigned long long) last + 1, (unsigned long long) seq - 1, self->replay_ep);
         want_stream(self, t, seq - 1);
-        hold_or_take(self, t, data, len);   /* queued now: held behind the stream */
+        hold_or_take(self, t, data, len); /* queued now: held behind the stream */
         goto out;
     }
     if (*t->epoch && last > 0 && strcmp(m->env.epoch, t->epoch) != 0 && t->confirmed != last &&
@@ -250,23 +256,25 @@ static void take(nw_upstream_t *self, topic_t *t, const void *data, size_t len, 
          * another record there: taking this one would splice two histories (and the
          * new epoch's lower seqs would never be sent). So that seq is asked for first. */
         nw_info("upstream: %s: epoch %s at seq %llu: asking the upstream for seq %llu, "
-                "which this relay holds of epoch %s, before following it", t->name,
-                m->env.epoch, (unsigned long long) seq, (unsigned long long) last, t->epoch);
+                "which this relay holds of epoch %s, before following it",
+                t->name, m->env.epoch, (unsigned long long) seq, (unsigned long long) last,
+                t->epoch);
         t->verify = true;
         snprintf(t->next_epoch, sizeof t->next_epoch, "%s", m->env.epoch);
         if (replayed)
             self->active_restart = true;
         else {
             want_stream(self, t, seq);
-            hold_or_take(self, t, data, len);   /* queued now: held behind the stream */
+            hold_or_take(self, t, data, len); /* queued now: held behind the stream */
         }
         goto out;
     }
-    if (nw_feed_forward(self->feed, t->name, seq, m->env.id, data, len, on_forwarded, self) != 0) {
+    if (nw_feed_forward(self->feed, t->name, seq, m->env.id, data, len, on_forwarded, self) !=
+        0) {
         /* not journaled: the next message finds the gap and fetches this one */
         if (errno != ESHUTDOWN)
-            nw_warn("upstream: %s seq %llu not journaled: %s", t->name,
-                    (unsigned long long) seq, strerror(errno));
+            nw_warn("upstream: %s seq %llu not journaled: %s", t->name, (unsigned long long) seq,
+                    strerror(errno));
         goto out;
     }
     if (strcmp(t->epoch, m->env.epoch) != 0) {
@@ -293,18 +301,20 @@ static void verify_reply(nw_upstream_t *self, topic_t *t, const void *data, size
     uint64_t last = nw_journal_last_seq(self->journal, t->name);
     if (!m || strcmp(m->env.topic, t->name) != 0 || m->env.seq != self->active_from ||
         self->active_from != last)
-        goto out;   /* a late reply of the stream this one replaced */
+        goto out; /* a late reply of the stream this one replaced */
     if (strcmp(m->env.epoch, t->epoch) != 0)
-        read_epoch(self, t);   /* the record t->epoch came from may have been put back */
+        read_epoch(self, t); /* the record t->epoch came from may have been put back */
     if (strcmp(m->env.epoch, t->epoch) == 0) {
         t->confirmed = last;
         nw_info("upstream: %s: the upstream holds seq %llu of epoch %s as this relay does",
                 t->name, (unsigned long long) last, t->epoch);
     } else
-        stop_topic(self, t, "the upstream's seq %llu is of epoch %s, this relay's of epoch "
+        stop_topic(self, t,
+                   "the upstream's seq %llu is of epoch %s, this relay's of epoch "
                    "%s: the upstream's new epoch started again at or below what this relay "
                    "holds (while the relay was away); move this relay's journal aside and "
-                   "restart it to follow", (unsigned long long) last, m->env.epoch, t->epoch);
+                   "restart it to follow",
+                   (unsigned long long) last, m->env.epoch, t->epoch);
 out:
     nw_codec_message_destroy(&m);
 }
@@ -378,9 +388,11 @@ static void start_stream(nw_upstream_t *self)
     uint64_t last = nw_journal_last_seq(self->journal, t->name);
     if (last == 0)
         t->verify = false;
-    nw_replay_request_t req = {.type = NW_REPLAY_REQ_REPLAY, .has_from = true,
+    nw_replay_request_t req = {.type = NW_REPLAY_REQ_REPLAY,
+                               .has_from = true,
                                .from = t->verify ? last : last + 1,
-                               .has_to = t->verify, .to = last,
+                               .has_to = t->verify,
+                               .to = last,
                                .credit = t->verify ? 1 : CREDIT};
     snprintf(req.topic, sizeof req.topic, "%s", t->name);
     if (send_request(self, &req) != 0) {
@@ -452,21 +464,22 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
         char topic[NW_TOPIC_MAX + 1];
         if (!t || nw_topic_unframe(d0, l0, topic, err, sizeof err) != 0 ||
             strcmp(topic, t->name) != 0)
-            return;   /* a cancelled stream's late reply */
+            return; /* a cancelled stream's late reply */
         self->active_deadline = mono_ms() + STREAM_SILENT_MS;
         if (self->active_verify) {
             verify_reply(self, t, d1, l1);
-            return;   /* its $end follows */
+            return; /* its $end follows */
         }
         take(self, t, d1, l1, true);
-        if (self->active_restart) {   /* asked again, for the relay's last seq first */
+        if (self->active_restart) { /* asked again, for the relay's last seq first */
             nw_replay_request_t cancel = {.type = NW_REPLAY_REQ_CANCEL};
             send_request(self, &cancel);
             end_stream(self, true);
             return;
         }
         if (++self->active_used >= CREDIT / 2) {
-            nw_replay_request_t credit = {.type = NW_REPLAY_REQ_CREDIT, .credit = self->active_used};
+            nw_replay_request_t credit = {.type = NW_REPLAY_REQ_CREDIT,
+                                          .credit = self->active_used};
             self->active_used = 0;
             send_request(self, &credit);
         }
@@ -486,8 +499,9 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
         if (end.head > t->head)
             t->head = end.head;
         uint64_t last = nw_journal_last_seq(self->journal, t->name);
-        if (end.head < last)   /* what it published is durable there: it lost history */
-            stop_topic(self, t, "the upstream's newest seq is %llu, below the %llu this relay "
+        if (end.head < last) /* what it published is durable there: it lost history */
+            stop_topic(self, t,
+                       "the upstream's newest seq is %llu, below the %llu this relay "
                        "holds: it lost its history (a new epoch starting again below); move "
                        "this relay's journal aside and restart it to follow",
                        (unsigned long long) end.head, (unsigned long long) last);
@@ -495,12 +509,14 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
         if (self->active_verify) {
             t->verify = false;
             if (t->confirmed != last)
-                stop_topic(self, t, "the upstream sends epoch %s after seq %llu but no longer "
+                stop_topic(self, t,
+                           "the upstream sends epoch %s after seq %llu but no longer "
                            "holds seq %llu of epoch %s that this relay holds: its new epoch "
                            "may have started again below; move this relay's journal aside "
-                           "and restart it to follow", t->next_epoch, (unsigned long long) last,
-                           (unsigned long long) last, t->epoch);
-            end_stream(self, !t->stopped);   /* then from the next seq */
+                           "and restart it to follow",
+                           t->next_epoch, (unsigned long long) last, (unsigned long long) last,
+                           t->epoch);
+            end_stream(self, !t->stopped); /* then from the next seq */
             return;
         }
         end_stream(self, false);
@@ -519,12 +535,13 @@ static void on_reply(nw_upstream_t *self, zmq_msg_t *f0, zmq_msg_t *f1)
             return;
         }
         if (strcmp(e.code, "retention") == 0)
-            stop_topic(self, t, "the upstream no longer holds seqs %llu..%llu (retention: "
+            stop_topic(self, t,
+                       "the upstream no longer holds seqs %llu..%llu (retention: "
                        "its oldest is %llu)",
                        (unsigned long long) nw_journal_last_seq(self->journal, t->name) + 1,
                        (unsigned long long) e.oldest - 1, (unsigned long long) e.oldest);
         else if (strcmp(e.code, "unknown-topic") == 0 && t->head == 0)
-            ;   /* a probe of a topic the upstream never had: nothing to fetch */
+            ; /* a probe of a topic the upstream never had: nothing to fetch */
         else
             stop_topic(self, t, "the upstream's replay refused it: %s: %s", e.code, e.reason);
         end_stream(self, false);
@@ -545,7 +562,7 @@ static void drain_dealer(nw_upstream_t *self)
         zmq_msg_init(&f1);
         bool two = zmq_msg_more(&f0) && zmq_msg_recv(&f1, self->dealer_h, 0) >= 0;
         bool more = two && zmq_msg_more(&f1);
-        while (more) {   /* a reply of more frames: not this protocol's */
+        while (more) { /* a reply of more frames: not this protocol's */
             zmq_msg_t rest;
             zmq_msg_init(&rest);
             more = zmq_msg_recv(&rest, self->dealer_h, 0) >= 0 && zmq_msg_more(&rest);
@@ -573,8 +590,8 @@ static void drain_sub(nw_upstream_t *self)
                    !zmq_msg_more(&f1);
         char topic[NW_TOPIC_MAX + 1], err[200];
         self->stats.received++;
-        if (!two || nw_topic_unframe(zmq_msg_data(&f0), zmq_msg_size(&f0), topic, err,
-                                     sizeof err) != 0) {
+        if (!two ||
+            nw_topic_unframe(zmq_msg_data(&f0), zmq_msg_size(&f0), topic, err, sizeof err) != 0) {
             self->stats.bad++;
             /* the rest of a message of more frames */
             while (zmq_msg_more(&f1)) {
@@ -594,7 +611,7 @@ static void drain_sub(nw_upstream_t *self)
         zmq_msg_close(&f0);
         zmq_msg_close(&f1);
     }
-    drain_dealer(self);   /* the sends above may have consumed the DEALER's edge */
+    drain_dealer(self); /* the sends above may have consumed the DEALER's edge */
 }
 
 static void know_topic(void *arg, const char *topic, uint64_t last)
@@ -634,7 +651,7 @@ static void drain_monitor(nw_upstream_t *self)
             self->handshakes++;
             self->stats.connects++;
             nw_notice("upstream: connected to %s", self->live);
-            probe_all(self);   /* what passed while away */
+            probe_all(self); /* what passed while away */
         } else if (event == ZMQ_EVENT_DISCONNECTED && self->handshakes > 0) {
             self->handshakes--;
             self->stats.disconnects++;
@@ -700,7 +717,8 @@ static int load_keys(const char *path, char *pub, char *sec, char *errbuf, size_
     if (!p || strlen(p) != 40)
         snprintf(errbuf, errlen, "certificate %s: no curve/public-key", path);
     else if (sec && (!s || strlen(s) != 40))
-        snprintf(errbuf, errlen, "certificate %s: no curve/secret-key (use the _secret file)", path);
+        snprintf(errbuf, errlen, "certificate %s: no curve/secret-key (use the _secret file)",
+                 path);
     else {
         memcpy(pub, p, 41);
         if (sec)
@@ -728,9 +746,8 @@ static int start_poll(nw_upstream_t *self, uv_poll_t *poll, zsock_t *sock, uv_po
     return uv_poll_start(poll, UV_READABLE, cb);
 }
 
-nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
-                               nw_feed_t *feed, nw_journal_t *journal,
-                               char *errbuf, size_t errlen)
+nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options, nw_feed_t *feed,
+                               nw_journal_t *journal, char *errbuf, size_t errlen)
 {
     const nw_upstream_options_t *o = &options;
     nw_upstream_t *self = calloc(1, sizeof *self);
@@ -771,8 +788,10 @@ nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
         } else if (strlen(o->server_key) == 40) {
             memcpy(server, o->server_key, 41);
         } else {
-            snprintf(errbuf, errlen, "--upstream-key '%s' is neither a 40-character Z85 key "
-                     "nor a certificate file", o->server_key);
+            snprintf(errbuf, errlen,
+                     "--upstream-key '%s' is neither a 40-character Z85 key "
+                     "nor a certificate file",
+                     o->server_key);
             goto fail;
         }
     }
@@ -799,10 +818,11 @@ nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
     /* Connection state: the SUB's handshakes and disconnections. */
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://nw-upstream-monitor-%p", (void *) self);
-    if (zmq_socket_monitor(self->sub_h, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                           ZMQ_EVENT_DISCONNECTED) != 0 ||
+    if (zmq_socket_monitor(self->sub_h, mon,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0 ||
         !(self->monitor = zsock_new(ZMQ_PAIR)) || zsock_connect(self->monitor, "%s", mon) != 0) {
-        snprintf(errbuf, errlen, "cannot monitor the upstream socket: %s", zmq_strerror(zmq_errno()));
+        snprintf(errbuf, errlen, "cannot monitor the upstream socket: %s",
+                 zmq_strerror(zmq_errno()));
         goto fail;
     }
     self->monitor_h = zsock_resolve(self->monitor);
@@ -818,7 +838,8 @@ nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
         goto fail;
     }
     if (self->dealer && zsock_connect(self->dealer, "%s", o->replay) != 0) {
-        snprintf(errbuf, errlen, "--upstream-replay %s: %s", o->replay, zmq_strerror(zmq_errno()));
+        snprintf(errbuf, errlen, "--upstream-replay %s: %s", o->replay,
+                 zmq_strerror(zmq_errno()));
         goto fail;
     }
     if (start_poll(self, &self->sub_poll, self->sub, on_sub) != 0 ||
@@ -837,9 +858,9 @@ nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
      * relay killed mid-burst on a loaded machine restarted after the burst's end). */
     nw_journal_topics(journal, know_topic, self);
     memset(sec, 0, sizeof sec);
-    nw_info("upstream: %s%s%s, %s, %zu topic filters", o->live,
-            o->replay ? ", replay " : "", o->replay ? o->replay : " (no replay)",
-            o->cert ? "CURVE" : "clear text", self->nfilters);
+    nw_info("upstream: %s%s%s, %s, %zu topic filters", o->live, o->replay ? ", replay " : "",
+            o->replay ? o->replay : " (no replay)", o->cert ? "CURVE" : "clear text",
+            self->nfilters);
     return self;
 nomem:
     snprintf(errbuf, errlen, "out of memory");
@@ -865,8 +886,10 @@ size_t nw_upstream_topics(nw_upstream_t *self, nw_upstream_topic_t *out, size_t 
     size_t n = 0;
     for (topic_t *t = zhashx_first(self->topics); t && n < max; t = zhashx_next(self->topics)) {
         uint64_t last = nw_journal_last_seq(self->journal, t->name);
-        out[n++] = (nw_upstream_topic_t) {.topic = t->name, .head = t->head > last ? t->head : last,
-                                          .last = last, .stopped = t->stopped,
+        out[n++] = (nw_upstream_topic_t) {.topic = t->name,
+                                          .head = t->head > last ? t->head : last,
+                                          .last = last,
+                                          .stopped = t->stopped,
                                           .reason = t->reason};
     }
     return n;
@@ -921,7 +944,7 @@ void nw_upstream_destroy(nw_upstream_t **self_p)
     uv_handle_t *handles[] = {(uv_handle_t *) &self->sub_poll, (uv_handle_t *) &self->dealer_poll,
                               (uv_handle_t *) &self->monitor_poll, (uv_handle_t *) &self->tick};
     for (size_t i = 0; i < 4; i++)
-        if (handles[i]->loop) {   /* initialised */
+        if (handles[i]->loop) { /* initialised */
             handles[i]->data = self;
             uv_close(handles[i], on_close);
         }

@@ -30,9 +30,9 @@
  * STATUS and the log say so; the operator moves the relay's journal aside and restarts
  * it, and it fills the topic again from the upstream (the journal keeps one seq line
  * per topic: holding the new epoch's seqs beside the old would take a per-topic restart
- * record in its format, its recovery, cursor and retention). The same stops a topic whose missing seqs the upstream no
- * longer holds (retention, or no --upstream-replay to ask): the journal takes only the
- * next seq, so a relay never carries on past a hole it could not fill.
+ * record in its format, its recovery, cursor and retention). The same stops a topic whose missing
+ * seqs the upstream no longer holds (retention, or no --upstream-replay to ask): the journal
+ * takes only the next seq, so a relay never carries on past a hole it could not fill.
  *
  * CURVE as a client: the relay's own certificate (--upstream-cert, the _secret file)
  * and the upstream's public key (--upstream-key). Connection state comes from the SUB's
@@ -42,57 +42,56 @@
 #ifndef NW_UPSTREAM_H
 #define NW_UPSTREAM_H
 
+#include "feed.h"
+#include "journal.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include "feed.h"
-#include "journal.h"
 
 typedef struct nw_upstream nw_upstream_t;
 
 typedef struct {
-    const char *live;                /* the upstream's XPUB endpoint */
-    const char *replay;              /* its ROUTER endpoint, or NULL: gaps cannot be filled */
-    char *const *topics;             /* topics carried (with those below them); none: all */
+    const char *live;    /* the upstream's XPUB endpoint */
+    const char *replay;  /* its ROUTER endpoint, or NULL: gaps cannot be filled */
+    char *const *topics; /* topics carried (with those below them); none: all */
     size_t topic_count;
-    const char *cert;                /* the relay's client certificate (_secret), or NULL */
-    const char *server_key;          /* the upstream's public key (Z85 or a certificate
-                                        file), with cert */
-    int rcvhwm;                      /* messages the SUB queues */
+    const char *cert;       /* the relay's client certificate (_secret), or NULL */
+    const char *server_key; /* the upstream's public key (Z85 or a certificate
+                               file), with cert */
+    int rcvhwm;             /* messages the SUB queues */
 } nw_upstream_options_t;
 
 /* Per topic: how far the relay is behind what it has seen of the upstream. */
 typedef struct {
     const char *topic;
-    uint64_t head;                   /* highest seq seen from the upstream (live or $end) */
-    uint64_t last;                   /* the relay's journal's last seq */
-    bool stopped;                    /* stopped for good (see above): reason says why */
+    uint64_t head; /* highest seq seen from the upstream (live or $end) */
+    uint64_t last; /* the relay's journal's last seq */
+    bool stopped;  /* stopped for good (see above): reason says why */
     const char *reason;
 } nw_upstream_topic_t;
 
 typedef struct {
-    bool connected;                  /* the SUB has a live, handshaken connection */
+    bool connected; /* the SUB has a live, handshaken connection */
     unsigned long connects, disconnects;
-    unsigned long received;          /* live messages taken off the SUB */
-    unsigned long forwarded;         /* messages journaled and sent (live and replayed) */
-    unsigned long repeats;           /* dropped: at or below what the relay holds */
-    unsigned long filtered;          /* dropped: outside --upstream-topic */
-    unsigned long bad;               /* dropped: malformed */
-    unsigned long gaps;              /* gaps found (live seq beyond L + 1) */
-    unsigned long repaired;          /* seqs fetched by replay and forwarded */
-    unsigned long replays;           /* replay streams asked for */
-    unsigned long replay_errors;     /* $error replies and silent streams */
-    uint64_t lag;                    /* sum over topics of head - last */
-    unsigned long topics, stopped;   /* topics seen; of them stopped */
+    unsigned long received;        /* live messages taken off the SUB */
+    unsigned long forwarded;       /* messages journaled and sent (live and replayed) */
+    unsigned long repeats;         /* dropped: at or below what the relay holds */
+    unsigned long filtered;        /* dropped: outside --upstream-topic */
+    unsigned long bad;             /* dropped: malformed */
+    unsigned long gaps;            /* gaps found (live seq beyond L + 1) */
+    unsigned long repaired;        /* seqs fetched by replay and forwarded */
+    unsigned long replays;         /* replay streams asked for */
+    unsigned long replay_errors;   /* $error replies and silent streams */
+    uint64_t lag;                  /* sum over topics of head - last */
+    unsigned long topics, stopped; /* topics seen; of them stopped */
 } nw_upstream_stats_t;
 
 /* Connects (asynchronously: an absent upstream is not an error). NULL with the reason
  * (a bad endpoint, an unusable certificate or key). feed and journal are borrowed; what
  * options point to is copied or read during the call (a reload changes none of it). */
-nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options,
-                               nw_feed_t *feed, nw_journal_t *journal,
-                               char *errbuf, size_t errlen);
+nw_upstream_t *nw_upstream_new(uv_loop_t *loop, nw_upstream_options_t options, nw_feed_t *feed,
+                               nw_journal_t *journal, char *errbuf, size_t errlen);
 void nw_upstream_stats(const nw_upstream_t *self, nw_upstream_stats_t *out);
 /* The topics seen, in no order (valid until the loop runs again). */
 size_t nw_upstream_topics(nw_upstream_t *self, nw_upstream_topic_t *out, size_t max);

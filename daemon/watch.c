@@ -39,18 +39,19 @@
 #include <unistd.h>
 
 #define WATCH_BUF_SIZE 65536
-#define DROP_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | \
-                   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define DROP_MASK \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | \
+     IN_ONLYDIR)
 #define SUBDIR_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW)
 #define TICK_MS NW_WATCH_TICK_MS
-#define WARN_MS 60000           /* a warning a minute while something is not watched */
-#define FRESH_MAX 4096          /* created files followed until their close */
+#define WARN_MS 60000  /* a warning a minute while something is not watched */
+#define FRESH_MAX 4096 /* created files followed until their close */
 
 /* Why the drop folder is not watched. */
 typedef enum {
     DROP_WATCHED,
-    DROP_MISSING,               /* not there (or not a folder): nothing to see */
-    DROP_POLLED,                /* there, readable, but inotify refused: scanned a tick */
+    DROP_MISSING, /* not there (or not a folder): nothing to see */
+    DROP_POLLED,  /* there, readable, but inotify refused: scanned a tick */
 } drop_state_t;
 
 /* A regular file created in a watched folder whose close has not been seen yet. */
@@ -58,7 +59,7 @@ typedef struct {
     dev_t dev;
     ino_t ino;
     int64_t mtime_ns;
-    uint64_t since_ms;          /* loop time of the last change seen */
+    uint64_t since_ms; /* loop time of the last change seen */
 } fresh_t;
 
 struct nw_watch {
@@ -66,26 +67,26 @@ struct nw_watch {
     char *drop_dir;
     nw_watch_fn *fn;
     void *arg;
-    int ifd;                /* inotify descriptor, closed by the close callback */
-    int drop_wd;            /* -1 until started, or after the drop folder went away */
-    dev_t drop_dev;         /* what drop_wd watches, to tell when the path names */
-    ino_t drop_ino;         /* another folder (an ancestor renamed, say) */
+    int ifd;        /* inotify descriptor, closed by the close callback */
+    int drop_wd;    /* -1 until started, or after the drop folder went away */
+    dev_t drop_dev; /* what drop_wd watches, to tell when the path names */
+    ino_t drop_ino; /* another folder (an ancestor renamed, say) */
     drop_state_t drop_state;
-    int drop_errno;         /* why it is missing or polled */
-    char drop_why[64];      /* "deleted", "moved away", ... for the log */
+    int drop_errno;    /* why it is missing or polled */
+    char drop_why[64]; /* "deleted", "moved away", ... for the log */
     uv_poll_t poll;
     uv_timer_t tick;
-    uv_idle_t nudge;        /* one loop turn without blocking after the tick reported */
-    int open_handles;       /* poll, tick, nudge: freed when all are closed */
+    uv_idle_t nudge;  /* one loop turn without blocking after the tick reported */
+    int open_handles; /* poll, tick, nudge: freed when all are closed */
     bool polling, started, stopped, closing, nudged;
-    zhashx_t *subdirs;      /* wd (as a pointer) -> subfolder name */
-    zhashx_t *unwatched;    /* subfolder name -> errno (as a pointer): polled */
-    zhashx_t *fresh;        /* rel ("name" or "subdir/name") -> fresh_t */
-    uint64_t warned_ms;     /* loop time of the last warning */
-    unsigned warned_sig;    /* what it warned of (0: nothing wrong) */
-    char problem[256];      /* for nw_watch_problem */
-    struct scan *backlog;   /* sorted scans not yet fully reported, oldest scan first */
-    bool held;              /* the callback asked to wait for nw_watch_resume */
+    zhashx_t *subdirs;    /* wd (as a pointer) -> subfolder name */
+    zhashx_t *unwatched;  /* subfolder name -> errno (as a pointer): polled */
+    zhashx_t *fresh;      /* rel ("name" or "subdir/name") -> fresh_t */
+    uint64_t warned_ms;   /* loop time of the last warning */
+    unsigned warned_sig;  /* what it warned of (0: nothing wrong) */
+    char problem[256];    /* for nw_watch_problem */
+    struct scan *backlog; /* sorted scans not yet fully reported, oldest scan first */
+    bool held;            /* the callback asked to wait for nw_watch_resume */
     nw_watch_stats_t stats;
     alignas(struct inotify_event) char buf[WATCH_BUF_SIZE];
 };
@@ -102,13 +103,13 @@ typedef struct {
 
 typedef struct scan scan_t;
 struct scan {
-    scan_t *next;           /* backlog queue */
+    scan_t *next; /* backlog queue */
     entry_t *entries;
     size_t count, cap;
-    size_t reported;        /* entries already handed to the callback */
-    char *names;            /* NUL-separated names */
+    size_t reported; /* entries already handed to the callback */
+    char *names;     /* NUL-separated names */
     size_t names_len, names_cap;
-    char **subdirs;         /* owned copies of the subfolder names scanned */
+    char **subdirs; /* owned copies of the subfolder names scanned */
     size_t subdir_count, subdir_cap;
 };
 
@@ -298,8 +299,8 @@ static int64_t realtime_ns(void)
  * subfolders are watched (before they are read) and collected too; those that cannot
  * be watched are collected all the same. A polled scan sees no close: it leaves files
  * changed within the last tick for the next one, as a writer may still be at work. */
-static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir, bool polled,
-                    char *errbuf, size_t errlen)
+static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir, bool polled, char *errbuf,
+                    size_t errlen)
 {
     int64_t now = polled ? realtime_ns() : 0;
     char path[PATH_MAX];
@@ -309,7 +310,7 @@ static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir, bool pol
         snprintf(path, sizeof path, "%s", self->drop_dir);
     DIR *dir = opendir(path);
     if (!dir) {
-        if (subdir)             /* gone since the event, or not a folder any more */
+        if (subdir) /* gone since the event, or not a folder any more */
             return 0;
         snprintf(errbuf, errlen, "cannot read drop folder %s: %s", path, strerror(errno));
         return -1;
@@ -320,10 +321,10 @@ static int scan_dir(nw_watch_t *self, scan_t *scan, const char *subdir, bool pol
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
         if (nw_watch_name_skipped(de->d_name))
-            continue;           /* also ".", ".." */
+            continue; /* also ".", ".." */
         struct stat st;
         if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue;           /* gone meanwhile */
+            continue; /* gone meanwhile */
         if (S_ISDIR(st.st_mode)) {
             /* one level only; the watch comes first so nothing lands unseen */
             if (!subdir && add_subdir(self, de->d_name) >= 0 &&
@@ -377,8 +378,8 @@ static void backlog_feed(nw_watch_t *self)
 /* Scan one subfolder (subdir) or everything (NULL), then report oldest first. A full
  * scan finds every file still there, so it replaces whatever backlog was left; a
  * subfolder's scan queues behind it. */
-static int scan_and_report(nw_watch_t *self, const char *subdir, bool polled,
-                           char *errbuf, size_t errlen)
+static int scan_and_report(nw_watch_t *self, const char *subdir, bool polled, char *errbuf,
+                           size_t errlen)
 {
     scan_t *scan = calloc(1, sizeof *scan);
     if (!scan) {
@@ -386,7 +387,7 @@ static int scan_and_report(nw_watch_t *self, const char *subdir, bool polled,
         return -1;
     }
     if (!subdir)
-        zhashx_purge(self->unwatched);   /* the scan finds them again */
+        zhashx_purge(self->unwatched); /* the scan finds them again */
     int rc = scan_dir(self, scan, subdir, polled, errbuf, errlen);
     self->stats.subdirs = zhashx_size(self->subdirs);
     self->stats.unwatched = zhashx_size(self->unwatched);
@@ -459,8 +460,10 @@ static void update_problem(nw_watch_t *self)
     size_t len = sizeof self->problem;
     out[0] = '\0';
     if (self->drop_state == DROP_MISSING)
-        snprintf(out, len, "DROP FOLDER MISSING (%s): its files are not seen; looked for every "
-                 "%d s", self->drop_why, TICK_MS / 1000);
+        snprintf(out, len,
+                 "DROP FOLDER MISSING (%s): its files are not seen; looked for every "
+                 "%d s",
+                 self->drop_why, TICK_MS / 1000);
     else if (self->drop_state == DROP_POLLED)
         snprintf(out, len, "DROP FOLDER NOT WATCHED (%s): scanned every %d s",
                  watch_error(self->drop_errno), TICK_MS / 1000);
@@ -480,7 +483,8 @@ static void health_check(nw_watch_t *self)
     update_problem(self);
     size_t unwatched = zhashx_size(self->unwatched);
     unsigned sig = self->drop_state != DROP_WATCHED ? 1u + (unsigned) self->drop_state
-                   : unwatched ? 8u : 0u;
+                   : unwatched                      ? 8u
+                                                    : 0u;
     uint64_t now = uv_now(self->loop);
     if (!sig) {
         if (self->warned_sig)
@@ -494,12 +498,12 @@ static void health_check(nw_watch_t *self)
     self->warned_ms = now;
     if (self->drop_state == DROP_MISSING)
         nw_warn("watch: drop folder %s %s: no file is taken until it is there again "
-                "(looked for every %d s, or on SIGHUP)", self->drop_dir, self->drop_why,
-                TICK_MS / 1000);
+                "(looked for every %d s, or on SIGHUP)",
+                self->drop_dir, self->drop_why, TICK_MS / 1000);
     else if (self->drop_state == DROP_POLLED)
         nw_warn("watch: cannot watch drop folder %s: %s; it is scanned every %d s instead "
-                "(retried then, and on SIGHUP)", self->drop_dir, watch_error(self->drop_errno),
-                TICK_MS / 1000);
+                "(retried then, and on SIGHUP)",
+                self->drop_dir, watch_error(self->drop_errno), TICK_MS / 1000);
     else {
         char names[200] = "", esc[64];
         size_t shown = 0;
@@ -511,9 +515,9 @@ static void health_check(nw_watch_t *self)
         }
         int err = (int) (uintptr_t) zhashx_first(self->unwatched);
         nw_warn("watch: %zu subfolder%s of %s cannot be watched (%s): %s%s; scanned every %d s "
-                "instead (retried then, and on SIGHUP)", unwatched, unwatched == 1 ? "" : "s",
-                self->drop_dir, watch_error(err), names, unwatched > shown ? ", ..." : "",
-                TICK_MS / 1000);
+                "instead (retried then, and on SIGHUP)",
+                unwatched, unwatched == 1 ? "" : "s", self->drop_dir, watch_error(err), names,
+                unwatched > shown ? ", ..." : "", TICK_MS / 1000);
     }
 }
 
@@ -537,7 +541,7 @@ static int drop_watch(nw_watch_t *self)
             self->drop_state = DROP_POLLED;
         return -1;
     }
-    if (stat(self->drop_dir, &st) != 0) {   /* gone again already: the tick retries */
+    if (stat(self->drop_dir, &st) != 0) { /* gone again already: the tick retries */
         inotify_rm_watch(self->ifd, wd);
         return -1;
     }
@@ -559,12 +563,12 @@ static void fresh_clear(nw_watch_t *self)
 static void drop_lost(nw_watch_t *self, const char *why)
 {
     if (self->drop_wd >= 0)
-        inotify_rm_watch(self->ifd, self->drop_wd);   /* fails harmlessly once deleted */
+        inotify_rm_watch(self->ifd, self->drop_wd); /* fails harmlessly once deleted */
     self->drop_wd = -1;
     self->drop_state = DROP_MISSING;
     snprintf(self->drop_why, sizeof self->drop_why, "%s", why);
     forget_subdirs(self);
-    backlog_clear(self);   /* a rescan finds them again; a hold stays until resumed */
+    backlog_clear(self); /* a rescan finds them again; a hold stays until resumed */
     fresh_clear(self);
 }
 
@@ -692,9 +696,10 @@ static void fresh_age(nw_watch_t *self)
         }
         char esc[PATH_MAX];
         nw_debug("watch: %s was created with no close seen and has not changed for a tick: "
-                 "reported", nw_log_escape(rel, esc, sizeof esc));
+                 "reported",
+                 nw_log_escape(rel, esc, sizeof esc));
         zhashx_delete(self->fresh, rel);
-        char *slash = strchr(rel, '/');   /* rel is the list's copy */
+        char *slash = strchr(rel, '/'); /* rel is the list's copy */
         if (slash)
             *slash = '\0';
         report(self, slash ? rel : "", slash ? slash + 1 : rel);
@@ -766,10 +771,11 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
     if (ev->wd == self->drop_wd) {
         if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
             drop_lost(self, ev->mask & IN_DELETE_SELF ? "was deleted"
-                            : ev->mask & IN_MOVE_SELF ? "was moved away"
-                            : "is no longer watched (deleted or unmounted)");
-            *rescan = false;   /* what was queued before is moot; the folder is gone */
-            retry_watches(self);   /* it may be back already (mv drop old; mkdir drop) */
+                            : ev->mask & IN_MOVE_SELF
+                                ? "was moved away"
+                                : "is no longer watched (deleted or unmounted)");
+            *rescan = false;     /* what was queued before is moot; the folder is gone */
+            retry_watches(self); /* it may be back already (mv drop old; mkdir drop) */
             return;
         }
         if (!*name || nw_watch_name_skipped(name))
@@ -783,8 +789,7 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
                 if (rc >= 0 && scan_and_report(self, name, rc == 1, err, sizeof err))
                     nw_warn("watch: %s", err);
                 health_check(self);
-            }
-            else if (ev->mask & IN_MOVED_FROM) {
+            } else if (ev->mask & IN_MOVED_FROM) {
                 remove_subdir(self, name);
                 health_check(self);
             }
@@ -799,7 +804,7 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
     }
     const char *subdir = zhashx_lookup(self->subdirs, wd_key(ev->wd));
     if (!subdir)
-        return;                 /* a watch already forgotten */
+        return; /* a watch already forgotten */
     if (ev->mask & IN_IGNORED) {
         zhashx_delete(self->subdirs, wd_key(ev->wd));
         self->stats.subdirs = zhashx_size(self->subdirs);
@@ -831,7 +836,7 @@ static void on_readable(uv_poll_t *handle, int status, int events)
     while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN)
         nw_err("watch: reading inotify: %s", strerror(errno));
-    for (char *p = self->buf; n > 0 && p < self->buf + n && !self->stopped; ) {
+    for (char *p = self->buf; n > 0 && p < self->buf + n && !self->stopped;) {
         const struct inotify_event *ev = (const struct inotify_event *) (void *) p;
         handle_event(self, ev, &rescan);
         p += sizeof *ev + ev->len;
@@ -952,7 +957,7 @@ int nw_watch_start(nw_watch_t *self, char *errbuf, size_t errlen)
     if (scan_and_report(self, NULL, false, errbuf, errlen) != 0)
         return -1;
     if (self->stats.reports)
-        nudge(self);   /* the loop's first turn hands the backlog on without waiting */
+        nudge(self); /* the loop's first turn hands the backlog on without waiting */
     health_check(self);
     return 0;
 }

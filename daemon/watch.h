@@ -37,7 +37,7 @@ typedef struct nw_watch nw_watch_t;
 /* subdir is "" for the drop folder itself, else the subfolder's name; name is the
  * file's name inside it. Both are only valid during the call. Return 0 to go on,
  * nonzero to hold the rest of a scan until nw_watch_resume(). */
-typedef int (nw_watch_fn)(void *arg, const char *subdir, const char *name);
+typedef int(nw_watch_fn)(void *arg, const char *subdir, const char *name);
 
 /* Watch drop_dir (which must exist). Nothing is reported before nw_watch_start(). */
 nw_watch_t *nw_watch_new(uv_loop_t *loop, const char *drop_dir, nw_watch_fn *fn, void *arg,

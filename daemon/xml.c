@@ -17,8 +17,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* Nothing we parse may make libxml2 open a file or a URL, whatever the options. The
  * loader is process-wide; nothing else in newswired uses libxml2. */
-static xmlParserInputPtr
-refuse_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
+static xmlParserInputPtr refuse_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
     (void) url;
     (void) id;
@@ -26,16 +25,14 @@ refuse_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
     return NULL;
 }
 
-static void
-init(void)
+static void init(void)
 {
-    xmlInitParser();   /* once, before any thread parses: libxml2's own rule */
+    xmlInitParser(); /* once, before any thread parses: libxml2's own rule */
     xmlSetExternalEntityLoader(refuse_loader);
 }
 
 /* libxml2's last error as "XML: line N: message" without the trailing newline. */
-static void
-report(xmlParserCtxt *ctxt, const char *what, char *errbuf, size_t errlen)
+static void report(xmlParserCtxt *ctxt, const char *what, char *errbuf, size_t errlen)
 {
     const xmlError *e = ctxt ? xmlCtxtGetLastError(ctxt) : NULL;
     if (!e || !e->message) {
@@ -46,16 +43,14 @@ report(xmlParserCtxt *ctxt, const char *what, char *errbuf, size_t errlen)
     snprintf(errbuf, errlen, "%s: line %d: %.*s", what, e->line, n, e->message);
 }
 
-static bool
-declares_entities(const xmlDoc *doc)
+static bool declares_entities(const xmlDoc *doc)
 {
     const xmlDtd *dtd = doc->intSubset;
-    return dtd && ((dtd->entities && xmlHashSize(dtd->entities) > 0)
-                   || (dtd->pentities && xmlHashSize(dtd->pentities) > 0));
+    return dtd && ((dtd->entities && xmlHashSize(dtd->entities) > 0) ||
+                   (dtd->pentities && xmlHashSize(dtd->pentities) > 0));
 }
 
-xmlDoc *
-nw_xml_read(const char *text, size_t len, bool html, char *errbuf, size_t errlen)
+xmlDoc *nw_xml_read(const char *text, size_t len, bool html, char *errbuf, size_t errlen)
 {
     const char *what = html ? "HTML" : "XML";
     xmlDoc *doc = NULL;
@@ -71,17 +66,16 @@ nw_xml_read(const char *text, size_t len, bool html, char *errbuf, size_t errlen
         ctxt = htmlNewParserCtxt();
         if (ctxt)
             doc = htmlCtxtReadMemory(ctxt, text, (int) len, NULL, "UTF-8",
-                                     HTML_PARSE_NONET | HTML_PARSE_NOERROR
-                                     | HTML_PARSE_NOWARNING);
-    }
-    else {
+                                     HTML_PARSE_NONET | HTML_PARSE_NOERROR |
+                                         HTML_PARSE_NOWARNING);
+    } else {
         ctxt = xmlNewParserCtxt();
         /* No XML_PARSE_NOENT, DTDLOAD, DTDATTR, XINCLUDE or HUGE: entities stay
          * references, nothing outside the bytes is read, libxml2 keeps its limits. */
         if (ctxt)
             doc = xmlCtxtReadMemory(ctxt, text, (int) len, NULL, "UTF-8",
-                                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING
-                                    | XML_PARSE_NOCDATA | XML_PARSE_IGNORE_ENC);
+                                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+                                        XML_PARSE_NOCDATA | XML_PARSE_IGNORE_ENC);
     }
     if (!ctxt) {
         snprintf(errbuf, errlen, "out of memory");
@@ -92,7 +86,8 @@ nw_xml_read(const char *text, size_t len, bool html, char *errbuf, size_t errlen
         goto fail;
     }
     if (!html && declares_entities(doc)) {
-        snprintf(errbuf, errlen, "XML declares entities in its DTD (refused: entity "
+        snprintf(errbuf, errlen,
+                 "XML declares entities in its DTD (refused: entity "
                  "expansion and external entities are off)");
         goto fail;
     }
@@ -115,15 +110,13 @@ fail:
     return NULL;
 }
 
-bool
-nw_xml_is(const xmlNode *n, const char *local)
+bool nw_xml_is(const xmlNode *n, const char *local)
 {
-    return n && n->type == XML_ELEMENT_NODE
-        && (!local || strcmp((const char *) n->name, local) == 0);
+    return n && n->type == XML_ELEMENT_NODE &&
+           (!local || strcmp((const char *) n->name, local) == 0);
 }
 
-xmlNode *
-nw_xml_next(const xmlNode *after, const char *local)
+xmlNode *nw_xml_next(const xmlNode *after, const char *local)
 {
     xmlNode *n;
     for (n = after ? after->next : NULL; n; n = n->next)
@@ -132,8 +125,7 @@ nw_xml_next(const xmlNode *after, const char *local)
     return NULL;
 }
 
-xmlNode *
-nw_xml_child(const xmlNode *parent, const char *local)
+xmlNode *nw_xml_child(const xmlNode *parent, const char *local)
 {
     xmlNode *n;
     for (n = parent ? parent->children : NULL; n; n = n->next)
@@ -142,8 +134,7 @@ nw_xml_child(const xmlNode *parent, const char *local)
     return NULL;
 }
 
-static xmlNode *
-find(const xmlNode *n, const char *local, int depth)
+static xmlNode *find(const xmlNode *n, const char *local, int depth)
 {
     xmlNode *c, *hit;
     if (depth > NW_XML_MAX_DEPTH)
@@ -159,34 +150,31 @@ find(const xmlNode *n, const char *local, int depth)
     return NULL;
 }
 
-xmlNode *
-nw_xml_find(const xmlNode *root, const char *local)
+xmlNode *nw_xml_find(const xmlNode *root, const char *local)
 {
     return root ? find(root, local, 0) : NULL;
 }
 
-const char *
-nw_xml_attr(const xmlNode *n, const char *name)
+const char *nw_xml_attr(const xmlNode *n, const char *name)
 {
     const xmlAttr *a;
     if (!n || n->type != XML_ELEMENT_NODE)
         return NULL;
     for (a = n->properties; a; a = a->next)
-        if (strcmp((const char *) a->name, name) == 0 && a->children
-            && a->children->type == XML_TEXT_NODE)
+        if (strcmp((const char *) a->name, name) == 0 && a->children &&
+            a->children->type == XML_TEXT_NODE)
             return (const char *) a->children->content;
     return NULL;
 }
 
 static const char *const block_names[] = {
-    "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd",
-    "blockquote", "pre", "table", "tr", "section", "article", "header", "footer",
-    "figure", "figcaption", "address", "main", "hl1", "hl2", "block", "note", "bq",
-    "body", "html",
+    "p",       "div",     "h1",     "h2",     "h3",     "h4",         "h5",      "h6",    "li",
+    "ul",      "ol",      "dl",     "dt",     "dd",     "blockquote", "pre",     "table", "tr",
+    "section", "article", "header", "footer", "figure", "figcaption", "address", "main",  "hl1",
+    "hl2",     "block",   "note",   "bq",     "body",   "html",
 };
 
-static bool
-is_block(const xmlNode *n)
+static bool is_block(const xmlNode *n)
 {
     size_t i;
     for (i = 0; i < sizeof block_names / sizeof block_names[0]; i++)
@@ -195,8 +183,7 @@ is_block(const xmlNode *n)
     return false;
 }
 
-static void
-put_text(nw_text_buf_t *buf, const xmlNode *n, int depth)
+static void put_text(nw_text_buf_t *buf, const xmlNode *n, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -206,9 +193,8 @@ put_text(nw_text_buf_t *buf, const xmlNode *n, int depth)
             if (c->content)
                 nw_text_buf_append(buf, (const char *) c->content,
                                    strlen((const char *) c->content));
-        }
-        else if (c->type == XML_ELEMENT_NODE && !nw_xml_is(c, "script")
-                 && !nw_xml_is(c, "style")) {
+        } else if (c->type == XML_ELEMENT_NODE && !nw_xml_is(c, "script") &&
+                   !nw_xml_is(c, "style")) {
             /* Inline elements join their text as written; blocks and br separate. */
             bool apart = nw_xml_is(c, "br") || is_block(c);
             if (apart)
@@ -223,8 +209,7 @@ put_text(nw_text_buf_t *buf, const xmlNode *n, int depth)
 
 /* Sanitize what a walker gathered (character references can carry controls or CR)
  * and free it. */
-static char *
-sanitized(nw_text_buf_t *buf, size_t *len, bool *oom)
+static char *sanitized(nw_text_buf_t *buf, size_t *len, bool *oom)
 {
     unsigned replaced;
     char *clean = NULL;
@@ -235,8 +220,7 @@ sanitized(nw_text_buf_t *buf, size_t *len, bool *oom)
     return clean;
 }
 
-static char *
-oneline_of(nw_text_buf_t *buf, bool *oom)
+static char *oneline_of(nw_text_buf_t *buf, bool *oom)
 {
     size_t len = 0;
     char *clean = sanitized(buf, &len, oom);
@@ -249,10 +233,9 @@ oneline_of(nw_text_buf_t *buf, bool *oom)
     return out;
 }
 
-char *
-nw_xml_oneline(const xmlNode *n, bool *oom)
+char *nw_xml_oneline(const xmlNode *n, bool *oom)
 {
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     *oom = false;
     if (!n)
         return NULL;
@@ -260,10 +243,9 @@ nw_xml_oneline(const xmlNode *n, bool *oom)
     return oneline_of(&buf, oom);
 }
 
-char *
-nw_xml_oneline_str(const char *s, bool *oom)
+char *nw_xml_oneline_str(const char *s, bool *oom)
 {
-    nw_text_buf_t buf = { 0 };
+    nw_text_buf_t buf = {0};
     *oom = false;
     if (!s)
         return NULL;
@@ -271,11 +253,10 @@ nw_xml_oneline_str(const char *s, bool *oom)
     return oneline_of(&buf, oom);
 }
 
-static bool
-is_skipped(const xmlNode *n, const char *const *skip)
+static bool is_skipped(const xmlNode *n, const char *const *skip)
 {
-    if (nw_xml_is(n, "script") || nw_xml_is(n, "style") || nw_xml_is(n, "noscript")
-        || nw_xml_is(n, "template"))
+    if (nw_xml_is(n, "script") || nw_xml_is(n, "style") || nw_xml_is(n, "noscript") ||
+        nw_xml_is(n, "template"))
         return true;
     for (; skip && *skip; skip++)
         if (nw_xml_is(n, *skip))
@@ -285,26 +266,24 @@ is_skipped(const xmlNode *n, const char *const *skip)
 
 typedef struct {
     nw_text_buf_t *buf;
-    bool line_start;      /* nothing on the current line yet */
-    bool space;           /* white space seen since the last character */
+    bool line_start; /* nothing on the current line yet */
+    bool space;      /* white space seen since the last character */
     const char *const *skip;
     nw_xml_skip_fn *skip_fn;
     void *skip_arg;
 } para_ctx_t;
 
-static void
-para_break(para_ctx_t *p, const char *sep)
+static void para_break(para_ctx_t *p, const char *sep)
 {
     if (p->buf->len && !p->line_start)
         nw_text_buf_append(p->buf, sep, strlen(sep));
     else if (p->buf->len && sep[1])
-        nw_text_buf_append(p->buf, "\n", 1);   /* a blank line after a br: a paragraph */
+        nw_text_buf_append(p->buf, "\n", 1); /* a blank line after a br: a paragraph */
     p->line_start = true;
     p->space = false;
 }
 
-static void
-para_text(para_ctx_t *p, const char *s)
+static void para_text(para_ctx_t *p, const char *s)
 {
     for (; *s; s++) {
         char c = *s;
@@ -320,8 +299,7 @@ para_text(para_ctx_t *p, const char *s)
     }
 }
 
-static void
-put_paragraphs(para_ctx_t *p, const xmlNode *n, int depth)
+static void put_paragraphs(para_ctx_t *p, const xmlNode *n, int depth)
 {
     const xmlNode *c;
     if (depth > NW_XML_MAX_DEPTH)
@@ -332,8 +310,8 @@ put_paragraphs(para_ctx_t *p, const xmlNode *n, int depth)
                 para_text(p, (const char *) c->content);
             continue;
         }
-        if (c->type != XML_ELEMENT_NODE || is_skipped(c, p->skip)
-            || (p->skip_fn && p->skip_fn(c, p->skip_arg)))
+        if (c->type != XML_ELEMENT_NODE || is_skipped(c, p->skip) ||
+            (p->skip_fn && p->skip_fn(c, p->skip_arg)))
             continue;
         if (nw_xml_is(c, "br")) {
             para_break(p, "\n");
@@ -348,8 +326,7 @@ put_paragraphs(para_ctx_t *p, const xmlNode *n, int depth)
     }
 }
 
-static void
-start(para_ctx_t *p, const xmlNode *n)
+static void start(para_ctx_t *p, const xmlNode *n)
 {
     if (!n)
         return;
@@ -358,29 +335,26 @@ start(para_ctx_t *p, const xmlNode *n)
     put_paragraphs(p, n, 0);
 }
 
-void
-nw_xml_put_paragraphs(nw_text_buf_t *buf, const xmlNode *n, const char *const *skip)
+void nw_xml_put_paragraphs(nw_text_buf_t *buf, const xmlNode *n, const char *const *skip)
 {
-    para_ctx_t p = { buf, true, false, skip, NULL, NULL };
+    para_ctx_t p = {buf, true, false, skip, NULL, NULL};
     start(&p, n);
 }
 
-void
-nw_xml_put_paragraphs_if(nw_text_buf_t *buf, const xmlNode *n, nw_xml_skip_fn *skip,
-                         void *arg)
+void nw_xml_put_paragraphs_if(nw_text_buf_t *buf, const xmlNode *n, nw_xml_skip_fn *skip,
+                              void *arg)
 {
-    para_ctx_t p = { buf, true, false, NULL, skip, arg };
+    para_ctx_t p = {buf, true, false, NULL, skip, arg};
     start(&p, n);
 }
 
-char *
-nw_xml_paragraphs_take(nw_text_buf_t *buf, bool *oom)
+char *nw_xml_paragraphs_take(nw_text_buf_t *buf, bool *oom)
 {
     size_t len = 0;
     char *clean = sanitized(buf, &len, oom);
     if (!clean)
         return NULL;
-    nw_text_para_t para = { 0 };
+    nw_text_para_t para = {0};
     nw_text_para_text(&para, clean, len);
     free(clean);
     return nw_text_para_take(&para, oom);

@@ -52,7 +52,7 @@ char *nw_xml_oneline_str(const char *s, bool *oom);
  * to buf as raw text; nw_xml_paragraphs_take turns it into the body. */
 void nw_xml_put_paragraphs(nw_text_buf_t *buf, const xmlNode *n, const char *const *skip);
 /* The same, leaving out the elements for which skip(n, arg) is true (and script, style). */
-typedef bool (nw_xml_skip_fn)(const xmlNode *n, void *arg);
+typedef bool(nw_xml_skip_fn)(const xmlNode *n, void *arg);
 void nw_xml_put_paragraphs_if(nw_text_buf_t *buf, const xmlNode *n, nw_xml_skip_fn *skip,
                               void *arg);
 /* Sanitized paragraphs (one blank line between them) from what put_paragraphs

@@ -34,11 +34,12 @@ typedef struct nw_client nw_client_t;
 typedef struct nw_message nw_message_t;
 
 /* Return codes of nw_client_recv(). */
-#define NW_RECV_MESSAGE   1    /* *msg holds a message */
-#define NW_RECV_TIMEOUT   0    /* nothing within timeout_ms */
-#define NW_RECV_ERROR    -1    /* fatal: socket error or interrupted (errno EINTR) */
-#define NW_RECV_BAD       2    /* a hostile or undecodable message was discarded;
-                                  nw_client_error() says why; call again */
+#define NW_RECV_MESSAGE 1 /* *msg holds a message */
+#define NW_RECV_TIMEOUT 0 /* nothing within timeout_ms */
+#define NW_RECV_ERROR -1  /* fatal: socket error or interrupted (errno EINTR) */
+#define NW_RECV_BAD \
+    2 /* a hostile or undecodable message was discarded; \
+         nw_client_error() says why; call again */
 
 /* The receive limit set on the socket: the codec's maximum plus room for the envelope.
  * A peer sending more is disconnected by ZeroMQ itself. */
@@ -52,8 +53,8 @@ typedef struct nw_message nw_message_t;
  * With a replay endpoint set, gaps are filled from the daemon's journal instead, and
  * this is called only for seqs given up for good (the replay failed, e.g. "retention":
  * nw_client_error() says why; epoch is "" when a late join never learnt it). */
-typedef void (nw_client_gap_fn)(nw_client_t *client, const char *topic, const char *epoch,
-                                uint64_t first, uint64_t last, void *arg);
+typedef void(nw_client_gap_fn)(nw_client_t *client, const char *topic, const char *epoch,
+                               uint64_t first, uint64_t last, void *arg);
 
 /* A new client, not connected. NULL when out of memory or ZeroMQ cannot start. */
 nw_client_t *nw_client_new(void);
@@ -158,11 +159,11 @@ int nw_client_recv(nw_client_t *self, nw_message_t **msg, int timeout_ms);
 const char *nw_client_error(const nw_client_t *self);
 
 /* Counters since nw_client_new(). */
-uint64_t nw_client_received(const nw_client_t *self);   /* messages returned */
-uint64_t nw_client_bad(const nw_client_t *self);        /* NW_RECV_BAD results */
-uint64_t nw_client_gaps(const nw_client_t *self);       /* messages missed in gaps */
-uint64_t nw_client_duplicates(const nw_client_t *self); /* duplicates dropped */
-uint64_t nw_client_replayed(const nw_client_t *self);   /* returned from a replay */
+uint64_t nw_client_received(const nw_client_t *self);      /* messages returned */
+uint64_t nw_client_bad(const nw_client_t *self);           /* NW_RECV_BAD results */
+uint64_t nw_client_gaps(const nw_client_t *self);          /* messages missed in gaps */
+uint64_t nw_client_duplicates(const nw_client_t *self);    /* duplicates dropped */
+uint64_t nw_client_replayed(const nw_client_t *self);      /* returned from a replay */
 uint64_t nw_client_replay_errors(const nw_client_t *self); /* replays refused ($error) */
 
 /* 1 when topic is a valid topic name (not ""), else 0. */

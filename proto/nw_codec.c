@@ -31,8 +31,7 @@
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 {
     if (!errbuf || errlen == 0)
         return;
@@ -46,12 +45,12 @@ set_err(char *errbuf, size_t errlen, const char *fmt, ...)
 
 /* The kinds of nw_fields.h: first the rules of strings, then what is not a string. */
 typedef enum {
-    KIND_TEXT,    /* any length the message allows: description_text, body_text */
-    KIND_SHORT,   /* at most NW_CODEC_MAX_FIELD bytes */
+    KIND_TEXT,  /* any length the message allows: description_text, body_text */
+    KIND_SHORT, /* at most NW_CODEC_MAX_FIELD bytes */
     KIND_TOPIC,
     KIND_HEX32,
     KIND_HEX40,
-    KIND_TIME,    /* the last string kind */
+    KIND_TIME, /* the last string kind */
     KIND_VERSION,
     KIND_SEQ,
     KIND_SOURCE,
@@ -60,12 +59,11 @@ typedef enum {
 } kind_t;
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool
-utf8_valid(const unsigned char *s, size_t len)
+static bool utf8_valid(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        if (len - i >= 8) {   /* eight ASCII bytes at once: most text is ASCII */
+        if (len - i >= 8) { /* eight ASCII bytes at once: most text is ASCII */
             uint64_t w;
             memcpy(&w, s + i, 8);
             if (!(w & 0x8080808080808080u)) {
@@ -79,8 +77,7 @@ utf8_valid(const unsigned char *s, size_t len)
         if (c < 0x80) {
             i++;
             continue;
-        }
-        else if (c >= 0xc2 && c <= 0xdf)
+        } else if (c >= 0xc2 && c <= 0xdf)
             n = 1;
         else if (c >= 0xe0 && c <= 0xef) {
             n = 2;
@@ -88,15 +85,13 @@ utf8_valid(const unsigned char *s, size_t len)
                 lo = 0xa0;
             else if (c == 0xed)
                 hi = 0x9f;
-        }
-        else if (c >= 0xf0 && c <= 0xf4) {
+        } else if (c >= 0xf0 && c <= 0xf4) {
             n = 3;
             if (c == 0xf0)
                 lo = 0x90;
             else if (c == 0xf4)
                 hi = 0x8f;
-        }
-        else
+        } else
             return false;
         if (len - i - 1 < n)
             return false;
@@ -110,8 +105,7 @@ utf8_valid(const unsigned char *s, size_t len)
     return true;
 }
 
-static bool
-hex_valid(const char *s, size_t len, size_t want)
+static bool hex_valid(const char *s, size_t len, size_t want)
 {
     if (len != want)
         return false;
@@ -122,8 +116,7 @@ hex_valid(const char *s, size_t len, size_t want)
 }
 
 /* Reads exactly n digits at s[*i] into *out, within [min, max]. */
-static bool
-digits(const char *s, size_t len, size_t *i, size_t n, int min, int max, int *out)
+static bool digits(const char *s, size_t len, size_t *i, size_t n, int min, int max, int *out)
 {
     int v = 0;
     if (len - *i < n)
@@ -140,8 +133,7 @@ digits(const char *s, size_t len, size_t *i, size_t n, int min, int max, int *ou
     return v >= min && v <= max;
 }
 
-static bool
-expect(const char *s, size_t len, size_t *i, char c)
+static bool expect(const char *s, size_t len, size_t *i, char c)
 {
     if (*i >= len || s[*i] != c)
         return false;
@@ -151,16 +143,15 @@ expect(const char *s, size_t len, size_t *i, char c)
 
 /* RFC 3339 date-time in UTC: YYYY-MM-DDTHH:MM:SS[.fraction]Z (1 to 9 digits of
  * fraction). Producers write exactly 3; readers accept any, as RFC 3339 does. */
-static bool
-time_valid(const char *s, size_t len)
+static bool time_valid(const char *s, size_t len)
 {
     size_t i = 0;
-    if (!digits(s, len, &i, 4, 0, 9999, NULL) || !expect(s, len, &i, '-')
-        || !digits(s, len, &i, 2, 1, 12, NULL) || !expect(s, len, &i, '-')
-        || !digits(s, len, &i, 2, 1, 31, NULL) || !expect(s, len, &i, 'T')
-        || !digits(s, len, &i, 2, 0, 23, NULL) || !expect(s, len, &i, ':')
-        || !digits(s, len, &i, 2, 0, 59, NULL) || !expect(s, len, &i, ':')
-        || !digits(s, len, &i, 2, 0, 60, NULL))
+    if (!digits(s, len, &i, 4, 0, 9999, NULL) || !expect(s, len, &i, '-') ||
+        !digits(s, len, &i, 2, 1, 12, NULL) || !expect(s, len, &i, '-') ||
+        !digits(s, len, &i, 2, 1, 31, NULL) || !expect(s, len, &i, 'T') ||
+        !digits(s, len, &i, 2, 0, 23, NULL) || !expect(s, len, &i, ':') ||
+        !digits(s, len, &i, 2, 0, 59, NULL) || !expect(s, len, &i, ':') ||
+        !digits(s, len, &i, 2, 0, 60, NULL))
         return false;
     if (i < len && s[i] == '.') {
         size_t start = ++i;
@@ -174,9 +165,8 @@ time_valid(const char *s, size_t len)
 
 /* The checks every string field gets, on both sides of the wire. name is the key's
  * path for the reason ("article.headline"). */
-static int
-check_string(const char *name, const char *s, size_t len, kind_t kind,
-             char *errbuf, size_t errlen)
+static int check_string(const char *name, const char *s, size_t len, kind_t kind, char *errbuf,
+                        size_t errlen)
 {
     if (memchr(s, '\0', len)) {
         set_err(errbuf, errlen, "\"%s\" contains NUL", name);
@@ -187,8 +177,7 @@ check_string(const char *name, const char *s, size_t len, kind_t kind,
         return -1;
     }
     switch (kind) {
-    case KIND_TEXT:
-        return 0;
+    case KIND_TEXT: return 0;
     case KIND_SHORT:
         if (len > NW_CODEC_MAX_FIELD) {
             set_err(errbuf, errlen, "\"%s\" longer than %u bytes", name, NW_CODEC_MAX_FIELD);
@@ -219,17 +208,15 @@ check_string(const char *name, const char *s, size_t len, kind_t kind,
             return -1;
         }
         return 0;
-    default:   /* not a string kind: no string is one */
-        break;
+    default: /* not a string kind: no string is one */ break;
     }
     set_err(errbuf, errlen, "\"%s\" is not a string field", name);
     return -1;
 }
 
 /* Checks a C string field of the encoder's input; NULL is "missing" when required. */
-static int
-check_cstr(const char *name, const char *s, bool required, kind_t kind,
-           char *errbuf, size_t errlen)
+static int check_cstr(const char *name, const char *s, bool required, kind_t kind, char *errbuf,
+                      size_t errlen)
 {
     if (!s) {
         if (required)
@@ -249,8 +236,7 @@ typedef struct {
     size_t objects;
 } scan_t;
 
-static bool
-scan_uint(scan_t *sc, size_t width, uint64_t *out)
+static bool scan_uint(scan_t *sc, size_t width, uint64_t *out)
 {
     if (sc->len - sc->pos < width)
         return false;
@@ -262,8 +248,7 @@ scan_uint(scan_t *sc, size_t width, uint64_t *out)
     return true;
 }
 
-static scan_rc_t
-scan_skip(scan_t *sc, uint64_t n)
+static scan_rc_t scan_skip(scan_t *sc, uint64_t n)
 {
     if (sc->len - sc->pos < n)
         return SCAN_TRUNCATED;
@@ -273,8 +258,7 @@ scan_skip(scan_t *sc, uint64_t n)
 
 /* Walks one object without allocating: every declared length must fit in what is
  * left of the buffer, containers nest at most NW_CODEC_MAX_DEPTH deep. */
-static scan_rc_t
-scan_object(scan_t *sc, unsigned depth)
+static scan_rc_t scan_object(scan_t *sc, unsigned depth)
 {
     if (sc->pos >= sc->len)
         return SCAN_TRUNCATED;
@@ -282,40 +266,39 @@ scan_object(scan_t *sc, unsigned depth)
         return SCAN_TOO_MANY;
     unsigned char b = sc->p[sc->pos++];
     uint64_t n = 0;
-    uint64_t elements;      /* objects that follow inside a container */
+    uint64_t elements; /* objects that follow inside a container */
 
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return SCAN_OK;
     if (b >= 0xa0 && b <= 0xbf)
         return scan_skip(sc, b & 0x1f);
     switch (b) {
-    case 0xc1:
-        return SCAN_MALFORMED;
-    case 0xc4: case 0xd9:
-        return scan_uint(sc, 1, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
-    case 0xc5: case 0xda:
-        return scan_uint(sc, 2, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
-    case 0xc6: case 0xdb:
-        return scan_uint(sc, 4, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
-    case 0xc7:
-        return scan_uint(sc, 1, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
-    case 0xc8:
-        return scan_uint(sc, 2, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
-    case 0xc9:
-        return scan_uint(sc, 4, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
+    case 0xc1: return SCAN_MALFORMED;
+    case 0xc4:
+    case 0xd9: return scan_uint(sc, 1, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
+    case 0xc5:
+    case 0xda: return scan_uint(sc, 2, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
+    case 0xc6:
+    case 0xdb: return scan_uint(sc, 4, &n) ? scan_skip(sc, n) : SCAN_TRUNCATED;
+    case 0xc7: return scan_uint(sc, 1, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
+    case 0xc8: return scan_uint(sc, 2, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
+    case 0xc9: return scan_uint(sc, 4, &n) ? scan_skip(sc, n + 1) : SCAN_TRUNCATED;
     case 0xca: return scan_skip(sc, 4);
     case 0xcb: return scan_skip(sc, 8);
-    case 0xcc: case 0xd0: return scan_skip(sc, 1);
-    case 0xcd: case 0xd1: return scan_skip(sc, 2);
-    case 0xce: case 0xd2: return scan_skip(sc, 4);
-    case 0xcf: case 0xd3: return scan_skip(sc, 8);
+    case 0xcc:
+    case 0xd0: return scan_skip(sc, 1);
+    case 0xcd:
+    case 0xd1: return scan_skip(sc, 2);
+    case 0xce:
+    case 0xd2: return scan_skip(sc, 4);
+    case 0xcf:
+    case 0xd3: return scan_skip(sc, 8);
     case 0xd4: return scan_skip(sc, 2);
     case 0xd5: return scan_skip(sc, 3);
     case 0xd6: return scan_skip(sc, 5);
     case 0xd7: return scan_skip(sc, 9);
     case 0xd8: return scan_skip(sc, 17);
-    default:
-        break;
+    default: break;
     }
     /* What is left are the containers. */
     if (b >= 0x80 && b <= 0x8f)
@@ -326,8 +309,7 @@ scan_object(scan_t *sc, unsigned depth)
         if (!scan_uint(sc, 2, &n))
             return SCAN_TRUNCATED;
         elements = b == 0xde ? 2 * n : n;
-    }
-    else {   /* 0xdd, 0xdf */
+    } else { /* 0xdd, 0xdf */
         if (!scan_uint(sc, 4, &n))
             return SCAN_TRUNCATED;
         elements = b == 0xdf ? 2 * n : n;
@@ -351,30 +333,30 @@ scan_object(scan_t *sc, unsigned depth)
 
 typedef enum { P_REQUIRED, P_OPTIONAL, P_TEXT_DEFAULT } presence_t;
 
-#define DEFAULT_TEXT "text"   /* what a P_TEXT_DEFAULT field packs when NULL */
+#define DEFAULT_TEXT "text" /* what a P_TEXT_DEFAULT field packs when NULL */
 
 typedef struct {
-    const char *key;       /* key in its map */
-    const char *path;      /* name in reasons */
+    const char *key;  /* key in its map */
+    const char *path; /* name in reasons */
     kind_t kind;
     presence_t presence;
-    size_t offset;         /* of its member in nw_envelope_t or nw_ninjs_t (strings, SEQ) */
+    size_t offset; /* of its member in nw_envelope_t or nw_ninjs_t (strings, SEQ) */
 } field_t;
 
-#define OFFSET_TEXT(type, m)      offsetof(type, m)
-#define OFFSET_SHORT(type, m)     offsetof(type, m)
-#define OFFSET_TOPIC(type, m)     offsetof(type, m)
-#define OFFSET_HEX32(type, m)     offsetof(type, m)
-#define OFFSET_HEX40(type, m)     offsetof(type, m)
-#define OFFSET_TIME(type, m)      offsetof(type, m)
-#define OFFSET_SEQ(type, m)       offsetof(type, m)
-#define OFFSET_VERSION(type, m)   0
-#define OFFSET_SOURCE(type, m)    0
-#define OFFSET_ARTICLE(type, m)   0
-#define OFFSET_SUBJECTS(type, m)  0
+#define OFFSET_TEXT(type, m) offsetof(type, m)
+#define OFFSET_SHORT(type, m) offsetof(type, m)
+#define OFFSET_TOPIC(type, m) offsetof(type, m)
+#define OFFSET_HEX32(type, m) offsetof(type, m)
+#define OFFSET_HEX40(type, m) offsetof(type, m)
+#define OFFSET_TIME(type, m) offsetof(type, m)
+#define OFFSET_SEQ(type, m) offsetof(type, m)
+#define OFFSET_VERSION(type, m) 0
+#define OFFSET_SOURCE(type, m) 0
+#define OFFSET_ARTICLE(type, m) 0
+#define OFFSET_SUBJECTS(type, m) 0
 
 #define FIELD(prefix, type, member, key, kind, presence) \
-    { key, prefix key, KIND_##kind, P_##presence, OFFSET_##kind(type, member) },
+    {key, prefix key, KIND_##kind, P_##presence, OFFSET_##kind(type, member)},
 #define MESSAGE_FIELD(m, key, kind, presence, accessor) \
     FIELD("", nw_envelope_t, m, key, kind, presence)
 #define SOURCE_FIELD(m, key, kind, presence, accessor) \
@@ -384,12 +366,12 @@ typedef struct {
 #define SUBJECT_FIELD(m, key, kind, presence, accessor) \
     FIELD("article.subject.", nw_ninjs_t, m, key, kind, presence)
 
-static const field_t message_fields[] = { NW_FIELDS_MESSAGE(MESSAGE_FIELD) };
-static const field_t source_fields[] = { NW_FIELDS_SOURCE(SOURCE_FIELD) };
-static const field_t article_fields[] = { NW_FIELDS_ARTICLE(ARTICLE_FIELD) };
-static const field_t subject_fields[] = { NW_FIELDS_SUBJECT(SUBJECT_FIELD) };
+static const field_t message_fields[] = {NW_FIELDS_MESSAGE(MESSAGE_FIELD)};
+static const field_t source_fields[] = {NW_FIELDS_SOURCE(SOURCE_FIELD)};
+static const field_t article_fields[] = {NW_FIELDS_ARTICLE(ARTICLE_FIELD)};
+static const field_t subject_fields[] = {NW_FIELDS_SUBJECT(SUBJECT_FIELD)};
 
-#define COUNT(a) (sizeof (a) / sizeof (a)[0])
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
 enum {
     N_MESSAGE = COUNT(message_fields),
     N_SOURCE = COUNT(source_fields),
@@ -416,75 +398,67 @@ NW_FIELDS_SUBJECT(ASSERT_STRINGS)
 NW_FIELDS_ARTICLE(ASSERT_ARTICLE)
 NW_FIELDS_ARTICLE(ASSERT_DEFAULT)
 #define ONE_REQUIRED_ARTICLE(m, key, kind, presence, accessor) \
-    + (KIND_##kind == KIND_ARTICLE && P_##presence == P_REQUIRED)
+    +(KIND_##kind == KIND_ARTICLE && P_##presence == P_REQUIRED)
 #define ONE_VERSION(m, key, kind, presence, accessor) \
-    + (KIND_##kind == KIND_VERSION && P_##presence == P_REQUIRED)
-#define AT_MOST_ONE_SOURCE(m, key, kind, presence, accessor) + (KIND_##kind == KIND_SOURCE)
-#define AT_MOST_ONE_SUBJECTS(m, key, kind, presence, accessor) + (KIND_##kind == KIND_SUBJECTS)
+    +(KIND_##kind == KIND_VERSION && P_##presence == P_REQUIRED)
+#define AT_MOST_ONE_SOURCE(m, key, kind, presence, accessor) +(KIND_##kind == KIND_SOURCE)
+#define AT_MOST_ONE_SUBJECTS(m, key, kind, presence, accessor) +(KIND_##kind == KIND_SUBJECTS)
 _Static_assert(0 NW_FIELDS_MESSAGE(ONE_REQUIRED_ARTICLE) == 1, "one required article map");
 _Static_assert(0 NW_FIELDS_MESSAGE(ONE_VERSION) == 1, "one required version");
 _Static_assert(0 NW_FIELDS_MESSAGE(AT_MOST_ONE_SOURCE) <= 1, "one source map at most");
 _Static_assert(0 NW_FIELDS_ARTICLE(AT_MOST_ONE_SUBJECTS) <= 1, "one subject array at most");
 
-static bool
-is_string(kind_t kind)
+static bool is_string(kind_t kind)
 {
     return kind <= KIND_TIME;
 }
 
-static const char *
-str_of(const void *base, const field_t *f)
+static const char *str_of(const void *base, const field_t *f)
 {
     return *(const char *const *) ((const char *) base + f->offset);
 }
 
 /* A string field as the encoder packs it: its default when it has one and is NULL. */
-static const char *
-packed_value(const void *base, const field_t *f)
+static const char *packed_value(const void *base, const field_t *f)
 {
     const char *s = str_of(base, f);
     return !s && f->presence == P_TEXT_DEFAULT ? DEFAULT_TEXT : s;
 }
 
-static const char *const *
-subject_array(const nw_ninjs_t *a, const field_t *f)
+static const char *const *subject_array(const nw_ninjs_t *a, const field_t *f)
 {
     return *(const char *const *const *) ((const char *) a + f->offset);
 }
 
 /* ------------------------------------------------------------------ encoder */
 
-static int
-pack_cstr(msgpack_packer *pk, const char *s)
+static int pack_cstr(msgpack_packer *pk, const char *s)
 {
     return msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-static int
-pack_kv(msgpack_packer *pk, const char *key, const char *value)
+static int pack_kv(msgpack_packer *pk, const char *key, const char *value)
 {
     return pack_cstr(pk, key) || pack_cstr(pk, value) ? -1 : 0;
 }
 
 /* Checks the string fields of base by the rules of fields; with all_optional a missing
  * required one is left for the caller to judge (the source map). */
-static int
-check_fields(const void *base, const field_t *fields, size_t n, bool all_optional,
-             char *errbuf, size_t errlen)
+static int check_fields(const void *base, const field_t *fields, size_t n, bool all_optional,
+                        char *errbuf, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         const field_t *f = &fields[i];
-        if (is_string(f->kind)
-            && check_cstr(f->path, packed_value(base, f),
-                          !all_optional && f->presence != P_OPTIONAL, f->kind, errbuf, errlen))
+        if (is_string(f->kind) &&
+            check_cstr(f->path, packed_value(base, f), !all_optional && f->presence != P_OPTIONAL,
+                       f->kind, errbuf, errlen))
             return -1;
     }
     return 0;
 }
 
 /* The map of the string fields of base that are set, keys in list order. */
-static int
-pack_strings(msgpack_packer *pk, const void *base, const field_t *fields, size_t n)
+static int pack_strings(msgpack_packer *pk, const void *base, const field_t *fields, size_t n)
 {
     size_t entries = 0;
     for (size_t i = 0; i < n; i++)
@@ -497,8 +471,7 @@ pack_strings(msgpack_packer *pk, const void *base, const field_t *fields, size_t
     return rc;
 }
 
-static int
-pack_subjects(msgpack_packer *pk, const nw_ninjs_t *a)
+static int pack_subjects(msgpack_packer *pk, const nw_ninjs_t *a)
 {
     int rc = msgpack_pack_array(pk, a->subject_count);
     for (size_t i = 0; !rc && i < a->subject_count; i++) {
@@ -516,8 +489,7 @@ pack_subjects(msgpack_packer *pk, const nw_ninjs_t *a)
     return rc;
 }
 
-int
-nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, size_t errlen)
+int nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, size_t errlen)
 {
     if (!a || !out) {
         set_err(errbuf, errlen, "no article or buffer");
@@ -531,8 +503,8 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
         return -1;
     }
     for (size_t j = 0; j < N_SUBJECT; j++)
-        if (a->subject_count > 0 && subject_fields[j].presence != P_OPTIONAL
-            && !subject_array(a, &subject_fields[j])) {
+        if (a->subject_count > 0 && subject_fields[j].presence != P_OPTIONAL &&
+            !subject_array(a, &subject_fields[j])) {
             set_err(errbuf, errlen, "missing \"article.subject\"");
             return -1;
         }
@@ -540,16 +512,17 @@ nw_codec_pack_article(const nw_ninjs_t *a, msgpack_sbuffer *out, char *errbuf, s
         for (size_t j = 0; j < N_SUBJECT; j++) {
             const field_t *f = &subject_fields[j];
             const char *const *array = subject_array(a, f);
-            if (check_cstr(f->path, array ? array[i] : NULL, f->presence != P_OPTIONAL,
-                           f->kind, errbuf, errlen))
+            if (check_cstr(f->path, array ? array[i] : NULL, f->presence != P_OPTIONAL, f->kind,
+                           errbuf, errlen))
                 return -1;
         }
 
     size_t start = out->size;
     size_t entries = 0;
     for (size_t i = 0; i < N_ARTICLE; i++)
-        entries += article_fields[i].kind == KIND_SUBJECTS ? a->subject_count > 0
-                   : packed_value(a, &article_fields[i]) != NULL;
+        entries += article_fields[i].kind == KIND_SUBJECTS
+                       ? a->subject_count > 0
+                       : packed_value(a, &article_fields[i]) != NULL;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     /* Key order is part of the test vectors: make_vectors.py reads it from nw_fields.h. */
@@ -578,8 +551,7 @@ fail:
 }
 
 /* "file and format": the required keys of fields, for reasons. */
-static void
-required_keys(const field_t *fields, size_t n, char *buf, size_t len)
+static void required_keys(const field_t *fields, size_t n, char *buf, size_t len)
 {
     size_t total = 0, done = 0, used = 0;
     for (size_t i = 0; i < n; i++)
@@ -595,20 +567,19 @@ required_keys(const field_t *fields, size_t n, char *buf, size_t len)
     }
 }
 
-int
-nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t article_len,
-                      msgpack_sbuffer *out, char *errbuf, size_t errlen)
+int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t article_len,
+                          msgpack_sbuffer *out, char *errbuf, size_t errlen)
 {
     if (!env || !out) {
         set_err(errbuf, errlen, "no envelope or buffer");
         return -1;
     }
-    if (check_fields(env, message_fields, N_MESSAGE, false, errbuf, errlen)
-        || check_fields(env, source_fields, N_SOURCE, true, errbuf, errlen))
+    if (check_fields(env, message_fields, N_MESSAGE, false, errbuf, errlen) ||
+        check_fields(env, source_fields, N_SOURCE, true, errbuf, errlen))
         return -1;
     for (size_t i = 0; i < N_MESSAGE; i++)
-        if (message_fields[i].kind == KIND_SEQ
-            && *(const uint64_t *) ((const char *) env + message_fields[i].offset) == 0) {
+        if (message_fields[i].kind == KIND_SEQ &&
+            *(const uint64_t *) ((const char *) env + message_fields[i].offset) == 0) {
             set_err(errbuf, errlen, "\"%s\" is 0 (sequences start at 1)", message_fields[i].path);
             return -1;
         }
@@ -620,8 +591,7 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
         if (source_fields[i].presence == P_REQUIRED) {
             any_required = any_required || s;
             all_required = all_required && s;
-        }
-        else if (s && !optional)
+        } else if (s && !optional)
             optional = &source_fields[i];
     }
     if ((any_required && !all_required) || (optional && !any_required)) {
@@ -636,9 +606,9 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
     bool has_source = any_required;
     /* The article must be exactly one map, or the message would not parse. */
     const unsigned char *amp = article_mp;
-    scan_t sc = { .p = amp, .len = article_len };
-    if (!amp || article_len == 0 || scan_object(&sc, 2) != SCAN_OK || sc.pos != article_len
-        || !((amp[0] >= 0x80 && amp[0] <= 0x8f) || amp[0] == 0xde || amp[0] == 0xdf)) {
+    scan_t sc = {.p = amp, .len = article_len};
+    if (!amp || article_len == 0 || scan_object(&sc, 2) != SCAN_OK || sc.pos != article_len ||
+        !((amp[0] >= 0x80 && amp[0] <= 0x8f) || amp[0] == 0xde || amp[0] == 0xdf)) {
         set_err(errbuf, errlen, "\"article\" is not one packed map");
         return -1;
     }
@@ -648,7 +618,8 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
     for (size_t i = 0; i < N_MESSAGE; i++) {
         const field_t *f = &message_fields[i];
         entries += f->kind == KIND_SOURCE ? has_source
-                   : is_string(f->kind) ? packed_value(env, f) != NULL : 1;
+                   : is_string(f->kind)   ? packed_value(env, f) != NULL
+                                          : 1;
     }
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
@@ -660,8 +631,8 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
             rc = pack_cstr(&pk, f->key) || msgpack_pack_uint64(&pk, NW_PROTO_VERSION);
             break;
         case KIND_SEQ:
-            rc = pack_cstr(&pk, f->key)
-                 || msgpack_pack_uint64(&pk, *(const uint64_t *) ((const char *) env + f->offset));
+            rc = pack_cstr(&pk, f->key) ||
+                 msgpack_pack_uint64(&pk, *(const uint64_t *) ((const char *) env + f->offset));
             break;
         case KIND_SOURCE:
             if (has_source)
@@ -670,8 +641,7 @@ nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t a
         case KIND_ARTICLE:
             rc = pack_cstr(&pk, f->key) || msgpack_sbuffer_write(out, article_mp, article_len);
             break;
-        case KIND_SUBJECTS:   /* not in the message map (asserted above) */
-            break;
+        case KIND_SUBJECTS: /* not in the message map (asserted above) */ break;
         default: {
             const char *s = packed_value(env, f);
             rc = s ? pack_kv(&pk, f->key, s) : 0;
@@ -703,24 +673,24 @@ typedef struct {
 
 typedef enum { T_STR, T_UINT, T_MAP, T_ARRAY } want_t;
 
-static want_t
-want_of(kind_t kind)
+static want_t want_of(kind_t kind)
 {
     switch (kind) {
-    case KIND_VERSION: case KIND_SEQ:     return T_UINT;
-    case KIND_SOURCE:  case KIND_ARTICLE: return T_MAP;
-    case KIND_SUBJECTS:                   return T_ARRAY;
-    default:                              return T_STR;
+    case KIND_VERSION:
+    case KIND_SEQ: return T_UINT;
+    case KIND_SOURCE:
+    case KIND_ARTICLE: return T_MAP;
+    case KIND_SUBJECTS: return T_ARRAY;
+    default: return T_STR;
     }
 }
 
-static const char *
-type_name(want_t want)
+static const char *type_name(want_t want)
 {
     switch (want) {
-    case T_STR:   return "a string";
-    case T_UINT:  return "an unsigned integer";
-    case T_MAP:   return "a map";
+    case T_STR: return "a string";
+    case T_UINT: return "an unsigned integer";
+    case T_MAP: return "a map";
     case T_ARRAY: return "an array";
     }
     return "?";
@@ -728,13 +698,12 @@ type_name(want_t want)
 
 /* Finds the known keys of map (unknown ones are skipped: forward compatibility) and
  * checks their types and string rules; found[i] and views[i] are fields[i]'s. */
-static int
-read_map(const msgpack_object *map, const field_t *fields, size_t n,
-         const msgpack_object **found, view_t *views, char *errbuf, size_t errlen)
+static int read_map(const msgpack_object *map, const field_t *fields, size_t n,
+                    const msgpack_object **found, view_t *views, char *errbuf, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         found[i] = NULL;
-        views[i] = (view_t) { NULL, 0, false };
+        views[i] = (view_t) {NULL, 0, false};
     }
     for (uint32_t k = 0; k < map->via.map.size; k++) {
         const msgpack_object *key = &map->via.map.ptr[k].key;
@@ -743,8 +712,8 @@ read_map(const msgpack_object *map, const field_t *fields, size_t n,
             return -1;
         }
         for (size_t i = 0; i < n; i++) {
-            if (strlen(fields[i].key) != key->via.str.size
-                || memcmp(fields[i].key, key->via.str.ptr, key->via.str.size) != 0)
+            if (strlen(fields[i].key) != key->via.str.size ||
+                memcmp(fields[i].key, key->via.str.ptr, key->via.str.size) != 0)
                 continue;
             if (found[i]) {
                 set_err(errbuf, errlen, "duplicate key \"%s\"", fields[i].path);
@@ -764,26 +733,25 @@ read_map(const msgpack_object *map, const field_t *fields, size_t n,
             continue;
         }
         want_t want = want_of(f->kind);
-        msgpack_object_type type = want == T_STR ? MSGPACK_OBJECT_STR
-                                 : want == T_UINT ? MSGPACK_OBJECT_POSITIVE_INTEGER
-                                 : want == T_MAP ? MSGPACK_OBJECT_MAP
-                                 : MSGPACK_OBJECT_ARRAY;
+        msgpack_object_type type = want == T_STR    ? MSGPACK_OBJECT_STR
+                                   : want == T_UINT ? MSGPACK_OBJECT_POSITIVE_INTEGER
+                                   : want == T_MAP  ? MSGPACK_OBJECT_MAP
+                                                    : MSGPACK_OBJECT_ARRAY;
         if (val->type != type) {
             set_err(errbuf, errlen, "\"%s\" is not %s", f->path, type_name(want));
             return -1;
         }
         if (want == T_STR) {
-            if (check_string(f->path, val->via.str.ptr, val->via.str.size, f->kind,
-                             errbuf, errlen))
+            if (check_string(f->path, val->via.str.ptr, val->via.str.size, f->kind, errbuf,
+                             errlen))
                 return -1;
-            views[i] = (view_t) { val->via.str.ptr, val->via.str.size, true };
+            views[i] = (view_t) {val->via.str.ptr, val->via.str.size, true};
         }
     }
     return 0;
 }
 
-static size_t
-views_size(const view_t *views, size_t n)
+static size_t views_size(const view_t *views, size_t n)
 {
     size_t size = 0;
     for (size_t i = 0; i < n; i++)
@@ -791,8 +759,7 @@ views_size(const view_t *views, size_t n)
     return size;
 }
 
-static const char *
-copy_view(char **cursor, const view_t *view)
+static const char *copy_view(char **cursor, const view_t *view)
 {
     if (!view->present)
         return NULL;
@@ -804,16 +771,16 @@ copy_view(char **cursor, const view_t *view)
 }
 
 /* Sets base's string members from their views, copied to *cursor. */
-static void
-copy_fields(char **cursor, void *base, const field_t *fields, size_t n, const view_t *views)
+static void copy_fields(char **cursor, void *base, const field_t *fields, size_t n,
+                        const view_t *views)
 {
     for (size_t i = 0; i < n; i++)
         if (is_string(fields[i].kind))
             *(const char **) ((char *) base + fields[i].offset) = copy_view(cursor, &views[i]);
 }
 
-nw_codec_message_t *
-nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errlen)
+nw_codec_message_t *nw_codec_message_decode(const void *data, size_t len, char *errbuf,
+                                            size_t errlen)
 {
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
@@ -827,16 +794,11 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
         set_err(errbuf, errlen, "message larger than %u bytes", NW_CODEC_MAX_MESSAGE);
         goto fail;
     }
-    scan_t sc = { .p = data, .len = len };
+    scan_t sc = {.p = data, .len = len};
     switch (scan_object(&sc, 1)) {
-    case SCAN_OK:
-        break;
-    case SCAN_TRUNCATED:
-        set_err(errbuf, errlen, "truncated message");
-        goto fail;
-    case SCAN_MALFORMED:
-        set_err(errbuf, errlen, "malformed MessagePack");
-        goto fail;
+    case SCAN_OK: break;
+    case SCAN_TRUNCATED: set_err(errbuf, errlen, "truncated message"); goto fail;
+    case SCAN_MALFORMED: set_err(errbuf, errlen, "malformed MessagePack"); goto fail;
     case SCAN_TOO_DEEP:
         set_err(errbuf, errlen, "nested deeper than %u levels", NW_CODEC_MAX_DEPTH);
         goto fail;
@@ -849,8 +811,9 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
         goto fail;
     }
     size_t off = 0;
-    if (msgpack_unpack_next(&unpacked, (const char *) data, len, &off) != MSGPACK_UNPACK_SUCCESS
-        || off != len) {
+    if (msgpack_unpack_next(&unpacked, (const char *) data, len, &off) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != len) {
         set_err(errbuf, errlen, "malformed MessagePack");
         goto fail;
     }
@@ -863,9 +826,9 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     /* Version first: a v2 message may break any other rule and must say why. */
     for (uint32_t k = 0; k < root->via.map.size; k++) {
         const msgpack_object_kv *kv = &root->via.map.ptr[k];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 1
-            && kv->key.via.str.ptr[0] == 'v' && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER
-            && kv->val.via.u64 != NW_PROTO_VERSION) {
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 1 &&
+            kv->key.via.str.ptr[0] == 'v' && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+            kv->val.via.u64 != NW_PROTO_VERSION) {
             set_err(errbuf, errlen, "unsupported version %llu",
                     (unsigned long long) kv->val.via.u64);
             goto fail;
@@ -874,7 +837,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
 
     const msgpack_object *mfound[N_MESSAGE], *sfound[N_SOURCE], *afound[N_ARTICLE];
     const msgpack_object *subfound[N_SUBJECT];
-    view_t mviews[N_MESSAGE], sviews[N_SOURCE] = { { NULL, 0, false } }, aviews[N_ARTICLE];
+    view_t mviews[N_MESSAGE], sviews[N_SOURCE] = {{NULL, 0, false}}, aviews[N_ARTICLE];
     if (read_map(root, message_fields, N_MESSAGE, mfound, mviews, errbuf, errlen))
         goto fail;
     const msgpack_object *source = NULL, *article = NULL;
@@ -886,7 +849,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
         if (message_fields[i].kind == KIND_SOURCE)
             source = mfound[i];
         if (message_fields[i].kind == KIND_ARTICLE)
-            article = mfound[i];   /* required: read_map saw it */
+            article = mfound[i]; /* required: read_map saw it */
     }
     if (source && read_map(source, source_fields, N_SOURCE, sfound, sviews, errbuf, errlen))
         goto fail;
@@ -899,7 +862,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
             subjects = afound[i];
     view_t subviews[NW_CODEC_MAX_SUBJECTS][N_SUBJECT];
     size_t subject_count = 0;
-    bool any_optional = false;   /* then every subject array is there, else only required ones */
+    bool any_optional = false; /* then every subject array is there, else only required ones */
     if (subjects) {
         const msgpack_object_array *arr = &subjects->via.array;
         if (arr->size > NW_CODEC_MAX_SUBJECTS) {
@@ -912,12 +875,12 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
                 set_err(errbuf, errlen, "\"article.subject\" entry is not a map");
                 goto fail;
             }
-            if (read_map(&arr->ptr[i], subject_fields, N_SUBJECT, subfound, subviews[i],
-                         errbuf, errlen))
+            if (read_map(&arr->ptr[i], subject_fields, N_SUBJECT, subfound, subviews[i], errbuf,
+                         errlen))
                 goto fail;
             for (size_t j = 0; j < N_SUBJECT; j++)
-                any_optional = any_optional
-                               || (subject_fields[j].presence == P_OPTIONAL && subfound[j]);
+                any_optional = any_optional ||
+                               (subject_fields[j].presence == P_OPTIONAL && subfound[j]);
         }
         subject_count = arr->size;
     }
@@ -926,9 +889,9 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     size_t arrays = 0;
     for (size_t j = 0; j < N_SUBJECT; j++)
         arrays += subject_fields[j].presence != P_OPTIONAL || any_optional;
-    size_t size = sizeof *self + arrays * subject_count * sizeof(char *)
-                  + views_size(mviews, N_MESSAGE) + views_size(sviews, N_SOURCE)
-                  + views_size(aviews, N_ARTICLE);
+    size_t size = sizeof *self + arrays * subject_count * sizeof(char *) +
+                  views_size(mviews, N_MESSAGE) + views_size(sviews, N_SOURCE) +
+                  views_size(aviews, N_ARTICLE);
     for (size_t i = 0; i < subject_count; i++)
         size += views_size(subviews[i], N_SUBJECT);
     self = calloc(1, size);
@@ -947,7 +910,7 @@ nw_codec_message_decode(const void *data, size_t len, char *errbuf, size_t errle
     copy_fields(&cursor, &self->article, article_fields, N_ARTICLE, aviews);
     for (size_t j = 0; j < N_SUBJECT && subject_count > 0; j++) {
         if (subject_fields[j].presence == P_OPTIONAL && !any_optional)
-            continue;   /* stays NULL */
+            continue; /* stays NULL */
         for (size_t i = 0; i < subject_count; i++)
             block[i] = copy_view(&cursor, &subviews[i][j]);
         *(const char *const **) ((char *) &self->article + subject_fields[j].offset) = block;
@@ -962,8 +925,7 @@ fail:
     return NULL;
 }
 
-void
-nw_codec_message_destroy(nw_codec_message_t **self_p)
+void nw_codec_message_destroy(nw_codec_message_t **self_p)
 {
     if (self_p && *self_p) {
         free(*self_p);
@@ -973,8 +935,7 @@ nw_codec_message_destroy(nw_codec_message_t **self_p)
 
 /* ------------------------------------------------------------------ time */
 
-void
-nw_codec_format_time(int64_t unix_ms, char *buf)
+void nw_codec_format_time(int64_t unix_ms, char *buf)
 {
     /* RFC 3339 has four-digit years: clamp to 0000-01-01 .. 9999-12-31T23:59:59.999. */
     const int64_t min_ms = -62167219200000LL, max_ms = 253402300799999LL;
@@ -983,7 +944,7 @@ nw_codec_format_time(int64_t unix_ms, char *buf)
     if (unix_ms > max_ms)
         unix_ms = max_ms;
     int64_t secs = unix_ms / 1000, ms = unix_ms % 1000;
-    if (ms < 0) {       /* floor, so 1969 times read forwards within their second */
+    if (ms < 0) { /* floor, so 1969 times read forwards within their second */
         ms += 1000;
         secs -= 1;
     }

@@ -18,39 +18,38 @@
 #ifndef NW_CODEC_H
 #define NW_CODEC_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <msgpack.h>
 #include "nw_fields.h"
 #include "nw_topic.h"
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define NW_PROTO_VERSION 1
 
 /* Bounds the decoder enforces (a message beyond them is rejected, not truncated); a
  * topic's is NW_TOPIC_MAX (nw_topic.h). */
-#define NW_CODEC_MAX_MESSAGE   (16u * 1024u * 1024u)
-#define NW_CODEC_MAX_SUBJECTS  64u
-#define NW_CODEC_MAX_DEPTH     8u        /* nested maps/arrays, the message map is 1 */
-#define NW_CODEC_MAX_OBJECTS   65536u    /* MessagePack objects in one message */
-#define NW_CODEC_MAX_FIELD     4096u     /* bytes of every string but description/body */
+#define NW_CODEC_MAX_MESSAGE (16u * 1024u * 1024u)
+#define NW_CODEC_MAX_SUBJECTS 64u
+#define NW_CODEC_MAX_DEPTH 8u       /* nested maps/arrays, the message map is 1 */
+#define NW_CODEC_MAX_OBJECTS 65536u /* MessagePack objects in one message */
+#define NW_CODEC_MAX_FIELD 4096u    /* bytes of every string but description/body */
 
 /* The structs are expanded from the field lists of nw_fields.h (their comments say what
  * each field holds): one member per field, in wire order. Strings are UTF-8,
  * NUL-terminated, never containing NUL; optional ones are NULL when absent. */
 #define NW_CODEC_MEMBER(member, key, kind, presence, accessor) NW_CODEC_MEMBER_##kind(member)
-#define NW_CODEC_MEMBER_TEXT(m)     const char *m;
-#define NW_CODEC_MEMBER_SHORT(m)    const char *m;
-#define NW_CODEC_MEMBER_TOPIC(m)    const char *m;
-#define NW_CODEC_MEMBER_HEX32(m)    const char *m;
-#define NW_CODEC_MEMBER_HEX40(m)    const char *m;
-#define NW_CODEC_MEMBER_TIME(m)     const char *m;
-#define NW_CODEC_MEMBER_SEQ(m)      uint64_t m;
+#define NW_CODEC_MEMBER_TEXT(m) const char *m;
+#define NW_CODEC_MEMBER_SHORT(m) const char *m;
+#define NW_CODEC_MEMBER_TOPIC(m) const char *m;
+#define NW_CODEC_MEMBER_HEX32(m) const char *m;
+#define NW_CODEC_MEMBER_HEX40(m) const char *m;
+#define NW_CODEC_MEMBER_TIME(m) const char *m;
+#define NW_CODEC_MEMBER_SEQ(m) uint64_t m;
 #define NW_CODEC_MEMBER_VERSION(m)  /* nw_codec_message_t.v */
 #define NW_CODEC_MEMBER_SOURCE(m)   /* NW_FIELDS_SOURCE, flattened into the envelope */
 #define NW_CODEC_MEMBER_ARTICLE(m)  /* nw_codec_message_t.article */
 #define NW_CODEC_MEMBER_SUBJECTS(m) /* NW_FIELDS_SUBJECT, arrays beside subject_count */
-#define NW_CODEC_SUBJECT_MEMBER(member, key, kind, presence, accessor) \
-    const char *const *member;
+#define NW_CODEC_SUBJECT_MEMBER(member, key, kind, presence, accessor) const char *const *member;
 
 /* An IPTC ninjs story as it travels: NW_FIELDS_ARTICLE, then one array of subject_count
  * strings per NW_FIELDS_SUBJECT field ("subjects" the names, "subject_codes" beside
@@ -80,22 +79,21 @@ typedef struct {
  * fields that are NULL (and subject when subject_count is 0) are omitted. 0 on
  * success, -1 on a missing or invalid field (errbuf says which); out is left as it was
  * on failure. Fields are checked by the rules the decoder applies, so what packs decodes. */
-int nw_codec_pack_article(const nw_ninjs_t *article, msgpack_sbuffer *out,
-                          char *errbuf, size_t errlen);
+int nw_codec_pack_article(const nw_ninjs_t *article, msgpack_sbuffer *out, char *errbuf,
+                          size_t errlen);
 
 /* Pack the whole message map: envelope keys plus "article" = the bytes of a map
  * packed by nw_codec_pack_article(). Appended to out. "source" is packed when
  * source_file and source_format are set (both or neither), with "encoding" when
  * source_encoding is set too (only with them). 0 on success, -1 on error
  * with out left as it was. */
-int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp,
-                          size_t article_len, msgpack_sbuffer *out,
-                          char *errbuf, size_t errlen);
+int nw_codec_pack_message(const nw_envelope_t *env, const void *article_mp, size_t article_len,
+                          msgpack_sbuffer *out, char *errbuf, size_t errlen);
 
 /* Decode one message frame. NULL on error, with the reason in errbuf; a message of
  * another version fails with "unsupported version N". Unknown keys are ignored. */
-nw_codec_message_t *nw_codec_message_decode(const void *data, size_t len,
-                                            char *errbuf, size_t errlen);
+nw_codec_message_t *nw_codec_message_decode(const void *data, size_t len, char *errbuf,
+                                            size_t errlen);
 void nw_codec_message_destroy(nw_codec_message_t **self_p);
 
 /* RFC 3339 UTC with milliseconds ("2026-11-24T10:00:00.123Z") from ms since the

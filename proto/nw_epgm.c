@@ -85,15 +85,17 @@ int nw_epgm_resolve(const char *endpoint, char *out, size_t outlen, char *err, s
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || colon[1] == '-' || colon[1] == '+' ||
-        port < 1 || port > 65535) {
+    if (errno || *end || end == colon + 1 || colon[1] == '-' || colon[1] == '+' || port < 1 ||
+        port > 65535) {
         snprintf(err, errlen, "%s: the port must be 1 to 65535", endpoint);
         return -1;
     }
     struct in_addr g;
     if (inet_pton(AF_INET, group, &g) != 1 || !IN_MULTICAST(ntohl(g.s_addr))) {
-        snprintf(err, errlen, "%s: the group must be an IPv4 multicast address "
-                 "(224.0.0.0 to 239.255.255.255), not '%s'", endpoint, group);
+        snprintf(err, errlen,
+                 "%s: the group must be an IPv4 multicast address "
+                 "(224.0.0.0 to 239.255.255.255), not '%s'",
+                 endpoint, group);
         return -1;
     }
     struct in_addr a;

@@ -72,12 +72,17 @@ static int read_value(rd_t *r, value_t *v)
         goto str;
     }
     switch (b) {
-    case 0xc0: case 0xc2: case 0xc3:
-        return 0;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
-        v->kind = V_UINT;
-        return rd_be(r, (size_t) 1 << (b - 0xcc), &v->u);
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3: return 0;
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf: v->kind = V_UINT; return rd_be(r, (size_t) 1 << (b - 0xcc), &v->u);
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3: {
         size_t width = (size_t) 1 << (b - 0xd0);
         if (rd_be(r, width, &v->u) != 0)
             return -1;
@@ -85,20 +90,21 @@ static int read_value(rd_t *r, value_t *v)
         v->kind = negative ? V_NEG : V_UINT;
         return 0;
     }
-    case 0xca:
-        return rd_skip(r, 4, &at);
-    case 0xcb:
-        return rd_skip(r, 8, &at);
-    case 0xc4: case 0xc5: case 0xc6:
+    case 0xca: return rd_skip(r, 4, &at);
+    case 0xcb: return rd_skip(r, 8, &at);
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
         if (rd_be(r, (size_t) 1 << (b - 0xc4), &n) != 0)
             return -1;
         return rd_skip(r, n, &at);
-    case 0xd9: case 0xda: case 0xdb:
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
         if (rd_be(r, (size_t) 1 << (b - 0xd9), &n) != 0)
             return -1;
         goto str;
-    default:
-        return -1;
+    default: return -1;
     }
 str:
     if (rd_skip(r, n, &v->s) != 0)
@@ -122,12 +128,12 @@ static bool is_str(const value_t *v, const char *s)
 enum { K_V = 1, K_TYPE = 2 };
 
 /* fn(ctx, bit of the key, key, value): 0 to go on, -1 with the reason. */
-typedef int (field_fn)(void *ctx, unsigned bit, const value_t *k, const value_t *v,
-                       char *errbuf, size_t errlen);
+typedef int(field_fn)(void *ctx, unsigned bit, const value_t *k, const value_t *v, char *errbuf,
+                      size_t errlen);
 
 static int walk_map(const void *data, size_t len, const char *const *names, unsigned count,
-                    unsigned str_keys, unsigned *seen, field_fn *fn, void *ctx,
-                    char *errbuf, size_t errlen)
+                    unsigned str_keys, unsigned *seen, field_fn *fn, void *ctx, char *errbuf,
+                    size_t errlen)
 {
     rd_t r = {data, (const unsigned char *) data + len};
     uint64_t b, n;
@@ -162,7 +168,7 @@ static int walk_map(const void *data, size_t len, const char *const *names, unsi
             if (is_key(&k, names[j]))
                 bit = 1u << j;
         if (!bit)
-            continue;   /* later revisions may add keys */
+            continue; /* later revisions may add keys */
         if (*seen & bit) {
             snprintf(errbuf, errlen, "duplicate key '%.*s'", (int) k.len, k.s);
             return -1;
@@ -227,9 +233,10 @@ static int request_field(void *ctx, unsigned bit, const value_t *k, const value_
             return -1;
         }
         break;
-    case KQ_TOPIC:
-        return copy_topic(out->topic, v, false, errbuf, errlen);
-    case KQ_FROM: case KQ_LAST: case KQ_TO:
+    case KQ_TOPIC: return copy_topic(out->topic, v, false, errbuf, errlen);
+    case KQ_FROM:
+    case KQ_LAST:
+    case KQ_TO:
         if (v->u == 0) {
             snprintf(errbuf, errlen, "'%.*s' must be at least 1", (int) k->len, k->s);
             return -1;
@@ -247,8 +254,8 @@ static int request_field(void *ctx, unsigned bit, const value_t *k, const value_
     return 0;
 }
 
-int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
-                            char *errbuf, size_t errlen)
+int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out, char *errbuf,
+                            size_t errlen)
 {
     memset(out, 0, sizeof *out);
     unsigned seen;
@@ -268,7 +275,8 @@ int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *o
     out->has_to = seen & KQ_TO;
     if (out->type == NW_REPLAY_REQ_REPLAY) {
         if (!(seen & KQ_TOPIC) || !(seen & KQ_CREDIT) || out->has_from == out->has_last) {
-            snprintf(errbuf, errlen, "replay needs 'topic', 'credit' and one of 'from' or 'last'");
+            snprintf(errbuf, errlen,
+                     "replay needs 'topic', 'credit' and one of 'from' or 'last'");
             return -1;
         }
         if (out->has_from && out->has_to && out->to < out->from) {
@@ -287,8 +295,8 @@ int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *o
 enum { KE_TOPIC = 4, KE_FROM = 8, KE_LAST = 16, KE_HEAD = 32, KE_ALL = 63 };
 static const char *const end_names[] = {"v", "type", "topic", "from", "last", "head"};
 
-static int end_field(void *ctx, unsigned bit, const value_t *k, const value_t *v,
-                     char *errbuf, size_t errlen)
+static int end_field(void *ctx, unsigned bit, const value_t *k, const value_t *v, char *errbuf,
+                     size_t errlen)
 {
     (void) k;
     nw_replay_end_t *out = ctx;
@@ -299,8 +307,7 @@ static int end_field(void *ctx, unsigned bit, const value_t *k, const value_t *v
             return -1;
         }
         break;
-    case KE_TOPIC:
-        return copy_topic(out->topic, v, false, errbuf, errlen);
+    case KE_TOPIC: return copy_topic(out->topic, v, false, errbuf, errlen);
     case KE_FROM: out->from = v->u; break;
     case KE_LAST: out->last = v->u; break;
     case KE_HEAD: out->head = v->u; break;
@@ -308,8 +315,8 @@ static int end_field(void *ctx, unsigned bit, const value_t *k, const value_t *v
     return 0;
 }
 
-int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out,
-                        char *errbuf, size_t errlen)
+int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out, char *errbuf,
+                        size_t errlen)
 {
     memset(out, 0, sizeof *out);
     unsigned seen;
@@ -317,8 +324,8 @@ int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out,
         snprintf(errbuf, errlen, "reply larger than %d bytes", NW_REPLAY_MAX_REPLY);
         return -1;
     }
-    if (walk_map(data, len, end_names, 6, K_TYPE | KE_TOPIC, &seen, end_field, out,
-                 errbuf, errlen) != 0)
+    if (walk_map(data, len, end_names, 6, K_TYPE | KE_TOPIC, &seen, end_field, out, errbuf,
+                 errlen) != 0)
         return -1;
     if (seen != KE_ALL) {
         snprintf(errbuf, errlen, "end needs 'v', 'type', 'topic', 'from', 'last' and 'head'");
@@ -332,8 +339,8 @@ int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out,
 enum { KX_TOPIC = 4, KX_CODE = 8, KX_REASON = 16, KX_OLDEST = 32, KX_REQUIRED = 31 };
 static const char *const error_names[] = {"v", "type", "topic", "code", "reason", "oldest"};
 
-static int error_field(void *ctx, unsigned bit, const value_t *k, const value_t *v,
-                       char *errbuf, size_t errlen)
+static int error_field(void *ctx, unsigned bit, const value_t *k, const value_t *v, char *errbuf,
+                       size_t errlen)
 {
     (void) k;
     nw_replay_error_t *out = ctx;
@@ -344,8 +351,7 @@ static int error_field(void *ctx, unsigned bit, const value_t *k, const value_t 
             return -1;
         }
         break;
-    case KX_TOPIC:
-        return copy_topic(out->topic, v, true, errbuf, errlen);
+    case KX_TOPIC: return copy_topic(out->topic, v, true, errbuf, errlen);
     case KX_CODE:
         if (v->len == 0 || v->len > NW_REPLAY_MAX_CODE || memchr(v->s, '\0', v->len)) {
             snprintf(errbuf, errlen, "'code' is not 1..%d bytes without NUL", NW_REPLAY_MAX_CODE);
@@ -372,8 +378,8 @@ static int error_field(void *ctx, unsigned bit, const value_t *k, const value_t 
     return 0;
 }
 
-int nw_replay_error_parse(const void *data, size_t len, nw_replay_error_t *out,
-                          char *errbuf, size_t errlen)
+int nw_replay_error_parse(const void *data, size_t len, nw_replay_error_t *out, char *errbuf,
+                          size_t errlen)
 {
     memset(out, 0, sizeof *out);
     unsigned seen;
@@ -404,7 +410,7 @@ nw_replay_kind_t nw_replay_reply_kind(const void *frame0, size_t len)
 
 typedef struct {
     msgpack_packer pk;
-    int rc;                            /* any write failed (out of memory) */
+    int rc; /* any write failed (out of memory) */
 } wr_t;
 
 static void put_str(wr_t *w, const char *s, size_t len)
@@ -443,8 +449,8 @@ static int put_done(wr_t *w, char *errbuf, size_t errlen)
     return 0;
 }
 
-int nw_replay_request_pack(const nw_replay_request_t *req, msgpack_sbuffer *sb,
-                           char *errbuf, size_t errlen)
+int nw_replay_request_pack(const nw_replay_request_t *req, msgpack_sbuffer *sb, char *errbuf,
+                           size_t errlen)
 {
     static const char *const types[] = {NULL, "replay", "credit", "cancel"};
     bool replay = req->type == NW_REPLAY_REQ_REPLAY;
@@ -488,7 +494,8 @@ int nw_replay_request_pack(const nw_replay_request_t *req, msgpack_sbuffer *sb,
     return put_done(&w, errbuf, errlen);
 }
 
-int nw_replay_end_pack(const nw_replay_end_t *end, msgpack_sbuffer *sb, char *errbuf, size_t errlen)
+int nw_replay_end_pack(const nw_replay_end_t *end, msgpack_sbuffer *sb, char *errbuf,
+                       size_t errlen)
 {
     if (!nw_topic_valid(end->topic, strnlen(end->topic, sizeof end->topic))) {
         snprintf(errbuf, errlen, "invalid topic");
@@ -503,8 +510,8 @@ int nw_replay_end_pack(const nw_replay_end_t *end, msgpack_sbuffer *sb, char *er
     return put_done(&w, errbuf, errlen);
 }
 
-int nw_replay_error_pack(const nw_replay_error_t *error, msgpack_sbuffer *sb,
-                         char *errbuf, size_t errlen)
+int nw_replay_error_pack(const nw_replay_error_t *error, msgpack_sbuffer *sb, char *errbuf,
+                         size_t errlen)
 {
     size_t tlen = strnlen(error->topic, sizeof error->topic);
     size_t clen = strnlen(error->code, sizeof error->code);

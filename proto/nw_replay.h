@@ -16,30 +16,34 @@
 #ifndef NW_REPLAY_PROTO_H
 #define NW_REPLAY_PROTO_H
 
+#include "nw_codec.h" /* NW_PROTO_VERSION */
+#include "nw_topic.h"
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <msgpack.h>
-#include "nw_codec.h"    /* NW_PROTO_VERSION */
-#include "nw_topic.h"
 
-#define NW_REPLAY_MAX_REQUEST 4096     /* larger request frames are bad requests */
-#define NW_REPLAY_MAX_REPLY 4096       /* larger $end/$error bodies are hostile */
-#define NW_REPLAY_MAX_CREDIT 1000      /* per request/credit message */
-#define NW_REPLAY_MAX_CODE 32          /* bytes of an error code */
-#define NW_REPLAY_MAX_REASON 255       /* bytes of an error reason kept (longer: cut) */
+#define NW_REPLAY_MAX_REQUEST 4096 /* larger request frames are bad requests */
+#define NW_REPLAY_MAX_REPLY 4096   /* larger $end/$error bodies are hostile */
+#define NW_REPLAY_MAX_CREDIT 1000  /* per request/credit message */
+#define NW_REPLAY_MAX_CODE 32      /* bytes of an error code */
+#define NW_REPLAY_MAX_REASON 255   /* bytes of an error reason kept (longer: cut) */
 
 #define NW_REPLAY_FRAME_END "$end"     /* frame 0 of an end reply */
 #define NW_REPLAY_FRAME_ERROR "$error" /* frame 0 of an error reply */
 
-typedef enum { NW_REPLAY_REQ_REPLAY = 1, NW_REPLAY_REQ_CREDIT, NW_REPLAY_REQ_CANCEL } nw_replay_type_t;
+typedef enum {
+    NW_REPLAY_REQ_REPLAY = 1,
+    NW_REPLAY_REQ_CREDIT,
+    NW_REPLAY_REQ_CANCEL
+} nw_replay_type_t;
 
 typedef struct {
     nw_replay_type_t type;
-    char topic[NW_TOPIC_MAX + 1];      /* replay: a valid topic */
-    bool has_from, has_last, has_to;   /* replay: exactly one of from/last */
+    char topic[NW_TOPIC_MAX + 1];    /* replay: a valid topic */
+    bool has_from, has_last, has_to; /* replay: exactly one of from/last */
     uint64_t from, last, to;
-    uint64_t credit;                   /* replay and credit: 1..NW_REPLAY_MAX_CREDIT */
+    uint64_t credit; /* replay and credit: 1..NW_REPLAY_MAX_CREDIT */
 } nw_replay_request_t;
 
 /* {"v":1,"type":"end",...}: the stream's range and the head when it started (8.3). */
@@ -53,7 +57,7 @@ typedef struct {
     char topic[NW_TOPIC_MAX + 1];
     char code[NW_REPLAY_MAX_CODE + 1];
     char reason[NW_REPLAY_MAX_REASON + 1];
-    bool has_oldest;                   /* "oldest" present (sent with "retention") */
+    bool has_oldest; /* "oldest" present (sent with "retention") */
     uint64_t oldest;
 } nw_replay_error_t;
 
@@ -61,24 +65,25 @@ typedef enum { NW_REPLAY_DATA, NW_REPLAY_END, NW_REPLAY_ERROR } nw_replay_kind_t
 
 /* Decode and validate one request frame. 0, or -1 with the reason; out->topic is filled
  * as soon as a valid topic was seen, so that an error reply can name it. */
-int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out,
-                            char *errbuf, size_t errlen);
+int nw_replay_request_parse(const void *data, size_t len, nw_replay_request_t *out, char *errbuf,
+                            size_t errlen);
 
 /* Append req as a request map (a credit request has no topic, a cancel no credit; a
  * replay sends "to" only with has_to). 0, or -1 with the reason and sb untouched. */
-int nw_replay_request_pack(const nw_replay_request_t *req, msgpack_sbuffer *sb,
-                           char *errbuf, size_t errlen);
+int nw_replay_request_pack(const nw_replay_request_t *req, msgpack_sbuffer *sb, char *errbuf,
+                           size_t errlen);
 
-int nw_replay_end_pack(const nw_replay_end_t *end, msgpack_sbuffer *sb, char *errbuf, size_t errlen);
-int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out,
-                        char *errbuf, size_t errlen);
+int nw_replay_end_pack(const nw_replay_end_t *end, msgpack_sbuffer *sb, char *errbuf,
+                       size_t errlen);
+int nw_replay_end_parse(const void *data, size_t len, nw_replay_end_t *out, char *errbuf,
+                        size_t errlen);
 
 /* "oldest" is sent when has_oldest. A reason longer than NW_REPLAY_MAX_REASON is cut
  * there (it is for people), and so is one the parser reads. */
-int nw_replay_error_pack(const nw_replay_error_t *error, msgpack_sbuffer *sb,
-                         char *errbuf, size_t errlen);
-int nw_replay_error_parse(const void *data, size_t len, nw_replay_error_t *out,
-                          char *errbuf, size_t errlen);
+int nw_replay_error_pack(const nw_replay_error_t *error, msgpack_sbuffer *sb, char *errbuf,
+                         size_t errlen);
+int nw_replay_error_parse(const void *data, size_t len, nw_replay_error_t *out, char *errbuf,
+                          size_t errlen);
 
 /* What a reply is, by its frame 0: "$end", "$error", or else a data reply (whose frame 0
  * nw_topic_unframe() then checks). */

@@ -24,8 +24,7 @@ bool nw_topic_valid(const char *s, size_t len)
             if (level_empty)
                 return false;
             level_empty = true;
-        }
-        else if (level_char(c))
+        } else if (level_char(c))
             level_empty = false;
         else
             return false;
@@ -38,8 +37,8 @@ int nw_topic_normalize(const char *subject, char *out, size_t outlen)
     if (!subject || !out || outlen == 0)
         return -1;
     size_t o = 0;
-    bool level_has = false;     /* the current level has a character already */
-    bool need_dash = false;     /* a run of other characters since the last one */
+    bool level_has = false; /* the current level has a character already */
+    bool need_dash = false; /* a run of other characters since the last one */
     for (const unsigned char *p = (const unsigned char *) subject; *p; p++) {
         unsigned char c = *p;
         if (c == '.') {
@@ -63,8 +62,7 @@ int nw_topic_normalize(const char *subject, char *out, size_t outlen)
             out[o++] = (char) c;
             level_has = true;
             need_dash = false;
-        }
-        else
+        } else
             need_dash = level_has;
     }
     if (o == 0)

@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define NW_TOPIC_MAX 255                        /* bytes of a topic, without terminator */
-#define NW_TOPIC_FRAME_MAX (NW_TOPIC_MAX + 1)   /* frame 0: the topic plus '.' */
+#define NW_TOPIC_MAX 255                      /* bytes of a topic, without terminator */
+#define NW_TOPIC_FRAME_MAX (NW_TOPIC_MAX + 1) /* frame 0: the topic plus '.' */
 
 /* Is s[0..len) a topic? (No NUL: a NUL byte is not in the grammar.) */
 bool nw_topic_valid(const char *s, size_t len);

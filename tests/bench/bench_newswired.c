@@ -30,9 +30,9 @@
 #include "article.h"
 #include "journal.h"
 #include "log.h"
+#include "newswire.h"
 #include "nw_codec.h"
 #include "route.h"
-#include "newswire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -50,10 +50,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROBE_BASE 9999999u   /* probe tokens count down from here */
+#define PROBE_BASE 9999999u /* probe tokens count down from here */
 #define MAX_DAEMON_ARGS 32
 #define STAGE_ARTICLES 2000
-#define GROUP 64              /* the pipeline's MAX_JOBS: articles per group commit */
+#define GROUP 64 /* the pipeline's MAX_JOBS: articles per group commit */
 
 /* Named, since clang-format lays out char (*p)[41] as if it were a call. */
 typedef char hex_id_t[41];
@@ -72,7 +72,7 @@ typedef struct {
 typedef struct {
     char root[256], drop[PATH_MAX], state[PATH_MAX], endpoint[PATH_MAX];
     unsigned count;
-    double *sent, *got;        /* by token; 0 = not yet */
+    double *sent, *got; /* by token; 0 = not yet */
     atomic_uint delivered, duplicates, probes;
     atomic_int stop;
     nw_client_t *client;
@@ -89,7 +89,7 @@ static double now_s(void)
 
 static void sleep_until(double t)
 {
-    struct timespec ts = { (time_t) t, (long) ((t - (double) (time_t) t) * 1e9) };
+    struct timespec ts = {(time_t) t, (long) ((t - (double) (time_t) t) * 1e9)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
@@ -100,12 +100,15 @@ static size_t make_article(char *buf, size_t cap, unsigned token, unsigned size)
     static const char para[] =
         "Carriers are pushing rural 5G coverage and fibre to the home while the regulator "
         "reviews spectrum licences and tower sharing between the mobile operators.";
-    int n = snprintf(buf, cap, "A one-line standfirst for benchmark story %u.\n\n"
+    int n = snprintf(buf, cap,
+                     "A one-line standfirst for benchmark story %u.\n\n"
                      "Sam Bench\n\nNovember 24, 2026\n\n2 Min Read\n"
-                     "bench-%07u operators agree spectrum sharing deal\n\n", token, token);
+                     "bench-%07u operators agree spectrum sharing deal\n\n",
+                     token, token);
     while ((size_t) n + sizeof para + 2 < cap && (unsigned) n < size)
         n += snprintf(buf + n, cap - (size_t) n, "%s\n\n", para);
-    n += snprintf(buf + n, cap - (size_t) n, "About the Author(s)\n\nSam Bench\n\n"
+    n += snprintf(buf + n, cap - (size_t) n,
+                  "About the Author(s)\n\nSam Bench\n\n"
                   "Measures things.\nFollow him @sambench\n\nYou May Also Like\n");
     return (size_t) n < cap ? (size_t) n : cap - 1;
 }
@@ -163,7 +166,9 @@ static void *receiver(void *arg)
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void) st; (void) flag; (void) ftw;
+    (void) st;
+    (void) flag;
+    (void) ftw;
     remove(path);
     return 0;
 }
@@ -171,7 +176,9 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static long archived_files;
 static int count_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void) path; (void) st; (void) ftw;
+    (void) path;
+    (void) st;
+    (void) ftw;
     if (flag == FTW_F)
         archived_files++;
     return 0;
@@ -210,7 +217,7 @@ static double proc_cpu_s(pid_t pid)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long ut = 0, st = 0;
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return 0;
@@ -351,8 +358,8 @@ static void report(const char *label, run_t *r, double t0, bool latency, double 
         if (lat && r->sent[i] != 0)
             lat[nl++] = (r->got[i] - r->sent[i]) * 1e3;
     }
-    printf("%-8s n=%u delivered=%u lost=%u dup=%u rate=%.0f/s elapsed=%.3fs",
-           label, r->count, delivered, r->count - delivered, atomic_load(&r->duplicates),
+    printf("%-8s n=%u delivered=%u lost=%u dup=%u rate=%.0f/s elapsed=%.3fs", label, r->count,
+           delivered, r->count - delivered, atomic_load(&r->duplicates),
            last > t0 ? delivered / (last - t0) : 0.0, last - t0);
     if (latency && nl) {
         qsort(lat, nl, sizeof *lat, cmp_double);
@@ -376,9 +383,11 @@ static int case_live(const options_t *o, const char *label, unsigned count, doub
     char name[64];
     int rc = -1;
     if (run_open(&r, o, count) != 0 || run_start_daemon(&r, o) != 0 || run_probe(&r, o) != 0) {
-        fprintf(stderr, "bench_newswired: %s: the daemon did not start or deliver a probe "
-                "(log: %s/daemon.log)\n", label, r.root);
-        r.root[0] = '\0';   /* keep the log */
+        fprintf(stderr,
+                "bench_newswired: %s: the daemon did not start or deliver a probe "
+                "(log: %s/daemon.log)\n",
+                label, r.root);
+        r.root[0] = '\0'; /* keep the log */
         goto done;
     }
     for (unsigned i = 0; i < count; i++) {
@@ -386,7 +395,7 @@ static int case_live(const options_t *o, const char *label, unsigned count, doub
         if (write_hidden(r.drop, name, i, o->size) != 0)
             goto done;
     }
-    usleep(300000);   /* let the daemon see the hidden files' events before the clock starts */
+    usleep(300000); /* let the daemon see the hidden files' events before the clock starts */
     double cpu0 = proc_cpu_s(r.pid), t0 = now_s();
     for (unsigned i = 0; i < count; i++) {
         if (rate > 0)
@@ -428,7 +437,7 @@ static int case_backlog(const options_t *o, unsigned count)
     long published = count_files(archive);
     for (double until = now_s() + 10.0; published < (long) count && now_s() < until;
          published = count_files(archive))
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        nanosleep(&(struct timespec) {0, 20 * 1000 * 1000}, NULL);
     double cpu = proc_cpu_s(r.pid);
     long hwm = proc_status_kb(r.pid, "VmHWM:");
     report("backlog", &r, t0, false, cpu, hwm);
@@ -466,8 +475,8 @@ static double time_journal(const char *dir, bool sync, unsigned group, unsigned 
     uv_loop_t loop;
     char err[256];
     uv_loop_init(&loop);
-    nw_journal_options_t jo = { .sync = sync, .segment_size = 64u << 20,
-                                .dedup_window_ms = 86400000 };
+    nw_journal_options_t jo = {
+        .sync = sync, .segment_size = 64u << 20, .dedup_window_ms = 86400000};
     nw_journal_t *j = nw_journal_open(&loop, dir, jo, err, sizeof err);
     double elapsed = -1;
     if (!j) {
@@ -476,10 +485,11 @@ static double time_journal(const char *dir, bool sync, unsigned group, unsigned 
     }
     double t0 = now_s();
     for (unsigned i = 0; i < n; i += group) {
-        commit_wait_t w = { 0, 0, 0 };
+        commit_wait_t w = {0, 0, 0};
         for (unsigned k = i; k < i + group && k < n; k++) {
             uint64_t seq = nw_journal_last_seq(j, "telecoms") + 1;
-            if (nw_journal_append(j, "telecoms", seq, ids[k], 0, msgs[k].data, msgs[k].size) != 0 ||
+            if (nw_journal_append(j, "telecoms", seq, ids[k], 0, msgs[k].data, msgs[k].size) !=
+                    0 ||
                 nw_journal_commit(j, on_commit, &w) != 0)
                 goto done;
             w.count++;
@@ -542,7 +552,7 @@ static int run_stages(const options_t *o)
         close(fd);
     }
     stage("read (open, fstat, read, close)", now_s() - t0, n);
-    nw_log_set_level(NW_LOG_WARNING);   /* the journal's notices are not results */
+    nw_log_set_level(NW_LOG_WARNING); /* the journal's notices are not results */
 
     /* Timed passes free what they make, as a job does, so malloc hands memory back
      * warm; the results the next stage needs are then made untimed. */
@@ -565,54 +575,69 @@ static int run_stages(const options_t *o)
     stage("route (nw_route_topics)", now_s() - t0, n);
 
     for (int keep = 0; keep < 2; keep++) {
-    t0 = now_s();
-    for (unsigned i = 0; i < n; i++) {
-        const char *subjects[NW_ROUTE_MAX_TOPICS];
-        char uri[64], created[NW_CODEC_TIME_LEN];
-        for (size_t k = 0; k < ntopics[i]; k++)
-            subjects[k] = topics[i][k];
-        snprintf(uri, sizeof uri, "urn:newswire:%s", arts[i]->id);
-        nw_codec_format_time(arts[i]->versioncreated_ms, created);
-        nw_ninjs_t ninjs = {
-            .uri = uri, .type = "text", .headline = arts[i]->headline,
-            .byline = arts[i]->byline, .description_text = arts[i]->description,
-            .body_text = arts[i]->body, .language = arts[i]->language,
-            .versioncreated = created, .subjects = subjects, .subject_count = ntopics[i],
-        };
-        msgpack_sbuffer_init(&amp[i]);
-        if (nw_codec_pack_article(&ninjs, &amp[i], err, sizeof err) != 0)
-            goto done;
+        t0 = now_s();
+        for (unsigned i = 0; i < n; i++) {
+            const char *subjects[NW_ROUTE_MAX_TOPICS];
+            char uri[64], created[NW_CODEC_TIME_LEN];
+            for (size_t k = 0; k < ntopics[i]; k++)
+                subjects[k] = topics[i][k];
+            snprintf(uri, sizeof uri, "urn:newswire:%s", arts[i]->id);
+            nw_codec_format_time(arts[i]->versioncreated_ms, created);
+            nw_ninjs_t ninjs = {
+                .uri = uri,
+                .type = "text",
+                .headline = arts[i]->headline,
+                .byline = arts[i]->byline,
+                .description_text = arts[i]->description,
+                .body_text = arts[i]->body,
+                .language = arts[i]->language,
+                .versioncreated = created,
+                .subjects = subjects,
+                .subject_count = ntopics[i],
+            };
+            msgpack_sbuffer_init(&amp[i]);
+            if (nw_codec_pack_article(&ninjs, &amp[i], err, sizeof err) != 0)
+                goto done;
+            if (!keep)
+                msgpack_sbuffer_destroy(&amp[i]);
+        }
         if (!keep)
-            msgpack_sbuffer_destroy(&amp[i]);
-    }
-    if (!keep)
-        stage("pack article (nw_codec_pack_article)", now_s() - t0, n);
+            stage("pack article (nw_codec_pack_article)", now_s() - t0, n);
     }
 
     for (int keep = 0; keep < 2; keep++) {
-    t0 = now_s();
-    for (unsigned i = 0; i < n; i++) {
-        char sent[NW_CODEC_TIME_LEN];
-        nw_codec_format_time(1700000000000 + i, sent);
-        memcpy(ids[i], arts[i]->id, sizeof ids[i]);
-        nw_envelope_t env = { .topic = topics[i][0], .seq = i + 1, .epoch =
-                              "0123456789abcdef0123456789abcdef", .id = ids[i], .sent = sent,
-                              .source_file = "a0000000.txt", .source_format = "scraped" };
-        msgpack_sbuffer_init(&msgs[i]);
-        if (nw_codec_pack_message(&env, amp[i].data, amp[i].size, &msgs[i], err, sizeof err) != 0)
-            goto done;
+        t0 = now_s();
+        for (unsigned i = 0; i < n; i++) {
+            char sent[NW_CODEC_TIME_LEN];
+            nw_codec_format_time(1700000000000 + i, sent);
+            memcpy(ids[i], arts[i]->id, sizeof ids[i]);
+            nw_envelope_t env = {.topic = topics[i][0],
+                                 .seq = i + 1,
+                                 .epoch = "0123456789abcdef0123456789abcdef",
+                                 .id = ids[i],
+                                 .sent = sent,
+                                 .source_file = "a0000000.txt",
+                                 .source_format = "scraped"};
+            msgpack_sbuffer_init(&msgs[i]);
+            if (nw_codec_pack_message(&env, amp[i].data, amp[i].size, &msgs[i], err,
+                                      sizeof err) != 0)
+                goto done;
+            if (!keep)
+                msgpack_sbuffer_destroy(&msgs[i]);
+        }
         if (!keep)
-            msgpack_sbuffer_destroy(&msgs[i]);
-    }
-    if (!keep)
-        stage("pack message (nw_codec_pack_message)", now_s() - t0, n);
+            stage("pack message (nw_codec_pack_message)", now_s() - t0, n);
     }
 
-    static const struct { bool sync; unsigned group; const char *label; } journals[] = {
-        { true, GROUP, "journal, groups of 64, fdatasync" },
-        { true, 1, "journal, one at a time, fdatasync" },
-        { false, GROUP, "journal, groups of 64, no sync" },
-        { false, 1, "journal, one at a time, no sync" },
+    static const struct {
+        bool sync;
+        unsigned group;
+        const char *label;
+    } journals[] = {
+        {true, GROUP, "journal, groups of 64, fdatasync"},
+        {true, 1, "journal, one at a time, fdatasync"},
+        {false, GROUP, "journal, groups of 64, no sync"},
+        {false, 1, "journal, one at a time, no sync"},
     };
     for (size_t k = 0; k < sizeof journals / sizeof journals[0]; k++) {
         char state[512];
@@ -668,8 +693,14 @@ done:
         msgpack_sbuffer_destroy(&msgs[i]);
     }
     nw_rules_unref(&rules);
-    free(ids); free(data); free(lens); free(arts); free(amp); free(msgs);
-    free(topics); free(ntopics);
+    free(ids);
+    free(data);
+    free(lens);
+    free(arts);
+    free(amp);
+    free(msgs);
+    free(topics);
+    free(ntopics);
     if (*root && root[strlen(root) - 1] != 'X')
         nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return rc;
@@ -770,10 +801,11 @@ static int parse_args(options_t *o, int argc, char **argv, char *self_dir)
 int main(int argc, char **argv)
 {
     static char daemon_path[PATH_MAX];
-    options_t o = { .n = 20000, .rate = 1000, .seconds = 5, .size = 3000, .stages = 1,
-                    .namesakes = 4000 };
+    options_t o = {
+        .n = 20000, .rate = 1000, .seconds = 5, .size = 3000, .stages = 1, .namesakes = 4000};
     if (parse_args(&o, argc, argv, daemon_path) != 0) {
-        fprintf(stderr, "usage: bench_newswired [--n 20000] [--rate 1000 --seconds 5] "
+        fprintf(stderr,
+                "usage: bench_newswired [--n 20000] [--rate 1000 --seconds 5] "
                 "[--backlog 0] [--size 3000] [--namesakes 4000] [--daemon PATH] [--no-stages] "
                 "[-- DAEMON-ARGS]\n");
         return 2;

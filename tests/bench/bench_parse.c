@@ -2,10 +2,10 @@
  * bench_parse: how fast nw_article_parse turns bytes into articles, per layout, and
  * how fast nw_rules_classify (the built-in rules) routes the parsed articles.
  * Inputs: the accepted fixtures in <fixtures>/articles (.txt, .xml, .html, grouped by
- * the layout they parse as: scraped, header, ninjs, NewsML-G2, NITF, HTML), a generated 3 KB scraped article, and two hostile shapes (one 8 MiB line,
- * a million blank lines) that would show any quadratic path. Prints MB/s and
- * articles/s per group on one thread; for routing, MB/s counts the bytes of headline,
- * standfirst and body, the fields the rules read.
+ * the layout they parse as: scraped, header, ninjs, NewsML-G2, NITF, HTML), a generated 3 KB
+ * scraped article, and two hostile shapes (one 8 MiB line, a million blank lines) that would show
+ * any quadratic path. Prints MB/s and articles/s per group on one thread; for routing, MB/s
+ * counts the bytes of headline, standfirst and body, the fields the rules read.
  *
  *   bench_parse [--route] [fixtures-dir]   (default: $NW_FIXTURES, else the source
  *                                           tree's; --route: the routing groups only)
@@ -35,16 +35,14 @@ typedef struct {
     size_t count;
 } group_t;
 
-static double
-now(void)
+static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-static char *
-read_file(const char *path, size_t *len)
+static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -65,18 +63,16 @@ read_file(const char *path, size_t *len)
     return data;
 }
 
-static void
-add(group_t *g, char *data, size_t len)
+static void add(group_t *g, char *data, size_t len)
 {
     if (g->count < MAX_DOCS)
-        g->docs[g->count++] = (doc_t) { data, len };
+        g->docs[g->count++] = (doc_t) {data, len};
     else
         free(data);
 }
 
 /* A typical scraped article of about 3 KB. */
-static char *
-generate_scraped(size_t *len)
+static char *generate_scraped(size_t *len)
 {
     static const char *const para =
         "The operator said the upgrade would reach most of the county by the end of the "
@@ -85,20 +81,21 @@ generate_scraped(size_t *len)
     char *s = malloc(8192);
     if (!s)
         return NULL;
-    int n = snprintf(s, 8192, "A short standfirst that sums the story up in one line.\n\n"
+    int n = snprintf(s, 8192,
+                     "A short standfirst that sums the story up in one line.\n\n"
                      "Ana Lima and Tom Berg\n\nTuesday, May 25, 2021\n\n3 Min Read\n"
                      "Operator speeds up its rural upgrade\n\n");
     int i;
     for (i = 0; i < 12; i++)
         n += snprintf(s + n, 8192 - (size_t) n, "%s\n\n", para);
-    n += snprintf(s + n, 8192 - (size_t) n, "About the Author(s)\n\nAna Lima\n\nAna writes "
+    n += snprintf(s + n, 8192 - (size_t) n,
+                  "About the Author(s)\n\nAna Lima\n\nAna writes "
                   "about networks.\nFollow her @ana\n\nYou May Also Like\n\nOther story\n");
     *len = (size_t) n;
     return s;
 }
 
-static void
-run(const group_t *g)
+static void run(const group_t *g)
 {
     size_t bytes = 0, articles = 0, rejected = 0, i;
     double start = now(), elapsed;
@@ -108,8 +105,8 @@ run(const group_t *g)
     do {
         for (i = 0; i < g->count; i++) {
             nw_article_t *a = NULL;
-            if (nw_article_parse(g->docs[i].data, g->docs[i].len, 0, &a, errbuf,
-                                 sizeof errbuf) != 0)
+            if (nw_article_parse(g->docs[i].data, g->docs[i].len, 0, &a, errbuf, sizeof errbuf) !=
+                0)
                 rejected++;
             nw_article_destroy(&a);
             bytes += g->docs[i].len;
@@ -123,8 +120,7 @@ run(const group_t *g)
 }
 
 /* Routing throughput over the group's articles, parsed once beforehand. */
-static void
-run_route(const group_t *g, const nw_rules_t *rules)
+static void run_route(const group_t *g, const nw_rules_t *rules)
 {
     nw_article_t *parsed[MAX_DOCS];
     char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
@@ -132,8 +128,7 @@ run_route(const group_t *g, const nw_rules_t *rules)
     size_t bytes = 0, articles = 0, routed = 0, field_bytes = 0, n = 0, i;
     for (i = 0; i < g->count; i++) {
         nw_article_t *a = NULL;
-        if (nw_article_parse(g->docs[i].data, g->docs[i].len, 0, &a, errbuf,
-                             sizeof errbuf) != 0)
+        if (nw_article_parse(g->docs[i].data, g->docs[i].len, 0, &a, errbuf, sizeof errbuf) != 0)
             continue;
         field_bytes += strlen(a->headline) + strlen(a->body) +
                        (a->description ? strlen(a->description) : 0);
@@ -153,15 +148,14 @@ run_route(const group_t *g, const nw_rules_t *rules)
         elapsed = now() - start;
     } while (rounds > 0 ? ++round < rounds : elapsed < MIN_SECONDS);
     printf("route %-22s %4zu input(s) %10.1f MB/s %12.0f articles/s %5.1f%% routed"
-           " (%zu field bytes)\n", g->name, n, (double) bytes / elapsed / 1e6,
-           (double) articles / elapsed, 100.0 * (double) routed / (double) articles,
-           field_bytes);
+           " (%zu field bytes)\n",
+           g->name, n, (double) bytes / elapsed / 1e6, (double) articles / elapsed,
+           100.0 * (double) routed / (double) articles, field_bytes);
     for (i = 0; i < n; i++)
         nw_article_destroy(&parsed[i]);
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     int route_only = argc > 1 && strcmp(argv[1], "--route") == 0;
     if (route_only) {
@@ -171,14 +165,23 @@ main(int argc, char **argv)
     const char *root = argc > 1 ? argv[1] : getenv("NW_FIXTURES");
     char dir[1024], path[2048];
     /* The fixture groups first, one per layout, then the generated inputs. */
-    enum { G_SCRAPED, G_HEADER, G_NINJS, G_NEWSML, G_NITF, G_HTML, G_GENERATED, G_LINE,
-           G_BLANKS };
+    enum {
+        G_SCRAPED,
+        G_HEADER,
+        G_NINJS,
+        G_NEWSML,
+        G_NITF,
+        G_HTML,
+        G_GENERATED,
+        G_LINE,
+        G_BLANKS
+    };
     group_t groups[] = {
-        { .name = "scraped fixtures" }, { .name = "header fixtures" },
-        { .name = "ninjs fixtures" }, { .name = "newsml-g2 fixtures" },
-        { .name = "nitf fixtures" }, { .name = "html fixtures" },
-        { .name = "scraped generated 3KB" },
-        { .name = "one 8 MiB line" }, { .name = "1M blank lines" },
+        {.name = "scraped fixtures"},      {.name = "header fixtures"},
+        {.name = "ninjs fixtures"},        {.name = "newsml-g2 fixtures"},
+        {.name = "nitf fixtures"},         {.name = "html fixtures"},
+        {.name = "scraped generated 3KB"}, {.name = "one 8 MiB line"},
+        {.name = "1M blank lines"},
     };
     snprintf(dir, sizeof dir, "%s/articles", root ? root : NW_BENCH_FIXTURES);
 
@@ -191,8 +194,9 @@ main(int argc, char **argv)
     while ((e = readdir(d))) {
         size_t len = 0;
         const char *ext = strrchr(e->d_name, '.');
-        if (!ext || (strcmp(ext, ".txt") != 0 && strcmp(ext, ".xml") != 0
-                     && strcmp(ext, ".html") != 0) || strncmp(e->d_name, "bad-", 4) == 0)
+        if (!ext ||
+            (strcmp(ext, ".txt") != 0 && strcmp(ext, ".xml") != 0 && strcmp(ext, ".html") != 0) ||
+            strncmp(e->d_name, "bad-", 4) == 0)
             continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int) sizeof path)
             continue;
@@ -205,12 +209,12 @@ main(int argc, char **argv)
         }
         int g = G_NINJS;
         switch (a->format) {
-        case NW_FORMAT_SCRAPED:   g = G_SCRAPED; break;
-        case NW_FORMAT_HEADER:    g = G_HEADER; break;
-        case NW_FORMAT_NINJS:     g = G_NINJS; break;
+        case NW_FORMAT_SCRAPED: g = G_SCRAPED; break;
+        case NW_FORMAT_HEADER: g = G_HEADER; break;
+        case NW_FORMAT_NINJS: g = G_NINJS; break;
         case NW_FORMAT_NEWSML_G2: g = G_NEWSML; break;
-        case NW_FORMAT_NITF:      g = G_NITF; break;
-        case NW_FORMAT_HTML:      g = G_HTML; break;
+        case NW_FORMAT_NITF: g = G_NITF; break;
+        case NW_FORMAT_HTML: g = G_HTML; break;
         }
         add(&groups[g], data, len);
         nw_article_destroy(&a);
@@ -245,7 +249,7 @@ main(int argc, char **argv)
         return 1;
     }
     size_t i, j;
-    for (i = 0; i <= G_GENERATED; i++)     /* the hostile shapes are about the parser */
+    for (i = 0; i <= G_GENERATED; i++) /* the hostile shapes are about the parser */
         run_route(&groups[i], rules);
     nw_rules_unref(&rules);
     for (i = 0; i < sizeof groups / sizeof groups[0]; i++) {

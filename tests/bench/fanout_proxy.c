@@ -23,12 +23,13 @@ int main(int argc, char **argv)
     void *xsub = zmq_socket(ctx, ZMQ_XSUB), *xpub = zmq_socket(ctx, ZMQ_XPUB);
     if (!ctx || !xsub || !xpub)
         goto fail;
-    if (zmq_setsockopt(xsub, ZMQ_RCVHWM, &hwm, sizeof hwm) || zmq_setsockopt(xpub, ZMQ_SNDHWM, &hwm, sizeof hwm))
+    if (zmq_setsockopt(xsub, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(xpub, ZMQ_SNDHWM, &hwm, sizeof hwm))
         goto fail;
     if (zmq_connect(xsub, argv[1]) || zmq_bind(xpub, argv[2]))
         goto fail;
     fprintf(stderr, "fanout_proxy: %s -> %s\n", argv[1], argv[2]);
-    zmq_proxy(xsub, xpub, NULL);   /* returns only when the context is terminated */
+    zmq_proxy(xsub, xpub, NULL); /* returns only when the context is terminated */
 fail:
     fprintf(stderr, "fanout_proxy: %s\n", zmq_strerror(zmq_errno()));
     return 1;

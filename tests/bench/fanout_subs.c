@@ -23,15 +23,15 @@
  * token below N arrived.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE   /* memmem */
+#define _GNU_SOURCE /* memmem */
 #endif
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -41,14 +41,14 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
 /* The token in a frame, or -1. */
 static long token_of(const void *data, size_t len)
 {
     const char *p = data, *end = p + len;
-    while ((p = memmem(p, (size_t)(end - p), "bench-", 6)) != NULL) {
+    while ((p = memmem(p, (size_t) (end - p), "bench-", 6)) != NULL) {
         p += 6;
         if (end - p < 7)
             return -1;
@@ -66,12 +66,12 @@ typedef struct {
     void **sock;
     size_t subs;
     long n;
-    double *stamp;            /* subs x n first arrivals */
-    long *count;              /* tokens below n seen, per socket */
+    double *stamp; /* subs x n first arrivals */
+    long *count;   /* tokens below n seen, per socket */
     char *probed;
     size_t nprobed, complete; /* sockets probed, sockets with every token */
     long long received, dups, others;
-    double last;              /* the latest arrival of a token below n */
+    double last; /* the latest arrival of a token below n */
     zmq_msg_t msg;
 } receiver_t;
 
@@ -81,7 +81,7 @@ static void drain(receiver_t *r, size_t s)
     for (;;) {
         long tok = -1;
         int more = 1, got = 0;
-        while (more) {   /* a multipart message is all there once its first frame is */
+        while (more) { /* a multipart message is all there once its first frame is */
             if (zmq_msg_recv(&r->msg, r->sock[s], ZMQ_DONTWAIT) < 0)
                 break;
             got = 1;
@@ -103,7 +103,7 @@ static void drain(receiver_t *r, size_t s)
             }
         } else if (tok >= 0 && tok < r->n) {
             r->last = at;
-            double *slot = &r->stamp[s * (size_t)r->n + (size_t)tok];
+            double *slot = &r->stamp[s * (size_t) r->n + (size_t) tok];
             if (*slot != 0) {
                 r->dups++;
             } else {
@@ -145,18 +145,18 @@ int main(int argc, char **argv)
         char *star = strrchr(argv[a], '*');
         if (!star || atol(star + 1) <= 0)
             goto usage;
-        subs += (size_t)atol(star + 1);
+        subs += (size_t) atol(star + 1);
     }
     void *ctx = zmq_ctx_new();
     void **sock = calloc(subs, sizeof *sock);
-    double *stamp = calloc(subs * (size_t)(n ? n : 1), sizeof *stamp);
+    double *stamp = calloc(subs * (size_t) (n ? n : 1), sizeof *stamp);
     long *count = calloc(subs, sizeof *count);
     char *probed = calloc(subs, 1);
     if (!ctx || !sock || !stamp || !count || !probed) {
         fprintf(stderr, "fanout_subs: out of memory\n");
         return 1;
     }
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int)subs + 64);
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int) subs + 64);
     size_t k = 0;
     for (int a = first; a < argc; a++) {
         char *star = strrchr(argv[a], '*');
@@ -165,10 +165,11 @@ int main(int argc, char **argv)
         for (long j = 0; j < c; j++, k++) {
             int zero = 0;
             sock[k] = zmq_socket(ctx, ZMQ_SUB);
-            if (!sock[k] || zmq_setsockopt(sock[k], ZMQ_RCVHWM, &zero, sizeof zero)
-                || zmq_setsockopt(sock[k], ZMQ_LINGER, &zero, sizeof zero)
-                || zmq_setsockopt(sock[k], ZMQ_SUBSCRIBE, "", 0) || zmq_connect(sock[k], argv[a])) {
-                fprintf(stderr, "fanout_subs: socket %zu on %s: %s\n", k, argv[a], zmq_strerror(zmq_errno()));
+            if (!sock[k] || zmq_setsockopt(sock[k], ZMQ_RCVHWM, &zero, sizeof zero) ||
+                zmq_setsockopt(sock[k], ZMQ_LINGER, &zero, sizeof zero) ||
+                zmq_setsockopt(sock[k], ZMQ_SUBSCRIBE, "", 0) || zmq_connect(sock[k], argv[a])) {
+                fprintf(stderr, "fanout_subs: socket %zu on %s: %s\n", k, argv[a],
+                        zmq_strerror(zmq_errno()));
                 return 1;
             }
         }
@@ -190,12 +191,14 @@ int main(int argc, char **argv)
         int fd;
         size_t fdlen = sizeof fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = s};
-        if (zmq_getsockopt(sock[s], ZMQ_FD, &fd, &fdlen) || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
+        if (zmq_getsockopt(sock[s], ZMQ_FD, &fd, &fdlen) ||
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
             fprintf(stderr, "fanout_subs: socket %zu: %s\n", s, strerror(errno));
             return 1;
         }
     }
-    receiver_t r = {.sock = sock, .subs = subs, .n = n, .stamp = stamp, .count = count, .probed = probed};
+    receiver_t r = {
+        .sock = sock, .subs = subs, .n = n, .stamp = stamp, .count = count, .probed = probed};
     zmq_msg_init(&r.msg);
     double start = now_s(), swept = start;
     struct epoll_event evs[256];
@@ -209,7 +212,7 @@ int main(int argc, char **argv)
             return 1;
         }
         for (int e = 0; e < nev; e++)
-            drain(&r, (size_t)evs[e].data.u64);
+            drain(&r, (size_t) evs[e].data.u64);
         if (now_s() - swept >= 1.0 || nev == 0) {
             for (size_t s = 0; s < subs; s++)
                 drain(&r, s);
@@ -220,7 +223,8 @@ int main(int argc, char **argv)
     zmq_msg_close(&r.msg);
 
     FILE *f = fopen(out, "wb");
-    if (!f || fwrite(stamp, sizeof *stamp, subs * (size_t)n, f) != subs * (size_t)n || fclose(f) != 0) {
+    if (!f || fwrite(stamp, sizeof *stamp, subs * (size_t) n, f) != subs * (size_t) n ||
+        fclose(f) != 0) {
         fprintf(stderr, "fanout_subs: %s: %s\n", out, strerror(errno));
         return 1;
     }
@@ -233,15 +237,18 @@ int main(int argc, char **argv)
     }
     /* Which articles are missing, and on how many sockets: one article missing
      * everywhere is another fault than one socket missing many. */
-    printf("{\"sockets\": %zu, \"n\": %ld, \"delivered\": %lld, \"expected\": %lld, \"least\": %ld, "
-           "\"complete\": %zu, \"probed\": %zu, \"duplicates\": %lld, \"other\": %lld, \"messages\": %lld, "
-           "\"missing\": {",
-           subs, n, delivered, (long long)subs * n, least, r.complete, r.nprobed, r.dups, r.others, r.received);
+    printf(
+        "{\"sockets\": %zu, \"n\": %ld, \"delivered\": %lld, \"expected\": %lld, \"least\": %ld, "
+        "\"complete\": %zu, \"probed\": %zu, \"duplicates\": %lld, \"other\": %lld, "
+        "\"messages\": %lld, "
+        "\"missing\": {",
+        subs, n, delivered, (long long) subs * n, least, r.complete, r.nprobed, r.dups, r.others,
+        r.received);
     int shown = 0;
     for (long i = 0; i < n && shown < 20; i++) {
         size_t on = 0;
         for (size_t s = 0; s < subs; s++)
-            on += stamp[s * (size_t)n + (size_t)i] == 0;
+            on += stamp[s * (size_t) n + (size_t) i] == 0;
         if (on)
             printf("%s\"%ld\": %zu", shown++ ? ", " : "", i, on);
     }
@@ -253,6 +260,7 @@ int main(int argc, char **argv)
     free(sock), free(stamp), free(count), free(probed);
     return 0;
 usage:
-    fprintf(stderr, "usage: fanout_subs --n N --out FILE [--timeout S] [--idle S] ENDPOINT*COUNT...\n");
+    fprintf(stderr,
+            "usage: fanout_subs --n N --out FILE [--timeout S] [--idle S] ENDPOINT*COUNT...\n");
     return 2;
 }

@@ -15,8 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void
-check_field(const char *s, bool required)
+static void check_field(const char *s, bool required)
 {
     if (!s) {
         if (required)
@@ -29,8 +28,7 @@ check_field(const char *s, bool required)
         __builtin_trap();
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char errbuf[NW_ARTICLE_ERRLEN];
     nw_article_t *a = NULL;
@@ -40,11 +38,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     /* The decode step names only what it converted (UTF-16 by BOM, Windows-1252). */
-    if (a->encoding && strcmp(a->encoding, "UTF-16LE") != 0
-        && strcmp(a->encoding, "UTF-16BE") != 0 && strcmp(a->encoding, "windows-1252") != 0)
+    if (a->encoding && strcmp(a->encoding, "UTF-16LE") != 0 &&
+        strcmp(a->encoding, "UTF-16BE") != 0 && strcmp(a->encoding, "windows-1252") != 0)
         __builtin_trap();
-    bool bom16 = size >= 2 && ((data[0] == 0xFF && data[1] == 0xFE)
-                               || (data[0] == 0xFE && data[1] == 0xFF));
+    bool bom16 = size >= 2 &&
+                 ((data[0] == 0xFF && data[1] == 0xFE) || (data[0] == 0xFE && data[1] == 0xFF));
     if (a->encoding && (a->encoding[0] == 'U') != bom16)
         __builtin_trap();
     check_field(a->headline, true);
@@ -79,8 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     nw_article_t *b = NULL;
-    if (nw_article_parse((const char *) data, size, 2, &b, errbuf, sizeof errbuf) != 0
-        || strcmp(a->id, b->id) != 0)
+    if (nw_article_parse((const char *) data, size, 2, &b, errbuf, sizeof errbuf) != 0 ||
+        strcmp(a->id, b->id) != 0)
         __builtin_trap();
     nw_article_destroy(&b);
     nw_article_destroy(&a);

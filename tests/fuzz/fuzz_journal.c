@@ -32,7 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char state[64], segment[128];
 static uv_loop_t loop;
 
-#define REQUIRE(c) do { if (!(c)) { fprintf(stderr, "fuzz_journal: %s\n", #c); abort(); } } while (0)
+#define REQUIRE(c) \
+    do { \
+        if (!(c)) { \
+            fprintf(stderr, "fuzz_journal: %s\n", #c); \
+            abort(); \
+        } \
+    } while (0)
 
 static void free_seq(void **p)
 {
@@ -87,19 +93,13 @@ static void round_trip(const nw_jrec_t *r)
         memcpy(epoch, r->epoch, 32);
     int rc = -1;
     switch (r->type) {
-    case NW_JREC_CHECKPOINT:
-        rc = nw_jrec_pack_checkpoint(&sb, epoch, r->time_ms, seqs);
-        break;
+    case NW_JREC_CHECKPOINT: rc = nw_jrec_pack_checkpoint(&sb, epoch, r->time_ms, seqs); break;
     case NW_JREC_MESSAGE:
         REQUIRE((topic = strndup(r->topic, r->topic_len)) && (id = strndup(r->id, r->id_len)));
         rc = nw_jrec_pack_message(&sb, topic, r->seq, id, r->time_ms, r->msg, r->msg_len);
         break;
-    case NW_JREC_COMMIT:
-        rc = nw_jrec_pack_commit(&sb, r->start, seqs, epoch);
-        break;
-    case NW_JREC_SEAL:
-        rc = nw_jrec_pack_seal(&sb, r->next, epoch);
-        break;
+    case NW_JREC_COMMIT: rc = nw_jrec_pack_commit(&sb, r->start, seqs, epoch); break;
+    case NW_JREC_SEAL: rc = nw_jrec_pack_seal(&sb, r->next, epoch); break;
     }
     REQUIRE(rc == 0);
     const uint8_t *h = (const uint8_t *) sb.data, *p = h + NW_JREC_HEADER;
@@ -227,8 +227,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     clear_journal();
     write_segment(data, size);
     nw_journal_options_t opt = {
-        .sync = false, .commit_delay_ms = 0, .segment_size = 1 << 20,
-        .max_size = 1 << 30, .max_age_ms = 0, .dedup_window_ms = INT64_MAX / 4,
+        .sync = false,
+        .commit_delay_ms = 0,
+        .segment_size = 1 << 20,
+        .max_size = 1 << 30,
+        .max_age_ms = 0,
+        .dedup_window_ms = INT64_MAX / 4,
     };
     char err[256];
     nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
@@ -251,7 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     uint64_t next = nw_journal_last_seq(j, "a") + 1;
     bool appended = next != 0 && nw_journal_append(j, "a", next, "fuzz", 0, "m", 1) == 0;
-    nw_journal_close(&j);       /* writes the append synchronously */
+    nw_journal_close(&j); /* writes the append synchronously */
     uv_run(&loop, UV_RUN_NOWAIT);
 
     j = nw_journal_open(&loop, state, opt, err, sizeof err);

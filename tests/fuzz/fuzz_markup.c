@@ -15,21 +15,19 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void
-check_field(const char *s)
+static void check_field(const char *s)
 {
     if (s && strchr(s, '\r'))
         __builtin_trap();
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char errbuf[NW_ARTICLE_ERRLEN] = "";
     size_t len;
     unsigned replaced;
     if (size && memchr(data, '\0', size))
-        return 0;   /* article.c refuses these before any parser */
+        return 0; /* article.c refuses these before any parser */
     char *text = nw_text_sanitize((const char *) data, size, &len, &replaced);
     nw_article_t *a = calloc(1, sizeof *a);
     if (!text || !a) {

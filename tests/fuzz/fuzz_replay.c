@@ -97,8 +97,8 @@ static void fuzz_request(const uint8_t *data, size_t size)
         abort();
     if (again.type != req.type || strcmp(again.topic, req.topic) != 0 ||
         again.has_from != req.has_from || again.from != req.from ||
-        again.has_last != req.has_last || again.last != req.last ||
-        again.has_to != req.has_to || again.to != req.to || again.credit != req.credit)
+        again.has_last != req.has_last || again.last != req.last || again.has_to != req.has_to ||
+        again.to != req.to || again.credit != req.credit)
         abort();
     msgpack_sbuffer_destroy(&sb);
 }

@@ -78,8 +78,8 @@ typedef struct {
     int type;
 } payload_t;
 
-static int frames(const char *path, payload_t **out, size_t *n, uint64_t *end,
-                  uint64_t *bad, bool *garbage)
+static int frames(const char *path, payload_t **out, size_t *n, uint64_t *end, uint64_t *bad,
+                  bool *garbage)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -152,8 +152,8 @@ static int write_journal(const char *state)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    nw_journal_options_t opt = {.sync = false, .segment_size = 1200,
-                                .dedup_window_ms = 365LL * 86400000};
+    nw_journal_options_t opt = {
+        .sync = false, .segment_size = 1200, .dedup_window_ms = 365LL * 86400000};
     char err[256];
     nw_journal_t *j = nw_journal_open(&loop, state, opt, err, sizeof err);
     if (!j)
@@ -165,7 +165,7 @@ static int write_journal(const char *state)
             const char *topic = topics[n % 3];
             char id[48], msg[96];
             if (n == 7)
-                snprintf(id, sizeof id, "not-a-hex-id-%d", n);   /* keyed by its SHA-1 */
+                snprintf(id, sizeof id, "not-a-hex-id-%d", n); /* keyed by its SHA-1 */
             else
                 snprintf(id, sizeof id, "%08x%032x", 0x5eed0000u + (unsigned) n, n * 7919u);
             int len = snprintf(msg, sizeof msg, "seed message %d on %s, group %d", n, topic,
@@ -241,8 +241,8 @@ static int make(const char *dir)
         /* the newest segment: as a crash cuts it, and with the zeros written ahead */
         nw_jrec_segment_path(jdir, num + 1, path, sizeof path);
         if (rc == 0 && access(path, F_OK) != 0) {
-            rc = size < 8 ? fail("too short", name) : write_all(dir, "segment-torn.nwj",
-                                                                  data, size - 5);
+            rc = size < 8 ? fail("too short", name)
+                          : write_all(dir, "segment-torn.nwj", data, size - 5);
             uint8_t *z = calloc(1, size + 4096);
             if (rc == 0 && z) {
                 memcpy(z, data, size);
@@ -279,7 +279,7 @@ static int check_file(const char *dir, const char *name, int *count)
         return fail(strerror(errno), path);
     }
     if (strncmp(name, "segment-", 8) == 0) {
-        bool torn = strcmp(name, "segment-torn.nwj") == 0;    /* its cut record is skipped */
+        bool torn = strcmp(name, "segment-torn.nwj") == 0; /* its cut record is skipped */
         rc = frames(path, &p, &n, &end, &bad, &garbage);
         if (rc == 0 && (n == 0 || p[0].type != NW_JREC_CHECKPOINT || bad || (garbage && !torn)))
             rc = fail("not a segment of whole records starting with a checkpoint", path);
@@ -291,8 +291,10 @@ static int check_file(const char *dir, const char *name, int *count)
         } else if (rc == 0 && torn) {
             uint32_t len;
             rc = size > end && size - end >= NW_JREC_HEADER &&
-                 nw_jrec_header(data + end, NW_JREC_HEADER, &len) &&
-                 end + NW_JREC_HEADER + len > size ? 0 : fail("no record cut short", path);
+                         nw_jrec_header(data + end, NW_JREC_HEADER, &len) &&
+                         end + NW_JREC_HEADER + len > size
+                     ? 0
+                     : fail("no record cut short", path);
         } else if (rc == 0 && end != size) {
             rc = fail("bytes after the last record", path);
         }
@@ -345,7 +347,7 @@ static int check(const char *dir)
         if (e->d_name[0] != '.' && check_file(dir, e->d_name, count) != 0)
             rc = -1;
     closedir(d);
-    if (count[0] < 5)           /* three or more segments, torn and zeros */
+    if (count[0] < 5) /* three or more segments, torn and zeros */
         rc = fail("fewer than five segment files", dir);
     for (int k = 0; k < NW_JREC_KINDS; k++)
         if (count[1 + k] < 2)
@@ -353,8 +355,7 @@ static int check(const char *dir)
     if (count[1 + NW_JREC_KINDS] < 2)
         rc = fail("fewer than two framed files", dir);
     if (rc == 0)
-        printf("%s: %d segments, %d framed, records:", dir, count[0],
-               count[1 + NW_JREC_KINDS]);
+        printf("%s: %d segments, %d framed, records:", dir, count[0], count[1 + NW_JREC_KINDS]);
     for (int k = 0; rc == 0 && k < NW_JREC_KINDS; k++)
         printf(" %s %d%s", kinds[k], count[1 + k], k + 1 < NW_JREC_KINDS ? "," : "\n");
     return rc;

@@ -35,7 +35,7 @@ static size_t ncases;
 static int (*setup_fn)(void);
 static void (*teardown_fn)(void);
 static int registration_error;
-static int case_skipped;     /* the case running in this process called nw_test_skip */
+static int case_skipped; /* the case running in this process called nw_test_skip */
 
 /* What a forked case leaves for its parent, in a shared page: whether it got to the end
  * of its teardown, and its counts, so that its exit status can be told apart from a
@@ -45,8 +45,7 @@ typedef struct {
 } outcome_t;
 static outcome_t *outcome;
 
-void
-nw_test_skip(const char *fmt, ...)
+void nw_test_skip(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -57,8 +56,7 @@ nw_test_skip(const char *fmt, ...)
     case_skipped = 1;
 }
 
-void
-nw_test_register(const nw_test_case_t *c)
+void nw_test_register(const nw_test_case_t *c)
 {
     if (ncases == MAX_CASES) {
         registration_error = 1;
@@ -67,32 +65,28 @@ nw_test_register(const nw_test_case_t *c)
     cases[ncases++] = c;
 }
 
-void
-nw_test_register_setup(int (*setup)(void))
+void nw_test_register_setup(int (*setup)(void))
 {
     if (setup_fn)
         registration_error = 1;
     setup_fn = setup;
 }
 
-void
-nw_test_register_teardown(void (*teardown)(void))
+void nw_test_register_teardown(void (*teardown)(void))
 {
     if (teardown_fn)
         registration_error = 1;
     teardown_fn = teardown;
 }
 
-static int
-by_line(const void *a, const void *b)
+static int by_line(const void *a, const void *b)
 {
     const nw_test_case_t *x = *(const nw_test_case_t *const *) a;
     const nw_test_case_t *y = *(const nw_test_case_t *const *) b;
     return (x->line > y->line) - (x->line < y->line);
 }
 
-static const nw_test_case_t *
-find_case(const char *name)
+static const nw_test_case_t *find_case(const char *name)
 {
     for (size_t i = 0; i < ncases; i++)
         if (strcmp(cases[i]->name, name) == 0)
@@ -102,8 +96,7 @@ find_case(const char *name)
 
 /* One case in this process, with the file's setup and teardown around it: 0 passed, 1
  * failed, SKIP_STATUS skipped. */
-static int
-run_here(const nw_test_case_t *c)
+static int run_here(const nw_test_case_t *c)
 {
     check_failures = 0;
     check_count = 0;
@@ -129,13 +122,12 @@ run_here(const nw_test_case_t *c)
 
 /* One case in a forked child. Returns 0 passed, 1 failed, SKIP_STATUS skipped, and says
  * why in why. */
-static int
-run_forked(const nw_test_case_t *c, unsigned timeout_s, char *why, size_t whylen)
+static int run_forked(const nw_test_case_t *c, unsigned timeout_s, char *why, size_t whylen)
 {
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, &old);   /* so its end cannot slip by before we wait */
+    sigprocmask(SIG_BLOCK, &chld, &old); /* so its end cannot slip by before we wait */
     fflush(stdout);
     fflush(stderr);
     *outcome = (outcome_t) {0, 0, 0};
@@ -147,7 +139,7 @@ run_forked(const nw_test_case_t *c, unsigned timeout_s, char *why, size_t whylen
     }
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
-        exit(run_here(c));   /* exit, not _exit: LeakSanitizer and stdio run at exit */
+        exit(run_here(c)); /* exit, not _exit: LeakSanitizer and stdio run at exit */
     }
 
     struct timespec deadline;
@@ -177,7 +169,7 @@ run_forked(const nw_test_case_t *c, unsigned timeout_s, char *why, size_t whylen
             timed_out = 1;
             break;
         }
-        sigtimedwait(&chld, NULL, &left);   /* a child's end, the deadline, or EINTR */
+        sigtimedwait(&chld, NULL, &left); /* a child's end, the deadline, or EINTR */
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
 
@@ -209,15 +201,13 @@ run_forked(const nw_test_case_t *c, unsigned timeout_s, char *why, size_t whylen
     return 1;
 }
 
-static int
-usage(const char *prog)
+static int usage(const char *prog)
 {
     fprintf(stderr, "usage: %s [--list] [--fork] [--timeout SECONDS] [CASE...]\n", prog);
     return 2;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     int list = 0, fork_named = 0;
     unsigned timeout_s = 120;
@@ -279,8 +269,8 @@ main(int argc, char **argv)
             run[i] = cases[i];
         nrun = ncases;
     }
-    outcome = mmap(NULL, sizeof *outcome, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    outcome = mmap(NULL, sizeof *outcome, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                   0);
     if (outcome == MAP_FAILED) {
         perror("mmap");
         return 2;

@@ -18,20 +18,32 @@
 #include <stdio.h>
 #include <string.h>
 
-extern int check_failures;   /* of the case running in this process */
+extern int check_failures; /* of the case running in this process */
 extern int check_count;
 
-#define CHECK(cond) do { check_count++; if (!(cond)) { check_failures++; \
-    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
-#define CHECK_STR(a, b) do { const char *a_ = (a), *b_ = (b); check_count++; \
-    if (!a_ || !b_ || strcmp(a_, b_) != 0) { check_failures++; \
-    fprintf(stderr, "%s:%d: CHECK_STR failed: %s = \"%s\", want \"%s\"\n", __FILE__, __LINE__, \
-            #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); } } while (0)
+#define CHECK(cond) \
+    do { \
+        check_count++; \
+        if (!(cond)) { \
+            check_failures++; \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        } \
+    } while (0)
+#define CHECK_STR(a, b) \
+    do { \
+        const char *a_ = (a), *b_ = (b); \
+        check_count++; \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0) { \
+            check_failures++; \
+            fprintf(stderr, "%s:%d: CHECK_STR failed: %s = \"%s\", want \"%s\"\n", __FILE__, \
+                    __LINE__, #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
+        } \
+    } while (0)
 
 typedef struct {
     const char *name;
     void (*run)(void);
-    int line;                 /* where it is defined: cases run and list in file order */
+    int line; /* where it is defined: cases run and list in file order */
 } nw_test_case_t;
 
 void nw_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -41,23 +53,23 @@ void nw_test_register(const nw_test_case_t *c);
 void nw_test_register_setup(int (*setup)(void));
 void nw_test_register_teardown(void (*teardown)(void));
 
-#define TEST_IMPL(name)                                                                  \
-    static void test_##name(void);                                                       \
-    static const nw_test_case_t nw_case_##name = {#name, test_##name, __LINE__};         \
-    __attribute__((constructor)) static void nw_register_##name(void)                    \
-    {                                                                                    \
-        nw_test_register(&nw_case_##name);                                               \
-    }                                                                                    \
+#define TEST_IMPL(name) \
+    static void test_##name(void); \
+    static const nw_test_case_t nw_case_##name = {#name, test_##name, __LINE__}; \
+    __attribute__((constructor)) static void nw_register_##name(void) \
+    { \
+        nw_test_register(&nw_case_##name); \
+    } \
     static void test_##name(void)
 
-#define TEST_SETUP(fn)                                                                   \
-    __attribute__((constructor)) static void nw_register_setup_##fn(void)                \
-    {                                                                                    \
-        nw_test_register_setup(fn);                                                      \
+#define TEST_SETUP(fn) \
+    __attribute__((constructor)) static void nw_register_setup_##fn(void) \
+    { \
+        nw_test_register_setup(fn); \
     }
-#define TEST_TEARDOWN(fn)                                                                \
-    __attribute__((constructor)) static void nw_register_teardown_##fn(void)             \
-    {                                                                                    \
-        nw_test_register_teardown(fn);                                                   \
+#define TEST_TEARDOWN(fn) \
+    __attribute__((constructor)) static void nw_register_teardown_##fn(void) \
+    { \
+        nw_test_register_teardown(fn); \
     }
 #endif

@@ -1,7 +1,7 @@
 /* test_archive: candidate names, collisions never overwrite, the day folder, rejects
  * with a one-line reason beside them. Each case runs in a fresh temporary state folder. */
-#include "runner.h"
 #include "archive.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +32,7 @@ static char *read_file(const char *path)
 }
 
 static char root[64], state[512], drop[512];
-static const int64_t day_ms = 1621944000000LL;   /* 2021-05-25T12:00:00Z */
+static const int64_t day_ms = 1621944000000LL; /* 2021-05-25T12:00:00Z */
 
 static int setup(void)
 {
@@ -98,7 +98,7 @@ TEST_IMPL(candidate_names)
     nw_archive_candidate(accents, 7, NAME_MAX, name, sizeof name);
     CHECK(strlen(name) <= NAME_MAX);
     CHECK(strcmp(name + strlen(name) - 6, "-7.txt") == 0);
-    CHECK(((unsigned char) name[strlen(name) - 7] & 0xC0) != 0xC0);   /* no lead byte left alone */
+    CHECK(((unsigned char) name[strlen(name) - 7] & 0xC0) != 0xC0); /* no lead byte left alone */
     CHECK(((unsigned char) name[strlen(name) - 7] == 0xA9) || name[strlen(name) - 7] == 'e');
     /* an "extension" longer than 16 bytes is stem */
     nw_archive_candidate("report.averyveryverylongsuffix", 1, NAME_MAX, name, sizeof name);
@@ -128,8 +128,8 @@ TEST_IMPL(store_and_reject)
     /* a reject keeps the file and writes the reason as exactly one line */
     snprintf(src, sizeof src, "%s/bad.txt", drop);
     write_file(src, "junk");
-    CHECK(nw_archive_reject(state, src, "no headline\nsecond line\r", dest, sizeof dest,
-                            err, sizeof err) == 0);
+    CHECK(nw_archive_reject(state, src, "no headline\nsecond line\r", dest, sizeof dest, err,
+                            sizeof err) == 0);
     char expect[1200], reason[4200];
     snprintf(expect, sizeof expect, "%s/rejected/bad.txt", state);
     CHECK_STR(dest, expect);

@@ -16,8 +16,7 @@
 
 #define MTIME 1600000000000LL
 
-static char *
-read_file(const char *path, size_t *len)
+static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -39,8 +38,7 @@ read_file(const char *path, size_t *len)
     return data;
 }
 
-static void
-check_opt_str(const char *fixture, const char *field, const char *got, json_t *want)
+static void check_opt_str(const char *fixture, const char *field, const char *got, json_t *want)
 {
     if (!want || json_is_null(want)) {
         CHECK(got == NULL);
@@ -53,8 +51,7 @@ check_opt_str(const char *fixture, const char *field, const char *got, json_t *w
         fprintf(stderr, "  (%s: %s)\n", fixture, field);
 }
 
-static int64_t
-expected_ms(json_t *v)
+static int64_t expected_ms(json_t *v)
 {
     int64_t ms = -1;
     if (json_is_integer(v))
@@ -65,8 +62,7 @@ expected_ms(json_t *v)
 }
 
 /* One story against its expected fields. */
-static void
-check_story(const char *name, const nw_article_t *a, json_t *want)
+static void check_story(const char *name, const nw_article_t *a, json_t *want)
 {
     CHECK_STR(nw_format_name(a->format), json_string_value(json_object_get(want, "format")));
     check_opt_str(name, "headline", a->headline, json_object_get(want, "headline"));
@@ -101,17 +97,16 @@ check_story(const char *name, const nw_article_t *a, json_t *want)
     CHECK(strlen(a->id) == 40 && strspn(a->id, "0123456789abcdef") == 40);
 }
 
-static void
-check_fixture(const char *dir, const char *name)
+static void check_fixture(const char *dir, const char *name)
 {
     char path[1024], expected_path[1024], errbuf[NW_ARTICLE_ERRLEN] = "";
-    size_t len = 0, base = (size_t) (strrchr(name, '.') - name);   /* without ".txt" */
+    size_t len = 0, base = (size_t) (strrchr(name, '.') - name); /* without ".txt" */
     char *data = NULL;
     json_t *want = NULL;
-    json_error_t jerr = { .text = "path too long" };
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int) sizeof path
-        || snprintf(expected_path, sizeof expected_path, "%s/%.*s.expected.json", dir,
-                    (int) base, name) >= (int) sizeof expected_path)
+    json_error_t jerr = {.text = "path too long"};
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int) sizeof path ||
+        snprintf(expected_path, sizeof expected_path, "%s/%.*s.expected.json", dir, (int) base,
+                 name) >= (int) sizeof expected_path)
         goto loaded;
     data = read_file(path, &len);
     want = json_load_file(expected_path, 0, &jerr);
@@ -147,8 +142,7 @@ loaded:
         for (k = 0; k < json_array_size(stories) && story; k++, story = story->next)
             check_story(name, story, json_array_get(stories, k));
         CHECK(k == json_array_size(stories) && story == NULL);
-    }
-    else {
+    } else {
         check_story(name, a, want);
         CHECK(a->next == NULL);
     }
@@ -167,8 +161,7 @@ done:
     free(data);
 }
 
-static int
-cmp_names(const void *a, const void *b)
+static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
@@ -189,9 +182,9 @@ TEST_IMPL(fixtures)
     struct dirent *e;
     while ((e = readdir(d)) && count < 512) {
         size_t n = strlen(e->d_name);
-        if (n > 4 && (strcmp(e->d_name + n - 4, ".txt") == 0
-                      || strcmp(e->d_name + n - 4, ".xml") == 0
-                      || strcmp(e->d_name + n - 5, ".html") == 0))
+        if (n > 4 &&
+            (strcmp(e->d_name + n - 4, ".txt") == 0 || strcmp(e->d_name + n - 4, ".xml") == 0 ||
+             strcmp(e->d_name + n - 5, ".html") == 0))
             names[count++] = strdup(e->d_name);
     }
     closedir(d);
@@ -208,12 +201,11 @@ TEST_IMPL(fixtures)
         check_fixture(dir, names[i]);
         free(names[i]);
     }
-    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5 && newsml >= 2 && nitf >= 1
-          && html >= 4);
+    CHECK(scraped >= 12 && header >= 1 && ninjs >= 2 && bad >= 5 && newsml >= 2 && nitf >= 1 &&
+          html >= 4);
 }
 
-static nw_article_t *
-parse_ok(const char *data, size_t len)
+static nw_article_t *parse_ok(const char *data, size_t len)
 {
     char errbuf[NW_ARTICLE_ERRLEN] = "";
     nw_article_t *a = NULL;
@@ -227,7 +219,8 @@ TEST_IMPL(specimen)
     const char *shared = getenv("NW_SHARED");
     char path[1024];
     size_t len;
-    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt", shared ? shared : "");
+    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt",
+             shared ? shared : "");
     char *data = shared ? read_file(path, &len) : NULL;
     if (!data) {
         nw_test_skip("specimen not found (NW_SHARED: %s)", shared ? shared : "unset");
@@ -244,8 +237,8 @@ TEST_IMPL(specimen)
         CHECK(a->versioncreated_ms == ms);
         /* The description is the file's first line; the body opens with it again. */
         size_t first = strcspn(data, "\r\n");
-        CHECK(a->description && strlen(a->description) == first
-              && strncmp(a->description, data, first) == 0);
+        CHECK(a->description && strlen(a->description) == first &&
+              strncmp(a->description, data, first) == 0);
         CHECK(a->body && strncmp(a->body, data, first) == 0);
         CHECK(a->body && !strstr(a->body, "About the Author"));
         CHECK(a->body && !strstr(a->body, "Follow him"));
@@ -314,10 +307,13 @@ TEST_IMPL(replaced)
 TEST_IMPL(encodings_same_story)
 {
     /* One story saved three ways is one article: the same fields and the same id. */
-    const char *utf8 = "Title: Caf\xC3\xA9 \xE2\x80\x9Cnews\xE2\x80\x9D\n\n\xE2\x82\xAC" "5 a cup.\n";
-    const char cp1252[] = "Title: Caf\xE9 \x93news\x94\n\n\x80" "5 a cup.\n";
+    const char *utf8 = "Title: Caf\xC3\xA9 \xE2\x80\x9Cnews\xE2\x80\x9D\n\n\xE2\x82\xAC"
+                       "5 a cup.\n";
+    const char cp1252[] = "Title: Caf\xE9 \x93news\x94\n\n\x80"
+                          "5 a cup.\n";
     const char utf16[] = "\xFF\xFET\0i\0t\0l\0e\0:\0 \0C\0a\0f\0\xE9\0 \0\x1C\x20n\0e\0w\0s\0"
-                         "\x1D\x20\n\0\n\0\xAC\x20" "5\0 \0a\0 \0c\0u\0p\0.\0\n\0";
+                         "\x1D\x20\n\0\n\0\xAC\x20"
+                         "5\0 \0a\0 \0c\0u\0p\0.\0\n\0";
     nw_article_t *a = parse_ok(utf8, strlen(utf8));
     nw_article_t *b = parse_ok(cp1252, sizeof cp1252 - 1);
     nw_article_t *c = parse_ok(utf16, sizeof utf16 - 1);
@@ -328,7 +324,8 @@ TEST_IMPL(encodings_same_story)
         CHECK_STR(c->encoding, "UTF-16LE");
         CHECK_STR(b->headline, a->headline);
         CHECK_STR(c->headline, a->headline);
-        CHECK_STR(b->body, "\xE2\x82\xAC" "5 a cup.");
+        CHECK_STR(b->body, "\xE2\x82\xAC"
+                           "5 a cup.");
         CHECK_STR(c->body, a->body);
         CHECK_STR(b->id, a->id);
         CHECK_STR(c->id, a->id);
@@ -446,7 +443,8 @@ TEST_IMPL(large_inputs)
 
         memset(t, '\n', blanks);
         n = blanks;
-        n += (size_t) sprintf(t + n, "A standfirst.\n\nAna Lima\n\n2 May 2021\n\nHeadline\n\nBody.");
+        n += (size_t) sprintf(t + n,
+                              "A standfirst.\n\nAna Lima\n\n2 May 2021\n\nHeadline\n\nBody.");
         memset(t + n, '\n', blanks);
         n += blanks;
         a = parse_ok(t, n);
@@ -457,8 +455,7 @@ TEST_IMPL(large_inputs)
     free(s);
 }
 
-static int
-parse_err(const char *data, size_t len, char *errbuf)
+static int parse_err(const char *data, size_t len, char *errbuf)
 {
     nw_article_t *a = NULL;
     int rc = nw_article_parse(data, len, MTIME, &a, errbuf, NW_ARTICLE_ERRLEN);
@@ -469,8 +466,9 @@ parse_err(const char *data, size_t len, char *errbuf)
     return rc;
 }
 
-#define G2_HEAD "<newsItem guid=\"urn:x:1\"><contentMeta><headline>H</headline></contentMeta>" \
-                "<contentSet><inlineXML><html><body>"
+#define G2_HEAD \
+    "<newsItem guid=\"urn:x:1\"><contentMeta><headline>H</headline></contentMeta>" \
+    "<contentSet><inlineXML><html><body>"
 #define G2_TAIL "</body></html></inlineXML></contentSet></newsItem>"
 
 /* Hostile XML: each refused with a reason or read within the limits, nothing fetched,
@@ -508,22 +506,26 @@ TEST_IMPL(hostile_markup)
              "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf [ <!ENTITY f SYSTEM \"file://%s\">"
              " <!ENTITY u SYSTEM \"http://198.18.0.1/entity\"> ]>\n<nitf><body><body.head>"
              "<hedline><hl1>H &f;</hl1></hedline></body.head><body.content><p>B &u; &f;</p>"
-             "</body.content></body></nitf>", secret);
+             "</body.content></body></nitf>",
+             secret);
     CHECK(parse_err(xxe, strlen(xxe), errbuf) == -1);
     CHECK(strstr(errbuf, "entities") != NULL && !strstr(errbuf, "SECRET"));
     printf("external entities: %s\n", errbuf);
     /* Parameter entities and an external DTD subset: the same. */
-    snprintf(xxe, sizeof xxe,
-             "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf [ <!ENTITY %% p SYSTEM \"file://%s\"> %%p; ]>"
-             "<nitf><body><body.head><hedline><hl1>H</hl1></hedline></body.head>"
-             "<body.content><p>B</p></body.content></body></nitf>", secret);
+    snprintf(
+        xxe, sizeof xxe,
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf [ <!ENTITY %% p SYSTEM \"file://%s\"> %%p; ]>"
+        "<nitf><body><body.head><hedline><hl1>H</hl1></hedline></body.head>"
+        "<body.content><p>B</p></body.content></body></nitf>",
+        secret);
     CHECK(parse_err(xxe, strlen(xxe), errbuf) == -1);
     printf("parameter entity: %s\n", errbuf);
     unlink(secret);
     /* An external DTD is not loaded; a reference it would declare stays unexpanded. */
-    const char *dtd = "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf SYSTEM \"http://198.18.0.1/nitf.dtd\">"
-                      "<nitf><body><body.head><hedline><hl1>Dash&mdash;here</hl1></hedline>"
-                      "</body.head><body.content><p>Body &amp; more</p></body.content></body></nitf>";
+    const char *dtd =
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE nitf SYSTEM \"http://198.18.0.1/nitf.dtd\">"
+        "<nitf><body><body.head><hedline><hl1>Dash&mdash;here</hl1></hedline>"
+        "</body.head><body.content><p>Body &amp; more</p></body.content></body></nitf>";
     nw_article_t *a = parse_ok(dtd, strlen(dtd));
     CHECK(a && a->format == NW_FORMAT_NITF);
     if (a) {
@@ -567,12 +569,13 @@ TEST_IMPL(hostile_markup)
     }
 
     /* Encoding declarations are not believed: the bytes are UTF-8 by now. */
-    static const char *const decls[] = { "x-no-such-charset", "UTF-16", "ISO-8859-1", "" };
+    static const char *const decls[] = {"x-no-such-charset", "UTF-16", "ISO-8859-1", ""};
     size_t k;
     for (k = 0; k < sizeof decls / sizeof decls[0]; k++) {
         char doc[512];
-        snprintf(doc, sizeof doc, "<?xml version=\"1.0\" encoding=\"%s\"?>\n"
-                 G2_HEAD "<p>Zoë — ok</p>" G2_TAIL, decls[k]);
+        snprintf(doc, sizeof doc,
+                 "<?xml version=\"1.0\" encoding=\"%s\"?>\n" G2_HEAD "<p>Zoë — ok</p>" G2_TAIL,
+                 decls[k]);
         char e2[NW_ARTICLE_ERRLEN] = "";
         a = NULL;
         int rc = nw_article_parse(doc, strlen(doc), MTIME, &a, e2, sizeof e2);
@@ -581,8 +584,7 @@ TEST_IMPL(hostile_markup)
             CHECK(rc == 0 && a && strcmp(a->body, "Zoë — ok") == 0);
             if (rc != 0)
                 fprintf(stderr, "encoding %s: %s\n", decls[k], e2);
-        }
-        else {
+        } else {
             CHECK(rc == -1 && strncmp(e2, "XML: line", 9) == 0);
             printf("empty encoding: %s\n", e2);
         }
@@ -594,7 +596,8 @@ TEST_IMPL(hostile_markup)
     deep = malloc(depth * 11 + 512);
     CHECK(deep != NULL);
     if (deep) {
-        n = (size_t) sprintf(deep, "<!DOCTYPE html><html><head><title>Deep</title><script "
+        n = (size_t) sprintf(deep,
+                             "<!DOCTYPE html><html><head><title>Deep</title><script "
                              "type=\"application/ld+json\">{\"@type\": \"NewsArticle\",</script>"
                              "</head><body><p>Top paragraph.</p>");
         size_t i;
@@ -610,8 +613,7 @@ TEST_IMPL(hostile_markup)
         if (rc == 0 && a) {
             CHECK_STR(a->headline, "Deep");
             CHECK(strncmp(a->body, "Top paragraph.", 14) == 0);
-        }
-        else
+        } else
             fprintf(stderr, "deep HTML: %s\n", errbuf);
         nw_article_destroy(&a);
         free(deep);
@@ -623,12 +625,14 @@ TEST_IMPL(hostile_markup)
     CHECK(strncmp(errbuf, "XML: line 1: ", 13) == 0);
     printf("broken: %s\n", errbuf);
     /* A G2 message with no text item. */
-    const char *photos = "<newsMessage><itemSet><newsItem><itemMeta><itemClass qcode=\"ninat:picture\"/>"
-                         "</itemMeta></newsItem></itemSet></newsMessage>";
+    const char *photos =
+        "<newsMessage><itemSet><newsItem><itemMeta><itemClass qcode=\"ninat:picture\"/>"
+        "</itemMeta></newsItem></itemSet></newsMessage>";
     CHECK(parse_err(photos, strlen(photos), errbuf) == -1);
     CHECK_STR(errbuf, "NewsML-G2: no text item (nothing to publish)");
     /* One bad item rejects the file, naming it. */
-    const char *second = "<newsMessage><itemSet>" "<newsItem guid=\"a\"><contentMeta><headline>A"
+    const char *second = "<newsMessage><itemSet>"
+                         "<newsItem guid=\"a\"><contentMeta><headline>A"
                          "</headline></contentMeta><contentSet><inlineData>a</inlineData>"
                          "</contentSet></newsItem><newsItem guid=\"b\"><contentSet><inlineData>b"
                          "</inlineData></contentSet></newsItem></itemSet></newsMessage>";

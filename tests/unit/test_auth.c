@@ -2,10 +2,10 @@
  * grants, refresh on folder change), endpoint locality, and the CURVE publisher under
  * subscribers that connect and vanish in a tight loop (libzmq 4.3.4's manual-subscription
  * flaw: run this under -DNW_SANITIZE=ON). */
-#include "runner.h"
 #include "auth.h"
 #include "config.h"
 #include "publish.h"
+#include "runner.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -20,14 +20,14 @@
 static char root[256];
 
 /* auth with the grants of a loaded config file, as newswired takes them (config.c) */
-static nw_auth_t *auth_new(const char *secret, const char *clients, zconfig_t *config,
-                           char *err, size_t errlen)
+static nw_auth_t *auth_new(const char *secret, const char *clients, zconfig_t *config, char *err,
+                           size_t errlen)
 {
     nw_auth_grant_t *grants;
     size_t count;
     CHECK(nw_config_grants(config, &grants, &count) == 0);
-    nw_auth_options_t options = {.secret_cert = secret, .clients_dir = clients,
-                                 .grants = grants, .grant_count = count};
+    nw_auth_options_t options = {
+        .secret_cert = secret, .clients_dir = clients, .grants = grants, .grant_count = count};
     nw_auth_t *auth = nw_auth_new(options, err, errlen);
     free(grants);
     return auth;
@@ -78,14 +78,14 @@ TEST_IMPL(raw_form)
 {
     /* terminating and covering are nw_topic's (tests/unit/test_topic.c) */
     const char *g = "telecoms.";
-    CHECK(nw_grant_intersect(g, "", 0) == g);                 /* everything -> the grant */
+    CHECK(nw_grant_intersect(g, "", 0) == g); /* everything -> the grant */
     CHECK(nw_grant_intersect(g, "telecoms.", 9) == g);
     const char *s = "telecoms.5g.";
-    CHECK(nw_grant_intersect(g, s, strlen(s)) == s);          /* inside: as asked */
-    CHECK(nw_grant_intersect(g, "telecomsx.", 10) == NULL);   /* sibling, not a child */
-    CHECK(nw_grant_intersect(g, "tele.", 5) == NULL);         /* "tele" is a level of its own */
+    CHECK(nw_grant_intersect(g, s, strlen(s)) == s);        /* inside: as asked */
+    CHECK(nw_grant_intersect(g, "telecomsx.", 10) == NULL); /* sibling, not a child */
+    CHECK(nw_grant_intersect(g, "tele.", 5) == NULL);       /* "tele" is a level of its own */
     CHECK(nw_grant_intersect(g, "sport.", 6) == NULL);
-    CHECK(nw_grant_intersect("", "sport.", 6) != NULL);       /* "*" grants everything */
+    CHECK(nw_grant_intersect("", "sport.", 6) != NULL); /* "*" grants everything */
 }
 
 TEST_IMPL(endpoints)
@@ -129,13 +129,15 @@ TEST_IMPL(store)
     snprintf(pub, sizeof pub, "%s/server", root);
     make_server();
 
-    char *alice = make_client(clients, "alice", NULL, "telecoms, sport.football, telecoms.5g", NULL);
+    char *alice = make_client(clients, "alice", NULL, "telecoms, sport.football, telecoms.5g",
+                              NULL);
     char *bob = make_client(clients, "bob.cert", "bob", "Bad Topic,*", NULL);
     char *carol = make_client(clients, "carol", NULL, NULL, NULL);
     /* zcert_save wrote alice_secret-like files for nobody: only public halves here, plus
      * one secret file that must be skipped. */
     write_file(strcat(strcpy(err, clients), "/junk_secret"), "not a certificate\n");
-    zconfig_t *config = zconfig_str_load("grants\n    carol = \"geopolitics\"\n    alice = \"energy\"\n");
+    zconfig_t *config = zconfig_str_load(
+        "grants\n    carol = \"geopolitics\"\n    alice = \"energy\"\n");
 
     /* A public-only certificate is no server certificate. */
     CHECK(auth_new(pub, clients, config, err, sizeof err) == NULL);
@@ -174,7 +176,7 @@ TEST_IMPL(store)
     char nul[] = "telecoms.\0x";
     char subbuf[32];
     CHECK(nw_auth_grant(auth, alice, nul, sizeof nul - 1, subbuf, out, 8) == 0);
-    CHECK(grant(auth, bob, "anything.at.all", out) == 1);       /* "*"; bad grant ignored */
+    CHECK(grant(auth, bob, "anything.at.all", out) == 1); /* "*"; bad grant ignored */
     CHECK(grant(auth, carol, "", out) == 1 && strcmp(out[0], "geopolitics.") == 0);
     CHECK(grant(auth, "0000000000000000000000000000000000000000", "", out) == 0);
 
@@ -200,8 +202,8 @@ TEST_IMPL(store)
 
     /* Reload takes the config's new grants. */
     zconfig_t *config2 = zconfig_str_load("grants\n    dave = \"energy\"\n");
-    CHECK(auth_reload(auth, config2, err, sizeof err) == 1);   /* carol lost geopolitics */
-    CHECK(auth_reload(auth, config2, err, sizeof err) == 0);   /* nothing withdrawn */
+    CHECK(auth_reload(auth, config2, err, sizeof err) == 1); /* carol lost geopolitics */
+    CHECK(auth_reload(auth, config2, err, sizeof err) == 0); /* nothing withdrawn */
     CHECK(grant(auth, dave, "", out) == 2);
     CHECK(grant(auth, carol, "", out) == 0);
     zconfig_destroy(&config2);
@@ -260,7 +262,7 @@ TEST_IMPL(churn)
             snprintf(mon, sizeof mon, "inproc://churn-mon-%d-%d", round, i);
             zmq_socket_monitor(zsock_resolve(subs[i]), mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
             mons[i] = zsock_new_pair(mon);
-            zsock_set_rcvtimeo(mons[i], 30000);   /* only a bound on a hang */
+            zsock_set_rcvtimeo(mons[i], 30000); /* only a bound on a hang */
             zsock_connect(subs[i], "%s", endpoint);
         }
         /* Handshakes done means the subscriptions are on their way or queued in the
@@ -296,12 +298,12 @@ TEST_IMPL(churn)
     char *topic = NULL;
     for (int tries = 0; tries < 500 && !topic; tries++) {
         nw_publish_send(pub, "sport", "s", 1);
-        nw_publish_send(pub, "telecomsx", "x", 1);   /* shares the grant's bytes: not sent */
+        nw_publish_send(pub, "telecomsx", "x", 1); /* shares the grant's bytes: not sent */
         nw_publish_send(pub, "telecoms", "t", 1);
         uv_run(&loop, UV_RUN_NOWAIT);
         topic = zstr_recv(sub);
     }
-    CHECK_STR(topic, "telecoms.");             /* frame 0: the topic plus its terminator */
+    CHECK_STR(topic, "telecoms."); /* frame 0: the topic plus its terminator */
     zstr_free(&topic);
     zsock_destroy(&sub);
     nw_publish_stats_t st;

@@ -4,9 +4,9 @@
  * Every wait is for an event that must come (a subscription message, a published
  * message); the only timeouts are safety nets that fail the test.
  */
-#include "runner.h"
 #include "newswire.h"
 #include "nw_codec.h"
+#include "runner.h"
 
 #include <czmq.h>
 #include <stdint.h>
@@ -16,7 +16,7 @@
 
 #define EPOCH_A "0123456789abcdef0123456789abcdef"
 #define EPOCH_B "fedcba9876543210fedcba9876543210"
-#define ID_1    "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+#define ID_1 "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 #define WAIT_MS 5000
 
 static zsock_t *pub;
@@ -31,8 +31,8 @@ static void send_frames(const void *const *data, const size_t *lens, size_t n)
 /* [frame0, payload] with frame0 exactly as given. */
 static void send_frame0(const char *frame0, const void *payload, size_t len)
 {
-    const void *data[2] = { frame0, payload };
-    size_t lens[2] = { strlen(frame0), len };
+    const void *data[2] = {frame0, payload};
+    size_t lens[2] = {strlen(frame0), len};
     send_frames(data, lens, 2);
 }
 
@@ -45,24 +45,35 @@ static void send_raw(const char *topic, const void *payload, size_t len)
 }
 
 /* Pack and publish one article; frame0 (sent exactly) NULL means topic + ".". */
-static void publish_full(const char *frame0, const char *topic, uint64_t seq,
-                         const char *epoch, const char *byline)
+static void publish_full(const char *frame0, const char *topic, uint64_t seq, const char *epoch,
+                         const char *byline)
 {
-    const char *subjects[] = { "Telecoms", "5G networks" };
-    const char *codes[] = { "medtop:13000000", NULL };
-    const char *schemes[] = { "http://cv.iptc.org/newscodes/mediatopic/", NULL };
+    const char *subjects[] = {"Telecoms", "5G networks"};
+    const char *codes[] = {"medtop:13000000", NULL};
+    const char *schemes[] = {"http://cv.iptc.org/newscodes/mediatopic/", NULL};
     nw_ninjs_t article = {
-        .uri = "urn:newswire:test:1", .type = "text", .headline = "Fibre reaches the valley",
-        .byline = byline, .description_text = "A short standfirst.",
+        .uri = "urn:newswire:test:1",
+        .type = "text",
+        .headline = "Fibre reaches the valley",
+        .byline = byline,
+        .description_text = "A short standfirst.",
         .body_text = "First line of the body.\nSecond line, with \"quotes\" and caf\xc3\xa9.",
-        .language = "en", .versioncreated = "2026-01-02T03:04:05.000Z",
-        .version = byline ? "4" : NULL, .located = byline ? "TAMPERE" : NULL,
-        .subjects = subjects, .subject_codes = codes, .subject_schemes = schemes,
+        .language = "en",
+        .versioncreated = "2026-01-02T03:04:05.000Z",
+        .version = byline ? "4" : NULL,
+        .located = byline ? "TAMPERE" : NULL,
+        .subjects = subjects,
+        .subject_codes = codes,
+        .subject_schemes = schemes,
         .subject_count = byline ? 2 : 0,
     };
     nw_envelope_t env = {
-        .topic = topic, .seq = seq, .epoch = epoch, .id = ID_1,
-        .sent = "2026-01-02T03:04:06.789Z", .source_file = "valley.txt",
+        .topic = topic,
+        .seq = seq,
+        .epoch = epoch,
+        .id = ID_1,
+        .sent = "2026-01-02T03:04:06.789Z",
+        .source_file = "valley.txt",
         .source_format = "scraped",
     };
     char err[200] = "";
@@ -100,9 +111,9 @@ static void subscribe_synced(nw_client_t *client, const char *topic)
     }
     /* The raw form: "telecoms." for "telecoms", nothing for everything. */
     size_t len = strlen(topic);
-    CHECK(frame && zframe_size(frame) == (len ? len + 2 : 1) && zframe_data(frame)[0] == 1
-          && memcmp(zframe_data(frame) + 1, topic, len) == 0
-          && (!len || zframe_data(frame)[len + 1] == '.'));
+    CHECK(frame && zframe_size(frame) == (len ? len + 2 : 1) && zframe_data(frame)[0] == 1 &&
+          memcmp(zframe_data(frame) + 1, topic, len) == 0 &&
+          (!len || zframe_data(frame)[len + 1] == '.'));
     zframe_destroy(&frame);
 }
 
@@ -182,7 +193,7 @@ TEST_IMPL(names)
     CHECK(msg == NULL);
     nw_client_destroy(&client);
     CHECK(client == NULL);
-    nw_client_destroy(&client);      /* NULL is fine */
+    nw_client_destroy(&client); /* NULL is fine */
 }
 
 TEST_IMPL(matching)
@@ -253,11 +264,12 @@ TEST_IMPL(accessors)
         CHECK_STR(nw_message_subject(msg, 0), "Telecoms");
         CHECK_STR(nw_message_subject_code(msg, 0), "medtop:13000000");
         CHECK_STR(nw_message_subject_scheme(msg, 0), "http://cv.iptc.org/newscodes/mediatopic/");
-        CHECK(nw_message_subject_code(msg, 1) == NULL && nw_message_subject_scheme(msg, 1) == NULL);
+        CHECK(nw_message_subject_code(msg, 1) == NULL &&
+              nw_message_subject_scheme(msg, 1) == NULL);
         CHECK(nw_message_subject_code(msg, 2) == NULL);
         CHECK_STR(nw_message_subject(msg, 1), "5G networks");
         CHECK(nw_message_subject(msg, 2) == NULL);
-        CHECK(nw_message_gap_before(msg) == 0);    /* joining late is not a gap */
+        CHECK(nw_message_gap_before(msg) == 0); /* joining late is not a gap */
         CHECK(nw_message_epoch_changed(msg) == 0);
         nw_message_destroy(&msg);
         CHECK(msg == NULL);
@@ -270,7 +282,7 @@ TEST_IMPL(accessors)
         CHECK(nw_message_subject(msg, 0) == NULL);
         nw_message_destroy(&msg);
     }
-    nw_message_destroy(&msg);       /* NULL is fine */
+    nw_message_destroy(&msg); /* NULL is fine */
     nw_client_destroy(&client);
 }
 
@@ -280,8 +292,8 @@ typedef struct {
     uint64_t first, last;
 } gap_seen_t;
 
-static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
-                   uint64_t first, uint64_t last, void *arg)
+static void on_gap(nw_client_t *client, const char *topic, const char *epoch, uint64_t first,
+                   uint64_t last, void *arg)
 {
     gap_seen_t *seen = arg;
     (void) client;
@@ -295,19 +307,19 @@ static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
 TEST_IMPL(sequence)
 {
     nw_client_t *client = client_for("seq");
-    gap_seen_t seen = { 0 };
+    gap_seen_t seen = {0};
     nw_client_set_gap_handler(client, on_gap, &seen);
     uint64_t seq, gap;
 
     publish("seq", 1, EPOCH_A);
     publish("seq", 2, EPOCH_A);
-    publish("seq", 2, EPOCH_A);        /* duplicate */
-    publish("seq.sub", 10, EPOCH_A);   /* topics are tracked apart */
-    publish("seq", 1, EPOCH_A);        /* old */
-    publish("seq", 5, EPOCH_A);        /* 3 and 4 missed */
+    publish("seq", 2, EPOCH_A);      /* duplicate */
+    publish("seq.sub", 10, EPOCH_A); /* topics are tracked apart */
+    publish("seq", 1, EPOCH_A);      /* old */
+    publish("seq", 5, EPOCH_A);      /* 3 and 4 missed */
     publish("seq.sub", 11, EPOCH_A);
-    publish("seq", 1, EPOCH_B);        /* the publisher lost its history */
-    publish("seq", 1, EPOCH_B);        /* duplicate in the new epoch */
+    publish("seq", 1, EPOCH_B); /* the publisher lost its history */
+    publish("seq", 1, EPOCH_B); /* duplicate in the new epoch */
     publish("seq", 2, EPOCH_B);
 
     CHECK_STR(next(client, &seq, &gap), "seq");
@@ -370,11 +382,17 @@ TEST_IMPL(hostile)
 
     /* Truncated MessagePack: a real message cut in half. */
     {
-        nw_ninjs_t article = { .uri = "u", .headline = "h", .body_text = "b",
-                               .versioncreated = "2026-01-02T03:04:05.000Z" };
-        nw_envelope_t env = { .topic = "hostile", .seq = 99, .epoch = EPOCH_A, .id = ID_1,
-                              .sent = "2026-01-02T03:04:06.789Z", .source_file = "f",
-                              .source_format = "header" };
+        nw_ninjs_t article = {.uri = "u",
+                              .headline = "h",
+                              .body_text = "b",
+                              .versioncreated = "2026-01-02T03:04:05.000Z"};
+        nw_envelope_t env = {.topic = "hostile",
+                             .seq = 99,
+                             .epoch = EPOCH_A,
+                             .id = ID_1,
+                             .sent = "2026-01-02T03:04:06.789Z",
+                             .source_file = "f",
+                             .source_format = "header"};
         char err[200];
         msgpack_sbuffer art, msg;
         msgpack_sbuffer_init(&art);
@@ -408,15 +426,15 @@ TEST_IMPL(hostile)
     expect_bad_then_good(client, "wrong types", seq++);
 
     /* Huge declared lengths with 3 bytes of data: a bare str32 and a map key. */
-    static const unsigned char huge_str[] = { 0xdb, 0xff, 0xff, 0xff, 0xf0, 'a', 'b', 'c' };
+    static const unsigned char huge_str[] = {0xdb, 0xff, 0xff, 0xff, 0xf0, 'a', 'b', 'c'};
     send_raw("hostile", huge_str, sizeof huge_str);
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "huge str32", seq++);
-    static const unsigned char huge_key[] = { 0x81, 0xdb, 0xff, 0xff, 0xff, 0xf0, 'a', 'b', 'c' };
+    static const unsigned char huge_key[] = {0x81, 0xdb, 0xff, 0xff, 0xff, 0xf0, 'a', 'b', 'c'};
     send_raw("hostile", huge_key, sizeof huge_key);
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "huge key", seq++);
-    static const unsigned char huge_map[] = { 0xdf, 0xff, 0xff, 0xff, 0xff };
+    static const unsigned char huge_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
     send_raw("hostile", huge_map, sizeof huge_map);
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "huge map", seq++);
@@ -428,8 +446,8 @@ TEST_IMPL(hostile)
 
     /* One frame only. */
     {
-        const void *data[1] = { "hostile." };
-        size_t lens[1] = { 8 };
+        const void *data[1] = {"hostile."};
+        size_t lens[1] = {8};
         send_frames(data, lens, 1);
     }
     publish("hostile", seq, EPOCH_A);
@@ -438,8 +456,8 @@ TEST_IMPL(hostile)
 
     /* Five frames. */
     {
-        const void *data[5] = { "hostile.", "a", "b", "c", "d" };
-        size_t lens[5] = { 8, 1, 1, 1, 1 };
+        const void *data[5] = {"hostile.", "a", "b", "c", "d"};
+        size_t lens[5] = {8, 1, 1, 1, 1};
         send_frames(data, lens, 5);
     }
     publish("hostile", seq, EPOCH_A);
@@ -465,8 +483,8 @@ TEST_IMPL(hostile)
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "uppercase topic", seq++);
     {
-        const void *data[2] = { "hostile\0x.", "\x80" };
-        size_t lens[2] = { 10, 1 };
+        const void *data[2] = {"hostile\0x.", "\x80"};
+        size_t lens[2] = {10, 1};
         send_frames(data, lens, 2);
     }
     publish("hostile", seq, EPOCH_A);
@@ -480,7 +498,7 @@ TEST_IMPL(hostile)
     publish("hostile", seq, EPOCH_A);
     expect_bad_then_good(client, "long topic", seq++);
 
-    CHECK(nw_client_bad(client) == seq - 1);   /* one bad message per good one */
+    CHECK(nw_client_bad(client) == seq - 1); /* one bad message per good one */
     CHECK(nw_client_received(client) == seq - 1);
     CHECK(nw_client_gaps(client) == 0);
     nw_client_destroy(&client);
@@ -507,7 +525,7 @@ TEST_IMPL(curve)
     CHECK(nw_client_set_curve(client, NULL, server_key) == -1);
     CHECK(nw_client_set_curve(client, missing, server_key) == -1);
     CHECK(strstr(nw_client_error(client), "cannot read") != NULL);
-    CHECK(nw_client_set_curve(client, cert_path, server_key) == -1);   /* public half only */
+    CHECK(nw_client_set_curve(client, cert_path, server_key) == -1); /* public half only */
     CHECK(strstr(nw_client_error(client), "secret") != NULL);
     CHECK(nw_client_set_curve(client, secret_path, "short") == -1);
     CHECK(strstr(nw_client_error(client), "Z85") != NULL);
@@ -532,7 +550,7 @@ TEST_IMPL(curve)
     client = nw_client_new();
     CHECK(nw_client_set_curve(client, secret_path, server_path) == 0);
     CHECK(nw_client_connect(client, zsock_endpoint(pub)) == 0);
-    subscribe_synced(client, "curve");    /* arrives only through a CURVE handshake */
+    subscribe_synced(client, "curve"); /* arrives only through a CURVE handshake */
     publish("curve", 1, EPOCH_A);
     uint64_t seq;
     CHECK_STR(next(client, &seq, NULL), "curve");

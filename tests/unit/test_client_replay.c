@@ -6,10 +6,10 @@
  * messages pile up behind a replay deterministically. Messages are packed by nw_codec,
  * replay requests parsed and replies packed by nw_replay, as the daemon does.
  */
-#include "runner.h"
 #include "newswire.h"
 #include "nw_codec.h"
 #include "nw_replay.h"
+#include "runner.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -24,16 +24,16 @@
 typedef struct {
     const char *name;
     const char *epoch;
-    uint64_t oldest, head;     /* the journal holds oldest..head */
-    uint64_t first_head;       /* the first open-ended request sees this head (a race) */
-    const char *error;         /* answer every request with this $error code */
-    int mute;                  /* never answer */
-    int busy;                  /* answer this many requests with "busy" first */
+    uint64_t oldest, head; /* the journal holds oldest..head */
+    uint64_t first_head;   /* the first open-ended request sees this head (a race) */
+    const char *error;     /* answer every request with this $error code */
+    int mute;              /* never answer */
+    int busy;              /* answer this many requests with "busy" first */
 } fake_topic_t;
 
 typedef struct {
     fake_topic_t topics[MAX_TOPICS];
-    int wait_go;               /* read no request before "GO" */
+    int wait_go; /* read no request before "GO" */
     char endpoint[128];
 } fake_t;
 
@@ -42,19 +42,30 @@ static zsock_t *pub;
 /* The actor thread records its own failures; each case's teardown checks the count
  * (runner.h's counters are not for two threads). */
 static _Atomic int fake_failures;
-#define FAKE_CHECK(cond) do { if (!(cond)) { fake_failures++; \
-    fprintf(stderr, "%s:%d: fake daemon check failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+#define FAKE_CHECK(cond) \
+    do { \
+        if (!(cond)) { \
+            fake_failures++; \
+            fprintf(stderr, "%s:%d: fake daemon check failed: %s\n", __FILE__, __LINE__, #cond); \
+        } \
+    } while (0)
 
 static int pack(const char *topic, uint64_t seq, const char *epoch, msgpack_sbuffer *msg)
 {
     char uri[64], id[41], err[200];
     snprintf(uri, sizeof uri, "urn:newswire:test:%" PRIu64, seq);
     snprintf(id, sizeof id, "%040" PRIx64, seq);
-    nw_ninjs_t article = { .uri = uri, .headline = "Replayed", .body_text = "Body.",
-                           .versioncreated = "2026-01-02T03:04:05.000Z" };
-    nw_envelope_t env = { .topic = topic, .seq = seq, .epoch = epoch, .id = id,
-                          .sent = "2026-01-02T03:04:06.789Z", .source_file = "f.txt",
-                          .source_format = "header" };
+    nw_ninjs_t article = {.uri = uri,
+                          .headline = "Replayed",
+                          .body_text = "Body.",
+                          .versioncreated = "2026-01-02T03:04:05.000Z"};
+    nw_envelope_t env = {.topic = topic,
+                         .seq = seq,
+                         .epoch = epoch,
+                         .id = id,
+                         .sent = "2026-01-02T03:04:06.789Z",
+                         .source_file = "f.txt",
+                         .source_format = "header"};
     msgpack_sbuffer art;
     msgpack_sbuffer_init(&art);
     msgpack_sbuffer_init(msg);
@@ -71,7 +82,7 @@ static void publish(const char *topic, uint64_t seq, const char *epoch)
     CHECK(pack(topic, seq, epoch, &msg) == 0);
     void *handle = zsock_resolve(pub);
     char frame0[300];
-    snprintf(frame0, sizeof frame0, "%s.", topic);   /* topic + "." (proto section 3) */
+    snprintf(frame0, sizeof frame0, "%s.", topic); /* topic + "." (proto section 3) */
     zmq_send(handle, frame0, strlen(frame0), ZMQ_SNDMORE);
     zmq_send(handle, msg.data, msg.size, 0);
     msgpack_sbuffer_destroy(&msg);
@@ -96,19 +107,19 @@ static void reply(zsock_t *router, zframe_t *peer, const char *f0, const void *b
 
 /* $end (from a, last b, head c) or $error (code, oldest a), packed by nw_replay as the
  * daemon packs them. */
-static void reply_control(zsock_t *router, zframe_t *peer, const char *type,
-                          const char *topic, const char *code, uint64_t a, uint64_t b, uint64_t c)
+static void reply_control(zsock_t *router, zframe_t *peer, const char *type, const char *topic,
+                          const char *code, uint64_t a, uint64_t b, uint64_t c)
 {
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     char why[128];
     int end = strcmp(type, "end") == 0, rc;
     if (end) {
-        nw_replay_end_t e = { .from = a, .last = b, .head = c };
+        nw_replay_end_t e = {.from = a, .last = b, .head = c};
         snprintf(e.topic, sizeof e.topic, "%s", topic);
         rc = nw_replay_end_pack(&e, &buf, why, sizeof why);
     } else {
-        nw_replay_error_t e = { .has_oldest = true, .oldest = a };
+        nw_replay_error_t e = {.has_oldest = true, .oldest = a};
         snprintf(e.topic, sizeof e.topic, "%s", topic);
         snprintf(e.code, sizeof e.code, "%s", code);
         snprintf(e.reason, sizeof e.reason, "refused by the fake");
@@ -131,7 +142,8 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
     /* What the client sends must be what the daemon accepts. */
     nw_replay_request_t req;
     char why[256];
-    int parsed = nw_replay_request_parse(zframe_data(body), zframe_size(body), &req, why, sizeof why);
+    int parsed = nw_replay_request_parse(zframe_data(body), zframe_size(body), &req, why,
+                                         sizeof why);
     if (parsed != 0)
         fprintf(stderr, "fake daemon: request refused: %s\n", why);
     FAKE_CHECK(parsed == 0);
@@ -149,7 +161,7 @@ static void fake_request(fake_t *fake, zsock_t *router, stream_t *st, stats_t *s
         return;
     }
     FAKE_CHECK(req.type == NW_REPLAY_REQ_REPLAY);
-    zframe_destroy(&st->peer);   /* a new request cancels the previous stream */
+    zframe_destroy(&st->peer); /* a new request cancels the previous stream */
     const char *topic = req.topic;
     uint64_t from = req.from, to = req.to, last = req.last;
     uint64_t credit = req.credit;
@@ -204,10 +216,10 @@ static void fake_actor(zsock_t *pipe, void *arg)
     int port = router ? zsock_bind(router, "tcp://127.0.0.1:*") : -1;
     snprintf(fake->endpoint, sizeof fake->endpoint, "tcp://127.0.0.1:%d", port);
     zsock_signal(pipe, 0);
-    stream_t st = { 0 };
-    stats_t stats = { 0 };
+    stream_t st = {0};
+    stats_t stats = {0};
     int go = !fake->wait_go;
-    int64_t stats_due = -1;    /* STATS-AFTER-CANCEL: answer at the first cancel, or then */
+    int64_t stats_due = -1; /* STATS-AFTER-CANCEL: answer at the first cancel, or then */
     for (;;) {
         if (stats_due >= 0 && (stats.cancels > 0 || zclock_mono() >= stats_due)) {
             zsock_send(pipe, "iiii8888", stats.requests, stats.cancels, stats.credits, 0,
@@ -217,8 +229,8 @@ static void fake_actor(zsock_t *pipe, void *arg)
         int sending = go && st.peer && st.credit > 0;
         long timeout = sending ? 0 : stats_due >= 0 ? (long) (stats_due - zclock_mono()) : -1;
         zmq_pollitem_t items[2] = {
-            { .socket = zsock_resolve(pipe), .events = ZMQ_POLLIN },
-            { .socket = zsock_resolve(router), .events = ZMQ_POLLIN },
+            {.socket = zsock_resolve(pipe), .events = ZMQ_POLLIN},
+            {.socket = zsock_resolve(router), .events = ZMQ_POLLIN},
         };
         if (zmq_poll(items, go ? 2 : 1, timeout < -1 ? 0 : timeout) < 0)
             break;
@@ -281,11 +293,11 @@ typedef struct {
  * has received since. */
 static fake_stats_t fake_stats_when(zactor_t *actor, bool after_cancel)
 {
-    fake_stats_t s = { 0 };
+    fake_stats_t s = {0};
     int zero;
     zstr_send(actor, after_cancel ? "STATS-AFTER-CANCEL" : "STATS");
-    zsock_recv(actor, "iiii8888", &s.requests, &s.cancels, &s.credits, &zero,
-               &s.from0, &s.to0, &s.from1, &s.to1);
+    zsock_recv(actor, "iiii8888", &s.requests, &s.cancels, &s.credits, &zero, &s.from0, &s.to0,
+               &s.from1, &s.to1);
     return s;
 }
 
@@ -303,9 +315,9 @@ static void wait_subscription(const char *topic)
         zframe_destroy(&frame);
         frame = zframe_recv(pub);
     }
-    size_t len = strlen(topic);   /* subscribed in the raw form "topic." */
-    CHECK(frame && zframe_size(frame) == len + 2 && zframe_data(frame)[0] == 1
-          && memcmp(zframe_data(frame) + 1, topic, len) == 0 && zframe_data(frame)[len + 1] == '.');
+    size_t len = strlen(topic); /* subscribed in the raw form "topic." */
+    CHECK(frame && zframe_size(frame) == len + 2 && zframe_data(frame)[0] == 1 &&
+          memcmp(zframe_data(frame) + 1, topic, len) == 0 && zframe_data(frame)[len + 1] == '.');
     zframe_destroy(&frame);
 }
 
@@ -313,10 +325,10 @@ static nw_client_t *client_new(const fake_t *fake)
 {
     nw_client_t *client = nw_client_new();
     CHECK(client != NULL);
-    CHECK(nw_client_set_rcvhwm(client, 0) == 0);   /* the tests' live feed is never dropped */
+    CHECK(nw_client_set_rcvhwm(client, 0) == 0); /* the tests' live feed is never dropped */
     CHECK(nw_client_connect(client, zsock_endpoint(pub)) == 0);
     CHECK(nw_client_set_replay(client, fake->endpoint) == 0);
-    nw_client_set_replay_idle(client, 0);          /* probes only where a test wants them */
+    nw_client_set_replay_idle(client, 0); /* probes only where a test wants them */
     return client;
 }
 
@@ -363,8 +375,8 @@ typedef struct {
     char error[256];
 } gap_seen_t;
 
-static void on_gap(nw_client_t *client, const char *topic, const char *epoch,
-                   uint64_t first, uint64_t last, void *arg)
+static void on_gap(nw_client_t *client, const char *topic, const char *epoch, uint64_t first,
+                   uint64_t last, void *arg)
 {
     gap_seen_t *seen = arg;
     (void) topic;
@@ -386,10 +398,10 @@ static void assert_idle(nw_client_t *client)
  * arrive live meanwhile and follow in order. */
 TEST_IMPL(gap_fill)
 {
-    fake_t fake = { .topics = { { .name = "fill", .epoch = EPOCH_A, .oldest = 1, .head = 602 } } };
+    fake_t fake = {.topics = {{.name = "fill", .epoch = EPOCH_A, .oldest = 1, .head = 602}}};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
-    gap_seen_t seen = { 0 };
+    gap_seen_t seen = {0};
     nw_client_set_gap_handler(client, on_gap, &seen);
     CHECK(nw_client_subscribe(client, "fill") == 0);
     wait_subscription("fill");
@@ -398,7 +410,7 @@ TEST_IMPL(gap_fill)
     publish("fill", 2, EPOCH_A);
     publish("fill", 600, EPOCH_A);
     publish("fill", 601, EPOCH_A);
-    publish("fill", 601, EPOCH_A);     /* a duplicate on the live feed */
+    publish("fill", 601, EPOCH_A); /* a duplicate on the live feed */
     publish("fill", 602, EPOCH_A);
     expect_run(client, "fill", 1, 602);
     assert_idle(client);
@@ -408,7 +420,7 @@ TEST_IMPL(gap_fill)
     CHECK(nw_client_received(client) == 602);
     fake_stats_t s = fake_stats(actor);
     CHECK(s.requests == 1 && s.from0 == 3 && s.to0 == 599);
-    CHECK(s.credits >= 2);             /* 597 > 256: the stream went on by top-ups */
+    CHECK(s.credits >= 2); /* 597 > 256: the stream went on by top-ups */
     nw_client_destroy(&client);
     zactor_destroy(&actor);
 }
@@ -417,8 +429,8 @@ TEST_IMPL(gap_fill)
  * journal serves them instead. The fake answers nothing until every live one was read. */
 TEST_IMPL(held_overflow)
 {
-    fake_t fake = { .topics = { { .name = "flood", .epoch = EPOCH_A, .oldest = 1, .head = 1500 } },
-                    .wait_go = 1 };
+    fake_t fake = {.topics = {{.name = "flood", .epoch = EPOCH_A, .oldest = 1, .head = 1500}},
+                   .wait_go = 1};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
     CHECK(nw_client_subscribe(client, "flood") == 0);
@@ -443,7 +455,7 @@ TEST_IMPL(held_overflow)
     fake_stats_t s = fake_stats(actor);
     CHECK(s.requests == 2);
     CHECK(s.from0 == 2 && s.to0 == 2);
-    CHECK(s.from1 == 3 && s.to1 == 1027);   /* 3..1026 held, 1027 overflowed: asked for */
+    CHECK(s.from1 == 3 && s.to1 == 1027); /* 3..1026 held, 1027 overflowed: asked for */
     nw_client_destroy(&client);
     zactor_destroy(&actor);
 }
@@ -452,13 +464,14 @@ TEST_IMPL(held_overflow)
  * rest is still replayed; a refusal ("denied") gives the whole gap up. */
 TEST_IMPL(errors)
 {
-    fake_t fake = { .topics = {
-        { .name = "old", .epoch = EPOCH_A, .oldest = 50, .head = 60 },
-        { .name = "deny", .epoch = EPOCH_A, .oldest = 1, .head = 5, .error = "denied" },
-    } };
+    fake_t fake = {
+        .topics = {
+            {.name = "old", .epoch = EPOCH_A, .oldest = 50, .head = 60},
+            {.name = "deny", .epoch = EPOCH_A, .oldest = 1, .head = 5, .error = "denied"},
+        }};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
-    gap_seen_t seen = { 0 };
+    gap_seen_t seen = {0};
     nw_client_set_gap_handler(client, on_gap, &seen);
     CHECK(nw_client_subscribe(client, "old") == 0);
     wait_subscription("old");
@@ -494,8 +507,8 @@ TEST_IMPL(errors)
  * dropped, the new epoch starts afresh; the cancelled stream's data is never returned. */
 TEST_IMPL(epoch_change)
 {
-    fake_t fake = { .topics = { { .name = "ep", .epoch = EPOCH_A, .oldest = 1, .head = 10 } },
-                    .wait_go = 1 };
+    fake_t fake = {.topics = {{.name = "ep", .epoch = EPOCH_A, .oldest = 1, .head = 10}},
+                   .wait_go = 1};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
     CHECK(nw_client_subscribe(client, "ep") == 0);
@@ -503,8 +516,8 @@ TEST_IMPL(epoch_change)
 
     publish("ep", 1, EPOCH_A);
     publish("ep", 2, EPOCH_A);
-    publish("ep", 10, EPOCH_A);        /* 3..9 asked for, 10 held */
-    publish("ep", 1, EPOCH_B);         /* history lost: forget all that */
+    publish("ep", 10, EPOCH_A); /* 3..9 asked for, 10 held */
+    publish("ep", 1, EPOCH_B);  /* history lost: forget all that */
     publish("ep", 2, EPOCH_B);
     int changed = -1;
     CHECK(next(client, NULL, NULL, &changed) == 1 && changed == 0);
@@ -534,10 +547,11 @@ TEST_IMPL(epoch_change)
  * the first live message: the hole between them is asked for again. Then last N. */
 TEST_IMPL(late_join)
 {
-    fake_t fake = { .topics = {
-        { .name = "join", .epoch = EPOCH_A, .oldest = 1, .head = 305, .first_head = 300 },
-        { .name = "tail", .epoch = EPOCH_A, .oldest = 1, .head = 50 },
-    } };
+    fake_t fake = {
+        .topics = {
+            {.name = "join", .epoch = EPOCH_A, .oldest = 1, .head = 305, .first_head = 300},
+            {.name = "tail", .epoch = EPOCH_A, .oldest = 1, .head = 50},
+        }};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
     CHECK(nw_client_since(client, "join", 0) == -1);
@@ -550,7 +564,7 @@ TEST_IMPL(late_join)
     expect_run(client, "join", 1, 305);
     fake_stats_t s = fake_stats(actor);
     CHECK(s.requests == 2 && s.from0 == 1 && s.to0 == 0 && s.from1 == 301 && s.to1 == 302);
-    CHECK(nw_client_since(client, "join", 1) == -1);   /* already being received */
+    CHECK(nw_client_since(client, "join", 1) == -1); /* already being received */
 
     CHECK(nw_client_last(client, "tail", 5) == 0);
     wait_subscription("tail");
@@ -562,7 +576,7 @@ TEST_IMPL(late_join)
     zactor_destroy(&actor);
 
     nw_client_t *plain = nw_client_new();
-    CHECK(nw_client_since(plain, "join", 1) == -1);    /* no replay endpoint */
+    CHECK(nw_client_since(plain, "join", 1) == -1); /* no replay endpoint */
     CHECK(strstr(nw_client_error(plain), "replay") != NULL);
     CHECK(nw_client_set_replay(plain, "no-such-transport://x") == -1);
     CHECK(nw_client_set_replay(plain, "tcp://127.0.0.1:1") == 0);
@@ -573,7 +587,7 @@ TEST_IMPL(late_join)
 /* The end of a burst was dropped: no later live message reveals it, the idle probe does. */
 TEST_IMPL(tail_probe)
 {
-    fake_t fake = { .topics = { { .name = "burst", .epoch = EPOCH_A, .oldest = 1, .head = 20 } } };
+    fake_t fake = {.topics = {{.name = "burst", .epoch = EPOCH_A, .oldest = 1, .head = 20}}};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
     nw_client_set_replay_idle(client, 20);
@@ -593,11 +607,11 @@ TEST_IMPL(tail_probe)
  * given up and the held message follows. */
 TEST_IMPL(silent_daemon)
 {
-    fake_t fake = { .topics = { { .name = "mute", .epoch = EPOCH_A, .oldest = 1, .head = 3,
-                                  .mute = 1 } } };
+    fake_t fake = {
+        .topics = {{.name = "mute", .epoch = EPOCH_A, .oldest = 1, .head = 3, .mute = 1}}};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
-    gap_seen_t seen = { 0 };
+    gap_seen_t seen = {0};
     nw_client_set_gap_handler(client, on_gap, &seen);
     CHECK(nw_client_subscribe(client, "mute") == 0);
     wait_subscription("mute");
@@ -621,11 +635,11 @@ TEST_IMPL(silent_daemon)
 /* "busy" is not a loss: the client asks again later, backing off, and the gap fills. */
 TEST_IMPL(busy)
 {
-    fake_t fake = { .topics = { { .name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10,
-                                  .busy = 3 } } };
+    fake_t fake = {
+        .topics = {{.name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10, .busy = 3}}};
     zactor_t *actor = zactor_new(fake_actor, &fake);
     nw_client_t *client = client_new(&fake);
-    gap_seen_t seen = { 0 };
+    gap_seen_t seen = {0};
     nw_client_set_gap_handler(client, on_gap, &seen);
     CHECK(nw_client_subscribe(client, "full") == 0);
     wait_subscription("full");
@@ -642,8 +656,8 @@ TEST_IMPL(busy)
     zactor_destroy(&actor);
 
     /* a daemon that stays busy: the gap is given up after the last try, and reported */
-    fake_t always = { .topics = { { .name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10,
-                                    .busy = 1000 } } };
+    fake_t always = {
+        .topics = {{.name = "full", .epoch = EPOCH_A, .oldest = 1, .head = 10, .busy = 1000}}};
     actor = zactor_new(fake_actor, &always);
     client = client_new(&always);
     memset(&seen, 0, sizeof seen);
@@ -662,7 +676,7 @@ TEST_IMPL(busy)
     nw_message_destroy(&msg);
     CHECK(seen.calls == 1 && strstr(seen.error, "busy") != NULL);
     s = fake_stats(actor);
-    CHECK(s.requests == 7);            /* the first ask and 6 more */
+    CHECK(s.requests == 7); /* the first ask and 6 more */
     nw_client_destroy(&client);
     zactor_destroy(&actor);
 }
@@ -676,7 +690,7 @@ static int setup(void)
         return -1;
     zsock_set_xpub_verbose(pub, 1);
     zsock_set_sndhwm(pub, 0);
-    zsock_set_rcvtimeo(pub, WAIT_MS);  /* safety net only: subscriptions must arrive */
+    zsock_set_rcvtimeo(pub, WAIT_MS); /* safety net only: subscriptions must arrive */
     CHECK(zsock_bind(pub, "tcp://127.0.0.1:*") > 0);
     return 0;
 }

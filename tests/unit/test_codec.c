@@ -3,20 +3,19 @@
  * $NW_PROTO/vectors (valid NN-*.mp with their .json, invalid bad-*.mp with the reason
  * in bad-*.txt, canonical.txt naming the vectors the encoder must reproduce exactly).
  */
-#include "runner.h"
 #include "nw_codec.h"
+#include "runner.h"
 
 #include <dirent.h>
-#include <stdbool.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char vectors_dir[4096];
 
-static void *
-read_file(const char *dir, const char *name, size_t *len)
+static void *read_file(const char *dir, const char *name, size_t *len)
 {
     char path[8192];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -46,15 +45,13 @@ read_file(const char *dir, const char *name, size_t *len)
     return buf;
 }
 
-static int
-compare_names(const void *a, const void *b)
+static int compare_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /* Sorted names in the vectors folder that start with prefix and end with suffix. */
-static size_t
-list_vectors(const char *prefix, const char *suffix, char ***out)
+static size_t list_vectors(const char *prefix, const char *suffix, char ***out)
 {
     DIR *dir = opendir(vectors_dir);
     size_t n = 0, cap = 0;
@@ -62,8 +59,8 @@ list_vectors(const char *prefix, const char *suffix, char ***out)
     struct dirent *ent;
     while (dir && (ent = readdir(dir))) {
         size_t len = strlen(ent->d_name), sl = strlen(suffix);
-        if (strncmp(ent->d_name, prefix, strlen(prefix)) != 0 || len < sl
-            || strcmp(ent->d_name + len - sl, suffix) != 0)
+        if (strncmp(ent->d_name, prefix, strlen(prefix)) != 0 || len < sl ||
+            strcmp(ent->d_name + len - sl, suffix) != 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -82,8 +79,7 @@ list_vectors(const char *prefix, const char *suffix, char ***out)
     return n;
 }
 
-static void
-free_names(char **names, size_t n)
+static void free_names(char **names, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(names[i]);
@@ -91,8 +87,7 @@ free_names(char **names, size_t n)
 }
 
 /* Whether name is one of the lines of list. */
-static bool
-in_list(const char *list, const char *name)
+static bool in_list(const char *list, const char *name)
 {
     size_t n = strlen(name);
     for (const char *p = list; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
@@ -101,18 +96,22 @@ in_list(const char *list, const char *name)
     return false;
 }
 
-static const char *
-jstr(json_t *obj, const char *key)
+static const char *jstr(json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
 }
 
 /* Like CHECK_STR, but both NULL is equal (an absent optional field). */
-#define CHECK_OPT(a, b) do { const char *x_ = (a), *y_ = (b); \
-    if (!x_ || !y_) CHECK(x_ == y_); else CHECK_STR(x_, y_); } while (0)
+#define CHECK_OPT(a, b) \
+    do { \
+        const char *x_ = (a), *y_ = (b); \
+        if (!x_ || !y_) \
+            CHECK(x_ == y_); \
+        else \
+            CHECK_STR(x_, y_); \
+    } while (0)
 
-static void
-check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
+static void check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
 {
     fprintf(stderr, "  vector %s\n", name);
     json_t *art = json_object_get(root, "article");
@@ -139,12 +138,12 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     /* And every string field of proto/nw_fields.h by its list, so a field added there is
      * read back from the vectors without a line here. */
 #define JSON_STR(obj, part, member, key) CHECK_OPT(m->part.member, jstr(obj, key));
-#define JSON_TEXT(obj, part, member, key)  JSON_STR(obj, part, member, key)
+#define JSON_TEXT(obj, part, member, key) JSON_STR(obj, part, member, key)
 #define JSON_SHORT(obj, part, member, key) JSON_STR(obj, part, member, key)
 #define JSON_TOPIC(obj, part, member, key) JSON_STR(obj, part, member, key)
 #define JSON_HEX32(obj, part, member, key) JSON_STR(obj, part, member, key)
 #define JSON_HEX40(obj, part, member, key) JSON_STR(obj, part, member, key)
-#define JSON_TIME(obj, part, member, key)  JSON_STR(obj, part, member, key)
+#define JSON_TIME(obj, part, member, key) JSON_STR(obj, part, member, key)
 #define JSON_SEQ(obj, part, member, key) \
     CHECK(m->part.member == (uint64_t) json_integer_value(json_object_get(obj, key)));
 #define JSON_VERSION(obj, part, member, key)
@@ -162,7 +161,7 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
     for (size_t i = 0; i < m->article.subject_count && i < json_array_size(subjects); i++) {
         json_t *subject = json_array_get(subjects, i);
 #define JSON_SUBJECT(member, key, kind, presence, accessor) \
-        CHECK_OPT(m->article.member ? m->article.member[i] : NULL, jstr(subject, key));
+    CHECK_OPT(m->article.member ? m->article.member[i] : NULL, jstr(subject, key));
         NW_FIELDS_SUBJECT(JSON_SUBJECT)
     }
     bool coded = false;
@@ -179,8 +178,8 @@ check_against_json(const char *name, const nw_codec_message_t *m, json_t *root)
 }
 
 /* Encodes the decoded message again; canonical vectors must come out identical. */
-static void
-check_reencode(const char *name, const nw_codec_message_t *m, const void *data, size_t len)
+static void check_reencode(const char *name, const nw_codec_message_t *m, const void *data,
+                           size_t len)
 {
     char err[256] = "";
     msgpack_sbuffer art, msg;
@@ -189,8 +188,8 @@ check_reencode(const char *name, const nw_codec_message_t *m, const void *data, 
     CHECK(nw_codec_pack_article(&m->article, &art, err, sizeof err) == 0);
     CHECK(nw_codec_pack_message(&m->env, art.data, art.size, &msg, err, sizeof err) == 0);
     if (msg.size != len || memcmp(msg.data, data, len) != 0) {
-        fprintf(stderr, "  %s: encoder output (%zu bytes) differs from the vector (%zu)\n",
-                name, msg.size, len);
+        fprintf(stderr, "  %s: encoder output (%zu bytes) differs from the vector (%zu)\n", name,
+                msg.size, len);
         CHECK(!"canonical vector re-encodes byte for byte");
     }
     msgpack_sbuffer_destroy(&art);
@@ -277,27 +276,34 @@ TEST_IMPL(bad_vectors)
     free_names(names, n);
 }
 
-static const char *const sample_subjects[] = { "Telecoms", "Economy" };
+static const char *const sample_subjects[] = {"Telecoms", "Economy"};
 
-static nw_ninjs_t
-sample_article(void)
+static nw_ninjs_t sample_article(void)
 {
     return (nw_ninjs_t) {
-        .uri = "urn:newswire:test:1", .type = NULL, .headline = "Cable laid",
-        .byline = NULL, .description_text = "Short", .body_text = "Long enough.\nTwo lines.",
-        .language = "en", .versioncreated = "2026-11-24T10:00:00.000Z",
-        .subjects = sample_subjects, .subject_count = 2,
+        .uri = "urn:newswire:test:1",
+        .type = NULL,
+        .headline = "Cable laid",
+        .byline = NULL,
+        .description_text = "Short",
+        .body_text = "Long enough.\nTwo lines.",
+        .language = "en",
+        .versioncreated = "2026-11-24T10:00:00.000Z",
+        .subjects = sample_subjects,
+        .subject_count = 2,
     };
 }
 
-static nw_envelope_t
-sample_envelope(void)
+static nw_envelope_t sample_envelope(void)
 {
     return (nw_envelope_t) {
-        .topic = "telecoms.cables", .seq = 18446744073709551615ull,
+        .topic = "telecoms.cables",
+        .seq = 18446744073709551615ull,
         .epoch = "0123456789abcdef0123456789abcdef",
         .id = "0123456789abcdef0123456789abcdef01234567",
-        .sent = "2026-11-24T10:00:00.123Z", .source_file = "a.txt", .source_format = "header",
+        .sent = "2026-11-24T10:00:00.123Z",
+        .source_file = "a.txt",
+        .source_format = "header",
     };
 }
 
@@ -338,7 +344,7 @@ TEST_IMPL(round_trip)
         }
     }
     nw_codec_message_destroy(&m);
-    nw_codec_message_destroy(&m);   /* harmless twice */
+    nw_codec_message_destroy(&m); /* harmless twice */
 
     /* source.encoding goes with the source; without one it is refused */
     e.source_encoding = "UTF-16LE";
@@ -363,8 +369,8 @@ TEST_IMPL(round_trip)
     CHECK(nw_codec_pack_article(&a, &art, err, sizeof err) == 0);
     CHECK(nw_codec_pack_message(&e, art.data, art.size, &msg, err, sizeof err) == 0);
     m = nw_codec_message_decode(msg.data, msg.size, err, sizeof err);
-    CHECK(m && m->env.source_file == NULL && m->article.subject_count == 0
-          && m->article.subjects == NULL);
+    CHECK(m && m->env.source_file == NULL && m->article.subject_count == 0 &&
+          m->article.subjects == NULL);
     nw_codec_message_destroy(&m);
     msgpack_sbuffer_destroy(&art);
     msgpack_sbuffer_destroy(&msg);
@@ -458,12 +464,12 @@ TEST_IMPL(decoder_limits)
     CHECK(strstr(err, "more than") != NULL);
 
     /* array32 claiming 4 billion entries with none present */
-    static const unsigned char huge[] = { 0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0 };
+    static const unsigned char huge[] = {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0};
     CHECK(nw_codec_message_decode(huge, sizeof huge, err, sizeof err) == NULL);
     CHECK(strstr(err, "truncated") != NULL);
 
     /* str32 claiming 4 GiB */
-    static const unsigned char hstr[] = { 0x81, 0xa1, 'x', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+    static const unsigned char hstr[] = {0x81, 0xa1, 'x', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
     CHECK(nw_codec_message_decode(hstr, sizeof hstr, err, sizeof err) == NULL);
 
     /* exactly NW_CODEC_MAX_DEPTH nested containers pass the scan (and then fail on

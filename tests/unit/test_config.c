@@ -1,8 +1,8 @@
 /* test_config: built-in defaults, the ZPL file, flags over the file, errors with
  * reasons, and a reload that keeps what the command line said. */
-#include "runner.h"
 #include "config.h"
 #include "log.h"
+#include "runner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +39,13 @@ TEST_IMPL(file_flags_and_reload)
     FILE *f = fdopen(fd, "w");
     fputs("newswired\n    drop = \"/srv/drop\"\n    log-level = \"debug\"\n"
           "    publish = \"ipc:///tmp/a\"\n    max-size = 1000\n"
-          "rules\n    space\n        words = \"rocket\"\n", f);
+          "rules\n    space\n        words = \"rocket\"\n",
+          f);
     fclose(f);
 
     /* flags win over the file; several --publish replace the default list */
-    char *argv[] = {"newswired", "--config", path, "--log-level", "warning",
-                    "-p", "tcp://127.0.0.1:1", "--publish", "ipc:///tmp/b", NULL};
+    char *argv[] = {"newswired", "--config",          path,        "--log-level",  "warning",
+                    "-p",        "tcp://127.0.0.1:1", "--publish", "ipc:///tmp/b", NULL};
     CHECK(load(&c, 9, argv, err, sizeof err) == 0);
     CHECK_STR(c.drop_dir, "/srv/drop");
     CHECK(c.log_level == NW_LOG_WARNING);
@@ -80,7 +81,8 @@ TEST_IMPL(file_flags_and_reload)
     CHECK(c.max_size == 77 && c.dedup_window_ms == 6000);
     f = fopen(path, "w");
     fputs("newswired\n    max-size = 99\n    drop = \"/other\"\n    dedup-window = 7\n"
-          "    log-level = debug\n    sync = off\n", f);
+          "    log-level = debug\n    sync = off\n",
+          f);
     fclose(f);
     CHECK(nw_config_reload(&c, 3, plain, err, sizeof err) == 0);
     CHECK(c.max_size == 77 && c.sync);
@@ -110,7 +112,7 @@ TEST_IMPL(file_flags_and_reload)
     CHECK(load(&c, 3, plain, err, sizeof err) == -1);
     CHECK(strstr(err, "unknown setting 'help'") != NULL);
     nw_config_release(&c);
-    char *no_mode[] = {"newswired", "--sync", NULL};      /* --sync takes a MODE */
+    char *no_mode[] = {"newswired", "--sync", NULL}; /* --sync takes a MODE */
     CHECK(load(&c, 2, no_mode, err, sizeof err) == -1);
     nw_config_release(&c);
 
@@ -169,8 +171,8 @@ TEST_IMPL(ranges)
 {
     char err[512];
     nw_config_t c;
-    char *ranges[] = {"newswired", "--journal-max-age", "60", "--send-hwm", "7",
-                      "--commit-delay", "5", NULL};
+    char *ranges[] = {"newswired", "--journal-max-age", "60", "--send-hwm",
+                      "7",         "--commit-delay",    "5",  NULL};
     CHECK(load(&c, 7, ranges, err, sizeof err) == 0);
     CHECK(c.journal_max_age_ms == 60000 && c.send_hwm == 7 && c.commit_delay_ms == 5);
     nw_config_release(&c);

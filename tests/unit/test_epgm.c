@@ -34,7 +34,7 @@ TEST_IMPL(syntax)
     refused("epgm://", syntax);
     refused("epgm://eth0", syntax);
     refused("epgm://eth0:5555", syntax);
-    refused("epgm://;239.1.2.3:5555", syntax);          /* OpenPGM's "any": refused */
+    refused("epgm://;239.1.2.3:5555", syntax); /* OpenPGM's "any": refused */
     refused("epgm://eth0;:5555", syntax);
     refused("epgm://eth0;239.1.2.3", syntax);
     refused("epgm://an-interface-name-far-too-long-for-ifnamsiz;239.1.2.3:5555", syntax);
@@ -56,10 +56,10 @@ TEST_IMPL(port)
 TEST_IMPL(group)
 {
     const char *group = "the group must be an IPv4 multicast address";
-    refused("epgm://eth0;223.255.255.255:5555", group);  /* just below 224.0.0.0/4 */
-    refused("epgm://eth0;240.0.0.0:5555", group);        /* just above */
+    refused("epgm://eth0;223.255.255.255:5555", group); /* just below 224.0.0.0/4 */
+    refused("epgm://eth0;240.0.0.0:5555", group);       /* just above */
     refused("epgm://eth0;198.18.0.1:5555", group);
-    refused("epgm://eth0;news.example:5555", group);     /* never a name: no DNS */
+    refused("epgm://eth0;news.example:5555", group); /* never a name: no DNS */
     refused("epgm://eth0;ff08::1:5555", group);
 }
 

@@ -31,14 +31,14 @@ typedef struct {
     char topic[64], id[41], file[64];
     uint64_t seq;
     char epoch[33];
-    bool durable;           /* the journal said its seq was durable when it was sent */
+    bool durable; /* the journal said its seq was durable when it was sent */
 } sent_t;
 
 static sent_t sent[64];
 static int nsent;
-static unsigned char last_bytes[4096];   /* the last message sent, as sent */
+static unsigned char last_bytes[4096]; /* the last message sent, as sent */
 static size_t last_len;
-static int fake_rc;         /* what send returns */
+static int fake_rc; /* what send returns */
 
 static int fake_send(void *self, const char *topic, const void *data, size_t len)
 {
@@ -77,8 +77,8 @@ typedef struct {
 
 static done_t dones[64];
 static int ndone;
-static bool in_submit;            /* done must never run from inside nw_feed_submit */
-static nw_feed_t *resubmit_feed;  /* when set, a failed done submits again */
+static bool in_submit;           /* done must never run from inside nw_feed_submit */
+static nw_feed_t *resubmit_feed; /* when set, a failed done submits again */
 static int resubmit_rc, resubmit_errno;
 
 static int submit(nw_feed_t *feed, nw_feed_article_t *a, size_t n, int tag, char *err,
@@ -152,16 +152,20 @@ static nw_feed_article_t article(const char *id, const char *const *topics, size
     msgpack_sbuffer_destroy(b);
     msgpack_sbuffer_init(b);
     nw_ninjs_t ninjs = {
-        .uri = "urn:newswire:test", .headline = "A headline", .body_text = "A body.",
-        .versioncreated = "2026-12-02T00:00:00.000Z", .subjects = topics, .subject_count = n,
+        .uri = "urn:newswire:test",
+        .headline = "A headline",
+        .body_text = "A body.",
+        .versioncreated = "2026-12-02T00:00:00.000Z",
+        .subjects = topics,
+        .subject_count = n,
     };
     char err[256];
     int rc = nw_codec_pack_article(&ninjs, b, err, sizeof err);
     if (rc)
         fprintf(stderr, "pack: %s\n", err);
     CHECK(rc == 0);
-    return (nw_feed_article_t) {.id = id, .article = b->data, .article_len = b->size,
-                                .topics = topics, .topic_count = n};
+    return (nw_feed_article_t) {
+        .id = id, .article = b->data, .article_len = b->size, .topics = topics, .topic_count = n};
 }
 
 static int submit(nw_feed_t *feed, nw_feed_article_t *a, size_t n, int tag, char *err,
@@ -183,8 +187,12 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static nw_journal_options_t jopt(void)
 {
     return (nw_journal_options_t) {
-        .sync = false, .commit_delay_ms = 0, .segment_size = 1 << 20,
-        .max_size = 1 << 30, .max_age_ms = 0, .dedup_window_ms = 60000,
+        .sync = false,
+        .commit_delay_ms = 0,
+        .segment_size = 1 << 20,
+        .max_size = 1 << 30,
+        .max_age_ms = 0,
+        .dedup_window_ms = 60000,
     };
 }
 
@@ -243,7 +251,7 @@ TEST_IMPL(order_and_seqs)
     char err[256];
     CHECK(submit(feed, one, 2, 1, err, sizeof err) == 0);
     CHECK(!one[0].duplicate && !one[1].duplicate);
-    CHECK(nsent == 0 && ndone == 0);          /* nothing before the commit */
+    CHECK(nsent == 0 && ndone == 0); /* nothing before the commit */
     CHECK(nw_journal_last_seq(journal, "alpha") == 2);
     CHECK(nw_journal_durable_seq(journal, "alpha") == 0);
     nw_feed_article_t two = article(ID(03), a, 1);
@@ -346,7 +354,7 @@ TEST_IMPL(dedup_window)
     CHECK(nw_feed_set_dedup_window(feed, 1) == 0);
     int64_t t0 = now_ms();
     while (now_ms() < t0 + 3)
-        ;   /* the clock itself is what is waited for */
+        ; /* the clock itself is what is waited for */
     nw_feed_article_t c = article(ID(11), t, 1);
     CHECK(submit(feed, &c, 1, 4, err, sizeof err) == 0);
     CHECK(!c.duplicate);
@@ -409,15 +417,15 @@ TEST_IMPL(commit_failure)
     CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
     CHECK(dones[1].tag == 2 && dones[1].status == -EFBIG);
     CHECK(dones[2].tag == 3 && dones[2].status == -EFBIG);
-    CHECK(nsent == 1);                         /* nothing of either was published */
+    CHECK(nsent == 1); /* nothing of either was published */
     CHECK(resubmit_rc == -1 && resubmit_errno == EIO);
     CHECK(nw_journal_last_seq(journal, "retry") == 0);
-    CHECK(nw_journal_last_seq(journal, "news") == 1);    /* seq 2 not burnt */
+    CHECK(nw_journal_last_seq(journal, "news") == 1); /* seq 2 not burnt */
     CHECK(nw_journal_last_seq(journal, "other") == 0);
     nw_feed_stats_t fs;
     nw_feed_stats(feed, &fs);
     CHECK(fs.journal_failing && fs.published == 1 && fs.in_flight == 0);
-    CHECK(fs.journal_errno == EFBIG);         /* why, for STATUS */
+    CHECK(fs.journal_errno == EFBIG); /* why, for STATUS */
 
     /* retried: not duplicates (their ids were taken back), the same seqs, published */
     nw_feed_article_t b2 = article(ID(22), t, 1);
@@ -443,7 +451,7 @@ TEST_IMPL(refused)
     static const char *const t[] = {"news"};
     char err[256] = "";
     nw_feed_article_t two[2] = {article(ID(31), t, 1), article(ID(32), t, 1)};
-    two[1].article = "x";       /* not a packed map */
+    two[1].article = "x"; /* not a packed map */
     two[1].article_len = 1;
     CHECK(submit(feed, two, 2, 1, err, sizeof err) == -2);
     CHECK(strncmp(err, "cannot encode: ", 15) == 0);
@@ -500,7 +508,7 @@ TEST_IMPL(drain_destroy)
     nw_feed_article_t c = article(ID(43), t, 1);
     CHECK(submit(feed, &c, 1, 3, err, sizeof err) == 0);
     nw_feed_destroy(&feed);
-    close_journal();             /* runs the commit: nothing sent, no done */
+    close_journal(); /* runs the commit: nothing sent, no done */
     CHECK(ndone == 1 && nsent == 1);
 }
 
@@ -514,8 +522,13 @@ static void upstream_message(msgpack_sbuffer *out, const char *topic, uint64_t s
     static const char *const t[] = {"news"};
     nw_feed_article_t a = article(id, t, 1);
     nw_envelope_t env = {
-        .topic = topic, .seq = seq, .epoch = "0123456789abcdef0123456789abcdef", .id = id,
-        .sent = "2026-12-02T00:45:00.000Z", .source_file = "up.txt", .source_format = "header",
+        .topic = topic,
+        .seq = seq,
+        .epoch = "0123456789abcdef0123456789abcdef",
+        .id = id,
+        .sent = "2026-12-02T00:45:00.000Z",
+        .source_file = "up.txt",
+        .source_format = "header",
     };
     char err[256];
     msgpack_sbuffer_init(out);
@@ -538,22 +551,22 @@ TEST_IMPL(forward)
     nw_feed_t *feed = new_feed(60000);
     msgpack_sbuffer n1, s1, n2, n4;
     upstream_message(&n1, "news", 1, ID(51));
-    upstream_message(&s1, "sport", 1, ID(51));     /* the same article on another topic */
+    upstream_message(&s1, "sport", 1, ID(51)); /* the same article on another topic */
     upstream_message(&n2, "news", 2, ID(52));
     upstream_message(&n4, "news", 4, ID(54));
     CHECK(forward(feed, "news", 1, ID(51), &n1, 1) == 0);
-    CHECK(nsent == 0);                             /* not before the commit */
+    CHECK(nsent == 0); /* not before the commit */
     CHECK(forward(feed, "sport", 1, ID(51), &s1, 2) == 0);
     errno = 0;
-    CHECK(forward(feed, "news", 4, ID(54), &n4, 9) == -1 && errno == EINVAL);   /* a gap */
+    CHECK(forward(feed, "news", 4, ID(54), &n4, 9) == -1 && errno == EINVAL); /* a gap */
     errno = 0;
-    CHECK(forward(feed, "news", 1, ID(51), &n1, 9) == -1 && errno == EINVAL);   /* a repeat */
+    CHECK(forward(feed, "news", 1, ID(51), &n1, 9) == -1 && errno == EINVAL); /* a repeat */
     CHECK(wait_done(2));
     CHECK(nsent == 2 && dones[0].tag == 1 && dones[0].status == 0 && dones[0].sent_before == 1);
     CHECK(dones[1].tag == 2 && dones[1].sent_before == 2);
     CHECK(sent[0].durable && sent[0].seq == 1);
     CHECK_STR(sent[0].topic, "news");
-    CHECK_STR(sent[0].epoch, "0123456789abcdef0123456789abcdef");   /* the upstream's */
+    CHECK_STR(sent[0].epoch, "0123456789abcdef0123456789abcdef"); /* the upstream's */
     CHECK(strcmp(sent[0].epoch, nw_journal_epoch(journal)) != 0);
     CHECK_STR(sent[1].topic, "sport");
     CHECK(last_len == s1.size && memcmp(last_bytes, s1.data, s1.size) == 0);
@@ -594,8 +607,9 @@ TEST_IMPL(forward)
 /* Each case: its own temporary state folder and loop, both left clean. */
 static int setup(void)
 {
-    nw_log_set_level(NW_LOG_ERR);      /* the journal's failure warning is expected here */
-    snprintf(state, sizeof state, "%s/test_feed.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    nw_log_set_level(NW_LOG_ERR); /* the journal's failure warning is expected here */
+    snprintf(state, sizeof state, "%s/test_feed.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(state)) {
         perror("mkdtemp");
         return -1;
@@ -609,7 +623,7 @@ static void teardown(void)
 {
     for (int i = 0; i < 16; i++) {
         msgpack_sbuffer_destroy(&packed[i]);
-        msgpack_sbuffer_init(&packed[i]);   /* a next case in this process reuses it */
+        msgpack_sbuffer_init(&packed[i]); /* a next case in this process reuses it */
     }
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK(uv_loop_close(&loop) == 0);

@@ -1,7 +1,7 @@
 /* test_fsutil: mkdir -p creates what is missing, accepts what exists, and refuses a
  * file standing where a folder should be. */
-#include "runner.h"
 #include "fsutil.h"
+#include "runner.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@ TEST_IMPL(mkdir_p)
     snprintf(path, sizeof path, "%s/a/b/c", root);
     CHECK(nw_fs_mkdir_p(path) == 0);
     CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0750);
-    CHECK(nw_fs_mkdir_p(path) == 0);              /* again: nothing to do */
+    CHECK(nw_fs_mkdir_p(path) == 0); /* again: nothing to do */
 
     snprintf(path, sizeof path, "%s/a/file", root);
     FILE *f = fopen(path, "w");

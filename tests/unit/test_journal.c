@@ -3,9 +3,9 @@
  * group commit order, reopen (seqs, epoch, dedup window), recovery of torn and
  * corrupted segments, rotation and retirement, write failures, replay cursors.
  */
-#include "runner.h"
 #include "journal.h"
 #include "log.h"
+#include "runner.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -29,7 +29,7 @@ static char state[256];
 
 /* commit callbacks record their tag and status here, in the order they ran */
 static int done_tag[512], done_status[512], ndone;
-static nw_journal_t *unwind_journal;     /* when set, callbacks try to append */
+static nw_journal_t *unwind_journal; /* when set, callbacks try to append */
 static int unwind_errno;
 
 static void on_commit(void *arg, int status)
@@ -91,8 +91,12 @@ static void rm_rf(const char *path)
 static nw_journal_options_t defaults(void)
 {
     return (nw_journal_options_t) {
-        .sync = false, .commit_delay_ms = 0, .segment_size = 1 << 20,
-        .max_size = 1 << 30, .max_age_ms = 0, .dedup_window_ms = 60000,
+        .sync = false,
+        .commit_delay_ms = 0,
+        .segment_size = 1 << 20,
+        .max_size = 1 << 30,
+        .max_age_ms = 0,
+        .dedup_window_ms = 60000,
     };
 }
 
@@ -109,7 +113,7 @@ static nw_journal_t *open_j(const nw_journal_options_t *opt)
 static void close_j(nw_journal_t **j)
 {
     nw_journal_close(j);
-    uv_run(&loop, UV_RUN_NOWAIT);       /* lets the timer's close callback free it */
+    uv_run(&loop, UV_RUN_NOWAIT); /* lets the timer's close callback free it */
 }
 
 /* Append topic's next message, "topic-seq" padded to pad bytes, id "topic-seq". */
@@ -150,7 +154,8 @@ static const char *cursor_seqs(nw_journal_t *j, const char *topic, uint64_t from
         snprintf(want, sizeof want, "%s-%" PRIu64, topic, seq);
         if (check_msg)
             CHECK(len >= strlen(want) && memcmp(msg, want, strlen(want)) == 0);
-        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%" PRIu64, out[0] ? "," : "", seq);
+        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%" PRIu64, out[0] ? "," : "",
+                 seq);
     }
     CHECK(rc == 0);
     nw_journal_cursor_destroy(&c);
@@ -226,8 +231,8 @@ TEST_IMPL(commit_and_reopen)
     CHECK(append(j, "a", 1000, 0) == 0);
     CHECK(nw_journal_commit(j, on_commit, (void *) 2) == 0);
     CHECK(nw_journal_last_seq(j, "a") == 3);
-    CHECK(nw_journal_durable_seq(j, "a") == 0);     /* assigned, not yet written */
-    CHECK(nw_journal_seen(j, "a-3", 0));            /* in flight counts for dedup */
+    CHECK(nw_journal_durable_seq(j, "a") == 0); /* assigned, not yet written */
+    CHECK(nw_journal_seen(j, "a-3", 0));        /* in flight counts for dedup */
     CHECK(!nw_journal_seen(j, "a-3", 1001));
     errno = 0;
     CHECK(nw_journal_append(j, "a", 5, "x", 0, "x", 1) == -1 && errno == EINVAL);
@@ -271,7 +276,7 @@ TEST_IMPL(commit_and_reopen)
     CHECK(append(j, "a", 3000, 0) == 0);
     nw_journal_stats(j, &after);
     CHECK(after.records == 54 && after.discarded == 0);
-    close_j(&j);        /* writes the pending append */
+    close_j(&j); /* writes the pending append */
 
     j = open_j(&opt);
     if (!j)
@@ -312,7 +317,7 @@ TEST_IMPL(dedup_window)
         return;
     CHECK(nw_journal_seen(j, "recent", now - 60000));
     CHECK(!nw_journal_seen(j, "recent", now));
-    CHECK(!nw_journal_seen(j, "old", 0));           /* beyond the window: not rebuilt */
+    CHECK(!nw_journal_seen(j, "old", 0)); /* beyond the window: not rebuilt */
     CHECK(!nw_journal_seen(j, "never", 0));
 
     /* a reload widening the window reads the older ids back from the segments */
@@ -414,7 +419,7 @@ TEST_IMPL(flipped_byte)
     CHECK(nw_journal_last_seq(j, "a") == 3);
     uint64_t oldest;
     CHECK_STR(cursor_seqs(j, "a", 1, &oldest, true), "1,3");
-    CHECK(file_size(path) == n);                    /* kept: not a torn tail */
+    CHECK(file_size(path) == n); /* kept: not a torn tail */
     CHECK(append(j, "a", 1000, 0) == 0);
     int st;
     CHECK(commit_wait(j, &st) && st == 0);
@@ -513,7 +518,7 @@ TEST_IMPL(rotation_retirement)
     if (!j)
         return;
     CHECK(nw_journal_last_seq(j, "a") == 30);
-    CHECK(nw_journal_last_seq(j, "b") == 20);       /* b's records are all retired */
+    CHECK(nw_journal_last_seq(j, "b") == 20); /* b's records are all retired */
     const char *seqs = cursor_seqs(j, "a", 0, &oldest, true);
     CHECK(oldest > 1 && oldest <= 30);
     char want[256] = "";
@@ -530,7 +535,7 @@ TEST_IMPL(rotation_retirement)
     /* retire by age: segments whose newest record is older than max_age go */
     fresh();
     opt = defaults();
-    opt.segment_size = 150;         /* a checkpoint and one 100-byte message each */
+    opt.segment_size = 150; /* a checkpoint and one 100-byte message each */
     opt.max_age_ms = 3600 * 1000;
     j = open_j(&opt);
     if (!j)
@@ -577,9 +582,9 @@ TEST_IMPL(write_failure)
     CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
 
     int start = ndone;
-    CHECK(append(j, "a", now_ms(), 1000) == 0);     /* seq 2: does not fit */
+    CHECK(append(j, "a", now_ms(), 1000) == 0); /* seq 2: does not fit */
     CHECK(nw_journal_commit(j, on_commit, (void *) 1) == 0);
-    CHECK(append(j, "a", now_ms(), 0) == 0);        /* seq 3: appended behind it */
+    CHECK(append(j, "a", now_ms(), 0) == 0); /* seq 3: appended behind it */
     CHECK(append(j, "b", now_ms(), 0) == 0);
     CHECK(nw_journal_commit(j, on_commit, (void *) 2) == 0);
     CHECK(nw_journal_last_seq(j, "a") == 3);
@@ -657,10 +662,9 @@ TEST_IMPL(seen_table)
     int64_t now = now_ms(), old = now - 3600000, future = now + 3600000;
     char id[64];
     int ok = 0;
-    for (int i = 0; i < N; i++) {       /* even: old, odd: in the window */
+    for (int i = 0; i < N; i++) { /* even: old, odd: in the window */
         seen_id(i, id, sizeof id);
-        ok += nw_journal_append(j, "a", (uint64_t) i + 1, id, i % 2 ? future : old,
-                                "m", 1) == 0;
+        ok += nw_journal_append(j, "a", (uint64_t) i + 1, id, i % 2 ? future : old, "m", 1) == 0;
     }
     CHECK(ok == N);
     CHECK(count_seen(j, 0, N, 1, 0) == N);
@@ -670,7 +674,7 @@ TEST_IMPL(seen_table)
     seen_id(1, id, sizeof id);
     for (char *p = id; *p; p++)
         *p = (char) toupper((unsigned char) *p);
-    CHECK(!nw_journal_seen(j, id, 0));      /* another string, so another id */
+    CHECK(!nw_journal_seen(j, id, 0)); /* another string, so another id */
     int st;
     CHECK(commit_wait(j, &st) && st == 0);
     CHECK(count_seen(j, 1, N, 2, 0) == N / 2);
@@ -681,7 +685,7 @@ TEST_IMPL(seen_table)
     struct rlimit saved, tight;
     CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
     tight = saved;
-    tight.rlim_cur = (rlim_t) s.bytes + 64;     /* one segment: its data end */
+    tight.rlim_cur = (rlim_t) s.bytes + 64; /* one segment: its data end */
     signal(SIGXFSZ, SIG_IGN);
     CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
     for (int i = N; i < 2 * N; i++) {
@@ -775,7 +779,7 @@ TEST_IMPL(zero_tail)
     int st = 0, sizes = 0;
     off_t last_size = -1;
     bool ahead = true;
-    for (int i = 0; i < 100 && st == 0; i++) {     /* 800 records, 2.4 MB */
+    for (int i = 0; i < 100 && st == 0; i++) { /* 800 records, 2.4 MB */
         for (int k = 0; k < 8; k++)
             CHECK(append(j, "a", now_ms(), 3000) == 0);
         CHECK(commit_wait(j, &st) && st == 0);
@@ -786,7 +790,7 @@ TEST_IMPL(zero_tail)
         last_size = size;
     }
     CHECK(ahead);
-    CHECK(sizes <= 4);      /* the file grew a step at a time, not at every commit */
+    CHECK(sizes <= 4); /* the file grew a step at a time, not at every commit */
     CHECK(s.records == 800 && s.segments == 1);
     close_j(&j);
 
@@ -868,9 +872,9 @@ TEST_IMPL(zero_tail)
             commits++;
         nw_journal_stats(j, &s);
         if (s.bytes < (uint64_t) alloc)
-            CHECK(file_size(path) == alloc);    /* the zeros past it were cut again */
+            CHECK(file_size(path) == alloc); /* the zeros past it were cut again */
     }
-    CHECK(st == -EFBIG);        /* the records themselves reached the limit */
+    CHECK(st == -EFBIG); /* the records themselves reached the limit */
     CHECK(s.bytes > (uint64_t) alloc && s.bytes <= (uint64_t) tight.rlim_cur);
     CHECK(commits == (int) (nw_journal_last_seq(j, "a") / 4));
     CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
@@ -910,7 +914,7 @@ TEST_IMPL(disk_full)
         }
         CHECK(st == -ENOSPC);
         CHECK(durable > 0 && nw_journal_last_seq(j, "a") == durable);
-        CHECK(append(j, "a", now_ms(), 0) == 0);    /* small enough to fit after all */
+        CHECK(append(j, "a", now_ms(), 0) == 0); /* small enough to fit after all */
         CHECK(commit_wait(j, &st) && st == 0);
         close_j(&j);
         j = open_j(&opt);
@@ -988,7 +992,7 @@ TEST_IMPL(lost_seqs)
         return;
     int st;
     const char *topics[] = {"a", "a", "b", "a"};
-    for (int i = 0; i < 4; i++) {       /* one write each: a-1, a-2, b-1, a-3 */
+    for (int i = 0; i < 4; i++) { /* one write each: a-1, a-2, b-1, a-3 */
         CHECK(append(j, topics[i], 1000, 40) == 0);
         CHECK(commit_wait(j, &st) && st == 0);
     }
@@ -1026,7 +1030,7 @@ TEST_IMPL(lost_seqs)
     CHECK(strstr(warnings, "torn tail") != NULL && strstr(warnings, "new epoch") == NULL);
     CHECK_STR(nw_journal_epoch(j), epoch);
     CHECK(nw_journal_last_seq(j, "a") == 3 && file_size(path) == f[9]);
-    CHECK(append(j, "a", 1000, 40) == 0);       /* a-4 and a commit again at the end */
+    CHECK(append(j, "a", 1000, 40) == 0); /* a-4 and a commit again at the end */
     CHECK(commit_wait(j, &st) && st == 0);
     close_j(&j);
 
@@ -1059,7 +1063,7 @@ TEST_IMPL(lost_seqs)
 
     /* the last write overwritten in place (not what a cut write leaves): new epoch */
     seg_file(2, path, sizeof path);
-    CHECK(frame_offsets(path, f, 16) == 4);     /* checkpoint, commit, b-1, commit */
+    CHECK(frame_offsets(path, f, 16) == 4); /* checkpoint, commit, b-1, commit */
     off_t size = file_size(path);
     fd = open(path, O_RDWR);
     CHECK(fd >= 0 && pwrite(fd, junk, (size_t) (size - f[2]), f[2]) == size - f[2]);
@@ -1096,7 +1100,7 @@ TEST_IMPL(lost_seqs)
     CHECK(strcmp(nw_journal_epoch(j), epoch) != 0);
     CHECK(nw_journal_last_seq(j, "a") < 12 && nw_journal_last_seq(j, "a") > 0);
     nw_journal_stats(j, &s);
-    CHECK(s.segments == nsegs);             /* the new epoch took the lost number */
+    CHECK(s.segments == nsegs); /* the new epoch took the lost number */
     snprintf(e2, sizeof e2, "%s", nw_journal_epoch(j));
     close_j(&j);
     /* a middle segment lost: the next checkpoint holds every seq, the epoch stays */
@@ -1147,7 +1151,7 @@ static int open_fds(void)
     while (readdir(d))
         n++;
     closedir(d);
-    return n - 3;   /* ".", ".." and the directory's own fd */
+    return n - 3; /* ".", ".." and the directory's own fd */
 }
 
 /* A cursor opens segments as it reaches them, one at a time, gives its file and buffer
@@ -1178,7 +1182,7 @@ TEST_IMPL(cursor_lazy)
     CHECK(c != NULL && oldest == 1);
     if (!c)
         return;
-    CHECK(open_fds() == base);              /* nothing opened up front */
+    CHECK(open_fds() == base); /* nothing opened up front */
     CHECK(!nw_journal_cursor_holds_file(c));
     int rc, most = 0;
     while ((rc = nw_journal_cursor_next(c, &seq, &msg, &len)) == 1) {
@@ -1186,7 +1190,7 @@ TEST_IMPL(cursor_lazy)
         want++;
         int now = open_fds() - base;
         most = now > most ? now : most;
-        if (seq == 5) {                     /* released mid-stream: goes on where it was */
+        if (seq == 5) { /* released mid-stream: goes on where it was */
             nw_journal_cursor_release(c, true);
             CHECK(!nw_journal_cursor_holds_file(c));
             CHECK(open_fds() == base);
@@ -1194,7 +1198,7 @@ TEST_IMPL(cursor_lazy)
     }
     CHECK(rc == 0 && want == 13);
     CHECK(most == 1);
-    CHECK(open_fds() == base);              /* closed once read to the end */
+    CHECK(open_fds() == base); /* closed once read to the end */
     nw_journal_cursor_destroy(&c);
 
     /* retirement before the cursor gets there: ENOENT, not a silent skip */
@@ -1205,7 +1209,7 @@ TEST_IMPL(cursor_lazy)
     CHECK(nw_journal_cursor_next(c, &seq, &msg, &len) == 1 && seq == 1);
     nw_journal_cursor_release(c, true);
     close_j(&j);
-    opt.max_size = 1024;                    /* retires the oldest segments at the next write */
+    opt.max_size = 1024; /* retires the oldest segments at the next write */
     j = open_j(&opt);
     if (!j)
         return;
@@ -1225,7 +1229,8 @@ TEST_IMPL(cursor_lazy)
 /* Each case: its own temporary state folder and loop, both left clean. */
 static int setup(void)
 {
-    nw_log_set_level(getenv("NWJ_DEBUG") ? NW_LOG_DEBUG : NW_LOG_ERR);       /* recovery warnings are expected here */
+    nw_log_set_level(getenv("NWJ_DEBUG") ? NW_LOG_DEBUG
+                                         : NW_LOG_ERR); /* recovery warnings are expected here */
     snprintf(state, sizeof state, "/tmp/nwj-test-XXXXXX");
     if (!mkdtemp(state)) {
         perror("mkdtemp");

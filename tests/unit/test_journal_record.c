@@ -82,8 +82,8 @@ TEST_IMPL(kinds)
 
     sb.size = 0;
     static const char body[] = "bytes\0with a NUL";
-    CHECK(nw_jrec_pack_message(&sb, "telecoms", 42, "5eed", 1764633600000, body,
-                               sizeof body) == 0);
+    CHECK(nw_jrec_pack_message(&sb, "telecoms", 42, "5eed", 1764633600000, body, sizeof body) ==
+          0);
     CHECK(unframe(&sb, &up, &r));
     CHECK(r.type == NW_JREC_MESSAGE && r.seq == 42 && r.time_ms == 1764633600000);
     CHECK(r.topic_len == 8 && memcmp(r.topic, "telecoms", 8) == 0);
@@ -258,7 +258,7 @@ TEST_IMPL(reader)
     nw_jrec_pack_message(&sb, "a", 1, "first", 1, "one", 3);
     off[1] = sb.size;
     nw_jrec_pack_message(&sb, "a", 2, "second", 2, "two", 3);
-    sb.data[sb.size - 1] ^= 1;              /* its CRC fails; a record follows it */
+    sb.data[sb.size - 1] ^= 1; /* its CRC fails; a record follows it */
     off[2] = sb.size;
     nw_jrec_pack_seal(&sb, 2, EPOCH);
     size_t junk = sb.size;
@@ -267,7 +267,7 @@ TEST_IMPL(reader)
     nw_jrec_pack_commit(&sb, 0, NULL, EPOCH);
     off[4] = sb.size;
     nw_jrec_pack_commit(&sb, 0, NULL, EPOCH);
-    sb.size -= 3;                           /* torn */
+    sb.size -= 3; /* torn */
     off[5] = sb.size;
     CHECK(write(fd, sb.data, sb.size) == (ssize_t) sb.size);
 
@@ -321,7 +321,7 @@ TEST_IMPL(seen_undo)
     nw_seen_key("da39a3ee5e6b4b0d3255bfef95601890afd80709", 40, a);
     nw_seen_key("not hex: keyed by its digest", 28, b);
     nw_seen_key("not hex: keyed by its digest!", 29, c);
-    CHECK(memcmp(a, "\xda\x39\xa3\xee", 4) == 0);       /* hex ids are their own bytes */
+    CHECK(memcmp(a, "\xda\x39\xa3\xee", 4) == 0); /* hex ids are their own bytes */
     CHECK(memcmp(b, c, sizeof b) != 0);
 
     CHECK(nw_seen_set(&s, b, 5) == 0);
@@ -330,13 +330,13 @@ TEST_IMPL(seen_undo)
     CHECK(nw_seen_undo_reserve(&u) == 0 && nw_seen_set_undoable(&s, &u, a, 30) == 0);
     CHECK(nw_seen_get(&s, a, &t) && t == 30 && nw_seen_get(&s, b, &t) && t == 20);
     nw_seen_undo(&s, &u);
-    CHECK(!nw_seen_get(&s, a, &t));                     /* new in the batch: gone again */
-    CHECK(nw_seen_get(&s, b, &t) && t == 5);            /* held before: its old time */
+    CHECK(!nw_seen_get(&s, a, &t));          /* new in the batch: gone again */
+    CHECK(nw_seen_get(&s, b, &t) && t == 5); /* held before: its old time */
     CHECK(u.n == 0);
     CHECK(nw_seen_undo_reserve(&u) == 0 && nw_seen_set_undoable(&s, &u, c, 7) == 0);
     nw_seen_undo_forget(&u);
     nw_seen_undo(&s, &u);
-    CHECK(nw_seen_get(&s, c, &t) && t == 7);            /* forgotten: kept */
+    CHECK(nw_seen_get(&s, c, &t) && t == 7); /* forgotten: kept */
 
     /* enough to grow the table several times, then pruned back */
     int held = 0;
@@ -358,7 +358,7 @@ TEST_IMPL(seen_undo)
     }
     CHECK(held == 10);
     CHECK(s.cap < grown && s.count == 10);
-    CHECK(!nw_seen_get(&s, b, &t) && !nw_seen_get(&s, c, &t));   /* older than the horizon */
+    CHECK(!nw_seen_get(&s, b, &t) && !nw_seen_get(&s, c, &t)); /* older than the horizon */
     nw_seen_undo_free(&u);
     nw_seen_clear(&s);
     CHECK(s.cap == 0 && s.count == 0);

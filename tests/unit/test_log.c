@@ -1,7 +1,7 @@
 /* test_log: names are escaped for the log: control characters, backslashes and invalid
  * UTF-8 as \xNN, valid UTF-8 kept, output bounded; level names parse both ways. */
-#include "runner.h"
 #include "log.h"
+#include "runner.h"
 
 TEST_IMPL(escape)
 {
@@ -11,9 +11,10 @@ TEST_IMPL(escape)
     CHECK_STR(nw_log_escape("two\nlines", out, sizeof out), "two\\x0alines");
     CHECK_STR(nw_log_escape("back\\slash", out, sizeof out), "back\\x5cslash");
     CHECK_STR(nw_log_escape("bad\xff\xfe.txt", out, sizeof out), "bad\\xff\\xfe.txt");
-    CHECK_STR(nw_log_escape("Zo\xc3\xab M\xc3\xbcller", out, sizeof out), "Zo\xc3\xab M\xc3\xbcller");
+    CHECK_STR(nw_log_escape("Zo\xc3\xab M\xc3\xbcller", out, sizeof out),
+              "Zo\xc3\xab M\xc3\xbcller");
     CHECK_STR(nw_log_escape("\xc0\xaf", out, sizeof out), "\\xc0\\xaf");          /* overlong */
-    CHECK_STR(nw_log_escape("\xed\xa0\x80", out, sizeof out), "\\xed\\xa0\\x80");  /* surrogate */
+    CHECK_STR(nw_log_escape("\xed\xa0\x80", out, sizeof out), "\\xed\\xa0\\x80"); /* surrogate */
     CHECK_STR(nw_log_escape("\xe2\x82", out, sizeof out), "\\xe2\\x82");          /* truncated */
     char small[8];
     nw_log_escape("\x01\x02\x03\x04", small, sizeof small);

@@ -2,10 +2,10 @@
  * against the libmicrohttpd daemon polled from a libuv loop (answers, 404, 405, a
  * journal's series) torn down without leaks (valgrind runs this), and the cap on
  * per-topic series. */
-#include "runner.h"
 #include "config.h"
 #include "journal.h"
 #include "metrics.h"
+#include "runner.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -23,10 +23,8 @@ TEST_IMPL(parse)
         const char *endpoint, *host;
         unsigned port;
     } good[] = {
-        {"tcp://127.0.0.1:9464", "127.0.0.1", 9464},
-        {"tcp://[::1]:0", "::1", 0},
-        {"tcp://localhost:80", "localhost", 80},
-        {"tcp://*:65535", "", 65535},
+        {"tcp://127.0.0.1:9464", "127.0.0.1", 9464}, {"tcp://[::1]:0", "::1", 0},
+        {"tcp://localhost:80", "localhost", 80},     {"tcp://*:65535", "", 65535},
         {"tcp://198.18.0.1:1", "198.18.0.1", 1},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -38,9 +36,9 @@ TEST_IMPL(parse)
         CHECK(port == good[i].port);
     }
     static const char *bad[] = {
-        "127.0.0.1:9464", "ipc:///tmp/x", "tcp://127.0.0.1", "tcp://:80", "tcp://::1:80",
-        "tcp://[::1]80", "tcp://[::1", "tcp://h:65536", "tcp://h:-1", "tcp://h:+1",
-        "tcp://h:", "tcp://h:12x", "tcp://a;b:1", "tcp://a/b:1", "",
+        "127.0.0.1:9464", "ipc:///tmp/x", "tcp://127.0.0.1", "tcp://:80",   "tcp://::1:80",
+        "tcp://[::1]80",  "tcp://[::1",   "tcp://h:65536",   "tcp://h:-1",  "tcp://h:+1",
+        "tcp://h:",       "tcp://h:12x",  "tcp://a;b:1",     "tcp://a/b:1", "",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char host[64], err[200] = "";
@@ -79,7 +77,7 @@ TEST_IMPL(config)
     nw_config_release(&c);
     char *both[] = {"newswired", "--config", path, "--metrics", "tcp://127.0.0.1:1", NULL};
     CHECK(nw_config_load(&c, 5, both, err, sizeof err) == 0);
-    CHECK_STR(c.metrics, "tcp://127.0.0.1:1");   /* the flag wins */
+    CHECK_STR(c.metrics, "tcp://127.0.0.1:1"); /* the flag wins */
     nw_config_release(&c);
     unlink(path);
 }
@@ -120,7 +118,7 @@ TEST_IMPL(topic_cap)
     CHECK(text && !strstr(text, "{topic=\"t1000\"}"));
     CHECK(text && strstr(text, "\nnewswired_messages_total{topic=\"_other\"} 6\n"));
     CHECK(text && strstr(text, "\nnewswired_message_bytes_total{topic=\"_other\"} 27\n"));
-    CHECK(text && !strstr(text, "newswired_topic_seq"));    /* no journal given */
+    CHECK(text && !strstr(text, "newswired_topic_seq")); /* no journal given */
     free(text);
     nw_publish_destroy(&pub);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -139,7 +137,8 @@ static void on_commit(void *arg, int status)
 static char *request(uv_loop_t *loop, unsigned port, const char *req)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t) port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     CHECK(connect(fd, (struct sockaddr *) &a, sizeof a) == 0);
     CHECK(write(fd, req, strlen(req)) == (ssize_t) strlen(req));
@@ -206,7 +205,8 @@ TEST_IMPL(serve)
         uv_run(&loop, UV_RUN_ONCE);
     CHECK(done == 1);
 
-    char *r = request(&loop, port, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    char *r = request(&loop, port,
+                      "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
     CHECK(strstr(r, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != NULL);
     CHECK(strstr(r, "\r\n\r\n# HELP newswired_build_info ") != NULL);
@@ -216,7 +216,7 @@ TEST_IMPL(serve)
     CHECK(strstr(r, "# TYPE newswired_journal_commit_seconds histogram\n") != NULL);
     CHECK(strstr(r, "newswired_journal_commit_seconds_bucket{le=\"+Inf\"} 1\n") != NULL);
     CHECK(strstr(r, "\nnewswired_journal_commit_seconds_count 1\n") != NULL);
-    CHECK(strstr(r, "newswired_articles_published_total") == NULL);   /* no pipeline */
+    CHECK(strstr(r, "newswired_articles_published_total") == NULL); /* no pipeline */
     free(r);
 
     r = request(&loop, port, "GET /nothing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");

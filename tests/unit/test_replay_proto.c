@@ -37,7 +37,9 @@ static kind_t kind_of(const char *base)
 {
     if (strncmp(base, "bad-", 4) == 0)
         base += 4;
-    return strncmp(base, "end", 3) == 0 ? K_END : strncmp(base, "error", 5) == 0 ? K_ERROR : K_REQUEST;
+    return strncmp(base, "end", 3) == 0     ? K_END
+           : strncmp(base, "error", 5) == 0 ? K_ERROR
+                                            : K_REQUEST;
 }
 
 typedef union {
@@ -51,8 +53,8 @@ static int parse(kind_t k, const void *data, size_t len, any_t *out, char *why, 
     why[0] = '\0';
     switch (k) {
     case K_REQUEST: return nw_replay_request_parse(data, len, &out->req, why, whylen);
-    case K_END:     return nw_replay_end_parse(data, len, &out->end, why, whylen);
-    default:        return nw_replay_error_parse(data, len, &out->error, why, whylen);
+    case K_END: return nw_replay_end_parse(data, len, &out->end, why, whylen);
+    default: return nw_replay_error_parse(data, len, &out->error, why, whylen);
     }
 }
 
@@ -60,8 +62,8 @@ static int pack(kind_t k, const any_t *in, msgpack_sbuffer *sb, char *why, size_
 {
     switch (k) {
     case K_REQUEST: return nw_replay_request_pack(&in->req, sb, why, whylen);
-    case K_END:     return nw_replay_end_pack(&in->end, sb, why, whylen);
-    default:        return nw_replay_error_pack(&in->error, sb, why, whylen);
+    case K_END: return nw_replay_end_pack(&in->end, sb, why, whylen);
+    default: return nw_replay_error_pack(&in->error, sb, why, whylen);
     }
 }
 
@@ -235,11 +237,11 @@ TEST_IMPL(pack_refusals)
     }
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    nw_replay_end_t end = { .topic = "a..b" };
+    nw_replay_end_t end = {.topic = "a..b"};
     CHECK(nw_replay_end_pack(&end, &sb, why, sizeof why) == -1 && sb.size == 0);
-    nw_replay_error_t error = { .topic = "a.", .code = "busy" };
+    nw_replay_error_t error = {.topic = "a.", .code = "busy"};
     CHECK(nw_replay_error_pack(&error, &sb, why, sizeof why) == -1 && sb.size == 0);
-    nw_replay_error_t nocode = { .topic = "a" };
+    nw_replay_error_t nocode = {.topic = "a"};
     CHECK(nw_replay_error_pack(&nocode, &sb, why, sizeof why) == -1 && sb.size == 0);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -248,8 +250,12 @@ TEST_IMPL(pack_refusals)
 TEST_IMPL(round_trips)
 {
     char why[128];
-    nw_replay_request_t req = { .type = NW_REPLAY_REQ_REPLAY, .has_from = true, .from = UINT64_MAX - 1,
-                                .has_to = true, .to = UINT64_MAX, .credit = NW_REPLAY_MAX_CREDIT };
+    nw_replay_request_t req = {.type = NW_REPLAY_REQ_REPLAY,
+                               .has_from = true,
+                               .from = UINT64_MAX - 1,
+                               .has_to = true,
+                               .to = UINT64_MAX,
+                               .credit = NW_REPLAY_MAX_CREDIT};
     memset(req.topic, 'z', NW_TOPIC_MAX);
     req.topic[NW_TOPIC_MAX] = '\0';
     msgpack_sbuffer sb;
@@ -260,7 +266,8 @@ TEST_IMPL(round_trips)
     CHECK(memcmp(&req, &back, sizeof req) == 0);
     msgpack_sbuffer_destroy(&sb);
 
-    nw_replay_end_t end = { .topic = "telecoms.5g", .from = UINT64_MAX, .last = 0, .head = UINT64_MAX };
+    nw_replay_end_t end = {
+        .topic = "telecoms.5g", .from = UINT64_MAX, .last = 0, .head = UINT64_MAX};
     msgpack_sbuffer_init(&sb);
     CHECK(nw_replay_end_pack(&end, &sb, why, sizeof why) == 0);
     nw_replay_end_t eback;
@@ -269,13 +276,14 @@ TEST_IMPL(round_trips)
     msgpack_sbuffer_destroy(&sb);
 
     /* a reason longer than the limit is cut there, on both sides */
-    nw_replay_error_t error = { .code = "bad-request", .has_oldest = false };
+    nw_replay_error_t error = {.code = "bad-request", .has_oldest = false};
     memset(error.reason, 'r', NW_REPLAY_MAX_REASON);
     msgpack_sbuffer_init(&sb);
     CHECK(nw_replay_error_pack(&error, &sb, why, sizeof why) == 0);
     nw_replay_error_t xback;
     CHECK(nw_replay_error_parse(sb.data, sb.size, &xback, why, sizeof why) == 0);
-    CHECK(strlen(xback.reason) == NW_REPLAY_MAX_REASON && xback.topic[0] == '\0' && !xback.has_oldest);
+    CHECK(strlen(xback.reason) == NW_REPLAY_MAX_REASON && xback.topic[0] == '\0' &&
+          !xback.has_oldest);
     CHECK_STR(xback.code, "bad-request");
     msgpack_sbuffer_destroy(&sb);
 

@@ -3,8 +3,8 @@
  * scraped specimen (read at run time, skipped when absent); and the indexed classifier
  * against a slow reference reading of route.h on generated texts full of edge cases
  * (case, separators, clause breaks, UTF-8 punctuation, stray and cut-off bytes). */
-#include "route.h"
 #include "config.h"
+#include "route.h"
 #include "runner.h"
 
 #include <pthread.h>
@@ -43,19 +43,18 @@ static bool has_topic(char topics[][NW_TOPIC_MAX + 1], size_t n, const char *nam
     return false;
 }
 
-static const char custom_zpl[] =
-    "rules\n"
-    "    headline-weight = 3\n"
-    "    telecoms\n"
-    "        threshold = 4\n"
-    "        words = \"5G, operator, spectrum, mobile network\"\n"
-    "    geopolitics\n"
-    "        threshold = 4\n"
-    "        words = \"sanctions, trade war, U.S.\"\n"
-    "    Space/Industry\n"
-    "        threshold = 2\n"
-    "        words = \"rocket\"\n"
-    "        words = \"launch pad, rocket\"\n";
+static const char custom_zpl[] = "rules\n"
+                                 "    headline-weight = 3\n"
+                                 "    telecoms\n"
+                                 "        threshold = 4\n"
+                                 "        words = \"5G, operator, spectrum, mobile network\"\n"
+                                 "    geopolitics\n"
+                                 "        threshold = 4\n"
+                                 "        words = \"sanctions, trade war, U.S.\"\n"
+                                 "    Space/Industry\n"
+                                 "        threshold = 2\n"
+                                 "        words = \"rocket\"\n"
+                                 "        words = \"launch pad, rocket\"\n";
 
 static size_t classify(nw_rules_t *rules, const char *headline, const char *body,
                        char topics[][NW_TOPIC_MAX + 1])
@@ -145,9 +144,10 @@ TEST_IMPL(custom_rules)
 
 TEST_IMPL(malformed)
 {
-    static const struct { const char *zpl, *want; } table[] = {
-        {"rules\n    telecoms\n        threshold = lots\n        words = \"5g\"\n",
-         "telecoms"},
+    static const struct {
+        const char *zpl, *want;
+    } table[] = {
+        {"rules\n    telecoms\n        threshold = lots\n        words = \"5g\"\n", "telecoms"},
         {"rules\n    telecoms\n        threshold = 0\n        words = \"5g\"\n", "threshold"},
         {"rules\n    telecoms\n        threshold = 4x\n        words = \"5g\"\n", "threshold"},
         {"rules\n    telecoms\n        threshold = 4\n", "telecoms' has no words"},
@@ -155,8 +155,7 @@ TEST_IMPL(malformed)
         {"rules\n    telecoms = 5g\n", "telecoms' has no words"},
         {"rules\n    ok\n        words = \"a\"\n    geopolitics\n        wrods = \"b\"\n",
          "geopolitics': unknown key 'wrods'"},
-        {"rules\n    headline-weight = heavy\n    x\n        words = \"a\"\n",
-         "headline-weight"},
+        {"rules\n    headline-weight = heavy\n    x\n        words = \"a\"\n", "headline-weight"},
         {"rules\n    Telecoms\n        words = \"a\"\n    telecoms\n        words = \"b\"\n",
          "listed twice"},
         {"rules\n    ___\n        words = \"a\"\n", "no usable topic name"},
@@ -247,8 +246,7 @@ static bool load_specimen(char **headline, char **body)
 static void specimen_parsed(nw_rules_t *rules)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt",
-             getenv("NW_SHARED"));
+    snprintf(path, sizeof path, "%s/specimens/scraped-telecoms-article.txt", getenv("NW_SHARED"));
     FILE *f = fopen(path, "rb");
     if (!f)
         return;
@@ -303,8 +301,7 @@ TEST_IMPL(default_rules)
         free(headline);
         free(body);
         specimen_parsed(rules);
-    }
-    else
+    } else
         printf("specimen: skipped (NW_SHARED unset or file absent)\n");
     nw_rules_unref(&rules);
 }
@@ -353,7 +350,7 @@ TEST_IMPL(route_order)
 
 static void *classify_thread(void *arg)
 {
-    nw_rules_t *rules = arg;    /* this thread's own reference */
+    nw_rules_t *rules = arg; /* this thread's own reference */
     char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
     size_t ok = 0;
     for (int i = 0; i < 200; i++)
@@ -368,7 +365,7 @@ TEST_IMPL(refcount)
     nw_rules_t *rules = nw_rules_new(NULL, err, sizeof err);
     nw_rules_t *copy = nw_rules_ref(rules);
     CHECK(copy == rules);
-    nw_rules_unref(&rules);      /* one owner left: still usable through the copy */
+    nw_rules_unref(&rules); /* one owner left: still usable through the copy */
     CHECK(rules == NULL);
     char t[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
     CHECK(classify(copy, telecoms_headline, telecoms_body, t) == 1);
@@ -381,7 +378,7 @@ TEST_IMPL(refcount)
     pthread_t threads[4];
     for (int i = 0; i < 4; i++)
         CHECK(pthread_create(&threads[i], NULL, classify_thread, nw_rules_ref(rules)) == 0);
-    nw_rules_unref(&rules);      /* the threads may now hold the last references */
+    nw_rules_unref(&rules); /* the threads may now hold the last references */
     for (int i = 0; i < 4; i++) {
         void *ok = NULL;
         pthread_join(threads[i], &ok);
@@ -397,11 +394,13 @@ TEST_IMPL(large_rules)
     CHECK(zpl != NULL);
     if (!zpl)
         return;
-    n += (size_t) snprintf(zpl + n, cap - n, "rules\n    many\n        threshold = 2\n"
+    n += (size_t) snprintf(zpl + n, cap - n,
+                           "rules\n    many\n        threshold = 2\n"
                            "        words = \"");
     for (int i = 0; i < 6000; i++)
         n += (size_t) snprintf(zpl + n, cap - n, "%sw%d", i ? ", " : "", i);
-    snprintf(zpl + n, cap - n, "\"\n    few\n        threshold = 1\n        words = \"w17 w18\"\n");
+    snprintf(zpl + n, cap - n,
+             "\"\n    few\n        threshold = 1\n        words = \"w17 w18\"\n");
     char err[256] = "";
     zconfig_t *config = zconfig_str_load(zpl);
     free(zpl);
@@ -416,7 +415,7 @@ TEST_IMPL(large_rules)
     CHECK(classify(rules, "", "w5999 and W0", t) == 1);
     CHECK_STR(t[0], "many");
     CHECK(classify(rules, "", "w6000 w-1 w0", t) == 0);
-    CHECK(classify(rules, "W17", "w18", t) == 1);    /* a phrase never spans fields */
+    CHECK(classify(rules, "W17", "w18", t) == 1); /* a phrase never spans fields */
     CHECK_STR(t[0], "many");
     CHECK(classify(rules, "", "w17 w18", t) == 2);
     CHECK_STR(t[0], "many");
@@ -432,7 +431,7 @@ TEST_IMPL(large_rules)
 typedef struct {
     const char *p;
     size_t len;
-    bool brk;           /* a clause break in the gap before this token */
+    bool brk; /* a clause break in the gap before this token */
 } ref_token_t;
 
 #define REF_MAX_TOKENS 4096
@@ -449,22 +448,22 @@ static size_t ref_sep_len(const unsigned char *s, size_t n, size_t i, bool *brk)
         return 1;
     }
     if (c == 0xC2 && i + 1 < n && (s[i + 1] == 0xA0 || s[i + 1] == 0xB7))
-        return 2;                                       /* nbsp, middle dot */
+        return 2; /* nbsp, middle dot */
     if (c == 0xC2 && i + 1 < n && (s[i + 1] == 0xAB || s[i + 1] == 0xBB)) {
-        *brk = true;                                    /* guillemets */
+        *brk = true; /* guillemets */
         return 2;
     }
     if (c == 0xE2 && i + 2 < n && (s[i + 1] == 0x80 || s[i + 1] == 0x81)) {
         if (s[i + 1] == 0x80 && (s[i + 2] == 0x9C || s[i + 2] == 0x9D))
-            *brk = true;                                /* curly double quotes */
-        return 3;                                       /* U+2000..U+207F */
+            *brk = true; /* curly double quotes */
+        return 3;        /* U+2000..U+207F */
     }
     if (c == 0xE3 && i + 2 < n && s[i + 1] == 0x80 && s[i + 2] <= 0x82) {
-        *brk = s[i + 2] != 0x80 || *brk;                /* ideographic comma, stop */
+        *brk = s[i + 2] != 0x80 || *brk; /* ideographic comma, stop */
         return 3;
     }
     if (c == 0xEF && i + 2 < n && s[i + 1] == 0xBF && s[i + 2] == 0xBD)
-        return 3;                                       /* U+FFFD */
+        return 3; /* U+FFFD */
     return 0;
 }
 
@@ -507,8 +506,7 @@ static bool ref_token_eq(const ref_token_t *a, const ref_token_t *b)
     return true;
 }
 
-static bool ref_phrase_in(const ref_token_t *phrase, size_t k, const ref_token_t *text,
-                          size_t n)
+static bool ref_phrase_in(const ref_token_t *phrase, size_t k, const ref_token_t *text, size_t n)
 {
     for (size_t j = 0; j + k <= n; j++) {
         size_t m = 0;
@@ -521,7 +519,7 @@ static bool ref_phrase_in(const ref_token_t *phrase, size_t k, const ref_token_t
 }
 
 typedef struct {
-    const char *name;   /* already a topic name */
+    const char *name; /* already a topic name */
     long threshold;
     const char *words;
 } ref_subject_t;
@@ -546,7 +544,7 @@ static size_t ref_classify(const ref_subject_t *subjects, size_t count, long hea
             ref_token_t phrase[8];
             size_t k = ref_tokenize(w, len, phrase);
             w += len + (w[len] == ',');
-            bool dup = k == 0;  /* an empty item, or one listed before for this subject */
+            bool dup = k == 0; /* an empty item, or one listed before for this subject */
             for (size_t d = 0; d < nseen && !dup; d++) {
                 size_t m = 0;
                 while (m < k && seen_k[d] == k && ref_token_eq(&seen[d][m], &phrase[m]))
@@ -581,7 +579,7 @@ static uint64_t rng_state = 0x9E3779B97F4A7C15u;
 
 static uint32_t rng(uint32_t below)
 {
-    rng_state ^= rng_state << 13;       /* xorshift64: the same texts on every run */
+    rng_state ^= rng_state << 13; /* xorshift64: the same texts on every run */
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return (uint32_t) (rng_state >> 32) % below;
@@ -594,27 +592,126 @@ static uint32_t rng(uint32_t below)
 static void random_text(char *out, size_t cap)
 {
     static const char *const words[] = {
-        "5g", "5G", "45g", "5gs", "operator", "OPERATOR", "Operators", "cooperator",
-        "mobile", "Mobile", "network", "networks", "NETWORK", "u", "U", "s", "us", "use",
-        "trade", "Trade", "war", "wars", "wi", "fi", "Fi", "caf\xc3\xa9", "CAF\xc3\xa9",
-        "CAF\xc3\x89", "\xc3\xa9t\xc3\xa9", "\xd0\xbc\xd0\xb8\xd1\x80", "a", "b", "c", "d",
-        "e", "f", "g", "h", "x", "y", "the", "launch", "pad", "rocket", "x\xe2\x80y",
-        "\xe3\x80y", "z\xc2", "q\xe2\x80", "\xef\xbf", "\xe2", "\xc2\xa9",
+        "5g",
+        "5G",
+        "45g",
+        "5gs",
+        "operator",
+        "OPERATOR",
+        "Operators",
+        "cooperator",
+        "mobile",
+        "Mobile",
+        "network",
+        "networks",
+        "NETWORK",
+        "u",
+        "U",
+        "s",
+        "us",
+        "use",
+        "trade",
+        "Trade",
+        "war",
+        "wars",
+        "wi",
+        "fi",
+        "Fi",
+        "caf\xc3\xa9",
+        "CAF\xc3\xa9",
+        "CAF\xc3\x89",
+        "\xc3\xa9t\xc3\xa9",
+        "\xd0\xbc\xd0\xb8\xd1\x80",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "x",
+        "y",
+        "the",
+        "launch",
+        "pad",
+        "rocket",
+        "x\xe2\x80y",
+        "\xe3\x80y",
+        "z\xc2",
+        "q\xe2\x80",
+        "\xef\xbf",
+        "\xe2",
+        "\xc2\xa9",
         /* 8-byte boundaries of the word loads, and runs longer than a 64-byte block */
-        "abcdefg", "abcdefgh", "ABCDEFGH", "abcdefghi", "abcdefgH9", "abcdefghijklmnop",
-        "AbcdefghijklmnoP", "abcdefghijklmnopq", "abcdefghijklmnopqr", "abcdefgh\xc3\xa9",
-        "\xc3\xa9" "abcdefgh", "abcdefg\xc3\xa9", "Telecommunications", "telecommunication",
-        LONG_WORD, LONG_WORD "s", "q" LONG_WORD,
+        "abcdefg",
+        "abcdefgh",
+        "ABCDEFGH",
+        "abcdefghi",
+        "abcdefgH9",
+        "abcdefghijklmnop",
+        "AbcdefghijklmnoP",
+        "abcdefghijklmnopq",
+        "abcdefghijklmnopqr",
+        "abcdefgh\xc3\xa9",
+        "\xc3\xa9"
+        "abcdefgh",
+        "abcdefg\xc3\xa9",
+        "Telecommunications",
+        "telecommunication",
+        LONG_WORD,
+        LONG_WORD "s",
+        "q" LONG_WORD,
     };
     static const char *const seps[] = {
-        " ", " ", " ", "  ", "\t", "\n", "\n\n", "\n \n", "\r\n", ",", ", ", ";", ":", "!",
-        "?", "(", ")", "[", "]", "{", "}", "<", ">", "\"", "'", "-", ".", ". ", "/", "&",
-        "\xc2\xa0", "\xc2\xb7", "\xc2\xab", "\xc2\xbb", "\xe2\x80\x94", "\xe2\x80\x9c",
-        "\xe2\x80\x9d", "\xe2\x80\x99", "\xe2\x81\x84", "\xe3\x80\x80", "\xe3\x80\x81",
-        "\xe3\x80\x82", "\xe3\x80\x83", "\xef\xbf\xbd", "\xef\xbf\xbe",
+        " ",
+        " ",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n\n",
+        "\n \n",
+        "\r\n",
+        ",",
+        ", ",
+        ";",
+        ":",
+        "!",
+        "?",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "<",
+        ">",
+        "\"",
+        "'",
+        "-",
+        ".",
+        ". ",
+        "/",
+        "&",
+        "\xc2\xa0",
+        "\xc2\xb7",
+        "\xc2\xab",
+        "\xc2\xbb",
+        "\xe2\x80\x94",
+        "\xe2\x80\x9c",
+        "\xe2\x80\x9d",
+        "\xe2\x80\x99",
+        "\xe2\x81\x84",
+        "\xe3\x80\x80",
+        "\xe3\x80\x81",
+        "\xe3\x80\x82",
+        "\xe3\x80\x83",
+        "\xef\xbf\xbd",
+        "\xef\xbf\xbe",
     };
-    static const char *const tails[] = {"", "", "\xc2", "\xe2", "\xe2\x80", "\xe3\x80",
-                                        "\xef\xbf", "\xe2\x80\x94"};
+    static const char *const tails[] = {"",         "",         "\xc2",     "\xe2",
+                                        "\xe2\x80", "\xe3\x80", "\xef\xbf", "\xe2\x80\x94"};
     size_t n = 0, pieces = rng(60);
     for (size_t i = 0; i < pieces && n + 16 < cap; i++) {
         const char *piece;
@@ -627,7 +724,7 @@ static void random_text(char *out, size_t cap)
         else
             piece = seps[rng(sizeof seps / sizeof seps[0])];
         n += (size_t) snprintf(out + n, cap - n, "%s", piece);
-        if (n >= cap)           /* cut short: a long piece near the end */
+        if (n >= cap) /* cut short: a long piece near the end */
             n = cap - 1;
     }
     snprintf(out + n, cap - n, "%s", tails[rng(sizeof tails / sizeof tails[0])]);
@@ -643,8 +740,9 @@ TEST_IMPL(against_reference)
         {"overlap", 3, "mobile, network, operator, OPERATOR, mobile network, 5g, , u s"},
         {"one", 1, "rocket"},
         {"phrase", 1, "launch pad, launch-pad rocket, pad x"},
-        {"long", 2, "abcdefgh, abcdefghi, abcdefghijklmnop x, abcdefghijklmnopq, "
-                    "telecommunications, abcdefgh\xc3\xa9, abcdefg\xc3\xa9, " LONG_WORD},
+        {"long", 2,
+         "abcdefgh, abcdefghi, abcdefghijklmnop x, abcdefghijklmnopq, "
+         "telecommunications, abcdefgh\xc3\xa9, abcdefg\xc3\xa9, " LONG_WORD},
     };
     const size_t count = sizeof subjects / sizeof subjects[0];
     static const long weights[] = {3, 1, 0};
@@ -654,9 +752,10 @@ TEST_IMPL(against_reference)
         size_t n = (size_t) snprintf(zpl, sizeof zpl, "rules\n    headline-weight = %ld\n",
                                      weights[w]);
         for (size_t s = 0; s < count; s++)
-            n += (size_t) snprintf(zpl + n, sizeof zpl - n, "    %s\n        threshold = %ld\n"
-                                   "        words = \"%s\"\n", subjects[s].name,
-                                   subjects[s].threshold, subjects[s].words);
+            n += (size_t) snprintf(zpl + n, sizeof zpl - n,
+                                   "    %s\n        threshold = %ld\n"
+                                   "        words = \"%s\"\n",
+                                   subjects[s].name, subjects[s].threshold, subjects[s].words);
         char err[256] = "";
         zconfig_t *config = zconfig_str_load(zpl);
         nw_rules_t *rules = rules_zpl(config, err, sizeof err);
@@ -681,13 +780,15 @@ TEST_IMPL(against_reference)
                 same = strcmp(got[t], want[t]) == 0;
             topics_seen += nwant;
             if (!same && mismatches++ < 3)
-                fprintf(stderr, "reference: weight %ld, headline \"%s\", body \"%s\": "
-                        "%zu topics, want %zu\n", weights[w], headline, body, ngot, nwant);
+                fprintf(stderr,
+                        "reference: weight %ld, headline \"%s\", body \"%s\": "
+                        "%zu topics, want %zu\n",
+                        weights[w], headline, body, ngot, nwant);
         }
         nw_rules_unref(&rules);
     }
     CHECK(mismatches == 0);
-    CHECK(topics_seen > 10000);     /* the texts do match, so the comparison means something */
+    CHECK(topics_seen > 10000); /* the texts do match, so the comparison means something */
 }
 
 /* IPTC Media Topics: routing from a code (the table first, then a rule naming it), the
@@ -708,7 +809,8 @@ TEST_IMPL(media_topics)
              "        medtop = \"medtop:13000000\"\n"
              "        words = \"5g, spectrum, operator\"\n"
              "    harbours\n"
-             "        words = \"quay, crane\"\n", path);
+             "        words = \"quay, crane\"\n",
+             path);
     zconfig_t *config = zconfig_str_load(zpl);
     nw_rules_t *rules = rules_zpl(config, err, sizeof err);
     zconfig_destroy(&config);
@@ -718,10 +820,10 @@ TEST_IMPL(media_topics)
         return;
     }
     static const char medtop[] = "http://cv.iptc.org/newscodes/mediatopic/";
-    char *names[] = { "economy, business and finance", "strike", "medtop:13000000", "Harbours",
-                      "subj:04015000" };
-    char *codes[] = { "medtop:04000000", "medtop:20000763", "medtop:13000000", NULL,
-                      "subj:04015000" };
+    char *names[] = {"economy, business and finance", "strike", "medtop:13000000", "Harbours",
+                     "subj:04015000"};
+    char *codes[] = {"medtop:04000000", "medtop:20000763", "medtop:13000000", NULL,
+                     "subj:04015000"};
     nw_article_t a = article("Cranes", "Body.");
     a.subjects = names;
     a.subject_codes = codes;

@@ -27,8 +27,8 @@ static void hex_of(const void *data, size_t len, char out[NW_SHA1_HEX_LEN])
 /* FIPS 180's short messages. */
 TEST_IMPL(known_digests)
 {
-    printf("sha1: %s path\n", nw_sha1_accelerated() ? "accelerated (SHA extensions)"
-                                                    : "portable (zdigest) only");
+    printf("sha1: %s path\n",
+           nw_sha1_accelerated() ? "accelerated (SHA extensions)" : "portable (zdigest) only");
     char got[NW_SHA1_HEX_LEN];
     hex_of("abc", 3, got);
     CHECK_STR(got, "a9993e364706816aba3e25717850c26c9cd0d89d");

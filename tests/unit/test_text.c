@@ -12,27 +12,27 @@
 #include <unistd.h>
 
 typedef struct {
-    const char *in;     /* the special sequence */
-    const char *out;    /* what it becomes */
+    const char *in;  /* the special sequence */
+    const char *out; /* what it becomes */
     unsigned replaced;
 } case_t;
 
 static const case_t cases[] = {
-    {"\t", "\t", 0},                  /* kept */
-    {"\n", "\n", 0},                  /* kept */
-    {"\r", "\n", 0},                  /* CR alone ends a line */
-    {"\r\n", "\n", 0},                /* CRLF is one newline */
-    {"\x01", " ", 0},                 /* other controls become spaces */
+    {"\t", "\t", 0},   /* kept */
+    {"\n", "\n", 0},   /* kept */
+    {"\r", "\n", 0},   /* CR alone ends a line */
+    {"\r\n", "\n", 0}, /* CRLF is one newline */
+    {"\x01", " ", 0},  /* other controls become spaces */
     {"\x1f", " ", 0},
-    {"\x7f", " ", 0},                 /* DEL too */
+    {"\x7f", " ", 0}, /* DEL too */
     {" ", " ", 0},
     {"~", "~", 0},
-    {"\xc3\xa9", "\xc3\xa9", 0},      /* valid UTF-8 is kept */
+    {"\xc3\xa9", "\xc3\xa9", 0}, /* valid UTF-8 is kept */
     {"\xe2\x82\xac", "\xe2\x82\xac", 0},
     {"\xf0\x9f\x93\xb0", "\xf0\x9f\x93\xb0", 0},
-    {"\xff", "\xef\xbf\xbd", 1},      /* invalid bytes become U+FFFD */
-    {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2},   /* overlong */
-    {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3},   /* a surrogate */
+    {"\xff", "\xef\xbf\xbd", 1},                                 /* invalid bytes become U+FFFD */
+    {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd", 2},                 /* overlong */
+    {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 3}, /* a surrogate */
 };
 
 /* out = the first at bytes of fill, then mid, then the next tail bytes of fill. */
@@ -64,8 +64,8 @@ static void decode_case(const char *in, size_t n, const char *want, const char *
     CHECK(want_enc ? enc && strcmp(enc, want_enc) == 0 : enc == NULL);
     CHECK(replaced == want_replaced);
     if (replaced != want_replaced || (want_enc ? !enc || strcmp(enc, want_enc) : enc != NULL))
-        fprintf(stderr, "  decode \"%s\": encoding %s, %u replaced\n", want,
-                enc ? enc : "(none)", replaced);
+        fprintf(stderr, "  decode \"%s\": encoding %s, %u replaced\n", want, enc ? enc : "(none)",
+                replaced);
     free(out);
 }
 
@@ -75,22 +75,35 @@ TEST_IMPL(decode)
 {
     /* UTF-8 stays as it is, its BOM dropped; NUL refuses the text */
     DECODE("Caf\xc3\xa9 \xe2\x82\xac", "Caf\xc3\xa9 \xe2\x82\xac", NULL, 0);
-    DECODE("\xef\xbb\xbf" "BOM first", "BOM first", NULL, 0);
+    DECODE("\xef\xbb\xbf"
+           "BOM first",
+           "BOM first", NULL, 0);
     DECODE("a\0b", "contains NUL bytes", NULL, 0);
     /* UTF-16 with a BOM, both byte orders: accents, the euro sign, a surrogate pair
      * (U+1F4F0), CR LF */
-    DECODE("\xff\xfe" "C\0a\0f\0\xe9\0 \0\xac\x20\r\0\n\0=\xd8\xf0\xdc",
+    DECODE("\xff\xfe"
+           "C\0a\0f\0\xe9\0 \0\xac\x20\r\0\n\0=\xd8\xf0\xdc",
            "Caf\xc3\xa9 \xe2\x82\xac\n\xf0\x9f\x93\xb0", "UTF-16LE", 0);
-    DECODE("\xfe\xff" "\0C\0a\0f\0\xe9\0 \x20\xac\xd8=\xdc\xf0",
+    DECODE("\xfe\xff"
+           "\0C\0a\0f\0\xe9\0 \x20\xac\xd8=\xdc\xf0",
            "Caf\xc3\xa9 \xe2\x82\xac\xf0\x9f\x93\xb0", "UTF-16BE", 0);
     /* a lone surrogate and an odd last byte: one U+FFFD each, the rest kept */
-    DECODE("\xff\xfe" "a\0\x00\xdc" "b\0c", "a\xef\xbf\xbd" "b\xef\xbf\xbd", "UTF-16LE", 3);
+    DECODE("\xff\xfe"
+           "a\0\x00\xdc"
+           "b\0c",
+           "a\xef\xbf\xbd"
+           "b\xef\xbf\xbd",
+           "UTF-16LE", 3);
     /* a UTF-16 NUL character is still a NUL */
-    DECODE("\xff\xfe" "a\0\0\0b\0", "contains NUL bytes", NULL, 0);
+    DECODE("\xff\xfe"
+           "a\0\0\0b\0",
+           "contains NUL bytes", NULL, 0);
     /* Windows-1252: accents, typographic quotes and dashes, the euro sign (0x80..0x9F
      * hold the typographic characters Latin-1 lacks) */
-    DECODE("Caf\xe9 \x93quoted\x94 \x96 \x80" "5 na\xefve",
-           "Caf\xc3\xa9 \xe2\x80\x9cquoted\xe2\x80\x9d \xe2\x80\x93 \xe2\x82\xac" "5 na\xc3\xafve",
+    DECODE("Caf\xe9 \x93quoted\x94 \x96 \x80"
+           "5 na\xefve",
+           "Caf\xc3\xa9 \xe2\x80\x9cquoted\xe2\x80\x9d \xe2\x80\x93 \xe2\x82\xac"
+           "5 na\xc3\xafve",
            "windows-1252", 0);
     /* each of the five bytes Windows-1252 leaves undefined keeps the U+FFFD reading */
     const char undefined[] = {(char) 0x81, (char) 0x8d, (char) 0x8f, (char) 0x90, (char) 0x9d};
@@ -101,9 +114,15 @@ TEST_IMPL(decode)
     }
     /* Windows-1252 pasted into UTF-8 (a BOM too): the invalid bytes are read as
      * Windows-1252, the valid UTF-8 stays as it is */
-    DECODE("\xef\xbb\xbf" "caf\xe9", "caf\xc3\xa9", "windows-1252", 0);
-    DECODE("Z\xc3\xbcrich \x93" "caf\xe9\x94 \xe2\x82\xac" "5",
-           "Z\xc3\xbcrich \xe2\x80\x9c" "caf\xc3\xa9\xe2\x80\x9d \xe2\x82\xac" "5",
+    DECODE("\xef\xbb\xbf"
+           "caf\xe9",
+           "caf\xc3\xa9", "windows-1252", 0);
+    DECODE("Z\xc3\xbcrich \x93"
+           "caf\xe9\x94 \xe2\x82\xac"
+           "5",
+           "Z\xc3\xbcrich \xe2\x80\x9c"
+           "caf\xc3\xa9\xe2\x80\x9d \xe2\x82\xac"
+           "5",
            "windows-1252", 0);
     /* a cut UTF-8 sequence is bytes of Windows-1252 too: E2 82 reads as U+00E2 U+201A */
     DECODE("x\xe2\x82", "x\xc3\xa2\xe2\x80\x9a", "windows-1252", 0);
@@ -122,14 +141,18 @@ TEST_IMPL(decode_without_descriptors)
     close(lowest);
     struct rlimit saved, none;
     CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
-    none = (struct rlimit) { (rlim_t) lowest, saved.rlim_max };
+    none = (struct rlimit) {(rlim_t) lowest, saved.rlim_max};
     CHECK(setrlimit(RLIMIT_NOFILE, &none) == 0);
     int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
     CHECK(probe < 0 && errno == EMFILE);
     if (probe >= 0)
         close(probe);
-    DECODE("\xff\xfe" "a\0\xe9\0", "a\xc3\xa9", "UTF-16LE", 0);
-    DECODE("\xfe\xff" "\0a\0\xe9", "a\xc3\xa9", "UTF-16BE", 0);
+    DECODE("\xff\xfe"
+           "a\0\xe9\0",
+           "a\xc3\xa9", "UTF-16LE", 0);
+    DECODE("\xfe\xff"
+           "\0a\0\xe9",
+           "a\xc3\xa9", "UTF-16BE", 0);
     DECODE("caf\xe9", "caf\xc3\xa9", "windows-1252", 0);
     CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
 }

@@ -16,26 +16,27 @@ static bool valid(const char *s)
 TEST_IMPL(valid)
 {
     static const char *const good[] = {
-        "general", "telecoms", "telecoms.5g", "geopolitics.europe", "geo-politics.eu",
-        "a", "0", "-", "a.b.c.d", "x--y", "-a-.-b-", "5g",
+        "general",         "telecoms", "telecoms.5g", "geopolitics.europe",
+        "geo-politics.eu", "a",        "0",           "-",
+        "a.b.c.d",         "x--y",     "-a-.-b-",     "5g",
     };
     static const char *const bad[] = {
-        "", ".", "..", ".telecoms", "telecoms.", "a..b", "Telecoms", "a b", "a_b", "a/b",
-        "caf\xc3\xa9", "tele\tcoms", "a.", "*",
+        "",    ".",   "..",  ".telecoms",   "telecoms.",  "a..b", "Telecoms",
+        "a b", "a_b", "a/b", "caf\xc3\xa9", "tele\tcoms", "a.",   "*",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         CHECK(valid(good[i]));
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(!valid(bad[i]));
-    CHECK(!nw_topic_valid("ab\0c", 4));          /* a NUL is not in the grammar */
-    CHECK(nw_topic_valid("telecoms.5g", 8));     /* the length decides, not the NUL */
+    CHECK(!nw_topic_valid("ab\0c", 4));      /* a NUL is not in the grammar */
+    CHECK(nw_topic_valid("telecoms.5g", 8)); /* the length decides, not the NUL */
     CHECK(!nw_topic_valid(NULL, 0));
 
     char longest[NW_TOPIC_MAX + 2];
     memset(longest, 'a', sizeof longest);
     CHECK(nw_topic_valid(longest, NW_TOPIC_MAX));
     CHECK(!nw_topic_valid(longest, NW_TOPIC_MAX + 1));
-    longest[NW_TOPIC_MAX - 2] = '.';            /* a one-byte last level still counts */
+    longest[NW_TOPIC_MAX - 2] = '.'; /* a one-byte last level still counts */
     CHECK(nw_topic_valid(longest, NW_TOPIC_MAX));
     longest[NW_TOPIC_MAX - 1] = '.';
     CHECK(!nw_topic_valid(longest, NW_TOPIC_MAX));
@@ -43,7 +44,9 @@ TEST_IMPL(valid)
 
 TEST_IMPL(normalize)
 {
-    static const struct { const char *in, *want; } table[] = {
+    static const struct {
+        const char *in, *want;
+    } table[] = {
         {"Telecoms / 5G", "telecoms-5g"},
         {"Telecoms.5G", "telecoms.5g"},
         {"telecoms", "telecoms"},
@@ -53,7 +56,9 @@ TEST_IMPL(normalize)
         {"..a..b..", "a.b"},
         {"a.///.b", "a.b"},
         {"Caf\xc3\xa9 Society", "caf-society"},
-        {"\xc3\x89" "conomie", "conomie"},
+        {"\xc3\x89"
+         "conomie",
+         "conomie"},
         {"Tech / AI.Chips & Fabs", "tech-ai.chips-fabs"},
         {"", NULL},
         {"///", NULL},
@@ -67,8 +72,7 @@ TEST_IMPL(normalize)
             CHECK(rc == 0);
             if (rc == 0)
                 CHECK_STR(out, table[i].want);
-        }
-        else
+        } else
             CHECK(rc == -1);
     }
     char longest[NW_TOPIC_MAX + 2];
@@ -103,9 +107,9 @@ TEST_IMPL(normalize_edges)
     CHECK(nw_topic_normalize(in, out, sizeof out) == 0 && strlen(out) == NW_TOPIC_MAX);
     strcpy(in + NW_TOPIC_MAX, " &.");
     CHECK(nw_topic_normalize(in, out, sizeof out) == 0 && strlen(out) == NW_TOPIC_MAX);
-    strcpy(in + NW_TOPIC_MAX - 1, ".b");        /* 254 + ".b" = 256 */
+    strcpy(in + NW_TOPIC_MAX - 1, ".b"); /* 254 + ".b" = 256 */
     CHECK(nw_topic_normalize(in, out, sizeof out) == -1);
-    strcpy(in + NW_TOPIC_MAX - 2, ".b");        /* 253 + ".b" = 255 */
+    strcpy(in + NW_TOPIC_MAX - 2, ".b"); /* 253 + ".b" = 255 */
     CHECK(nw_topic_normalize(in, out, sizeof out) == 0 && strlen(out) == NW_TOPIC_MAX);
     CHECK(valid(out));
     /* whatever it makes is a topic */
@@ -149,11 +153,11 @@ TEST_IMPL(unframe)
 
     char frame[NW_TOPIC_FRAME_MAX + 2];
     memset(frame, 'q', sizeof frame);
-    frame[NW_TOPIC_MAX] = '.';                   /* 255 + '.' */
+    frame[NW_TOPIC_MAX] = '.'; /* 255 + '.' */
     CHECK(nw_topic_unframe(frame, NW_TOPIC_FRAME_MAX, topic, why, sizeof why) == 0);
     CHECK(strlen(topic) == NW_TOPIC_MAX);
     frame[NW_TOPIC_MAX] = 'q';
-    frame[NW_TOPIC_FRAME_MAX] = '.';             /* 256 + '.' */
+    frame[NW_TOPIC_FRAME_MAX] = '.'; /* 256 + '.' */
     CHECK(nw_topic_unframe(frame, NW_TOPIC_FRAME_MAX + 1, topic, why, sizeof why) == -1);
     CHECK_STR(why, "topic frame of 257 bytes");
 }

@@ -3,23 +3,23 @@
  * report arrives or a guard timer fires, and a timeout is a failed check. To know that
  * an event did NOT produce a report, a sentinel file is renamed in afterwards: inotify
  * queues in order, so once the sentinel is reported the earlier events were handled. */
-#include "watch.h"
 #include "runner.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static uv_loop_t test_loop;   /* the cases' own; watch_limit's child makes another */
+static uv_loop_t test_loop; /* the cases' own; watch_limit's child makes another */
 
 #define WAIT_MS 5000
 /* for what the watcher's tick does (once a second): a few ticks, with room for load */
@@ -28,8 +28,8 @@ static uv_loop_t test_loop;   /* the cases' own; watch_limit's child makes anoth
 typedef struct {
     char **items;
     size_t count, cap;
-    nw_watch_t **destroy_on_report;   /* for the destroy-from-callback test */
-    size_t hold_every;                /* ask to hold after every this many reports */
+    nw_watch_t **destroy_on_report; /* for the destroy-from-callback test */
+    size_t hold_every;              /* ask to hold after every this many reports */
 } reports_t;
 
 static int on_report(void *arg, const char *subdir, const char *name)
@@ -76,8 +76,8 @@ static void on_guard(uv_timer_t *timer)
 
 /* Run the loop until item has been reported (or, with item NULL, until done() says so),
  * at most ms. */
-static bool wait_until_ms(uv_loop_t *loop, reports_t *r, const char *item,
-                          bool (*done)(void *), void *arg, uint64_t ms)
+static bool wait_until_ms(uv_loop_t *loop, reports_t *r, const char *item, bool (*done)(void *),
+                          void *arg, uint64_t ms)
 {
     bool expired = false;
     uv_timer_t guard;
@@ -114,8 +114,8 @@ static bool drain_until(uv_loop_t *loop, bool (*done)(void *), void *arg, long m
     return true;
 }
 
-static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item,
-                       bool (*done)(void *), void *arg)
+static bool wait_until(uv_loop_t *loop, reports_t *r, const char *item, bool (*done)(void *),
+                       void *arg)
 {
     return wait_until_ms(loop, r, item, done, arg, WAIT_MS);
 }
@@ -185,10 +185,14 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 TEST_IMPL(names)
 {
-    static const struct { const char *name; int skipped; } table[] = {
-        {"story.txt", 0}, {"story", 0}, {"a.tmp.txt", 0}, {"tmp", 0}, {"x.part1", 0},
-        {".hidden", 1}, {".", 1}, {"..", 1}, {"story.tmp", 1}, {"story.part", 1},
-        {".story.swp", 1}, {"story.swp", 1}, {"story~", 1}, {"", 1},
+    static const struct {
+        const char *name;
+        int skipped;
+    } table[] = {
+        {"story.txt", 0}, {"story", 0},      {"a.tmp.txt", 0},  {"tmp", 0},
+        {"x.part1", 0},   {".hidden", 1},    {".", 1},          {"..", 1},
+        {"story.tmp", 1}, {"story.part", 1}, {".story.swp", 1}, {"story.swp", 1},
+        {"story~", 1},    {"", 1},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         CHECK(nw_watch_name_skipped(table[i].name) == table[i].skipped);
@@ -336,8 +340,8 @@ TEST_IMPL(watch)
     reports_clear(&r);
     CHECK(nw_watch_rescan(w, err, sizeof err) == 0);
     static const char *const all[] = {
-        "a", "b", "c", "d", "e", "link", "moved", "slow", "incoming", "z", "sub/x",
-        "sub/live", "fresh/early", "fresh/late", "sentinel-1",
+        "a",        "b", "c",     "d",        "e",           "link",       "moved",      "slow",
+        "incoming", "z", "sub/x", "sub/live", "fresh/early", "fresh/late", "sentinel-1",
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         CHECK(count_of(&r, all[i]) == 1);
@@ -356,7 +360,7 @@ TEST_IMPL(watch)
     }
     if (max_events > 0 && max_events <= 65536) {
         reports_clear(&r);
-        long files = max_events / 2 + 64;    /* two events each: create, close-write */
+        long files = max_events / 2 + 64; /* two events each: create, close-write */
         char rel[64];
         for (long i = 0; i < files; i++) {
             snprintf(rel, sizeof rel, "drop/flood-%ld", i);
@@ -383,8 +387,7 @@ TEST_IMPL(watch)
             free(seen);
         }
         CHECK(missing == 0);
-    }
-    else
+    } else
         printf("overflow: skipped (max_queued_events %ld)\n", max_events);
 
     /* stopped: no more reports */
@@ -415,7 +418,7 @@ TEST_IMPL(large_backlog)
     char rel[64];
     for (int i = 0; i < N; i++) {
         snprintf(rel, sizeof rel, "big/n%d", i);
-        put(rel, 1000000 + (long) ((i * 7919) % N));   /* distinct, shuffled */
+        put(rel, 1000000 + (long) ((i * 7919) % N)); /* distinct, shuffled */
     }
     char dir[512];
     path_of(dir, sizeof dir, "big");
@@ -491,7 +494,7 @@ TEST_IMPL(paced_backlog)
     }
     CHECK(sorted);
     CHECK_STR(r.items[rescan_start + N], "late");
-    nw_watch_resume(w);   /* nothing held: nothing happens */
+    nw_watch_resume(w); /* nothing held: nothing happens */
     CHECK(r.count == rescan_start + N + 1);
     nw_watch_destroy(&w);
     uv_run(loop, UV_RUN_NOWAIT);
@@ -549,7 +552,7 @@ TEST_IMPL(created_in_place)
         CHECK(linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0);
         close(fd);
         CHECK(wait_until(loop, &r, "tmpfile", NULL, NULL));
-        CHECK(r.count > 0 && r.items[r.count - 1][0] != '#');   /* not the kernel's name */
+        CHECK(r.count > 0 && r.items[r.count - 1][0] != '#'); /* not the kernel's name */
         char kernel_name[32];
         struct stat st;
         CHECK(stat(path, &st) == 0);
@@ -625,7 +628,7 @@ TEST_IMPL(drop_folder_lost)
     put("anc/gone/again", 0);
     CHECK(wait_until_ms(loop, &r, "again", NULL, NULL, TICK_WAIT_MS));
     CHECK(drop_watched(w));
-    CHECK(count_of(&r, "new") == 1);   /* the rescan of the new folder only */
+    CHECK(count_of(&r, "new") == 1); /* the rescan of the new folder only */
     nw_watch_destroy(&w);
     uv_run(loop, UV_RUN_NOWAIT);
     reports_clear(&r);
@@ -685,7 +688,8 @@ static void watch_limit_child(void)
     nw_watch_stats_t st;
     nw_watch_stats(w, &st);
     CHECK(st.subdirs == 1 && st.unwatched == 2);
-    CHECK(strstr(nw_watch_problem(w), "2 SUBFOLDERS NOT WATCHED (the inotify watch limit") != NULL);
+    CHECK(strstr(nw_watch_problem(w), "2 SUBFOLDERS NOT WATCHED (the inotify watch limit") !=
+          NULL);
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%s/early", subs[i]);
         CHECK(count_of(&r, name) == 1);
