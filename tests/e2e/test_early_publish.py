@@ -38,6 +38,20 @@ def early(d, boot, gate=None):
         d.env['NW_TEST_SYNC_GATE'] = gate
 
 
+def gated(d, replay=False):
+    """d started in early mode on boot-a, its fdatasyncs each waiting for a byte on a FIFO
+    (NW_TEST_SYNC_GATE, see release), with a subscriber on every topic: (gate, sub)."""
+    os.makedirs(d.root, exist_ok=True)
+    gate = os.path.join(d.root, 'sync-gate')
+    os.mkfifo(gate)
+    early(d, 'boot-a', gate)
+    if replay:
+        d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
+        d.args += ['--replay', d.replay]
+    d.start()
+    return gate, Subscriber(d, [''])
+
+
 def drop(d, name, topic):
     return d.drop_text(name + '.txt', header_article('Story %s' % name, Subject=topic,
                                                      body='The body of %s.' % name))
@@ -46,12 +60,7 @@ def drop(d, name, topic):
 def test_published_before_durable_archived_after():
     d = Daemon()
     try:
-        os.makedirs(d.root, exist_ok=True)
-        gate = os.path.join(d.root, 'sync-gate')
-        os.mkfifo(gate)
-        early(d, 'boot-a', gate)
-        d.start()
-        sub = Subscriber(d, [''])
+        gate, sub = gated(d)
         drop(d, 'held', 'politics')
         # the fdatasync waits on the gate: the message arrives all the same
         m = sub.wait(1)[0]
@@ -196,14 +205,7 @@ def test_fdatasync_failing_after_early_publish():
     d = Daemon()
     seen = Seen()
     try:
-        os.makedirs(d.root, exist_ok=True)
-        gate = os.path.join(d.root, 'sync-gate')
-        os.mkfifo(gate)
-        early(d, 'boot-a', gate)
-        d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
-        d.args += ['--replay', d.replay]
-        d.start()
-        sub = Subscriber(d, [''])
+        gate, sub = gated(d, replay=True)
         drop(d, 'doomed', 'politics')
         first = sub.wait(1)[0]
         check(first['seq'] == 1, 'published before its fdatasync: %r' % first)
@@ -302,14 +304,7 @@ def test_written_while_an_fdatasync_runs():
     d = Daemon()
     seen = Seen()
     try:
-        os.makedirs(d.root, exist_ok=True)
-        gate = os.path.join(d.root, 'sync-gate')
-        os.mkfifo(gate)
-        early(d, 'boot-a', gate)
-        d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
-        d.args += ['--replay', d.replay]
-        d.start()
-        sub = Subscriber(d, [''])
+        gate, sub = gated(d, replay=True)
         drop(d, 'first', 'economy')
         sub.wait(1)
         release(gate)
