@@ -22,15 +22,6 @@
  * The episode is logged once at warning level, and STATUS= says why (file_errno) until
  * a file read after it, or a move retried, succeeds.
  *
- * A thread-pool hand-off costs a wake-up of a worker and one of the loop (futexes, an
- * eventfd, libuv's spin on its async), more on these VMs than a rename: so up to
- * INLINE_MAX moves are made on the loop while none is on the pool and no file waits or
- * is read; a longer queue goes to the pool as before, and so does every move when the
- * drop and state folders are on different file systems (a move is then a copy and an
- * fsync). Reads stay on the pool: their buffers, taken on the loop thread, kept the
- * main heap from shrinking back after replay had held much (test_replay_abuse's RSS
- * check failed 4 runs in 7).
- *
  * A file may hold several stories (a NewsML-G2 message of several items): its job then
  * carries one story_t each, handed to the feed as one submission (one commit, published
  * in file order once durable), and the file is archived once, after all of them.
@@ -58,7 +49,6 @@
 #define READS_MAX 2       /* read hand-offs in flight at once */
 #define ARCHIVES_MAX 1    /* archive hand-offs in flight at once */
 #define PENDING_HIGH 1024 /* a scan holds the rest of its files beyond this */
-#define INLINE_MAX 4      /* moves made on the loop when no more wait (see above) */
 #define FAULT_MIN_MS 100  /* first retry after a descriptor, memory or space fault */
 #define FAULT_MAX_MS 5000
 
@@ -159,9 +149,6 @@ struct nw_pipeline {
     uv_check_t check;                   /* once per loop turn: hand off what gathered */
     int open_handles;
     bool advancing; /* flight_advance is on the stack */
-    bool same_fs;   /* drop and state folders on one file system: a move is a
-                       rename, never a copy and fsync, so it may be made on the
-                       loop */
     bool held;      /* told a scan to hold: call resume below PENDING_HIGH / 2 */
     void (*resume)(void *arg);
     void *resume_arg;
@@ -704,10 +691,14 @@ static void archive_wait_push(nw_pipeline_t *self, job_t *job)
     self->archive_wait_tail = job;
 }
 
-/* The moves of a batch are done (on the pool or on the loop): each job's fate. */
-static void archive_done(nw_pipeline_t *self, batch_t *batch)
+static void after_archive(uv_work_t *work, int status)
 {
+    (void) status;
+    batch_t *batch = work->data;
+    nw_pipeline_t *self = batch->owner;
     char name[1100];
+    self->archives--;
+    schedule(self);
     for (size_t i = 0; i < batch->count; i++) {
         job_t *job = batch->jobs[i];
         if (job->replaced)
@@ -731,16 +722,6 @@ static void archive_done(nw_pipeline_t *self, batch_t *batch)
         }
         job_finish(self, job, false);
     }
-}
-
-static void after_archive(uv_work_t *work, int status)
-{
-    (void) status;
-    batch_t *batch = work->data;
-    nw_pipeline_t *self = batch->owner;
-    self->archives--;
-    schedule(self);
-    archive_done(self, batch);
     free(batch);
 }
 
@@ -768,34 +749,8 @@ static batch_t *batch_new(nw_pipeline_t *self)
     return batch;
 }
 
-/* Whether at most INLINE_MAX jobs wait in the list that starts at job (linked by
- * archive_next). */
-static bool archive_short(const job_t *job)
-{
-    for (unsigned n = 0; job; job = job->archive_next)
-        if (++n > INLINE_MAX)
-            return false;
-    return true;
-}
-
 static void archive_pump(nw_pipeline_t *self)
 {
-    /* A few moves with none on the pool, and no file waiting or being read, are made
-     * here: a hand-off costs a wake-up of a worker and one of the loop, more than the
-     * renames themselves. During a burst they stay on the pool: a rename out of the
-     * drop folder waits for its lock while writers rename files in, and the loop must
-     * not wait with it. */
-    if (self->same_fs && self->archive_head && self->archives == 0 && self->reads == 0 &&
-        !self->pending_head && archive_short(self->archive_head)) {
-        batch_t batch = {.owner = self};
-        for (job_t *job = self->archive_head; job; job = job->archive_next)
-            batch.jobs[batch.count++] = job;
-        self->archive_head = self->archive_tail = NULL;
-        for (size_t i = 0; i < batch.count; i++)
-            archive_one(batch.jobs[i]);
-        archive_done(self, &batch);
-        return;
-    }
     while (self->archive_head && self->archives < ARCHIVES_MAX) {
         batch_t *batch = batch_new(self);
         if (!batch) {
@@ -1128,10 +1083,6 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     zhashx_set_key_duplicator(self->known, NULL);
     zhashx_set_key_destructor(self->known, NULL);
     zhashx_set_key_hasher(self->known, path_hash);
-    struct stat drop_st, state_st;
-    self->same_fs = stat(self->opt.drop_dir, &drop_st) == 0 &&
-                    stat(self->opt.state_dir, &state_st) == 0 &&
-                    drop_st.st_dev == state_st.st_dev;
     self->loop = loop;
     self->feed = feed;
     self->rules = nw_rules_ref(rules);

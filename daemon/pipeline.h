@@ -6,8 +6,7 @@
  *     folded into the first) -> [thread pool] open, read, parse, route, pack article
  *     -> [loop] in arrival order: the feed (feed.h: dedup, seq, journal, publish once
  *        durable) -> its done
- *     -> [thread pool; on the loop when a few wait and no file is pending or being
- *        read] archive (or reject with a reason)
+ *     -> [thread pool] archive (or reject with a reason)
  *
  * A file leaves the drop folder only after the feed says its messages are durable, so a
  * crash at any instant leaves it there to be processed again (and deduplicated by id).
