@@ -75,6 +75,14 @@ static void segment_release(segment_t *s)
 
 static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
 {
+#ifdef NW_TEST_HOOKS
+    /* Test builds: while the file NW_TEST_WRITE_FAIL names exists, writes fail (EIO). */
+    const char *fail = getenv("NW_TEST_WRITE_FAIL");
+    if (fail && *fail && access(fail, F_OK) == 0) {
+        errno = EIO;
+        return -1;
+    }
+#endif
     while (n > 0) {
         ssize_t k = pwrite(fd, p, n, (off_t) off);
         if (k < 0 && errno == EINTR)
@@ -382,6 +390,25 @@ static void record_latency(nw_journal_t *self, uint64_t ns)
 /* Each waiter's written callback, once per write: in early mode when the worker says
  * the write(2) returned, otherwise (and when that word comes late) just before the
  * waiters hear it is durable. */
+/* Early: the seqs of b went out and are lost; they stay spent for the rest of the run. */
+static void keep_spent(nw_journal_t *self, zhashx_t *seqs)
+{
+    for (uint64_t *v = zhashx_first(seqs); v; v = zhashx_next(seqs))
+        if (*v > map_get(self->spent, zhashx_cursor(seqs)))
+            map_set(self->spent, zhashx_cursor(seqs), *v);
+}
+
+/* A write failed: each topic's next seq follows what is durable, or what went out and
+ * was lost if that is higher (a later failed write, whose records never went out, must
+ * not hand those seqs out again: two articles under one (epoch, topic, seq)). */
+static void seqs_back(nw_journal_t *self)
+{
+    map_copy(self->seqs, self->durable);
+    for (uint64_t *v = zhashx_first(self->spent); v; v = zhashx_next(self->spent))
+        if (*v > map_get(self->seqs, zhashx_cursor(self->spent)))
+            map_set(self->seqs, zhashx_cursor(self->spent), *v);
+}
+
 static void tell_written(nw_journal_t *self, waiter_t *w, size_t n)
 {
     if (self->told_written)
@@ -482,13 +509,13 @@ static void finish(nw_journal_t *self)
         nw_seen_undo(&self->seen, &o->undo);
         nw_seen_undo(&self->seen, &b->undo);
         batch_clear(o);
-        map_copy(self->seqs, self->durable);
+        if (self->told_written)
+            keep_spent(self, b->seqs);
+        seqs_back(self);
         if (self->told_written) {
             /* early: its messages went out, so their seqs stay spent (this run hands
              * out none of them again) and the marker makes the next start begin a new
              * epoch, since the journal no longer holds what subscribers saw */
-            for (uint64_t *v = zhashx_first(b->seqs); v; v = zhashx_next(b->seqs))
-                map_set(self->seqs, zhashx_cursor(b->seqs), *v);
             if (!self->early_lost && nw_journal_boot_mark(self, "lost") != 0)
                 nw_err("journal: cannot mark the journal as having lost published "
                        "records: %s",
@@ -665,10 +692,9 @@ static void ew_fail(nw_journal_t *self, int err)
     nw_seen_undo(&self->seen, &o->undo);
     for (size_t i = self->ew_n; i-- > 0;)
         nw_seen_undo(&self->seen, &self->ew[i]->undo);
-    map_copy(self->seqs, self->durable);
     for (size_t i = 0; i < self->ew_n; i++)
-        for (uint64_t *v = zhashx_first(self->ew[i]->seqs); v; v = zhashx_next(self->ew[i]->seqs))
-            map_set(self->seqs, zhashx_cursor(self->ew[i]->seqs), *v);
+        keep_spent(self, self->ew[i]->seqs);
+    seqs_back(self);
     if (self->ew_n && !self->early_lost && nw_journal_boot_mark(self, "lost") != 0)
         nw_err("journal: cannot mark the journal as having lost published records: %s",
                strerror(errno));
@@ -711,9 +737,8 @@ static void ew_sync_done(uv_work_t *req, int status)
     nw_journal_t *self = req->data;
     self->ew_syncing = false;
     record_latency(self, uv_hrtime() - self->ew_start_ns);
-    int err = self->ew_err ? self->ew_err : self->ew_write_err;
-    if (err) {
-        ew_fail(self, err);
+    if (self->ew_err) {
+        ew_fail(self, self->ew_err);
         return;
     }
     segment_t *cur = &self->segs[self->nsegs - 1];
@@ -743,6 +768,13 @@ static void ew_sync_done(uv_work_t *req, int status)
     self->ew_n -= n;
     memmove(self->ew, self->ew + n, self->ew_n * sizeof *self->ew);
     self->ew_covered = 0;
+    if (self->ew_write_err) {
+        /* a write failed while this fdatasync ran: what it covered is durable (above),
+         * what was written after it began and the failed batch are lost, and only
+         * those are cut back */
+        ew_fail(self, self->ew_write_err);
+        return;
+    }
     if (self->ew_n)
         ew_sync_start(self);
     else
@@ -788,7 +820,11 @@ static int ew_write(nw_journal_t *self)
         self->open = b;
         ew_recycle(self, next);
         if (self->ew_syncing) {
-            self->ew_write_err = err; /* all of them fail once it ends */
+            /* what the running fdatasync covers stays durable; the rest fails once it
+             * ends */
+            self->ew_write_err = err;
+            nw_debug("journal: an early write failed (%s) while an fdatasync runs",
+                     strerror(err));
             return 0;
         }
         ew_fail(self, err);
@@ -832,8 +868,9 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     msgpack_sbuffer_init(&self->ew_commit);
     size_t dirlen = strlen(state_dir) + sizeof "/journal";
     if (!(self->dir = malloc(dirlen)) || !(self->seqs = map_new()) ||
-        !(self->durable = map_new()) || !(self->open = batch_new()) ||
-        !(self->flight = batch_new()) || !(self->timer = malloc(sizeof *self->timer)))
+        !(self->durable = map_new()) || !(self->spent = map_new()) ||
+        !(self->open = batch_new()) || !(self->flight = batch_new()) ||
+        !(self->timer = malloc(sizeof *self->timer)))
         goto nomem;
     snprintf(self->dir, dirlen, "%s/journal", state_dir);
     uv_timer_init(loop, self->timer);
@@ -999,6 +1036,7 @@ void nw_journal_close(nw_journal_t **self_p)
     zhashx_destroy(&self->job.cp);
     zhashx_destroy(&self->seqs);
     zhashx_destroy(&self->durable);
+    zhashx_destroy(&self->spent);
     nw_seen_clear(&self->seen);
     free(self->dir);
     free(self);

@@ -91,6 +91,7 @@ struct nw_journal {
     char *dir;
     char epoch[33];
     zhashx_t *seqs, *durable;
+    zhashx_t *spent; /* early: per topic, the highest seq that went out and was lost */
     nw_seen_t seen;
     segment_t *segs;
     size_t nsegs, segs_cap;

@@ -40,11 +40,14 @@ def early(d, boot, gate=None):
 
 def gated(d, replay=False):
     """d started in early mode on boot-a, its fdatasyncs each waiting for a byte on a FIFO
-    (NW_TEST_SYNC_GATE, see release), with a subscriber on every topic: (gate, sub)."""
+    (NW_TEST_SYNC_GATE, see release), with a subscriber on every topic: (gate, sub).
+    Its journal writes fail while the file d.write_fail exists (NW_TEST_WRITE_FAIL)."""
     os.makedirs(d.root, exist_ok=True)
     gate = os.path.join(d.root, 'sync-gate')
     os.mkfifo(gate)
     early(d, 'boot-a', gate)
+    d.write_fail = os.path.join(d.root, 'write-fail')
+    d.env['NW_TEST_WRITE_FAIL'] = d.write_fail
     if replay:
         d.replay = 'ipc://' + os.path.join(d.root, 'replay.sock')
         d.args += ['--replay', d.replay]
@@ -348,9 +351,82 @@ def test_written_while_an_fdatasync_runs():
         d.cleanup()
 
 
+def replayed(d, topic):
+    r = Replayer(d)
+    r.send(type='replay', topic=topic, **{'from': 1}, credit=100)
+    data, end = r.collect()
+    r.close()
+    return [(m['seq'], m['id']) for m in (msgpack.unpackb(f[1], raw=False) for f in data)]
+
+
+def test_write_failing_while_an_fdatasync_runs_keeps_what_it_covers():
+    """A write fails on the loop while the fdatasync before it runs, and that fdatasync
+    succeeds: what it covered is durable and stays (archived, in replay, not sent
+    again); only the failed batch is retried, under the next seq (a review found the
+    covered records cut back, sent again under a new seq and the seq left a hole)."""
+    d = Daemon()
+    try:
+        gate, sub = gated(d, replay=True)
+        drop(d, 'kept', 'economy')
+        first = sub.wait(1)[0]                  # its fdatasync waits on the gate
+        open(d.write_fail, 'w').close()
+        drop(d, 'doomed', 'economy')
+        d.wait_log('an early write failed (Input/output error) while an fdatasync runs')
+        os.unlink(d.write_fail)
+        release(gate)
+        release_all(d, gate, lambda: d.drop_files() == [])
+        msgs = sub.wait(2, what='the failed one sent once its write succeeds')
+        check([(m['seq'], m['id']) for m in msgs] == [(1, first['id']), (2, msgs[1]['id'])]
+              and msgs[1]['id'] != first['id'],
+              'kept at seq 1, the failed one at seq 2, nothing sent twice: %r'
+              % [(m['seq'], m['id'][:8]) for m in msgs])
+        check(replayed(d, 'economy') == [(m['seq'], m['id']) for m in msgs],
+              'replay holds both: %r' % replayed(d, 'economy'))
+        check(len(d.archived()) == 2, 'both archived: %r' % d.archived())
+        check('early write' in d.log() and ' 2 records dropped' not in d.log(),
+              'only the failed batch was dropped')
+        sub.close()
+        check(d.stop()[0] == 0, 'clean exit')
+        check(not os.path.exists(os.path.join(d.state, 'journal', 'early.run')),
+              'nothing that went out was lost: a clean stop removes the marker')
+    finally:
+        d.cleanup()
+
+
+def test_spent_seqs_stay_spent_after_a_second_failure():
+    """An article went out, its fdatasync failed (its seq is spent), and the retry's
+    write fails too, before anything of it goes out: the seq stays spent all the same
+    (a review found the retry's failure put the topic back to its durable seq, so the
+    spent one was handed out again)."""
+    d = Daemon()
+    try:
+        gate, sub = gated(d, replay=True)
+        drop(d, 'first', 'economy')
+        sub.wait(1)
+        release(gate)
+        wait_for(lambda: d.drop_files() == [], 'the first file archived')
+        drop(d, 'again', 'economy')
+        sub.wait(2)
+        open(d.write_fail, 'w').close()         # the retry's write will fail
+        release(gate, b'E')
+        d.wait_log('records dropped', count=2)  # the early one, then the retry's
+        os.unlink(d.write_fail)
+        release_all(d, gate, lambda: d.drop_files() == [])
+        msgs = sub.wait(3, what='the article sent again once a write succeeds')
+        check([m['seq'] for m in msgs] == [1, 2, 3] and msgs[2]['id'] == msgs[1]['id'],
+              'sent again under seq 3, seq 2 not reused: %r'
+              % [(m['seq'], m['id'][:8]) for m in msgs])
+        check(replayed(d, 'economy') == [(1, msgs[0]['id']), (3, msgs[2]['id'])],
+              'replay skips the spent seq: %r' % replayed(d, 'economy'))
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
     run([test_published_before_durable_archived_after,
          test_lost_tail_on_another_boot_starts_a_new_epoch,
          test_kill_on_the_same_boot_keeps_the_epoch,
          test_fdatasync_failing_after_early_publish,
-         test_written_while_an_fdatasync_runs])
+         test_written_while_an_fdatasync_runs,
+         test_write_failing_while_an_fdatasync_runs_keeps_what_it_covers,
+         test_spent_seqs_stay_spent_after_a_second_failure])
