@@ -299,6 +299,17 @@ def release_all(d, gate, until):
     wait_for(step, 'the held fdatasyncs done')
 
 
+def durable_then_held(d, gate, sub, name):
+    """'first' published and archived (its fdatasync let go), then name published with
+    its fdatasync held at the gate."""
+    drop(d, 'first', 'economy')
+    sub.wait(1)
+    release(gate)
+    wait_for(lambda: d.drop_files() == [], 'the first file archived')
+    drop(d, name, 'economy')
+    sub.wait(2)
+
+
 def test_written_while_an_fdatasync_runs():
     """A write does not wait for the fdatasync before it: with one held, the next
     articles go out all the same, each file archived once its own is durable; when the
@@ -308,12 +319,7 @@ def test_written_while_an_fdatasync_runs():
     seen = Seen()
     try:
         gate, sub = gated(d, replay=True)
-        drop(d, 'first', 'economy')
-        sub.wait(1)
-        release(gate)
-        wait_for(lambda: d.drop_files() == [], 'the first file archived')
-        drop(d, 'held', 'economy')
-        sub.wait(2)                         # its fdatasync waits on the gate
+        durable_then_held(d, gate, sub, 'held')
         drop(d, 'next', 'economy')
         m = sub.wait(3, what='an article written while the fdatasync before it is held')[2]
         check(m['seq'] == 3 and sorted(d.drop_files()) == ['held.txt', 'next.txt'],
@@ -401,12 +407,7 @@ def test_spent_seqs_stay_spent_after_a_second_failure():
     d = Daemon()
     try:
         gate, sub = gated(d, replay=True)
-        drop(d, 'first', 'economy')
-        sub.wait(1)
-        release(gate)
-        wait_for(lambda: d.drop_files() == [], 'the first file archived')
-        drop(d, 'again', 'economy')
-        sub.wait(2)
+        durable_then_held(d, gate, sub, 'again')
         open(d.write_fail, 'w').close()         # the retry's write will fail
         release(gate, b'E')
         d.wait_log('records dropped', count=2)  # the early one, then the retry's
