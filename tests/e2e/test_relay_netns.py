@@ -11,7 +11,7 @@ network namespace of its own (tests/e2e/netns.py), joined by veth links with add
 Skips (77) where namespaces are refused. Waits are on events, but the cut lasts 10 s by
 design (the outage is the scenario, not a wait).
 """
-import json, os, subprocess, sys, time
+import contextlib, json, os, subprocess, sys, time
 
 import msgpack
 
@@ -71,15 +71,26 @@ def chain(net):
     return (o_h, r1_h, r2_h, s_h), (o, r1, r2)
 
 
-def test_chain_across_hosts_with_link_cut():
+@contextlib.contextmanager
+def subscribed_chain():
+    """The chain, each relay's subscription in place upstream; all removed after."""
     net = netns.Net()
     ds = ()
     try:
         hosts, ds = chain(net)
+        ds[0].wait_log(" subscribe ''")
+        ds[1].wait_log(" subscribe ''")
+        yield hosts, ds
+    finally:
+        for d in reversed(ds):
+            d.cleanup()
+        net.close()
+
+
+def test_chain_across_hosts_with_link_cut():
+    with subscribed_chain() as (hosts, ds):
         o_h, r1_h, r2_h, s_h = hosts
         o, r1, r2 = ds
-        o.wait_log(" subscribe ''")
-        r1.wait_log(" subscribe ''")
         sub = sub_at(s_h, r2, 90)
         r2.wait_log(" subscribe '")
         publish(o, 30)
@@ -95,21 +106,12 @@ def test_chain_across_hosts_with_link_cut():
         r1_h.restore(r1_h.ifaces[1])
         publish(o, 30, start=61)
         finish(sub, 90, 'newswire-sub at the edge across a 10 s link cut', epoch)
-    finally:
-        for d in reversed(ds):
-            d.cleanup()
-        net.close()
 
 
 def test_late_joiner_at_edge_without_origin():
-    net = netns.Net()
-    ds = ()
-    try:
-        hosts, ds = chain(net)
+    with subscribed_chain() as (hosts, ds):
         o_h, r1_h, r2_h, s_h = hosts
         o, r1, r2 = ds
-        o.wait_log(" subscribe ''")
-        r1.wait_log(" subscribe ''")
         publish(o, 40)
         epoch = o.log().split('epoch ')[-1].split()[0]
         wait_for(lambda: any('upstream connected: 40 forwarded' in n for n in r2.notes),
@@ -117,10 +119,6 @@ def test_late_joiner_at_edge_without_origin():
         o.stop()
         r1.stop()                                   # nothing upstream of the edge is left
         finish(sub_at(s_h, r2, 40), 40, 'a late joiner at the edge', epoch)
-    finally:
-        for d in reversed(ds):
-            d.cleanup()
-        net.close()
 
 
 if __name__ == '__main__':
