@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -35,4 +36,18 @@ int nw_fs_mkdir_p(const char *path)
         return 0;
     errno = ENOTDIR;
     return -1;
+}
+
+bool nw_fs_local(long f_type)
+{
+    switch ((unsigned long) f_type & 0xffffffffu) {
+    case EXT4_SUPER_MAGIC: /* ext2, ext3 and ext4 share it */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case F2FS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case RAMFS_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC: return true;
+    default: return false;
+    }
 }

@@ -602,11 +602,18 @@ int main(int argc, char **argv)
     daemon_t d = {.argc = argc, .argv = argv};
     d.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char err[1024];
-    /* Each file's buffers are taken on a pool thread and given back on the loop thread.
+    /* A burst's file buffers are taken on pool threads and given back on the loop thread.
      * With glibc's default, the arenas hand freed tops back to the kernel (madvise) and
      * fault them in again on the next files: one page fault per article under a burst.
      * Keeping up to 1 MiB of free top per arena avoids that and bounds what it keeps. */
     mallopt(M_TRIM_THRESHOLD, 1 << 20);
+    /* malloc_trim() gives back the free pages inside every arena but the top of the main
+     * one only: each thread arena keeps its top. Replay's held replies are taken on pool
+     * threads; with files read on the loop, those arenas were left holding megabytes each
+     * after abusive replay clients left (test_replay_abuse). Two arenas, the loop's and
+     * one the other threads share, keep that bounded; most allocations are small enough
+     * for the per-thread caches, which take no arena lock. */
+    mallopt(M_ARENA_MAX, 2);
     nw_log_init();
     int rc = nw_config_load(&d.config, argc, argv, err, sizeof err);
     if (rc != 0) {

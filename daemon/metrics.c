@@ -194,6 +194,11 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
     put(t, "newswired_files_waiting{stage=\"scanned\"} %lu\n", ws.backlog);
     put(t, "newswired_files_waiting{stage=\"queued\"} %lu\n", ps.pending);
     put(t, "newswired_files_waiting{stage=\"in_flight\"} %lu\n", ps.in_flight);
+    family(t, "newswired_files_read_total", "counter",
+           "Files opened and read: on the loop thread (few waiting, small, in a local "
+           "folder) or on the thread pool.");
+    put(t, "newswired_files_read_total{thread=\"loop\"} %lu\n", ps.read_here);
+    put(t, "newswired_files_read_total{thread=\"pool\"} %lu\n", ps.read_pool);
     one(t, "newswired_files_retrying", "gauge",
         "1 while files wait for a fault of the machine (no descriptors, no memory, a full "
         "state disk) and are retried; STATUS says which.",

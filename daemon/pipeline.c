@@ -29,6 +29,7 @@
 #include "pipeline.h"
 #include "archive.h"
 #include "article.h"
+#include "fsutil.h"
 #include "log.h"
 #include "nw_codec.h"
 #include "text.h"
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +53,8 @@
 #define PENDING_HIGH 1024 /* a scan holds the rest of its files beyond this */
 #define FAULT_MIN_MS 100  /* first retry after a descriptor, memory or space fault */
 #define FAULT_MAX_MS 5000
+#define HERE_MAX 4            /* files read on the loop in one turn, at most */
+#define HERE_SIZE (64u << 10) /* larger files go to the pool, however few */
 
 _Static_assert(READS_MAX + ARCHIVES_MAX == NW_PIPELINE_POOL_JOBS,
                "main sizes the thread pool from NW_PIPELINE_POOL_JOBS");
@@ -78,6 +82,7 @@ typedef enum {
     OUT_REJECT,  /* move to rejected/ with reason */
     OUT_SKIP,    /* gone, a directory, or still open for writing: let go */
     OUT_DEFER,   /* the machine's fault (no descriptors, no memory): retry */
+    OUT_LARGE,   /* read on the loop, found larger than HERE_SIZE: to the pool */
 } outcome_t;
 
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
@@ -103,6 +108,9 @@ struct job {
     char *path;            /* drop_dir/rel */
     nw_rules_t *rules;     /* a snapshot for the worker */
     uint64_t max_size;
+    bool here;    /* read on the loop thread: HERE_SIZE bounds what it reads */
+    bool ask_fs;  /* the pipeline does not know the folder's file system yet */
+    long fs_type; /* then the pool's read tells it: fstatfs's f_type, or 0 */
 
     /* worker results */
     outcome_t outcome;
@@ -139,6 +147,8 @@ struct nw_pipeline {
     unsigned jobs;                      /* allocated jobs (all stages) */
     job_t *archive_head, *archive_tail; /* waiting for an archive hand-off */
     unsigned reads, archives;           /* hand-offs in flight */
+    int local;                          /* the drop folder's file system: 1 local, 0 remote
+                                           (read on the pool only), -1 not known yet */
     bool paused;         /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
     bool journal_failed; /* since the last durable commit: log the episode once */
     uv_timer_t retry;
@@ -481,6 +491,9 @@ static void read_one(job_t *job)
     }
     job->dev = st.st_dev;
     job->ino = st.st_ino;
+    struct statfs fs;
+    if (job->ask_fs && fstatfs(fd, &fs) == 0)
+        job->fs_type = (long) fs.f_type;
     if (S_ISDIR(st.st_mode))
         goto done; /* a subfolder: the watcher's business, not an article */
     if (!S_ISREG(st.st_mode)) {
@@ -494,6 +507,10 @@ static void read_one(job_t *job)
         snprintf(size, sizeof size, "%lld bytes, more than max-size %llu", (long long) st.st_size,
                  (unsigned long long) job->max_size);
         job_reject(job, "too large: %s", size);
+        goto done;
+    }
+    if (job->here && (uint64_t) st.st_size > HERE_SIZE) {
+        job->outcome = OUT_LARGE; /* its read and parse would hold up the loop */
         goto done;
     }
     if (open_for_writing(fd))
@@ -944,17 +961,36 @@ static void flight_advance(nw_pipeline_t *self)
     self->advancing = false;
 }
 
+/* The first pool read that could tell says whether the drop folder may be read here. */
+static void learn_fs(nw_pipeline_t *self, long fs_type)
+{
+    self->local = nw_fs_local(fs_type);
+    if (self->local)
+        nw_info("%s is on a local file system: while few files wait, they are read on the "
+                "loop thread",
+                self->opt.drop_dir);
+    else
+        nw_info("%s is not on a file system known to be local (type 0x%lx): files are read "
+                "on the thread pool only",
+                self->opt.drop_dir, (unsigned long) fs_type);
+}
+
 static void after_read(uv_work_t *work, int status)
 {
     batch_t *batch = work->data;
-    batch->owner->reads--;
-    schedule(batch->owner);
-    for (size_t i = 0; i < batch->count; i++) {
-        if (status == UV_ECANCELED)
-            batch->jobs[i]->outcome = OUT_SKIP;
-        batch->jobs[i]->stage = STAGE_READY;
-    }
     nw_pipeline_t *self = batch->owner;
+    self->reads--;
+    schedule(self);
+    for (size_t i = 0; i < batch->count; i++) {
+        job_t *job = batch->jobs[i];
+        if (status == UV_ECANCELED)
+            job->outcome = OUT_SKIP;
+        else
+            self->stats.read_pool++;
+        if (self->local < 0 && job->ask_fs && job->fs_type)
+            learn_fs(self, job->fs_type);
+        job->stage = STAGE_READY;
+    }
     free(batch);
     flight_advance(self);
 }
@@ -976,6 +1012,7 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     job->serial = ++self->serial;
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->opt.max_size;
+    job->ask_fs = self->local < 0;
     job->stories = &job->one;
     entry->job = job;
     job->prev = self->flight_tail;
@@ -1005,11 +1042,46 @@ static void read_queue(nw_pipeline_t *self, batch_t *batch)
     }
 }
 
+/* A few files waiting and none on the pool: read, parse and route them here. On these
+ * machines a hand-off to the pool and its word back cost more (two wake-ups, each a
+ * trip through the hypervisor) than reading a small file from the page cache, and a
+ * steady stream of single files paid them for every file. Only small files (HERE_SIZE)
+ * in a folder known to be local (nw_fs_local) are read here, a few a turn (HERE_MAX);
+ * a queue longer than that is a burst, which the pool's threads take in batches beside
+ * the loop. Order is kept: a job read here enters the flight list like any other. */
+static void read_here(nw_pipeline_t *self)
+{
+    while (self->local == 1 && !self->draining && !self->paused && self->jobs < MAX_JOBS &&
+           self->pending_head && self->reads == 0 && self->stats.pending <= HERE_MAX) {
+        job_t *job = job_new(self, pending_pop(self));
+        if (!job)
+            break;
+        job->here = true;
+        read_one(job);
+        if (job->outcome == OUT_LARGE) {
+            job->here = false;
+            batch_t *batch = batch_new(self);
+            if (!batch) {
+                job_fail(job, "cannot hand a large file to the pool: %s", ENOMEM);
+                job->stage = STAGE_READY; /* deferred: retried after the backoff */
+                break;
+            }
+            batch->jobs[batch->count++] = job;
+            read_queue(self, batch);
+            break;
+        }
+        self->stats.read_here++;
+        job->stage = STAGE_READY;
+    }
+    flight_advance(self);
+}
+
 /* Start reading pending files while there is room: a free hand-off slot and jobs. A
  * lone file goes out alone (no wait for company); what gathered while the slots were
  * taken is shared between the free ones. */
 static void pump(nw_pipeline_t *self)
 {
+    read_here(self);
     while (!self->draining && !self->paused && self->jobs < MAX_JOBS && self->pending_head &&
            self->reads < READS_MAX) {
         size_t take = self->stats.pending < MAX_JOBS - self->jobs ? self->stats.pending
@@ -1086,6 +1158,12 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     self->loop = loop;
     self->feed = feed;
     self->rules = nw_rules_ref(rules);
+    /* Start-up may block: an unreachable server stalls it, not a running loop. A folder
+     * missing now is told by the first read on the pool. */
+    struct statfs fs;
+    self->local = -1;
+    if (statfs(self->opt.drop_dir, &fs) == 0)
+        learn_fs(self, (long) fs.f_type);
     uv_timer_init(loop, &self->retry);
     self->retry.data = self;
     uv_check_init(loop, &self->check);

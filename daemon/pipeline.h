@@ -3,7 +3,8 @@
  * the feed is done with it, out of the drop folder.
  *
  *   watch report -> pending queue (known paths: a second report of a path in hand is
- *     folded into the first) -> [thread pool] open, read, parse, route, pack article
+ *     folded into the first) -> [thread pool, or the loop while few small files wait
+ *     in a local folder] open, read, parse, route, pack article
  *     -> [loop] in arrival order: the feed (feed.h: dedup, seq, journal, publish once
  *        durable) -> its done
  *     -> [thread pool] archive (or reject with a reason)
@@ -34,6 +35,8 @@ typedef struct {
     unsigned long rejected;  /* files moved to rejected/ */
     unsigned long pending;   /* reported, waiting to be read */
     unsigned long in_flight; /* being read, published or archived */
+    unsigned long read_here; /* files read on the loop thread (few waiting, small, local) */
+    unsigned long read_pool; /* files read on the thread pool */
     int file_errno;          /* files cannot be opened or moved for a fault of the
                                 machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
                                 wait and are retried; 0 when none */
