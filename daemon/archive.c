@@ -176,13 +176,19 @@ static int move_by_copy(const char *src, const char *dest)
     return 0;
 }
 
-/* One attempt at dest: never replaces; across file systems, copy then unlink. */
-static int move_file(const char *src, const char *dest)
+/* One attempt at dest: never replaces; across file systems, copy then unlink, unless
+ * rename_only (then EXDEV: the copy is for a thread that may block). */
+static int move_file(const char *src, const char *dest, bool rename_only)
 {
     if (renameat2(AT_FDCWD, src, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
         return 0;
-    if (errno == EXDEV || errno == EINVAL) /* EINVAL: fs without RENAME_NOREPLACE */
+    if (errno == EXDEV || errno == EINVAL) { /* EINVAL: fs without RENAME_NOREPLACE */
+        if (rename_only) {
+            errno = EXDEV;
+            return -1;
+        }
         return move_by_copy(src, dest);
+    }
     return -1;
 }
 
@@ -193,6 +199,7 @@ typedef struct {
     size_t limit;           /* the longest name: NAME_MAX, less ".reason" for a reject */
     char *dest;
     size_t destlen;
+    bool rename_only; /* nw_archive_rename: no copy across file systems */
 } move_t;
 
 /* Whether candidate n is in use (as the file or, for a reject, as its reason). What
@@ -250,7 +257,7 @@ static int try_name(const move_t *m, unsigned long long n)
     snprintf(reason, sizeof reason, "%s" REASON_SUFFIX, m->dest);
     if (m->reason_tmp && link(m->reason_tmp, reason) != 0)
         return errno == EEXIST ? 1 : -1;
-    if (move_file(m->src, m->dest) == 0)
+    if (move_file(m->src, m->dest, m->rename_only) == 0)
         return 0;
     int saved = errno;
     if (m->reason_tmp)
@@ -264,11 +271,16 @@ static int try_name(const move_t *m, unsigned long long n)
  * costs a constant number of attempts while names repeat, O(log n) looks the first
  * time a name with n namesakes is seen. */
 static int move_into(const char *src, const char *dir, const char *base, const char *reason_tmp,
-                     char *dest, size_t destlen, char *errbuf, size_t errlen)
+                     bool rename_only, char *dest, size_t destlen, char *errbuf, size_t errlen)
 {
-    move_t m = {
-        src,  dir,    base, reason_tmp, reason_tmp ? NAME_MAX - strlen(REASON_SUFFIX) : NAME_MAX,
-        dest, destlen};
+    move_t m = {src,
+                dir,
+                base,
+                reason_tmp,
+                reason_tmp ? NAME_MAX - strlen(REASON_SUFFIX) : NAME_MAX,
+                dest,
+                destlen,
+                rename_only};
     uint64_t key = hint_key(dir, base);
     unsigned long long n = 0;
     for (int tries = 0; tries < MAX_TRIES; tries++) {
@@ -301,8 +313,8 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, char *dest,
-                     size_t destlen, char *errbuf, size_t errlen)
+static int store(const char *state_dir, const char *src, int64_t now_ms, bool rename_only,
+                 char *dest, size_t destlen, char *errbuf, size_t errlen)
 {
     time_t secs = (time_t) (now_ms / 1000);
     struct tm tm;
@@ -312,7 +324,8 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, cha
              tm.tm_mon + 1, tm.tm_mday);
     /* The day's folder exists for all but the first file of the day: try the move
      * first and create the folder only when the move says it is missing. */
-    if (move_into(src, dir, base_name(src), NULL, dest, destlen, errbuf, errlen) == 0)
+    if (move_into(src, dir, base_name(src), NULL, rename_only, dest, destlen, errbuf, errlen) ==
+        0)
         return 0;
     if (errno != ENOENT || access(src, F_OK) != 0)
         return -1;
@@ -322,7 +335,19 @@ int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, cha
         errno = saved;
         return -1;
     }
-    return move_into(src, dir, base_name(src), NULL, dest, destlen, errbuf, errlen);
+    return move_into(src, dir, base_name(src), NULL, rename_only, dest, destlen, errbuf, errlen);
+}
+
+int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, char *dest,
+                     size_t destlen, char *errbuf, size_t errlen)
+{
+    return store(state_dir, src, now_ms, false, dest, destlen, errbuf, errlen);
+}
+
+int nw_archive_rename(const char *state_dir, const char *src, int64_t now_ms, char *dest,
+                      size_t destlen, char *errbuf, size_t errlen)
+{
+    return store(state_dir, src, now_ms, true, dest, destlen, errbuf, errlen);
 }
 
 int nw_archive_reject(const char *state_dir, const char *src, const char *reason, char *dest,
@@ -356,7 +381,7 @@ int nw_archive_reject(const char *state_dir, const char *src, const char *reason
         errno = saved;
         return -1;
     }
-    int rc = move_into(src, dir, base_name(src), tmp, dest, destlen, errbuf, errlen);
+    int rc = move_into(src, dir, base_name(src), tmp, false, dest, destlen, errbuf, errlen);
     int saved = errno;
     unlink(tmp);
     errno = saved;

@@ -7,7 +7,8 @@
  * name becomes stem-1.ext, stem-2.ext, ... (the next number found without probing every
  * one before it), cut to fit NAME_MAX where needed, so no file is ever refused for its
  * name. Blocking file-system work: call these from libuv's thread pool, never from the
- * loop thread; they may run on several threads at once.
+ * loop thread (nw_archive_rename alone may run there, when both folders are on local file
+ * systems); they may run on several threads at once.
  */
 #ifndef NW_ARCHIVE_H
 #define NW_ARCHIVE_H
@@ -20,6 +21,12 @@
  * a full disk or a lack of descriptors, worth a retry, from the rest). */
 int nw_archive_store(const char *state_dir, const char *src, int64_t now_ms, char *dest,
                      size_t destlen, char *errbuf, size_t errlen);
+
+/* The same move by rename alone: across file systems (a bind mount included) it fails
+ * with EXDEV, and the caller hands the file to nw_archive_store on the pool, since a
+ * copy of a large file and its fsync would block the loop. */
+int nw_archive_rename(const char *state_dir, const char *src, int64_t now_ms, char *dest,
+                      size_t destlen, char *errbuf, size_t errlen);
 
 /* Move src to STATE/rejected/ and write the reason (one line) beside it. */
 int nw_archive_reject(const char *state_dir, const char *src, const char *reason, char *dest,

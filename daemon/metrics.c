@@ -199,6 +199,11 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
            "folder) or on the thread pool.");
     put(t, "newswired_files_read_total{thread=\"loop\"} %lu\n", ps.read_here);
     put(t, "newswired_files_read_total{thread=\"pool\"} %lu\n", ps.read_pool);
+    family(t, "newswired_files_moved_total", "counter",
+           "Moves out of the drop folder (archive or rejected/, retries included): renames "
+           "on the loop thread (few waiting, both folders local) or on the thread pool.");
+    put(t, "newswired_files_moved_total{thread=\"loop\"} %lu\n", ps.moved_here);
+    put(t, "newswired_files_moved_total{thread=\"pool\"} %lu\n", ps.moved_pool);
     one(t, "newswired_files_retrying", "gauge",
         "1 while files wait for a fault of the machine (no descriptors, no memory, a full "
         "state disk) and are retried; STATUS says which.",

@@ -149,6 +149,8 @@ struct nw_pipeline {
     unsigned reads, archives;           /* hand-offs in flight */
     int local;                          /* the drop folder's file system: 1 local, 0 remote
                                            (read on the pool only), -1 not known yet */
+    bool rename_here;                   /* the state folder is local too, and no rename
+                                           into it has failed with EXDEV */
     bool paused;         /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
     bool journal_failed; /* since the last durable commit: log the episode once */
     uv_timer_t retry;
@@ -585,7 +587,7 @@ static int64_t now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void archive_one(job_t *job)
+static void archive_one(job_t *job, bool here)
 {
     const char *state = job->owner->opt.state_dir;
     /* A writer may have renamed a new file over the path since we read it: that one
@@ -599,6 +601,9 @@ static void archive_one(job_t *job)
     char dest[PATH_MAX];
     if (job->outcome == OUT_REJECT)
         job->archive_rc = nw_archive_reject(state, job->path, job->reason, dest, sizeof dest,
+                                            job->archive_err, sizeof job->archive_err);
+    else if (here)
+        job->archive_rc = nw_archive_rename(state, job->path, now_ms(), dest, sizeof dest,
                                             job->archive_err, sizeof job->archive_err);
     else
         job->archive_rc = nw_archive_store(state, job->path, now_ms(), dest, sizeof dest,
@@ -617,7 +622,7 @@ static void work_archive(uv_work_t *work)
 {
     batch_t *batch = work->data;
     for (size_t i = 0; i < batch->count; i++)
-        archive_one(batch->jobs[i]);
+        archive_one(batch->jobs[i], false);
 }
 
 /* --- loop side ---------------------------------------------------------------- */
@@ -708,37 +713,41 @@ static void archive_wait_push(nw_pipeline_t *self, job_t *job)
     self->archive_wait_tail = job;
 }
 
+/* A move was made (or failed), on the pool or here. */
+static void archive_done(nw_pipeline_t *self, job_t *job)
+{
+    char name[1100];
+    if (job->replaced)
+        nw_info("%s was replaced while being handled; the new file is read next",
+                shown(job, name, sizeof name));
+    else if (job->archive_rc != 0 && move_fault(job->archive_errno) && !self->draining) {
+        if (!job->archive_deferred)
+            self->moves_deferred++;
+        job->archive_deferred = true;
+        fault_begin(self, job->archive_errno, shown(job, name, sizeof name), job->archive_err);
+        archive_wait_push(self, job);
+        return; /* still in flight: moved when the retry comes */
+    } else if (job->archive_rc != 0)
+        nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name),
+               job->archive_err);
+    if (job->archive_deferred) {
+        self->moves_deferred--;
+        if (job->archive_rc == 0)
+            fault_end(self);
+    }
+    job_finish(self, job, false);
+}
+
 static void after_archive(uv_work_t *work, int status)
 {
     (void) status;
     batch_t *batch = work->data;
     nw_pipeline_t *self = batch->owner;
-    char name[1100];
     self->archives--;
     schedule(self);
-    for (size_t i = 0; i < batch->count; i++) {
-        job_t *job = batch->jobs[i];
-        if (job->replaced)
-            nw_info("%s was replaced while being handled; the new file is read next",
-                    shown(job, name, sizeof name));
-        else if (job->archive_rc != 0 && move_fault(job->archive_errno) && !self->draining) {
-            if (!job->archive_deferred)
-                self->moves_deferred++;
-            job->archive_deferred = true;
-            fault_begin(self, job->archive_errno, shown(job, name, sizeof name),
-                        job->archive_err);
-            archive_wait_push(self, job);
-            continue; /* still in flight: moved when the retry comes */
-        } else if (job->archive_rc != 0)
-            nw_err("%s stays in the drop folder: %s", shown(job, name, sizeof name),
-                   job->archive_err);
-        if (job->archive_deferred) {
-            self->moves_deferred--;
-            if (job->archive_rc == 0)
-                fault_end(self);
-        }
-        job_finish(self, job, false);
-    }
+    self->stats.moved_pool += batch->count;
+    for (size_t i = 0; i < batch->count; i++)
+        archive_done(self, batch->jobs[i]);
     free(batch);
 }
 
@@ -766,8 +775,46 @@ static batch_t *batch_new(nw_pipeline_t *self)
     return batch;
 }
 
+/* Whether at most HERE_MAX moves wait, the first of them not a reject. */
+static bool archive_few(const nw_pipeline_t *self)
+{
+    const job_t *job = self->archive_head;
+    if (!job || job->outcome == OUT_REJECT)
+        return false;
+    for (unsigned n = 0; job; job = job->archive_next)
+        if (++n > HERE_MAX)
+            return false;
+    return true;
+}
+
+/* The same reasoning as read_here: a few published files, both folders local, no move on
+ * the pool. A rename within one local file system is page-cache work; a reject (it
+ * writes a reason file) and a move across file systems (a copy and an fsync: EXDEV from
+ * nw_archive_rename, a bind mount included) go to the pool, and after an EXDEV every move
+ * does. */
+static void archive_here(nw_pipeline_t *self)
+{
+    while (self->rename_here && self->local == 1 && self->archives == 0 && archive_few(self)) {
+        job_t *job = self->archive_head;
+        archive_one(job, true);
+        if (job->archive_rc != 0 && job->archive_errno == EXDEV) {
+            self->rename_here = false;
+            nw_info("%s and %s are on different file systems: files are moved on the "
+                    "thread pool",
+                    self->opt.drop_dir, self->opt.state_dir);
+            return; /* still at the head: the pool moves it */
+        }
+        self->archive_head = job->archive_next;
+        if (!self->archive_head)
+            self->archive_tail = NULL;
+        self->stats.moved_here++;
+        archive_done(self, job);
+    }
+}
+
 static void archive_pump(nw_pipeline_t *self)
 {
+    archive_here(self);
     while (self->archive_head && self->archives < ARCHIVES_MAX) {
         batch_t *batch = batch_new(self);
         if (!batch) {
@@ -1164,6 +1211,9 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     self->local = -1;
     if (statfs(self->opt.drop_dir, &fs) == 0)
         learn_fs(self, (long) fs.f_type);
+    char archive[PATH_MAX];
+    snprintf(archive, sizeof archive, "%s/archive", self->opt.state_dir);
+    self->rename_here = statfs(archive, &fs) == 0 && nw_fs_local((long) fs.f_type);
     uv_timer_init(loop, &self->retry);
     self->retry.data = self;
     uv_check_init(loop, &self->check);

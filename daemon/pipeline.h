@@ -32,14 +32,16 @@ typedef struct nw_pipeline nw_pipeline_t;
 
 /* What was published, and left out as duplicates, the feed counts (nw_feed_stats). */
 typedef struct {
-    unsigned long rejected;  /* files moved to rejected/ */
-    unsigned long pending;   /* reported, waiting to be read */
-    unsigned long in_flight; /* being read, published or archived */
-    unsigned long read_here; /* files read on the loop thread (few waiting, small, local) */
-    unsigned long read_pool; /* files read on the thread pool */
-    int file_errno;          /* files cannot be opened or moved for a fault of the
-                                machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
-                                wait and are retried; 0 when none */
+    unsigned long rejected;   /* files moved to rejected/ */
+    unsigned long pending;    /* reported, waiting to be read */
+    unsigned long in_flight;  /* being read, published or archived */
+    unsigned long read_here;  /* files read on the loop thread (few waiting, small, local) */
+    unsigned long read_pool;  /* files read on the thread pool */
+    unsigned long moved_here; /* archive moves made on the loop thread (renames) */
+    unsigned long moved_pool; /* archive moves and rejects made on the thread pool */
+    int file_errno;           /* files cannot be opened or moved for a fault of the
+                                 machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
+                                 wait and are retried; 0 when none */
 } nw_pipeline_stats_t;
 
 /* Nothing here changes on a reload: the rules have their setter below. */

@@ -226,3 +226,42 @@ TEST_IMPL(missing_source)
     CHECK(nw_archive_store(state, src, day_ms, dest, sizeof dest, err, sizeof err) == -1);
     CHECK(strstr(err, "cannot move") != NULL);
 }
+
+/* Across file systems (the drop folder in /dev/shm, a tmpfs, the state on /tmp's disk):
+ * nw_archive_store copies, then removes the source; nw_archive_rename, which the loop
+ * thread may call, refuses with EXDEV and leaves the source where it is, uncopied. */
+TEST_IMPL(across_file_systems)
+{
+    struct stat shm, tmp;
+    if (stat("/dev/shm", &shm) != 0 || stat(state, &tmp) != 0 || shm.st_dev == tmp.st_dev) {
+        nw_test_skip("no /dev/shm on a file system other than /tmp's");
+        return;
+    }
+    char other[64] = "/dev/shm/nw-archive-XXXXXX";
+    CHECK(mkdtemp(other) != NULL);
+    char src[600], dest[4096], err[512], path[4200];
+    snprintf(src, sizeof src, "%s/far.txt", other);
+    write_file(src, "from afar");
+
+    CHECK(nw_archive_rename(state, src, day_ms, dest, sizeof dest, err, sizeof err) == -1);
+    CHECK(errno == EXDEV);
+    CHECK(strstr(err, "cannot move") != NULL);
+    CHECK_STR(read_file(src), "from afar");
+    snprintf(path, sizeof path, "%s/archive/2021/05/25/far.txt", state);
+    CHECK(access(path, F_OK) != 0); /* no copy, not even a partial one */
+
+    CHECK(nw_archive_store(state, src, day_ms, dest, sizeof dest, err, sizeof err) == 0);
+    CHECK_STR(dest, path);
+    CHECK_STR(read_file(dest), "from afar");
+    CHECK(access(src, F_OK) != 0);
+
+    /* within one file system it is the same move as nw_archive_store's */
+    snprintf(src, sizeof src, "%s/near.txt", drop);
+    write_file(src, "close by");
+    CHECK(nw_archive_rename(state, src, day_ms, dest, sizeof dest, err, sizeof err) == 0);
+    snprintf(path, sizeof path, "%s/archive/2021/05/25/near.txt", state);
+    CHECK_STR(dest, path);
+    CHECK_STR(read_file(dest), "close by");
+    CHECK(access(src, F_OK) != 0);
+    rmdir(other);
+}

@@ -1,12 +1,15 @@
 /* test_fsutil: mkdir -p creates what is missing, accepts what exists, and refuses a
- * file standing where a folder should be. */
+ * file standing where a folder should be; the file systems known to be local (read on
+ * the loop thread) are the disk and memory ones, never a network's or FUSE's. */
 #include "fsutil.h"
 #include "runner.h"
 
 #include <errno.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 TEST_IMPL(mkdir_p)
 {
@@ -32,4 +35,22 @@ TEST_IMPL(mkdir_p)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     CHECK(system(cmd) == 0);
+}
+
+TEST_IMPL(local_types)
+{
+    CHECK(nw_fs_local(EXT4_SUPER_MAGIC));
+    CHECK(nw_fs_local(XFS_SUPER_MAGIC));
+    CHECK(nw_fs_local(BTRFS_SUPER_MAGIC));
+    CHECK(nw_fs_local(TMPFS_MAGIC));
+    CHECK(nw_fs_local(OVERLAYFS_SUPER_MAGIC));
+    /* statfs's f_type is a signed long: a magic with its top bit set must still match */
+    CHECK(nw_fs_local((long) (int) XFS_SUPER_MAGIC));
+    CHECK(!nw_fs_local(NFS_SUPER_MAGIC));
+    CHECK(!nw_fs_local(SMB2_SUPER_MAGIC));
+    CHECK(!nw_fs_local((long) (int) CIFS_SUPER_MAGIC));
+    CHECK(!nw_fs_local(FUSE_SUPER_MAGIC));
+    CHECK(!nw_fs_local(0));
+    struct statfs fs; /* where the tests run: this machine's own disk or memory */
+    CHECK(statfs("/tmp", &fs) == 0 && nw_fs_local((long) fs.f_type));
 }

@@ -1,0 +1,138 @@
+"""Where a real newswired reads and moves its files (issue 15): a file dropped alone into
+a local drop folder is read, parsed and routed on the loop thread, and archived there by
+a rename, with no hand-off to the thread pool; a large file, or a burst (a backlog found
+by the start-up scan), is read on the pool; a reject, and every move once one has crossed
+file systems (a state folder on another one: copied, never on the loop), is made on the
+pool. Told by the metrics (newswired_files_{read,moved}_total{thread=...}) and checked
+against what a subscriber received, in order, and what the archive holds. Waits are on
+events (messages, scraped values).
+"""
+import os, shutil, tempfile
+
+from nwtest import Daemon, Skip, Subscriber, check, header_article, run, wait_for
+from test_metrics import Scrape, start
+
+HERE_MAX = 4             # pipeline.c: files read on the loop in one turn, at most
+HERE_SIZE = 64 * 1024    # pipeline.c: larger files go to the pool
+
+
+def reads(d):
+    s = Scrape(d.url)
+    return (s.value('newswired_files_read_total', thread='loop'),
+            s.value('newswired_files_read_total', thread='pool'))
+
+
+def moves(d):
+    s = Scrape(d.url)
+    return (s.value('newswired_files_moved_total', thread='loop'),
+            s.value('newswired_files_moved_total', thread='pool'))
+
+
+def titles(sub):
+    return [m['article']['headline'] for m in sub.messages]
+
+
+def test_single_files_are_read_on_the_loop():
+    d = start()
+    try:
+        check('is on a local file system' in d.log(), 'the log says the folder is local:\n'
+              + d.log())
+        sub = Subscriber(d)
+        check(reads(d) == (0, 0), 'nothing read yet: %r' % (reads(d),))
+        for i in range(1, 6):
+            d.drop_text('alone-%d.txt' % i, header_article('Alone %d' % i))
+            sub.wait(i)
+            wait_for(lambda: sum(reads(d)) == i, '%d reads counted' % i)
+        check(reads(d) == (5, 0), 'five files dropped one at a time, all read on the loop: %r'
+              % (reads(d),))
+        check(titles(sub) == ['Alone %d' % i for i in range(1, 6)], 'in order: %r'
+              % titles(sub))
+
+        # a large file goes to the pool, however alone (its read and parse would hold up
+        # every subscriber); it is published all the same
+        para = 'A long paragraph about masts, spectrum and rural coverage. ' * 40 + '\n\n'
+        big = header_article('Large one', body=para * (HERE_SIZE // len(para) + 2))
+        check(len(big) > HERE_SIZE, 'the large file is over %d bytes' % HERE_SIZE)
+        d.drop_text('large.txt', big)
+        sub.wait(6)
+        wait_for(lambda: reads(d) == (5, 1), 'the large file read on the pool (%r)'
+                 % (reads(d),))
+        check(titles(sub)[-1] == 'Large one', 'the large file published: %r' % titles(sub))
+        check(sorted(os.path.basename(p) for p in d.archived())
+              == sorted(['alone-%d.txt' % i for i in range(1, 6)] + ['large.txt']),
+              'all six archived: %r' % d.archived())
+        wait_for(lambda: moves(d) == (6, 0), 'six moves on the loop (%r)' % (moves(d),))
+
+        # a reject writes its reason beside it: on the pool
+        d.drop_text('empty.txt', '')
+        wait_for(lambda: d.rejected() == ['empty.txt', 'empty.txt.reason'],
+                 'the empty file rejected (%r)' % d.rejected())
+        wait_for(lambda: moves(d) == (6, 1), 'the reject moved on the pool (%r)'
+                 % (moves(d),))
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d.cleanup()
+
+
+def test_a_backlog_is_read_on_the_pool():
+    """Files already there at start are found by one scan: a burst, batched to the pool
+    beside the loop; at most a turn's few may be read on the loop at its tail."""
+    n = 60
+    root = tempfile.mkdtemp(prefix='nw-e2e-')
+    for i in range(n):
+        Daemon(root=root).drop_text('backlog-%03d.txt' % i, header_article('Backlog %03d' % i))
+    d2 = start(root=root)
+    try:
+        wait_for(lambda: sum(reads(d2)) == n, '%d reads counted (%r)' % (n, reads(d2)))
+        here, pool = reads(d2)
+        check(pool >= n - HERE_MAX and here <= HERE_MAX,
+              'a backlog of %d read on the pool: %d on the loop, %d on the pool'
+              % (n, here, pool))
+        wait_for(lambda: len(d2.archived()) == n, 'all %d archived' % n)
+        rc, _ = d2.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d2.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_moves_across_file_systems_go_to_the_pool():
+    """The state folder on /dev/shm (a tmpfs), the drop folder on /tmp's disk: the first
+    rename on the loop fails with EXDEV, is said once, and that file and every later one
+    is copied on the pool; each is archived whole and leaves the drop folder."""
+    root = tempfile.mkdtemp(prefix='nw-e2e-')
+    if os.stat('/dev/shm').st_dev == os.stat(root).st_dev:
+        shutil.rmtree(root)
+        raise Skip('no /dev/shm on another file system than /tmp')
+    d = start(root=root)
+    d.stop()
+    d.state = tempfile.mkdtemp(prefix='nw-e2e-state-', dir='/dev/shm')
+    try:
+        d.start()
+        sub = Subscriber(d)
+        for i in range(1, 4):
+            d.drop_text('far-%d.txt' % i, header_article('Far %d' % i))
+            sub.wait(i)
+            wait_for(lambda: sum(moves(d)) == i, '%d moves (%r)' % (i, moves(d)))
+        check(moves(d) == (0, 3), 'all three moved on the pool: %r' % (moves(d),))
+        check(d.log().count('are on different file systems: files are moved on the thread '
+                            'pool') == 1, 'said once:\n' + d.log())
+        got = sorted(d.archived())
+        check([os.path.basename(p) for p in got] == ['far-1.txt', 'far-2.txt', 'far-3.txt'],
+              'all three archived in %s: %r' % (d.state, got))
+        for i, p in enumerate(got, 1):
+            with open(p) as f:
+                check(f.read() == header_article('Far %d' % i), '%s copied whole' % p)
+        check(d.drop_files() == [], 'the drop folder is empty: %r' % d.drop_files())
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(d.state, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    run([test_single_files_are_read_on_the_loop, test_a_backlog_is_read_on_the_pool,
+         test_moves_across_file_systems_go_to_the_pool])
