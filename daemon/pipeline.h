@@ -7,7 +7,8 @@
  *     in a local folder] open, read, parse, route, pack article
  *     -> [loop] in arrival order: the feed (feed.h: dedup, seq, journal, publish once
  *        durable) -> its done
- *     -> [thread pool] archive (or reject with a reason)
+ *     -> [thread pool, or the loop for a few renames between local folders] archive (or
+ *        reject with a reason)
  *
  * A file leaves the drop folder only after the feed says its messages are durable, so a
  * crash at any instant leaves it there to be processed again (and deduplicated by id).
