@@ -954,9 +954,26 @@ void nw_codec_format_time(int64_t unix_ms, char *buf)
         snprintf(buf, NW_CODEC_TIME_LEN, "1970-01-01T00:00:00.000Z");
         return;
     }
-    /* The modulos change nothing after the clamp; they show the compiler the widths. */
-    snprintf(buf, NW_CODEC_TIME_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
-             (unsigned) (tm.tm_year + 1900) % 10000u, (unsigned) (tm.tm_mon + 1) % 100u,
-             (unsigned) tm.tm_mday % 100u, (unsigned) tm.tm_hour % 100u,
-             (unsigned) tm.tm_min % 100u, (unsigned) tm.tm_sec % 100u, (unsigned) ms % 1000u);
+    /* Digits written in place: snprintf took ten times as long, and every article
+     * formats two times (its versioncreated, the envelope's). The modulos change
+     * nothing after the clamp. */
+    const unsigned fields[7][2] = {
+        {(unsigned) (tm.tm_year + 1900) % 10000u, 4},
+        {(unsigned) (tm.tm_mon + 1) % 100u, 2},
+        {(unsigned) tm.tm_mday % 100u, 2},
+        {(unsigned) tm.tm_hour % 100u, 2},
+        {(unsigned) tm.tm_min % 100u, 2},
+        {(unsigned) tm.tm_sec % 100u, 2},
+        {(unsigned) ms % 1000u, 3},
+    };
+    static const char after[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    char *o = buf;
+    for (size_t f = 0; f < 7; f++) {
+        unsigned v = fields[f][0], width = fields[f][1];
+        for (unsigned d = width; d-- > 0; v /= 10)
+            o[d] = (char) ('0' + v % 10);
+        o += width;
+        *o++ = after[f];
+    }
+    *o = '\0';
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char vectors_dir[4096];
 
@@ -507,6 +508,28 @@ TEST_IMPL(format_time)
     CHECK_STR(buf, "9999-12-31T23:59:59.999Z");
     nw_codec_format_time(INT64_MIN, buf);
     CHECK_STR(buf, "0000-01-01T00:00:00.000Z");
+}
+
+/* The digits written in place give what the printf format did, across the whole range
+ * (a step that is prime to days, hours and milliseconds lands on every field value). */
+TEST_IMPL(format_time_sweep)
+{
+    char buf[NW_CODEC_TIME_LEN], want[64];
+    const int64_t min_ms = -62167219200000LL, max_ms = 253402300799999LL;
+    const int64_t step = 3155692597LL; /* about 36 days 12 h, and a ms over 597 */
+    unsigned mismatched = 0;
+    for (int64_t t = min_ms; t <= max_ms; t += step) {
+        time_t secs = (time_t) (t >= 0 ? t / 1000 : (t - 999) / 1000);
+        unsigned ms = (unsigned) (t - (int64_t) secs * 1000);
+        struct tm tm;
+        CHECK(gmtime_r(&secs, &tm) != NULL);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+        nw_codec_format_time(t, buf);
+        if (strcmp(buf, want) != 0 && mismatched++ == 0)
+            CHECK_STR(buf, want);
+    }
+    CHECK(mismatched == 0);
 }
 
 static int setup(void)
