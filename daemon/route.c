@@ -8,8 +8,9 @@
  * Articles enter through nw_rules_classify, which walks each field once, 64 bytes at a
  * time: a bit mask of the bytes that can be in a word gives the runs between ASCII
  * separators, a run of ASCII letters and digits is hashed from 8-byte loads, the
- * filter turns most words away without a probe, and only runs with bytes from 0x80
- * (and phrases' later words) go through the byte-at-a-time tokenizer. Scratch space
+ * filter turns most words away without a probe, a phrase's later words are compared in
+ * place when plain spaces lead to them, and only runs with bytes from 0x80 (and later
+ * words behind any other gap) go through the byte-at-a-time tokenizer. Scratch space
  * lives on the stack for any usual rule set, so a call does not allocate. Index and
  * filter are only read after the build; not a zhashx because zhashx_lookup writes the
  * table (cursor, even a rehash), so concurrent readers on worker threads would race.
@@ -43,6 +44,8 @@ typedef struct {
     char *text;       /* lowercase tokens joined by one space */
     size_t first_len; /* length of the first token in text */
     size_t subject;   /* index into subjects */
+    bool plain;       /* its later tokens are ASCII letters and digits only */
+    uint32_t rest_len[RULE_MAX_TOKENS - 1]; /* the lengths of the tokens after the first */
 } phrase_t;
 
 #define RULE_CODE_MAX 64
@@ -309,6 +312,8 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
 {
     token_t tok;
     size_t ntok = 0, first_len = 0, o = 0;
+    bool plain = true;
+    uint32_t rest_len[RULE_MAX_TOKENS - 1] = {0};
     char *item_z = strndup(item, len); /* the tokenizer stops at a NUL */
     char *text = malloc(len + 1);
     if (!text || !item_z) {
@@ -329,6 +334,10 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
             text[o++] = (char) lower_ascii((unsigned char) tok.p[i]);
         if (ntok == 1)
             first_len = o;
+        for (size_t i = 0; ntok > 1 && i < tok.len; i++)
+            plain = plain && byte_class[(unsigned char) tok.p[i]] == 'W';
+        if (ntok > 1)
+            rest_len[ntok - 2] = (uint32_t) tok.len; /* len < UINT32_MAX: build_index */
     }
     free(item_z);
     if (ntok == 0) { /* "a,,b" or a stray comma: nothing to match */
@@ -347,7 +356,9 @@ static int add_phrase(nw_rules_t *self, size_t subject, const char *item, size_t
         self->phrases = grown;
         self->phrase_cap = cap;
     }
-    self->phrases[self->phrase_count++] = (phrase_t) {text, first_len, subject};
+    phrase_t *phrase = &self->phrases[self->phrase_count++];
+    *phrase = (phrase_t) {text, first_len, subject, plain, {0}};
+    memcpy(phrase->rest_len, rest_len, sizeof rest_len);
     return 0;
 fail:
     free(item_z);
@@ -602,24 +613,59 @@ static bool token_eq(const char *a, const char *lower, size_t len)
     return true;
 }
 
-/* Whether the rest of phrase (after its first token) follows in tz without a break. */
+/* Whether the next token in tz is word (len lowercase ASCII letters and digits), in the
+ * usual case of a gap of plain spaces before it: 1 it is (tz moves past it), 0 it is
+ * not, -1 when the gap holds anything else (a break may be in it) or the token does not
+ * start with an ASCII letter or digit, which next_token must decide. It answers as
+ * next_token would: a byte that differs ends the comparison whether it is a word byte
+ * (another token) or not (a shorter one), and past the len bytes the token must end. */
+static int plain_next(tokenizer_t *tz, const char *word, size_t len)
+{
+    const unsigned char *s = tz->p;
+    while (*s == ' ')
+        s++;
+    if (byte_class[*s] != 'W')
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (lower_ascii(s[i]) != (unsigned char) word[i])
+            return 0; /* a NUL differs too: no read past the end */
+    const unsigned char *after = s + len;
+    char k = byte_class[*after];
+    bool ignored = false;
+    if (k == 'W' || k == 'w' || (k == 'U' && sep_len_utf8(after, &ignored) == 0))
+        return 0;
+    tz->p = after;
+    return 1;
+}
+
+/* Whether the rest of phrase (after its first token) follows in tz without a break.
+ * Most calls fail at the second token, behind a single space: plain_next answers
+ * those without the byte-class loop of next_token. */
 static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
 {
     const char *rest = phrase->text + phrase->first_len;
     token_t tok;
-    while (*rest == ' ') {
+    for (size_t t = 0; *rest == ' '; t++) {
         rest++;
-        size_t len = strcspn(rest, " ");
-        if (!next_token(&tz, &tok) || tok.brk || tok.len != len || !token_eq(tok.p, rest, len))
+        size_t len = phrase->rest_len[t];
+        int plain = phrase->plain ? plain_next(&tz, rest, len) : -1;
+        if (plain == 0)
+            return false;
+        if (plain < 0 &&
+            (!next_token(&tz, &tok) || tok.brk || tok.len != len || !token_eq(tok.p, rest, len)))
             return false;
         rest += len;
     }
     return true;
 }
 
+/* Written among the specifiers (static ALWAYS_INLINE void f): clang-format would join an
+ * attribute on a line of its own to the first line of the definition. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* The index entry for a token: its run of phrases, or an empty slot (count 0). */
-static const slot_t *lookup(const nw_rules_t *self, const unsigned char *p, size_t len,
-                            uint64_t head, uint64_t hash)
+static ALWAYS_INLINE const slot_t *lookup(const nw_rules_t *self, const unsigned char *p,
+                                          size_t len, uint64_t head, uint64_t hash)
 {
     for (size_t at = slot_of(self, hash);; at = (at + 1) & self->index_mask) {
         const slot_t *slot = &self->index[at];
@@ -631,10 +677,6 @@ static const slot_t *lookup(const nw_rules_t *self, const unsigned char *p, size
             return slot;
     }
 }
-
-/* Written among the specifiers (static ALWAYS_INLINE void f): clang-format would join an
- * attribute on a line of its own to the first line of the definition. */
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Scores the phrases that start with the token at start (len bytes, key head and
  * hash) and go on from there, unless hits holds them for this field (bit) already.
