@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -165,14 +168,38 @@ static bool time_valid(const char *s, size_t len)
 
 /* The checks every string field gets, on both sides of the wire. name is the key's
  * path for the reason ("article.headline"). */
+/* How many of the first bytes of s are ASCII other than NUL, counted in whole blocks:
+ * what follows is where a NUL or a multibyte sequence may start. Text fields are
+ * mostly such bytes, so the two checks below need to read only the rest. */
+static size_t plain_prefix(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; len - i >= 16; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *) (const void *) (s + i));
+        if (_mm_movemask_epi8(_mm_or_si128(v, _mm_cmpeq_epi8(v, _mm_setzero_si128()))))
+            break;
+    }
+#endif
+    for (; len - i >= 8; i += 8) {
+        const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if ((w | ((w - ones) & ~w)) & highs) /* a byte from 0x80, or a NUL */
+            break;
+    }
+    return i;
+}
+
 static int check_string(const char *name, const char *s, size_t len, kind_t kind, char *errbuf,
                         size_t errlen)
 {
-    if (memchr(s, '\0', len)) {
+    size_t plain = plain_prefix((const unsigned char *) s, len);
+    if (memchr(s + plain, '\0', len - plain)) {
         set_err(errbuf, errlen, "\"%s\" contains NUL", name);
         return -1;
     }
-    if (!utf8_valid((const unsigned char *) s, len)) {
+    if (!utf8_valid((const unsigned char *) s + plain, len - plain)) {
         set_err(errbuf, errlen, "\"%s\" is not valid UTF-8", name);
         return -1;
     }
