@@ -437,6 +437,12 @@ void nw_text_put_oneline(nw_text_buf_t *self, const char *s, size_t n)
     size_t i = 0, run = 0;
     while (i < n) {
         size_t k = space_at(s + i, n - i);
+        /* A lone ASCII space is what white space becomes: it stays in the run, so a
+         * usual line goes across in one append, not two a word. */
+        if (k && s[i] == ' ' && space_at(s + i + 1, n - i - 1) == 0) {
+            i++;
+            continue;
+        }
         if (k) {
             if (i > run)
                 nw_text_buf_append(self, s + run, i - run);
