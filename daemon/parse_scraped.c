@@ -18,6 +18,7 @@
 #include "date.h"
 #include "text.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,23 +36,34 @@ typedef struct {
     size_t next; /* offset of the line after it */
 } line_t;
 
-static const char *const about_markers[] = {
-    "About the Author(s)",
-    "About the Author",
-    "About the Authors",
+typedef struct {
+    const char *s;
+    size_t n;
+} marker_t;
+#define MARKER(lit) \
+    { \
+        lit, sizeof lit - 1 \
+    }
+
+/* Every body line is compared with each marker: lengths known here turn most lines
+ * away without a strlen. */
+static const marker_t about_markers[] = {
+    MARKER("About the Author(s)"),
+    MARKER("About the Author"),
+    MARKER("About the Authors"),
 };
-static const char *const trailer_markers[] = {
-    "You May Also Like",
-    "You Might Also Like",
-    "Related Articles",
-    "Related Stories",
+static const marker_t trailer_markers[] = {
+    MARKER("You May Also Like"),
+    MARKER("You Might Also Like"),
+    MARKER("Related Articles"),
+    MARKER("Related Stories"),
 };
 
-static bool is_marker(const char *s, size_t n, const char *const *markers, size_t count)
+static bool is_marker(const char *s, size_t n, const marker_t *markers, size_t count)
 {
     size_t i;
     for (i = 0; i < count; i++)
-        if (nw_text_ieq(s, n, markers[i]))
+        if (n == markers[i].n && nw_text_istarts(s, n, markers[i].s))
             return true;
     return false;
 }
@@ -122,21 +134,21 @@ static bool is_follow(const char *s, size_t n)
     return false;
 }
 
-/* Up to HEAD_LINES non-blank lines from the top, trimmed. */
-static size_t read_head(const char *text, size_t len, line_t *head)
+/* Up to HEAD_LINES non-blank lines from the top, trimmed, in head[*count ..]: more of
+ * them (up to `want` in all) when called again. */
+static void read_head(const char *text, size_t len, line_t *head, size_t *count, size_t want)
 {
-    size_t pos = 0, count = 0, n;
+    size_t pos = *count ? head[*count - 1].next : 0, n;
     const char *s;
-    while (count < HEAD_LINES && nw_text_next_line(text, len, &pos, &s, &n)) {
+    while (*count < want && nw_text_next_line(text, len, &pos, &s, &n)) {
         nw_text_trim(&s, &n);
         if (n == 0)
             continue;
-        head[count].s = s;
-        head[count].n = n;
-        head[count].next = pos;
-        count++;
+        head[*count].s = s;
+        head[*count].n = n;
+        head[*count].next = pos;
+        (*count)++;
     }
-    return count;
 }
 
 /*
@@ -196,16 +208,25 @@ int nw_article_from_scraped(nw_article_t *self, const char *text, size_t len, ch
                             size_t errlen)
 {
     line_t head[HEAD_LINES];
-    size_t count = read_head(text, len, head);
-    size_t i, date = count, headline;
+    size_t count = 0, i, date = SIZE_MAX, headline;
 
-    if (count == 0)
-        return 0; /* article.c reports "no headline" */
-    for (i = 0; i < count && i < HEAD_DATE_LINES; i++)
+    /* The lines are read as the search for the date goes: past the date only the two
+     * it may need (read time, headline), so the body is not scanned for line ends
+     * here and again below. */
+    for (i = 0; i < HEAD_DATE_LINES; i++) {
+        read_head(text, len, head, &count, i + 1);
+        if (i >= count)
+            break;
         if (nw_date_parse_n(head[i].s, head[i].n, &self->versioncreated_ms) == 0) {
             date = i;
             break;
         }
+    }
+    read_head(text, len, head, &count, date != SIZE_MAX ? date + 3 : HEAD_LINES);
+    if (date == SIZE_MAX)
+        date = count;
+    if (count == 0)
+        return 0; /* article.c reports "no headline" */
 
     if (date < count) {
         /* Above the date: the standfirst, then the author lines (names, read from the
