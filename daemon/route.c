@@ -613,13 +613,17 @@ static bool token_eq(const char *a, const char *lower, size_t len)
     return true;
 }
 
+/* Written among the specifiers (static ALWAYS_INLINE void f): clang-format would join an
+ * attribute on a line of its own to the first line of the definition. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* Whether the next token in tz is word (len lowercase ASCII letters and digits), in the
  * usual case of a gap of plain spaces before it: 1 it is (tz moves past it), 0 it is
  * not, -1 when the gap holds anything else (a break may be in it) or the token does not
  * start with an ASCII letter or digit, which next_token must decide. It answers as
  * next_token would: a byte that differs ends the comparison whether it is a word byte
  * (another token) or not (a shorter one), and past the len bytes the token must end. */
-static int plain_next(tokenizer_t *tz, const char *word, size_t len)
+static ALWAYS_INLINE int plain_next(tokenizer_t *tz, const char *word, size_t len)
 {
     const unsigned char *s = tz->p;
     while (*s == ' ')
@@ -641,7 +645,7 @@ static int plain_next(tokenizer_t *tz, const char *word, size_t len)
 /* Whether the rest of phrase (after its first token) follows in tz without a break.
  * Most calls fail at the second token, behind a single space: plain_next answers
  * those without the byte-class loop of next_token. */
-static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
+static ALWAYS_INLINE bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
 {
     const char *rest = phrase->text + phrase->first_len;
     token_t tok;
@@ -658,10 +662,6 @@ static bool phrase_continues(const phrase_t *phrase, tokenizer_t tz)
     }
     return true;
 }
-
-/* Written among the specifiers (static ALWAYS_INLINE void f): clang-format would join an
- * attribute on a line of its own to the first line of the definition. */
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* The index entry for a token: its run of phrases, or an empty slot (count 0). */
 static ALWAYS_INLINE const slot_t *lookup(const nw_rules_t *self, const unsigned char *p,
@@ -690,7 +690,9 @@ static ALWAYS_INLINE void match_token(const nw_rules_t *self, const unsigned cha
         return;
     const slot_t *slot = lookup(self, start, len, head, hash);
     tokenizer_t tz = {start + len, end};
-    for (size_t i = slot->first; i < (size_t) slot->first + slot->count; i++) {
+    /* in locals: the stores to hits and score could alias the slot for the compiler */
+    size_t first = slot->first, last = first + slot->count;
+    for (size_t i = first; i < last; i++) {
         const phrase_t *p = &self->phrases[i];
         if (!(hits[i] & bit) && phrase_continues(p, tz)) {
             hits[i] |= bit;
