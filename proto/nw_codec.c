@@ -168,9 +168,10 @@ static bool time_valid(const char *s, size_t len)
 
 /* The checks every string field gets, on both sides of the wire. name is the key's
  * path for the reason ("article.headline"). */
-/* How many of the first bytes of s are ASCII other than NUL, counted in whole blocks:
- * what follows is where a NUL or a multibyte sequence may start. Text fields are
- * mostly such bytes, so the two checks below need to read only the rest. */
+/* How many of the first bytes of s are ASCII other than NUL (in whole blocks, then
+ * byte by byte in a short tail): what follows is where a NUL or a multibyte sequence
+ * may start. Text fields are mostly such bytes, so the two checks below need to read
+ * only the rest, and most short fields none of it. */
 static size_t plain_prefix(const unsigned char *s, size_t len)
 {
     size_t i = 0;
@@ -188,6 +189,9 @@ static size_t plain_prefix(const unsigned char *s, size_t len)
         if ((w | ((w - ones) & ~w)) & highs) /* a byte from 0x80, or a NUL */
             break;
     }
+    if (len - i < 8) /* the tail of a string that is all plain so far */
+        while (i < len && s[i] && s[i] < 0x80)
+            i++;
     return i;
 }
 
@@ -195,11 +199,11 @@ static int check_string(const char *name, const char *s, size_t len, kind_t kind
                         size_t errlen)
 {
     size_t plain = plain_prefix((const unsigned char *) s, len);
-    if (memchr(s + plain, '\0', len - plain)) {
+    if (plain < len && memchr(s + plain, '\0', len - plain)) {
         set_err(errbuf, errlen, "\"%s\" contains NUL", name);
         return -1;
     }
-    if (!utf8_valid((const unsigned char *) s + plain, len - plain)) {
+    if (plain < len && !utf8_valid((const unsigned char *) s + plain, len - plain)) {
         set_err(errbuf, errlen, "\"%s\" is not valid UTF-8", name);
         return -1;
     }
