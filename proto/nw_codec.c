@@ -166,8 +166,6 @@ static bool time_valid(const char *s, size_t len)
     return expect(s, len, &i, 'Z') && i == len;
 }
 
-/* The checks every string field gets, on both sides of the wire. name is the key's
- * path for the reason ("article.headline"). */
 /* How many of the first bytes of s are ASCII other than NUL (in whole blocks, then
  * byte by byte in a short tail): what follows is where a NUL or a multibyte sequence
  * may start. Text fields are mostly such bytes, so the two checks below need to read
@@ -195,6 +193,8 @@ static size_t plain_prefix(const unsigned char *s, size_t len)
     return i;
 }
 
+/* The checks every string field gets, on both sides of the wire. name is the key's
+ * path for the reason ("article.headline"). */
 static int check_string(const char *name, const char *s, size_t len, kind_t kind, char *errbuf,
                         size_t errlen)
 {
