@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,13 +89,14 @@ typedef enum {
 typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
 
 /* One story of the file: its id, packed article (until the feed has copied it) and
- * topics. */
+ * topics. topics comes last and only its first topic_count are ever read: a job leaves
+ * it unzeroed (job_new). */
 typedef struct {
     char id[41];
     bool duplicate; /* seen within the dedup window, or earlier in the file */
     msgpack_sbuffer article_mp;
-    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
     size_t topic_count;
+    char topics[NW_ROUTE_MAX_TOPICS][NW_TOPIC_MAX + 1];
 } story_t;
 
 struct job {
@@ -122,7 +124,6 @@ struct job {
     nw_format_t format;
     const char *encoding; /* the article's: a static string, or NULL for UTF-8 */
     unsigned replaced_bytes;
-    story_t one;      /* the usual file: one story, no allocation */
     story_t *stories; /* &one, or story_count of them on the heap */
     size_t story_count;
 
@@ -131,7 +132,12 @@ struct job {
     int archive_errno;
     bool replaced; /* the path now names another file: not moved */
     char archive_err[512];
+
+    story_t one; /* the usual file: one story, no allocation; last, see job_new */
 };
+_Static_assert(sizeof(job_t) - offsetof(job_t, one.topics) <
+                   sizeof(((job_t *) 0)->one.topics) + _Alignof(job_t),
+               "job_new leaves only the usual story's topics unzeroed: nothing may follow them");
 
 struct nw_pipeline {
     uv_loop_t *loop;
@@ -1045,7 +1051,11 @@ static void after_read(uv_work_t *work, int status)
 /* A job for entry, entered in the flight list; NULL (entry put back) without memory. */
 static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
 {
-    job_t *job = calloc(1, sizeof *job);
+    /* All but the usual story's topic names (4 KiB of the 5 a job is) is zeroed: zeroing
+     * those too took about 5,400 instructions a file (callgrind). */
+    job_t *job = malloc(sizeof *job);
+    if (job)
+        memset(job, 0, offsetof(job_t, one.topics));
     size_t len = strlen(self->opt.drop_dir) + strlen(entry->rel) + 2;
     if (!job || !(job->path = malloc(len))) {
         free(job);
