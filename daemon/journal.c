@@ -426,6 +426,15 @@ static void on_async(uv_async_t *async)
     nw_journal_t *self = async->data;
     if (self->writing && atomic_load(&self->job.written))
         tell_written(self, self->flight->waiters, self->flight->nwaiters);
+}
+
+/* An idle handle, not the async: the loop's own word to itself needs no eventfd write
+ * and wake-up (two syscalls and a turn through epoll a commit), and an active idle
+ * handle still makes the next turn come at once. */
+static void on_kick(uv_idle_t *kick)
+{
+    nw_journal_t *self = kick->data;
+    uv_idle_stop(kick);
     if (self->ew_kick) {
         self->ew_kick = false;
         ew_try(self);
@@ -565,12 +574,12 @@ static void maybe_start(nw_journal_t *self)
             uv_timer_start(self->timer, on_timer, self->last_start + delay - now, 0);
         return;
     }
-    if (self->async) {
+    if (self->kick) {
         /* early: decided on the loop's next turn (ew_try), never inside an append's or
          * a commit's call, whose callbacks must not run from there */
         if (!self->ew_kick) {
             self->ew_kick = true;
-            uv_async_send(self->async);
+            uv_idle_start(self->kick, on_kick);
         }
         return;
     }
@@ -759,7 +768,7 @@ static void ew_sync_done(uv_work_t *req, int status)
     self->failing = false;
     nw_journal_prune_seen(self, false);
     /* the callbacks cannot reach self->ew: appends and commits go to the open batch, and
-     * what they start waits for on_async */
+     * what they start waits for on_kick */
     for (size_t i = 0; i < n; i++)
         for (size_t w = 0; w < self->ew[i]->nwaiters; w++)
             self->ew[i]->waiters[w].fn(self->ew[i]->waiters[w].arg, 0);
@@ -956,6 +965,12 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         }
         self->async->data = self;
         uv_unref((uv_handle_t *) self->async); /* a write in flight keeps the loop */
+        if (!(self->kick = malloc(sizeof *self->kick)) || uv_idle_init(loop, self->kick) != 0) {
+            free(self->kick);
+            self->kick = NULL;
+            goto nomem;
+        }
+        self->kick->data = self;
         if (nw_journal_boot_mark(self, self->boot_id) != 0) {
             snprintf(errbuf, errlen, "cannot write %s/early.run: %s", self->dir, strerror(errno));
             goto fail;
@@ -1013,6 +1028,8 @@ void nw_journal_close(nw_journal_t **self_p)
                 self->dir, strerror(errno));
     if (self->async)
         uv_close((uv_handle_t *) self->async, free_handle);
+    if (self->kick)
+        uv_close((uv_handle_t *) self->kick, free_handle);
     if (self->timer) {
         uv_timer_stop(self->timer);
         uv_close((uv_handle_t *) self->timer, free_handle);

@@ -110,6 +110,7 @@ struct nw_journal {
     int64_t pruned_ms;  /* wall time seen was last pruned */
     bool reloading;     /* a read-back of ids for a wider window is running */
     uv_async_t *async;  /* early: the worker's "written" reaches the loop */
+    uv_idle_t *kick;    /* early: the loop's next turn decides the open batch (ew_kick) */
     bool told_written;  /* early: the flight batch's written callbacks ran */
     bool early_lost;    /* early: a write failed after its records went out */
     /* early, pipelined (journal.c, "early writes"): batches the loop wrote into the
@@ -117,7 +118,7 @@ struct nw_journal {
      * fdatasync in flight covers the first ew_covered of them */
     batch_t **ew, **ew_spare;
     size_t ew_n, ew_cap, ew_nspare, ew_covered;
-    bool ew_syncing, ew_kick; /* an fdatasync of them in flight; on_async to decide */
+    bool ew_syncing, ew_kick; /* an fdatasync of them in flight; on_kick to decide */
     int ew_err;               /* that fdatasync's errno (set by the worker) */
     int ew_write_err;         /* a write of the loop's failed meanwhile: fail them all */
     uint64_t ew_end;          /* where the data written ends (the segment's size if none) */
