@@ -24,11 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#define ZERO_STEP (1u << 20)  /* zeros written ahead of the data at a time */
-#define ZERO_LOW (256u << 10) /* and written again once less than this is left */
+#define ZERO_STEP (1u << 20)    /* zeros written ahead of the data at a time */
+#define ZERO_LOW (256u << 10)   /* and written again once less than this is left */
+#define PREP_MAX (256ull << 20) /* the most of a segment prepared ahead (see below) */
+
+static const char zeros[64 << 10];
 
 /* ---------------------------------------------------------------- batches and segments */
 
@@ -106,16 +110,24 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
  * pays for a size change, about once per ZERO_STEP. Recovery takes zeros after the last
  * record for that tail. A full disk (or file size limit) only stops the zeros: what was
  * written of them is cut off again and the commit goes on; -1 on any other error. */
-static int write_zeros(job_t *job, int fd, uint64_t end)
+/* The file's size once a write ending at end is done, zeros included (unless they fail). */
+static uint64_t zero_target(const job_t *job, uint64_t end)
 {
-    static const char zeros[64 << 10];
-    if (job->alloc < end)
-        job->alloc = end;
-    uint64_t to = job->alloc + ZERO_STEP;
+    uint64_t alloc = job->alloc > end ? job->alloc : end;
+    uint64_t to = alloc + ZERO_STEP;
     if (job->zero_limit && to > job->zero_limit)
         to = job->zero_limit;
-    if (!job->zero_ahead || end < job->zero_from || job->alloc - end >= ZERO_LOW ||
-        to <= job->alloc)
+    if (!job->zero_ahead || end < job->zero_from || alloc - end >= ZERO_LOW || to <= alloc)
+        return alloc;
+    return to;
+}
+
+static int write_zeros(job_t *job, int fd, uint64_t end)
+{
+    uint64_t to = zero_target(job, end);
+    if (job->alloc < end)
+        job->alloc = end;
+    if (to <= job->alloc)
         return 0;
     for (uint64_t off = job->alloc; off < to;) {
         size_t n = to - off < sizeof zeros ? (size_t) (to - off) : sizeof zeros;
@@ -204,7 +216,29 @@ static void run_job(job_t *job)
     char path[PATH_MAX];
     nw_jrec_segment_path(job->dir, job->num, path, sizeof path);
     int fd = job->fd;
-    if (job->create && (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+    if (job->create && job->prep_fd >= 0) {
+        /* named, durably, before anything is written in it: the prepared name never
+         * holds a record, so an open can take whatever has that name for zeros */
+        char prep[PATH_MAX];
+        snprintf(prep, sizeof prep, "%s/" NW_JPREP_NAME, job->dir);
+        job->prep_used = true;
+        if (rename(prep, path) != 0) {
+            nw_warn("journal: cannot rename %s to %s: %s (a new file instead)", prep, path,
+                    strerror(errno));
+            close(job->prep_fd);
+            unlink(prep);
+            job->prep_fd = -1;
+        } else if (job->sync && nw_journal_sync_dir(job->dir) != 0) {
+            job->err = errno ? errno : EIO;
+            close(job->prep_fd);
+            unlink(path);
+            return;
+        } else {
+            fd = job->prep_fd;
+        }
+    }
+    if (job->create && job->prep_fd < 0 &&
+        (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
         job->err = errno;
         return;
     }
@@ -212,7 +246,7 @@ static void run_job(job_t *job)
     if (pwrite_all(fd, job->head.data, job->head.size, job->start_len) != 0 ||
         pwrite_all(fd, job->data, job->len, job->start_len + job->head.size) != 0 ||
         write_zeros(job, fd, end) != 0 || sync_data(job, fd) != 0 ||
-        (job->create && job->sync && nw_journal_sync_dir(job->dir) != 0)) {
+        (job->create && job->prep_fd < 0 && job->sync && nw_journal_sync_dir(job->dir) != 0)) {
         job->err = errno ? errno : EIO;
         if (job->create) {
             close(fd);
@@ -284,6 +318,145 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
     return 0;
 }
 
+/* ---------------------------------------------------------------- prepared segments
+ *
+ * Zeros written ahead on the commit path cost the commit that writes them (and syncs a
+ * new file size) about once per ZERO_STEP, and each rotation creates a file there. So,
+ * when the zeros are worth it (zero_ahead) and segments rotate, a job on the pool makes
+ * the next segment while commits go on and none needs it: NW_JPREP_PART written with
+ * zeros to the segment size (up to PREP_MAX) a step at a time, each step written back
+ * before the next is dirtied (a commit's fdatasync then never waits behind a segment's
+ * worth of writeback), fdatasynced, then renamed NW_JPREP_NAME. A rotation renames that
+ * to the new segment's name and syncs the folder before writing into it (run_job), so
+ * the commits into it overwrite allocated blocks and change no size until it is full.
+ * A segment still on the zero-step path (a new journal's first, the current one after
+ * a restart, one made while none was ready) rotates early into a ready prepared one
+ * instead of topping its zeros up (seal()). A clean stop keeps a ready one for the next
+ * start; recovery removes a half-made one (journal_recover.c).
+ *
+ * Preparing must never take the room commits need: it starts only while twice its size
+ * is free, and a full disk (or any failure) while it runs removes the file; it is said
+ * once, commits go on with the zero-step path, and it is tried again at the next
+ * segment. Retention counts the prepared segment from when it is begun (seal()). */
+
+/* How much of the next segment to prepare, 0: none. */
+static uint64_t prep_want(const nw_journal_t *self)
+{
+    if (!self->prep_on)
+        return 0;
+    return self->opt.segment_size < PREP_MAX ? self->opt.segment_size : PREP_MAX;
+}
+
+/* What retention counts for the prepared segment: its size from when it is begun, and
+ * where none is, the one the end of this write begins unless preparing is failing (taken:
+ * this write takes the ready one, which the new segment's tail counts then). */
+static uint64_t prep_held(const nw_journal_t *self, bool taken)
+{
+    if (!taken && (self->preparing || self->prep_fd >= 0))
+        return self->prep_size;
+    return self->prep_failing ? 0 : prep_want(self);
+}
+
+/* Pool thread: make NW_JPREP_NAME of self->prep_size zeros (see above). */
+static void prep_work(uv_work_t *req)
+{
+    nw_journal_t *self = req->data;
+    char part[PATH_MAX], name[PATH_MAX];
+    snprintf(part, sizeof part, "%s/" NW_JPREP_PART, self->dir);
+    snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
+    uint64_t want = self->prep_size;
+    self->prep_err = 0;
+    self->prep_job_fd = -1;
+    self->prep_free = UINT64_MAX;
+    struct statvfs vfs;
+    if (statvfs(self->dir, &vfs) == 0 && (uint64_t) vfs.f_bavail * vfs.f_frsize < 2 * want) {
+        self->prep_free = (uint64_t) vfs.f_bavail * vfs.f_frsize;
+        self->prep_err = ENOSPC;
+        return;
+    }
+    unlink(part); /* one a failed write left behind, if any */
+    int fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        self->prep_err = errno;
+        return;
+    }
+    for (uint64_t off = 0; off < want;) {
+        uint64_t step = want - off < ZERO_STEP ? want - off : ZERO_STEP;
+        errno = 0;
+        if (atomic_load(&self->prep_stop)) {
+            errno = ECANCELED;
+            goto fail;
+        }
+        for (uint64_t o = off; o < off + step;) {
+            size_t n = off + step - o < sizeof zeros ? (size_t) (off + step - o) : sizeof zeros;
+            if (pwrite_all(fd, zeros, n, o) != 0)
+                goto fail;
+            o += n;
+        }
+        if (sync_file_range(fd, (off_t) off, (off_t) step,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+            goto fail;
+        off += step;
+    }
+    if (fdatasync(fd) != 0 || rename(part, name) != 0)
+        goto fail;
+    self->prep_job_fd = fd;
+    return;
+fail:
+    self->prep_err = errno ? errno : EIO;
+    close(fd);
+    unlink(part);
+}
+
+static void prep_done(uv_work_t *req, int status)
+{
+    (void) status; /* only uv_cancel() makes it nonzero, and nothing cancels */
+    nw_journal_t *self = req->data;
+    self->preparing = false;
+    if (self->prep_err == 0) {
+        self->prep_fd = self->prep_job_fd;
+        if (self->prep_failing)
+            nw_notice("journal: the next segment is prepared again");
+        self->prep_failing = false;
+        return;
+    }
+    self->prep_size = 0;
+    if (self->closing)
+        return;
+    self->prep_failures++;
+    const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    self->prep_retry = (cur ? cur->num : 0) + 1;
+    char why[160];
+    if (self->prep_free != UINT64_MAX)
+        snprintf(why, sizeof why, "%" PRIu64 " MiB free, twice its size needed",
+                 self->prep_free >> 20);
+    else
+        snprintf(why, sizeof why, "%s", strerror(self->prep_err));
+    nw_log(self->prep_failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
+           "journal: cannot prepare the next segment (%s): commits write its zeros as they "
+           "go; tried again at the next segment",
+           why);
+    self->prep_failing = true;
+}
+
+/* Start preparing the next segment, unless one is ready, under way, or not wanted. */
+static void prep_maybe(nw_journal_t *self)
+{
+    const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    uint64_t want = prep_want(self);
+    if (!want || self->preparing || self->prep_fd >= 0 || self->closing ||
+        (self->prep_failing && (cur ? cur->num : 0) < self->prep_retry))
+        return;
+    self->prep_size = want;
+    self->preparing = true;
+    self->prep_req.data = self;
+    if (uv_queue_work(self->loop, &self->prep_req, prep_work, prep_done) != 0) {
+        self->preparing = false; /* cannot happen with both callbacks given */
+        self->prep_size = 0;
+    }
+}
+
 /* Move the open batch to flight and describe its write in self->job. */
 static void seal(nw_journal_t *self, bool sync)
 {
@@ -312,6 +485,8 @@ static void seal(nw_journal_t *self, bool sync)
     job->zero_limit = self->opt.segment_size;
     job->seal.size = 0;
     job->old_cut = false;
+    job->prep_fd = -1;
+    job->prep_used = false;
     job->early = self->opt.early && sync && self->async;
     job->async = self->async;
     atomic_store(&job->written, false);
@@ -321,6 +496,11 @@ static void seal(nw_journal_t *self, bool sync)
     /* a batch starting a segment follows a checkpoint of the seqs as they stand before
      * it, which (no other write being in flight) are the durable ones */
     bool rotate = !cur || (self->opt.segment_size && cur->size >= self->opt.segment_size);
+    /* a segment on the zero-step path takes a ready prepared one rather than more zeros
+     * (the commit record is not packed yet: 4096 stands for it) */
+    if (!rotate && self->prep_fd >= 0 && cur->alloc < prep_want(self) &&
+        cur->size + job->len + 4096 + ZERO_LOW > cur->alloc)
+        rotate = true;
     if (rotate && reserve_segment(self) != 0) {
         job->err = ENOMEM;
         return;
@@ -333,6 +513,10 @@ static void seal(nw_journal_t *self, bool sync)
         job->old_fd = self->fd;
         job->old_len = cur ? cur->size : 0;
         job->start_len = job->alloc = job->zero_from = 0;
+        if (self->prep_fd >= 0) {
+            job->prep_fd = self->prep_fd;
+            job->alloc = self->prep_size;
+        }
         if (cur && nw_jrec_pack_seal(&job->seal, job->num, self->epoch) != 0) {
             job->err = ENOMEM;
             return;
@@ -353,8 +537,12 @@ static void seal(nw_journal_t *self, bool sync)
             return;
         }
     }
-    /* retire what the write will leave beyond the limits; never the current segment */
-    uint64_t total = self->bytes + job->head.size + job->len;
+    /* retire what the write will leave beyond the limits; never the current segment.
+     * What the journal holds on disk counts: its records, the zeros ahead of them in the
+     * current segment, and the prepared segment (from when it is begun). */
+    uint64_t end = job->start_len + job->head.size + job->len;
+    uint64_t total = self->bytes + job->seal.size + job->head.size + job->len +
+                     (zero_target(job, end) - end) + prep_held(self, job->prep_fd >= 0);
     int64_t now = wall_ms();
     size_t limit = rotate ? self->nsegs : self->nsegs - 1;
     while (job->nretire < limit) {
@@ -453,6 +641,13 @@ static void finish(nw_journal_t *self)
     b->waiters = NULL;
     b->nwaiters = b->waiters_cap = 0;
     int err = job->err;
+    if (job->prep_used) {
+        /* renamed to the new segment (or dropped): gone either way */
+        self->prep_fd = -1;
+        self->prep_size = 0;
+        job->prep_fd = -1;
+        job->prep_used = false;
+    }
     if (err == 0 && job->end_len > job->start_len) {
         if (job->create) {
             nw_journal_push_segment(self, job->num); /* reserved by seal(): cannot fail */
@@ -549,6 +744,7 @@ static void finish(nw_journal_t *self)
     self->unwinding = false;
     free(first);
     free(then);
+    prep_maybe(self);
     maybe_start(self);
 }
 
@@ -629,8 +825,10 @@ static bool ew_fits(nw_journal_t *self, uint64_t len)
     if (self->nsegs > 1) {
         const segment_t *s = &self->segs[0];
         int64_t newest = s->records ? s->newest_ms : s->cp_ms;
+        /* a write into the zeros turns them into records: what is held stays the same */
         if ((self->opt.max_size &&
-             self->bytes + (self->ew_end - cur->size) + len > self->opt.max_size) ||
+             self->bytes + (cur->alloc - cur->size) + prep_held(self, false) >
+                 self->opt.max_size) ||
             (self->opt.max_age_ms && newest < wall_ms() - self->opt.max_age_ms))
             return false;
     }
@@ -869,6 +1067,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     if (!self)
         goto nomem;
     self->fd = -1;
+    self->prep_fd = self->prep_job_fd = self->job.prep_fd = -1;
     self->loop = loop;
     self->opt = options;
     self->pruned_ms = wall_ms();
@@ -891,6 +1090,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     }
     /* in memory an fdatasync commits nothing, and the zeros would only take up room */
     self->zero_ahead = self->opt.sync && fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
+    self->prep_on = self->zero_ahead && self->opt.segment_size > 0 && !self->opt.no_prepare;
     /* every start reads the marker, whatever the mode: an early run followed by a
      * default one must still start a new epoch after a power loss */
     nw_journal_boot_id(self->boot_id, sizeof self->boot_id);
@@ -899,7 +1099,8 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         goto fail;
     }
     bool fresh; /* a new epoch: it starts in a segment of its own */
-    if (nw_journal_recover(self, &fresh, errbuf, errlen) != 0)
+    if (nw_journal_recover(self, &fresh, errbuf, errlen) != 0 ||
+        nw_journal_recover_prepared(self, errbuf, errlen) != 0)
         goto fail;
     segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     if (map_copy(self->durable, self->seqs) != 0)
@@ -925,6 +1126,12 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         job->old_fd = -1;
         job->start_len = 0;
         job->alloc = rotate ? 0 : last->alloc;
+        job->prep_fd = -1;
+        job->prep_used = false;
+        if (rotate && self->prep_fd >= 0) {
+            job->prep_fd = self->prep_fd;
+            job->alloc = self->prep_size;
+        }
         job->zero_ahead = self->zero_ahead;
         job->zero_limit = self->opt.segment_size;
         if (!(job->cp = map_new()) || map_copy(job->cp, self->durable) != 0 ||
@@ -933,6 +1140,11 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
             nw_jrec_pack_commit(&job->head, 0, NULL, self->epoch) != 0)
             goto nomem;
         run_job(job);
+        if (job->prep_used) {
+            self->prep_fd = job->prep_fd = -1;
+            self->prep_size = 0;
+            job->prep_used = false;
+        }
         if (job->err) {
             snprintf(errbuf, errlen, "cannot write " NW_JSEG_FMT " in %s: %s", job->num,
                      self->dir, strerror(job->err));
@@ -979,6 +1191,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
         snprintf(errbuf, errlen, "cannot remove %s/early.run: %s", self->dir, strerror(errno));
         goto fail;
     }
+    prep_maybe(self);
     nw_info("journal: %zu segments, %" PRIu64 " records, %zu topics, epoch %s%s", self->nsegs,
             self->records, zhashx_size(self->seqs), self->epoch,
             self->discarded ? " (some records discarded, see above)" : "");
@@ -1002,8 +1215,10 @@ void nw_journal_close(nw_journal_t **self_p)
         return;
     *self_p = NULL;
     self->closing = true;
-    /* normally nothing is in flight: the caller waited for its commits */
-    while (self->writing || self->reloading || self->ew_syncing)
+    /* normally nothing is in flight: the caller waited for its commits; a segment being
+     * prepared is given up (its file removed), a ready one kept for the next start */
+    atomic_store(&self->prep_stop, true);
+    while (self->writing || self->reloading || self->ew_syncing || self->preparing)
         uv_run(self->loop, UV_RUN_ONCE);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
@@ -1036,6 +1251,8 @@ void nw_journal_close(nw_journal_t **self_p)
     }
     if (self->fd >= 0)
         close(self->fd);
+    if (self->prep_fd >= 0)
+        close(self->prep_fd);
     for (size_t i = 0; i < self->nsegs; i++)
         segment_release(&self->segs[i]);
     free(self->segs);
@@ -1158,6 +1375,12 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
         .failures = self->failures,
         .discarded = self->discarded,
         .topics = zhashx_size(self->seqs),
+        .zeros = (self->nsegs
+                      ? self->segs[self->nsegs - 1].alloc - self->segs[self->nsegs - 1].size
+                      : 0) +
+                 self->prep_size,
+        .prepared = self->prep_fd >= 0 ? self->prep_size : 0,
+        .prepare_failures = self->prep_failures,
         .writes = self->writes,
         .write_ns = self->write_ns,
     };

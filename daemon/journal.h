@@ -78,9 +78,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Jobs the journal may have on libuv's thread pool at once: one group write and one
- * read-back of ids for a widened dedup window (main sizes the pool from it). */
-#define NW_JOURNAL_POOL_JOBS 2
+/* Jobs the journal may have on libuv's thread pool at once: one group write, one
+ * read-back of ids for a widened dedup window and the preparation of the next segment
+ * (main sizes the pool from it). */
+#define NW_JOURNAL_POOL_JOBS 3
 
 typedef struct nw_journal nw_journal_t;
 
@@ -93,6 +94,8 @@ typedef struct {
     uint64_t max_size;       /* retire oldest segments beyond this total; 0: no limit */
     int64_t max_age_ms;      /* retire segments whose newest record is older; 0: never */
     int64_t dedup_window_ms; /* how far back the seen-id set reaches */
+    bool no_prepare;         /* with sync: no segment prepared ahead, zeros as commits go
+                                (tests of that path; a full disk comes to it by itself) */
 } nw_journal_options_t;
 
 /* Open (creating STATE/journal if needed) and recover. NULL with the reason. When the
@@ -162,8 +165,12 @@ typedef struct {
     uint64_t commits, fsyncs, failures; /* group writes, fsyncs, failed writes */
     uint64_t discarded;                 /* records dropped by recovery (bad CRC) */
     uint64_t topics;
-    uint64_t writes;                                    /* group writes ended, failed or not */
-    uint64_t write_ns;                                  /* their durations added up */
+    uint64_t zeros;            /* written zeros held beyond the records: the current segment's
+                                  tail and the prepared next segment (also while it is made) */
+    uint64_t prepared;         /* the prepared next segment's size once it is ready, else 0 */
+    uint64_t prepare_failures; /* preparations that failed (a full disk, say) */
+    uint64_t writes;           /* group writes ended, failed or not */
+    uint64_t write_ns;         /* their durations added up */
     uint64_t write_buckets[NW_JOURNAL_LATENCY_BUCKETS]; /* not cumulative */
 } nw_journal_stats_t;
 void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out);

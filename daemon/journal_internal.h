@@ -69,6 +69,8 @@ typedef struct {
     uint64_t zero_from;   /* write no zeros while the data ends before this */
     uint64_t zero_limit;  /* nor beyond this (the segment size), 0: no limit */
     uint64_t old_len;     /* when rotating: the old segment's data end, to cut it to */
+    int prep_fd;          /* when rotating: the prepared segment to take (its fd), or -1 */
+    bool prep_used;       /* out: it was renamed to the new segment (gone if that failed) */
     msgpack_sbuffer seal; /* when rotating: the seal written there first */
     bool old_cut;         /* out: a failed rotation cut the old segment's zeros */
     msgpack_sbuffer head; /* the checkpoint starting a segment, or empty */
@@ -125,8 +127,22 @@ struct nw_journal {
     uint64_t ew_start_ns;
     uv_work_t ew_req;
     msgpack_sbuffer ew_commit; /* the commit record of the batch being written */
-    char boot_id[64];          /* early: this boot's id (journal_boot.c) */
-    char boot_why[200];        /* recovery: why the marker asks for a new epoch, or "" */
+    /* the next segment prepared off the commit path (journal.c, "prepared segments"):
+     * PREP_NAME, all written zeros, fdatasynced; taken by the next rotation */
+    int prep_fd;            /* open on it once ready, else -1 */
+    uint64_t prep_size;     /* its size, while it is being made too (retention counts it) */
+    bool prep_on;           /* preparing at all: fsync on, not in memory, segments rotate */
+    bool preparing;         /* the job making it is on the pool */
+    bool prep_failing;      /* the last one failed (said once): retried at the next segment */
+    uint64_t prep_retry;    /* the segment number from which to try again */
+    atomic_bool prep_stop;  /* closing: the job stops and removes its file */
+    int prep_err;           /* the job's errno, 0 done */
+    int prep_job_fd;        /* the job's file, once ready */
+    uint64_t prep_free;     /* ENOSPC found beforehand: the bytes that were free */
+    uint64_t prep_failures; /* nw_journal_stats_t.prepare_failures */
+    uv_work_t prep_req;
+    char boot_id[64];   /* early: this boot's id (journal_boot.c) */
+    char boot_why[200]; /* recovery: why the marker asks for a new epoch, or "" */
 };
 
 /* journal.c: fsync a folder (a file made or removed in it). */
@@ -139,6 +155,17 @@ void nw_journal_boot_id(char *out, size_t len);
 int nw_journal_boot_check(nw_journal_t *self, char *why, size_t len);
 int nw_journal_boot_mark(nw_journal_t *self, const char *what);
 int nw_journal_boot_clear(nw_journal_t *self);
+
+/* The prepared next segment while it is being made (a stop then leaves it half made,
+ * and an open removes it) and once made (an open keeps it for the next rotation). Their
+ * names are not segment names: an older newswired ignores them. */
+#define NW_JPREP_NAME "prepared.nwj"
+#define NW_JPREP_PART "prepared.nwj.part"
+
+/* journal_recover.c: take the prepared segment a previous run left (self->prep_fd) or
+ * remove it (not all zeros, or preparation off), and remove a half-made one. 0, or -1
+ * with the reason in errbuf. */
+int nw_journal_recover_prepared(nw_journal_t *self, char *errbuf, size_t errlen);
 
 /* journal.c: add segment num at the end of the list (0, or -1 out of memory). */
 int nw_journal_push_segment(nw_journal_t *self, uint64_t num);

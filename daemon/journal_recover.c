@@ -441,3 +441,43 @@ done:
     msgpack_unpacked_destroy(&up);
     return rc;
 }
+
+int nw_journal_recover_prepared(nw_journal_t *self, char *errbuf, size_t errlen)
+{
+    char part[PATH_MAX], name[PATH_MAX];
+    snprintf(part, sizeof part, "%s/" NW_JPREP_PART, self->dir);
+    snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
+    /* a stop while it was being made: its zeros may not all be on the disk */
+    if (unlink(part) == 0)
+        nw_notice("journal: %s removed (a segment half prepared when the last run stopped)",
+                  part);
+    else if (errno != ENOENT) {
+        snprintf(errbuf, errlen, "cannot remove %s: %s", part, strerror(errno));
+        return -1;
+    }
+    int fd = open(name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    /* it was renamed here once all zeros and durable, and a rotation renames it before
+     * writing into it: anything else found under the name is not ours to append over */
+    static uint8_t head[4096];
+    struct stat st;
+    bool ok = fd >= 0 && self->prep_on && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+              st.st_size >= (off_t) sizeof head &&
+              pread(fd, head, sizeof head, 0) == (ssize_t) sizeof head && head[0] == 0 &&
+              memcmp(head, head + 1, sizeof head - 1) == 0;
+    if (ok) {
+        self->prep_fd = fd;
+        self->prep_size = (uint64_t) st.st_size;
+        return 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (self->prep_on)
+        nw_warn("journal: %s is not a prepared segment (not all zeros): removed", name);
+    if (unlink(name) != 0 && errno != ENOENT) {
+        snprintf(errbuf, errlen, "cannot remove %s: %s", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -770,6 +770,7 @@ TEST_IMPL(zero_tail)
     nw_journal_options_t opt = defaults();
     opt.sync = true;
     opt.segment_size = 4 << 20;
+    opt.no_prepare = true; /* the zero-step path (prepared_segment tests the other) */
     nw_journal_t *j = open_j(&opt);
     if (!j)
         return;
@@ -888,6 +889,343 @@ TEST_IMPL(zero_tail)
     CHECK_STR(warnings, "");
     nw_journal_stats(j, &s);
     CHECK(s.discarded == 0 && nw_journal_last_seq(j, "a") == durable + 1);
+    close_j(&j);
+}
+
+/* ---------------------------------------------------------------- prepared segments */
+
+static void journal_file(const char *name, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/journal/%s", state, name);
+}
+
+static ino_t inode_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Every byte the journal folder's files take (segments, prepared or half-made ones). */
+static uint64_t folder_bytes(void)
+{
+    char dir[300], path[600];
+    snprintf(dir, sizeof dir, "%s/journal", state);
+    DIR *d = opendir(dir);
+    uint64_t total = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t) st.st_size;
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+/* Run the loop until the journal has a prepared segment ready (failures 0) or until that
+ * many preparations failed; false after 10 s instead of hanging. */
+static bool wait_prepared(nw_journal_t *j, uint64_t failures)
+{
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    timed_out = false;
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    nw_journal_stats_t s;
+    for (;;) {
+        nw_journal_stats(j, &s);
+        if ((failures ? s.prepare_failures >= failures : s.prepared > 0) || timed_out)
+            break;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (timed_out)
+        fprintf(stderr, "timed out waiting for a prepared segment\n");
+    return !timed_out;
+}
+
+/* Commits of 8 x 3 KB until the journal holds segs segments or its bytes reach bytes. */
+static bool fill(nw_journal_t *j, uint64_t segs, uint64_t bytes)
+{
+    nw_journal_stats_t s;
+    int st = 0;
+    for (int i = 0; i < 1000; i++) {
+        nw_journal_stats(j, &s);
+        if (s.segments >= segs || s.bytes >= bytes)
+            return true;
+        for (int k = 0; k < 8; k++)
+            if (append(j, "a", now_ms(), 3000) != 0)
+                return false;
+        if (!commit_wait(j, &st) || st != 0)
+            return false;
+    }
+    return false;
+}
+
+static bool on_tmpfs(void)
+{
+    struct statfs fs;
+    if (statfs(state, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+        nw_test_skip("%s is a tmpfs, where the journal writes no zeros", state);
+        return true;
+    }
+    return false;
+}
+
+/* With fsync on, the next segment is made (zeros, fdatasync) on the pool beforehand: a
+ * rotation renames it, commits into it never change its size, a segment still on the
+ * zero-step path takes it rather than more zeros, it is not data to stats or replay,
+ * and it outlives a stop. */
+TEST_IMPL(prepared_segment)
+{
+    fresh();
+    if (on_tmpfs())
+        return;
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 2 << 20;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    char seg[6][300], prep[300], part[300];
+    for (int i = 1; i < 6; i++)
+        seg_file((uint64_t) i, seg[i], sizeof seg[i]);
+    journal_file("prepared.nwj", prep, sizeof prep);
+    journal_file("prepared.nwj.part", part, sizeof part);
+    nw_journal_stats_t s;
+    CHECK(wait_prepared(j, 0));
+    nw_journal_stats(j, &s);
+    CHECK(s.prepared == 2 << 20 && file_size(prep) == 2 << 20 && file_size(part) < 0);
+    CHECK(s.segments == 1 && s.bytes == (uint64_t) frames_end(seg[1]));
+    CHECK(s.zeros == (uint64_t) (file_size(seg[1]) - frames_end(seg[1])) + s.prepared);
+    ino_t ino = inode_of(prep);
+
+    /* the first segment's step of zeros runs low: it takes the prepared one instead */
+    CHECK(fill(j, 2, UINT64_MAX));
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 2 && inode_of(seg[2]) == ino);
+    CHECK(file_size(seg[1]) == frames_end(seg[1]) && frames_end(seg[1]) < 1 << 20);
+    CHECK(s.bytes == (uint64_t) (frames_end(seg[1]) + frames_end(seg[2])));
+    /* commits into it overwrite zeros: its size stays */
+    bool same = true;
+    int st = 0;
+    for (int i = 0; i < 60; i++) {
+        for (int k = 0; k < 8; k++)
+            CHECK(append(j, "a", now_ms(), 3000) == 0);
+        CHECK(commit_wait(j, &st) && st == 0);
+        same &= file_size(seg[2]) == 2 << 20;
+    }
+    CHECK(same);
+    CHECK(wait_prepared(j, 0));
+    ino = inode_of(prep);
+    CHECK(ino != 0 && ino != inode_of(seg[2]));
+    CHECK(fill(j, 3, UINT64_MAX)); /* a full segment rotates into the next one ready */
+    CHECK(inode_of(seg[3]) == ino && file_size(seg[2]) == frames_end(seg[2]));
+    uint64_t oldest;
+    const char *seqs = cursor_seqs(j, "a", 1, &oldest, true);
+    CHECK(strncmp(seqs, "1,2,3,", 6) == 0);
+    CHECK(wait_prepared(j, 0));
+    nw_journal_stats(j, &s);
+    uint64_t records = s.records, bytes = s.bytes, last = nw_journal_last_seq(j, "a");
+    ino = inode_of(prep);
+    close_j(&j);
+
+    /* a clean stop keeps the ready one; the next start takes it at its first commit */
+    char warnings[4096];
+    CHECK(inode_of(prep) == ino && file_size(seg[3]) == frames_end(seg[3]));
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(warnings, "");
+    nw_journal_stats(j, &s);
+    CHECK(s.prepared == 2 << 20 && s.records == records && s.bytes == bytes && s.segments == 3);
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 4 && inode_of(seg[4]) == ino);
+    CHECK(wait_prepared(j, 0));
+    ino = inode_of(prep);
+    close_j(&j);
+
+    /* a crash with a prepared segment unused and another half made: the half-made one
+     * is removed, the prepared one kept, neither is data */
+    static const char zeros[300 << 10];
+    int fd = open(seg[4], O_WRONLY);
+    CHECK(fd >= 0 &&
+          pwrite(fd, zeros, sizeof zeros, frames_end(seg[4])) == (ssize_t) sizeof zeros);
+    close(fd);
+    fd = open(part, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    CHECK(fd >= 0 && pwrite(fd, zeros, sizeof zeros, 0) == (ssize_t) sizeof zeros);
+    close(fd);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(warnings, "");
+    CHECK(file_size(part) < 0);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 4 && s.records == records + 1 && s.prepared == 2 << 20);
+    CHECK(s.bytes == (uint64_t) (frames_end(seg[1]) + frames_end(seg[2]) + frames_end(seg[3]) +
+                                 frames_end(seg[4])));
+    CHECK(nw_journal_last_seq(j, "a") == last + 1);
+    char want[64];
+    snprintf(want, sizeof want, "%" PRIu64 ",%" PRIu64, last, last + 1);
+    CHECK_STR(cursor_seqs(j, "a", last, &oldest, true), want);
+    close_j(&j);
+
+    /* something else under the prepared name is not appended over: removed */
+    fd = open(prep, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "x", 1, 100) == 1);
+    close(fd);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK(strstr(warnings, "not a prepared segment") != NULL);
+    CHECK(file_size(prep) < 0);
+    CHECK(wait_prepared(j, 0));
+    CHECK(file_size(prep) == 2 << 20);
+    close_j(&j);
+
+    /* a crash after a rotation named it, before anything was written in it: a newest
+     * segment of zeros, which takes a checkpoint and keeps its zeros; the epoch holds */
+    j = open_j(&opt);
+    if (!j)
+        return;
+    char epoch[33];
+    snprintf(epoch, sizeof epoch, "%s", nw_journal_epoch(j));
+    close_j(&j);
+    CHECK(rename(prep, seg[5]) == 0);
+    j = open_logged(&opt, warnings, sizeof warnings);
+    if (!j)
+        return;
+    CHECK_STR(warnings, "");
+    CHECK_STR(nw_journal_epoch(j), epoch);
+    CHECK(all_start_with_checkpoint() && file_size(seg[5]) == 2 << 20);
+    CHECK(append(j, "a", now_ms(), 0) == 0);
+    CHECK(commit_wait(j, &st) && st == 0);
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 5 && file_size(seg[5]) == 2 << 20);
+    CHECK(nw_journal_last_seq(j, "a") == last + 2);
+    close_j(&j);
+}
+
+/* Preparing fails (here a file size limit below it, as a full disk would): the file is
+ * removed, it is said once, commits go on, and the next segment tries again. */
+TEST_IMPL(prepare_fails)
+{
+    fresh();
+    if (on_tmpfs())
+        return;
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 1 << 20;
+    char seg[4][300], prep[300], part[300], log[300];
+    for (int i = 1; i < 4; i++)
+        seg_file((uint64_t) i, seg[i], sizeof seg[i]);
+    journal_file("prepared.nwj", prep, sizeof prep);
+    journal_file("prepared.nwj.part", part, sizeof part);
+    struct rlimit saved, tight;
+    CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    tight = saved;
+    tight.rlim_cur = 200 << 10;
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tight) == 0);
+    /* its warning goes to a file */
+    snprintf(log, sizeof log, "%s/log", state);
+    int lfd = open(log, O_RDWR | O_CREAT | O_TRUNC, 0600), saved_err = dup(2);
+    fflush(stderr);
+    dup2(lfd, 2);
+    nw_log_level_t level = nw_log_get_level();
+    nw_log_set_level(NW_LOG_WARNING);
+    nw_journal_t *j = open_j(&opt);
+    bool failed = j && wait_prepared(j, 1);
+    nw_log_set_level(level);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    char warnings[4096];
+    ssize_t n = pread(lfd, warnings, sizeof warnings - 1, 0);
+    warnings[n > 0 ? n : 0] = '\0';
+    close(lfd);
+    unlink(log);
+    if (!j) {
+        setrlimit(RLIMIT_FSIZE, &saved);
+        return;
+    }
+    CHECK(failed);
+    CHECK(strstr(warnings, "cannot prepare the next segment (File too large)") != NULL);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.prepared == 0 && s.prepare_failures == 1);
+    CHECK(file_size(prep) < 0 && file_size(part) < 0);
+    int st = 0;
+    bool ok = true;
+    for (int i = 0; i < 10; i++) { /* 240 KB: commits go on below the limit */
+        for (int k = 0; k < 2; k++)
+            ok &= append(j, "a", now_ms(), 3000) == 0;
+        ok &= commit_wait(j, &st) && st == 0;
+    }
+    CHECK(ok);
+    nw_journal_stats(j, &s);
+    CHECK(s.prepare_failures == 1 && s.prepared == 0 && s.records == 20);
+    CHECK(file_size(prep) < 0 && file_size(part) < 0);
+
+    /* room again: tried at the next segment, which the one after takes */
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+    CHECK(fill(j, 2, UINT64_MAX));
+    CHECK(wait_prepared(j, 0));
+    ino_t ino = inode_of(prep);
+    CHECK(ino != 0 && inode_of(seg[2]) != ino);
+    CHECK(fill(j, 3, UINT64_MAX));
+    CHECK(inode_of(seg[3]) == ino);
+    nw_journal_stats(j, &s);
+    CHECK(s.prepare_failures == 1 && s.failures == 0);
+    close_j(&j);
+}
+
+/* Retention by size counts what the journal holds on disk: the zeros ahead of the
+ * records and the prepared segment as well as the records. */
+TEST_IMPL(prepared_retention)
+{
+    fresh();
+    if (on_tmpfs())
+        return;
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 64 << 10;
+    opt.max_size = 320 << 10;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    bool within = true, ok = true;
+    int st = 0;
+    uint64_t most = 0;
+    for (int i = 0; i < 150; i++) {
+        for (int k = 0; k < 2; k++)
+            ok &= append(j, "a", now_ms(), 3000) == 0;
+        ok &= commit_wait(j, &st) && st == 0;
+        uint64_t held = folder_bytes();
+        within &= held <= opt.max_size;
+        most = held > most ? held : most;
+    }
+    CHECK(ok);
+    if (!within)
+        fprintf(stderr, "the journal's files reached %" PRIu64 " bytes\n", most);
+    CHECK(within);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    CHECK(s.segments >= 3 && (int) s.segments == count_segments());
+    uint64_t data = 0;
+    for (uint64_t i = 1; i < 200; i++) {
+        char path[300];
+        seg_file(i, path, sizeof path);
+        data += file_size(path) > 0 ? (uint64_t) frames_end(path) : 0;
+    }
+    CHECK(s.bytes == data);
+    uint64_t oldest;
+    cursor_seqs(j, "a", 0, &oldest, true);
+    CHECK(oldest > 1);
     close_j(&j);
 }
 
