@@ -5,7 +5,8 @@
  * undo); commit requests. Out: one write (+ fdatasync) of a batch at a time on libuv's
  * thread pool (early mode: the write on the loop and the fdatasync alone on the pool,
  * while the segment's tail of zeros has room: "early writes" below), segments rotated,
- * sealed and retired there, and each commit callback
+ * sealed and retired there, the next segment prepared there beforehand ("prepared
+ * segments"), and each commit callback
  * told, on the loop thread, once what it covers is durable or failed (a failure undoes
  * seqs and seen). Recovery at open is journal_recover.c, the dedup window
  * journal_dedup.c, replay's cursors journal_cursor.c; what they share with this file is
@@ -103,13 +104,6 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* An fdatasync after a write that grows the file also commits its new size, which costs
- * about twice one that only overwrites allocated blocks; so the current segment keeps
- * written zeros (not fallocate, whose unwritten extents need a metadata commit of their
- * own when first written) ahead of its data end, and only the commit that tops them up
- * pays for a size change, about once per ZERO_STEP. Recovery takes zeros after the last
- * record for that tail. A full disk (or file size limit) only stops the zeros: what was
- * written of them is cut off again and the commit goes on; -1 on any other error. */
 /* The file's size once a write ending at end is done, zeros included (unless they fail). */
 static uint64_t zero_target(const job_t *job, uint64_t end)
 {
@@ -122,6 +116,16 @@ static uint64_t zero_target(const job_t *job, uint64_t end)
     return to;
 }
 
+/* An fdatasync after a write that grows the file also commits its new size, which costs
+ * about twice one that only overwrites allocated blocks; so the current segment keeps
+ * written zeros (not fallocate, whose unwritten extents need a metadata commit of their
+ * own when first written) ahead of its data end, and only the commit that tops them up
+ * pays for a size change, about once per ZERO_STEP. Recovery takes zeros after the last
+ * record for that tail. A full disk (or file size limit) only stops the zeros: what was
+ * written of them is cut off again and the commit goes on; -1 on any other error. Since
+ * that commit still pays, and about once per ZERO_STEP, the next segment is mostly made
+ * beforehand off the commit path ("prepared segments" below), and this is only the path
+ * of a segment made while none was ready. */
 static int write_zeros(job_t *job, int fd, uint64_t end)
 {
     uint64_t to = zero_target(job, end);

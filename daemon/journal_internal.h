@@ -13,7 +13,9 @@
  * two batches: the open one that appends go into and the one being written ("flight").
  * A write is one job on libuv's thread pool; while it runs the worker alone touches the
  * current segment's fd and may read the (then frozen) segment list to unlink retired
- * files. Everything the job changes in memory is applied when it comes back. The small
+ * files. Everything the job changes in memory is applied when it comes back. Another
+ * job, at most one at a time, prepares the next segment (journal.c, "prepared
+ * segments"): it touches only its own file and the prep_* fields it reports in. The small
  * helpers below are inline: appends call them on the hot path.
  */
 #ifndef NW_JOURNAL_INTERNAL_H

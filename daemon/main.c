@@ -85,11 +85,11 @@ static unsigned long files_waiting(const daemon_t *d, const nw_pipeline_stats_t 
 
 /* libuv's thread pool serves every module and starts, with UV_THREADPOOL_SIZE threads
  * (4 when unset), at the first job queued. It is sized here, before any, to the jobs the
- * modules may have queued at once (file reads and the archive, the journal's group write
- * and id read-back, replay's cursor reads), so that no job waits for a thread: above
- * all a group write (and so the live feed) never queues behind replay or file reads, as
- * it did on libuv's 4 threads with 2 + 1 + 2 + 1 of them busy. A larger size from the
- * environment is kept. Returns the size. */
+ * modules may have queued at once (file reads and the archive, the journal's group
+ * write, id read-back and next segment's preparation, replay's cursor reads), so that
+ * no job waits for a thread: above all a group write (and so the live feed) never
+ * queues behind replay or file reads, as it did on libuv's 4 threads with 2 + 1 + 2 + 1
+ * of them busy. A larger size from the environment is kept. Returns the size. */
 static unsigned long size_thread_pool(const nw_config_t *c)
 {
     unsigned long want = NW_PIPELINE_POOL_JOBS + NW_JOURNAL_POOL_JOBS +

@@ -1,9 +1,9 @@
 """End to end: libuv's thread pool is sized to what the modules may queue at once (issue 13).
 
 The pipeline keeps up to 2 read hand-offs and 1 archive hand-off on the pool, the journal
-a group write and an id read-back, replay 2 cursor reads: 7 jobs, on libuv's default of
-4 threads, so a group write (and so the live feed) could wait behind replay and file
-reads. newswired now sets UV_THREADPOOL_SIZE before the pool starts, keeping a larger
+a group write, an id read-back and the next segment's preparation, replay 2 cursor
+reads: 8 jobs, on libuv's default of 4 threads, so a group write (and so the live feed)
+could wait behind replay and file reads. newswired now sets UV_THREADPOOL_SIZE before the pool starts, keeping a larger
 one from the environment. The pool's threads are counted in /proc: libuv starts them
 all with the first job, so the difference between two daemons' thread counts, one given
 a known large pool, is the other's pool size.
@@ -14,7 +14,7 @@ from nwtest import Daemon, check, header_article, run, wait_for
 
 os.environ.pop('UV_THREADPOOL_SIZE', None)
 
-MODULES = {'files': 3, 'journal': 2, 'replay': 2}   # pipeline.h, journal.h, replay.h
+MODULES = {'files': 3, 'journal': 3, 'replay': 2}   # pipeline.h, journal.h, replay.h
 LARGE = 24
 
 
@@ -45,7 +45,7 @@ def test_pool_holds_every_module_s_jobs():
     pool = LARGE - (large - base)
     check(pool == want, 'the pool has %d threads, not the %d jobs the modules may queue '
           '(%d threads by default, %d with a pool of %d)' % (pool, want, base, large, LARGE))
-    check('thread pool: %d threads (files 3, journal 2, replay 2)' % want in line, line)
+    check('thread pool: %d threads (files 3, journal 3, replay 2)' % want in line, line)
     check('thread pool: %d threads' % LARGE in large_line, large_line)
 
 
@@ -53,14 +53,14 @@ def test_smaller_pool_from_the_environment_is_raised():
     base, _ = threads_after_a_file({})
     small, line = threads_after_a_file({'UV_THREADPOOL_SIZE': '1'})
     check(small == base, '%d threads with UV_THREADPOOL_SIZE=1, %d without' % (small, base))
-    check('thread pool: 7 threads' in line, line)
+    check('thread pool: 8 threads' in line, line)
 
 
 def test_without_replay_no_threads_for_it():
     base, line = threads_after_a_file({}, replay=False)
     large, _ = threads_after_a_file({'UV_THREADPOOL_SIZE': str(LARGE)}, replay=False)
-    check(LARGE - (large - base) == 5, '%d threads, %d with a pool of %d' % (base, large, LARGE))
-    check('thread pool: 5 threads (files 3, journal 2, replay 0)' in line, line)
+    check(LARGE - (large - base) == 6, '%d threads, %d with a pool of %d' % (base, large, LARGE))
+    check('thread pool: 6 threads (files 3, journal 3, replay 0)' in line, line)
 
 
 if __name__ == '__main__':
