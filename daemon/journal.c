@@ -413,6 +413,27 @@ fail:
     unlink(part);
 }
 
+/* Preparing failed (how: what became of it, or NULL): said once, tried again later. */
+static void prep_failed(nw_journal_t *self, const char *how)
+{
+    self->prep_failures++;
+    const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+    self->prep_retry = (cur ? cur->num : 0) + 1;
+    char why[160];
+    if (how)
+        snprintf(why, sizeof why, "%s, %s", strerror(self->prep_err), how);
+    else if (self->prep_free != UINT64_MAX)
+        snprintf(why, sizeof why, "%" PRIu64 " MiB free, twice its size needed",
+                 self->prep_free >> 20);
+    else
+        snprintf(why, sizeof why, "%s", strerror(self->prep_err));
+    nw_log(self->prep_failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
+           "journal: cannot prepare the next segment (%s): commits write its zeros as they "
+           "go; tried again at the next segment",
+           why);
+    self->prep_failing = true;
+}
+
 static void prep_done(uv_work_t *req, int status)
 {
     (void) status; /* only uv_cancel() makes it nonzero, and nothing cancels */
@@ -428,20 +449,36 @@ static void prep_done(uv_work_t *req, int status)
     self->prep_size = 0;
     if (self->closing)
         return;
-    self->prep_failures++;
-    const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
-    self->prep_retry = (cur ? cur->num : 0) + 1;
-    char why[160];
-    if (self->prep_free != UINT64_MAX)
-        snprintf(why, sizeof why, "%" PRIu64 " MiB free, twice its size needed",
-                 self->prep_free >> 20);
-    else
-        snprintf(why, sizeof why, "%s", strerror(self->prep_err));
-    nw_log(self->prep_failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
-           "journal: cannot prepare the next segment (%s): commits write its zeros as they "
-           "go; tried again at the next segment",
-           why);
-    self->prep_failing = true;
+    if (self->prep_err == ECANCELED) {
+        self->prep_err = ENOSPC;
+        prep_failed(self, "given up to leave its room to the commits");
+    } else {
+        prep_failed(self, NULL);
+    }
+}
+
+/* A write found the disk full: the room the prepared segment takes (or the one being
+ * made would take) goes back to the commits; preparing is tried again at the next
+ * segment. */
+static void prep_give_back(nw_journal_t *self, int err)
+{
+    if (err != ENOSPC && err != EDQUOT)
+        return;
+    if (self->preparing) {
+        atomic_store(&self->prep_stop, true); /* prep_done says so */
+        return;
+    }
+    if (self->prep_fd < 0)
+        return;
+    char name[PATH_MAX];
+    snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
+    close(self->prep_fd);
+    self->prep_fd = -1;
+    self->prep_size = 0;
+    if (unlink(name) != 0 && errno != ENOENT)
+        nw_warn("journal: cannot remove %s: %s", name, strerror(errno));
+    self->prep_err = err;
+    prep_failed(self, "removed to give its room to the commits");
 }
 
 /* Start preparing the next segment, unless one is ready, under way, or not wanted. */
@@ -454,6 +491,7 @@ static void prep_maybe(nw_journal_t *self)
         return;
     self->prep_size = want;
     self->preparing = true;
+    atomic_store(&self->prep_stop, false);
     self->prep_req.data = self;
     if (uv_queue_work(self->loop, &self->prep_req, prep_work, prep_done) != 0) {
         self->preparing = false; /* cannot happen with both callbacks given */
@@ -502,7 +540,7 @@ static void seal(nw_journal_t *self, bool sync)
     bool rotate = !cur || (self->opt.segment_size && cur->size >= self->opt.segment_size);
     /* a segment on the zero-step path takes a ready prepared one rather than more zeros
      * (the commit record is not packed yet: 4096 stands for it) */
-    if (!rotate && self->prep_fd >= 0 && cur->alloc < prep_want(self) &&
+    if (!rotate && self->prep_fd >= 0 && !self->closing && cur->alloc < prep_want(self) &&
         cur->size + job->len + 4096 + ZERO_LOW > cur->alloc)
         rotate = true;
     if (rotate && reserve_segment(self) != 0) {
@@ -696,6 +734,7 @@ static void finish(nw_journal_t *self)
         self->failing = false;
     } else if (err) {
         self->failures++;
+        prep_give_back(self, err);
         if (!job->create && self->nsegs) {
             self->segs[self->nsegs - 1].size = job->end_len;
             self->segs[self->nsegs - 1].alloc = job->alloc;
@@ -884,6 +923,7 @@ static void ew_fail(nw_journal_t *self, int err)
 {
     segment_t *cur = &self->segs[self->nsegs - 1];
     self->failures++;
+    prep_give_back(self, err);
     nw_log(self->failing ? NW_LOG_DEBUG : NW_LOG_WARNING,
            "journal: writing " NW_JSEG_FMT " failed (%s): %" PRIu64 " records dropped", cur->num,
            strerror(err), self->open->records + ew_records(self));
@@ -1370,6 +1410,7 @@ int nw_journal_commit_early(nw_journal_t *self, nw_journal_commit_fn *written,
 
 void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
 {
+    const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     *out = (nw_journal_stats_t) {
         .segments = self->nsegs,
         .bytes = self->bytes,
@@ -1379,10 +1420,7 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
         .failures = self->failures,
         .discarded = self->discarded,
         .topics = zhashx_size(self->seqs),
-        .zeros = (self->nsegs
-                      ? self->segs[self->nsegs - 1].alloc - self->segs[self->nsegs - 1].size
-                      : 0) +
-                 self->prep_size,
+        .zeros = (cur && cur->alloc > cur->size ? cur->alloc - cur->size : 0) + self->prep_size,
         .prepared = self->prep_fd >= 0 ? self->prep_size : 0,
         .prepare_failures = self->prep_failures,
         .writes = self->writes,

@@ -13,14 +13,17 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <linux/loop.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1227,6 +1230,129 @@ TEST_IMPL(prepared_retention)
     cursor_seqs(j, "a", 0, &oldest, true);
     CHECK(oldest > 1);
     close_j(&j);
+}
+
+/* A real ext4 of its own (a loop device), when this sandbox lets us make one: the path
+ * it is mounted at is state; 0, or -1 (skipped, said why). */
+static char loop_dev[64];
+static int mount_small_ext4(const char *image, off_t size)
+{
+    int img = open(image, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (img < 0 || ftruncate(img, size) != 0) {
+        nw_test_skip("cannot make %s: %s", image, strerror(errno));
+        if (img >= 0)
+            close(img);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl("/usr/sbin/mkfs.ext4", "mkfs.ext4", "-q", "-F", "-m", "0", image, (char *) NULL);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        nw_test_skip("cannot run mkfs.ext4 on %s", image);
+        close(img);
+        return -1;
+    }
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    int n = ctl >= 0 ? ioctl(ctl, LOOP_CTL_GET_FREE) : -1;
+    if (ctl >= 0)
+        close(ctl);
+    snprintf(loop_dev, sizeof loop_dev, "/dev/loop%d", n);
+    int dev = n >= 0 ? open(loop_dev, O_RDWR | O_CLOEXEC) : -1;
+    if (dev < 0 || ioctl(dev, LOOP_SET_FD, img) != 0) {
+        nw_test_skip("no loop device (%s)", strerror(errno));
+        if (dev >= 0)
+            close(dev);
+        close(img);
+        return -1;
+    }
+    close(img);
+    if (mount(loop_dev, state, "ext4", 0, NULL) != 0) {
+        nw_test_skip("cannot mount an ext4 (%s)", strerror(errno));
+        ioctl(dev, LOOP_CLR_FD, 0);
+        close(dev);
+        return -1;
+    }
+    close(dev);
+    return 0;
+}
+
+static void unmount_small_ext4(void)
+{
+    CHECK(umount2(state, 0) == 0);
+    int dev = open(loop_dev, O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+        ioctl(dev, LOOP_CLR_FD, 0);
+        close(dev);
+    }
+}
+
+/* The disk fills while a prepared segment waits: the write that finds no room gives
+ * that room back to the commits, which go on; preparing then says it cannot. */
+TEST_IMPL(prepared_disk_full)
+{
+    fresh();
+    char image[300];
+    snprintf(image, sizeof image, "%s.img", state);
+    if (mount_small_ext4(image, 16 << 20) != 0) {
+        unlink(image);
+        return;
+    }
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 1 << 20;
+    nw_journal_t *j = open_j(&opt);
+    char prep[300], filler[300];
+    journal_file("prepared.nwj", prep, sizeof prep);
+    snprintf(filler, sizeof filler, "%s/filler", state);
+    if (j) {
+        CHECK(wait_prepared(j, 0));
+        /* fill the disk */
+        int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        static const char block[64 << 10];
+        while (fd >= 0 && write(fd, block, sizeof block) > 0)
+            ;
+        while (fd >= 0 && write(fd, block, 512) > 0)
+            ;
+        CHECK(errno == ENOSPC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+        /* commits into the zeros need no room; the first past them fails */
+        int st = 0, before = 0;
+        for (int i = 0; i < 100 && st == 0; i++) {
+            for (int k = 0; k < 8; k++)
+                CHECK(append(j, "a", now_ms(), 3000) == 0);
+            CHECK(commit_wait(j, &st));
+            before += st == 0;
+        }
+        CHECK(st == -ENOSPC && before > 20);
+        nw_journal_stats_t s;
+        nw_journal_stats(j, &s);
+        CHECK(s.prepared == 0 && s.prepare_failures == 1 && file_size(prep) < 0);
+        /* its room lets the commits go on */
+        int after = 0;
+        for (int i = 0; i < 10; i++) {
+            for (int k = 0; k < 8; k++)
+                CHECK(append(j, "a", now_ms(), 3000) == 0);
+            CHECK(commit_wait(j, &st));
+            after += st == 0;
+        }
+        CHECK(after == 10);
+        close_j(&j);
+        j = open_j(&opt);
+        CHECK(j && nw_journal_last_seq(j, "a") == (uint64_t) (before + after) * 8);
+        close_j(&j);
+    }
+    unmount_small_ext4();
+    unlink(image);
 }
 
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
