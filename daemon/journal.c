@@ -339,9 +339,11 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
  * start; recovery removes a half-made one (journal_recover.c).
  *
  * Preparing must never take the room commits need: it starts only while twice its size
- * is free, and a full disk (or any failure) while it runs removes the file; it is said
- * once, commits go on with the zero-step path, and it is tried again at the next
- * segment. Retention counts the prepared segment from when it is begun (seal()). */
+ * is free, a full disk (or any failure) while it runs removes the file, and a journal
+ * write that finds the disk full takes the room back (prep_give_back: the ready file
+ * removed, or its making given up); it is said once, commits go on with the zero-step
+ * path, and it is tried again at the next segment. Retention counts the prepared
+ * segment from when it is begun (seal()). */
 
 /* How much of the next segment to prepare, 0: none. */
 static uint64_t prep_want(const nw_journal_t *self)

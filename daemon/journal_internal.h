@@ -3,7 +3,8 @@
  *
  *   journal.c          open, close, append, commit: the group-commit writer
  *   journal_record.c   the bytes: framing, CRC-32C, each record kind, the segment reader
- *   journal_recover.c  reading the segments back at open, deciding whether the epoch holds
+ *   journal_recover.c  reading the segments back at open, deciding whether the epoch holds,
+ *                      taking or removing a prepared next segment
  *   journal_dedup.c    the dedup window over seen: lookups, pruning, reading ids back
  *   journal_cursor.c   replay cursors over the durable records of one topic
  *   seen.c             the id set itself, with the undo log a failed write uses

@@ -5,7 +5,10 @@
  * (seen), each segment's size, records, age, checkpoint and seal, the counts of what was
  * discarded, a torn tail truncated, and the verdict on the epoch: kept when the seqs
  * read bound every seq ever published, else a new one (recovery_t says case by case
- * why this is enough). Runs once, on the loop thread, before anything is appended.
+ * why this is enough). Also the prepared next segment a previous run left
+ * (prepared.nwj: taken for the next rotation, never for data) and a half-made one
+ * (prepared.nwj.part: removed). Runs once, on the loop thread, before anything is
+ * appended.
  */
 #include "journal_internal.h"
 #include "log.h"
