@@ -29,14 +29,14 @@
  * With fsync on (and the journal on a disk, not in memory), the current segment keeps
  * written zeros past its last record so that a commit's fdatasync has no new file size
  * to commit as well: the next segment is made beforehand on the thread pool, all zeros
- * to the segment size and fdatasynced, as STATE/journal/prepared.nwj, and a rotation
+ * to the segment size and fdatasynced, as STATE/journal/segment.prep, and a rotation
  * renames it (a segment made while none was ready gets its zeros ~1 MiB at a time by
  * the commits that need them, and takes the prepared one as soon as it is ready). A
  * segment's size in rotation, stats and replay is where its last record ends, and a
  * segment is cut to that when the next one starts; retention by size counts the zeros
  * too (the current segment's and the prepared one's, up to two segment sizes): they
  * take the disk's room. A prepared segment is no data: recovery keeps it for the next
- * rotation, and removes one a stop left half made (prepared.nwj.part).
+ * rotation, and removes one a stop left half made (segment.prep.part).
  *
  * Recovery at open reads every segment, checks each record's CRC, keeps what is valid,
  * logs what it discards and truncates a torn tail (what a write cut short leaves after

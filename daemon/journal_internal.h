@@ -161,9 +161,10 @@ int nw_journal_boot_clear(nw_journal_t *self);
 
 /* The prepared next segment while it is being made (a stop then leaves it half made,
  * and an open removes it) and once made (an open keeps it for the next rotation). Their
- * names are not segment names: an older newswired ignores them. */
-#define NW_JPREP_NAME "prepared.nwj"
-#define NW_JPREP_PART "prepared.nwj.part"
+ * names are not segment names, nor end in .nwj: an older newswired, and whatever lists
+ * segments by that ending, ignores them. */
+#define NW_JPREP_NAME "segment.prep"
+#define NW_JPREP_PART "segment.prep.part"
 
 /* journal_recover.c: take the prepared segment a previous run left (self->prep_fd) or
  * remove it (not all zeros, or preparation off), and remove a half-made one. 0, or -1

@@ -6,8 +6,8 @@
  * discarded, a torn tail truncated, and the verdict on the epoch: kept when the seqs
  * read bound every seq ever published, else a new one (recovery_t says case by case
  * why this is enough). Also the prepared next segment a previous run left
- * (prepared.nwj: taken for the next rotation, never for data) and a half-made one
- * (prepared.nwj.part: removed). Runs once, on the loop thread, before anything is
+ * (segment.prep: taken for the next rotation, never for data) and a half-made one
+ * (segment.prep.part: removed). Runs once, on the loop thread, before anything is
  * appended.
  */
 #include "journal_internal.h"

@@ -1,8 +1,8 @@
 """End to end: the journal's next segment, prepared off the commit path (issue 15).
 
 With fsync on, newswired makes the next journal segment beforehand on its thread pool
-(STATE/journal/prepared.nwj: all zeros, synced) and a rotation renames it. These tests
-kill the daemon while one is prepared and another is half made (prepared.nwj.part, as
+(STATE/journal/segment.prep: all zeros, synced) and a rotation renames it. These tests
+kill the daemon while one is prepared and another is half made (segment.prep.part, as
 a kill during its making leaves it), start it again and check that the half-made one is
 removed, that neither is taken for data, and that the epoch, the seqs and the journal's
 records go on as if nothing had been there.
@@ -16,7 +16,7 @@ SEGMENT = 65536
 
 
 def prepared(d, part=False):
-    return os.path.join(d.state, 'journal', 'prepared.nwj' + ('.part' if part else ''))
+    return os.path.join(d.state, 'journal', 'segment.prep' + ('.part' if part else ''))
 
 
 def ready(d):
@@ -49,7 +49,7 @@ def test_kill_with_prepared_and_half_made():
         with open(prepared(d, part=True), 'wb') as f:
             f.write(b'\0' * 10000)
         d.start()
-        d.wait_log('prepared.nwj.part removed')
+        d.wait_log('segment.prep.part removed')
         check(not os.path.exists(prepared(d, part=True)), 'the half-made segment is gone')
         marker = after_restart(d, 61)
         check(marker['epoch'] == epoch, 'same epoch after the crash')

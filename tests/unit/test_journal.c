@@ -995,8 +995,8 @@ TEST_IMPL(prepared_segment)
     char seg[6][300], prep[300], part[300];
     for (int i = 1; i < 6; i++)
         seg_file((uint64_t) i, seg[i], sizeof seg[i]);
-    journal_file("prepared.nwj", prep, sizeof prep);
-    journal_file("prepared.nwj.part", part, sizeof part);
+    journal_file("segment.prep", prep, sizeof prep);
+    journal_file("segment.prep.part", part, sizeof part);
     nw_journal_stats_t s;
     CHECK(wait_prepared(j, 0));
     nw_journal_stats(j, &s);
@@ -1126,8 +1126,8 @@ TEST_IMPL(prepare_fails)
     char seg[4][300], prep[300], part[300], log[300];
     for (int i = 1; i < 4; i++)
         seg_file((uint64_t) i, seg[i], sizeof seg[i]);
-    journal_file("prepared.nwj", prep, sizeof prep);
-    journal_file("prepared.nwj.part", part, sizeof part);
+    journal_file("segment.prep", prep, sizeof prep);
+    journal_file("segment.prep.part", part, sizeof part);
     struct rlimit saved, tight;
     CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
     tight = saved;
@@ -1309,7 +1309,7 @@ TEST_IMPL(prepared_disk_full)
     opt.segment_size = 1 << 20;
     nw_journal_t *j = open_j(&opt);
     char prep[300], filler[300];
-    journal_file("prepared.nwj", prep, sizeof prep);
+    journal_file("segment.prep", prep, sizeof prep);
     snprintf(filler, sizeof filler, "%s/filler", state);
     if (j) {
         CHECK(wait_prepared(j, 0));
