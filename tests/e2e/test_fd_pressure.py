@@ -77,8 +77,12 @@ def test_out_of_descriptors_files_wait():
         check(sorted(m['article']['headline'] for m in got[1:]) ==
               ['Waited for descriptors %d' % i for i in range(3)],
               'every good file published: %r' % [m['article']['headline'] for m in got])
-        wait_for(lambda: d.drop_files() == [], 'the drop folder empty (left: %r)'
-                 % d.drop_files())
+        # the file leaves the drop folder before its reason's temporary name is removed
+        # (nw_archive_reject): wait for the listing as it ends
+        wait_for(lambda: d.drop_files() == [] and
+                 not any(n.endswith('.reason.tmp') for n in d.rejected()),
+                 'the drop folder empty (left: %r), the reject done (%r)'
+                 % (d.drop_files(), d.rejected()))
         check(d.rejected() == ['malformed.txt', 'malformed.txt.reason'],
               'only the malformed file rejected: %r' % d.rejected())
         with open(os.path.join(d.state, 'rejected', 'malformed.txt.reason')) as f:
