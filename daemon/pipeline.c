@@ -110,9 +110,7 @@ struct job {
     char *path;            /* drop_dir/rel */
     nw_rules_t *rules;     /* a snapshot for the worker */
     uint64_t max_size;
-    bool here;    /* read on the loop thread: HERE_SIZE bounds what it reads */
-    bool ask_fs;  /* the pipeline does not know the folder's file system yet */
-    long fs_type; /* then the pool's read tells it: fstatfs's f_type, or 0 */
+    bool here; /* read on the loop thread: HERE_SIZE bounds what it reads */
 
     /* worker results */
     outcome_t outcome;
@@ -153,8 +151,8 @@ struct nw_pipeline {
     unsigned jobs;                      /* allocated jobs (all stages) */
     job_t *archive_head, *archive_tail; /* waiting for an archive hand-off */
     unsigned reads, archives;           /* hand-offs in flight */
-    int local;                          /* the drop folder's file system: 1 local, 0 remote
-                                           (read on the pool only), -1 not known yet */
+    bool local;                         /* the drop folder is on a local file system (else
+                                           files are read on the pool only) */
     bool rename_here;                   /* the state folder is local too, and no rename
                                            into it has failed with EXDEV */
     bool paused;         /* the journal failed (RETRY_MS) or a fault (fault_ms): wait */
@@ -499,9 +497,6 @@ static void read_one(job_t *job)
     }
     job->dev = st.st_dev;
     job->ino = st.st_ino;
-    struct statfs fs;
-    if (job->ask_fs && fstatfs(fd, &fs) == 0)
-        job->fs_type = (long) fs.f_type;
     if (S_ISDIR(st.st_mode))
         goto done; /* a subfolder: the watcher's business, not an article */
     if (!S_ISREG(st.st_mode)) {
@@ -800,7 +795,7 @@ static bool archive_few(const nw_pipeline_t *self)
  * does. */
 static void archive_here(nw_pipeline_t *self)
 {
-    while (self->rename_here && self->local == 1 && self->archives == 0 && archive_few(self)) {
+    while (self->rename_here && self->local && self->archives == 0 && archive_few(self)) {
         job_t *job = self->archive_head;
         archive_one(job, true);
         if (job->archive_rc != 0 && job->archive_errno == EXDEV) {
@@ -1014,20 +1009,6 @@ static void flight_advance(nw_pipeline_t *self)
     self->advancing = false;
 }
 
-/* The first pool read that could tell says whether the drop folder may be read here. */
-static void learn_fs(nw_pipeline_t *self, long fs_type)
-{
-    self->local = nw_fs_local(fs_type);
-    if (self->local)
-        nw_info("%s is on a local file system: while few files wait, they are read on the "
-                "loop thread",
-                self->opt.drop_dir);
-    else
-        nw_info("%s is not on a file system known to be local (type 0x%lx): files are read "
-                "on the thread pool only",
-                self->opt.drop_dir, (unsigned long) fs_type);
-}
-
 static void after_read(uv_work_t *work, int status)
 {
     batch_t *batch = work->data;
@@ -1040,8 +1021,6 @@ static void after_read(uv_work_t *work, int status)
             job->outcome = OUT_SKIP;
         else
             self->stats.read_pool++;
-        if (self->local < 0 && job->ask_fs && job->fs_type)
-            learn_fs(self, job->fs_type);
         job->stage = STAGE_READY;
     }
     free(batch);
@@ -1069,7 +1048,6 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
     job->serial = ++self->serial;
     job->rules = nw_rules_ref(self->rules);
     job->max_size = self->opt.max_size;
-    job->ask_fs = self->local < 0;
     job->stories = &job->one;
     entry->job = job;
     job->prev = self->flight_tail;
@@ -1108,7 +1086,7 @@ static void read_queue(nw_pipeline_t *self, batch_t *batch)
  * the loop. Order is kept: a job read here enters the flight list like any other. */
 static void read_here(nw_pipeline_t *self)
 {
-    while (self->local == 1 && !self->draining && !self->paused && self->jobs < MAX_JOBS &&
+    while (self->local && !self->draining && !self->paused && self->jobs < MAX_JOBS &&
            self->pending_head && self->reads == 0 && self->stats.pending <= HERE_MAX) {
         job_t *job = job_new(self, pending_pop(self));
         if (!job)
@@ -1215,12 +1193,18 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     self->loop = loop;
     self->feed = feed;
     self->rules = nw_rules_ref(rules);
-    /* Start-up may block: an unreachable server stalls it, not a running loop. A folder
-     * missing now is told by the first read on the pool. */
+    /* Start-up may block: an unreachable server stalls it, not a running loop. main has
+     * made the drop folder by now (a relay has none); one that cannot be looked at counts
+     * as remote. */
     struct statfs fs;
-    self->local = -1;
-    if (statfs(self->opt.drop_dir, &fs) == 0)
-        learn_fs(self, (long) fs.f_type);
+    bool typed = statfs(self->opt.drop_dir, &fs) == 0;
+    self->local = typed && nw_fs_local((long) fs.f_type);
+    if (typed)
+        nw_info(self->local ? "%s is on a local file system: while few files wait, they are "
+                              "read on the loop thread"
+                            : "%s is not on a file system known to be local: files are read "
+                              "on the thread pool only",
+                self->opt.drop_dir);
     char archive[PATH_MAX];
     snprintf(archive, sizeof archive, "%s/archive", self->opt.state_dir);
     self->rename_here = statfs(archive, &fs) == 0 && nw_fs_local((long) fs.f_type);
