@@ -364,6 +364,19 @@ static void render_journal(text_t *t, const nw_journal_t *journal)
         js.fsyncs);
     one(t, "newswired_journal_write_failures_total", "counter",
         "Journal group writes that failed (their articles were retried).", js.failures);
+    one(t, "newswired_journal_zero_bytes", "gauge",
+        "Zeros written ahead of the records, so that a commit's fdatasync writes no new "
+        "file size: the current segment's tail and the prepared next segment. Retention "
+        "by size counts them.",
+        js.zeros);
+    one(t, "newswired_journal_prepared_bytes", "gauge",
+        "The next segment, made ready on the thread pool; 0 while none is ready (commits "
+        "then write zeros as they go).",
+        js.prepared);
+    one(t, "newswired_journal_prepare_failures_total", "counter",
+        "Next segments that could not be made ready (a full disk, say); tried again at the "
+        "next segment.",
+        js.prepare_failures);
     static const uint64_t bounds_us[] = NW_JOURNAL_LATENCY_BOUNDS_US;
     family(t, "newswired_journal_commit_seconds", "histogram",
            "Duration of each journal group write, which articles wait for before they "
