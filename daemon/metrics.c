@@ -204,6 +204,19 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
            "on the loop thread (few waiting, both folders local) or on the thread pool.");
     put(t, "newswired_files_moved_total{thread=\"loop\"} %lu\n", ps.moved_here);
     put(t, "newswired_files_moved_total{thread=\"pool\"} %lu\n", ps.moved_pool);
+    static const char *const stages[NW_STAGE_COUNT] = {[NW_STAGE_QUEUED] = "queued",
+                                                       [NW_STAGE_READ] = "read",
+                                                       [NW_STAGE_ORDER] = "order",
+                                                       [NW_STAGE_COMMIT] = "commit",
+                                                       [NW_STAGE_ARCHIVE] = "archive"};
+    family(t, "newswired_files_stage_seconds_total", "counter",
+           "Seconds files spent in each stage, added up over files: its rate is the mean "
+           "number of files in the stage. queued to be read; read (and parsed); order "
+           "(waiting for an older file still being read); commit (journal write, "
+           "fdatasync, publish); archive (waiting for the move, and moving).");
+    for (int s = 0; s < NW_STAGE_COUNT; s++)
+        put(t, "newswired_files_stage_seconds_total{stage=\"%s\"} %.6f\n", stages[s],
+            (double) ps.stage_ns[s] / 1e9);
     one(t, "newswired_files_retrying", "gauge",
         "1 while files wait for a fault of the machine (no descriptors, no memory, a full "
         "state disk) and are retried; STATUS says which.",

@@ -25,6 +25,10 @@
  * A file may hold several stories (a NewsML-G2 message of several items): its job then
  * carries one story_t each, handed to the feed as one submission (one commit, published
  * in file order once durable), and the file is archived once, after all of them.
+ *
+ * Each file's time in each stage (nw_stage_t) is added up as it goes (stage_move), so
+ * the metrics show where files wait: the stage that holds them in a burst is the one
+ * that bounds its rate.
  */
 #include "pipeline.h"
 #include "archive.h"
@@ -86,8 +90,6 @@ typedef enum {
     OUT_LARGE,   /* read on the loop, found larger than HERE_SIZE: to the pool */
 } outcome_t;
 
-typedef enum { STAGE_READ, STAGE_READY, STAGE_COMMIT, STAGE_ARCHIVE } stage_t;
-
 /* One story of the file: its id, packed article (until the feed has copied it) and
  * topics. topics comes last and only its first topic_count are ever read: a job leaves
  * it unzeroed (job_new). */
@@ -102,9 +104,9 @@ typedef struct {
 struct job {
     nw_pipeline_t *owner;
     entry_t *entry;
-    job_t *next, *prev;  /* flight list, in submission order */
-    job_t *archive_next; /* archive queue, or archive_wait */
-    stage_t stage;
+    job_t *next, *prev;    /* flight list, in submission order */
+    job_t *archive_next;   /* archive queue, or archive_wait */
+    nw_stage_t stage;      /* NW_STAGE_READ onwards: queued files have no job */
     unsigned long serial;  /* job_new's count: tells reads begun after a fault */
     bool archive_deferred; /* its move failed for a fault of the machine: retried */
     char *path;            /* drop_dir/rel */
@@ -171,7 +173,9 @@ struct nw_pipeline {
     bool draining;
     void (*drained)(void *arg);
     void *drained_arg;
-    nw_pipeline_stats_t stats;
+    nw_pipeline_stats_t stats;              /* stage_ns up to stage_at */
+    unsigned long in_stage[NW_STAGE_COUNT]; /* files in each stage now */
+    uint64_t stage_at;                      /* uv_hrtime() of the last change of in_stage */
 };
 
 /* One thread-pool hand-off for several files: every hand-off costs a wake-up on both
@@ -189,6 +193,32 @@ typedef struct {
 
 static void schedule(nw_pipeline_t *self);
 static void pump(nw_pipeline_t *self);
+
+/* --- time in each stage ------------------------------------------------------- */
+
+static void stage_account(const nw_pipeline_t *self, uint64_t now, uint64_t *ns)
+{
+    for (int s = 0; s < NW_STAGE_COUNT; s++)
+        ns[s] += self->in_stage[s] * (now - self->stage_at);
+}
+
+/* A file moves from stage `from` to `to`; -1: it enters from outside, or leaves. */
+static void stage_move(nw_pipeline_t *self, int from, int to)
+{
+    uint64_t now = uv_hrtime();
+    stage_account(self, now, self->stats.stage_ns);
+    self->stage_at = now;
+    if (from >= 0)
+        self->in_stage[from]--;
+    if (to >= 0)
+        self->in_stage[to]++;
+}
+
+static void job_stage(nw_pipeline_t *self, job_t *job, nw_stage_t to)
+{
+    stage_move(self, (int) job->stage, (int) to);
+    job->stage = to;
+}
 
 /* --- entries ---------------------------------------------------------------- */
 
@@ -232,6 +262,7 @@ static void pending_push(nw_pipeline_t *self, entry_t *entry, bool front)
     if (front && self->paused)
         self->retry_tail = entry;
     self->stats.pending++;
+    stage_move(self, -1, NW_STAGE_QUEUED);
 }
 
 static entry_t *pending_pop(nw_pipeline_t *self)
@@ -245,6 +276,7 @@ static entry_t *pending_pop(nw_pipeline_t *self)
             self->pending_tail = NULL;
         entry->next = NULL;
         self->stats.pending--;
+        stage_move(self, NW_STAGE_QUEUED, -1); /* job_new enters it in NW_STAGE_READ */
     }
     return entry;
 }
@@ -657,6 +689,7 @@ static void job_finish(nw_pipeline_t *self, job_t *job, bool retry)
 {
     entry_t *entry = job->entry;
     flight_remove(self, job);
+    stage_move(self, (int) job->stage, -1);
     job_free(job);
     self->jobs--;
     self->stats.in_flight--;
@@ -756,7 +789,7 @@ static void after_archive(uv_work_t *work, int status)
  * (a group commit completes many jobs in one turn). */
 static void start_archive(nw_pipeline_t *self, job_t *job)
 {
-    job->stage = STAGE_ARCHIVE;
+    job_stage(self, job, NW_STAGE_ARCHIVE);
     job->archive_next = NULL;
     if (self->archive_tail)
         self->archive_tail->archive_next = job;
@@ -981,7 +1014,7 @@ static void job_dispatch(nw_pipeline_t *self, job_t *job)
         job_finish(self, job, true);
         return;
     }
-    job->stage = STAGE_COMMIT;
+    job_stage(self, job, NW_STAGE_COMMIT);
     int rc = job_feed(self, job);
     if (rc == NW_FEED_DUPLICATE)
         start_archive(self, job);
@@ -1002,7 +1035,7 @@ static void flight_advance(nw_pipeline_t *self)
         return;
     self->advancing = true;
     job_t *job;
-    while ((job = self->read_head) && job->stage == STAGE_READY) {
+    while ((job = self->read_head) && job->stage == NW_STAGE_ORDER) {
         self->read_head = job->next;
         job_dispatch(self, job);
     }
@@ -1021,7 +1054,7 @@ static void after_read(uv_work_t *work, int status)
             job->outcome = OUT_SKIP;
         else
             self->stats.read_pool++;
-        job->stage = STAGE_READY;
+        job_stage(self, job, NW_STAGE_ORDER);
     }
     free(batch);
     flight_advance(self);
@@ -1060,6 +1093,8 @@ static job_t *job_new(nw_pipeline_t *self, entry_t *entry)
         self->read_head = job;
     self->jobs++;
     self->stats.in_flight++;
+    job->stage = NW_STAGE_READ;
+    stage_move(self, -1, NW_STAGE_READ);
     return job;
 }
 
@@ -1070,7 +1105,7 @@ static void read_queue(nw_pipeline_t *self, batch_t *batch)
         self->reads--;
         for (size_t i = 0; i < batch->count; i++) {
             batch->jobs[i]->outcome = OUT_SKIP;
-            batch->jobs[i]->stage = STAGE_READY;
+            job_stage(self, batch->jobs[i], NW_STAGE_ORDER);
         }
         free(batch);
         flight_advance(self);
@@ -1098,7 +1133,7 @@ static void read_here(nw_pipeline_t *self)
             batch_t *batch = batch_new(self);
             if (!batch) {
                 job_fail(job, "cannot hand a large file to the pool: %s", ENOMEM);
-                job->stage = STAGE_READY; /* deferred: retried after the backoff */
+                job_stage(self, job, NW_STAGE_ORDER); /* deferred: retried after the backoff */
                 break;
             }
             batch->jobs[batch->count++] = job;
@@ -1106,7 +1141,7 @@ static void read_here(nw_pipeline_t *self)
             break;
         }
         self->stats.read_here++;
-        job->stage = STAGE_READY;
+        job_stage(self, job, NW_STAGE_ORDER);
     }
     flight_advance(self);
 }
@@ -1191,6 +1226,7 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     zhashx_set_key_destructor(self->known, NULL);
     zhashx_set_key_hasher(self->known, path_hash);
     self->loop = loop;
+    self->stage_at = uv_hrtime();
     self->feed = feed;
     self->rules = nw_rules_ref(rules);
     /* Start-up may block: an unreachable server stalls it, not a running loop. main has
@@ -1248,6 +1284,7 @@ void nw_pipeline_drain(nw_pipeline_t *self, void (*done)(void *arg), void *arg)
 void nw_pipeline_stats(const nw_pipeline_t *self, nw_pipeline_stats_t *out)
 {
     *out = self->stats;
+    stage_account(self, uv_hrtime(), out->stage_ns);
 }
 
 static void on_handle_closed(uv_handle_t *handle)

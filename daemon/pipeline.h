@@ -31,6 +31,17 @@
 
 typedef struct nw_pipeline nw_pipeline_t;
 
+/* Where a file is between its report and its archiving. */
+typedef enum {
+    NW_STAGE_QUEUED,  /* reported, waiting to be read */
+    NW_STAGE_READ,    /* being read, parsed and routed (on the pool or the loop) */
+    NW_STAGE_ORDER,   /* read, waiting for an older file still being read: seqs follow
+                         arrival order */
+    NW_STAGE_COMMIT,  /* with the feed: journal write, fdatasync, publish */
+    NW_STAGE_ARCHIVE, /* waiting for its move out of the drop folder, or being moved */
+    NW_STAGE_COUNT
+} nw_stage_t;
+
 /* What was published, and left out as duplicates, the feed counts (nw_feed_stats). */
 typedef struct {
     unsigned long rejected;   /* files moved to rejected/ */
@@ -43,6 +54,11 @@ typedef struct {
     int file_errno;           /* files cannot be opened or moved for a fault of the
                                  machine (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT): they
                                  wait and are retried; 0 when none */
+    /* The time files spent in each stage, added up over files, up to the call: over an
+     * interval, its increase divided by the interval's length is the mean number of
+     * files in the stage (Little's law), so the stage where files pile up in a burst is
+     * the one that bounds its rate. */
+    uint64_t stage_ns[NW_STAGE_COUNT];
 } nw_pipeline_stats_t;
 
 /* Nothing here changes on a reload: the rules have their setter below. */

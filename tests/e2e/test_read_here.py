@@ -7,7 +7,7 @@ pool. Told by the metrics (newswired_files_{read,moved}_total{thread=...}) and c
 against what a subscriber received, in order, and what the archive holds. Waits are on
 events (messages, scraped values).
 """
-import os, shutil, tempfile
+import os, shutil, tempfile, time
 
 from nwtest import Daemon, Skip, Subscriber, check, header_article, run, wait_for
 from test_metrics import Scrape, start
@@ -133,6 +133,50 @@ def test_moves_across_file_systems_go_to_the_pool():
         shutil.rmtree(d.state, ignore_errors=True)
 
 
+STAGES = ('queued', 'read', 'order', 'commit', 'archive')   # nw_stage_t
+
+
+def stage_seconds(d):
+    s = Scrape(d.url)
+    return {st: s.value('newswired_files_stage_seconds_total', stage=st) for st in STAGES}
+
+
+def test_time_in_each_stage():
+    """newswired_files_stage_seconds_total{stage}: each file's time in each stage, added
+    up. With --commit-delay 3000, a file dropped once the one before it is published
+    waits for its journal write until 3 s after the first began: the commit stage holds
+    it at least 3 s less our reaction (a publish and a rename, far below 1.5 s), and the
+    stages together hold the two files no longer than they were in the daemon."""
+    d = start(['--commit-delay', '3000'])
+    try:
+        sub = Subscriber(d)
+        check(stage_seconds(d) == {st: 0 for st in STAGES}, 'nothing yet: %r'
+              % stage_seconds(d))
+        t0 = time.monotonic()
+        d.drop_text('first.txt', header_article('First'))
+        sub.wait(1)
+        t1 = time.monotonic()
+        d.drop_text('second.txt', header_article('Second'))
+        sub.wait(2)
+        wait_for(lambda: len(d.archived()) == 2, 'both archived (%r)' % d.archived())
+        wait_for(lambda: Scrape(d.url).value('newswired_files_waiting', stage='in_flight') == 0,
+                 'nothing in flight')
+        t2 = time.monotonic()
+        st = stage_seconds(d)
+        check(st['commit'] >= 1.5, 'the second file waited in the commit stage: %r' % st)
+        check(all(st[k] > 0 for k in ('read', 'commit', 'archive')),
+              'each file was read, committed and moved: %r' % st)
+        check(sum(st.values()) <= (t2 - t0) + (t2 - t1),
+              'no more than the two files spent in the daemon (%.3f s): %r'
+              % ((t2 - t0) + (t2 - t1), st))
+        check(stage_seconds(d) == st, 'nothing in a stage: the sums stay (%r, then %r)'
+              % (st, stage_seconds(d)))
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
     run([test_single_files_are_read_on_the_loop, test_a_backlog_is_read_on_the_pool,
-         test_moves_across_file_systems_go_to_the_pool])
+         test_moves_across_file_systems_go_to_the_pool, test_time_in_each_stage])
