@@ -27,8 +27,9 @@
  * in file order once durable), and the file is archived once, after all of them.
  *
  * Each file's time in each stage (nw_stage_t) is added up as it goes (stage_move), so
- * the metrics show where files wait: the stage that holds them in a burst is the one
- * that bounds its rate.
+ * the metrics show where files wait. Where they pile up is a stage to look at, not
+ * always the bound: with the machine's cores all busy, files wait wherever the CPU
+ * happens to be short.
  */
 #include "pipeline.h"
 #include "archive.h"

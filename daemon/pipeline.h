@@ -56,8 +56,7 @@ typedef struct {
                                  wait and are retried; 0 when none */
     /* The time files spent in each stage, added up over files, up to the call: over an
      * interval, its increase divided by the interval's length is the mean number of
-     * files in the stage (Little's law), so the stage where files pile up in a burst is
-     * the one that bounds its rate. */
+     * files in the stage: where files wait. */
     uint64_t stage_ns[NW_STAGE_COUNT];
 } nw_pipeline_stats_t;
 
