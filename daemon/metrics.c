@@ -383,8 +383,8 @@ static void render_journal(text_t *t, const nw_journal_t *journal)
         "by size counts them.",
         js.zeros);
     one(t, "newswired_journal_prepared_bytes", "gauge",
-        "The next segment, made ready on the thread pool; 0 while none is ready (commits "
-        "then write zeros as they go).",
+        "The next segment, made ready on the thread pool: its size, or 0 while none is "
+        "ready.",
         js.prepared);
     one(t, "newswired_journal_prepare_failures_total", "counter",
         "Next segments that could not be made ready (a full disk, say); tried again at the "
