@@ -167,16 +167,58 @@ static char *request(uv_loop_t *loop, unsigned port, const char *req)
     return out;
 }
 
+/* A journal of 1 MiB segments in a folder of its own, on a loop of its own: what the
+ * served cases scrape. */
+typedef struct {
+    uv_loop_t loop;
+    char dir[32];
+    nw_journal_t *journal;
+    nw_metrics_sources_t sources;
+} served_t;
+
+static bool served_open(served_t *s, bool sync)
+{
+    char err[300];
+    uv_loop_init(&s->loop);
+    snprintf(s->dir, sizeof s->dir, "/tmp/nw-metrics-XXXXXX");
+    CHECK(mkdtemp(s->dir) != NULL);
+    nw_journal_options_t jopt = {.sync = sync, .segment_size = 1 << 20};
+    s->journal = nw_journal_open(&s->loop, s->dir, jopt, err, sizeof err);
+    CHECK(s->journal != NULL);
+    s->sources = (nw_metrics_sources_t) {.journal = s->journal};
+    return s->journal != NULL;
+}
+
+/* Served on 127.0.0.1, a port the kernel picks; NULL (said) when it cannot be. */
+static nw_metrics_t *served_metrics(served_t *s, unsigned *port)
+{
+    char err[300];
+    nw_metrics_t *m = nw_metrics_new(&s->loop, "tcp://127.0.0.1:0", &s->sources, err, sizeof err);
+    CHECK(m != NULL);
+    *port = 0;
+    if (m)
+        CHECK(sscanf(nw_metrics_url(m), "http://127.0.0.1:%u/metrics", port) == 1 && *port > 0);
+    return m;
+}
+
+static void served_close(served_t *s)
+{
+    nw_journal_close(&s->journal);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&s->loop) == 0);
+    char cmd[100];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST_IMPL(serve)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char dir[] = "/tmp/nw-metrics-XXXXXX", err[300];
-    CHECK(mkdtemp(dir) != NULL);
-    nw_journal_options_t jopt = {.sync = false, .segment_size = 1 << 20};
-    nw_journal_t *journal = nw_journal_open(&loop, dir, jopt, err, sizeof err);
-    CHECK(journal != NULL);
-    nw_metrics_sources_t sources = {.journal = journal};
+    served_t s;
+    if (!served_open(&s, false))
+        return;
+    uv_loop_t *loop = &s.loop;
+    nw_journal_t *journal = s.journal;
+    char err[300];
 
     /* A port in use is refused with MHD's reason. */
     int taken = socket(AF_INET, SOCK_STREAM, 0);
@@ -186,16 +228,14 @@ TEST_IMPL(serve)
     getsockname(taken, (struct sockaddr *) &a, &alen);
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%u", ntohs(a.sin_port));
-    CHECK(nw_metrics_new(&loop, endpoint, &sources, err, sizeof err) == NULL);
+    CHECK(nw_metrics_new(loop, endpoint, &s.sources, err, sizeof err) == NULL);
     CHECK(strstr(err, "cannot serve metrics on") != NULL);
     close(taken);
 
-    nw_metrics_t *m = nw_metrics_new(&loop, "tcp://127.0.0.1:0", &sources, err, sizeof err);
-    CHECK(m != NULL);
+    unsigned port;
+    nw_metrics_t *m = served_metrics(&s, &port);
     if (!m)
         return;
-    unsigned port = 0;
-    CHECK(sscanf(nw_metrics_url(m), "http://127.0.0.1:%u/metrics", &port) == 1 && port > 0);
 
     /* Something to count: two records, one group write. */
     CHECK(nw_journal_append(journal, "telecoms", 1, "a", 1000, "x", 1) == 0);
@@ -203,10 +243,10 @@ TEST_IMPL(serve)
     int done = 0;
     CHECK(nw_journal_commit(journal, on_commit, &done) == 0);
     while (!done)
-        uv_run(&loop, UV_RUN_ONCE);
+        uv_run(loop, UV_RUN_ONCE);
     CHECK(done == 1);
 
-    char *r = request(&loop, port,
+    char *r = request(loop, port,
                       "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
     CHECK(strstr(r, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != NULL);
@@ -220,14 +260,14 @@ TEST_IMPL(serve)
     CHECK(strstr(r, "newswired_articles_published_total") == NULL); /* no pipeline */
     free(r);
 
-    r = request(&loop, port, "GET /nothing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    r = request(loop, port, "GET /nothing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     CHECK(strncmp(r, "HTTP/1.1 404 ", 13) == 0);
     free(r);
-    r = request(&loop, port, "DELETE /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    r = request(loop, port, "DELETE /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     CHECK(strncmp(r, "HTTP/1.1 405 ", 13) == 0);
     CHECK(strstr(r, "\r\nAllow: GET, HEAD\r\n") != NULL);
     free(r);
-    r = request(&loop, port, "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    r = request(loop, port, "HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     CHECK(strncmp(r, "HTTP/1.1 200 OK\r\n", 17) == 0);
     CHECK(strstr(r, "# HELP") == NULL);
     free(r);
@@ -235,38 +275,25 @@ TEST_IMPL(serve)
     nw_metrics_destroy(&m);
     CHECK(m == NULL);
     nw_metrics_destroy(&m);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
     /* The port is closed with it. */
     int probe = socket(AF_INET, SOCK_STREAM, 0);
     a.sin_port = htons((uint16_t) port);
     CHECK(connect(probe, (struct sockaddr *) &a, sizeof a) == -1 && errno == ECONNREFUSED);
     close(probe);
-    nw_journal_close(&journal);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);
-    char cmd[100];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    served_close(&s);
 }
 
 /* The journal's zeros written ahead, with fdatasync on: once the next segment has been
  * prepared on the pool, its size and the zeros held are exported as the journal says. */
 TEST_IMPL(journal_zeros)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char dir[] = "/tmp/nw-metrics-XXXXXX", err[300];
-    CHECK(mkdtemp(dir) != NULL);
-    nw_journal_options_t jopt = {.sync = true, .segment_size = 1 << 20};
-    nw_journal_t *journal = nw_journal_open(&loop, dir, jopt, err, sizeof err);
-    CHECK(journal != NULL);
-    nw_metrics_sources_t sources = {.journal = journal};
-    nw_metrics_t *m = nw_metrics_new(&loop, "tcp://127.0.0.1:0", &sources, err, sizeof err);
-    CHECK(m != NULL);
-    if (!journal || !m)
+    served_t s;
+    unsigned port;
+    nw_metrics_t *m = served_open(&s, true) ? served_metrics(&s, &port) : NULL;
+    if (!m)
         return;
-    unsigned port = 0;
-    CHECK(sscanf(nw_metrics_url(m), "http://127.0.0.1:%u/metrics", &port) == 1 && port > 0);
+    nw_journal_t *journal = s.journal;
     CHECK(nw_journal_append(journal, "telecoms", 1, "a", 1000, "x", 1) == 0);
     int done = 0;
     CHECK(nw_journal_commit(journal, on_commit, &done) == 0);
@@ -275,11 +302,11 @@ TEST_IMPL(journal_zeros)
         nw_journal_stats(journal, &js);
         if (done && (js.prepared || js.prepare_failures))
             break;
-        uv_run(&loop, UV_RUN_ONCE);
+        uv_run(&s.loop, UV_RUN_ONCE);
     }
     CHECK(done == 1);
     CHECK(js.prepared == 1 << 20 && js.zeros >= js.prepared);
-    char *r = request(&loop, port,
+    char *r = request(&s.loop, port,
                       "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     char want[128];
     snprintf(want, sizeof want, "\nnewswired_journal_zero_bytes %" PRIu64 "\n", js.zeros);
@@ -290,13 +317,8 @@ TEST_IMPL(journal_zeros)
     CHECK(strstr(r, "# TYPE newswired_journal_prepare_failures_total counter\n") != NULL);
     free(r);
     nw_metrics_destroy(&m);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    nw_journal_close(&journal);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);
-    char cmd[100];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    served_close(&s);
 }
 
 static int setup(void)
