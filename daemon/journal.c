@@ -326,7 +326,7 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
  *
  * Zeros written ahead on the commit path cost the commit that writes them (and syncs a
  * new file size) about once per ZERO_STEP, and each rotation creates a file there. So,
- * when the zeros are worth it (zero_ahead) and segments rotate, a job on the pool makes
+ * when the zeros are worth it (zero_ahead) and segments rotate, jobs on the pool make
  * the next segment while commits go on and none needs it: NW_JPREP_PART written with
  * zeros to the segment size (up to PREP_MAX) a step at a time, each step written back
  * before the next is dirtied (a commit's fdatasync then never waits behind a segment's
@@ -336,14 +336,24 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
  * A segment still on the zero-step path (a new journal's first, the current one after
  * a restart, one made while none was ready) rotates early into a ready prepared one
  * instead of topping its zeros up (seal()). A clean stop keeps a ready one for the next
- * start; recovery removes a half-made one (journal_recover.c).
+ * start and removes a half-made one; recovery removes one a crash left half made
+ * (journal_recover.c).
+ *
+ * The steps are paced by the records (prep_allowed): PREP_LEAD at once, the rest as the
+ * records grow, at the rate that has it ready about when the current segment is full.
+ * Made all at once, a new journal or a restart wrote a segment of zeros (two, with the
+ * early rotation) into the disk's queue in the first seconds, ahead of every commit's
+ * fdatasync; paced, the disk writes zeros no faster than records, which it has to
+ * anyway, and a segment no larger than the lead is still made at once.
  *
  * Preparing must never take the room commits need: it starts only while twice its size
  * is free, a full disk (or any failure) while it runs removes the file, and a journal
- * write that finds the disk full takes the room back (prep_give_back: the ready file
- * removed, or its making given up); it is said once, commits go on with the zero-step
- * path, and it is tried again at the next segment. Retention counts the prepared
- * segment from when it is begun (seal()). */
+ * write that finds the disk full takes the room back (prep_give_back: the ready or
+ * half-made file removed, or its making given up); it is said once, commits go on with
+ * the zero-step path, and it is tried again at the next segment. Retention counts the
+ * prepared segment from when it is begun (seal()). */
+
+#define PREP_LEAD (4u << 20) /* of the next segment made before any record is written */
 
 /* How much of the next segment to prepare, 0: none. */
 static uint64_t prep_want(const nw_journal_t *self)
@@ -353,65 +363,77 @@ static uint64_t prep_want(const nw_journal_t *self)
     return self->opt.segment_size < PREP_MAX ? self->opt.segment_size : PREP_MAX;
 }
 
+/* How far the one being made may be made now: the lead, then its size over prep_room's
+ * worth of records (the room left in the segment it was begun in, but never less than a
+ * quarter segment: zeros at most 4 times as fast as records). */
+static uint64_t prep_allowed(const nw_journal_t *self)
+{
+    uint64_t grown = self->grown - self->prep_base;
+    if (self->prep_size <= PREP_LEAD || grown >= self->prep_room)
+        return self->prep_size;
+    /* both below 2^32 * 2^28: no overflow */
+    uint64_t paced = PREP_LEAD + grown * self->prep_size / self->prep_room;
+    return paced < self->prep_size ? paced : self->prep_size;
+}
+
 /* What retention counts for the prepared segment: its size from when it is begun, and
  * where none is, the one the end of this write begins unless preparing is failing (taken:
  * this write takes the ready one, which the new segment's tail counts then). */
 static uint64_t prep_held(const nw_journal_t *self, bool taken)
 {
-    if (!taken && (self->preparing || self->prep_fd >= 0))
+    if (!taken && self->prep_size)
         return self->prep_size;
     return self->prep_failing ? 0 : prep_want(self);
 }
 
-/* Pool thread: make NW_JPREP_NAME of self->prep_size zeros (see above). */
+/* Pool thread: the next step of NW_JPREP_PART, its zeros from prep_made to prep_step_end
+ * (the file made at the first, renamed NW_JPREP_NAME at the last: see above). */
 static void prep_work(uv_work_t *req)
 {
     nw_journal_t *self = req->data;
     char part[PATH_MAX], name[PATH_MAX];
     snprintf(part, sizeof part, "%s/" NW_JPREP_PART, self->dir);
     snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
-    uint64_t want = self->prep_size;
+    uint64_t want = self->prep_size, off = self->prep_made, end = self->prep_step_end;
     self->prep_err = 0;
-    self->prep_job_fd = -1;
     self->prep_free = UINT64_MAX;
-    struct statvfs vfs;
-    if (statvfs(self->dir, &vfs) == 0 && (uint64_t) vfs.f_bavail * vfs.f_frsize < 2 * want) {
-        self->prep_free = (uint64_t) vfs.f_bavail * vfs.f_frsize;
-        self->prep_err = ENOSPC;
-        return;
-    }
-    unlink(part); /* one a failed write left behind, if any */
-    int fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = self->prep_part_fd;
     if (fd < 0) {
-        self->prep_err = errno;
-        return;
-    }
-    for (uint64_t off = 0; off < want;) {
-        uint64_t step = want - off < ZERO_STEP ? want - off : ZERO_STEP;
-        errno = 0;
-        if (atomic_load(&self->prep_stop)) {
-            errno = ECANCELED;
-            goto fail;
+        struct statvfs vfs;
+        if (statvfs(self->dir, &vfs) == 0 && (uint64_t) vfs.f_bavail * vfs.f_frsize < 2 * want) {
+            self->prep_free = (uint64_t) vfs.f_bavail * vfs.f_frsize;
+            self->prep_err = ENOSPC;
+            return;
         }
-        for (uint64_t o = off; o < off + step;) {
-            size_t n = off + step - o < sizeof zeros ? (size_t) (off + step - o) : sizeof zeros;
-            if (pwrite_all(fd, zeros, n, o) != 0)
-                goto fail;
-            o += n;
+        unlink(part); /* one a failed write left behind, if any */
+        if ((fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+            self->prep_err = errno;
+            return;
         }
-        if (sync_file_range(fd, (off_t) off, (off_t) step,
-                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                SYNC_FILE_RANGE_WAIT_AFTER) != 0)
-            goto fail;
-        off += step;
+        self->prep_part_fd = fd;
     }
-    if (fdatasync(fd) != 0 || rename(part, name) != 0)
+    errno = 0;
+    if (atomic_load(&self->prep_stop)) {
+        errno = ECANCELED;
         goto fail;
-    self->prep_job_fd = fd;
+    }
+    for (uint64_t o = off; o < end;) {
+        size_t n = end - o < sizeof zeros ? (size_t) (end - o) : sizeof zeros;
+        if (pwrite_all(fd, zeros, n, o) != 0)
+            goto fail;
+        o += n;
+    }
+    if (sync_file_range(fd, (off_t) off, (off_t) (end - off),
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                            SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+        goto fail;
+    if (end == want && (fdatasync(fd) != 0 || rename(part, name) != 0))
+        goto fail;
     return;
 fail:
     self->prep_err = errno ? errno : EIO;
     close(fd);
+    self->prep_part_fd = -1;
     unlink(part);
 }
 
@@ -436,19 +458,27 @@ static void prep_failed(nw_journal_t *self, const char *how)
     self->prep_failing = true;
 }
 
+static void prep_maybe(nw_journal_t *self);
+
 static void prep_done(uv_work_t *req, int status)
 {
     (void) status; /* only uv_cancel() makes it nonzero, and nothing cancels */
     nw_journal_t *self = req->data;
     self->preparing = false;
     if (self->prep_err == 0) {
-        self->prep_fd = self->prep_job_fd;
+        self->prep_made = self->prep_step_end;
+        if (self->prep_made < self->prep_size) {
+            prep_maybe(self); /* the next step, if the records have come this far */
+            return;
+        }
+        self->prep_fd = self->prep_part_fd;
+        self->prep_part_fd = -1;
         if (self->prep_failing)
             nw_notice("journal: the next segment is prepared again");
         self->prep_failing = false;
         return;
     }
-    self->prep_size = 0;
+    self->prep_size = self->prep_made = 0;
     if (self->closing)
         return;
     if (self->prep_err == ECANCELED) {
@@ -457,6 +487,18 @@ static void prep_done(uv_work_t *req, int status)
     } else {
         prep_failed(self, NULL);
     }
+}
+
+/* Remove the half-made one between its steps (none on the pool). */
+static void prep_drop_part(nw_journal_t *self)
+{
+    char part[PATH_MAX];
+    snprintf(part, sizeof part, "%s/" NW_JPREP_PART, self->dir);
+    close(self->prep_part_fd);
+    self->prep_part_fd = -1;
+    self->prep_size = self->prep_made = 0;
+    if (unlink(part) != 0 && errno != ENOENT)
+        nw_warn("journal: cannot remove %s: %s", part, strerror(errno));
 }
 
 /* A write found the disk full: the room the prepared segment takes (or the one being
@@ -470,35 +512,51 @@ static void prep_give_back(nw_journal_t *self, int err)
         atomic_store(&self->prep_stop, true); /* prep_done says so */
         return;
     }
-    if (self->prep_fd < 0)
+    if (self->prep_part_fd >= 0) {
+        prep_drop_part(self);
+    } else if (self->prep_fd >= 0) {
+        char name[PATH_MAX];
+        snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
+        close(self->prep_fd);
+        self->prep_fd = -1;
+        self->prep_size = self->prep_made = 0;
+        if (unlink(name) != 0 && errno != ENOENT)
+            nw_warn("journal: cannot remove %s: %s", name, strerror(errno));
+    } else {
         return;
-    char name[PATH_MAX];
-    snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
-    close(self->prep_fd);
-    self->prep_fd = -1;
-    self->prep_size = 0;
-    if (unlink(name) != 0 && errno != ENOENT)
-        nw_warn("journal: cannot remove %s: %s", name, strerror(errno));
+    }
     self->prep_err = err;
     prep_failed(self, "removed to give its room to the commits");
 }
 
-/* Start preparing the next segment, unless one is ready, under way, or not wanted. */
+/* Begin preparing the next segment, or take its next step, unless one is ready, a step
+ * is under way, the records have not come far enough, or none is wanted. */
 static void prep_maybe(nw_journal_t *self)
 {
     const segment_t *cur = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     uint64_t want = prep_want(self);
-    if (!want || self->preparing || self->prep_fd >= 0 || self->closing ||
-        (self->prep_failing && (cur ? cur->num : 0) < self->prep_retry))
+    if (!want || self->preparing || self->prep_fd >= 0 || self->closing)
         return;
-    self->prep_size = want;
-    self->preparing = true;
-    atomic_store(&self->prep_stop, false);
-    self->prep_req.data = self;
-    if (uv_queue_work(self->loop, &self->prep_req, prep_work, prep_done) != 0) {
-        self->preparing = false; /* cannot happen with both callbacks given */
-        self->prep_size = 0;
+    if (!self->prep_size) {
+        if (self->prep_failing && (cur ? cur->num : 0) < self->prep_retry)
+            return;
+        uint64_t fill = cur ? cur->size : 0, quarter = self->opt.segment_size / 4;
+        uint64_t room = fill < self->opt.segment_size ? self->opt.segment_size - fill : 0;
+        self->prep_size = want;
+        self->prep_made = 0;
+        self->prep_base = self->grown;
+        self->prep_room = room > quarter ? room : quarter ? quarter : 1;
+        atomic_store(&self->prep_stop, false);
     }
+    uint64_t end = self->prep_size - self->prep_made < ZERO_STEP ? self->prep_size
+                                                                 : self->prep_made + ZERO_STEP;
+    if (prep_allowed(self) < end)
+        return;
+    self->prep_step_end = end;
+    self->preparing = true;
+    self->prep_req.data = self;
+    if (uv_queue_work(self->loop, &self->prep_req, prep_work, prep_done) != 0)
+        self->preparing = false; /* cannot happen with both callbacks given */
 }
 
 /* Move the open batch to flight and describe its write in self->job. */
@@ -719,6 +777,7 @@ static void finish(nw_journal_t *self)
             cur->cp_ms = job->cp_ms;
         }
         self->bytes += added;
+        self->grown += added;
         self->records += b->records;
         self->commits++;
         self->fsyncs += job->fsynced;
@@ -999,6 +1058,7 @@ static void ew_sync_done(uv_work_t *req, int status)
     for (size_t i = 0; i < n; i++) {
         batch_t *b = self->ew[i];
         self->bytes += b->end_len - cur->size;
+        self->grown += b->end_len - cur->size;
         cur->size = b->end_len;
         cur->records += b->records;
         if (b->newest_ms > cur->newest_ms)
@@ -1028,6 +1088,7 @@ static void ew_sync_done(uv_work_t *req, int status)
         ew_fail(self, self->ew_write_err);
         return;
     }
+    prep_maybe(self);
     if (self->ew_n)
         ew_sync_start(self);
     else
@@ -1113,7 +1174,7 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     if (!self)
         goto nomem;
     self->fd = -1;
-    self->prep_fd = self->prep_job_fd = self->job.prep_fd = -1;
+    self->prep_fd = self->prep_part_fd = self->job.prep_fd = -1;
     self->loop = loop;
     self->opt = options;
     self->pruned_ms = wall_ms();
@@ -1266,6 +1327,8 @@ void nw_journal_close(nw_journal_t **self_p)
     atomic_store(&self->prep_stop, true);
     while (self->writing || self->reloading || self->ew_syncing || self->preparing)
         uv_run(self->loop, UV_RUN_ONCE);
+    if (self->prep_part_fd >= 0)
+        prep_drop_part(self);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
         seal(self, true);
@@ -1422,7 +1485,8 @@ void nw_journal_stats(const nw_journal_t *self, nw_journal_stats_t *out)
         .failures = self->failures,
         .discarded = self->discarded,
         .topics = zhashx_size(self->seqs),
-        .zeros = (cur && cur->alloc > cur->size ? cur->alloc - cur->size : 0) + self->prep_size,
+        .zeros = (cur && cur->alloc > cur->size ? cur->alloc - cur->size : 0) +
+                 (self->prep_fd >= 0 ? self->prep_size : self->prep_made),
         .prepared = self->prep_fd >= 0 ? self->prep_size : 0,
         .prepare_failures = self->prep_failures,
         .writes = self->writes,

@@ -29,7 +29,9 @@
  * With fsync on (and the journal on a disk, not in memory), the current segment keeps
  * written zeros past its last record so that a commit's fdatasync has no new file size
  * to commit as well: the next segment is made beforehand on the thread pool, all zeros
- * to the segment size and fdatasynced, as STATE/journal/segment.prep, and a rotation
+ * to the segment size and fdatasynced, as STATE/journal/segment.prep (its first 4 MiB at
+ * once, the rest at the pace of the records, ready about when the current segment is
+ * full, rather than a segment's worth ahead of the commits at once), and a rotation
  * renames it (a segment made while none was ready gets its zeros ~1 MiB at a time by
  * the commits that need them, and takes the prepared one as soon as it is ready). A
  * segment's size in rotation, stats and replay is where its last record ends, and a
@@ -173,7 +175,7 @@ typedef struct {
     uint64_t discarded;                 /* records dropped by recovery (bad CRC) */
     uint64_t topics;
     uint64_t zeros;            /* written zeros held beyond the records: the current segment's
-                                  tail and the prepared next segment (also while it is made) */
+                                  tail and the prepared next segment (what is made of it so far) */
     uint64_t prepared;         /* the prepared next segment's size once it is ready, else 0 */
     uint64_t prepare_failures; /* preparations that failed (a full disk, say) */
     uint64_t writes;           /* group writes ended, failed or not */

@@ -133,14 +133,19 @@ struct nw_journal {
     /* the next segment prepared off the commit path (journal.c, "prepared segments"):
      * PREP_NAME, all written zeros, fdatasynced; taken by the next rotation */
     int prep_fd;            /* open on it once ready, else -1 */
-    uint64_t prep_size;     /* its size, while it is being made too (retention counts it) */
+    uint64_t prep_size;     /* its size, from when it is begun (retention counts it) */
     bool prep_on;           /* preparing at all: fsync on, not in memory, segments rotate */
-    bool preparing;         /* the job making it is on the pool */
+    bool preparing;         /* a step of its making is on the pool */
+    int prep_part_fd;       /* open on PREP_PART between steps, else -1 */
+    uint64_t prep_made;     /* its zeros written back so far */
+    uint64_t prep_step_end; /* where the step on the pool ends */
+    uint64_t prep_base;     /* grown when it was begun */
+    uint64_t prep_room;     /* the records' bytes over which it is paced (prep_allowed) */
+    uint64_t grown;         /* the records' bytes made durable since open */
     bool prep_failing;      /* the last one failed (said once): retried at the next segment */
     uint64_t prep_retry;    /* the segment number from which to try again */
     atomic_bool prep_stop;  /* closing: the job stops and removes its file */
     int prep_err;           /* the job's errno, 0 done */
-    int prep_job_fd;        /* the job's file, once ready */
     uint64_t prep_free;     /* ENOSPC found beforehand: the bytes that were free */
     uint64_t prep_failures; /* nw_journal_stats_t.prepare_failures */
     uv_work_t prep_req;

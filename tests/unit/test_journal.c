@@ -1113,6 +1113,145 @@ TEST_IMPL(prepared_segment)
     close_j(&j);
 }
 
+/* Run the loop until nothing of the journal's is in flight (a preparation's steps
+ * included); false after 10 s instead of hanging. */
+static bool wait_idle(void)
+{
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    timed_out = false;
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    uv_unref((uv_handle_t *) &guard); /* only the journal's work keeps the loop running */
+    while (!timed_out && uv_run(&loop, UV_RUN_ONCE) != 0)
+        ;
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (timed_out)
+        fprintf(stderr, "timed out waiting for the journal to be idle\n");
+    return !timed_out;
+}
+
+/* Commits of 64 x 3 KB until the journal holds segs segments or its bytes reach bytes;
+ * after each, the loop runs until idle and check(j) must hold. */
+static bool fill_idle(nw_journal_t *j, uint64_t segs, uint64_t bytes,
+                      bool (*check)(nw_journal_t *))
+{
+    nw_journal_stats_t s;
+    int st = 0;
+    for (int i = 0; i < 1000; i++) {
+        nw_journal_stats(j, &s);
+        if (s.segments >= segs || s.bytes >= bytes)
+            return true;
+        for (int k = 0; k < 64; k++)
+            if (append(j, "a", now_ms(), 3000) != 0)
+                return false;
+        if (!commit_wait(j, &st) || st != 0 || !wait_idle() || !check(j))
+            return false;
+    }
+    return false;
+}
+
+static bool any_state(nw_journal_t *j)
+{
+    (void) j;
+    return true;
+}
+
+/* What prepare_paced expects of the next segment while the journal has paced_segs: made
+ * as far as the lead plus the records since it was begun allow (in the room its segment
+ * had left), to a step. */
+static uint64_t paced_base, paced_room, paced_segs;
+static bool paced_as_expected(nw_journal_t *j)
+{
+    char part[300];
+    journal_file("segment.prep.part", part, sizeof part);
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    if (s.segments != paced_segs)
+        return true; /* rotated: the caller looks */
+    uint64_t size = 16 << 20, lead = 4 << 20, step = 1 << 20;
+    uint64_t grown = s.bytes - paced_base;
+    uint64_t allowed = grown >= paced_room ? size : lead + grown * size / paced_room;
+    allowed = allowed < size ? allowed : size;
+    off_t made = s.prepared ? (off_t) s.prepared : file_size(part);
+    bool ok = made >= 0 && (uint64_t) made <= allowed && (uint64_t) made + step > allowed;
+    if (!ok)
+        fprintf(stderr,
+                "%" PRIu64 " bytes of records: %lld made of the next segment, %" PRIu64
+                " allowed\n",
+                grown, (long long) made, allowed);
+    return ok;
+}
+
+/* The next segment's zeros follow the records: 4 MiB at once, then as the records grow,
+ * at the pace that has it ready before the current segment is full, rather than a whole
+ * segment of zeros in the disk's queue at the start; a clean stop removes a half-made
+ * one. (A segment no larger than the lead is made at once: prepared_segment.) */
+TEST_IMPL(prepare_paced)
+{
+    fresh();
+    if (on_tmpfs())
+        return;
+    nw_journal_options_t opt = defaults();
+    opt.sync = true;
+    opt.segment_size = 16 << 20;
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    char seg[4][300], prep[300], part[300];
+    for (int i = 1; i < 4; i++)
+        seg_file((uint64_t) i, seg[i], sizeof seg[i]);
+    journal_file("segment.prep", prep, sizeof prep);
+    journal_file("segment.prep.part", part, sizeof part);
+    nw_journal_stats_t s;
+    /* the lead, and no more while no record comes */
+    CHECK(wait_idle());
+    nw_journal_stats(j, &s);
+    CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0 && s.prepared == 0);
+    CHECK(s.zeros == (uint64_t) (file_size(seg[1]) - frames_end(seg[1])) + (4 << 20));
+    ino_t ino = inode_of(part);
+    /* the rest as the records grow, ready in time: the first segment (on the zero-step
+     * path) takes it before it is full, not before the pace has made it */
+    paced_base = s.bytes;
+    paced_room = (16 << 20) - s.bytes;
+    paced_segs = 1;
+    CHECK(fill_idle(j, 2, UINT64_MAX, paced_as_expected));
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 2 && inode_of(seg[2]) == ino && file_size(seg[2]) == 16 << 20);
+    CHECK(frames_end(seg[1]) > 11 << 20 && frames_end(seg[1]) < 16 << 20);
+    /* the one after begins again with the lead */
+    CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0);
+    paced_base = s.bytes;
+    paced_room = (16 << 20) - (uint64_t) frames_end(seg[2]);
+    paced_segs = 2;
+    CHECK(fill_idle(j, 3, s.bytes + (2 << 20), paced_as_expected));
+    CHECK(file_size(part) > 4 << 20);
+    close_j(&j);
+    CHECK(file_size(part) < 0 && file_size(prep) < 0);
+
+    /* a crash while it was half made, the current segment all but full: the next start
+     * begins again, and with less than a quarter segment left the zeros go at most 4
+     * times as fast as the records, not all at once */
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(fill_idle(j, 3, (uint64_t) frames_end(seg[1]) + (25 << 19), any_state));
+    close_j(&j);
+    CHECK(rename(file_size(prep) > 0 ? prep : part, part) == 0);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    CHECK(wait_idle());
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 2 && (16 << 20) - frames_end(seg[2]) < 4 << 20);
+    CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0);
+    paced_base = s.bytes;
+    paced_room = 4 << 20;
+    CHECK(fill_idle(j, 3, s.bytes + (2 << 20), paced_as_expected));
+    CHECK(file_size(part) >= 11 << 20 && file_size(part) < 16 << 20);
+    close_j(&j);
+}
+
 /* Preparing fails (here a file size limit below it, as a full disk would): the file is
  * removed, it is said once, commits go on, and the next segment tries again. */
 TEST_IMPL(prepare_fails)
