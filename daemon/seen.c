@@ -23,7 +23,10 @@
  *
  * Growing moves the entries a few at a time (SEEN_STEP slots of the old table at each
  * set), not all at once: moving 98,304 of them in one append held the loop for 18-30 ms,
- * and every article arriving meanwhile waited (the p99 of a steady 10k/s). While they
+ * and every article arriving meanwhile waited (the p99 of a steady 10k/s). Nor is the
+ * new table zeroed at once (10-13 ms more for its 7 MiB here, first touches of memory
+ * being slow on these VMs): a page is made when a slot of it is first written, and a
+ * page not yet made reads as empty slots. While they
  * move, the old table (`from`) is only read and emptied: a lookup tries the new one,
  * then the old; a set or delete of a key still in the old one leaves a tombstone there
  * (no backward shift, which would pull entries the move has not reached behind it).
@@ -63,14 +66,33 @@ void nw_seen_key(const char *id, size_t len, uint32_t key[5])
     memcpy(key, raw, sizeof raw);
 }
 
-static nw_seen_slot_t *slot_at(nw_seen_slot_t **pages, size_t i)
+static const nw_seen_slot_t empty_slot; /* what a slot of a page not yet made reads as */
+
+/* Slot i to read: a table's pages are made as they are first written in. */
+static const nw_seen_slot_t *slot_at(nw_seen_slot_t **pages, size_t i)
 {
-    return &pages[i / SEEN_PAGE][i % SEEN_PAGE];
+    const nw_seen_slot_t *page = pages[i / SEEN_PAGE];
+    return page ? &page[i % SEEN_PAGE] : &empty_slot;
 }
 
-static nw_seen_slot_t *seen_at(const nw_seen_t *s, size_t i)
+/* Slot i to write in, its page made first if need be; NULL: no memory. */
+static nw_seen_slot_t *slot_put(nw_seen_slot_t **pages, size_t cap, size_t i)
+{
+    nw_seen_slot_t **page = &pages[i / SEEN_PAGE];
+    if (!*page && !(*page = calloc(cap < SEEN_PAGE ? cap : SEEN_PAGE, sizeof **page)))
+        return NULL;
+    return &(*page)[i % SEEN_PAGE];
+}
+
+static const nw_seen_slot_t *seen_at(const nw_seen_t *s, size_t i)
 {
     return slot_at(s->pages, i);
+}
+
+/* Slot i of the new table, which holds a key or did (its page is made). */
+static nw_seen_slot_t *seen_held(const nw_seen_t *s, size_t i)
+{
+    return &s->pages[i / SEEN_PAGE][i % SEEN_PAGE];
 }
 
 static bool slot_used(const nw_seen_slot_t *e)
@@ -115,8 +137,10 @@ static size_t seen_probe(const nw_seen_t *s, const uint32_t key[5])
 /* The slot of the new table holding key, or NULL. */
 static nw_seen_slot_t *seen_find(const nw_seen_t *s, const uint32_t key[5])
 {
-    nw_seen_slot_t *e = s->cap ? seen_at(s, seen_probe(s, key)) : NULL;
-    return e && slot_used(e) ? e : NULL;
+    if (!s->cap)
+        return NULL;
+    size_t i = seen_probe(s, key);
+    return slot_used(seen_at(s, i)) ? seen_held(s, i) : NULL;
 }
 
 /* The slot of the old table still holding key, or NULL. The slots already moved keep
@@ -126,8 +150,10 @@ static nw_seen_slot_t *from_find(const nw_seen_t *s, const uint32_t key[5])
     if (!s->from)
         return NULL;
     size_t i = slot_probe(s->from, s->from_cap, key);
-    nw_seen_slot_t *e = slot_at(s->from, i);
-    return i >= s->from_next && slot_used(e) && !slot_tomb(e) ? e : NULL;
+    const nw_seen_slot_t *e = slot_at(s->from, i);
+    if (i < s->from_next || !slot_used(e) || slot_tomb(e))
+        return NULL;
+    return &s->from[i / SEEN_PAGE][i % SEEN_PAGE];
 }
 
 static void seen_free_pages(nw_seen_slot_t **pages, size_t cap)
@@ -137,35 +163,35 @@ static void seen_free_pages(nw_seen_slot_t **pages, size_t cap)
     free(pages);
 }
 
+/* A table's page array; the pages themselves are made as they are first written in
+ * (slot_put), so that growing zeroes no megabytes at once either. */
 static nw_seen_slot_t **seen_new_pages(size_t cap)
 {
-    size_t npages = (cap + SEEN_PAGE - 1) / SEEN_PAGE;
-    nw_seen_slot_t **pages = calloc(npages, sizeof *pages);
-    for (size_t i = 0; pages && i < npages; i++)
-        if (!(pages[i] = calloc(cap < SEEN_PAGE ? cap : SEEN_PAGE, sizeof **pages))) {
-            seen_free_pages(pages, cap);
-            pages = NULL;
-        }
-    return pages;
+    return calloc((cap + SEEN_PAGE - 1) / SEEN_PAGE, sizeof(nw_seen_slot_t *));
 }
 
 /* Move up to n slots of the old table into the new one (all of them: SIZE_MAX); the old
- * table is freed once the last has moved. */
-static void seen_move(nw_seen_t *s, size_t n)
+ * table is freed once the last has moved. False when no memory stopped it short. */
+static bool seen_move(nw_seen_t *s, size_t n)
 {
     for (; s->from && n; n--) {
-        nw_seen_slot_t *e = slot_at(s->from, s->from_next++);
+        const nw_seen_slot_t *e = slot_at(s->from, s->from_next);
         if (slot_used(e) && !slot_tomb(e)) {
-            *seen_at(s, seen_probe(s, e->key)) = *e; /* the key is in one table only */
+            /* the key is in one table only */
+            nw_seen_slot_t *to = slot_put(s->pages, s->cap, seen_probe(s, e->key));
+            if (!to)
+                return false; /* this slot again next time */
+            *to = *e;
             s->from_live--;
             s->moved++;
         }
-        if (s->from_next == s->from_cap) {
+        if (++s->from_next == s->from_cap) {
             seen_free_pages(s->from, s->from_cap);
             s->from = NULL;
             s->from_cap = s->from_next = s->from_live = 0;
         }
     }
+    return true;
 }
 
 /* Rebuild the table at cap at once (a shrink after pruning; no move under way). */
@@ -174,21 +200,31 @@ static int seen_resize(nw_seen_t *s, size_t cap)
     nw_seen_slot_t **pages = seen_new_pages(cap);
     if (!pages)
         return -1;
-    for (size_t i = 0; i < s->cap; i++)
-        if (slot_used(seen_at(s, i))) {
-            *slot_at(pages, slot_probe(pages, cap, seen_at(s, i)->key)) = *seen_at(s, i);
-            s->moved++;
+    uint64_t moved = 0;
+    for (size_t i = 0; i < s->cap; i++) {
+        const nw_seen_slot_t *e = seen_at(s, i);
+        if (!slot_used(e))
+            continue;
+        nw_seen_slot_t *to = slot_put(pages, cap, slot_probe(pages, cap, e->key));
+        if (!to) {
+            seen_free_pages(pages, cap);
+            return -1;
         }
+        *to = *e;
+        moved++;
+    }
     seen_free_pages(s->pages, s->cap);
     s->pages = pages;
     s->cap = cap;
+    s->moved += moved;
     return 0;
 }
 
 /* Begin growing: a table twice the size, the entries to move into it as sets go on. */
 static int seen_grow(nw_seen_t *s)
 {
-    seen_move(s, SIZE_MAX); /* never at the loads SEEN_STEP allows: just in case */
+    if (!seen_move(s, SIZE_MAX)) /* never at the loads SEEN_STEP allows: just in case */
+        return -1;
     size_t cap = s->cap ? 2 * s->cap : SEEN_MIN;
     nw_seen_slot_t **pages = seen_new_pages(cap);
     if (!pages)
@@ -221,7 +257,8 @@ int nw_seen_set(nw_seen_t *s, const uint32_t key[5], int64_t t)
         nw_seen_slot_t *old = from_find(s, key);
         if (!old && (s->count + 1) * 4 > s->cap * 3 && seen_grow(s) != 0)
             return -1;
-        e = seen_at(s, seen_probe(s, key));
+        if (!(e = slot_put(s->pages, s->cap, seen_probe(s, key))))
+            return -1;
         memcpy(e->key, key, sizeof e->key);
         if (old) { /* it moves now; its slot there stays a tombstone */
             old->lo = old->hi = SEEN_TOMB;
@@ -243,11 +280,11 @@ static void seen_remove_at(nw_seen_t *s, size_t i)
     for (size_t j = (i + 1) & mask; slot_used(seen_at(s, j)); j = (j + 1) & mask) {
         size_t home = seen_at(s, j)->key[0] & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            *seen_at(s, i) = *seen_at(s, j);
+            *seen_held(s, i) = *seen_at(s, j);
             i = j;
         }
     }
-    memset(seen_at(s, i), 0, sizeof(nw_seen_slot_t));
+    memset(seen_held(s, i), 0, sizeof(nw_seen_slot_t));
     s->count--;
 }
 
@@ -272,7 +309,8 @@ void nw_seen_clear(nw_seen_t *s)
 
 void nw_seen_prune(nw_seen_t *s, int64_t since)
 {
-    seen_move(s, SIZE_MAX);
+    if (!seen_move(s, SIZE_MAX))
+        return; /* no memory: pruned at the next, the table meanwhile no smaller */
     /* a removal pulls later entries back into slot i: look at it again */
     for (size_t i = 0; i < s->cap; i++)
         while (slot_used(seen_at(s, i)) && slot_time(seen_at(s, i)) < since)
