@@ -368,11 +368,14 @@ static uint64_t prep_want(const nw_journal_t *self)
  * quarter segment: zeros at most 4 times as fast as records). */
 static uint64_t prep_allowed(const nw_journal_t *self)
 {
-    uint64_t grown = self->grown - self->prep_base;
-    if (self->prep_size <= PREP_LEAD || grown >= self->prep_room)
+    uint64_t grown = self->grown - self->prep_base, room = self->prep_room;
+    if (self->prep_size <= PREP_LEAD || grown >= room)
         return self->prep_size;
-    /* both below 2^32 * 2^28: no overflow */
-    uint64_t paced = PREP_LEAD + grown * self->prep_size / self->prep_room;
+    while (room >> 32) { /* segments of 4 GiB and more: grown * prep_size fits 64 bits */
+        grown >>= 1;
+        room >>= 1;
+    }
+    uint64_t paced = PREP_LEAD + grown * self->prep_size / room; /* < 2^32 * 2^28 */
     return paced < self->prep_size ? paced : self->prep_size;
 }
 
