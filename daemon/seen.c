@@ -24,9 +24,8 @@
  * Growing moves the entries a few at a time (SEEN_STEP slots of the old table at each
  * set), not all at once: moving 98,304 of them in one append held the loop for 18-30 ms,
  * and every article arriving meanwhile waited (the p99 of a steady 10k/s). Nor is the
- * new table zeroed at once (10-13 ms more for its 7 MiB here, first touches of memory
- * being slow on these VMs): a page is made when a slot of it is first written, and a
- * page not yet made reads as empty slots. While they
+ * new table zeroed at once (another 10-13 ms for its 7 MiB here): a page is made when a
+ * slot of it is first written, and a page not yet made reads as empty slots. While they
  * move, the old table (`from`) is only read and emptied: a lookup tries the new one,
  * then the old; a set or delete of a key still in the old one leaves a tombstone there
  * (no backward shift, which would pull entries the move has not reached behind it).
