@@ -492,16 +492,17 @@ static void prep_done(uv_work_t *req, int status)
     }
 }
 
-/* Remove the half-made one between its steps (none on the pool). */
-static void prep_drop_part(nw_journal_t *self)
+/* Close and remove the next segment's file, half made (fd: &prep_part_fd, name
+ * NW_JPREP_PART) or ready (&prep_fd, NW_JPREP_NAME); no step of it on the pool. */
+static void prep_remove(nw_journal_t *self, int *fd, const char *name)
 {
-    char part[PATH_MAX];
-    snprintf(part, sizeof part, "%s/" NW_JPREP_PART, self->dir);
-    close(self->prep_part_fd);
-    self->prep_part_fd = -1;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", self->dir, name);
+    close(*fd);
+    *fd = -1;
     self->prep_size = self->prep_made = 0;
-    if (unlink(part) != 0 && errno != ENOENT)
-        nw_warn("journal: cannot remove %s: %s", part, strerror(errno));
+    if (unlink(path) != 0 && errno != ENOENT)
+        nw_warn("journal: cannot remove %s: %s", path, strerror(errno));
 }
 
 /* A write found the disk full: the room the prepared segment takes (or the one being
@@ -515,19 +516,12 @@ static void prep_give_back(nw_journal_t *self, int err)
         atomic_store(&self->prep_stop, true); /* prep_done says so */
         return;
     }
-    if (self->prep_part_fd >= 0) {
-        prep_drop_part(self);
-    } else if (self->prep_fd >= 0) {
-        char name[PATH_MAX];
-        snprintf(name, sizeof name, "%s/" NW_JPREP_NAME, self->dir);
-        close(self->prep_fd);
-        self->prep_fd = -1;
-        self->prep_size = self->prep_made = 0;
-        if (unlink(name) != 0 && errno != ENOENT)
-            nw_warn("journal: cannot remove %s: %s", name, strerror(errno));
-    } else {
+    if (self->prep_part_fd >= 0)
+        prep_remove(self, &self->prep_part_fd, NW_JPREP_PART);
+    else if (self->prep_fd >= 0)
+        prep_remove(self, &self->prep_fd, NW_JPREP_NAME);
+    else
         return;
-    }
     self->prep_err = err;
     prep_failed(self, "removed to give its room to the commits");
 }
@@ -1331,7 +1325,7 @@ void nw_journal_close(nw_journal_t **self_p)
     while (self->writing || self->reloading || self->ew_syncing || self->preparing)
         uv_run(self->loop, UV_RUN_ONCE);
     if (self->prep_part_fd >= 0)
-        prep_drop_part(self);
+        prep_remove(self, &self->prep_part_fd, NW_JPREP_PART);
     if (self->open && (self->open->data.size || self->open->nwaiters)) {
         self->write_start_ns = uv_hrtime();
         seal(self, true);

@@ -949,8 +949,12 @@ static bool wait_prepared(nw_journal_t *j, uint64_t failures)
     return !timed_out;
 }
 
-/* Commits of 8 x 3 KB until the journal holds segs segments or its bytes reach bytes. */
-static bool fill(nw_journal_t *j, uint64_t segs, uint64_t bytes)
+static bool wait_idle(void);
+
+/* Commits of per x 3 KB until the journal holds segs segments or its bytes reach bytes;
+ * with check, the loop runs until idle after each and check(j) must hold. */
+static bool fill_with(nw_journal_t *j, uint64_t segs, uint64_t bytes, int per,
+                      bool (*check)(nw_journal_t *))
 {
     nw_journal_stats_t s;
     int st = 0;
@@ -958,13 +962,18 @@ static bool fill(nw_journal_t *j, uint64_t segs, uint64_t bytes)
         nw_journal_stats(j, &s);
         if (s.segments >= segs || s.bytes >= bytes)
             return true;
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < per; k++)
             if (append(j, "a", now_ms(), 3000) != 0)
                 return false;
-        if (!commit_wait(j, &st) || st != 0)
+        if (!commit_wait(j, &st) || st != 0 || (check && (!wait_idle() || !check(j))))
             return false;
     }
     return false;
+}
+
+static bool fill(nw_journal_t *j, uint64_t segs, uint64_t bytes)
+{
+    return fill_with(j, segs, bytes, 8, NULL);
 }
 
 static bool on_tmpfs(void)
@@ -977,26 +986,41 @@ static bool on_tmpfs(void)
     return false;
 }
 
+/* The files the prepared-segment tests look at: segments 1 to 5, the prepared next one,
+ * a half-made one. */
+typedef struct {
+    char seg[6][300], prep[300], part[300];
+} prep_files_t;
+
+/* Their start: a fresh journal on a disk (a tmpfs writes no zeros: skipped, NULL) with
+ * fsync on and segments of size; *opt the options it was opened with. */
+static nw_journal_t *open_on_disk(nw_journal_options_t *opt, uint64_t size, prep_files_t *f)
+{
+    fresh();
+    if (on_tmpfs())
+        return NULL;
+    *opt = defaults();
+    opt->sync = true;
+    opt->segment_size = size;
+    for (int i = 1; i < 6; i++)
+        seg_file((uint64_t) i, f->seg[i], sizeof f->seg[i]);
+    journal_file("segment.prep", f->prep, sizeof f->prep);
+    journal_file("segment.prep.part", f->part, sizeof f->part);
+    return open_j(opt);
+}
+
 /* With fsync on, the next segment is made (zeros, fdatasync) on the pool beforehand: a
  * rotation renames it, commits into it never change its size, a segment still on the
  * zero-step path takes it rather than more zeros, it is not data to stats or replay,
  * and it outlives a stop. */
 TEST_IMPL(prepared_segment)
 {
-    fresh();
-    if (on_tmpfs())
-        return;
-    nw_journal_options_t opt = defaults();
-    opt.sync = true;
-    opt.segment_size = 2 << 20;
-    nw_journal_t *j = open_j(&opt);
+    nw_journal_options_t opt;
+    prep_files_t f;
+    nw_journal_t *j = open_on_disk(&opt, 2 << 20, &f);
     if (!j)
         return;
-    char seg[6][300], prep[300], part[300];
-    for (int i = 1; i < 6; i++)
-        seg_file((uint64_t) i, seg[i], sizeof seg[i]);
-    journal_file("segment.prep", prep, sizeof prep);
-    journal_file("segment.prep.part", part, sizeof part);
+    char(*seg)[300] = f.seg, *prep = f.prep, *part = f.part;
     nw_journal_stats_t s;
     CHECK(wait_prepared(j, 0));
     nw_journal_stats(j, &s);
@@ -1131,27 +1155,8 @@ static bool wait_idle(void)
     return !timed_out;
 }
 
-/* Commits of 64 x 3 KB until the journal holds segs segments or its bytes reach bytes;
- * after each, the loop runs until idle and check(j) must hold. */
-static bool fill_idle(nw_journal_t *j, uint64_t segs, uint64_t bytes,
-                      bool (*check)(nw_journal_t *))
-{
-    nw_journal_stats_t s;
-    int st = 0;
-    for (int i = 0; i < 1000; i++) {
-        nw_journal_stats(j, &s);
-        if (s.segments >= segs || s.bytes >= bytes)
-            return true;
-        for (int k = 0; k < 64; k++)
-            if (append(j, "a", now_ms(), 3000) != 0)
-                return false;
-        if (!commit_wait(j, &st) || st != 0 || !wait_idle() || !check(j))
-            return false;
-    }
-    return false;
-}
-
-static bool any_state(nw_journal_t *j)
+/* For fill_with: the loop runs until idle, whatever it leaves. */
+static bool anything(nw_journal_t *j)
 {
     (void) j;
     return true;
@@ -1189,20 +1194,12 @@ static bool paced_as_expected(nw_journal_t *j)
  * one. (A segment no larger than the lead is made at once: prepared_segment.) */
 TEST_IMPL(prepare_paced)
 {
-    fresh();
-    if (on_tmpfs())
-        return;
-    nw_journal_options_t opt = defaults();
-    opt.sync = true;
-    opt.segment_size = 16 << 20;
-    nw_journal_t *j = open_j(&opt);
+    nw_journal_options_t opt;
+    prep_files_t f;
+    nw_journal_t *j = open_on_disk(&opt, 16 << 20, &f);
     if (!j)
         return;
-    char seg[4][300], prep[300], part[300];
-    for (int i = 1; i < 4; i++)
-        seg_file((uint64_t) i, seg[i], sizeof seg[i]);
-    journal_file("segment.prep", prep, sizeof prep);
-    journal_file("segment.prep.part", part, sizeof part);
+    char(*seg)[300] = f.seg, *prep = f.prep, *part = f.part;
     nw_journal_stats_t s;
     /* the lead, and no more while no record comes */
     CHECK(wait_idle());
@@ -1215,7 +1212,7 @@ TEST_IMPL(prepare_paced)
     paced_base = s.bytes;
     paced_room = (16 << 20) - s.bytes;
     paced_segs = 1;
-    CHECK(fill_idle(j, 2, UINT64_MAX, paced_as_expected));
+    CHECK(fill_with(j, 2, UINT64_MAX, 64, paced_as_expected));
     nw_journal_stats(j, &s);
     CHECK(s.segments == 2 && inode_of(seg[2]) == ino && file_size(seg[2]) == 16 << 20);
     CHECK(frames_end(seg[1]) > 11 << 20 && frames_end(seg[1]) < 16 << 20);
@@ -1224,7 +1221,7 @@ TEST_IMPL(prepare_paced)
     paced_base = s.bytes;
     paced_room = (16 << 20) - (uint64_t) frames_end(seg[2]);
     paced_segs = 2;
-    CHECK(fill_idle(j, 3, s.bytes + (2 << 20), paced_as_expected));
+    CHECK(fill_with(j, 3, s.bytes + (2 << 20), 64, paced_as_expected));
     CHECK(file_size(part) > 4 << 20);
     close_j(&j);
     CHECK(file_size(part) < 0 && file_size(prep) < 0);
@@ -1235,7 +1232,7 @@ TEST_IMPL(prepare_paced)
     j = open_j(&opt);
     if (!j)
         return;
-    CHECK(fill_idle(j, 3, (uint64_t) frames_end(seg[1]) + (25 << 19), any_state));
+    CHECK(fill_with(j, 3, (uint64_t) frames_end(seg[1]) + (25 << 19), 64, anything));
     close_j(&j);
     CHECK(rename(file_size(prep) > 0 ? prep : part, part) == 0);
     j = open_j(&opt);
@@ -1247,7 +1244,7 @@ TEST_IMPL(prepare_paced)
     CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0);
     paced_base = s.bytes;
     paced_room = 4 << 20;
-    CHECK(fill_idle(j, 3, s.bytes + (2 << 20), paced_as_expected));
+    CHECK(fill_with(j, 3, s.bytes + (2 << 20), 64, paced_as_expected));
     CHECK(file_size(part) >= 11 << 20 && file_size(part) < 16 << 20);
     close_j(&j);
 }
@@ -1432,26 +1429,30 @@ static void unmount_small_ext4(void)
     }
 }
 
-/* The disk fills while a prepared segment waits: the write that finds no room gives
- * that room back to the commits, which go on; preparing then says it cannot. */
-TEST_IMPL(prepared_disk_full)
+/* The disk fills while the next segment waits (in the journal's file name, size bytes
+ * of it made): the commits into the current segment's zeros need no room, and the first
+ * past them (after more than min of them) finds none; it removes that file, which is
+ * said once as a preparation failure, and the commits go on in its room. */
+static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, const char *name,
+                                    off_t size, int min)
 {
     fresh();
     char image[300];
     snprintf(image, sizeof image, "%s.img", state);
-    if (mount_small_ext4(image, 16 << 20) != 0) {
+    if (mount_small_ext4(image, image_size) != 0) {
         unlink(image);
         return;
     }
     nw_journal_options_t opt = defaults();
     opt.sync = true;
-    opt.segment_size = 1 << 20;
+    opt.segment_size = segment_size;
     nw_journal_t *j = open_j(&opt);
-    char prep[300], filler[300];
-    journal_file("segment.prep", prep, sizeof prep);
+    char file[300], filler[300];
+    journal_file(name, file, sizeof file);
     snprintf(filler, sizeof filler, "%s/filler", state);
     if (j) {
-        CHECK(wait_prepared(j, 0));
+        CHECK(wait_idle());
+        CHECK(file_size(file) == size);
         /* fill the disk */
         int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         static const char block[64 << 10];
@@ -1464,7 +1465,6 @@ TEST_IMPL(prepared_disk_full)
             fsync(fd);
             close(fd);
         }
-        /* commits into the zeros need no room; the first past them fails */
         int st = 0, before = 0;
         for (int i = 0; i < 100 && st == 0; i++) {
             for (int k = 0; k < 8; k++)
@@ -1472,11 +1472,11 @@ TEST_IMPL(prepared_disk_full)
             CHECK(commit_wait(j, &st));
             before += st == 0;
         }
-        CHECK(st == -ENOSPC && before > 20);
+        CHECK(st == -ENOSPC && before > min);
+        CHECK(wait_idle());
         nw_journal_stats_t s;
         nw_journal_stats(j, &s);
-        CHECK(s.prepared == 0 && s.prepare_failures == 1 && file_size(prep) < 0);
-        /* its room lets the commits go on */
+        CHECK(s.prepared == 0 && s.prepare_failures == 1 && file_size(file) < 0);
         int after = 0;
         for (int i = 0; i < 10; i++) {
             for (int k = 0; k < 8; k++)
@@ -1494,67 +1494,17 @@ TEST_IMPL(prepared_disk_full)
     unlink(image);
 }
 
-/* The disk fills while the next segment is half made (its lead, waiting for records):
- * the write that finds no room removes it, and the commits go on in its room. */
+/* A prepared segment ready. */
+TEST_IMPL(prepared_disk_full)
+{
+    disk_full_while_waiting(16 << 20, 1 << 20, "segment.prep", 1 << 20, 20);
+}
+
+/* A half-made one: its lead, waiting for records (too few come before the disk is full
+ * for its next step). */
 TEST_IMPL(half_made_disk_full)
 {
-    fresh();
-    char image[300];
-    snprintf(image, sizeof image, "%s.img", state);
-    if (mount_small_ext4(image, 64 << 20) != 0) {
-        unlink(image);
-        return;
-    }
-    nw_journal_options_t opt = defaults();
-    opt.sync = true;
-    opt.segment_size = 16 << 20;
-    nw_journal_t *j = open_j(&opt);
-    char part[300], filler[300];
-    journal_file("segment.prep.part", part, sizeof part);
-    snprintf(filler, sizeof filler, "%s/filler", state);
-    if (j) {
-        CHECK(wait_idle());
-        CHECK(file_size(part) == 4 << 20);
-        int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        static const char block[64 << 10];
-        while (fd >= 0 && write(fd, block, sizeof block) > 0)
-            ;
-        while (fd >= 0 && write(fd, block, 512) > 0)
-            ;
-        CHECK(errno == ENOSPC);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
-        /* commits into the current segment's zeros need no room (and too few records
-         * for the next step of the half-made one); the first past them fails */
-        int st = 0, before = 0;
-        for (int i = 0; i < 100 && st == 0; i++) {
-            for (int k = 0; k < 8; k++)
-                CHECK(append(j, "a", now_ms(), 3000) == 0);
-            CHECK(commit_wait(j, &st));
-            before += st == 0;
-        }
-        CHECK(st == -ENOSPC && before > 5);
-        CHECK(wait_idle());
-        nw_journal_stats_t s;
-        nw_journal_stats(j, &s);
-        CHECK(s.prepared == 0 && s.prepare_failures == 1 && file_size(part) < 0);
-        int after = 0;
-        for (int i = 0; i < 10; i++) {
-            for (int k = 0; k < 8; k++)
-                CHECK(append(j, "a", now_ms(), 3000) == 0);
-            CHECK(commit_wait(j, &st));
-            after += st == 0;
-        }
-        CHECK(after == 10);
-        close_j(&j);
-        j = open_j(&opt);
-        CHECK(j && nw_journal_last_seq(j, "a") == (uint64_t) (before + after) * 8);
-        close_j(&j);
-    }
-    unmount_small_ext4();
-    unlink(image);
+    disk_full_while_waiting(64 << 20, 16 << 20, "segment.prep.part", 4 << 20, 5);
 }
 
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
