@@ -83,15 +83,20 @@ static nw_seen_slot_t *slot_put(nw_seen_slot_t **pages, size_t cap, size_t i)
     return &(*page)[i % SEEN_PAGE];
 }
 
+/* Slot i to write in that holds a key or did: its page is made. */
+static nw_seen_slot_t *slot_held(nw_seen_slot_t **pages, size_t i)
+{
+    return &pages[i / SEEN_PAGE][i % SEEN_PAGE];
+}
+
 static const nw_seen_slot_t *seen_at(const nw_seen_t *s, size_t i)
 {
     return slot_at(s->pages, i);
 }
 
-/* Slot i of the new table, which holds a key or did (its page is made). */
 static nw_seen_slot_t *seen_held(const nw_seen_t *s, size_t i)
 {
-    return &s->pages[i / SEEN_PAGE][i % SEEN_PAGE];
+    return slot_held(s->pages, i);
 }
 
 static bool slot_used(const nw_seen_slot_t *e)
@@ -152,7 +157,7 @@ static nw_seen_slot_t *from_find(const nw_seen_t *s, const uint32_t key[5])
     const nw_seen_slot_t *e = slot_at(s->from, i);
     if (i < s->from_next || !slot_used(e) || slot_tomb(e))
         return NULL;
-    return &s->from[i / SEEN_PAGE][i % SEEN_PAGE];
+    return slot_held(s->from, i);
 }
 
 static void seen_free_pages(nw_seen_slot_t **pages, size_t cap)
@@ -181,13 +186,12 @@ static bool seen_move(nw_seen_t *s, size_t n)
             if (!to)
                 return false; /* this slot again next time */
             *to = *e;
-            s->from_live--;
             s->moved++;
         }
         if (++s->from_next == s->from_cap) {
             seen_free_pages(s->from, s->from_cap);
             s->from = NULL;
-            s->from_cap = s->from_next = s->from_live = 0;
+            s->from_cap = s->from_next = 0;
         }
     }
     return true;
@@ -232,7 +236,6 @@ static int seen_grow(nw_seen_t *s)
         s->from = s->pages;
         s->from_cap = s->cap;
         s->from_next = 0;
-        s->from_live = s->count;
     }
     s->pages = pages;
     s->cap = cap;
@@ -261,7 +264,6 @@ int nw_seen_set(nw_seen_t *s, const uint32_t key[5], int64_t t)
         memcpy(e->key, key, sizeof e->key);
         if (old) { /* it moves now; its slot there stays a tombstone */
             old->lo = old->hi = SEEN_TOMB;
-            s->from_live--;
         } else {
             s->count++;
         }
@@ -294,7 +296,6 @@ void nw_seen_delete(nw_seen_t *s, const uint32_t key[5])
         seen_remove_at(s, seen_probe(s, key));
     } else if ((old = from_find(s, key))) {
         old->lo = old->hi = SEEN_TOMB;
-        s->from_live--;
         s->count--;
     }
 }

@@ -26,8 +26,8 @@ typedef struct {
     size_t cap, count; /* cap: 0 or a power of two; count: the keys held, in all */
     /* while growing, the table the keys are moving out of (seen.c says why) */
     nw_seen_slot_t **from;
-    size_t from_cap, from_next, from_live; /* its size, the next slot to move, keys left */
-    uint64_t moved; /* keys moved between tables so far (growing, shrinking) */
+    size_t from_cap, from_next; /* its size, the next slot to move */
+    uint64_t moved;             /* keys moved between tables so far (growing, shrinking) */
 } nw_seen_t;
 
 /* Ids are lowercase hex SHA-1s (article.c): their bytes are the key; anything else is
