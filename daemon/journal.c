@@ -344,7 +344,11 @@ int nw_journal_push_segment(nw_journal_t *self, uint64_t num)
  * Made all at once, a new journal or a restart wrote a segment of zeros (two, with the
  * early rotation) into the disk's queue in the first seconds, ahead of every commit's
  * fdatasync; paced, the disk writes zeros no faster than records, which it has to
- * anyway, and a segment no larger than the lead is still made at once.
+ * anyway, and a segment no larger than the lead is still made at once. The sizes ramp
+ * up (prep_maybe): after a segment on the zero-step path the next is the lead alone,
+ * made at once, so that segment takes it at its next step instead of paying a step a
+ * MiB until a full one is paced in; after that each is twice the last, up to the full
+ * size, paced at most twice as fast as the records.
  *
  * Preparing must never take the room commits need: it starts only while twice its size
  * is free, a full disk (or any failure) while it runs removes the file, and a journal
@@ -537,12 +541,18 @@ static void prep_maybe(nw_journal_t *self)
     if (!self->prep_size) {
         if (self->prep_failing && (cur ? cur->num : 0) < self->prep_retry)
             return;
-        uint64_t fill = cur ? cur->size : 0, quarter = self->opt.segment_size / 4;
-        uint64_t room = fill < self->opt.segment_size ? self->opt.segment_size - fill : 0;
-        self->prep_size = want;
+        /* the ramp: the lead after a segment on the zero-step path, else twice the
+         * current one's size, up to the full size; paced over the current one's room */
+        uint64_t size = !self->cur_prep             ? (want < PREP_LEAD ? want : PREP_LEAD)
+                        : self->cur_prep < want / 2 ? 2 * self->cur_prep
+                                                    : want;
+        uint64_t end = self->cur_prep && self->cur_prep < want ? self->cur_prep
+                                                               : self->opt.segment_size;
+        uint64_t fill = cur ? cur->size : 0, room = fill < end ? end - fill : 0;
+        self->prep_size = size;
         self->prep_made = 0;
         self->prep_base = self->grown;
-        self->prep_room = room > quarter ? room : quarter ? quarter : 1;
+        self->prep_room = room > size / 4 ? room : size / 4 ? size / 4 : 1;
         atomic_store(&self->prep_stop, false);
     }
     uint64_t end = self->prep_size - self->prep_made < ZERO_STEP ? self->prep_size
@@ -740,6 +750,8 @@ static void finish(nw_journal_t *self)
     b->waiters = NULL;
     b->nwaiters = b->waiters_cap = 0;
     int err = job->err;
+    /* what the new segment, if one is made, was prepared to (0: a new file) */
+    uint64_t took = job->create && job->prep_used && job->prep_fd >= 0 ? self->prep_size : 0;
     if (job->prep_used) {
         /* renamed to the new segment (or dropped): gone either way */
         self->prep_fd = -1;
@@ -751,6 +763,7 @@ static void finish(nw_journal_t *self)
         if (job->create) {
             nw_journal_push_segment(self, job->num); /* reserved by seal(): cannot fail */
             self->fd = job->fd;
+            self->cur_prep = took;
         }
         segment_t *cur = &self->segs[self->nsegs - 1];
         uint64_t added = job->end_len - job->start_len;
@@ -1209,6 +1222,9 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
     segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     if (map_copy(self->durable, self->seqs) != 0)
         goto nomem;
+    /* a segment kept from before counts as prepared only if it has all its zeros */
+    if (last && last->alloc >= prep_want(self))
+        self->cur_prep = prep_want(self);
     if (last && !fresh) {
         char path[PATH_MAX];
         nw_jrec_segment_path(self->dir, last->num, path, sizeof path);
@@ -1244,6 +1260,8 @@ nw_journal_t *nw_journal_open(uv_loop_t *loop, const char *state_dir,
             nw_jrec_pack_commit(&job->head, 0, NULL, self->epoch) != 0)
             goto nomem;
         run_job(job);
+        if (rotate)
+            self->cur_prep = job->prep_used && job->prep_fd >= 0 ? self->prep_size : 0;
         if (job->prep_used) {
             self->prep_fd = job->prep_fd = -1;
             self->prep_size = 0;

@@ -33,7 +33,9 @@
  * once, the rest at the pace of the records, ready about when the current segment is
  * full, rather than a segment's worth ahead of the commits at once), and a rotation
  * renames it (a segment made while none was ready gets its zeros ~1 MiB at a time by
- * the commits that need them, and takes the prepared one as soon as it is ready). A
+ * the commits that need them, and takes the prepared one as soon as it is ready: the
+ * one after it is only the 4 MiB made at once, and each later one twice the last, up to
+ * the segment size). A
  * segment's size in rotation, stats and replay is where its last record ends, and a
  * segment is cut to that when the next one starts; retention by size counts the zeros
  * too (the current segment's and the prepared one's, up to two segment sizes): they

@@ -142,6 +142,8 @@ struct nw_journal {
     uint64_t prep_base;     /* grown when it was begun */
     uint64_t prep_room;     /* the records' bytes over which it is paced (prep_allowed) */
     uint64_t grown;         /* the records' bytes made durable since open */
+    uint64_t cur_prep;      /* the size the current segment was prepared to; 0: it was
+                             * not (the zero-step path), or not to a step of the ramp */
     bool prep_failing;      /* the last one failed (said once): retried at the next segment */
     uint64_t prep_retry;    /* the segment number from which to try again */
     atomic_bool prep_stop;  /* closing: the job stops and removes its file */

@@ -31,7 +31,7 @@ static uv_loop_t loop;
 static char state[256];
 
 /* commit callbacks record their tag and status here, in the order they ran */
-static int done_tag[512], done_status[512], ndone;
+static int done_tag[512], done_status[512], ndone, last_status;
 static nw_journal_t *unwind_journal; /* when set, callbacks try to append */
 static int unwind_errno;
 
@@ -41,6 +41,7 @@ static void on_commit(void *arg, int status)
         done_tag[ndone] = (int) (intptr_t) arg;
         done_status[ndone] = status;
     }
+    last_status = status;
     ndone++;
     if (unwind_journal) {
         errno = 0;
@@ -135,7 +136,8 @@ static bool commit_wait(nw_journal_t *j, int *status)
     int want = ndone + 1;
     CHECK(nw_journal_commit(j, on_commit, (void *) (intptr_t) 999) == 0);
     bool ok = wait_for(want);
-    *status = ok ? done_status[want - 1] : 1;
+    /* the arrays keep the first 512: the rest only the last (this one, waited for alone) */
+    *status = !ok ? 1 : want <= 512 ? done_status[want - 1] : last_status;
     return ok;
 }
 
@@ -1162,10 +1164,27 @@ static bool anything(nw_journal_t *j)
     return true;
 }
 
-/* What prepare_paced expects of the next segment while the journal has paced_segs: made
- * as far as the lead plus the records since it was begun allow (in the room its segment
- * had left), to a step. */
-static uint64_t paced_base, paced_room, paced_segs;
+/* A segment as a crash leaves it (a clean stop cuts its zeros off): its records, then
+ * written zeros up to size. */
+static bool as_crashed(const char *path, off_t size)
+{
+    static const char zeros[64 << 10];
+    int fd = open(path, O_WRONLY);
+    bool ok = fd >= 0;
+    for (off_t off = frames_end(path); ok && off < size;) {
+        size_t n = size - off < (off_t) sizeof zeros ? (size_t) (size - off) : sizeof zeros;
+        ok = pwrite(fd, zeros, n, off) == (ssize_t) n;
+        off += (off_t) n;
+    }
+    if (fd >= 0)
+        ok &= fsync(fd) == 0 && close(fd) == 0;
+    return ok;
+}
+
+/* What prepare_paced expects of the next segment, paced_size bytes, while the journal has
+ * paced_segs: made as far as the lead plus the records since it was begun allow (in the
+ * room its segment had left), to a step. */
+static uint64_t paced_base, paced_room, paced_segs, paced_size;
 static bool paced_as_expected(nw_journal_t *j)
 {
     char part[300];
@@ -1174,7 +1193,7 @@ static bool paced_as_expected(nw_journal_t *j)
     nw_journal_stats(j, &s);
     if (s.segments != paced_segs)
         return true; /* rotated: the caller looks */
-    uint64_t size = 16 << 20, lead = 4 << 20, step = 1 << 20;
+    uint64_t size = paced_size, lead = 4 << 20, step = 1 << 20;
     uint64_t grown = s.bytes - paced_base;
     uint64_t allowed = grown >= paced_room ? size : lead + grown * size / paced_room;
     allowed = allowed < size ? allowed : size;
@@ -1188,8 +1207,35 @@ static bool paced_as_expected(nw_journal_t *j)
     return ok;
 }
 
-/* The next segment's zeros follow the records: 4 MiB at once, then as the records grow,
- * at the pace that has it ready before the current segment is full, rather than a whole
+/* Fill segment n, prepared to size, paced as expected for the next (next bytes), until
+ * the journal rotates into that one; whether it did, with the segment's records near its
+ * end. */
+static bool paced_ramp(nw_journal_t *j, prep_files_t *f, uint64_t n, uint64_t size, uint64_t next)
+{
+    nw_journal_stats_t s;
+    nw_journal_stats(j, &s);
+    paced_base = s.bytes;
+    paced_room = size - (uint64_t) frames_end(f->seg[n]);
+    paced_room = paced_room > next / 4 ? paced_room : next / 4;
+    paced_segs = n;
+    paced_size = next;
+    if (!wait_idle())
+        return false;
+    ino_t ino = inode_of(f->prep) ? inode_of(f->prep) : inode_of(f->part);
+    bool ok = fill_with(j, n + 1, UINT64_MAX, 64, paced_as_expected);
+    nw_journal_stats(j, &s);
+    ok &= s.segments == n + 1 && inode_of(f->seg[n + 1]) == ino &&
+          file_size(f->seg[n + 1]) == (off_t) next;
+    /* rotated once the next batch no longer fits ahead of the last ZERO_LOW */
+    ok &= frames_end(f->seg[n]) > (off_t) (size - (512 << 10)) &&
+          frames_end(f->seg[n]) < (off_t) (size + (256 << 10));
+    return ok;
+}
+
+/* The next segment's zeros follow the records: after a segment on the zero-step path,
+ * the lead alone (made at once, which that segment takes at its next step), then twice
+ * the current one's size each time up to the full size, paced by the records (the lead
+ * at once, the rest ready before the current segment is full), rather than a whole
  * segment of zeros in the disk's queue at the start; a clean stop removes a half-made
  * one. (A segment no larger than the lead is made at once: prepared_segment.) */
 TEST_IMPL(prepare_paced)
@@ -1201,52 +1247,46 @@ TEST_IMPL(prepare_paced)
         return;
     char(*seg)[300] = f.seg, *prep = f.prep, *part = f.part;
     nw_journal_stats_t s;
-    /* the lead, and no more while no record comes */
+    /* the first segment is on the zero-step path: the lead, ready, and no more while no
+     * record comes */
     CHECK(wait_idle());
     nw_journal_stats(j, &s);
-    CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0 && s.prepared == 0);
+    CHECK(s.prepared == 4 << 20 && file_size(prep) == 4 << 20 && file_size(part) < 0);
     CHECK(s.zeros == (uint64_t) (file_size(seg[1]) - frames_end(seg[1])) + (4 << 20));
-    ino_t ino = inode_of(part);
-    /* the rest as the records grow, ready in time: the first segment (on the zero-step
-     * path) takes it before it is full, not before the pace has made it */
-    paced_base = s.bytes;
-    paced_room = (16 << 20) - s.bytes;
-    paced_segs = 1;
-    CHECK(fill_with(j, 2, UINT64_MAX, 64, paced_as_expected));
-    nw_journal_stats(j, &s);
-    CHECK(s.segments == 2 && inode_of(seg[2]) == ino && file_size(seg[2]) == 16 << 20);
-    CHECK(frames_end(seg[1]) > 11 << 20 && frames_end(seg[1]) < 16 << 20);
-    /* the one after begins again with the lead */
-    CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0);
-    paced_base = s.bytes;
-    paced_room = (16 << 20) - (uint64_t) frames_end(seg[2]);
-    paced_segs = 2;
-    CHECK(fill_with(j, 3, s.bytes + (2 << 20), 64, paced_as_expected));
-    CHECK(file_size(part) > 4 << 20);
-    close_j(&j);
-    CHECK(file_size(part) < 0 && file_size(prep) < 0);
+    ino_t ino = inode_of(prep);
+    /* which it takes before its first step of zeros */
+    CHECK(fill_with(j, 2, UINT64_MAX, 64, NULL));
+    CHECK(inode_of(seg[2]) == ino && file_size(seg[2]) == 4 << 20);
+    CHECK(frames_end(seg[1]) < 1 << 20 && file_size(seg[1]) == frames_end(seg[1]));
+    /* then 8 MiB, 16 MiB and 16 MiB, each ready in time for the last */
+    CHECK(paced_ramp(j, &f, 2, 4 << 20, 8 << 20));
+    CHECK(paced_ramp(j, &f, 3, 8 << 20, 16 << 20));
+    CHECK(paced_ramp(j, &f, 4, 16 << 20, 16 << 20));
+    CHECK(file_size(part) >= 4 << 20 && file_size(part) < 5 << 20 && file_size(prep) < 0);
 
     /* a crash while it was half made, the current segment all but full: the next start
      * begins again, and with less than a quarter segment left the zeros go at most 4
      * times as fast as the records, not all at once */
-    j = open_j(&opt);
-    if (!j)
-        return;
-    CHECK(fill_with(j, 3, (uint64_t) frames_end(seg[1]) + (25 << 19), 64, anything));
+    nw_journal_stats(j, &s);
+    CHECK(fill_with(j, 6, s.bytes - (uint64_t) frames_end(seg[5]) + (25 << 19), 64, anything));
     close_j(&j);
+    CHECK(as_crashed(seg[5], 16 << 20));
     CHECK(rename(file_size(prep) > 0 ? prep : part, part) == 0);
     j = open_j(&opt);
     if (!j)
         return;
     CHECK(wait_idle());
     nw_journal_stats(j, &s);
-    CHECK(s.segments == 2 && (16 << 20) - frames_end(seg[2]) < 4 << 20);
+    CHECK(s.segments == 5 && (16 << 20) - frames_end(seg[5]) < 4 << 20);
     CHECK(file_size(part) == 4 << 20 && file_size(prep) < 0);
     paced_base = s.bytes;
     paced_room = 4 << 20;
-    CHECK(fill_with(j, 3, s.bytes + (2 << 20), 64, paced_as_expected));
+    paced_size = 16 << 20;
+    CHECK(fill_with(j, 6, s.bytes + (2 << 20), 64, paced_as_expected));
     CHECK(file_size(part) >= 11 << 20 && file_size(part) < 16 << 20);
+    /* a clean stop removes a half-made one */
     close_j(&j);
+    CHECK(file_size(part) < 0 && file_size(prep) < 0);
 }
 
 /* Preparing fails (here a file size limit below it, as a full disk would): the file is
@@ -1429,12 +1469,34 @@ static void unmount_small_ext4(void)
     }
 }
 
+/* Restart the journal with its third segment (full-sized) all but full and nothing of
+ * the next one made, as a crash while it was half made leaves it. */
+static nw_journal_t *restart_near_end(nw_journal_t *j, nw_journal_options_t *opt)
+{
+    char seg[300], prep[300], part[300];
+    seg_file(3, seg, sizeof seg);
+    journal_file("segment.prep", prep, sizeof prep);
+    journal_file("segment.prep.part", part, sizeof part);
+    nw_journal_stats_t s;
+    CHECK(fill(j, 3, UINT64_MAX));
+    nw_journal_stats(j, &s);
+    CHECK(fill(j, 4, s.bytes - (uint64_t) frames_end(seg) + opt->segment_size - (160 << 10)));
+    nw_journal_stats(j, &s);
+    CHECK(s.segments == 3);
+    close_j(&j);
+    CHECK(as_crashed(seg, (off_t) opt->segment_size));
+    unlink(prep);
+    unlink(part);
+    return open_j(opt);
+}
+
 /* The disk fills while the next segment waits (in the journal's file name, size bytes
- * of it made): the commits into the current segment's zeros need no room, and the first
- * past them (after more than min of them) finds none; it removes that file, which is
- * said once as a preparation failure, and the commits go on in its room. */
-static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, const char *name,
-                                    off_t size, int min)
+ * of it made), on a fresh journal or one restarted near the end of a segment: the
+ * commits into the current segment's zeros need no room, and the first past them (after
+ * more than min of them) finds none; it removes that file, which is said once as a
+ * preparation failure, and the commits go on in its room. */
+static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, bool near_end,
+                                    const char *name, off_t size, int min)
 {
     fresh();
     char image[300];
@@ -1447,12 +1509,15 @@ static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, con
     opt.sync = true;
     opt.segment_size = segment_size;
     nw_journal_t *j = open_j(&opt);
+    if (j && near_end)
+        j = restart_near_end(j, &opt);
     char file[300], filler[300];
     journal_file(name, file, sizeof file);
     snprintf(filler, sizeof filler, "%s/filler", state);
     if (j) {
         CHECK(wait_idle());
         CHECK(file_size(file) == size);
+        uint64_t base = nw_journal_last_seq(j, "a");
         /* fill the disk */
         int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         static const char block[64 << 10];
@@ -1487,7 +1552,7 @@ static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, con
         CHECK(after == 10);
         close_j(&j);
         j = open_j(&opt);
-        CHECK(j && nw_journal_last_seq(j, "a") == (uint64_t) (before + after) * 8);
+        CHECK(j && nw_journal_last_seq(j, "a") == base + (uint64_t) (before + after) * 8);
         close_j(&j);
     }
     unmount_small_ext4();
@@ -1497,14 +1562,14 @@ static void disk_full_while_waiting(off_t image_size, uint64_t segment_size, con
 /* A prepared segment ready. */
 TEST_IMPL(prepared_disk_full)
 {
-    disk_full_while_waiting(16 << 20, 1 << 20, "segment.prep", 1 << 20, 20);
+    disk_full_while_waiting(16 << 20, 1 << 20, false, "segment.prep", 1 << 20, 20);
 }
 
 /* A half-made one: its lead, waiting for records (too few come before the disk is full
- * for its next step). */
+ * for its next step), begun after a restart near the end of a segment. */
 TEST_IMPL(half_made_disk_full)
 {
-    disk_full_while_waiting(64 << 20, 16 << 20, "segment.prep.part", 4 << 20, 5);
+    disk_full_while_waiting(64 << 20, 8 << 20, true, "segment.prep.part", 4 << 20, 3);
 }
 
 /* ENOSPC from a real full file system, when this sandbox lets us mount one. */
