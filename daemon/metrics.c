@@ -223,6 +223,10 @@ static void render_pipeline(text_t *t, const nw_pipeline_t *pipeline, const nw_w
         ps.file_errno != 0);
     if (!watch)
         return;
+    one(t, "newswired_watch_events_total", "counter",
+        "inotify events read: a file renamed in is one, one written in place two (its "
+        "creation and its close); moving files out makes none.",
+        ws.events);
     one(t, "newswired_watch_overflows_total", "counter",
         "inotify queue overflows; each made the drop folder be scanned again.", ws.overflows);
     one(t, "newswired_watch_rescans_total", "counter",

@@ -39,10 +39,12 @@
 #include <unistd.h>
 
 #define WATCH_BUF_SIZE 65536
+/* No IN_MOVED_FROM on the drop folder: every archive move out of it would be an event
+ * (and a wake-up) for nothing; a subfolder says itself that it moved (IN_MOVE_SELF). */
 #define DROP_MASK \
-    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | \
-     IN_ONLYDIR)
-#define SUBDIR_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW)
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define SUBDIR_MASK \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 #define TICK_MS NW_WATCH_TICK_MS
 #define WARN_MS 60000  /* a warning a minute while something is not watched */
 #define FRESH_MAX 4096 /* created files followed until their close */
@@ -195,18 +197,24 @@ static int add_subdir(nw_watch_t *self, const char *name)
     return 0;
 }
 
-/* A subfolder moved out of the drop folder: forget it, its events would mislead. */
-static void remove_subdir(nw_watch_t *self, const char *name)
+/* Subfolder wd (named name) moved: renamed in the drop folder, its IN_MOVED_TO came
+ * first and add_subdir gave the watch the new name; moved out of it, the name no longer
+ * leads to it, and it is forgotten (its events would mislead). Its name is looked up
+ * again to tell: a watch added for the same folder returns the same wd. */
+static void subdir_moved(nw_watch_t *self, int wd, const char *name)
 {
-    zhashx_delete(self->unwatched, name);
-    for (char *value = zhashx_first(self->subdirs); value; value = zhashx_next(self->subdirs)) {
-        if (strcmp(value, name) == 0) {
-            int wd = (int) (uintptr_t) zhashx_cursor(self->subdirs);
-            inotify_rm_watch(self->ifd, wd);
-            zhashx_delete(self->subdirs, wd_key(wd));
-            return;
-        }
-    }
+    char path[PATH_MAX];
+    int now = -1;
+    if (snprintf(path, sizeof path, "%s/%s", self->drop_dir, name) < (int) sizeof path)
+        now = inotify_add_watch(self->ifd, path, SUBDIR_MASK);
+    if (now == wd)
+        return;
+    /* another folder by that name: its own IN_CREATE or IN_MOVED_TO adds it (or did) */
+    if (now >= 0 && !zhashx_lookup(self->subdirs, wd_key(now)))
+        inotify_rm_watch(self->ifd, now);
+    inotify_rm_watch(self->ifd, wd); /* IN_IGNORED follows, for a wd no longer known */
+    zhashx_delete(self->subdirs, wd_key(wd));
+    self->stats.subdirs = zhashx_size(self->subdirs);
 }
 
 /* Every subfolder watch goes (the drop folder itself went away). */
@@ -789,9 +797,6 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
                 if (rc >= 0 && scan_and_report(self, name, rc == 1, err, sizeof err))
                     nw_warn("watch: %s", err);
                 health_check(self);
-            } else if (ev->mask & IN_MOVED_FROM) {
-                remove_subdir(self, name);
-                health_check(self);
             }
             self->stats.subdirs = zhashx_size(self->subdirs);
             return;
@@ -808,6 +813,11 @@ static void handle_event(nw_watch_t *self, const struct inotify_event *ev, bool 
     if (ev->mask & IN_IGNORED) {
         zhashx_delete(self->subdirs, wd_key(ev->wd));
         self->stats.subdirs = zhashx_size(self->subdirs);
+        return;
+    }
+    if (ev->mask & IN_MOVE_SELF) {
+        subdir_moved(self, ev->wd, subdir);
+        health_check(self);
         return;
     }
     if (!*name || (ev->mask & IN_ISDIR) || nw_watch_name_skipped(name))

@@ -7,14 +7,14 @@ endpoint refused without --insecure, even with CURVE on.
 
 Waits are on events (log lines, received messages, scraped values), never on sleeps.
 """
-import contextlib, json, os, re, signal, socket, subprocess, tempfile, threading, urllib.error, \
-    urllib.request
+import contextlib, json, os, re, shutil, signal, socket, subprocess, tempfile, threading, \
+    urllib.error, urllib.request
 
 import msgpack
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from nwtest import BIN, DEADLINE, Daemon, Failure, check, header_article, raw_prefix, run, wait_for
+from nwtest import BIN, DEADLINE, Daemon, Failure, Subscriber, check, header_article, raw_prefix, run, wait_for
 
 SOURCE = os.environ.get('NW_SOURCE', os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -451,6 +451,37 @@ def test_non_loopback_needs_insecure():
         d.cleanup()
 
 
+def test_archiving_makes_no_watch_event():
+    """A file renamed into the drop folder is one inotify event (IN_MOVED_TO) and its
+    archive move out of it none: the drop folder is watched without IN_MOVED_FROM, which
+    would wake the daemon once more for every file it archives."""
+    d = start()
+    try:
+        sub = Subscriber(d)
+        stage = tempfile.mkdtemp(dir=os.path.dirname(d.drop))   # same file system
+        before = Scrape(d.url).value('newswired_watch_events_total')
+        n = 30
+        for i in range(n):
+            path = os.path.join(stage, 'ev%02d.txt' % i)
+            with open(path, 'w') as f:
+                f.write(header_article('Event story number %d' % i))
+            os.rename(path, os.path.join(d.drop, 'ev%02d.txt' % i))
+        sub.wait(n)
+        wait_for(lambda: d.drop_files() == [], 'every file archived')
+        # one more, published: every event queued before it has been read by then
+        path = os.path.join(stage, 'last.txt')
+        with open(path, 'w') as f:
+            f.write(header_article('The last event story'))
+        os.rename(path, os.path.join(d.drop, 'last.txt'))
+        sub.wait(n + 1)
+        events = Scrape(d.url).value('newswired_watch_events_total') - before
+        check(events == n + 1, '%d files renamed in, archived: %d events' % (n + 1, events))
+        shutil.rmtree(stage)
+    finally:
+        d.cleanup()
+
+
 if __name__ == '__main__':
     run([test_series_follow_the_run, test_full_queue_of_a_stalled_subscriber,
-         test_bad_requests_do_not_hurt, test_non_loopback_needs_insecure])
+         test_bad_requests_do_not_hurt, test_non_loopback_needs_insecure,
+         test_archiving_makes_no_watch_event])

@@ -2,7 +2,8 @@
 
 - the drop folder deleted, or moved away and replaced, while running: the daemon says so
   at once (a warning, and STATUS= never "0 pending" over a folder it cannot see), and
-  takes files again once a folder is back at its path, those already in it included;
+  takes files again once a folder is back at its path, those already in it included; a
+  subfolder renamed is watched under its new name, one moved out is forgotten;
 - subfolders beyond the inotify watch limit (a user namespace of its own with
   user.max_inotify_watches lowered, so the system's limit is untouched): their files are
   still published, at start and while running, STATUS= and a warning say which are not
@@ -93,6 +94,45 @@ def test_drop_folder_moved_away_and_replaced():
         wait_for(lambda: d.drop_files() == [], 'the new folder emptied')
         check(os.path.exists(os.path.join(old, 'sport', 'stale.txt')), 'the moved one untouched')
         check(len(sub.messages) == 3, 'nothing from the moved folder: %r' % headlines(sub))
+    finally:
+        d.cleanup()
+
+
+def test_subfolder_renamed_or_moved_out():
+    """A subfolder renamed within the drop folder stays watched under its new name (its
+    files take that name's subject); one moved out of it is forgotten, told by its own
+    IN_MOVE_SELF (the drop folder is watched without IN_MOVED_FROM), and a file written
+    in it then is not taken."""
+    from test_metrics import Scrape, start
+    d = start()
+    try:
+        sub = Subscriber(d)
+        watched = lambda: Scrape(d.url).value('newswired_watch_subfolders')
+        os.makedirs(os.path.join(d.drop, 'geopolitics'))
+        wait_for(lambda: watched() == 1, 'the new subfolder watched')
+        d.drop_text('a.txt', header_article('Before the rename', Subject='x'),
+                    subdir='geopolitics')
+        sub.wait(1)
+        os.rename(os.path.join(d.drop, 'geopolitics'), os.path.join(d.drop, 'sport'))
+        d.drop_text('b.txt', header_article('After the rename', Subject='x'), subdir='sport')
+        sub.wait(2)
+        topics = [(m['article']['headline'], m['topic']) for m in sub.messages]
+        check(topics == [('Before the rename', 'geopolitics'), ('After the rename', 'sport')],
+              'subjects from the names: %r' % topics)
+        check(watched() == 1, 'one subfolder watched after the rename')
+        wait_for(lambda: d.drop_files() == [], 'both archived')
+        away = os.path.join(os.path.dirname(d.drop), 'away')
+        os.rename(os.path.join(d.drop, 'sport'), away)
+        wait_for(lambda: watched() == 0, 'the subfolder moved out forgotten')
+        with open(os.path.join(away, 'stale.txt'), 'w') as f:
+            f.write(header_article('In the folder moved out', Subject='x'))
+        d.drop_text('c.txt', header_article('In the drop folder', Subject='x'))
+        sub.wait(3)
+        check(headlines(sub) == ['After the rename', 'Before the rename', 'In the drop folder'],
+              'nothing from the folder moved out: %r' % headlines(sub))
+        check(os.path.exists(os.path.join(away, 'stale.txt')), 'the moved one untouched')
+        check('stale.txt' not in d.log(), 'nothing said of it: %s' % d.log())
+        shutil.rmtree(away)
     finally:
         d.cleanup()
 
@@ -269,6 +309,7 @@ def test_in_place_writer_still_waits_for_close():
 
 if __name__ == '__main__':
     run([test_drop_folder_deleted_then_recreated, test_drop_folder_moved_away_and_replaced,
+         test_subfolder_renamed_or_moved_out,
          test_subfolders_beyond_the_watch_limit, test_drop_folder_itself_beyond_the_watch_limit,
          test_entries_created_in_place,
          test_in_place_writer_still_waits_for_close])
