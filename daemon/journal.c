@@ -932,8 +932,11 @@ static bool ew_fits(nw_journal_t *self, uint64_t len)
         return false;
     if (!self->ew_n)
         self->ew_end = cur->size;
+    /* ZERO_LOW short of the zeros' end, a job would top them up; a segment that has all
+     * of its zeros (a prepared one) gets no more, and is written by the loop to its end */
+    uint64_t low = self->opt.segment_size && cur->alloc >= self->opt.segment_size ? 0 : ZERO_LOW;
     if ((self->opt.segment_size && self->ew_end >= self->opt.segment_size) ||
-        self->ew_end + len + ZERO_LOW > cur->alloc)
+        self->ew_end + len + low > cur->alloc)
         return false;
     /* the oldest segment due for retirement (as seal() decides it) */
     if (self->nsegs > 1) {

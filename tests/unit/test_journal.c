@@ -1289,6 +1289,108 @@ TEST_IMPL(prepare_paced)
     CHECK(file_size(part) < 0 && file_size(prep) < 0);
 }
 
+/* Early mode: which commits were told written, and which durable, in order. */
+static char early_events[64];
+static void on_early_written(void *arg, int status)
+{
+    size_t n = strlen(early_events);
+    if (status == 0 && n + 2 < sizeof early_events)
+        snprintf(early_events + n, sizeof early_events - n, "w%c", (char) (intptr_t) arg);
+}
+
+static void on_early_done(void *arg, int status)
+{
+    size_t n = strlen(early_events);
+    if (status == 0 && n + 2 < sizeof early_events)
+        snprintf(early_events + n, sizeof early_events - n, "d%c", (char) (intptr_t) arg);
+    on_commit(arg, status);
+}
+
+/* Runs the loop until early_events is want; false after 10 s. */
+static bool wait_events(const char *want)
+{
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    timed_out = false;
+    uv_timer_start(&guard, on_guard, 10000, 0);
+    while (strcmp(early_events, want) != 0 && !timed_out)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *) &guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (timed_out)
+        fprintf(stderr, "timed out waiting for %s (have %s)\n", want, early_events);
+    return !timed_out;
+}
+
+/* Early mode writes into a prepared segment up to its end: there no job can add zeros,
+ * so the last ZERO_LOW of it is written by the loop like the rest, and a commit there is
+ * told written while the fdatasync before it runs (it used to wait for that fdatasync
+ * and go as a job of its own, each one, to the segment's end). */
+TEST_IMPL(early_to_the_end)
+{
+    nw_journal_options_t opt;
+    prep_files_t f;
+    fresh();
+    if (on_tmpfs())
+        return;
+    opt = defaults();
+    opt.sync = opt.early = true;
+    opt.segment_size = 2 << 20; /* no larger than the lead: each is prepared whole */
+    nw_journal_t *j = open_j(&opt);
+    if (!j)
+        return;
+    for (int i = 1; i < 6; i++)
+        seg_file((uint64_t) i, f.seg[i], sizeof f.seg[i]);
+    /* into the second segment, a prepared one, to less than ZERO_LOW (256 KiB) of its end */
+    CHECK(fill(j, 2, UINT64_MAX));
+    nw_journal_stats_t s;
+    int st = 0;
+    for (int i = 0; i < 200; i++) {
+        CHECK(wait_idle());
+        nw_journal_stats(j, &s);
+        CHECK(s.segments == 2 && s.prepared == 2 << 20 && file_size(f.seg[2]) == 2 << 20);
+        if (s.zeros - s.prepared < 200 << 10)
+            break;
+        for (int k = 0; k < 8; k++)
+            CHECK(append(j, "a", now_ms(), 3000) == 0);
+        CHECK(commit_wait(j, &st) && st == 0);
+    }
+    CHECK(s.zeros - s.prepared < 200 << 10 && s.zeros - s.prepared > 150 << 10);
+    uint64_t records = s.records;
+
+    /* each early fdatasync now waits for a byte on the gate */
+    char gate[300];
+    journal_file("../sync-gate", gate, sizeof gate);
+    CHECK(mkfifo(gate, 0600) == 0);
+    int g = open(gate, O_RDWR | O_CLOEXEC);
+    CHECK(g >= 0);
+    CHECK(setenv("NW_TEST_SYNC_GATE", gate, 1) == 0);
+    early_events[0] = '\0';
+    CHECK(append(j, "a", now_ms(), 1000) == 0);
+    CHECK(nw_journal_commit_early(j, on_early_written, on_early_done, (void *) (intptr_t) 'A') ==
+          0);
+    CHECK(wait_events("wA"));
+    CHECK(append(j, "a", now_ms(), 1000) == 0);
+    CHECK(nw_journal_commit_early(j, on_early_written, on_early_done, (void *) (intptr_t) 'B') ==
+          0);
+    CHECK(wait_events("wAwB"));
+    CHECK(write(g, "..", 2) == 2);
+    CHECK(wait_events("wAwBdAdB"));
+    CHECK(wait_idle());
+    nw_journal_stats(j, &s);
+    CHECK(s.records == records + 2 && s.segments == 2);
+    CHECK(unsetenv("NW_TEST_SYNC_GATE") == 0);
+    close(g);
+    unlink(gate);
+    close_j(&j);
+    j = open_j(&opt);
+    if (!j)
+        return;
+    nw_journal_stats(j, &s);
+    CHECK(s.records == records + 2);
+    close_j(&j);
+}
+
 /* Preparing fails (here a file size limit below it, as a full disk would): the file is
  * removed, it is said once, commits go on, and the next segment tries again. */
 TEST_IMPL(prepare_fails)
