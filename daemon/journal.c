@@ -104,16 +104,26 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* The file's size once a write ending at end is done, zeros included (unless they fail). */
-static uint64_t zero_target(const job_t *job, uint64_t end)
+/* The file's size once a write ending at end is done, zeros included (unless they fail),
+ * for a segment of alloc bytes whose zeros go up to limit (0: no limit) and stop below
+ * zero_from (after a failure). The one rule for when zeros are topped up: the job's
+ * write follows it, and an early write on the loop (ew_fits) keeps out of its way. */
+static uint64_t zeros_after(bool zero_ahead, uint64_t zero_from, uint64_t limit, uint64_t alloc,
+                            uint64_t end)
 {
-    uint64_t alloc = job->alloc > end ? job->alloc : end;
+    if (alloc < end)
+        alloc = end;
     uint64_t to = alloc + ZERO_STEP;
-    if (job->zero_limit && to > job->zero_limit)
-        to = job->zero_limit;
-    if (!job->zero_ahead || end < job->zero_from || alloc - end >= ZERO_LOW || to <= alloc)
+    if (limit && to > limit)
+        to = limit;
+    if (!zero_ahead || end < zero_from || alloc - end >= ZERO_LOW || to <= alloc)
         return alloc;
     return to;
+}
+
+static uint64_t zero_target(const job_t *job, uint64_t end)
+{
+    return zeros_after(job->zero_ahead, job->zero_from, job->zero_limit, job->alloc, end);
 }
 
 /* An fdatasync after a write that grows the file also commits its new size, which costs
@@ -932,11 +942,11 @@ static bool ew_fits(nw_journal_t *self, uint64_t len)
         return false;
     if (!self->ew_n)
         self->ew_end = cur->size;
-    /* ZERO_LOW short of the zeros' end, a job would top them up; a segment that has all
-     * of its zeros (a prepared one) gets no more, and is written by the loop to its end */
-    uint64_t low = self->opt.segment_size && cur->alloc >= self->opt.segment_size ? 0 : ZERO_LOW;
+    /* within the zeros, and not where a job would top them up (near their end, unless the
+     * segment has all of them, as a prepared one does: that is written here to its end) */
     if ((self->opt.segment_size && self->ew_end >= self->opt.segment_size) ||
-        self->ew_end + len + low > cur->alloc)
+        zeros_after(self->zero_ahead, self->zero_from, self->opt.segment_size, cur->alloc,
+                    self->ew_end + len) > cur->alloc)
         return false;
     /* the oldest segment due for retirement (as seal() decides it) */
     if (self->nsegs > 1) {

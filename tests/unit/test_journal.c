@@ -58,18 +58,29 @@ static void on_guard(uv_timer_t *t)
     timed_out = true;
 }
 
-/* Run the loop until n callbacks in all have run; false after 10 s instead of hanging. */
-static bool wait_for(int n)
+/* Run the loop until done(arg); false after 10 s instead of hanging. */
+static bool run_until(bool (*done)(void *arg), void *arg)
 {
     uv_timer_t guard;
     uv_timer_init(&loop, &guard);
     timed_out = false;
     uv_timer_start(&guard, on_guard, 10000, 0);
-    while (ndone < n && !timed_out)
+    while (!done(arg) && !timed_out)
         uv_run(&loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *) &guard, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
-    if (ndone < n)
+    return done(arg);
+}
+
+static bool ndone_reached(void *n)
+{
+    return ndone >= *(int *) n;
+}
+
+/* Run the loop until n callbacks in all have run; false after 10 s instead of hanging. */
+static bool wait_for(int n)
+{
+    if (!run_until(ndone_reached, &n))
         fprintf(stderr, "timed out waiting for %d callbacks (have %d)\n", n, ndone);
     return ndone >= n;
 }
@@ -302,6 +313,11 @@ TEST_IMPL(commit_and_reopen)
     close_j(&j);
 }
 
+static bool old_seen(void *j)
+{
+    return nw_journal_seen(j, "old", 0);
+}
+
 TEST_IMPL(dedup_window)
 {
     fresh();
@@ -327,14 +343,7 @@ TEST_IMPL(dedup_window)
 
     /* a reload widening the window reads the older ids back from the segments */
     CHECK(nw_journal_set_dedup_window(j, 2 * 3600 * 1000) == 0);
-    uv_timer_t guard;
-    uv_timer_init(&loop, &guard);
-    timed_out = false;
-    uv_timer_start(&guard, on_guard, 10000, 0);
-    while (!nw_journal_seen(j, "old", 0) && !timed_out)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *) &guard, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
+    run_until(old_seen, j);
     CHECK(nw_journal_seen(j, "old", now - 3600 * 1000));
     CHECK(nw_journal_seen(j, "recent", now - 60000));
     CHECK(!nw_journal_seen(j, "never", 0));
@@ -931,24 +940,26 @@ static uint64_t folder_bytes(void)
 
 /* Run the loop until the journal has a prepared segment ready (failures 0) or until that
  * many preparations failed; false after 10 s instead of hanging. */
+typedef struct {
+    nw_journal_t *j;
+    uint64_t failures;
+} prepared_wait_t;
+
+static bool prepared_or_failed(void *arg)
+{
+    const prepared_wait_t *w = arg;
+    nw_journal_stats_t s;
+    nw_journal_stats(w->j, &s);
+    return w->failures ? s.prepare_failures >= w->failures : s.prepared > 0;
+}
+
 static bool wait_prepared(nw_journal_t *j, uint64_t failures)
 {
-    uv_timer_t guard;
-    uv_timer_init(&loop, &guard);
-    timed_out = false;
-    uv_timer_start(&guard, on_guard, 10000, 0);
-    nw_journal_stats_t s;
-    for (;;) {
-        nw_journal_stats(j, &s);
-        if ((failures ? s.prepare_failures >= failures : s.prepared > 0) || timed_out)
-            break;
-        uv_run(&loop, UV_RUN_ONCE);
-    }
-    uv_close((uv_handle_t *) &guard, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    if (timed_out)
-        fprintf(stderr, "timed out waiting for a prepared segment\n");
-    return !timed_out;
+    prepared_wait_t w = {j, failures};
+    if (run_until(prepared_or_failed, &w))
+        return true;
+    fprintf(stderr, "timed out waiting for a prepared segment\n");
+    return false;
 }
 
 static bool wait_idle(void);
@@ -1291,35 +1302,36 @@ TEST_IMPL(prepare_paced)
 
 /* Early mode: which commits were told written, and which durable, in order. */
 static char early_events[64];
-static void on_early_written(void *arg, int status)
+static void early_event(char what, void *arg, int status)
 {
     size_t n = strlen(early_events);
     if (status == 0 && n + 2 < sizeof early_events)
-        snprintf(early_events + n, sizeof early_events - n, "w%c", (char) (intptr_t) arg);
+        snprintf(early_events + n, sizeof early_events - n, "%c%c", what, (char) (intptr_t) arg);
+}
+
+static void on_early_written(void *arg, int status)
+{
+    early_event('w', arg, status);
 }
 
 static void on_early_done(void *arg, int status)
 {
-    size_t n = strlen(early_events);
-    if (status == 0 && n + 2 < sizeof early_events)
-        snprintf(early_events + n, sizeof early_events - n, "d%c", (char) (intptr_t) arg);
+    early_event('d', arg, status);
     on_commit(arg, status);
+}
+
+static bool events_are(void *want)
+{
+    return strcmp(early_events, want) == 0;
 }
 
 /* Runs the loop until early_events is want; false after 10 s. */
 static bool wait_events(const char *want)
 {
-    uv_timer_t guard;
-    uv_timer_init(&loop, &guard);
-    timed_out = false;
-    uv_timer_start(&guard, on_guard, 10000, 0);
-    while (strcmp(early_events, want) != 0 && !timed_out)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *) &guard, NULL);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    if (timed_out)
-        fprintf(stderr, "timed out waiting for %s (have %s)\n", want, early_events);
-    return !timed_out;
+    if (run_until(events_are, (void *) want))
+        return true;
+    fprintf(stderr, "timed out waiting for %s (have %s)\n", want, early_events);
+    return false;
 }
 
 /* Early mode writes into a prepared segment up to its end: there no job can add zeros,
