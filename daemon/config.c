@@ -27,6 +27,7 @@ typedef enum {
     K_BOOL,   /* "0", "off", "false": false; anything else: true */
     K_OFF,    /* present with any value: the field is 0 / false (--no-sync) */
     K_SYNC,   /* nw_sync_mode_t: "early", or a K_BOOL word for on or off */
+    K_AUTO,   /* int: "auto" -1, else on 1 or off 0 in K_SYNC's words */
     K_LEVEL,  /* a log level name */
     K_CONFIG, /* the file to read: found before anything else */
     K_HELP,
@@ -111,6 +112,10 @@ static const setting_t settings[] = {
      "never fsync"},
     {"no-sync", 0, NULL, CLI | FILE_KEY, PLAIN(K_OFF, sync), NULL, false,
      "never fsync the journal (survives crashes, not power loss): --sync=off"},
+    {"burst-pool", 0, "WHEN", CLI | FILE_KEY, PLAIN(K_AUTO, burst_pool), "auto", false,
+     "on: a burst's files are read and moved on the thread pool beside the loop thread; "
+     "off: on the loop thread, a batch a turn; auto: on where the process may use more "
+     "than 2 CPUs"},
     {"segment-size", 0, "BYTES", CLI | FILE_KEY, NUM(segment_size, 4096, UINT64_MAX, 1),
      "67108864", false, "journal segment size"},
     {"journal-max-size", 0, "BYTES", CLI | FILE_KEY, NUM(journal_max_size, 1, UINT64_MAX, 1),
@@ -242,6 +247,19 @@ static bool parse_bool(const char *value)
     return strcmp(value, "0") != 0 && strcmp(value, "off") != 0 && strcmp(value, "false") != 0;
 }
 
+/* A word for on (1) or off (0), strictly: a setting with a third word (early, auto)
+ * refuses a typo rather than read it as on. */
+static int parse_word(const char *value, int *out)
+{
+    static const char *const words[] = {"off", "0", "false", "no", "on", "1", "true", "yes"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(value, words[i]) == 0) {
+            *out = i >= 4;
+            return 0;
+        }
+    return -1;
+}
+
 static void *field_of(nw_config_t *self, const setting_t *s)
 {
     return (char *) self + s->offset;
@@ -289,6 +307,8 @@ static int add_endpoint(nw_config_t *self, const setting_t *s, bool *reset, cons
     return 0;
 }
 
+_Static_assert(NW_SYNC_OFF == 0 && NW_SYNC_ON == 1, "K_SYNC takes parse_word's 0 and 1 as they are");
+
 /* One setting's value, from the defaults, the file or a flag. reset: one flag per
  * setting, for the endpoint lists (see add_endpoint). */
 static int apply(nw_config_t *self, const setting_t *s, const char *value, bool *reset,
@@ -304,20 +324,24 @@ static int apply(nw_config_t *self, const setting_t *s, const char *value, bool 
     case K_NUM: return set_number(self, s, value, errbuf, errlen);
     case K_BOOL: *(bool *) field = parse_bool(value); return 0;
     case K_OFF: memset(field, 0, s->size); return 0;
-    case K_SYNC: {
-        static const char *const words[] = {"off", "0", "false", "no", "on", "1", "true", "yes"};
+    case K_SYNC:
         if (strcmp(value, "early") == 0) {
             *(int *) field = NW_SYNC_EARLY;
             return 0;
         }
-        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-            if (strcmp(value, words[i]) == 0) {
-                *(int *) field = i < 4 ? NW_SYNC_OFF : NW_SYNC_ON;
-                return 0;
-            }
+        if (parse_word(value, (int *) field) == 0)
+            return 0;
         snprintf(errbuf, errlen, "sync '%s': expected on, off or early", value);
         return -1;
-    }
+    case K_AUTO:
+        if (strcmp(value, "auto") == 0) {
+            *(int *) field = -1;
+            return 0;
+        }
+        if (parse_word(value, (int *) field) == 0)
+            return 0;
+        snprintf(errbuf, errlen, "%s '%s': expected on, off or auto", s->name, value);
+        return -1;
     case K_LEVEL: {
         int level = nw_log_level_parse(value);
         if (level < 0) {
@@ -507,7 +531,8 @@ static bool same_value(nw_config_t *a, nw_config_t *b, const setting_t *s)
     case K_BOOL:
     case K_OFF:
     case K_LEVEL:
-    case K_SYNC: return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
+    case K_SYNC:
+    case K_AUTO: return memcmp(field_of(a, s), field_of(b, s), s->size) == 0;
     default: return true;
     }
 }

@@ -42,6 +42,7 @@ typedef struct {
     int64_t commit_delay_ms;    /* group commit: least time between two writes */
     int sync;                   /* nw_sync_mode_t: off (no fsync at all:
                                    benchmarks, tmpfs), on, early */
+    int burst_pool;             /* a burst's files on the thread pool: 1, 0, -1 auto */
     uint64_t segment_size;      /* journal segment rotation size */
     uint64_t journal_max_size;  /* journal retention by size */
     int64_t journal_max_age_ms; /* journal retention by age */

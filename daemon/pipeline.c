@@ -166,6 +166,8 @@ struct nw_pipeline {
     unsigned moves_deferred; /* jobs whose move failed for a fault and is not yet done */
     unsigned long serial, fault_serial; /* jobs made; the last made at the fault */
     uv_check_t check;                   /* once per loop turn: hand off what gathered */
+    uv_idle_t more; /* burst_pool off: files wait for the loop's next turn, so its poll
+                       must not sleep until an event comes */
     int open_handles;
     bool advancing; /* flight_advance is on the stack */
     bool held;      /* told a scan to hold: call resume below PENDING_HIGH / 2 */
@@ -194,6 +196,11 @@ typedef struct {
 
 static void schedule(nw_pipeline_t *self);
 static void pump(nw_pipeline_t *self);
+
+static void on_more(uv_idle_t *idle)
+{
+    (void) idle; /* only there to keep the poll from blocking: on_check does the work */
+}
 
 /* --- time in each stage ------------------------------------------------------- */
 
@@ -810,26 +817,46 @@ static batch_t *batch_new(nw_pipeline_t *self)
     return batch;
 }
 
-/* Whether at most HERE_MAX moves wait, the first of them not a reject. */
+/* Whether the moves waiting are the loop's: the first not a reject, and with burst_pool
+ * at most HERE_MAX of them (more is a burst, for the pool). */
 static bool archive_few(const nw_pipeline_t *self)
 {
     const job_t *job = self->archive_head;
     if (!job || job->outcome == OUT_REJECT)
         return false;
+    if (!self->opt.burst_pool)
+        return true;
     for (unsigned n = 0; job; job = job->archive_next)
         if (++n > HERE_MAX)
             return false;
     return true;
 }
 
+static bool moves_here(const nw_pipeline_t *self)
+{
+    return self->rename_here && self->local && self->archives == 0 && archive_few(self);
+}
+
+/* Files wait that the loop takes itself, but not in this turn: go round again without
+ * sleeping (the idle handle), and let the poll serve what came meanwhile. */
+static void another_turn(nw_pipeline_t *self)
+{
+    uv_idle_start(&self->more, on_more);
+    schedule(self);
+}
+
 /* The same reasoning as read_here: a few published files, both folders local, no move on
  * the pool. A rename within one local file system is page-cache work; a reject (it
  * writes a reason file) and a move across file systems (a copy and an fsync: EXDEV from
  * nw_archive_rename, a bind mount included) go to the pool, and after an EXDEV every move
- * does. */
+ * does. Without burst_pool a burst's moves are made here too, BATCH_MAX a turn. */
 static void archive_here(nw_pipeline_t *self)
 {
-    while (self->rename_here && self->local && self->archives == 0 && archive_few(self)) {
+    for (unsigned n = 0; moves_here(self); n++) {
+        if (n == BATCH_MAX) {
+            another_turn(self);
+            return;
+        }
         job_t *job = self->archive_head;
         archive_one(job, true);
         if (job->archive_rc != 0 && job->archive_errno == EXDEV) {
@@ -850,7 +877,7 @@ static void archive_here(nw_pipeline_t *self)
 static void archive_pump(nw_pipeline_t *self)
 {
     archive_here(self);
-    while (self->archive_head && self->archives < ARCHIVES_MAX) {
+    while (self->archive_head && self->archives < ARCHIVES_MAX && !moves_here(self)) {
         batch_t *batch = batch_new(self);
         if (!batch) {
             nw_err("out of memory: archive moves wait for the next loop turn");
@@ -1119,11 +1146,24 @@ static void read_queue(nw_pipeline_t *self, batch_t *batch)
  * steady stream of single files paid them for every file. Only small files (HERE_SIZE)
  * in a folder known to be local (nw_fs_local) are read here, a few a turn (HERE_MAX);
  * a queue longer than that is a burst, which the pool's threads take in batches beside
- * the loop. Order is kept: a job read here enters the flight list like any other. */
+ * the loop (burst_pool). Without burst_pool the loop reads the burst too, BATCH_MAX
+ * files a turn (about a millisecond), going round without sleeping until none wait;
+ * the poll between turns publishes what became durable meanwhile. Order is kept: a job
+ * read here enters the flight list like any other. */
+static bool reads_here(const nw_pipeline_t *self)
+{
+    return self->local && !self->draining && !self->paused && self->jobs < MAX_JOBS &&
+           self->pending_head &&
+           (!self->opt.burst_pool || (self->reads == 0 && self->stats.pending <= HERE_MAX));
+}
+
 static void read_here(nw_pipeline_t *self)
 {
-    while (self->local && !self->draining && !self->paused && self->jobs < MAX_JOBS &&
-           self->pending_head && self->reads == 0 && self->stats.pending <= HERE_MAX) {
+    for (unsigned n = 0; reads_here(self); n++) {
+        if (n == BATCH_MAX) {
+            another_turn(self);
+            break;
+        }
         job_t *job = job_new(self, pending_pop(self));
         if (!job)
             break;
@@ -1139,7 +1179,7 @@ static void read_here(nw_pipeline_t *self)
             }
             batch->jobs[batch->count++] = job;
             read_queue(self, batch);
-            break;
+            continue; /* the small files after it still go here, without burst_pool */
         }
         self->stats.read_here++;
         job_stage(self, job, NW_STAGE_ORDER);
@@ -1153,8 +1193,8 @@ static void read_here(nw_pipeline_t *self)
 static void pump(nw_pipeline_t *self)
 {
     read_here(self);
-    while (!self->draining && !self->paused && self->jobs < MAX_JOBS && self->pending_head &&
-           self->reads < READS_MAX) {
+    while ((self->opt.burst_pool || !self->local) && !self->draining && !self->paused &&
+           self->jobs < MAX_JOBS && self->pending_head && self->reads < READS_MAX) {
         size_t take = self->stats.pending < MAX_JOBS - self->jobs ? self->stats.pending
                                                                   : MAX_JOBS - self->jobs;
         size_t slots = READS_MAX - self->reads;
@@ -1187,6 +1227,7 @@ static void on_check(uv_check_t *check)
 {
     nw_pipeline_t *self = check->data;
     uv_check_stop(check);
+    uv_idle_stop(&self->more); /* started again if this turn leaves files for the next */
     archive_pump(self);
     pump(self);
     if (self->held && self->stats.pending <= PENDING_HIGH / 2 && !self->draining) {
@@ -1238,10 +1279,11 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     self->local = typed && nw_fs_local((long) fs.f_type);
     if (typed)
         nw_info(self->local ? "%s is on a local file system: while few files wait, they are "
-                              "read on the loop thread"
+                              "read on the loop thread, and a burst's on the %s"
                             : "%s is not on a file system known to be local: files are read "
-                              "on the thread pool only",
-                self->opt.drop_dir);
+                              "on the thread pool only%s",
+                self->opt.drop_dir,
+                !self->local ? "" : self->opt.burst_pool ? "thread pool" : "loop thread too");
     char archive[PATH_MAX];
     snprintf(archive, sizeof archive, "%s/archive", self->opt.state_dir);
     self->rename_here = statfs(archive, &fs) == 0 && nw_fs_local((long) fs.f_type);
@@ -1249,7 +1291,9 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     self->retry.data = self;
     uv_check_init(loop, &self->check);
     self->check.data = self;
-    self->open_handles = 2;
+    uv_idle_init(loop, &self->more);
+    self->more.data = self;
+    self->open_handles = 3;
     return self;
 }
 
@@ -1315,4 +1359,5 @@ void nw_pipeline_destroy(nw_pipeline_t **self_p)
     }
     uv_close((uv_handle_t *) &self->retry, on_handle_closed);
     uv_close((uv_handle_t *) &self->check, on_handle_closed);
+    uv_close((uv_handle_t *) &self->more, on_handle_closed);
 }

@@ -65,6 +65,9 @@ typedef struct {
     const char *drop_dir;  /* copied */
     const char *state_dir; /* copied: archive/ and rejected/ are in it */
     uint64_t max_size;     /* larger files are rejected unread */
+    bool burst_pool;       /* a burst's files are read and moved on the pool beside the
+                              loop; false: on the loop, a batch a turn (large files,
+                              rejects and moves across file systems still go to the pool) */
 } nw_pipeline_options_t;
 
 /* The pipeline borrows feed (it outlives it) and takes its own reference to rules. */

@@ -1,9 +1,10 @@
 """Where a real newswired reads and moves its files (issue 15): a file dropped alone into
 a local drop folder is read, parsed and routed on the loop thread, and archived there by
 a rename, with no hand-off to the thread pool; a large file, or a burst (a backlog found
-by the start-up scan), is read on the pool; a reject, and every move once one has crossed
-file systems (a state folder on another one: copied, never on the loop), is made on the
-pool. Told by the metrics (newswired_files_{read,moved}_total{thread=...}) and checked
+by the start-up scan), is read on the pool with --burst-pool on, and on the loop a batch
+a turn with --burst-pool off (auto: off with 2 CPUs or fewer); a reject, and every move
+once one has crossed file systems (a state folder on another one: copied, never on the
+loop), is made on the pool. Told by the metrics (newswired_files_{read,moved}_total{thread=...}) and checked
 against what a subscriber received, in order, and what the archive holds. Waits are on
 events (messages, scraped values).
 """
@@ -13,6 +14,7 @@ from nwtest import Daemon, Skip, Subscriber, check, header_article, run, wait_fo
 from test_metrics import Scrape, start
 
 HERE_MAX = 4             # pipeline.c: files read on the loop in one turn, at most
+BATCH_MAX = 32           # pipeline.c: without --burst-pool, files read and moved a turn
 HERE_SIZE = 64 * 1024    # pipeline.c: larger files go to the pool
 
 
@@ -77,12 +79,13 @@ def test_single_files_are_read_on_the_loop():
 
 def test_a_backlog_is_read_on_the_pool():
     """Files already there at start are found by one scan: a burst, batched to the pool
-    beside the loop; at most a turn's few may be read on the loop at its tail."""
+    beside the loop with --burst-pool on; at most a turn's few may be read on the loop at
+    its tail."""
     n = 60
     root = tempfile.mkdtemp(prefix='nw-e2e-')
     for i in range(n):
         Daemon(root=root).drop_text('backlog-%03d.txt' % i, header_article('Backlog %03d' % i))
-    d2 = start(root=root)
+    d2 = start(['--burst-pool', 'on'], root=root)
     try:
         wait_for(lambda: sum(reads(d2)) == n, '%d reads counted (%r)' % (n, reads(d2)))
         here, pool = reads(d2)
@@ -95,6 +98,70 @@ def test_a_backlog_is_read_on_the_pool():
     finally:
         d2.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_burst_on_the_loop():
+    """--burst-pool off: a folder of files moved in at once (a burst the watcher finds by
+    one scan) is read and moved on the loop thread alone, BATCH_MAX a turn, the loop going
+    round without waiting for an event; a large file among them still goes to the pool
+    and the small ones after it do not wait for it. Each is published once, in the order
+    of the scan, and archived."""
+    n = 3 * BATCH_MAX + 5
+    d = start(['--burst-pool', 'off'])
+    stage = tempfile.mkdtemp(prefix='nw-e2e-stage-')
+    try:
+        check("a burst's on the loop thread too" in d.log(), 'the log says where a burst '
+              'is read:\n' + d.log())
+        sub = Subscriber(d)
+        batch = os.path.join(stage, 'batch')
+        os.mkdir(batch)
+        para = 'A long paragraph about masts, spectrum and rural coverage. ' * 40 + '\n\n'
+        for i in range(n):
+            body = para * (HERE_SIZE // len(para) + 2) if i == 10 else None
+            text = (header_article('Burst %03d' % i, body=body) if body
+                    else header_article('Burst %03d' % i))
+            with open(os.path.join(batch, 'b%03d.txt' % i), 'w') as f:
+                f.write(text)
+        os.rename(batch, os.path.join(d.drop, 'batch'))
+        sub.wait(n)
+        got = titles(sub)
+        check(got == ['Burst %03d' % i for i in range(n)],
+              'each of the %d published once, in order: %r' % (n, got))
+        wait_for(lambda: sum(reads(d)) == n, '%d reads counted (%r)' % (n, reads(d)))
+        check(reads(d) == (n - 1, 1), 'all but the large file read on the loop: %r'
+              % (reads(d),))
+        wait_for(lambda: sum(moves(d)) == n, '%d moves counted (%r)' % (n, moves(d)))
+        check(moves(d) == (n, 0), 'every move made on the loop: %r' % (moves(d),))
+        check(len(d.archived()) == n, 'all %d archived: %r' % (n, d.archived()))
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d.cleanup()
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def test_burst_pool_auto():
+    """By default (auto) a burst goes to the pool only where the process may use more than
+    2 CPUs: the log says which, and with how many. Run on one CPU (taskset), it is off."""
+    cpus = len(os.sched_getaffinity(0))
+    d = start()
+    try:
+        want = 'burst-pool auto: %s, with %d CPUs this process may use' % (
+            'on' if cpus > 2 else 'off', cpus)
+        check(want in d.log(), 'said: %r\n%s' % (want, d.log()))
+        d.stop()
+    finally:
+        d.cleanup()
+    if not shutil.which('taskset'):
+        raise Skip('no taskset')
+    d = start(wrap=['taskset', '-c', str(min(os.sched_getaffinity(0)))])
+    try:
+        check('burst-pool auto: off, with 1 CPUs this process may use' in d.log(),
+              'on one CPU it is off:\n' + d.log())
+        rc, _ = d.stop()
+        check(rc == 0, 'clean exit')
+    finally:
+        d.cleanup()
 
 
 def test_moves_across_file_systems_go_to_the_pool():
@@ -179,4 +246,5 @@ def test_time_in_each_stage():
 
 if __name__ == '__main__':
     run([test_single_files_are_read_on_the_loop, test_a_backlog_is_read_on_the_pool,
+         test_a_burst_on_the_loop, test_burst_pool_auto,
          test_moves_across_file_systems_go_to_the_pool, test_time_in_each_stage])

@@ -127,7 +127,6 @@ TEST_IMPL(file_flags_and_reload)
     unlink(path);
 }
 
-/* ranges: seconds kept as milliseconds, limits enforced */
 /* --sync=MODE and the file's sync = MODE: on, off, early; anything else is an error */
 TEST_IMPL(sync_modes)
 {
@@ -167,6 +166,47 @@ TEST_IMPL(sync_modes)
     unlink(path);
 }
 
+/* --burst-pool=WHEN: auto (-1) by default, on or off in the words sync takes; a typo
+ * is an error, not read as on */
+TEST_IMPL(burst_pool)
+{
+    char err[512];
+    nw_config_t c;
+    char *def[] = {"newswired", NULL};
+    CHECK(load(&c, 1, def, err, sizeof err) == 0);
+    CHECK(c.burst_pool == -1);
+    nw_config_release(&c);
+    char *off[] = {"newswired", "--burst-pool=off", NULL};
+    CHECK(load(&c, 2, off, err, sizeof err) == 0);
+    CHECK(c.burst_pool == 0);
+    nw_config_release(&c);
+    char *yes[] = {"newswired", "--burst-pool", "yes", NULL};
+    CHECK(load(&c, 3, yes, err, sizeof err) == 0);
+    CHECK(c.burst_pool == 1);
+    nw_config_release(&c);
+    char *typo[] = {"newswired", "--burst-pool=of", NULL};
+    CHECK(load(&c, 2, typo, err, sizeof err) == -1);
+    CHECK(strstr(err, "burst-pool 'of': expected on, off or auto") != NULL);
+    nw_config_release(&c);
+
+    char path[] = "/tmp/nw-config-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("newswired\n    burst-pool = on\n", f);
+    fclose(f);
+    char *file[] = {"newswired", "--config", path, NULL};
+    CHECK(load(&c, 3, file, err, sizeof err) == 0);
+    CHECK(c.burst_pool == 1);
+    nw_config_release(&c);
+    char *file_then_flag[] = {"newswired", "--config", path, "--burst-pool=auto", NULL};
+    CHECK(load(&c, 4, file_then_flag, err, sizeof err) == 0);
+    CHECK(c.burst_pool == -1);
+    nw_config_release(&c);
+    unlink(path);
+}
+
+/* ranges: seconds kept as milliseconds, limits enforced */
 TEST_IMPL(ranges)
 {
     char err[512];
