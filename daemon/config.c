@@ -307,7 +307,8 @@ static int add_endpoint(nw_config_t *self, const setting_t *s, bool *reset, cons
     return 0;
 }
 
-_Static_assert(NW_SYNC_OFF == 0 && NW_SYNC_ON == 1, "K_SYNC takes parse_word's 0 and 1 as they are");
+_Static_assert(NW_SYNC_OFF == 0 && NW_SYNC_ON == 1,
+               "K_SYNC takes parse_word's 0 and 1 as they are");
 
 /* One setting's value, from the defaults, the file or a flag. reset: one flag per
  * setting, for the endpoint lists (see add_endpoint). */

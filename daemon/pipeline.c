@@ -1283,7 +1283,9 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
                             : "%s is not on a file system known to be local: files are read "
                               "on the thread pool only%s",
                 self->opt.drop_dir,
-                !self->local ? "" : self->opt.burst_pool ? "thread pool" : "loop thread too");
+                !self->local           ? ""
+                : self->opt.burst_pool ? "thread pool"
+                                       : "loop thread too");
     char archive[PATH_MAX];
     snprintf(archive, sizeof archive, "%s/archive", self->opt.state_dir);
     self->rename_here = statfs(archive, &fs) == 0 && nw_fs_local((long) fs.f_type);
