@@ -1277,15 +1277,14 @@ nw_pipeline_t *nw_pipeline_new(uv_loop_t *loop, nw_pipeline_options_t options, n
     struct statfs fs;
     bool typed = statfs(self->opt.drop_dir, &fs) == 0;
     self->local = typed && nw_fs_local((long) fs.f_type);
-    if (typed)
-        nw_info(self->local ? "%s is on a local file system: while few files wait, they are "
-                              "read on the loop thread, and a burst's on the %s"
-                            : "%s is not on a file system known to be local: files are read "
-                              "on the thread pool only%s",
-                self->opt.drop_dir,
-                !self->local           ? ""
-                : self->opt.burst_pool ? "thread pool"
-                                       : "loop thread too");
+    if (typed && self->local)
+        nw_info("%s is on a local file system: while few files wait, they are read on the "
+                "loop thread, and a burst's on the %s",
+                self->opt.drop_dir, self->opt.burst_pool ? "thread pool" : "loop thread too");
+    else if (typed)
+        nw_info("%s is not on a file system known to be local: files are read on the thread "
+                "pool only",
+                self->opt.drop_dir);
     char archive[PATH_MAX];
     snprintf(archive, sizeof archive, "%s/archive", self->opt.state_dir);
     self->rename_here = statfs(archive, &fs) == 0 && nw_fs_local((long) fs.f_type);

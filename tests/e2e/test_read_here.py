@@ -146,7 +146,7 @@ def test_burst_pool_auto():
     cpus = len(os.sched_getaffinity(0))
     d = start()
     try:
-        want = 'burst-pool auto: %s, with %d CPUs this process may use' % (
+        want = 'burst-pool auto: %s (CPUs this process may use: %d)' % (
             'on' if cpus > 2 else 'off', cpus)
         check(want in d.log(), 'said: %r\n%s' % (want, d.log()))
         d.stop()
@@ -156,7 +156,7 @@ def test_burst_pool_auto():
         raise Skip('no taskset')
     d = start(wrap=['taskset', '-c', str(min(os.sched_getaffinity(0)))])
     try:
-        check('burst-pool auto: off, with 1 CPUs this process may use' in d.log(),
+        check('burst-pool auto: off (CPUs this process may use: 1)' in d.log(),
               'on one CPU it is off:\n' + d.log())
         rc, _ = d.stop()
         check(rc == 0, 'clean exit')
