@@ -534,14 +534,15 @@ static int start(daemon_t *d, char *err, size_t errlen)
     /* A hand-off pays only with a core to run it on beside the loop and libzmq's I/O
      * thread: on 2 CPUs, shared with the writers, a burst read on the pool cost 40.5 us
      * of CPU an article against 35.5 on the loop, at a lower rate (issue 15). */
-    nw_pipeline_options_t pipeline_opt = {
-        .drop_dir = c->drop_dir,
-        .state_dir = c->state_dir,
-        .max_size = c->max_size,
-        .burst_pool = c->burst_pool >= 0 ? c->burst_pool != 0 : uv_available_parallelism() > 2};
+    unsigned cpus = uv_available_parallelism();
+    nw_pipeline_options_t pipeline_opt = {.drop_dir = c->drop_dir,
+                                          .state_dir = c->state_dir,
+                                          .max_size = c->max_size,
+                                          .burst_pool = c->burst_pool >= 0 ? c->burst_pool != 0
+                                                                           : cpus > 2};
     if (c->burst_pool < 0)
         nw_info("burst-pool auto: %s (CPUs this process may use: %u)",
-                pipeline_opt.burst_pool ? "on" : "off", uv_available_parallelism());
+                pipeline_opt.burst_pool ? "on" : "off", cpus);
     if (d->feed)
         d->pipeline = nw_pipeline_new(d->loop, pipeline_opt, d->feed, d->rules);
     if (!d->pipeline) {

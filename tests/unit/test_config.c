@@ -13,6 +13,19 @@ static int load(nw_config_t *c, int argc, char **argv, char *err, size_t errlen)
     return nw_config_load(c, argc, argv, err, errlen);
 }
 
+/* A new config file holding text, its name written over path's XXXXXX template. */
+static void write_config(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fputs(text, f);
+    fclose(f);
+}
+
 TEST_IMPL(defaults)
 {
     char err[512];
@@ -34,14 +47,9 @@ TEST_IMPL(file_flags_and_reload)
     char err[512];
     nw_config_t c;
     char path[] = "/tmp/nw-config-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs("newswired\n    drop = \"/srv/drop\"\n    log-level = \"debug\"\n"
-          "    publish = \"ipc:///tmp/a\"\n    max-size = 1000\n"
-          "rules\n    space\n        words = \"rocket\"\n",
-          f);
-    fclose(f);
+    write_config(path, "newswired\n    drop = \"/srv/drop\"\n    log-level = \"debug\"\n"
+                       "    publish = \"ipc:///tmp/a\"\n    max-size = 1000\n"
+                       "rules\n    space\n        words = \"rocket\"\n");
 
     /* flags win over the file; several --publish replace the default list */
     char *argv[] = {"newswired", "--config",          path,        "--log-level",  "warning",
@@ -56,7 +64,7 @@ TEST_IMPL(file_flags_and_reload)
     CHECK(c.file != NULL && zconfig_locate(c.file, "rules/space") != NULL);
 
     /* a reload re-reads the file but the flag's log level stays */
-    f = fopen(path, "w");
+    FILE *f = fopen(path, "w");
     fputs("newswired\n    log-level = \"err\"\n    dedup-window = 5\n", f);
     fclose(f);
     CHECK(nw_config_reload(&c, 9, argv, err, sizeof err) == 0);
@@ -150,11 +158,7 @@ TEST_IMPL(sync_modes)
     nw_config_release(&c);
 
     char path[] = "/tmp/nw-config-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs("newswired\n    sync = early\n", f);
-    fclose(f);
+    write_config(path, "newswired\n    sync = early\n");
     char *file[] = {"newswired", "--config", path, NULL};
     CHECK(load(&c, 3, file, err, sizeof err) == 0);
     CHECK(c.sync == NW_SYNC_EARLY);
@@ -190,11 +194,7 @@ TEST_IMPL(burst_pool)
     nw_config_release(&c);
 
     char path[] = "/tmp/nw-config-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fputs("newswired\n    burst-pool = on\n", f);
-    fclose(f);
+    write_config(path, "newswired\n    burst-pool = on\n");
     char *file[] = {"newswired", "--config", path, NULL};
     CHECK(load(&c, 3, file, err, sizeof err) == 0);
     CHECK(c.burst_pool == 1);
