@@ -27,11 +27,13 @@
 static char ev[1 << 16];
 static char *rbuf;
 static msgpack_sbuffer jbuf;
-static struct {
-    char name[256];
+/* One batch's messages, grown as needed: a file may hold many stories of several topics
+ * each, and a floor that dropped some would send less than newswired does. */
+static struct message {
     size_t off, len;
     char topic[NW_TOPIC_MAX + 2];
-} msg[MAX_BATCH * 4];
+} * msg;
+static size_t msg_cap;
 static char names[MAX_BATCH][256];
 static uint64_t seq;
 
@@ -55,14 +57,31 @@ static int commit(int jfd, int sync, void *pub, int dir, int archive, int nmsg, 
     return 0;
 }
 
-/* Parse, route, pack: what newswired must do per file whatever its design. */
-static void encode(const char *name, const char *data, size_t len, int64_t mtime_ms, int *nmsg,
-                   const nw_rules_t *rules)
+static int msg_reserve(size_t need)
 {
+    if (need <= msg_cap)
+        return 0;
+    size_t cap = msg_cap ? msg_cap : MAX_BATCH * 4;
+    while (cap < need)
+        cap *= 2;
+    struct message *grown = realloc(msg, cap * sizeof *msg);
+    if (!grown) {
+        perror("messages");
+        return -1;
+    }
+    msg = grown, msg_cap = cap;
+    return 0;
+}
+
+/* Parse, route, pack: what newswired must do per file whatever its design. */
+static int encode(const char *name, const char *data, size_t len, int64_t mtime_ms, int *nmsg,
+                  const nw_rules_t *rules)
+{
+    int rc = 0;
     char err[NW_ARTICLE_ERRLEN];
     nw_article_t *article = NULL;
     if (nw_article_parse(data, len, mtime_ms, &article, err, sizeof err) != 0)
-        return; /* floor_durable publishes it anyway; here it is only archived */
+        return 0; /* floor_durable publishes it anyway; here it is only archived */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char sent[NW_CODEC_TIME_LEN], created[NW_CODEC_TIME_LEN];
@@ -106,7 +125,12 @@ static void encode(const char *name, const char *data, size_t len, int64_t mtime
                              .source_file = name,
                              .source_format = "scraped",
                              .id = a->id};
-        for (size_t i = 0; i < n && *nmsg < MAX_BATCH * 4; i++) {
+        if (msg_reserve((size_t) *nmsg + n) != 0) {
+            msgpack_sbuffer_destroy(&mp);
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
             env.topic = topics[i];
             env.seq = ++seq;
             size_t off = jbuf.size;
@@ -120,6 +144,7 @@ static void encode(const char *name, const char *data, size_t len, int64_t mtime
         msgpack_sbuffer_destroy(&mp);
     }
     nw_article_destroy(&article);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -178,7 +203,7 @@ int main(int argc, char **argv)
                 close(fd);
                 continue;
             }
-            if (nfiles == MAX_BATCH || nmsg + NW_ROUTE_MAX_TOPICS > MAX_BATCH * 4) {
+            if (nfiles == MAX_BATCH) {
                 if (commit(jfd, sync, pub, dir, archive, nmsg, nfiles))
                     return 1;
                 nfiles = 0, nmsg = 0;
@@ -188,7 +213,8 @@ int main(int argc, char **argv)
             if (r <= 0)
                 continue;
             int64_t mtime = (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-            encode(e->name, rbuf, (size_t) r, mtime, &nmsg, rules);
+            if (encode(e->name, rbuf, (size_t) r, mtime, &nmsg, rules) != 0)
+                return 1;
             snprintf(names[nfiles], sizeof names[nfiles], "%s", e->name);
             nfiles++;
         }
